@@ -1,0 +1,17 @@
+//! bnnc: a probabilistic programming language and compiler for Bayesian models and
+//! Bayesian neural networks.
+//!
+//! ```text
+//!  .bnn source ──logos──▶ tokens ──lalrpop (grammar/)──▶ AST (every node spanned)
+//!    ──resolve + check──▶ typed model (names, kinds, types, symbolic shapes; all errors collected)
+//!    ──elaborate──▶ layers inlined, compile-time ints folded, fractal recursion expanded,
+//!                   parameters named by path (h.W, f.fractal.1.dense.W)
+//! ```
+//!
+//! Each stage can be printed with `bnnc check --emit tokens|ast|elab`.
+
+pub mod diag;
+pub mod driver;
+pub mod sema;
+pub mod source;
+pub mod syntax;
