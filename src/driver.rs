@@ -1,14 +1,274 @@
-//! temporary
-use crate::diag::{render, Diagnostics, Format};
-use crate::source::SourceMap;
+//! The one place that does file IO: source files, the standard library and imports in;
+//! diagnostics and printed stages out.
+
+use crate::diag::{render, Code, Diagnostic, Diagnostics, Format};
+use crate::sema::check::{check_program, Checked};
+use crate::sema::elaborate::{elaborate, Elaborated};
+use crate::source::{decode_utf8, FileId, SourceMap, Span};
+use crate::syntax::ast::{Item, Program};
+use crate::syntax::parse::parse_program;
+use std::path::{Path, PathBuf};
+
+/// The standard library, compiled into the binary so it is found wherever bnnc runs.
+pub const STDLIB: &[(&str, &str)] =
+    &[("<stdlib>/layers.bnn", include_str!("../stdlib/layers.bnn"))];
+
+/// Everything known about one model after the front end.
+pub struct Frontend {
+    pub sources: SourceMap,
+    pub diags: Diagnostics,
+    pub program: Program,
+    pub checked: Option<Checked>,
+    pub elaborated: Option<Elaborated>,
+    pub user_file: Option<FileId>,
+}
+
+/// Read a model file: bytes → UTF-8 text, with E0001/E0002 on failure.
+pub fn read_source(
+    path: &Path,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<FileId> {
+    let shown = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error_nowhere(
+                    Code::FileUnreadable,
+                    format!("cannot read `{shown}`: {}", io_reason(&e)),
+                )
+                .with_help("check the path; model files usually end in `.bnn`"),
+            );
+            return None;
+        }
+    };
+    match decode_utf8(bytes) {
+        Ok(text) => Some(sources.add(shown, text)),
+        Err((text, bad)) => {
+            let id = sources.add(shown.clone(), text);
+            diags.push(
+                Diagnostic::error(
+                    Code::NotUtf8,
+                    Span::new(id, bad.start, bad.end),
+                    format!("`{shown}` is not valid UTF-8"),
+                )
+                .with_label("invalid byte sequence here")
+                .with_help("save the file as UTF-8"),
+            );
+            None
+        }
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Parse, check and elaborate a model given as text (the file name is for diagnostics).
+pub fn frontend_text(name: &str, text: &str, base_dir: Option<&Path>) -> Frontend {
+    let mut sources = SourceMap::new();
+    let id = sources.add(name, text);
+    frontend_loaded(sources, Diagnostics::new(), Some(id), base_dir)
+}
+
+/// Parse, check and elaborate the model at `path`.
+pub fn frontend_file(path: &Path) -> Frontend {
+    let mut sources = SourceMap::new();
+    let mut diags = Diagnostics::new();
+    let id = read_source(path, &mut sources, &mut diags);
+    let dir = path.parent().map(Path::to_path_buf);
+    frontend_loaded(sources, diags, id, dir.as_deref())
+}
+
+fn frontend_loaded(
+    mut sources: SourceMap,
+    mut diags: Diagnostics,
+    id: Option<FileId>,
+    base_dir: Option<&Path>,
+) -> Frontend {
+    let Some(id) = id else {
+        return Frontend {
+            sources,
+            diags,
+            program: Program::default(),
+            checked: None,
+            elaborated: None,
+            user_file: None,
+        };
+    };
+    let text = sources.get(id).text.clone();
+    let program = parse_program(id, &text, &mut diags);
+    let mut lib_items: Vec<Item> = Vec::new();
+    for (name, src) in STDLIB {
+        let lid = sources.add(*name, *src);
+        let p = parse_program(lid, src, &mut diags);
+        lib_items.extend(p.items);
+    }
+    load_imports(
+        &program,
+        base_dir.map(Path::to_path_buf),
+        &mut sources,
+        &mut diags,
+        &mut lib_items,
+    );
+    let eof = Span::new(id, text.len(), text.len());
+    let syntax_ok = !diags.has_errors();
+    let checked = check_program(&program.items, &lib_items, eof, &mut diags);
+    let elaborated = if syntax_ok && !diags.has_errors() {
+        elaborate(&checked, &mut diags)
+    } else {
+        None
+    };
+    Frontend {
+        sources,
+        diags,
+        program,
+        checked: Some(checked),
+        elaborated,
+        user_file: Some(id),
+    }
+}
+
+/// Load `import "path"` items (relative to the importing file), transitively, once each.
+fn load_imports(
+    program: &Program,
+    dir: Option<PathBuf>,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    lib: &mut Vec<Item>,
+) {
+    for item in &program.items {
+        let Item::Import(imp) = item else { continue };
+        let path = match &dir {
+            Some(d) => d.join(&imp.path),
+            None => PathBuf::from(&imp.path),
+        };
+        let shown = path.display().to_string();
+        if sources.find(&shown).is_some() {
+            continue;
+        }
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::ImportFailed,
+                        imp.span,
+                        format!("cannot import `{}`: {}", imp.path, io_reason(&e)),
+                    )
+                    .with_label(format!("looked for {shown}"))
+                    .with_help("import paths are relative to the file that imports them"),
+                );
+                continue;
+            }
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::ImportFailed,
+                        imp.span,
+                        format!("cannot import `{}`: not valid UTF-8", imp.path),
+                    )
+                    .with_label("this file"),
+                );
+                continue;
+            }
+        };
+        let id = sources.add(shown, text.clone());
+        let p = parse_program(id, &text, diags);
+        for it in &p.items {
+            match it {
+                Item::Block(b) => diags.push(
+                    Diagnostic::error(
+                        Code::MisplacedStmt,
+                        b.kw_span,
+                        format!(
+                            "an imported file cannot have a `{}` block",
+                            b.kind.keyword()
+                        ),
+                    )
+                    .with_label("only `fn`, `layer` and `import` items are taken from imports")
+                    .with_secondary(imp.span, "imported here"),
+                ),
+                Item::Func(_) => lib.push(it.clone()),
+                _ => {}
+            }
+        }
+        load_imports(
+            &p,
+            path.parent().map(Path::to_path_buf),
+            sources,
+            diags,
+            lib,
+        );
+    }
+}
+
+/// The printed form of `--emit tokens`.
+pub fn emit_tokens(fe: &Frontend) -> String {
+    let Some(id) = fe.user_file else {
+        return String::new();
+    };
+    let text = &fe.sources.get(id).text;
+    let mut scratch = Diagnostics::new();
+    let toks = crate::syntax::token::lex(id, text, &mut scratch).unwrap_or_default();
+    let mut out = String::new();
+    for (lo, t, hi) in toks {
+        let (l, c) = fe.sources.line_col(id, lo as u32);
+        let shown = match &t {
+            crate::syntax::token::Tok::Sep => "<end of statement>".to_string(),
+            other => format!("{other:?}"),
+        };
+        out.push_str(&format!("{l}:{c}\t{lo}..{hi}\t{shown}\n"));
+    }
+    out
+}
+
+/// The printed form of `--emit elab`: the flat program, parameters with their shapes first.
+pub fn emit_elab(e: &Elaborated) -> String {
+    let mut out =
+        String::from("// parameters, by path, with their shapes in terms of data sizes:\n");
+    for p in &e.checked.params {
+        let c = p
+            .decl
+            .constraint
+            .keyword()
+            .map(|k| format!(" ({k})"))
+            .unwrap_or_default();
+        out.push_str(&format!("//   {:<28} {}{c}\n", p.name, p.decl.ty));
+    }
+    out.push('\n');
+    out.push_str(&crate::syntax::print::program(&Program {
+        items: e.items.clone(),
+    }));
+    out
+}
+
+/// Render diagnostics for the terminal or as JSON lines.
+pub fn render_diags(fe: &Frontend, format: Format) -> String {
+    render(&fe.diags, &fe.sources, format)
+}
+
+/// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested
+/// input is bounded by the parser, but elaborated programs can be big).
 pub fn main_cli() -> i32 {
-    let path = std::env::args().nth(2).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut sm = SourceMap::new();
-    let f = sm.add(path.clone(), text.clone());
-    let mut d = Diagnostics::new();
-    let p = crate::syntax::parse::parse_program(f, &text, &mut d);
-    print!("{}", crate::syntax::print::program(&p));
-    eprint!("{}", render(&d, &sm, Format::Human { color: false }));
-    if d.has_errors() { 1 } else { 0 }
+    let handle = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(crate::cli::run);
+    match handle.map(|h| h.join()) {
+        Ok(Ok(code)) => code,
+        _ => {
+            eprintln!(
+                "error: internal compiler error (please report this with the model that caused it)"
+            );
+            101
+        }
+    }
 }

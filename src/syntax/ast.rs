@@ -45,7 +45,11 @@ pub enum Item {
     Import(Import),
     /// `name { ... }` where `name` is not a block keyword (reported by the checker, which
     /// still checks the body as the block it most likely meant).
-    UnknownBlock { name: Ident, body: Vec<Stmt>, span: Span },
+    UnknownBlock {
+        name: Ident,
+        body: Vec<Stmt>,
+        span: Span,
+    },
     /// A syntax error the parser recovered from; already reported.
     Error(Span),
 }
@@ -101,9 +105,16 @@ pub struct TypeExpr {
 #[derive(Clone, Debug)]
 pub enum TypeKind {
     /// `name<bounds>[dims]`; the name is checked later (E0205), so a typo gets a suggestion.
-    Named { name: Ident, bounds: Vec<Bound>, dims: Vec<Expr> },
+    Named {
+        name: Ident,
+        bounds: Vec<Bound>,
+        dims: Vec<Expr>,
+    },
     /// `array[dims] T`
-    Array { dims: Vec<Expr>, elem: Box<TypeExpr> },
+    Array {
+        dims: Vec<Expr>,
+        elem: Box<TypeExpr>,
+    },
     /// `fn`: a function value (layer argument).
     Fn,
 }
@@ -146,24 +157,59 @@ impl AssignOp {
 #[derive(Clone, Debug)]
 pub enum StmtKind {
     /// `name: type [~ dist]` in `data` and `params`.
-    Decl { name: Ident, ty: TypeExpr, prior: Option<Expr> },
+    Decl {
+        name: Ident,
+        ty: TypeExpr,
+        prior: Option<Expr>,
+    },
     /// `param name: type [~ dist]` in a `layer`.
-    Param { name: Ident, ty: TypeExpr, prior: Option<Expr> },
+    Param {
+        name: Ident,
+        ty: TypeExpr,
+        prior: Option<Expr>,
+    },
     /// `let name = expr`
-    Let { name: Ident, value: Expr },
+    Let {
+        name: Ident,
+        value: Expr,
+    },
     /// `var name: type [= expr]`
-    Var { name: Ident, ty: TypeExpr, init: Option<Expr> },
+    Var {
+        name: Ident,
+        ty: TypeExpr,
+        init: Option<Expr>,
+    },
     /// `lhs = expr`, `lhs += expr`, ...
-    Assign { lhs: Expr, op: AssignOp, rhs: Expr },
+    Assign {
+        lhs: Expr,
+        op: AssignOp,
+        rhs: Expr,
+    },
     /// `expr ~ dist(args)`
-    Tilde { lhs: Expr, dist: Expr },
+    Tilde {
+        lhs: Expr,
+        dist: Expr,
+    },
     /// `target += expr`
-    Target { value: Expr },
+    Target {
+        value: Expr,
+    },
     /// `for var in lo..hi { body }`
-    For { var: Ident, lo: Expr, hi: Expr, body: Vec<Stmt> },
+    For {
+        var: Ident,
+        lo: Expr,
+        hi: Expr,
+        body: Vec<Stmt>,
+    },
     /// `if cond { then } else { else_ }`; `else if` nests an `If` in `else_`.
-    If { cond: Expr, then: Vec<Stmt>, else_: Option<Vec<Stmt>> },
-    Return { value: Expr },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        else_: Option<Vec<Stmt>>,
+    },
+    Return {
+        value: Expr,
+    },
     /// A syntax error the parser recovered from; already reported.
     Error,
 }
@@ -271,11 +317,28 @@ pub enum ExprKind {
     Int(i64),
     Real(f64),
     Name(String),
-    Call { callee: Ident, args: Vec<Arg> },
-    Index { base: Box<Expr>, indices: Vec<Index> },
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
-    Unary { op: UnOp, operand: Box<Expr> },
-    Cond { cond: Box<Expr>, then: Box<Expr>, else_: Box<Expr> },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
+    Index {
+        base: Box<Expr>,
+        indices: Vec<Index>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Unary {
+        op: UnOp,
+        operand: Box<Expr>,
+    },
+    Cond {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        else_: Box<Expr>,
+    },
     Paren(Box<Expr>),
     /// A recovered syntax error; already reported.
     Error,

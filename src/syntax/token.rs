@@ -181,10 +181,37 @@ impl Tok {
         use Tok::*;
         matches!(
             self,
-            LParen | LBracket | LBrace | Comma | Colon | Tilde | Assign | PlusAssign | MinusAssign
-                | StarAssign | SlashAssign | EqEq | NotEq | Lt | Le | Gt | Ge | Plus | Minus
-                | Star | Slash | Percent | Caret | At | Bang | AndAnd | OrOr | Question | DotDot
-                | Arrow | Sep
+            LParen
+                | LBracket
+                | LBrace
+                | Comma
+                | Colon
+                | Tilde
+                | Assign
+                | PlusAssign
+                | MinusAssign
+                | StarAssign
+                | SlashAssign
+                | EqEq
+                | NotEq
+                | Lt
+                | Le
+                | Gt
+                | Ge
+                | Plus
+                | Minus
+                | Star
+                | Slash
+                | Percent
+                | Caret
+                | At
+                | Bang
+                | AndAnd
+                | OrOr
+                | Question
+                | DotDot
+                | Arrow
+                | Sep
         )
     }
 
@@ -283,8 +310,12 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
             Err(LexError::Invalid) => {
                 let text = &src[r.clone()];
                 let shown: String = text.chars().take(1).collect();
-                let mut d = Diagnostic::error(Code::InvalidToken, span, format!("unexpected character `{}`", shown.escape_debug()))
-                    .with_label("no token starts with this character");
+                let mut d = Diagnostic::error(
+                    Code::InvalidToken,
+                    span,
+                    format!("unexpected character `{}`", shown.escape_debug()),
+                )
+                .with_label("no token starts with this character");
                 if text.starts_with('\'') || text.starts_with('"') {
                     d = d.with_help("strings are written in double quotes on one line, and only `import` takes one");
                 } else if text.starts_with('&') || text.starts_with('|') {
@@ -295,14 +326,24 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
                 diags.push(d);
             }
             Err(LexError::BadNumber) => diags.push(
-                Diagnostic::error(Code::BadNumber, span, format!("number `{}` is out of range", &src[r.clone()]))
-                    .with_label("too large to represent")
-                    .with_help("integers must fit in 64 bits; write large reals with an exponent, like `1e20`"),
+                Diagnostic::error(
+                    Code::BadNumber,
+                    span,
+                    format!("number `{}` is out of range", &src[r.clone()]),
+                )
+                .with_label("too large to represent")
+                .with_help(
+                    "integers must fit in 64 bits; write large reals with an exponent, like `1e20`",
+                ),
             ),
             Err(LexError::UnterminatedComment) => diags.push(
-                Diagnostic::error(Code::UnterminatedComment, Span::new(file, r.start, r.start + 2), "block comment is never closed")
-                    .with_label("this `/*` has no matching `*/`")
-                    .with_help("close the comment with `*/`"),
+                Diagnostic::error(
+                    Code::UnterminatedComment,
+                    Span::new(file, r.start, r.start + 2),
+                    "block comment is never closed",
+                )
+                .with_label("this `/*` has no matching `*/`")
+                .with_help("close the comment with `*/`"),
             ),
         }
     }
@@ -339,8 +380,9 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Vec<Spann
         match tok {
             Tok::LParen | Tok::LBracket | Tok::LBrace => stack.push(tok.clone()),
             // `<` followed by `name =` can only open a bound list.
-            Tok::Lt if matches!(raw.get(i + 1), Some((_, Tok::Ident(_), _)))
-                && matches!(raw.get(i + 2), Some((_, Tok::Assign, _))) =>
+            Tok::Lt
+                if matches!(raw.get(i + 1), Some((_, Tok::Ident(_), _)))
+                    && matches!(raw.get(i + 2), Some((_, Tok::Assign, _))) =>
             {
                 stack.push(Tok::Lt)
             }
@@ -363,9 +405,13 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Vec<Spann
         }
         if stack.len() > MAX_NESTING {
             diags.push(
-                Diagnostic::error(Code::TooDeep, Span::new(file, lo, hi), format!("brackets nested more than {MAX_NESTING} deep"))
-                    .with_label("nesting limit reached here")
-                    .with_help("split the expression with `let` bindings"),
+                Diagnostic::error(
+                    Code::TooDeep,
+                    Span::new(file, lo, hi),
+                    format!("brackets nested more than {MAX_NESTING} deep"),
+                )
+                .with_label("nesting limit reached here")
+                .with_help("split the expression with `let` bindings"),
             );
             return None;
         }
@@ -386,31 +432,52 @@ mod tests {
 
     fn toks(src: &str) -> Vec<String> {
         let mut d = Diagnostics::new();
-        lex(FileId(0), src, &mut d).unwrap().into_iter().map(|(_, t, _)| t.to_string()).collect()
+        lex(FileId(0), src, &mut d)
+            .unwrap()
+            .into_iter()
+            .map(|(_, t, _)| t.to_string())
+            .collect()
     }
 
     #[test]
     fn newlines_inside_parens_and_after_operators_continue() {
-        assert_eq!(toks("model {\n y ~ normal(a +\n b,\n c)\n z = 1\n}"), vec![
-            "model", "{", "y", "~", "normal", "(", "a", "+", "b", ",", "c", ")", ";", "z", "=", "1", "}"
-        ]);
+        assert_eq!(
+            toks("model {\n y ~ normal(a +\n b,\n c)\n z = 1\n}"),
+            vec![
+                "model", "{", "y", "~", "normal", "(", "a", "+", "b", ",", "c", ")", ";", "z", "=",
+                "1", "}"
+            ]
+        );
     }
 
     #[test]
     fn reals_and_ranges() {
-        assert_eq!(toks("x[1..K] .5 1e-3 2.5E+4"), vec!["x", "[", "1", "..", "K", "]", "0.5", "0.001", "25000.0"]);
+        assert_eq!(
+            toks("x[1..K] .5 1e-3 2.5E+4"),
+            vec!["x", "[", "1", "..", "K", "]", "0.5", "0.001", "25000.0"]
+        );
     }
 
     #[test]
     fn a_bound_list_does_not_continue_the_line() {
-        assert_eq!(toks("data {\n N: int<lower=0>\n y: vector[N]\n}"), vec![
-            "data", "{", "N", ":", "int", "<", "lower", "=", "0", ">", ";", "y", ":", "vector", "[", "N", "]", "}"
-        ]);
-        assert_eq!(toks("model {\n a = b >\n c\n}"), vec!["model", "{", "a", "=", "b", ">", "c", "}"]);
+        assert_eq!(
+            toks("data {\n N: int<lower=0>\n y: vector[N]\n}"),
+            vec![
+                "data", "{", "N", ":", "int", "<", "lower", "=", "0", ">", ";", "y", ":", "vector",
+                "[", "N", "]", "}"
+            ]
+        );
+        assert_eq!(
+            toks("model {\n a = b >\n c\n}"),
+            vec!["model", "{", "a", "=", "b", ">", "c", "}"]
+        );
     }
 
     #[test]
     fn crlf_is_a_newline() {
-        assert_eq!(toks("model {\r\n a = 1\r\n b = 2\r\n}"), vec!["model", "{", "a", "=", "1", ";", "b", "=", "2", "}"]);
+        assert_eq!(
+            toks("model {\r\n a = 1\r\n b = 2\r\n}"),
+            vec!["model", "{", "a", "=", "1", ";", "b", "=", "2", "}"]
+        );
     }
 }
