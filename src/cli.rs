@@ -7,11 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "bnnc",
-    version,
-    about = "Compile and run Bayesian models and Bayesian neural networks"
-)]
+#[command(name = "bnnc", version, about = "Compile and run Bayesian models and Bayesian neural networks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,12 +64,7 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
-        Command::Check {
-            model,
-            emit,
-            message_format,
-            color,
-        } => {
+        Command::Check { model, emit, message_format, color } => {
             let fe = driver::frontend_file(&model);
             let format = match message_format {
                 MessageFormat::Json => Format::Json,
@@ -88,9 +79,7 @@ pub fn run() -> i32 {
             if let Some(emit) = emit {
                 let printed = match emit {
                     Emit::Tokens => Some(driver::emit_tokens(&fe)),
-                    Emit::Ast if fe.user_file.is_some() => {
-                        Some(crate::syntax::print::program(&fe.program))
-                    }
+                    Emit::Ast if fe.user_file.is_some() => Some(crate::syntax::print::program(&fe.program)),
                     Emit::Elab => fe.elaborated.as_ref().map(driver::emit_elab),
                     _ => None,
                 };

@@ -148,10 +148,7 @@ impl Diagnostic {
     }
 
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.secondary.push(Label {
-            span,
-            message: message.into(),
-        });
+        self.secondary.push(Label { span, message: message.into() });
         self
     }
 
@@ -187,11 +184,7 @@ impl Diagnostics {
     /// Record a diagnostic; an exact repeat (same code, place and message, as from one
     /// layer expanded several times) is recorded once.
     pub fn push(&mut self, d: Diagnostic) {
-        if self
-            .items
-            .iter()
-            .any(|x| x.code == d.code && x.span == d.span && x.message == d.message)
-        {
+        if self.items.iter().any(|x| x.code == d.code && x.span == d.span && x.message == d.message) {
             return;
         }
         self.items.push(d);
@@ -202,10 +195,7 @@ impl Diagnostics {
     }
 
     pub fn error_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.items.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     pub fn items(&self) -> &[Diagnostic] {
@@ -271,29 +261,18 @@ fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         let hi = (s.hi as usize).min(len).max(lo);
         (name(s), lo..hi)
     };
-    let config = Config::default()
-        .with_index_type(IndexType::Byte)
-        .with_color(color);
-    let mut report = Report::build(kind, clamp(span))
-        .with_config(config)
-        .with_code(d.code)
-        .with_message(&d.message);
+    let config = Config::default().with_index_type(IndexType::Byte).with_color(color);
+    let mut report = Report::build(kind, clamp(span)).with_config(config).with_code(d.code).with_message(&d.message);
     let primary_color = if color { Color::Red } else { Color::Primary };
-    let mut label = ALabel::new(clamp(span))
-        .with_color(primary_color)
-        .with_order(0);
+    let mut label = ALabel::new(clamp(span)).with_color(primary_color).with_order(0);
     if !d.label.is_empty() {
         label = label.with_message(&d.label);
     }
     report = report.with_label(label);
     for (i, l) in d.secondary.iter().enumerate() {
         let c = if color { Color::Blue } else { Color::Primary };
-        report = report.with_label(
-            ALabel::new(clamp(l.span))
-                .with_message(&l.message)
-                .with_color(c)
-                .with_order(i as i32 + 1),
-        );
+        report = report
+            .with_label(ALabel::new(clamp(l.span)).with_message(&l.message).with_color(c).with_order(i as i32 + 1));
     }
     for n in &d.notes {
         report = report.with_note(n);
@@ -370,8 +349,7 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             continue;
         }
         let score = strsim::normalized_damerau_levenshtein(name, c);
-        let close =
-            strsim::damerau_levenshtein(name, c) <= (name.len().max(3) / 3).max(1) || score >= 0.7;
+        let close = strsim::damerau_levenshtein(name, c) <= (name.len().max(3) / 3).max(1) || score >= 0.7;
         if close && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, c));
         }
@@ -380,9 +358,6 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// `help: did you mean `x`?` when there is a close candidate.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     suggest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }

@@ -10,8 +10,7 @@ use crate::syntax::parse::parse_program;
 use std::path::{Path, PathBuf};
 
 /// The standard library, compiled into the binary so it is found wherever bnnc runs.
-pub const STDLIB: &[(&str, &str)] =
-    &[("<stdlib>/layers.bnn", include_str!("../stdlib/layers.bnn"))];
+pub const STDLIB: &[(&str, &str)] = &[("<stdlib>/layers.bnn", include_str!("../stdlib/layers.bnn"))];
 
 /// Everything known about one model after the front end.
 pub struct Frontend {
@@ -24,21 +23,14 @@ pub struct Frontend {
 }
 
 /// Read a model file: bytes → UTF-8 text, with E0001/E0002 on failure.
-pub fn read_source(
-    path: &Path,
-    sources: &mut SourceMap,
-    diags: &mut Diagnostics,
-) -> Option<FileId> {
+pub fn read_source(path: &Path, sources: &mut SourceMap, diags: &mut Diagnostics) -> Option<FileId> {
     let shown = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             diags.push(
-                Diagnostic::error_nowhere(
-                    Code::FileUnreadable,
-                    format!("cannot read `{shown}`: {}", io_reason(&e)),
-                )
-                .with_help("check the path; model files usually end in `.bnn`"),
+                Diagnostic::error_nowhere(Code::FileUnreadable, format!("cannot read `{shown}`: {}", io_reason(&e)))
+                    .with_help("check the path; model files usually end in `.bnn`"),
             );
             return None;
         }
@@ -109,29 +101,12 @@ fn frontend_loaded(
         let p = parse_program(lid, src, &mut diags);
         lib_items.extend(p.items);
     }
-    load_imports(
-        &program,
-        base_dir.map(Path::to_path_buf),
-        &mut sources,
-        &mut diags,
-        &mut lib_items,
-    );
+    load_imports(&program, base_dir.map(Path::to_path_buf), &mut sources, &mut diags, &mut lib_items);
     let eof = Span::new(id, text.len(), text.len());
     let syntax_ok = !diags.has_errors();
     let checked = check_program(&program.items, &lib_items, eof, &mut diags);
-    let elaborated = if syntax_ok && !diags.has_errors() {
-        elaborate(&checked, &mut diags)
-    } else {
-        None
-    };
-    Frontend {
-        sources,
-        diags,
-        program,
-        checked: Some(checked),
-        elaborated,
-        user_file: Some(id),
-    }
+    let elaborated = if syntax_ok && !diags.has_errors() { elaborate(&checked, &mut diags) } else { None };
+    Frontend { sources, diags, program, checked: Some(checked), elaborated, user_file: Some(id) }
 }
 
 /// Load `import "path"` items (relative to the importing file), transitively, once each.
@@ -189,10 +164,7 @@ fn load_imports(
                     Diagnostic::error(
                         Code::MisplacedStmt,
                         b.kw_span,
-                        format!(
-                            "an imported file cannot have a `{}` block",
-                            b.kind.keyword()
-                        ),
+                        format!("an imported file cannot have a `{}` block", b.kind.keyword()),
                     )
                     .with_label("only `fn`, `layer` and `import` items are taken from imports")
                     .with_secondary(imp.span, "imported here"),
@@ -201,13 +173,7 @@ fn load_imports(
                 _ => {}
             }
         }
-        load_imports(
-            &p,
-            path.parent().map(Path::to_path_buf),
-            sources,
-            diags,
-            lib,
-        );
+        load_imports(&p, path.parent().map(Path::to_path_buf), sources, diags, lib);
     }
 }
 
@@ -233,21 +199,13 @@ pub fn emit_tokens(fe: &Frontend) -> String {
 
 /// The printed form of `--emit elab`: the flat program, parameters with their shapes first.
 pub fn emit_elab(e: &Elaborated) -> String {
-    let mut out =
-        String::from("// parameters, by path, with their shapes in terms of data sizes:\n");
+    let mut out = String::from("// parameters, by path, with their shapes in terms of data sizes:\n");
     for p in &e.checked.params {
-        let c = p
-            .decl
-            .constraint
-            .keyword()
-            .map(|k| format!(" ({k})"))
-            .unwrap_or_default();
+        let c = p.decl.constraint.keyword().map(|k| format!(" ({k})")).unwrap_or_default();
         out.push_str(&format!("//   {:<28} {}{c}\n", p.name, p.decl.ty));
     }
     out.push('\n');
-    out.push_str(&crate::syntax::print::program(&Program {
-        items: e.items.clone(),
-    }));
+    out.push_str(&crate::syntax::print::program(&Program { items: e.items.clone() }));
     out
 }
 
@@ -259,15 +217,11 @@ pub fn render_diags(fe: &Frontend, format: Format) -> String {
 /// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested
 /// input is bounded by the parser, but elaborated programs can be big).
 pub fn main_cli() -> i32 {
-    let handle = std::thread::Builder::new()
-        .stack_size(256 << 20)
-        .spawn(crate::cli::run);
+    let handle = std::thread::Builder::new().stack_size(256 << 20).spawn(crate::cli::run);
     match handle.map(|h| h.join()) {
         Ok(Ok(code)) => code,
         _ => {
-            eprintln!(
-                "error: internal compiler error (please report this with the model that caused it)"
-            );
+            eprintln!("error: internal compiler error (please report this with the model that caused it)");
             101
         }
     }

@@ -21,11 +21,7 @@ pub struct Span {
 
 impl Span {
     pub fn new(file: FileId, lo: usize, hi: usize) -> Span {
-        Span {
-            file,
-            lo: lo as u32,
-            hi: hi.max(lo) as u32,
-        }
+        Span { file, lo: lo as u32, hi: hi.max(lo) as u32 }
     }
 
     /// The smallest span covering both (which must be in the same file).
@@ -33,11 +29,7 @@ impl Span {
         if self.file != other.file {
             return self;
         }
-        Span {
-            file: self.file,
-            lo: self.lo.min(other.lo),
-            hi: self.hi.max(other.hi),
-        }
+        Span { file: self.file, lo: self.lo.min(other.lo), hi: self.hi.max(other.hi) }
     }
 
     pub fn range(self) -> std::ops::Range<usize> {
@@ -71,10 +63,7 @@ impl SourceMap {
     }
 
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
-        self.files.push(SourceFile {
-            name: name.into(),
-            text: text.into(),
-        });
+        self.files.push(SourceFile { name: name.into(), text: text.into() });
         FileId(self.files.len() as u32 - 1)
     }
 
@@ -83,18 +72,12 @@ impl SourceMap {
     }
 
     pub fn files(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (FileId(i as u32), f))
+        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
     }
 
     /// The file whose name is `name`, if loaded already.
     pub fn find(&self, name: &str) -> Option<FileId> {
-        self.files
-            .iter()
-            .position(|f| f.name == name)
-            .map(|i| FileId(i as u32))
+        self.files.iter().position(|f| f.name == name).map(|i| FileId(i as u32))
     }
 
     /// 1-based line and column (in characters) of a byte offset, for JSON output.
@@ -127,10 +110,7 @@ pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, (String, std::ops::Range<us
         Ok(s) => Ok(s),
         Err(e) => {
             let bytes = e.into_bytes();
-            let at = std::str::from_utf8(&bytes)
-                .err()
-                .map(|e| e.valid_up_to())
-                .unwrap_or(0);
+            let at = std::str::from_utf8(&bytes).err().map(|e| e.valid_up_to()).unwrap_or(0);
             let text = String::from_utf8_lossy(&bytes).into_owned();
             // The prefix up to `at` is unchanged by the lossy conversion, and the bad
             // sequence became one U+FFFD (3 bytes).

@@ -49,152 +49,44 @@ impl DistSig {
 
     /// `normal_lpdf` or `poisson_lpmf`.
     pub fn density_fn(&self) -> String {
-        format!(
-            "{}_{}",
-            self.name,
-            if self.is_discrete() { "lpmf" } else { "lpdf" }
-        )
+        format!("{}_{}", self.name, if self.is_discrete() { "lpmf" } else { "lpdf" })
     }
 }
 
 use ArgShape as A;
 
 pub const DISTRIBUTIONS: &[DistSig] = &[
-    DistSig {
-        name: "normal",
-        params: &[("mu", A::Real), ("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "std_normal",
-        params: &[],
-        variate: Variate::Real,
-    },
+    DistSig { name: "normal", params: &[("mu", A::Real), ("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "std_normal", params: &[], variate: Variate::Real },
     DistSig {
         name: "student_t",
         params: &[("nu", A::Real), ("mu", A::Real), ("sigma", A::Real)],
         variate: Variate::Real,
     },
-    DistSig {
-        name: "cauchy",
-        params: &[("mu", A::Real), ("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "half_normal",
-        params: &[("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "half_cauchy",
-        params: &[("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "exponential",
-        params: &[("beta", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "gamma",
-        params: &[("alpha", A::Real), ("beta", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "inv_gamma",
-        params: &[("alpha", A::Real), ("beta", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "lognormal",
-        params: &[("mu", A::Real), ("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "beta",
-        params: &[("alpha", A::Real), ("beta", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "uniform",
-        params: &[("alpha", A::Real), ("beta", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "laplace",
-        params: &[("mu", A::Real), ("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "logistic",
-        params: &[("mu", A::Real), ("sigma", A::Real)],
-        variate: Variate::Real,
-    },
-    DistSig {
-        name: "bernoulli",
-        params: &[("theta", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "bernoulli_logit",
-        params: &[("alpha", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "binomial",
-        params: &[("N", A::Int), ("theta", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "binomial_logit",
-        params: &[("N", A::Int), ("alpha", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "poisson",
-        params: &[("lambda", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "poisson_log",
-        params: &[("alpha", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "neg_binomial_2",
-        params: &[("mu", A::Real), ("phi", A::Real)],
-        variate: Variate::Int,
-    },
-    DistSig {
-        name: "categorical",
-        params: &[("theta", A::Vector)],
-        variate: Variate::Label,
-    },
-    DistSig {
-        name: "categorical_logit",
-        params: &[("beta", A::VectorOrMatrix)],
-        variate: Variate::Label,
-    },
-    DistSig {
-        name: "dirichlet",
-        params: &[("alpha", A::Vector)],
-        variate: Variate::Vector,
-    },
-    DistSig {
-        name: "multi_normal",
-        params: &[("mu", A::Vector), ("Sigma", A::Matrix)],
-        variate: Variate::Vector,
-    },
-    DistSig {
-        name: "multi_normal_cholesky",
-        params: &[("mu", A::Vector), ("L", A::Matrix)],
-        variate: Variate::Vector,
-    },
-    DistSig {
-        name: "lkj_corr_cholesky",
-        params: &[("eta", A::Scalar)],
-        variate: Variate::Matrix,
-    },
+    DistSig { name: "cauchy", params: &[("mu", A::Real), ("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "half_normal", params: &[("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "half_cauchy", params: &[("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "exponential", params: &[("beta", A::Real)], variate: Variate::Real },
+    DistSig { name: "gamma", params: &[("alpha", A::Real), ("beta", A::Real)], variate: Variate::Real },
+    DistSig { name: "inv_gamma", params: &[("alpha", A::Real), ("beta", A::Real)], variate: Variate::Real },
+    DistSig { name: "lognormal", params: &[("mu", A::Real), ("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "beta", params: &[("alpha", A::Real), ("beta", A::Real)], variate: Variate::Real },
+    DistSig { name: "uniform", params: &[("alpha", A::Real), ("beta", A::Real)], variate: Variate::Real },
+    DistSig { name: "laplace", params: &[("mu", A::Real), ("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "logistic", params: &[("mu", A::Real), ("sigma", A::Real)], variate: Variate::Real },
+    DistSig { name: "bernoulli", params: &[("theta", A::Real)], variate: Variate::Int },
+    DistSig { name: "bernoulli_logit", params: &[("alpha", A::Real)], variate: Variate::Int },
+    DistSig { name: "binomial", params: &[("N", A::Int), ("theta", A::Real)], variate: Variate::Int },
+    DistSig { name: "binomial_logit", params: &[("N", A::Int), ("alpha", A::Real)], variate: Variate::Int },
+    DistSig { name: "poisson", params: &[("lambda", A::Real)], variate: Variate::Int },
+    DistSig { name: "poisson_log", params: &[("alpha", A::Real)], variate: Variate::Int },
+    DistSig { name: "neg_binomial_2", params: &[("mu", A::Real), ("phi", A::Real)], variate: Variate::Int },
+    DistSig { name: "categorical", params: &[("theta", A::Vector)], variate: Variate::Label },
+    DistSig { name: "categorical_logit", params: &[("beta", A::VectorOrMatrix)], variate: Variate::Label },
+    DistSig { name: "dirichlet", params: &[("alpha", A::Vector)], variate: Variate::Vector },
+    DistSig { name: "multi_normal", params: &[("mu", A::Vector), ("Sigma", A::Matrix)], variate: Variate::Vector },
+    DistSig { name: "multi_normal_cholesky", params: &[("mu", A::Vector), ("L", A::Matrix)], variate: Variate::Vector },
+    DistSig { name: "lkj_corr_cholesky", params: &[("eta", A::Scalar)], variate: Variate::Matrix },
 ];
 
 pub fn distribution(name: &str) -> Option<&'static DistSig> {
@@ -212,11 +104,7 @@ pub enum DistFn {
 
 /// `normal_lpdf` → (normal, LogDensity). The suffix must fit: `_lpmf` for discrete families.
 pub fn dist_function(name: &str) -> Option<(&'static DistSig, DistFn, bool)> {
-    for (suffix, kind) in [
-        ("_lpdf", DistFn::LogDensity),
-        ("_lpmf", DistFn::LogDensity),
-        ("_rng", DistFn::Rng),
-    ] {
+    for (suffix, kind) in [("_lpdf", DistFn::LogDensity), ("_lpmf", DistFn::LogDensity), ("_rng", DistFn::Rng)] {
         if let Some(base) = name.strip_suffix(suffix) {
             if let Some(d) = distribution(base) {
                 let suffix_fits = match suffix {
@@ -303,11 +191,7 @@ pub fn is_builtin_function(name: &str) -> bool {
 
 /// All names a call could mean, for "did you mean" suggestions.
 pub fn all_callable_names() -> Vec<String> {
-    let mut v: Vec<String> = ELEMENTWISE
-        .iter()
-        .chain(OTHER_FUNCTIONS.iter())
-        .map(|s| s.to_string())
-        .collect();
+    let mut v: Vec<String> = ELEMENTWISE.iter().chain(OTHER_FUNCTIONS.iter()).map(|s| s.to_string()).collect();
     for d in DISTRIBUTIONS {
         v.push(d.name.to_string());
         v.push(d.density_fn());

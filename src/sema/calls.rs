@@ -31,18 +31,14 @@ impl<'a> Checker<'a> {
                 return Info::new(i.ty.to_real(), i.var);
             }
             self.error(
-                Diagnostic::error(
-                    Code::NotAFunction,
-                    callee.span,
-                    format!("`{name}` is not a function"),
-                )
-                .with_label(format!("this is {}", b.ty))
-                .with_secondary(b.span, "declared here")
-                .with_help_opt(if b.ty.dims().is_empty() {
-                    None
-                } else {
-                    Some(format!("to index it, write `{name}[...]`"))
-                }),
+                Diagnostic::error(Code::NotAFunction, callee.span, format!("`{name}` is not a function"))
+                    .with_label(format!("this is {}", b.ty))
+                    .with_secondary(b.span, "declared here")
+                    .with_help_opt(if b.ty.dims().is_empty() {
+                        None
+                    } else {
+                        Some(format!("to index it, write `{name}[...]`"))
+                    }),
             );
             for a in args {
                 self.check_expr(&a.value);
@@ -59,17 +55,13 @@ impl<'a> Checker<'a> {
             if !suffix_fits {
                 let right = d.density_fn();
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownFunction,
-                        callee.span,
-                        format!("`{name}` does not exist"),
-                    )
-                    .with_label(if d.is_discrete() {
-                        "a discrete distribution has a mass function"
-                    } else {
-                        "a continuous distribution has a density"
-                    })
-                    .with_help(format!("did you mean `{right}`?")),
+                    Diagnostic::error(Code::UnknownFunction, callee.span, format!("`{name}` does not exist"))
+                        .with_label(if d.is_discrete() {
+                            "a discrete distribution has a mass function"
+                        } else {
+                            "a continuous distribution has a density"
+                        })
+                        .with_help(format!("did you mean `{right}`?")),
                 );
             }
             return self.dist_function(d, kind, callee, args, span);
@@ -77,12 +69,8 @@ impl<'a> Checker<'a> {
         if builtins::is_builtin_function(name) {
             if let Some(a) = args.iter().find_map(|a| a.name.as_ref()) {
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownArgument,
-                        a.span,
-                        format!("`{name}` takes no named arguments"),
-                    )
-                    .with_label("pass it by position"),
+                    Diagnostic::error(Code::UnknownArgument, a.span, format!("`{name}` takes no named arguments"))
+                        .with_label("pass it by position"),
                 );
             }
             let infos = self.check_positional(name, args);
@@ -95,16 +83,8 @@ impl<'a> Checker<'a> {
         let mut names = builtins::all_callable_names();
         names.extend(self.funcs.keys().cloned());
         let looks_like_density = ["_lpdf", "_lpmf", "_rng"].iter().any(|s| name.ends_with(s));
-        let code = if looks_like_density {
-            Code::UnknownDistribution
-        } else {
-            Code::UnknownFunction
-        };
-        let what = if looks_like_density {
-            "distribution function"
-        } else {
-            "function"
-        };
+        let code = if looks_like_density { Code::UnknownDistribution } else { Code::UnknownFunction };
+        let what = if looks_like_density { "distribution function" } else { "function" };
         self.error(
             Diagnostic::error(code, callee.span, format!("unknown {what} `{name}`"))
                 .with_label("not defined")
@@ -114,12 +94,7 @@ impl<'a> Checker<'a> {
     }
 
     fn check_positional(&mut self, _name: &str, args: &[Arg]) -> Vec<ArgInfo> {
-        args.iter()
-            .map(|a| ArgInfo {
-                info: self.check_expr(&a.value),
-                span: a.value.span,
-            })
-            .collect()
+        args.iter().map(|a| ArgInfo { info: self.check_expr(&a.value), span: a.value.span }).collect()
     }
 
     fn arg_count(&mut self, callee: &Ident, span: Span, want: &str, got: usize) {
@@ -127,11 +102,7 @@ impl<'a> Checker<'a> {
             Diagnostic::error(
                 Code::ArgumentCount,
                 span,
-                format!(
-                    "`{}` takes {want} argument{}, found {got}",
-                    callee.name,
-                    if want == "1" { "" } else { "s" }
-                ),
+                format!("`{}` takes {want} argument{}, found {got}", callee.name, if want == "1" { "" } else { "s" }),
             )
             .with_label("wrong number of arguments"),
         );
@@ -144,9 +115,9 @@ impl<'a> Checker<'a> {
         }
         if !a.info.ty.is_numeric() {
             let help = match &a.info.ty {
-                Ty::Dist(Some(d)) => Some(format!(
-                    "`{d}(...)` is a distribution, not a number; for a draw use `{d}_rng(...)`"
-                )),
+                Ty::Dist(Some(d)) => {
+                    Some(format!("`{d}(...)` is a distribution, not a number; for a draw use `{d}_rng(...)`"))
+                }
                 Ty::Func(Some(f)) => Some(format!("`{f}` is a function: call it, `{f}(x)`")),
                 _ => None,
             };
@@ -154,10 +125,7 @@ impl<'a> Checker<'a> {
                 Diagnostic::error(
                     Code::WrongKind,
                     a.span,
-                    format!(
-                        "`{fname}` needs a number here, found {}",
-                        a.info.ty.kind_word()
-                    ),
+                    format!("`{fname}` needs a number here, found {}", a.info.ty.kind_word()),
                 )
                 .with_label(format!("this is {}", a.info.ty))
                 .with_help_opt(help),
@@ -184,13 +152,9 @@ impl<'a> Checker<'a> {
         }
         if a.info.var == Variability::Param {
             self.error(
-                Diagnostic::error(
-                    Code::SizeNotData,
-                    a.span,
-                    "a size cannot depend on a parameter",
-                )
-                .with_label("depends on a parameter")
-                .with_help("sizes must be known when the data is read"),
+                Diagnostic::error(Code::SizeNotData, a.span, "a size cannot depend on a parameter")
+                    .with_label("depends on a parameter")
+                    .with_help("sizes must be known when the data is read"),
             );
             return Size::Unknown;
         }
@@ -199,23 +163,15 @@ impl<'a> Checker<'a> {
 
     fn shape_err(&mut self, a: &ArgInfo, fname: &str, want: &str) -> Info {
         self.error(
-            Diagnostic::error(
-                Code::TypeMismatch,
-                a.span,
-                format!("`{fname}` needs {want}, found {}", a.info.ty),
-            )
-            .with_label(format!("this is {}", a.info.ty)),
+            Diagnostic::error(Code::TypeMismatch, a.span, format!("`{fname}` needs {want}, found {}", a.info.ty))
+                .with_label(format!("this is {}", a.info.ty)),
         );
         Info::error()
     }
 
     fn call_builtin(&mut self, callee: &Ident, args: &[ArgInfo], span: Span) -> Info {
         let name = callee.name.as_str();
-        let var = args
-            .iter()
-            .map(|a| a.info.var)
-            .max()
-            .unwrap_or(Variability::Const);
+        let var = args.iter().map(|a| a.info.var).max().unwrap_or(Variability::Const);
         let n = args.len();
         let want = |ck: &mut Self, w: &str| {
             ck.arg_count(callee, span, w, n);
@@ -234,11 +190,7 @@ impl<'a> Checker<'a> {
             if n != 1 {
                 return want(self, "1");
             }
-            let ty = if matches!(name, "abs" | "identity") && t(0).is_int_valued() {
-                t(0)
-            } else {
-                t(0).to_real()
-            };
+            let ty = if matches!(name, "abs" | "identity") && t(0).is_int_valued() { t(0) } else { t(0).to_real() };
             return Info {
                 ty,
                 var,
@@ -262,24 +214,13 @@ impl<'a> Checker<'a> {
                     if t(0).dims().is_empty() {
                         return self.shape_err(&args[0], name, "a vector, matrix or array");
                     }
-                    let ty = if t(0).is_int_valued() && name != "log_sum_exp" {
-                        Ty::Int
-                    } else {
-                        Ty::Real
-                    };
+                    let ty = if t(0).is_int_valued() && name != "log_sum_exp" { Ty::Int } else { Ty::Real };
                     Info::new(ty, var)
                 }
                 2 => {
                     let dims = self.broadcast_dims(&t(0), &t(1), args[0].span, args[1].span, name);
                     let int = t(0).is_int_valued() && t(1).is_int_valued() && name != "log_sum_exp";
-                    Info::new(
-                        if int {
-                            Ty::int_of_dims(&dims)
-                        } else {
-                            Ty::real_of_dims(dims)
-                        },
-                        var,
-                    )
+                    Info::new(if int { Ty::int_of_dims(&dims) } else { Ty::real_of_dims(dims) }, var)
                 }
                 _ => want(self, "1 or 2"),
             },
@@ -290,11 +231,7 @@ impl<'a> Checker<'a> {
                 if t(0).dims().is_empty() {
                     return self.shape_err(&args[0], name, "a vector, matrix or array");
                 }
-                let ty = if t(0).is_int_valued() && matches!(name, "sum" | "prod") {
-                    Ty::Int
-                } else {
-                    Ty::Real
-                };
+                let ty = if t(0).is_int_valued() && matches!(name, "sum" | "prod") { Ty::Int } else { Ty::Real };
                 Info::new(ty, var)
             }
             "log_mix" => {
@@ -313,21 +250,11 @@ impl<'a> Checker<'a> {
                     match (t(0), t(1)) {
                         (Ty::Vector(a), Ty::Vector(b)) => {
                             if a.differs(&b) {
-                                self.broadcast_dims(
-                                    &t(0),
-                                    &t(1),
-                                    args[0].span,
-                                    args[1].span,
-                                    "log_mix",
-                                );
+                                self.broadcast_dims(&t(0), &t(1), args[0].span, args[1].span, "log_mix");
                             }
                             Info::new(Ty::Real, var)
                         }
-                        _ => self.shape_err(
-                            &args[0],
-                            name,
-                            "a vector of weights and a vector of log densities",
-                        ),
+                        _ => self.shape_err(&args[0], name, "a vector of weights and a vector of log densities"),
                     }
                 } else {
                     want(self, "2 or 3")
@@ -395,11 +322,7 @@ impl<'a> Checker<'a> {
                     Size::Unknown => None,
                 };
                 // A size is known when the data is read, whatever the argument depends on.
-                Info {
-                    ty: Ty::Int,
-                    var: Variability::Data,
-                    int_val,
-                }
+                Info { ty: Ty::Int, var: Variability::Data, int_val }
             }
             "rep_vector" => {
                 if n != 2 {
@@ -459,14 +382,7 @@ impl<'a> Checker<'a> {
                                 .with_label(format!("{r} rows but {c} columns")),
                             );
                         }
-                        Info::new(
-                            if name == "diagonal" {
-                                Ty::Vector(r)
-                            } else {
-                                Ty::Matrix(r.clone(), r)
-                            },
-                            var,
-                        )
+                        Info::new(if name == "diagonal" { Ty::Vector(r) } else { Ty::Matrix(r.clone(), r) }, var)
                     }
                     _ => self.shape_err(&args[0], name, "a square matrix"),
                 }
@@ -482,11 +398,7 @@ impl<'a> Checker<'a> {
                 };
                 for a in &args[1..] {
                     if !a.info.ty.is_scalar() {
-                        return self.shape_err(
-                            a,
-                            name,
-                            "a real (the marginal sd alpha and length-scale rho)",
-                        );
+                        return self.shape_err(a, name, "a real (the marginal sd alpha and length-scale rho)");
                     }
                 }
                 Info::new(Ty::Matrix(k.clone(), k), var)
@@ -496,9 +408,7 @@ impl<'a> Checker<'a> {
                     return want(self, "1");
                 }
                 match t(0) {
-                    Ty::Matrix(r, c) => {
-                        Info::new(Ty::Vector(if name.starts_with("col") { c } else { r }), var)
-                    }
+                    Ty::Matrix(r, c) => Info::new(Ty::Vector(if name.starts_with("col") { c } else { r }), var),
                     _ => self.shape_err(&args[0], name, "a matrix"),
                 }
             }
@@ -510,10 +420,7 @@ impl<'a> Checker<'a> {
                 match dims.len() {
                     0 => self.shape_err(&args[0], name, "a vector, matrix or array"),
                     1 => Info::new(Ty::Vector(dims[0].clone()), var),
-                    _ => Info::new(
-                        Ty::Vector(dims.iter().skip(1).fold(dims[0].clone(), |a, b| a.mul(b))),
-                        var,
-                    ),
+                    _ => Info::new(Ty::Vector(dims.iter().skip(1).fold(dims[0].clone(), |a, b| a.mul(b))), var),
                 }
             }
             _ => Info::new(Ty::Error, var),
@@ -532,11 +439,7 @@ impl<'a> Checker<'a> {
         for (a, (pname, shape)) in infos.iter().zip(d.params) {
             self.dist_param_shape(d, pname, *shape, a, None);
         }
-        let var = infos
-            .iter()
-            .map(|a| a.info.var)
-            .max()
-            .unwrap_or(Variability::Const);
+        let var = infos.iter().map(|a| a.info.var).max().unwrap_or(Variability::Const);
         Info::new(Ty::Dist(Some(d.name.to_string())), var)
     }
 
@@ -545,10 +448,7 @@ impl<'a> Checker<'a> {
         let mut slots: Vec<Option<ArgInfo>> = Vec::new();
         let mut seen_named = false;
         for a in args {
-            let info = ArgInfo {
-                info: self.check_expr(&a.value),
-                span: a.value.span,
-            };
+            let info = ArgInfo { info: self.check_expr(&a.value), span: a.value.span };
             match &a.name {
                 None => {
                     if seen_named {
@@ -592,9 +492,8 @@ impl<'a> Checker<'a> {
                                 )
                                 .with_label("unknown argument")
                                 .with_help(
-                                    did_you_mean(&n.name, names.iter().copied()).unwrap_or_else(
-                                        || format!("its arguments are: {}", names.join(", ")),
-                                    ),
+                                    did_you_mean(&n.name, names.iter().copied())
+                                        .unwrap_or_else(|| format!("its arguments are: {}", names.join(", "))),
                                 ),
                             );
                         }
@@ -646,10 +545,7 @@ impl<'a> Checker<'a> {
                 Diagnostic::error(
                     Code::TypeMismatch,
                     a.span,
-                    format!(
-                        "`{}`'s argument `{pname}` must be {want}, found {ty}",
-                        d.name
-                    ),
+                    format!("`{}`'s argument `{pname}` must be {want}, found {ty}", d.name),
                 )
                 .with_label(format!("this is {ty}")),
             );
@@ -661,10 +557,7 @@ impl<'a> Checker<'a> {
                         Diagnostic::error(
                             Code::IntRequired,
                             a.span,
-                            format!(
-                                "`{}`'s argument `{pname}` must be an int, found {ty}",
-                                d.name
-                            ),
+                            format!("`{}`'s argument `{pname}` must be an int, found {ty}", d.name),
                         )
                         .with_label("not an int"),
                     );
@@ -674,23 +567,17 @@ impl<'a> Checker<'a> {
                     if !ty.dims().is_empty() && !v.dims().is_empty() {
                         let dv = v.dims();
                         let da = ty.dims();
-                        let differs = dv.len() != da.len()
-                            || dv.iter().zip(da.iter()).any(|(x, y)| x.differs(y));
+                        let differs = dv.len() != da.len() || dv.iter().zip(da.iter()).any(|(x, y)| x.differs(y));
                         if differs {
                             self.error(
                                 Diagnostic::error(
                                     Code::ShapeMismatch,
                                     a.span,
-                                    format!(
-                                        "`{}`'s argument `{pname}` is {ty} but the variate is {v}",
-                                        d.name
-                                    ),
+                                    format!("`{}`'s argument `{pname}` is {ty} but the variate is {v}", d.name),
                                 )
                                 .with_secondary(vs, format!("{v}"))
                                 .with_label(format!("{ty}"))
-                                .with_help(
-                                    "an argument is either a scalar or has the variate's shape",
-                                ),
+                                .with_help("an argument is either a scalar or has the variate's shape"),
                             );
                         }
                     }
@@ -719,14 +606,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Check a distribution applied to a variate (under `~` or as `_lpdf`).
-    fn check_dist_on(
-        &mut self,
-        d: &'static DistSig,
-        callee: &Ident,
-        args: &[ArgInfo],
-        variate: &Info,
-        vspan: Span,
-    ) {
+    fn check_dist_on(&mut self, d: &'static DistSig, callee: &Ident, args: &[ArgInfo], variate: &Info, vspan: Span) {
         if args.len() != d.params.len() {
             self.dist_arg_count(d, callee, args.len());
             return;
@@ -738,11 +618,7 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::WrongKind,
                         vspan,
-                        format!(
-                            "the variate of `{}` must be a number, found {}",
-                            d.name,
-                            v.kind_word()
-                        ),
+                        format!("the variate of `{}` must be a number, found {}", d.name, v.kind_word()),
                     )
                     .with_label(format!("this is {v}")),
                 );
@@ -770,9 +646,7 @@ impl<'a> Checker<'a> {
             }
             let fits = match d.variate {
                 Variate::Real | Variate::Int => true,
-                Variate::Label => {
-                    matches!(v, Ty::Int) || matches!(v, Ty::Array(_, e) if **e == Ty::Int)
-                }
+                Variate::Label => matches!(v, Ty::Int) || matches!(v, Ty::Array(_, e) if **e == Ty::Int),
                 Variate::Vector => matches!(v, Ty::Vector(_)),
                 Variate::Matrix => matches!(v, Ty::Matrix(r, c) if !r.differs(c)),
             };
@@ -786,10 +660,7 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::VariateMismatch,
                         vspan,
-                        format!(
-                            "`{}` is a distribution over {want}, but this is {v}",
-                            d.name
-                        ),
+                        format!("`{}` is a distribution over {want}, but this is {v}", d.name),
                     )
                     .with_label(format!("this is {v}")),
                 );
@@ -797,13 +668,7 @@ impl<'a> Checker<'a> {
             }
         }
         for (a, (pname, shape)) in args.iter().zip(d.params) {
-            self.dist_param_shape(
-                d,
-                pname,
-                *shape,
-                a,
-                if v.is_error() { None } else { Some((v, vspan)) },
-            );
+            self.dist_param_shape(d, pname, *shape, a, if v.is_error() { None } else { Some((v, vspan)) });
         }
         // Sizes that tie multivariate arguments to the variate.
         let vd = v.dims();
@@ -817,10 +682,7 @@ impl<'a> Checker<'a> {
                                 Diagnostic::error(
                                     Code::ShapeMismatch,
                                     a.span,
-                                    format!(
-                                        "`{}`: argument is {} but the variate is {v}",
-                                        d.name, a.info.ty
-                                    ),
+                                    format!("`{}`: argument is {} but the variate is {v}", d.name, a.info.ty),
                                 )
                                 .with_secondary(vspan, format!("{v}"))
                                 .with_label(format!("{}", a.info.ty)),
@@ -848,14 +710,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn dist_function(
-        &mut self,
-        d: &'static DistSig,
-        kind: DistFn,
-        callee: &Ident,
-        args: &[Arg],
-        span: Span,
-    ) -> Info {
+    fn dist_function(&mut self, d: &'static DistSig, kind: DistFn, callee: &Ident, args: &[Arg], span: Span) -> Info {
         match kind {
             DistFn::LogDensity => {
                 if args.is_empty() {
@@ -865,10 +720,7 @@ impl<'a> Checker<'a> {
                 let variate = self.check_expr(&args[0].value);
                 let rest = self.dist_args(d, callee, &args[1..]);
                 self.check_dist_on(d, callee, &rest, &variate, args[0].value.span);
-                let var = rest
-                    .iter()
-                    .map(|a| a.info.var)
-                    .fold(variate.var, Variability::max);
+                let var = rest.iter().map(|a| a.info.var).fold(variate.var, Variability::max);
                 Info::new(Ty::Real, var)
             }
             DistFn::Rng => {
@@ -879,20 +731,19 @@ impl<'a> Checker<'a> {
                 }
                 if self.ctx != Ctx::Generated {
                     self.error(
-                        Diagnostic::error(Code::MisplacedStmt, span, format!("`{}` draws random numbers, which only `generated` may do", callee.name))
-                            .with_label("random draw outside `generated`")
-                            .with_help("the log density must be deterministic: move this to the `generated` block"),
+                        Diagnostic::error(
+                            Code::MisplacedStmt,
+                            span,
+                            format!("`{}` draws random numbers, which only `generated` may do", callee.name),
+                        )
+                        .with_label("random draw outside `generated`")
+                        .with_help("the log density must be deterministic: move this to the `generated` block"),
                     );
                 }
                 for (a, (pname, shape)) in infos.iter().zip(d.params) {
                     self.dist_param_shape(d, pname, *shape, a, None);
                 }
-                let var = infos
-                    .iter()
-                    .map(|a| a.info.var)
-                    .max()
-                    .unwrap_or(Variability::Const)
-                    .max(Variability::Param);
+                let var = infos.iter().map(|a| a.info.var).max().unwrap_or(Variability::Const).max(Variability::Param);
                 let ty = match d.variate {
                     Variate::Real | Variate::Int => {
                         let mut dims: Vec<Size> = Vec::new();
@@ -908,10 +759,7 @@ impl<'a> Checker<'a> {
                                         Diagnostic::error(
                                             Code::ShapeMismatch,
                                             a.span,
-                                            format!(
-                                                "`{}`: arguments of different shapes",
-                                                callee.name
-                                            ),
+                                            format!("`{}`: arguments of different shapes", callee.name),
                                         )
                                         .with_label(format!("{}", a.info.ty)),
                                     );
@@ -944,8 +792,7 @@ impl<'a> Checker<'a> {
         let variate = self.check_expr(lhs);
         match &dist.kind {
             ExprKind::Call { callee, args }
-                if builtins::distribution(&callee.name).is_some()
-                    && self.lookup(&callee.name).is_none() =>
+                if builtins::distribution(&callee.name).is_some() && self.lookup(&callee.name).is_none() =>
             {
                 let d = builtins::distribution(&callee.name).expect("checked above");
                 let infos = self.dist_args(d, callee, args);
@@ -956,14 +803,10 @@ impl<'a> Checker<'a> {
             }
             ExprKind::Call { callee, .. } => {
                 let name = callee.name.as_str();
-                let mut d = Diagnostic::error(
-                    Code::NotADistribution,
-                    dist.span,
-                    format!("`{name}` is not a distribution"),
-                )
-                .with_label("expected a distribution such as `normal(mu, sigma)`");
-                let dist_names: Vec<&str> =
-                    builtins::DISTRIBUTIONS.iter().map(|d| d.name).collect();
+                let mut d =
+                    Diagnostic::error(Code::NotADistribution, dist.span, format!("`{name}` is not a distribution"))
+                        .with_label("expected a distribution such as `normal(mu, sigma)`");
+                let dist_names: Vec<&str> = builtins::DISTRIBUTIONS.iter().map(|d| d.name).collect();
                 if let Some((dd, _, _)) = builtins::dist_function(name) {
                     d = d.with_help(format!(
                         "`~` takes the distribution itself: `{} ~ {}(...)`",
@@ -990,9 +833,13 @@ impl<'a> Checker<'a> {
                 let info = self.check_expr(dist);
                 if !info.ty.is_error() {
                     self.error(
-                        Diagnostic::error(Code::NotADistribution, dist.span, format!("the right of `~` must be a distribution, found {}", info.ty))
-                            .with_label("not a distribution")
-                            .with_help("write a distribution with its arguments, as in `y ~ normal(mu, sigma)`"),
+                        Diagnostic::error(
+                            Code::NotADistribution,
+                            dist.span,
+                            format!("the right of `~` must be a distribution, found {}", info.ty),
+                        )
+                        .with_label("not a distribution")
+                        .with_help("write a distribution with its arguments, as in `y ~ normal(mu, sigma)`"),
                     );
                 }
             }
@@ -1006,13 +853,9 @@ impl<'a> Checker<'a> {
         if is_layer {
             let why = match self.ctx {
                 Ctx::Fn => Some("a `fn` is pure and cannot make parameters"),
-                Ctx::Generated => {
-                    Some("`generated` runs after sampling and cannot make parameters")
-                }
+                Ctx::Generated => Some("`generated` runs after sampling and cannot make parameters"),
                 Ctx::Data | Ctx::Params => Some("parameters of layers are made in `model`"),
-                _ if self.loop_depth > 0 => {
-                    Some("inside a loop the number of parameters would depend on data")
-                }
+                _ if self.loop_depth > 0 => Some("inside a loop the number of parameters would depend on data"),
                 _ if self.runtime_if_depth > 0 => {
                     Some("inside a runtime `if` the parameters would exist only sometimes")
                 }
@@ -1031,10 +874,7 @@ impl<'a> Checker<'a> {
         let mut seen_named = false;
         let mut positional = 0usize;
         for a in args {
-            let info = ArgInfo {
-                info: self.check_expr(&a.value),
-                span: a.value.span,
-            };
+            let info = ArgInfo { info: self.check_expr(&a.value), span: a.value.span };
             let pos = match &a.name {
                 None => {
                     if seen_named {
@@ -1054,11 +894,7 @@ impl<'a> Checker<'a> {
                             Diagnostic::error(
                                 Code::ArgumentCount,
                                 a.value.span,
-                                format!(
-                                    "`{}` takes at most {} arguments",
-                                    f.name.name,
-                                    f.args.len()
-                                ),
+                                format!("`{}` takes at most {} arguments", f.name.name, f.args.len()),
                             )
                             .with_label("extra argument")
                             .with_secondary(f.name.span, "defined here"),
@@ -1072,8 +908,7 @@ impl<'a> Checker<'a> {
                     match f.args.iter().position(|d| d.name.name == n.name) {
                         Some(p) => p,
                         None => {
-                            let names: Vec<&str> =
-                                f.args.iter().map(|d| d.name.name.as_str()).collect();
+                            let names: Vec<&str> = f.args.iter().map(|d| d.name.name.as_str()).collect();
                             self.error(
                                 Diagnostic::error(
                                     Code::UnknownArgument,
@@ -1082,9 +917,8 @@ impl<'a> Checker<'a> {
                                 )
                                 .with_label("unknown argument")
                                 .with_help(
-                                    did_you_mean(&n.name, names.iter().copied()).unwrap_or_else(
-                                        || format!("its arguments are: {}", names.join(", ")),
-                                    ),
+                                    did_you_mean(&n.name, names.iter().copied())
+                                        .unwrap_or_else(|| format!("its arguments are: {}", names.join(", "))),
                                 ),
                             );
                             continue;
@@ -1138,9 +972,15 @@ impl<'a> Checker<'a> {
             if want == Ty::Int {
                 if is_layer && a.info.var == Variability::Param {
                     self.error(
-                        Diagnostic::error(Code::NotConstant, a.span, format!("layer argument `{}` must be known at compile time", decl.name.name))
-                            .with_label("depends on a parameter")
-                            .with_help("int arguments of layers set sizes and recursion depth: pass a literal or an int from data"),
+                        Diagnostic::error(
+                            Code::NotConstant,
+                            a.span,
+                            format!("layer argument `{}` must be known at compile time", decl.name.name),
+                        )
+                        .with_label("depends on a parameter")
+                        .with_help(
+                            "int arguments of layers set sizes and recursion depth: pass a literal or an int from data",
+                        ),
                     );
                     ok = false;
                 }
@@ -1154,11 +994,7 @@ impl<'a> Checker<'a> {
         }
         let ret = self.pattern_type(&f.ret);
         let ty = subst_or_unknown(&ret, &subst);
-        let var = if is_layer {
-            Variability::Param
-        } else {
-            var.max(Variability::Const)
-        };
+        let var = if is_layer { Variability::Param } else { var.max(Variability::Const) };
         Info::new(ty, var)
     }
 
@@ -1169,9 +1005,7 @@ impl<'a> Checker<'a> {
             TypeKind::Fn => Ty::Func(None),
             TypeKind::Array { dims, elem } => {
                 let inner = self.pattern_type(elem);
-                dims.iter()
-                    .rev()
-                    .fold(inner, |acc, d| Ty::Array(pattern_size(d), Box::new(acc)))
+                dims.iter().rev().fold(inner, |acc, d| Ty::Array(pattern_size(d), Box::new(acc)))
             }
             TypeKind::Named { name, dims, .. } => {
                 let s = |i: usize| dims.get(i).map(pattern_size).unwrap_or(Size::Unknown);
@@ -1204,14 +1038,10 @@ impl<'a> Checker<'a> {
             (Ty::Dist(_), Ty::Dist(_)) | (Ty::Func(_), Ty::Func(_)) => return true,
             (Ty::Int, Ty::Int) => true,
             (Ty::Real, t) => t.is_scalar(),
-            (Ty::Vector(_), t) => {
-                t.dims().len() == 1 && t.is_numeric() && !matches!(t, Ty::Dist(_) | Ty::Func(_))
-            }
+            (Ty::Vector(_), t) => t.dims().len() == 1 && t.is_numeric() && !matches!(t, Ty::Dist(_) | Ty::Func(_)),
             (Ty::Matrix(..), Ty::Matrix(..)) => true,
             (Ty::Tensor(d), Ty::Tensor(e)) => d.len() == e.len(),
-            (Ty::Array(..), t) => {
-                t.dims().len() == want.dims().len() && (!want.is_int_valued() || t.is_int_valued())
-            }
+            (Ty::Array(..), t) => t.dims().len() == want.dims().len() && (!want.is_int_valued() || t.is_int_valued()),
             _ => false,
         };
         if !kind_ok {
@@ -1221,10 +1051,9 @@ impl<'a> Checker<'a> {
                 _ => Code::TypeMismatch,
             };
             let help = match (want, have) {
-                (Ty::Dist(_), _) => Some(
-                    "pass a distribution with its arguments, as in `prior = normal(0, 1)`"
-                        .to_string(),
-                ),
+                (Ty::Dist(_), _) => {
+                    Some("pass a distribution with its arguments, as in `prior = normal(0, 1)`".to_string())
+                }
                 (Ty::Func(_), _) => Some("pass a function by name, as in `act = tanh`".to_string()),
                 (_, Ty::Dist(Some(d))) => Some(format!(
                     "`{d}(...)` is a distribution; a `{}` argument needs a number",
@@ -1276,18 +1105,9 @@ impl<'a> Checker<'a> {
                     ),
                 )
                 .with_label(format!("this is {have}"))
-                .with_secondary(
-                    decl.ty.span,
-                    format!("declared as {}", crate::syntax::print::ty(&decl.ty)),
-                );
-                if let Some(first) = syms
-                    .first()
-                    .and_then(|s| bound_by.get(s).map(|sp| (s.clone(), *sp)))
-                {
-                    d = d.with_secondary(
-                        first.1,
-                        format!("`{}` was bound to {} here", first.0, subst[&first.0]),
-                    );
+                .with_secondary(decl.ty.span, format!("declared as {}", crate::syntax::print::ty(&decl.ty)));
+                if let Some(first) = syms.first().and_then(|s| bound_by.get(s).map(|sp| (s.clone(), *sp))) {
+                    d = d.with_secondary(first.1, format!("`{}` was bound to {} here", first.0, subst[&first.0]));
                 }
                 self.error(d);
                 return false;
@@ -1319,9 +1139,7 @@ fn pattern_size(e: &Expr) -> Size {
 /// Substitute; sizes still mentioning unbound names become unknown (checked at bind time).
 fn subst_or_unknown(t: &Ty, subst: &HashMap<String, Poly>) -> Ty {
     let s = |sz: &Size| match sz {
-        Size::Known(p) if p.symbols().iter().all(|x| subst.contains_key(x)) => {
-            Size::from_opt(p.subst(subst))
-        }
+        Size::Known(p) if p.symbols().iter().all(|x| subst.contains_key(x)) => Size::from_opt(p.subst(subst)),
         Size::Known(p) if p.as_const().is_some() => sz.clone(),
         _ => Size::Unknown,
     };

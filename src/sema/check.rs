@@ -111,27 +111,15 @@ pub struct Info {
 
 impl Info {
     pub fn new(ty: Ty, var: Variability) -> Info {
-        Info {
-            ty,
-            var,
-            int_val: None,
-        }
+        Info { ty, var, int_val: None }
     }
 
     pub fn error() -> Info {
-        Info {
-            ty: Ty::Error,
-            var: Variability::Const,
-            int_val: None,
-        }
+        Info { ty: Ty::Error, var: Variability::Const, int_val: None }
     }
 
     pub fn int_const(v: i64) -> Info {
-        Info {
-            ty: Ty::Int,
-            var: Variability::Const,
-            int_val: Some(Poly::constant(v)),
-        }
+        Info { ty: Ty::Int, var: Variability::Const, int_val: Some(Poly::constant(v)) }
     }
 }
 
@@ -147,21 +135,11 @@ pub struct Checker<'a> {
     pub(super) outputs: Vec<(String, Ty)>,
 }
 
-const BLOCK_ORDER: [BlockKind; 4] = [
-    BlockKind::Data,
-    BlockKind::Params,
-    BlockKind::Model,
-    BlockKind::Generated,
-];
+const BLOCK_ORDER: [BlockKind; 4] = [BlockKind::Data, BlockKind::Params, BlockKind::Model, BlockKind::Generated];
 
 /// Check a program. `user_items` are the model file's; `lib_items` come from imports and
 /// the standard library (only `fn` and `layer` items are taken from those).
-pub fn check_program(
-    user_items: &[Item],
-    lib_items: &[Item],
-    eof: Span,
-    diags: &mut Diagnostics,
-) -> Checked {
+pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: &mut Diagnostics) -> Checked {
     let mut blocks: HashMap<BlockKind, &Block> = HashMap::new();
     let mut funcs: HashMap<String, FuncDef> = HashMap::new();
     let mut unknown_blocks: Vec<Block> = Vec::new();
@@ -183,10 +161,7 @@ pub fn check_program(
                         )
                         .with_label("given again here")
                         .with_secondary(first.kw_span, "first given here")
-                        .with_help(format!(
-                            "merge the two `{}` blocks into one",
-                            b.kind.keyword()
-                        )),
+                        .with_help(format!("merge the two `{}` blocks into one", b.kind.keyword())),
                     );
                 } else {
                     blocks.insert(b.kind, b);
@@ -196,28 +171,17 @@ pub fn check_program(
                 let keywords = BLOCK_ORDER.map(|k| k.keyword());
                 let guess = crate::diag::suggest(&name.name, keywords.iter().copied());
                 diags.push(
-                    Diagnostic::error(
-                        Code::UnexpectedToken,
-                        name.span,
-                        format!("unknown block `{}`", name.name),
-                    )
-                    .with_label("not a block keyword")
-                    .with_help(match guess {
-                        Some(g) => format!("did you mean `{g}`?"),
-                        None => "blocks are `data`, `params`, `model` and `generated`".to_string(),
-                    }),
+                    Diagnostic::error(Code::UnexpectedToken, name.span, format!("unknown block `{}`", name.name))
+                        .with_label("not a block keyword")
+                        .with_help(match guess {
+                            Some(g) => format!("did you mean `{g}`?"),
+                            None => "blocks are `data`, `params`, `model` and `generated`".to_string(),
+                        }),
                 );
                 // Check the body as the block it most likely meant, so mistakes inside show too.
-                if let Some(kind) =
-                    guess.and_then(|g| BLOCK_ORDER.iter().find(|k| k.keyword() == g))
-                {
+                if let Some(kind) = guess.and_then(|g| BLOCK_ORDER.iter().find(|k| k.keyword() == g)) {
                     if !blocks.contains_key(kind) {
-                        unknown_blocks.push(Block {
-                            kind: *kind,
-                            kw_span: name.span,
-                            body: body.clone(),
-                            span: *span,
-                        });
+                        unknown_blocks.push(Block { kind: *kind, kw_span: name.span, body: body.clone(), span: *span });
                     }
                 }
             }
@@ -228,32 +192,20 @@ pub fn check_program(
                     || crate::sema::builtins::dist_function(name).is_some()
                 {
                     diags.push(
-                        Diagnostic::error(
-                            Code::ReservedName,
-                            f.name.span,
-                            format!("`{name}` is a built-in name"),
-                        )
-                        .with_label("cannot be redefined")
-                        .with_help(format!(
-                            "give your {} another name",
-                            if f.kind == FuncKind::Layer {
-                                "layer"
-                            } else {
-                                "function"
-                            }
-                        )),
+                        Diagnostic::error(Code::ReservedName, f.name.span, format!("`{name}` is a built-in name"))
+                            .with_label("cannot be redefined")
+                            .with_help(format!(
+                                "give your {} another name",
+                                if f.kind == FuncKind::Layer { "layer" } else { "function" }
+                            )),
                     );
                     continue;
                 }
                 if let Some(first) = user_funcs.get(name) {
                     diags.push(
-                        Diagnostic::error(
-                            Code::DuplicateDecl,
-                            f.name.span,
-                            format!("`{name}` is defined twice"),
-                        )
-                        .with_label("defined again here")
-                        .with_secondary(*first, "first defined here"),
+                        Diagnostic::error(Code::DuplicateDecl, f.name.span, format!("`{name}` is defined twice"))
+                            .with_label("defined again here")
+                            .with_secondary(*first, "first defined here"),
                     );
                     continue;
                 }
@@ -310,17 +262,9 @@ pub fn check_program(
                 Diagnostic::error(
                     Code::MissingModel,
                     eof,
-                    if empty {
-                        "the file is empty"
-                    } else {
-                        "no `model` block"
-                    },
+                    if empty { "the file is empty" } else { "no `model` block" },
                 )
-                .with_label(if empty {
-                    "nothing here"
-                } else {
-                    "the file ends without a `model` block"
-                })
+                .with_label(if empty { "nothing here" } else { "the file ends without a `model` block" })
                 .with_help("every model needs a `model { ... }` block, even an empty one"),
             );
         }
@@ -371,14 +315,10 @@ impl<'a> Checker<'a> {
             };
             let prev_span = prev.span;
             self.error(
-                Diagnostic::error(
-                    Code::DuplicateDecl,
-                    name.span,
-                    format!("`{}` is already declared", name.name),
-                )
-                .with_label("declared again here")
-                .with_secondary(prev_span, format!("first declared here, as {what}"))
-                .with_help("choose another name"),
+                Diagnostic::error(Code::DuplicateDecl, name.span, format!("`{}` is already declared", name.name))
+                    .with_label("declared again here")
+                    .with_secondary(prev_span, format!("first declared here, as {what}"))
+                    .with_help("choose another name"),
             );
             return;
         }
@@ -397,26 +337,16 @@ impl<'a> Checker<'a> {
         }
         if info.ty != Ty::Int {
             self.error(
-                Diagnostic::error(
-                    Code::IntRequired,
-                    e.span,
-                    format!("a size must be an int, found {}", info.ty),
-                )
-                .with_label("not an int"),
+                Diagnostic::error(Code::IntRequired, e.span, format!("a size must be an int, found {}", info.ty))
+                    .with_label("not an int"),
             );
             return Size::Unknown;
         }
         if info.var == Variability::Param {
             self.error(
-                Diagnostic::error(
-                    Code::SizeNotData,
-                    e.span,
-                    "a size cannot depend on a parameter",
-                )
-                .with_label("depends on a parameter")
-                .with_help(
-                    "sizes must be known when the data is read: use an int from the `data` block",
-                ),
+                Diagnostic::error(Code::SizeNotData, e.span, "a size cannot depend on a parameter")
+                    .with_label("depends on a parameter")
+                    .with_help("sizes must be known when the data is read: use an int from the `data` block"),
             );
             return Size::Unknown;
         }
@@ -425,23 +355,11 @@ impl<'a> Checker<'a> {
 
     /// Check a type annotation. `shape_vars` collects undefined lower-case size names as
     /// shape variables (function and layer argument types only).
-    pub(super) fn check_type(
-        &mut self,
-        t: &TypeExpr,
-        mut shape_vars: Option<&mut Vec<Ident>>,
-    ) -> DeclType {
+    pub(super) fn check_type(&mut self, t: &TypeExpr, mut shape_vars: Option<&mut Vec<Ident>>) -> DeclType {
         match &t.kind {
-            TypeKind::Fn => DeclType {
-                ty: Ty::Func(None),
-                constraint: Constraint::None,
-                lower: None,
-                upper: None,
-            },
+            TypeKind::Fn => DeclType { ty: Ty::Func(None), constraint: Constraint::None, lower: None, upper: None },
             TypeKind::Array { dims, elem } => {
-                let sizes: Vec<Size> = dims
-                    .iter()
-                    .map(|d| self.check_dim(d, shape_vars.as_deref_mut()))
-                    .collect();
+                let sizes: Vec<Size> = dims.iter().map(|d| self.check_dim(d, shape_vars.as_deref_mut())).collect();
                 let inner = self.check_type(elem, shape_vars);
                 if matches!(inner.ty, Ty::Dist(_) | Ty::Func(_)) {
                     self.error(
@@ -453,19 +371,14 @@ impl<'a> Checker<'a> {
                         .with_label("element type"),
                     );
                 }
-                let ty = sizes
-                    .into_iter()
-                    .rev()
-                    .fold(inner.ty, |t, s| Ty::Array(s, Box::new(t)));
+                let ty = sizes.into_iter().rev().fold(inner.ty, |t, s| Ty::Array(s, Box::new(t)));
                 DeclType { ty, ..inner }
             }
             TypeKind::Named { name, bounds, dims } => {
                 let n = name.name.as_str();
                 let want_dims: Option<(usize, usize)> = match n {
                     "int" | "real" | "dist" => Some((0, 0)),
-                    "vector" | "simplex" | "ordered" | "positive_ordered" | "cholesky_corr" => {
-                        Some((1, 1))
-                    }
+                    "vector" | "simplex" | "ordered" | "positive_ordered" | "cholesky_corr" => Some((1, 1)),
                     "matrix" => Some((2, 2)),
                     "tensor" => Some((1, 8)),
                     _ => None,
@@ -484,44 +397,26 @@ impl<'a> Checker<'a> {
                         "dist",
                     ];
                     let help = match n {
-                        "row_vector" => Some(
-                            "bnnc has no separate row vectors: use `vector[n]` (or `matrix[1, n]`)"
-                                .to_string(),
-                        ),
+                        "row_vector" => {
+                            Some("bnnc has no separate row vectors: use `vector[n]` (or `matrix[1, n]`)".to_string())
+                        }
                         "cholesky_factor_corr" => Some("write `cholesky_corr[k]`".to_string()),
                         _ => did_you_mean(n, known.iter().copied()),
                     };
                     self.error(
-                        Diagnostic::error(
-                            Code::UnknownType,
-                            name.span,
-                            format!("unknown type `{n}`"),
-                        )
-                        .with_label("not a type")
-                        .with_help_opt(help),
+                        Diagnostic::error(Code::UnknownType, name.span, format!("unknown type `{n}`"))
+                            .with_label("not a type")
+                            .with_help_opt(help),
                     );
-                    return DeclType {
-                        ty: Ty::Error,
-                        constraint: Constraint::None,
-                        lower: None,
-                        upper: None,
-                    };
+                    return DeclType { ty: Ty::Error, constraint: Constraint::None, lower: None, upper: None };
                 };
                 if dims.len() < lo || dims.len() > hi {
-                    let want = if lo == hi {
-                        format!("{lo}")
-                    } else {
-                        format!("{lo} to {hi}")
-                    };
+                    let want = if lo == hi { format!("{lo}") } else { format!("{lo} to {hi}") };
                     self.error(
                         Diagnostic::error(
                             Code::ArgumentCount,
                             t.span,
-                            format!(
-                                "`{n}` takes {want} size{}, found {}",
-                                if hi == 1 { "" } else { "s" },
-                                dims.len()
-                            ),
+                            format!("`{n}` takes {want} size{}, found {}", if hi == 1 { "" } else { "s" }, dims.len()),
                         )
                         .with_label("wrong number of sizes")
                         .with_help_opt(match n {
@@ -532,10 +427,7 @@ impl<'a> Checker<'a> {
                         }),
                     );
                 }
-                let sizes: Vec<Size> = dims
-                    .iter()
-                    .map(|d| self.check_dim(d, shape_vars.as_deref_mut()))
-                    .collect();
+                let sizes: Vec<Size> = dims.iter().map(|d| self.check_dim(d, shape_vars.as_deref_mut())).collect();
                 let s = |i: usize| sizes.get(i).cloned().unwrap_or(Size::Unknown);
                 let (ty, constraint) = match n {
                     "int" => (Ty::Int, Constraint::None),
@@ -550,12 +442,7 @@ impl<'a> Checker<'a> {
                     _ => (Ty::Tensor(sizes.clone()), Constraint::None),
                 };
                 let (lower, upper) = self.check_bounds(bounds, n, &ty, constraint);
-                DeclType {
-                    ty,
-                    constraint,
-                    lower,
-                    upper,
-                }
+                DeclType { ty, constraint, lower, upper }
             }
         }
     }
@@ -566,10 +453,7 @@ impl<'a> Checker<'a> {
                 let lower = n.chars().next().is_some_and(|c| c.is_ascii_lowercase());
                 if lower {
                     if !vars.iter().any(|v| v.name == *n) {
-                        vars.push(Ident {
-                            name: n.clone(),
-                            span: d.span,
-                        });
+                        vars.push(Ident { name: n.clone(), span: d.span });
                         if let Some(s) = self.scopes.last_mut() {
                             s.insert(
                                 n.clone(),
@@ -612,38 +496,26 @@ impl<'a> Checker<'a> {
                 "upper" => &mut upper,
                 _ => {
                     self.error(
-                        Diagnostic::error(
-                            Code::BadBounds,
-                            b.key.span,
-                            format!("unknown bound `{key}`"),
-                        )
-                        .with_label("not a bound")
-                        .with_help(
-                            did_you_mean(key, ["lower", "upper"])
-                                .unwrap_or_else(|| "bounds are `lower` and `upper`".into()),
-                        ),
+                        Diagnostic::error(Code::BadBounds, b.key.span, format!("unknown bound `{key}`"))
+                            .with_label("not a bound")
+                            .with_help(
+                                did_you_mean(key, ["lower", "upper"])
+                                    .unwrap_or_else(|| "bounds are `lower` and `upper`".into()),
+                            ),
                     );
                     continue;
                 }
             };
-            let allowed = matches!(
-                ty,
-                Ty::Int | Ty::Real | Ty::Vector(_) | Ty::Matrix(..) | Ty::Tensor(_)
-            ) && c == Constraint::None;
+            let allowed = matches!(ty, Ty::Int | Ty::Real | Ty::Vector(_) | Ty::Matrix(..) | Ty::Tensor(_))
+                && c == Constraint::None;
             if !allowed {
                 self.error(
-                    Diagnostic::error(
-                        Code::BadBounds,
-                        b.span,
-                        format!("`{type_name}` cannot have bounds"),
-                    )
-                    .with_label("bound given here")
-                    .with_help(match c {
-                        Constraint::None => {
-                            "bounds go on `int`, `real`, `vector` and `matrix`".to_string()
-                        }
-                        _ => format!("`{type_name}` is already constrained; remove the bound"),
-                    }),
+                    Diagnostic::error(Code::BadBounds, b.span, format!("`{type_name}` cannot have bounds"))
+                        .with_label("bound given here")
+                        .with_help(match c {
+                            Constraint::None => "bounds go on `int`, `real`, `vector` and `matrix`".to_string(),
+                            _ => format!("`{type_name}` is already constrained; remove the bound"),
+                        }),
                 );
                 continue;
             }
@@ -659,12 +531,9 @@ impl<'a> Checker<'a> {
                 let ok = match (&info.ty, ty) {
                     (t, _) if t.is_scalar() => true,
                     (Ty::Vector(a), Ty::Vector(b)) => !a.differs(b),
-                    (Ty::Matrix(..), Ty::Matrix(..)) => info
-                        .ty
-                        .dims()
-                        .iter()
-                        .zip(ty.dims().iter())
-                        .all(|(a, b)| !a.differs(b)),
+                    (Ty::Matrix(..), Ty::Matrix(..)) => {
+                        info.ty.dims().iter().zip(ty.dims().iter()).all(|(a, b)| !a.differs(b))
+                    }
                     _ => false,
                 };
                 if !ok {
@@ -672,10 +541,7 @@ impl<'a> Checker<'a> {
                         Diagnostic::error(
                             Code::TypeMismatch,
                             b.value.span,
-                            format!(
-                                "a bound on `{}` must be a scalar or {ty}, found {}",
-                                type_name, info.ty
-                            ),
+                            format!("a bound on `{}` must be a scalar or {ty}, found {}", type_name, info.ty),
                         )
                         .with_label("wrong shape for a bound"),
                     );
@@ -692,12 +558,8 @@ impl<'a> Checker<'a> {
                 }
                 if self.ctx == Ctx::Data && info.var == Variability::Param {
                     self.error(
-                        Diagnostic::error(
-                            Code::SizeNotData,
-                            b.value.span,
-                            "a data bound cannot depend on a parameter",
-                        )
-                        .with_label("depends on a parameter"),
+                        Diagnostic::error(Code::SizeNotData, b.value.span, "a data bound cannot depend on a parameter")
+                            .with_label("depends on a parameter"),
                     );
                 }
             }
@@ -720,11 +582,7 @@ impl<'a> Checker<'a> {
                             Diagnostic::error(
                                 Code::TypeMismatch,
                                 ty.span,
-                                format!(
-                                    "`{}` cannot be {}",
-                                    name.name,
-                                    if is_param { "a parameter" } else { "data" }
-                                ),
+                                format!("`{}` cannot be {}", name.name, if is_param { "a parameter" } else { "data" }),
                             )
                             .with_label(format!("{} is a compile-time value", decl.ty))
                             .with_help("`dist` and `fn` types are for layer arguments"),
@@ -737,26 +595,14 @@ impl<'a> Checker<'a> {
                                 .with_help("samplers move through continuous space: declare it `real` (with bounds), or marginalise a discrete unknown out with `log_mix` or `log_sum_exp`"),
                         );
                     }
-                    let var = if is_param {
-                        Variability::Param
-                    } else {
-                        Variability::Data
-                    };
-                    let int_val = if decl.ty == Ty::Int && !is_param {
-                        Some(Poly::symbol(&name.name))
-                    } else {
-                        None
-                    };
+                    let var = if is_param { Variability::Param } else { Variability::Data };
+                    let int_val = if decl.ty == Ty::Int && !is_param { Some(Poly::symbol(&name.name)) } else { None };
                     self.bind(
                         name,
                         Binding {
                             ty: decl.ty.clone(),
                             var,
-                            kind: if is_param {
-                                BindKind::Param
-                            } else {
-                                BindKind::Data
-                            },
+                            kind: if is_param { BindKind::Param } else { BindKind::Data },
                             span: name.span,
                             int_val,
                         },
@@ -812,11 +658,7 @@ impl<'a> Checker<'a> {
     fn check_func(&mut self, f: &FuncDef) {
         let saved_ctx = self.ctx;
         let saved_scopes = std::mem::replace(&mut self.scopes, vec![HashMap::new()]);
-        self.ctx = if f.kind == FuncKind::Layer {
-            Ctx::Layer
-        } else {
-            Ctx::Fn
-        };
+        self.ctx = if f.kind == FuncKind::Layer { Ctx::Layer } else { Ctx::Fn };
         let mut shape_vars = Vec::new();
         for a in &f.args {
             let t = self.check_type(&a.ty, Some(&mut shape_vars));
@@ -826,26 +668,11 @@ impl<'a> Checker<'a> {
             }
             // Int, dist and fn arguments of layers are compile-time values.
             let var = match (&t.ty, f.kind) {
-                (Ty::Int, FuncKind::Layer) | (Ty::Dist(_), _) | (Ty::Func(_), _) => {
-                    Variability::Const
-                }
+                (Ty::Int, FuncKind::Layer) | (Ty::Dist(_), _) | (Ty::Func(_), _) => Variability::Const,
                 _ => Variability::Data,
             };
-            let int_val = if t.ty == Ty::Int {
-                Some(Poly::symbol(&a.name.name))
-            } else {
-                None
-            };
-            self.bind(
-                &a.name,
-                Binding {
-                    ty: t.ty,
-                    var,
-                    kind: BindKind::Arg,
-                    span: a.name.span,
-                    int_val,
-                },
-            );
+            let int_val = if t.ty == Ty::Int { Some(Poly::symbol(&a.name.name)) } else { None };
+            self.bind(&a.name, Binding { ty: t.ty, var, kind: BindKind::Arg, span: a.name.span, int_val });
         }
         let ret = self.check_type(&f.ret, None);
         self.ret_ty = Some(ret.ty.clone());
@@ -853,18 +680,12 @@ impl<'a> Checker<'a> {
         self.check_stmts(&f.body);
         self.pop_scope();
         if !always_returns(&f.body) {
-            let end = Span {
-                lo: f.span.hi.saturating_sub(1),
-                ..f.span
-            };
+            let end = Span { lo: f.span.hi.saturating_sub(1), ..f.span };
             self.error(
                 Diagnostic::error(
                     Code::MissingReturn,
                     end,
-                    format!(
-                        "`{}` can reach its end without returning a value",
-                        f.name.name
-                    ),
+                    format!("`{}` can reach its end without returning a value", f.name.name),
                 )
                 .with_label("no `return` before here")
                 .with_secondary(f.ret.span, format!("declared to return {}", ret.ty))
@@ -894,13 +715,9 @@ impl<'a> Checker<'a> {
             Ctx::Layer => "a `layer`",
         };
         self.error(
-            Diagnostic::error(
-                Code::MisplacedStmt,
-                span,
-                format!("{what} is not allowed in {place}"),
-            )
-            .with_label("not allowed here")
-            .with_help(help),
+            Diagnostic::error(Code::MisplacedStmt, span, format!("{what} is not allowed in {place}"))
+                .with_label("not allowed here")
+                .with_help(help),
         );
     }
 
@@ -909,14 +726,24 @@ impl<'a> Checker<'a> {
             StmtKind::Error => {}
             StmtKind::Decl { name, .. } => {
                 let help = match self.ctx {
-                    Ctx::Layer => format!("declare a layer parameter with `param {}: type ~ prior`, or a local with `var`", name.name),
-                    _ => format!("declare a local with `var {}: type` or `let {} = ...`; parameters go in `params`", name.name, name.name),
+                    Ctx::Layer => format!(
+                        "declare a layer parameter with `param {}: type ~ prior`, or a local with `var`",
+                        name.name
+                    ),
+                    _ => format!(
+                        "declare a local with `var {}: type` or `let {} = ...`; parameters go in `params`",
+                        name.name, name.name
+                    ),
                 };
                 self.misplaced(s.span, "a declaration without `var`", &help);
             }
             StmtKind::Param { name, ty, prior } => {
                 if self.ctx != Ctx::Layer {
-                    self.misplaced(s.span, "`param`", "`param` declares a parameter owned by a layer; model parameters go in the `params` block");
+                    self.misplaced(
+                        s.span,
+                        "`param`",
+                        "`param` declares a parameter owned by a layer; model parameters go in the `params` block",
+                    );
                     return;
                 }
                 if self.loop_depth > 0 || self.runtime_if_depth > 0 {
@@ -959,13 +786,7 @@ impl<'a> Checker<'a> {
                 }
                 self.bind(
                     name,
-                    Binding {
-                        ty: info.ty,
-                        var: info.var,
-                        kind: BindKind::Let,
-                        span: name.span,
-                        int_val: info.int_val,
-                    },
+                    Binding { ty: info.ty, var: info.var, kind: BindKind::Let, span: name.span, int_val: info.int_val },
                 );
             }
             StmtKind::Var { name, ty, init } => {
@@ -982,13 +803,9 @@ impl<'a> Checker<'a> {
                 }
                 if t.lower.is_some() || t.upper.is_some() || t.constraint != Constraint::None {
                     self.error(
-                        Diagnostic::error(
-                            Code::BadBounds,
-                            ty.span,
-                            "a local variable cannot be constrained",
-                        )
-                        .with_label("bounds and constrained types are for data and parameters")
-                        .with_help("remove the bounds"),
+                        Diagnostic::error(Code::BadBounds, ty.span, "a local variable cannot be constrained")
+                            .with_label("bounds and constrained types are for data and parameters")
+                            .with_help("remove the bounds"),
                     );
                 }
                 let mut var = Variability::Data;
@@ -1002,33 +819,26 @@ impl<'a> Checker<'a> {
                 if matches!(self.ctx, Ctx::Model | Ctx::Layer | Ctx::Generated) {
                     var = Variability::Param;
                 }
-                let kind =
-                    if self.ctx == Ctx::Generated && self.scopes.len() == 2 && self.loop_depth == 0
-                    {
-                        BindKind::Output
-                    } else {
-                        BindKind::Var
-                    };
+                let kind = if self.ctx == Ctx::Generated && self.scopes.len() == 2 && self.loop_depth == 0 {
+                    BindKind::Output
+                } else {
+                    BindKind::Var
+                };
                 if kind == BindKind::Output {
                     self.outputs.push((name.name.clone(), t.ty.clone()));
                 }
-                self.bind(
-                    name,
-                    Binding {
-                        ty: t.ty,
-                        var,
-                        kind,
-                        span: name.span,
-                        int_val: None,
-                    },
-                );
+                self.bind(name, Binding { ty: t.ty, var, kind, span: name.span, int_val: None });
             }
             StmtKind::Assign { lhs, op, rhs } => self.check_assign(lhs, *op, rhs, s.span),
             StmtKind::Tilde { lhs, dist } => {
                 match self.ctx {
                     Ctx::Model | Ctx::Layer => {}
                     Ctx::Generated => {
-                        self.misplaced(s.span, "`~`", "in `generated`, draw with `_rng` functions: `y_rep = normal_rng(mu, sigma)`");
+                        self.misplaced(
+                            s.span,
+                            "`~`",
+                            "in `generated`, draw with `_rng` functions: `y_rep = normal_rng(mu, sigma)`",
+                        );
                         return;
                     }
                     _ => {
@@ -1040,22 +850,24 @@ impl<'a> Checker<'a> {
             }
             StmtKind::Target { value } => {
                 if !matches!(self.ctx, Ctx::Model | Ctx::Layer) {
-                    self.misplaced(
-                        s.span,
-                        "`target +=`",
-                        "add to the log density only in `model` (or a layer)",
-                    );
+                    self.misplaced(s.span, "`target +=`", "add to the log density only in `model` (or a layer)");
                     return;
                 }
                 let info = self.check_expr(value);
                 if !info.ty.is_error() && !info.ty.is_numeric() {
                     self.error(
-                        Diagnostic::error(Code::WrongKind, value.span, format!("`target +=` needs a number, found {}", info.ty.kind_word()))
-                            .with_label(format!("this is {}", info.ty))
-                            .with_help_opt(match &info.ty {
-                                Ty::Dist(Some(d)) => Some(format!("for the log density use `{d}_lpdf(x, ...)`, or write `x ~ {d}(...)`")),
-                                _ => None,
-                            }),
+                        Diagnostic::error(
+                            Code::WrongKind,
+                            value.span,
+                            format!("`target +=` needs a number, found {}", info.ty.kind_word()),
+                        )
+                        .with_label(format!("this is {}", info.ty))
+                        .with_help_opt(match &info.ty {
+                            Ty::Dist(Some(d)) => {
+                                Some(format!("for the log density use `{d}_lpdf(x, ...)`, or write `x ~ {d}(...)`"))
+                            }
+                            _ => None,
+                        }),
                     );
                 }
             }
@@ -1076,12 +888,8 @@ impl<'a> Checker<'a> {
                         );
                     } else if info.var == Variability::Param {
                         self.error(
-                            Diagnostic::error(
-                                Code::SizeNotData,
-                                e.span,
-                                "a loop bound cannot depend on a parameter",
-                            )
-                            .with_label("depends on a parameter"),
+                            Diagnostic::error(Code::SizeNotData, e.span, "a loop bound cannot depend on a parameter")
+                                .with_label("depends on a parameter"),
                         );
                     }
                 }
@@ -1151,9 +959,7 @@ impl<'a> Checker<'a> {
                     self.error(
                         Diagnostic::error(Code::MisplacedStmt, s.span, "`return` inside a loop")
                             .with_label("not allowed in a loop")
-                            .with_help(
-                                "collect the result in a `var` and return it after the loop",
-                            ),
+                            .with_help("collect the result in a `var` and return it after the loop"),
                     );
                 }
             }
@@ -1169,46 +975,31 @@ impl<'a> Checker<'a> {
         }
         let Some(name) = base.as_name().map(str::to_string) else {
             self.error(
-                Diagnostic::error(
-                    Code::NotAssignable,
-                    lhs.span,
-                    "cannot assign to this expression",
-                )
-                .with_label("not a variable")
-                .with_help("assign to a `var` or an element of one: `x = ...`, `x[i] = ...`"),
+                Diagnostic::error(Code::NotAssignable, lhs.span, "cannot assign to this expression")
+                    .with_label("not a variable")
+                    .with_help("assign to a `var` or an element of one: `x = ...`, `x[i] = ...`"),
             );
             return;
         };
         let binding = self.lookup(&name).cloned();
         match binding {
-            None if self.ctx == Ctx::Generated
-                && op == AssignOp::Set
-                && std::ptr::eq(base, lhs) =>
-            {
+            None if self.ctx == Ctx::Generated && op == AssignOp::Set && std::ptr::eq(base, lhs) => {
                 // `name = expr` in `generated` declares an output.
                 if !rinfo.ty.is_error() && !rinfo.ty.is_numeric() {
                     self.error(
                         Diagnostic::error(
                             Code::WrongKind,
                             rhs.span,
-                            format!(
-                                "a generated quantity must be a number, found {}",
-                                rinfo.ty.kind_word()
-                            ),
+                            format!("a generated quantity must be a number, found {}", rinfo.ty.kind_word()),
                         )
                         .with_label(format!("this is {}", rinfo.ty))
                         .with_help_opt(match &rinfo.ty {
-                            Ty::Dist(Some(d)) => {
-                                Some(format!("to draw from it, call `{d}_rng(...)`"))
-                            }
+                            Ty::Dist(Some(d)) => Some(format!("to draw from it, call `{d}_rng(...)`")),
                             _ => None,
                         }),
                     );
                 }
-                let id = Ident {
-                    name: name.clone(),
-                    span: base.span,
-                };
+                let id = Ident { name: name.clone(), span: base.span };
                 if self.loop_depth > 0 || self.scopes.len() > 2 {
                     self.error(
                         Diagnostic::error(
@@ -1217,37 +1008,24 @@ impl<'a> Checker<'a> {
                             format!("generated quantity `{name}` first assigned inside a block"),
                         )
                         .with_label("declare it at the top of `generated`")
-                        .with_help(format!(
-                            "declare `var {name}: type` before the loop, then assign its elements"
-                        )),
+                        .with_help(format!("declare `var {name}: type` before the loop, then assign its elements")),
                     );
                 }
-                self.outputs
-                    .push((name.clone(), rinfo.ty.to_real_if_numeric()));
+                self.outputs.push((name.clone(), rinfo.ty.to_real_if_numeric()));
                 self.bind(
                     &id,
-                    Binding {
-                        ty: rinfo.ty,
-                        var: rinfo.var,
-                        kind: BindKind::Output,
-                        span: base.span,
-                        int_val: None,
-                    },
+                    Binding { ty: rinfo.ty, var: rinfo.var, kind: BindKind::Output, span: base.span, int_val: None },
                 );
             }
             None => {
                 let visible = self.visible_names();
                 self.error(
-                    Diagnostic::error(
-                        Code::UnknownName,
-                        base.span,
-                        format!("unknown name `{name}`"),
-                    )
-                    .with_label("not declared")
-                    .with_help(
-                        did_you_mean(&name, visible.iter().map(String::as_str))
-                            .unwrap_or_else(|| format!("declare it first: `var {name}: type`")),
-                    ),
+                    Diagnostic::error(Code::UnknownName, base.span, format!("unknown name `{name}`"))
+                        .with_label("not declared")
+                        .with_help(
+                            did_you_mean(&name, visible.iter().map(String::as_str))
+                                .unwrap_or_else(|| format!("declare it first: `var {name}: type`")),
+                        ),
                 );
             }
             Some(b) => {
@@ -1294,13 +1072,7 @@ impl<'a> Checker<'a> {
     }
 
     /// `expected` ← `actual`: ints promote to reals, shapes must agree where known.
-    pub(super) fn expect_assignable(
-        &mut self,
-        expected: &Ty,
-        actual: &Info,
-        span: Span,
-        what: &str,
-    ) {
+    pub(super) fn expect_assignable(&mut self, expected: &Ty, actual: &Info, span: Span, what: &str) {
         let a = &actual.ty;
         if expected.is_error() || a.is_error() {
             return;
@@ -1312,17 +1084,13 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::WrongKind,
                         span,
-                        format!(
-                            "{what}: expected {}, found {}",
-                            expected.kind_word(),
-                            a.kind_word()
-                        ),
+                        format!("{what}: expected {}, found {}", expected.kind_word(), a.kind_word()),
                     )
                     .with_label(format!("this is {a}"))
                     .with_help_opt(match a {
-                        Ty::Dist(Some(d)) => Some(format!(
-                            "`{d}(...)` is a distribution; for a draw use `{d}_rng(...)`"
-                        )),
+                        Ty::Dist(Some(d)) => {
+                            Some(format!("`{d}(...)` is a distribution; for a draw use `{d}_rng(...)`"))
+                        }
                         _ => None,
                     }),
                 );
@@ -1331,56 +1099,38 @@ impl<'a> Checker<'a> {
             (Ty::Int, Ty::Int) => true,
             (Ty::Int, _) => {
                 self.error(
-                    Diagnostic::error(
-                        Code::IntRequired,
-                        span,
-                        format!("{what}: expected an int, found {a}"),
-                    )
-                    .with_label("a real cannot become an int")
-                    .with_help("ints are not rounded implicitly"),
+                    Diagnostic::error(Code::IntRequired, span, format!("{what}: expected an int, found {a}"))
+                        .with_label("a real cannot become an int")
+                        .with_help("ints are not rounded implicitly"),
                 );
                 return;
             }
             (Ty::Array(_, e), _) if e.is_int_valued() && !a.is_int_valued() => {
                 self.error(
-                    Diagnostic::error(
-                        Code::IntRequired,
-                        span,
-                        format!("{what}: expected {expected}, found {a}"),
-                    )
-                    .with_label("reals cannot become ints"),
+                    Diagnostic::error(Code::IntRequired, span, format!("{what}: expected {expected}, found {a}"))
+                        .with_label("reals cannot become ints"),
                 );
                 return;
             }
             (Ty::Real, t) => t.is_scalar(),
             (Ty::Vector(_), t) => t.dims().len() == 1 && !matches!(t, Ty::Tensor(_)),
-            (Ty::Matrix(..), t) => {
-                matches!(t, Ty::Matrix(..)) || (matches!(t, Ty::Array(..)) && t.dims().len() == 2)
-            }
+            (Ty::Matrix(..), t) => matches!(t, Ty::Matrix(..)) || (matches!(t, Ty::Array(..)) && t.dims().len() == 2),
             (Ty::Tensor(d), t) => t.dims().len() == d.len(),
             (Ty::Array(..), t) => t.dims().len() == expected.dims().len(),
             (Ty::Error, _) => true,
         };
         if !ok_kind {
             self.error(
-                Diagnostic::error(
-                    Code::TypeMismatch,
-                    span,
-                    format!("{what}: expected {expected}, found {a}"),
-                )
-                .with_label(format!("this is {a}")),
+                Diagnostic::error(Code::TypeMismatch, span, format!("{what}: expected {expected}, found {a}"))
+                    .with_label(format!("this is {a}")),
             );
             return;
         }
         for (x, y) in expected.dims().iter().zip(a.dims().iter()) {
             if x.differs(y) {
                 self.error(
-                    Diagnostic::error(
-                        Code::ShapeMismatch,
-                        span,
-                        format!("{what}: expected {expected}, found {a}"),
-                    )
-                    .with_label(format!("size {y} where {x} is expected")),
+                    Diagnostic::error(Code::ShapeMismatch, span, format!("{what}: expected {expected}, found {a}"))
+                        .with_label(format!("size {y} where {x} is expected")),
                 );
                 return;
             }
@@ -1402,11 +1152,7 @@ impl Ty {
 pub fn always_returns(body: &[Stmt]) -> bool {
     body.iter().any(|s| match &s.kind {
         StmtKind::Return { .. } => true,
-        StmtKind::If {
-            then,
-            else_: Some(e),
-            ..
-        } => always_returns(then) && always_returns(e),
+        StmtKind::If { then, else_: Some(e), .. } => always_returns(then) && always_returns(e),
         StmtKind::Error => true,
         _ => false,
     })

@@ -103,30 +103,12 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
         used_names: Default::default(),
     };
     for d in &checked.data {
-        el.declare(
-            &d.name,
-            d.decl.ty.clone(),
-            Variability::Data,
-            BindKind::Data,
-            d.name_span,
-        );
+        el.declare(&d.name, d.decl.ty.clone(), Variability::Data, BindKind::Data, d.name_span);
     }
     let mut params_stmts = Vec::new();
     for p in &checked.params {
-        el.declare(
-            &p.name,
-            p.decl.ty.clone(),
-            Variability::Param,
-            BindKind::Param,
-            p.name_span,
-        );
-        params_stmts.push(decl_stmt(
-            &p.name,
-            p.name_span,
-            decl_type_expr(p),
-            p.prior.clone(),
-            p.span,
-        ));
+        el.declare(&p.name, p.decl.ty.clone(), Variability::Param, BindKind::Param, p.name_span);
+        params_stmts.push(decl_stmt(&p.name, p.name_span, decl_type_expr(p), p.prior.clone(), p.span));
     }
     let mut env: Env = vec![HashMap::new()];
     let mut model = Vec::new();
@@ -139,25 +121,15 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
     }
     params_stmts.extend(el.params.drain(..));
     let span0 = checked.model.first().map(|s| s.span).unwrap_or_default();
-    let block = |kind, body: Vec<Stmt>| {
-        Item::Block(Block {
-            kind,
-            kw_span: span0,
-            body,
-            span: span0,
-        })
-    };
+    let block = |kind, body: Vec<Stmt>| Item::Block(Block { kind, kw_span: span0, body, span: span0 });
     let mut items = Vec::new();
     for f in funcs.values() {
         if f.kind == FuncKind::Fn {
             items.push(Item::Func(f.clone()));
         }
     }
-    let data_stmts: Vec<Stmt> = checked
-        .data
-        .iter()
-        .map(|d| decl_stmt(&d.name, d.name_span, decl_type_expr(d), None, d.span))
-        .collect();
+    let data_stmts: Vec<Stmt> =
+        checked.data.iter().map(|d| decl_stmt(&d.name, d.name_span, decl_type_expr(d), None, d.span)).collect();
     items.push(block(BlockKind::Data, data_stmts));
     items.push(block(BlockKind::Params, params_stmts));
     items.push(block(BlockKind::Model, model));
@@ -169,45 +141,21 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
     let before = diags.error_count();
     let flat = check_program(&items, &[], span0, diags);
     if std::env::var_os("BNNC_DEBUG_ELAB").is_some() {
-        eprintln!(
-            "{}",
-            crate::syntax::print::program(&Program {
-                items: items.clone()
-            })
-        );
+        eprintln!("{}", crate::syntax::print::program(&Program { items: items.clone() }));
     }
     if diags.error_count() > before {
         return None;
     }
-    Some(Elaborated {
-        items,
-        checked: flat,
-    })
+    Some(Elaborated { items, checked: flat })
 }
 
 fn decl_stmt(name: &str, name_span: Span, ty: TypeExpr, prior: Option<Expr>, span: Span) -> Stmt {
-    Stmt {
-        kind: StmtKind::Decl {
-            name: Ident {
-                name: name.to_string(),
-                span: name_span,
-            },
-            ty,
-            prior,
-        },
-        span,
-    }
+    Stmt { kind: StmtKind::Decl { name: Ident { name: name.to_string(), span: name_span }, ty, prior }, span }
 }
 
 /// The declaration's type written back as a type expression.
 fn decl_type_expr(d: &crate::sema::check::Decl) -> TypeExpr {
-    ty_expr(
-        &d.decl.ty,
-        d.decl.constraint,
-        d.decl.lower.clone(),
-        d.decl.upper.clone(),
-        d.span,
-    )
+    ty_expr(&d.decl.ty, d.decl.constraint, d.decl.lower.clone(), d.decl.upper.clone(), d.span)
 }
 
 fn size_expr(s: &Size, span: Span) -> Expr {
@@ -229,92 +177,37 @@ pub fn ty_expr(
         let mut bounds = Vec::new();
         for (k, v) in [("lower", lower), ("upper", upper)] {
             if let Some(v) = v {
-                bounds.push(Bound {
-                    key: Ident {
-                        name: k.to_string(),
-                        span,
-                    },
-                    value: v,
-                    span,
-                });
+                bounds.push(Bound { key: Ident { name: k.to_string(), span }, value: v, span });
             }
         }
-        TypeExpr {
-            kind: TypeKind::Named {
-                name: Ident {
-                    name: n.to_string(),
-                    span,
-                },
-                bounds,
-                dims,
-            },
-            span,
-        }
+        TypeExpr { kind: TypeKind::Named { name: Ident { name: n.to_string(), span }, bounds, dims }, span }
     };
     match t {
         Ty::Int => named("int", vec![], lower, upper),
         Ty::Real | Ty::Error => named("real", vec![], lower, upper),
-        Ty::Vector(n) => named(
-            c.keyword().unwrap_or("vector"),
-            vec![size_expr(n, span)],
-            lower,
-            upper,
-        ),
+        Ty::Vector(n) => named(c.keyword().unwrap_or("vector"), vec![size_expr(n, span)], lower, upper),
         Ty::Matrix(r, cc) => match c.keyword() {
             Some(k) => named(k, vec![size_expr(r, span)], lower, upper),
-            None => named(
-                "matrix",
-                vec![size_expr(r, span), size_expr(cc, span)],
-                lower,
-                upper,
-            ),
+            None => named("matrix", vec![size_expr(r, span), size_expr(cc, span)], lower, upper),
         },
-        Ty::Tensor(d) => named(
-            "tensor",
-            d.iter().map(|s| size_expr(s, span)).collect(),
-            lower,
-            upper,
-        ),
+        Ty::Tensor(d) => named("tensor", d.iter().map(|s| size_expr(s, span)).collect(), lower, upper),
         Ty::Array(n, e) => TypeExpr {
-            kind: TypeKind::Array {
-                dims: vec![size_expr(n, span)],
-                elem: Box::new(ty_expr(e, c, lower, upper, span)),
-            },
+            kind: TypeKind::Array { dims: vec![size_expr(n, span)], elem: Box::new(ty_expr(e, c, lower, upper, span)) },
             span,
         },
         Ty::Dist(_) => named("dist", vec![], None, None),
-        Ty::Func(_) => TypeExpr {
-            kind: TypeKind::Fn,
-            span,
-        },
+        Ty::Func(_) => TypeExpr { kind: TypeKind::Fn, span },
     }
 }
 
 impl<'a> Elab<'a> {
     fn declare(&mut self, name: &str, ty: Ty, var: Variability, kind: BindKind, span: Span) {
         self.used_names.insert(name.to_string());
-        let int_val = if ty == Ty::Int && kind == BindKind::Data {
-            Some(Poly::symbol(name))
-        } else {
-            None
-        };
+        let int_val = if ty == Ty::Int && kind == BindKind::Data { Some(Poly::symbol(name)) } else { None };
         // Parameters are global, wherever the layer that makes them is expanded.
-        let scope = if kind == BindKind::Param {
-            self.ck.scopes.first_mut()
-        } else {
-            self.ck.scopes.last_mut()
-        };
+        let scope = if kind == BindKind::Param { self.ck.scopes.first_mut() } else { self.ck.scopes.last_mut() };
         if let Some(s) = scope {
-            s.insert(
-                name.to_string(),
-                Binding {
-                    ty,
-                    var,
-                    kind,
-                    span,
-                    int_val,
-                },
-            );
+            s.insert(name.to_string(), Binding { ty, var, kind, span, int_val });
         }
     }
 
@@ -336,11 +229,7 @@ impl<'a> Elab<'a> {
     }
 
     fn is_layer(&self, name: &str, env: &Env) -> bool {
-        lookup(env, name).is_none()
-            && self
-                .funcs
-                .get(name)
-                .is_some_and(|f| f.kind == FuncKind::Layer)
+        lookup(env, name).is_none() && self.funcs.get(name).is_some_and(|f| f.kind == FuncKind::Layer)
     }
 
     /// Resolve `if`s whose condition is known at compile time and drop what follows a
@@ -354,11 +243,7 @@ impl<'a> Elab<'a> {
                     let info = self.ck.check_expr(&c);
                     match info.int_val.as_ref().and_then(Poly::as_const) {
                         Some(v) => {
-                            let chosen: &[Stmt] = if v != 0 {
-                                then
-                            } else {
-                                else_.as_deref().unwrap_or(&[])
-                            };
+                            let chosen: &[Stmt] = if v != 0 { then } else { else_.as_deref().unwrap_or(&[]) };
                             let folded = self.fold(chosen, env);
                             let returns = crate::sema::check::always_returns(&folded);
                             out.extend(folded);
@@ -369,14 +254,7 @@ impl<'a> Elab<'a> {
                         None => {
                             let then = self.fold(then, env);
                             let else_ = else_.as_ref().map(|e| self.fold(e, env));
-                            out.push(Stmt {
-                                kind: StmtKind::If {
-                                    cond: cond.clone(),
-                                    then,
-                                    else_,
-                                },
-                                span: s.span,
-                            });
+                            out.push(Stmt { kind: StmtKind::If { cond: cond.clone(), then, else_ }, span: s.span });
                         }
                     }
                 }
@@ -397,20 +275,13 @@ impl<'a> Elab<'a> {
     }
 
     /// Elaborate a body at `prefix` into `out`; returns the value of its `return`, if any.
-    fn elab_body(
-        &mut self,
-        body: &[Stmt],
-        prefix: &str,
-        env: &mut Env,
-        out: &mut Vec<Stmt>,
-    ) -> Option<Expr> {
+    fn elab_body(&mut self, body: &[Stmt], prefix: &str, env: &mut Env, out: &mut Vec<Stmt>) -> Option<Expr> {
         // Ordinals: layers called more than once (other than directly under `let`) are numbered.
         let mut counts: HashMap<String, usize> = HashMap::new();
         for s in body {
             count_unnamed_calls(s, &|n| self.is_layer(n, env), &mut counts);
         }
-        let mut ordinals: HashMap<String, (usize, usize)> =
-            counts.into_iter().map(|(k, v)| (k, (0, v))).collect();
+        let mut ordinals: HashMap<String, (usize, usize)> = counts.into_iter().map(|(k, v)| (k, (0, v))).collect();
         for s in body {
             if self.failed {
                 return None;
@@ -444,21 +315,11 @@ impl<'a> Elab<'a> {
                 let path = Self::path(prefix, &name.name);
                 let flat = match &value.kind {
                     ExprKind::Call { callee, args } if self.is_layer(&callee.name, env) => {
-                        let r = self.inline_call(
-                            callee,
-                            args,
-                            prefix,
-                            Some(&path),
-                            env,
-                            ord,
-                            out,
-                            value.span,
-                        );
+                        let r = self.inline_call(callee, args, prefix, Some(&path), env, ord, out, value.span);
                         match r.kind {
                             // The call emitted `let path = ...` itself.
                             ExprKind::Name(ref n) if *n == path => {
-                                env.last_mut()
-                                    .map(|m| m.insert(name.name.clone(), r.clone()));
+                                env.last_mut().map(|m| m.insert(name.name.clone(), r.clone()));
                                 return None;
                             }
                             _ => r,
@@ -468,8 +329,7 @@ impl<'a> Elab<'a> {
                 };
                 let flat_name = self.fresh(&path);
                 self.emit_let(&flat_name, name.span, flat, span, out);
-                env.last_mut()
-                    .map(|m| m.insert(name.name.clone(), name_expr(&flat_name, name.span)));
+                env.last_mut().map(|m| m.insert(name.name.clone(), name_expr(&flat_name, name.span)));
                 None
             }
             StmtKind::Var { name, ty, init } => {
@@ -477,24 +337,10 @@ impl<'a> Elab<'a> {
                 let ty = self.elab_type(ty, env);
                 let init = init.as_ref().map(|e| self.expr(e, env, prefix, ord, out));
                 let t = self.ck.check_type(&ty, None);
-                self.declare(
-                    &flat_name,
-                    t.ty,
-                    Variability::Param,
-                    BindKind::Var,
-                    name.span,
-                );
-                env.last_mut()
-                    .map(|m| m.insert(name.name.clone(), name_expr(&flat_name, name.span)));
+                self.declare(&flat_name, t.ty, Variability::Param, BindKind::Var, name.span);
+                env.last_mut().map(|m| m.insert(name.name.clone(), name_expr(&flat_name, name.span)));
                 out.push(Stmt {
-                    kind: StmtKind::Var {
-                        name: Ident {
-                            name: flat_name,
-                            span: name.span,
-                        },
-                        ty,
-                        init,
-                    },
+                    kind: StmtKind::Var { name: Ident { name: flat_name, span: name.span }, ty, init },
                     span,
                 });
                 None
@@ -505,37 +351,26 @@ impl<'a> Elab<'a> {
                 let prior = prior.as_ref().map(|p| self.expr(p, env, prefix, ord, out));
                 let t = self.ck.check_type(&ty, None);
                 self.declare(&path, t.ty, Variability::Param, BindKind::Param, name.span);
-                env.last_mut()
-                    .map(|m| m.insert(name.name.clone(), name_expr(&path, name.span)));
-                self.params
-                    .push(decl_stmt(&path, name.span, ty, prior, span));
+                env.last_mut().map(|m| m.insert(name.name.clone(), name_expr(&path, name.span)));
+                self.params.push(decl_stmt(&path, name.span, ty, prior, span));
                 None
             }
             StmtKind::Return { value } => Some(self.expr(value, env, prefix, ord, out)),
             StmtKind::Assign { lhs, op, rhs } => {
                 let rhs = self.expr(rhs, env, prefix, ord, out);
                 let lhs = self.expr(lhs, env, prefix, ord, out);
-                out.push(Stmt {
-                    kind: StmtKind::Assign { lhs, op: *op, rhs },
-                    span,
-                });
+                out.push(Stmt { kind: StmtKind::Assign { lhs, op: *op, rhs }, span });
                 None
             }
             StmtKind::Tilde { lhs, dist } => {
                 let lhs = self.expr(lhs, env, prefix, ord, out);
                 let dist = self.expr(dist, env, prefix, ord, out);
-                out.push(Stmt {
-                    kind: StmtKind::Tilde { lhs, dist },
-                    span,
-                });
+                out.push(Stmt { kind: StmtKind::Tilde { lhs, dist }, span });
                 None
             }
             StmtKind::Target { value } => {
                 let value = self.expr(value, env, prefix, ord, out);
-                out.push(Stmt {
-                    kind: StmtKind::Target { value },
-                    span,
-                });
+                out.push(Stmt { kind: StmtKind::Target { value }, span });
                 None
             }
             StmtKind::For { var, lo, hi, body } => {
@@ -543,43 +378,30 @@ impl<'a> Elab<'a> {
                 let hi = self.expr(hi, env, prefix, ord, out);
                 let flat_var = self.fresh(&Self::path(prefix, &var.name));
                 env.push(HashMap::new());
-                env.last_mut()
-                    .map(|m| m.insert(var.name.clone(), name_expr(&flat_var, var.span)));
+                env.last_mut().map(|m| m.insert(var.name.clone(), name_expr(&flat_var, var.span)));
                 self.ck.push_scope();
-                self.declare(
-                    &flat_var,
-                    Ty::Int,
-                    Variability::Data,
-                    BindKind::Loop,
-                    var.span,
-                );
+                self.declare(&flat_var, Ty::Int, Variability::Data, BindKind::Loop, var.span);
                 let mut inner = Vec::new();
                 self.elab_body(body, prefix, env, &mut inner);
                 self.ck.pop_scope();
                 env.pop();
                 out.push(Stmt {
-                    kind: StmtKind::For {
-                        var: Ident {
-                            name: flat_var,
-                            span: var.span,
-                        },
-                        lo,
-                        hi,
-                        body: inner,
-                    },
+                    kind: StmtKind::For { var: Ident { name: flat_var, span: var.span }, lo, hi, body: inner },
                     span,
                 });
                 None
             }
             StmtKind::If { cond, then, else_ } => {
-                if !prefix.is_empty()
-                    && (has_return(then) || else_.as_ref().is_some_and(|e| has_return(e)))
-                {
+                if !prefix.is_empty() && (has_return(then) || else_.as_ref().is_some_and(|e| has_return(e))) {
                     self.failed = true;
                     self.diags.push(
-                        Diagnostic::error(Code::NotConstant, cond.span, "this condition decides a layer's result but is not known at compile time")
-                            .with_label("known only when data is read")
-                            .with_help("branch on int arguments or literals, which are folded when the layer is expanded"),
+                        Diagnostic::error(
+                            Code::NotConstant,
+                            cond.span,
+                            "this condition decides a layer's result but is not known at compile time",
+                        )
+                        .with_label("known only when data is read")
+                        .with_help("branch on int arguments or literals, which are folded when the layer is expanded"),
                     );
                     return None;
                 }
@@ -595,48 +417,23 @@ impl<'a> Elab<'a> {
                 };
                 let then = branch(self, then, env);
                 let else_ = else_.as_ref().map(|e| branch(self, e, env));
-                out.push(Stmt {
-                    kind: StmtKind::If { cond, then, else_ },
-                    span,
-                });
+                out.push(Stmt { kind: StmtKind::If { cond, then, else_ }, span });
                 None
             }
             StmtKind::Decl { .. } | StmtKind::Error => None,
         }
     }
 
-    fn emit_let(
-        &mut self,
-        name: &str,
-        name_span: Span,
-        value: Expr,
-        span: Span,
-        out: &mut Vec<Stmt>,
-    ) {
+    fn emit_let(&mut self, name: &str, name_span: Span, value: Expr, span: Span, out: &mut Vec<Stmt>) {
         let info = self.ck.check_expr(&value);
         if let Some(s) = self.ck.scopes.last_mut() {
             s.insert(
                 name.to_string(),
-                Binding {
-                    ty: info.ty,
-                    var: info.var,
-                    kind: BindKind::Let,
-                    span: name_span,
-                    int_val: info.int_val,
-                },
+                Binding { ty: info.ty, var: info.var, kind: BindKind::Let, span: name_span, int_val: info.int_val },
             );
         }
         self.used_names.insert(name.to_string());
-        out.push(Stmt {
-            kind: StmtKind::Let {
-                name: Ident {
-                    name: name.to_string(),
-                    span: name_span,
-                },
-                value,
-            },
-            span,
-        });
+        out.push(Stmt { kind: StmtKind::Let { name: Ident { name: name.to_string(), span: name_span }, value }, span });
     }
 
     fn elab_type(&mut self, t: &TypeExpr, env: &Env) -> TypeExpr {
@@ -650,11 +447,7 @@ impl<'a> Elab<'a> {
                 name: name.clone(),
                 bounds: bounds
                     .iter()
-                    .map(|b| Bound {
-                        key: b.key.clone(),
-                        value: self.subst(&b.value, env),
-                        span: b.span,
-                    })
+                    .map(|b| Bound { key: b.key.clone(), value: self.subst(&b.value, env), span: b.span })
                     .collect(),
                 dims: dims.iter().map(|d| self.subst(d, env)).collect(),
             },
@@ -684,10 +477,7 @@ impl<'a> Elab<'a> {
                 }
                 let args: Vec<Arg> = args
                     .iter()
-                    .map(|a| Arg {
-                        name: a.name.clone(),
-                        value: self.expr(&a.value, env, prefix, ord, out),
-                    })
+                    .map(|a| Arg { name: a.name.clone(), value: self.expr(&a.value, env, prefix, ord, out) })
                     .collect();
                 // A call through a `fn` argument calls the function it was given.
                 match lookup(env, &callee.name).map(|r| r.kind.clone()) {
@@ -698,17 +488,8 @@ impl<'a> Elab<'a> {
                             .map(|a| a.value)
                             .unwrap_or_else(|| Expr::new(ExprKind::Error, span))
                     }
-                    Some(ExprKind::Name(f)) => ExprKind::Call {
-                        callee: Ident {
-                            name: f,
-                            span: callee.span,
-                        },
-                        args,
-                    },
-                    _ => ExprKind::Call {
-                        callee: callee.clone(),
-                        args,
-                    },
+                    Some(ExprKind::Name(f)) => ExprKind::Call { callee: Ident { name: f, span: callee.span }, args },
+                    _ => ExprKind::Call { callee: callee.clone(), args },
                 }
             }
             ExprKind::Index { base, indices } => {
@@ -731,10 +512,9 @@ impl<'a> Elab<'a> {
                 lhs: Box::new(self.expr(lhs, env, prefix, ord, out)),
                 rhs: Box::new(self.expr(rhs, env, prefix, ord, out)),
             },
-            ExprKind::Unary { op, operand } => ExprKind::Unary {
-                op: *op,
-                operand: Box::new(self.expr(operand, env, prefix, ord, out)),
-            },
+            ExprKind::Unary { op, operand } => {
+                ExprKind::Unary { op: *op, operand: Box::new(self.expr(operand, env, prefix, ord, out)) }
+            }
             ExprKind::Cond { cond, then, else_ } => ExprKind::Cond {
                 cond: Box::new(self.expr(cond, env, prefix, ord, out)),
                 then: Box::new(self.expr(then, env, prefix, ord, out)),
@@ -787,39 +567,13 @@ impl<'a> Elab<'a> {
             None => {
                 let (k, total) = ord.get(&callee.name).copied().unwrap_or((0, 1));
                 ord.insert(callee.name.clone(), (k + 1, total));
-                let local = if total > 1 {
-                    format!("{}.{k}", callee.name)
-                } else {
-                    callee.name.clone()
-                };
+                let local = if total > 1 { format!("{}.{k}", callee.name) } else { callee.name.clone() };
                 Self::path(caller_prefix, &local)
             }
         };
         let path = path.as_str();
-        self.instances += 1;
-        let summary: Vec<String> = f
-            .args
-            .iter()
-            .zip(actual.iter())
-            .filter_map(|(d, a)| match (&d.ty.kind, a) {
-                (TypeKind::Named { name, .. }, Some(a)) if name.name == "int" => Some(format!(
-                    "{} = {}",
-                    d.name.name,
-                    crate::syntax::print::expr(a)
-                )),
-                _ => None,
-            })
-            .collect();
-        self.chain
-            .push((f.name.name.clone(), summary.join(", "), span));
-        if self.chain.len() > MAX_LAYER_DEPTH || self.instances > MAX_INSTANCES {
-            self.report_recursion(f);
-            self.chain.pop();
-            return err;
-        }
         // The layer's own scope: arguments, shape variables.
         let mut inner: Env = vec![HashMap::new()];
-        let mut sizes: HashMap<String, Poly> = HashMap::new();
         for (i, d) in f.args.iter().enumerate() {
             let value = match &actual[i] {
                 Some(v) => v.clone(),
@@ -833,15 +587,10 @@ impl<'a> Elab<'a> {
             if let TypeKind::Named { dims, .. } | TypeKind::Array { dims, .. } = &d.ty.kind {
                 for (k, dim) in dims.iter().enumerate() {
                     if let ExprKind::Name(sv) = &dim.kind {
-                        if lookup(&inner, sv).is_none()
-                            && !f.args.iter().any(|a| a.name.name == *sv)
-                        {
+                        if lookup(&inner, sv).is_none() && !f.args.iter().any(|a| a.name.name == *sv) {
                             let have = info.ty.dims();
                             let e = match have.get(k) {
-                                Some(Size::Known(p)) => {
-                                    sizes.insert(sv.clone(), p.clone());
-                                    poly_expr(p, dim.span)
-                                }
+                                Some(Size::Known(p)) => poly_expr(p, dim.span),
                                 _ => {
                                     let f = match (k, info.ty.dims().len()) {
                                         (0, 1) => "size",
@@ -850,14 +599,8 @@ impl<'a> Elab<'a> {
                                     };
                                     Expr::new(
                                         ExprKind::Call {
-                                            callee: Ident {
-                                                name: f.to_string(),
-                                                span: dim.span,
-                                            },
-                                            args: vec![Arg {
-                                                name: None,
-                                                value: value.clone(),
-                                            }],
+                                            callee: Ident { name: f.to_string(), span: dim.span },
+                                            args: vec![Arg { name: None, value: value.clone() }],
                                         },
                                         dim.span,
                                     )
@@ -870,9 +613,7 @@ impl<'a> Elab<'a> {
             }
             let bound = match (&d.ty.kind, &info.int_val) {
                 // Ints known as polynomials of data sizes are folded.
-                (TypeKind::Named { name, .. }, Some(p)) if name.name == "int" => {
-                    poly_expr(p, value.span)
-                }
+                (TypeKind::Named { name, .. }, Some(p)) if name.name == "int" => poly_expr(p, value.span),
                 // Runtime values other than plain names are computed once.
                 (TypeKind::Named { name, .. }, _)
                     if !matches!(name.name.as_str(), "int" | "dist") && !is_simple(&value) =>
@@ -885,7 +626,21 @@ impl<'a> Elab<'a> {
             };
             inner[0].insert(d.name.name.clone(), bound);
         }
-        let _ = sizes;
+        self.instances += 1;
+        let summary: Vec<String> = f
+            .args
+            .iter()
+            .filter(|d| matches!(&d.ty.kind, TypeKind::Named { name, .. } if name.name == "int"))
+            .filter_map(|d| {
+                inner[0].get(&d.name.name).map(|v| format!("{} = {}", d.name.name, crate::syntax::print::expr(v)))
+            })
+            .collect();
+        self.chain.push((f.name.name.clone(), summary.join(", "), span));
+        if self.chain.len() > MAX_LAYER_DEPTH || self.instances > MAX_INSTANCES {
+            self.report_recursion(f);
+            self.chain.pop();
+            return err;
+        }
         // The layer's statements land in the caller's `out`, so names they bind are typed in
         // the caller's scope too.
         let body = self.fold(&f.body, &mut inner);
@@ -918,12 +673,7 @@ impl<'a> Elab<'a> {
         )
         .with_label("expanding this call")
         .with_secondary(f.name.span, format!("`{}` is defined here", f.name.name));
-        let shown: Vec<String> = self
-            .chain
-            .iter()
-            .take(6)
-            .map(|(n, a, _)| format!("{n}({a})"))
-            .collect();
+        let shown: Vec<String> = self.chain.iter().take(6).map(|(n, a, _)| format!("{n}({a})")).collect();
         let mut chain = shown.join(" → ");
         if self.chain.len() > 6 {
             chain.push_str(&format!(" → ... ({} calls)", self.chain.len()));
@@ -939,35 +689,21 @@ impl<'a> Elab<'a> {
 }
 
 fn is_simple(e: &Expr) -> bool {
-    matches!(
-        e.kind,
-        ExprKind::Name(_) | ExprKind::Int(_) | ExprKind::Real(_)
-    )
+    matches!(e.kind, ExprKind::Name(_) | ExprKind::Int(_) | ExprKind::Real(_))
 }
 
 fn has_return(body: &[Stmt]) -> bool {
     body.iter().any(|s| match &s.kind {
         StmtKind::Return { .. } => true,
-        StmtKind::If { then, else_, .. } => {
-            has_return(then) || else_.as_ref().is_some_and(|e| has_return(e))
-        }
+        StmtKind::If { then, else_, .. } => has_return(then) || else_.as_ref().is_some_and(|e| has_return(e)),
         StmtKind::For { body, .. } => has_return(body),
         _ => false,
     })
 }
 
 /// Count layer calls that are not the direct value of a `let` (those are named by the `let`).
-fn count_unnamed_calls(
-    s: &Stmt,
-    is_layer: &dyn Fn(&str) -> bool,
-    counts: &mut HashMap<String, usize>,
-) {
-    fn walk(
-        e: &Expr,
-        is_layer: &dyn Fn(&str) -> bool,
-        counts: &mut HashMap<String, usize>,
-        named: bool,
-    ) {
+fn count_unnamed_calls(s: &Stmt, is_layer: &dyn Fn(&str) -> bool, counts: &mut HashMap<String, usize>) {
+    fn walk(e: &Expr, is_layer: &dyn Fn(&str) -> bool, counts: &mut HashMap<String, usize>, named: bool) {
         if let ExprKind::Call { callee, .. } = &e.kind {
             if is_layer(&callee.name) && !named {
                 *counts.entry(callee.name.clone()).or_insert(0) += 1;
@@ -979,9 +715,9 @@ fn count_unnamed_calls(
     }
     match &s.kind {
         StmtKind::Let { value, .. } => walk(value, is_layer, counts, true),
-        StmtKind::Var { init: Some(e), .. }
-        | StmtKind::Return { value: e }
-        | StmtKind::Target { value: e } => walk(e, is_layer, counts, false),
+        StmtKind::Var { init: Some(e), .. } | StmtKind::Return { value: e } | StmtKind::Target { value: e } => {
+            walk(e, is_layer, counts, false)
+        }
         StmtKind::Assign { lhs, rhs, .. } => {
             walk(lhs, is_layer, counts, false);
             walk(rhs, is_layer, counts, false);

@@ -44,10 +44,7 @@ impl<'a> Checker<'a> {
                 if a.ty.is_error() || b.ty.is_error() {
                     return Info::new(if a.ty.is_error() { b.ty } else { a.ty }, var);
                 }
-                if a.ty.dims().len() != b.ty.dims().len()
-                    || !a.ty.is_numeric()
-                    || !b.ty.is_numeric()
-                {
+                if a.ty.dims().len() != b.ty.dims().len() || !a.ty.is_numeric() || !b.ty.is_numeric() {
                     self.error(
                         Diagnostic::error(
                             Code::TypeMismatch,
@@ -65,14 +62,8 @@ impl<'a> Checker<'a> {
                 } else {
                     Ty::real_of_dims(dims)
                 };
-                let int_val = match (
-                    &c.int_val.as_ref().and_then(Poly::as_const),
-                    &a.int_val,
-                    &b.int_val,
-                ) {
-                    (Some(cv), Some(x), Some(y)) => {
-                        Some(if *cv != 0 { x.clone() } else { y.clone() })
-                    }
+                let int_val = match (&c.int_val.as_ref().and_then(Poly::as_const), &a.int_val, &b.int_val) {
+                    (Some(cv), Some(x), Some(y)) => Some(if *cv != 0 { x.clone() } else { y.clone() }),
                     _ => None,
                 };
                 Info { ty, var, int_val }
@@ -82,11 +73,7 @@ impl<'a> Checker<'a> {
 
     fn check_name(&mut self, n: &str, span: Span) -> Info {
         if let Some(b) = self.lookup(n) {
-            return Info {
-                ty: b.ty.clone(),
-                var: b.var,
-                int_val: b.int_val.clone(),
-            };
+            return Info { ty: b.ty.clone(), var: b.var, int_val: b.int_val.clone() };
         }
         // A function used as a value (an activation passed to a layer).
         if builtins::ELEMENTWISE.contains(&n) {
@@ -99,25 +86,18 @@ impl<'a> Checker<'a> {
         }
         if builtins::distribution(n).is_some() {
             self.error(
-                Diagnostic::error(
-                    Code::WrongKind,
-                    span,
-                    format!("`{n}` is a distribution; it needs its arguments"),
-                )
-                .with_label("not a value")
-                .with_help(format!("write `{n}(...)`")),
+                Diagnostic::error(Code::WrongKind, span, format!("`{n}` is a distribution; it needs its arguments"))
+                    .with_label("not a value")
+                    .with_help(format!("write `{n}(...)`")),
             );
             return Info::error();
         }
         let visible = self.visible_names();
-        let mut d = Diagnostic::error(Code::UnknownName, span, format!("unknown name `{n}`"))
-            .with_label("not declared");
+        let mut d =
+            Diagnostic::error(Code::UnknownName, span, format!("unknown name `{n}`")).with_label("not declared");
         d = d.with_help_opt(did_you_mean(
             n,
-            visible
-                .iter()
-                .map(String::as_str)
-                .chain(builtins::ELEMENTWISE.iter().copied()),
+            visible.iter().map(String::as_str).chain(builtins::ELEMENTWISE.iter().copied()),
         ));
         if d.help.is_none() && self.ctx == crate::sema::check::Ctx::Params {
             d = d.with_help("a bound may only use data and parameters declared before it");
@@ -129,14 +109,7 @@ impl<'a> Checker<'a> {
     /// The dims of an elementwise combination (SPEC §4): scalars broadcast against anything,
     /// equal shapes combine, and a vector broadcasts along the rows of a matrix with the
     /// same column count.
-    pub(super) fn broadcast_dims(
-        &mut self,
-        a: &Ty,
-        b: &Ty,
-        sa: Span,
-        sb: Span,
-        op: &str,
-    ) -> Vec<Size> {
+    pub(super) fn broadcast_dims(&mut self, a: &Ty, b: &Ty, sa: Span, sb: Span, op: &str) -> Vec<Size> {
         let da = a.dims();
         let db = b.dims();
         if da.is_empty() {
@@ -147,14 +120,10 @@ impl<'a> Checker<'a> {
         }
         let mismatch = |ck: &mut Self, help: Option<String>| {
             ck.error(
-                Diagnostic::error(
-                    Code::ShapeMismatch,
-                    sa.to(sb),
-                    format!("`{op}` cannot combine {a} and {b}"),
-                )
-                .with_secondary(sa, format!("{a}"))
-                .with_secondary(sb, format!("{b}"))
-                .with_help_opt(help),
+                Diagnostic::error(Code::ShapeMismatch, sa.to(sb), format!("`{op}` cannot combine {a} and {b}"))
+                    .with_secondary(sa, format!("{a}"))
+                    .with_secondary(sb, format!("{b}"))
+                    .with_help_opt(help),
             );
         };
         if da.len() == db.len() {
@@ -168,13 +137,7 @@ impl<'a> Checker<'a> {
             return da
                 .iter()
                 .zip(db.iter())
-                .map(|(x, y)| {
-                    if *x == Size::Unknown {
-                        y.clone()
-                    } else {
-                        x.clone()
-                    }
-                })
+                .map(|(x, y)| if *x == Size::Unknown { y.clone() } else { x.clone() })
                 .collect();
         }
         let (m, v) = match (da.len(), db.len()) {
@@ -196,15 +159,7 @@ impl<'a> Checker<'a> {
         m.clone()
     }
 
-    pub(super) fn binary(
-        &mut self,
-        op: BinOp,
-        l: &Info,
-        r: &Info,
-        sl: Span,
-        sr: Span,
-        span: Span,
-    ) -> Info {
+    pub(super) fn binary(&mut self, op: BinOp, l: &Info, r: &Info, sl: Span, sr: Span, span: Span) -> Info {
         let var = l.var.max(r.var);
         if l.ty.is_error() || r.ty.is_error() {
             return Info::new(Ty::Error, var);
@@ -220,11 +175,7 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::WrongKind,
                         s,
-                        format!(
-                            "`{}` needs numbers, found {}",
-                            op.symbol(),
-                            i.ty.kind_word()
-                        ),
+                        format!("`{}` needs numbers, found {}", op.symbol(), i.ty.kind_word()),
                     )
                     .with_label(format!("this is {}", i.ty))
                     .with_help_opt(help),
@@ -242,11 +193,7 @@ impl<'a> Checker<'a> {
                             Diagnostic::error(
                                 Code::BadOperands,
                                 s,
-                                format!(
-                                    "`{}` works on ints (0 is false), found {}",
-                                    op.symbol(),
-                                    i.ty
-                                ),
+                                format!("`{}` works on ints (0 is false), found {}", op.symbol(), i.ty),
                             )
                             .with_label("not an int")
                             .with_help("compare first, as in `x > 0`"),
@@ -259,22 +206,16 @@ impl<'a> Checker<'a> {
             }
             BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let dims = self.broadcast_dims(&l.ty, &r.ty, sl, sr, op.symbol());
-                let int_val = match (
-                    l.int_val.as_ref().and_then(Poly::as_const),
-                    r.int_val.as_ref().and_then(Poly::as_const),
-                ) {
-                    (Some(a), Some(b)) => Some(Poly::constant(compare(op, a, b) as i64)),
-                    _ => match (&l.int_val, &r.int_val, op) {
-                        (Some(a), Some(b), BinOp::Eq) if a == b => Some(Poly::constant(1)),
-                        (Some(a), Some(b), BinOp::Ne) if a == b => Some(Poly::constant(0)),
-                        _ => None,
-                    },
-                };
-                Info {
-                    ty: Ty::int_of_dims(&dims),
-                    var,
-                    int_val: if dims.is_empty() { int_val } else { None },
-                }
+                let int_val =
+                    match (l.int_val.as_ref().and_then(Poly::as_const), r.int_val.as_ref().and_then(Poly::as_const)) {
+                        (Some(a), Some(b)) => Some(Poly::constant(compare(op, a, b) as i64)),
+                        _ => match (&l.int_val, &r.int_val, op) {
+                            (Some(a), Some(b), BinOp::Eq) if a == b => Some(Poly::constant(1)),
+                            (Some(a), Some(b), BinOp::Ne) if a == b => Some(Poly::constant(0)),
+                            _ => None,
+                        },
+                    };
+                Info { ty: Ty::int_of_dims(&dims), var, int_val: if dims.is_empty() { int_val } else { None } }
             }
             BinOp::Mod if !both_int => {
                 self.error(
@@ -291,11 +232,7 @@ impl<'a> Checker<'a> {
                 let dims = self.broadcast_dims(&l.ty, &r.ty, sl, sr, op.symbol());
                 // Int arithmetic stays int (`/` is integer division, as in Stan); `^` is real.
                 let int_result = both_int && op != BinOp::Pow;
-                let ty = if int_result {
-                    Ty::int_of_dims(&dims)
-                } else {
-                    Ty::real_of_dims(dims.clone())
-                };
+                let ty = if int_result { Ty::int_of_dims(&dims) } else { Ty::real_of_dims(dims.clone()) };
                 let int_val = if int_result && dims.is_empty() {
                     match (&l.int_val, &r.int_val) {
                         (Some(a), Some(b)) => match op {
@@ -303,15 +240,11 @@ impl<'a> Checker<'a> {
                             BinOp::Sub => a.sub(b),
                             BinOp::Mul => a.mul(b),
                             BinOp::Div => match (a.as_const(), b.as_const()) {
-                                (Some(x), Some(y)) if y != 0 => {
-                                    x.checked_div(y).map(Poly::constant)
-                                }
+                                (Some(x), Some(y)) if y != 0 => x.checked_div(y).map(Poly::constant),
                                 _ => None,
                             },
                             BinOp::Mod => match (a.as_const(), b.as_const()) {
-                                (Some(x), Some(y)) if y != 0 => {
-                                    x.checked_rem(y).map(Poly::constant)
-                                }
+                                (Some(x), Some(y)) if y != 0 => x.checked_rem(y).map(Poly::constant),
                                 _ => None,
                             },
                             _ => None,
@@ -330,14 +263,10 @@ impl<'a> Checker<'a> {
         let var = l.var.max(r.var);
         let err = |ck: &mut Self, help: &str| {
             ck.error(
-                Diagnostic::error(
-                    Code::ShapeMismatch,
-                    span,
-                    format!("`@` cannot multiply {} by {}", l.ty, r.ty),
-                )
-                .with_secondary(sl, format!("{}", l.ty))
-                .with_secondary(sr, format!("{}", r.ty))
-                .with_help(help),
+                Diagnostic::error(Code::ShapeMismatch, span, format!("`@` cannot multiply {} by {}", l.ty, r.ty))
+                    .with_secondary(sl, format!("{}", l.ty))
+                    .with_secondary(sr, format!("{}", r.ty))
+                    .with_help(help),
             );
             Info::new(Ty::Error, var)
         };
@@ -350,15 +279,15 @@ impl<'a> Checker<'a> {
             || matches!(l.ty, Ty::Array(..))
             || matches!(r.ty, Ty::Array(..))
         {
-            return err(self, "`@` is the matrix product of vectors and matrices; use `*` for elementwise or scalar products");
+            return err(
+                self,
+                "`@` is the matrix product of vectors and matrices; use `*` for elementwise or scalar products",
+            );
         }
         let inner_l = dl.last().cloned().unwrap_or(Size::Unknown);
         let inner_r = dr[0].clone();
         if inner_l.differs(&inner_r) {
-            let help = format!(
-                "the inner sizes must agree: {} on the left, {} on the right",
-                inner_l, inner_r
-            );
+            let help = format!("the inner sizes must agree: {} on the left, {} on the right", inner_l, inner_r);
             return err(self, &help);
         }
         let ty = match (dl.len(), dr.len()) {
@@ -387,16 +316,8 @@ impl<'a> Checker<'a> {
                     );
                     return Info::error();
                 }
-                let v = i
-                    .int_val
-                    .as_ref()
-                    .and_then(Poly::as_const)
-                    .map(|c| Poly::constant((c == 0) as i64));
-                Info {
-                    ty: i.ty.clone(),
-                    var: i.var,
-                    int_val: v,
-                }
+                let v = i.int_val.as_ref().and_then(Poly::as_const).map(|c| Poly::constant((c == 0) as i64));
+                Info { ty: i.ty.clone(), var: i.var, int_val: v }
             }
             UnOp::Neg | UnOp::Plus => {
                 if !i.ty.is_numeric() {
@@ -404,26 +325,14 @@ impl<'a> Checker<'a> {
                         Diagnostic::error(
                             Code::WrongKind,
                             span,
-                            format!(
-                                "`{}` needs a number, found {}",
-                                op.symbol(),
-                                i.ty.kind_word()
-                            ),
+                            format!("`{}` needs a number, found {}", op.symbol(), i.ty.kind_word()),
                         )
                         .with_label(format!("this is {}", i.ty)),
                     );
                     return Info::error();
                 }
-                let int_val = if op == UnOp::Neg {
-                    i.int_val.as_ref().and_then(Poly::neg)
-                } else {
-                    i.int_val.clone()
-                };
-                Info {
-                    ty: i.ty.clone(),
-                    var: i.var,
-                    int_val,
-                }
+                let int_val = if op == UnOp::Neg { i.int_val.as_ref().and_then(Poly::neg) } else { i.int_val.clone() };
+                Info { ty: i.ty.clone(), var: i.var, int_val }
             }
         }
     }
@@ -449,12 +358,7 @@ impl<'a> Checker<'a> {
                 Diagnostic::error(
                     Code::BadIndex,
                     span,
-                    format!(
-                        "too many indices for {}: {} given, {} allowed",
-                        b.ty,
-                        indices.len(),
-                        dims.len()
-                    ),
+                    format!("too many indices for {}: {} given, {} allowed", b.ty, indices.len(), dims.len()),
                 )
                 .with_label("too many indices"),
             );
@@ -500,9 +404,7 @@ impl<'a> Checker<'a> {
                 out[..outer]
                     .iter()
                     .rev()
-                    .fold(if inner_dims == 0 { Ty::Real } else { inner }, |t, d| {
-                        Ty::Array(d.clone(), Box::new(t))
-                    })
+                    .fold(if inner_dims == 0 { Ty::Real } else { inner }, |t, d| Ty::Array(d.clone(), Box::new(t)))
             }
         } else {
             Ty::real_of_dims(out)
@@ -520,17 +422,13 @@ impl<'a> Checker<'a> {
                 }
                 match &i.ty {
                     Ty::Int => (IndexResult::Drop, i.var),
-                    Ty::Array(n, inner) if **inner == Ty::Int => {
-                        (IndexResult::Keep(Some(n.clone())), i.var)
-                    }
+                    Ty::Array(n, inner) if **inner == Ty::Int => (IndexResult::Keep(Some(n.clone())), i.var),
                     other => {
                         self.error(
                             Diagnostic::error(
                                 Code::IntRequired,
                                 e.span,
-                                format!(
-                                    "an index must be an int or an array of ints, found {other}"
-                                ),
+                                format!("an index must be an int or an array of ints, found {other}"),
                             )
                             .with_label("not an int")
                             .with_help("indices are 0-based ints; a slice is written `a..b`"),

@@ -277,9 +277,7 @@ impl Ty {
 
     /// An int array of the given dims (an int for none).
     pub fn int_of_dims(dims: &[Size]) -> Ty {
-        dims.iter()
-            .rev()
-            .fold(Ty::Int, |t, d| Ty::Array(d.clone(), Box::new(t)))
+        dims.iter().rev().fold(Ty::Int, |t, d| Ty::Array(d.clone(), Box::new(t)))
     }
 
     /// The same shape with real elements (ints promote).
@@ -318,10 +316,7 @@ impl Ty {
 }
 
 fn join_sizes(d: &[Size]) -> String {
-    d.iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    d.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 impl fmt::Display for Ty {
@@ -369,20 +364,10 @@ mod tests {
     fn polynomial_normal_form() {
         let n = Poly::symbol("N");
         let k = Poly::symbol("K");
-        let a = k
-            .sub(&Poly::constant(1))
-            .unwrap()
-            .add(&Poly::constant(1))
-            .unwrap();
+        let a = k.sub(&Poly::constant(1)).unwrap().add(&Poly::constant(1)).unwrap();
         assert_eq!(a, k);
         assert_ne!(n, k);
-        let p = n
-            .mul(&k)
-            .unwrap()
-            .add(&n.mul(&Poly::constant(2)).unwrap())
-            .unwrap()
-            .sub(&Poly::constant(1))
-            .unwrap();
+        let p = n.mul(&k).unwrap().add(&n.mul(&Poly::constant(2)).unwrap()).unwrap().sub(&Poly::constant(1)).unwrap();
         assert_eq!(p.to_string(), "K*N + 2*N - 1");
         let mut m = HashMap::new();
         m.insert("N".to_string(), Poly::constant(3));

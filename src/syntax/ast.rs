@@ -105,16 +105,9 @@ pub struct TypeExpr {
 #[derive(Clone, Debug)]
 pub enum TypeKind {
     /// `name<bounds>[dims]`; the name is checked later (E0205), so a typo gets a suggestion.
-    Named {
-        name: Ident,
-        bounds: Vec<Bound>,
-        dims: Vec<Expr>,
-    },
+    Named { name: Ident, bounds: Vec<Bound>, dims: Vec<Expr> },
     /// `array[dims] T`
-    Array {
-        dims: Vec<Expr>,
-        elem: Box<TypeExpr>,
-    },
+    Array { dims: Vec<Expr>, elem: Box<TypeExpr> },
     /// `fn`: a function value (layer argument).
     Fn,
 }

@@ -31,13 +31,7 @@ pub fn program(p: &Program) -> String {
                         None => format!("{}: {}", a.name.name, ty(&a.ty)),
                     })
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "{kw} {}({}) -> {} {{",
-                    f.name.name,
-                    args.join(", "),
-                    ty(&f.ret)
-                );
+                let _ = writeln!(out, "{kw} {}({}) -> {} {{", f.name.name, args.join(", "), ty(&f.ret));
                 stmts(&mut out, &f.body, 1);
                 out.push_str("}\n");
             }
@@ -143,10 +137,8 @@ pub fn ty(t: &TypeExpr) -> String {
         TypeKind::Named { name, bounds, dims } => {
             let mut s = name.name.clone();
             if !bounds.is_empty() {
-                let b: Vec<String> = bounds
-                    .iter()
-                    .map(|b| format!("{}={}", b.key.name, expr_prec(&b.value, 6)))
-                    .collect();
+                let b: Vec<String> =
+                    bounds.iter().map(|b| format!("{}={}", b.key.name, expr_prec(&b.value, 6))).collect();
                 let _ = write!(s, "<{}>", b.join(", "));
             }
             if !dims.is_empty() {
@@ -204,25 +196,14 @@ fn expr_prec(e: &Expr, min: u8) -> String {
                 // right-associative; the left operand is a postfix expression
                 format!("{} ^ {}", expr_prec(lhs, 20), expr_prec(rhs, 8))
             } else {
-                format!(
-                    "{} {} {}",
-                    expr_prec(lhs, p),
-                    op.symbol(),
-                    expr_prec(rhs, p + 1)
-                )
+                format!("{} {} {}", expr_prec(lhs, p), op.symbol(), expr_prec(rhs, p + 1))
             };
             (s, p)
         }
         ExprKind::Unary { op, operand } => (format!("{}{}", op.symbol(), expr_prec(operand, 8)), 8),
-        ExprKind::Cond { cond, then, else_ } => (
-            format!(
-                "{} ? {} : {}",
-                expr_prec(cond, 2),
-                expr_prec(then, 0),
-                expr_prec(else_, 0)
-            ),
-            1,
-        ),
+        ExprKind::Cond { cond, then, else_ } => {
+            (format!("{} ? {} : {}", expr_prec(cond, 2), expr_prec(then, 0), expr_prec(else_, 0)), 1)
+        }
         ExprKind::Paren(inner) => (format!("({})", expr(inner)), 20),
         ExprKind::Error => ("/* error */".to_string(), 20),
     };

@@ -326,15 +326,9 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
                 diags.push(d);
             }
             Err(LexError::BadNumber) => diags.push(
-                Diagnostic::error(
-                    Code::BadNumber,
-                    span,
-                    format!("number `{}` is out of range", &src[r.clone()]),
-                )
-                .with_label("too large to represent")
-                .with_help(
-                    "integers must fit in 64 bits; write large reals with an exponent, like `1e20`",
-                ),
+                Diagnostic::error(Code::BadNumber, span, format!("number `{}` is out of range", &src[r.clone()]))
+                    .with_label("too large to represent")
+                    .with_help("integers must fit in 64 bits; write large reals with an exponent, like `1e20`"),
             ),
             Err(LexError::UnterminatedComment) => diags.push(
                 Diagnostic::error(
@@ -432,30 +426,20 @@ mod tests {
 
     fn toks(src: &str) -> Vec<String> {
         let mut d = Diagnostics::new();
-        lex(FileId(0), src, &mut d)
-            .unwrap()
-            .into_iter()
-            .map(|(_, t, _)| t.to_string())
-            .collect()
+        lex(FileId(0), src, &mut d).unwrap().into_iter().map(|(_, t, _)| t.to_string()).collect()
     }
 
     #[test]
     fn newlines_inside_parens_and_after_operators_continue() {
         assert_eq!(
             toks("model {\n y ~ normal(a +\n b,\n c)\n z = 1\n}"),
-            vec![
-                "model", "{", "y", "~", "normal", "(", "a", "+", "b", ",", "c", ")", ";", "z", "=",
-                "1", "}"
-            ]
+            vec!["model", "{", "y", "~", "normal", "(", "a", "+", "b", ",", "c", ")", ";", "z", "=", "1", "}"]
         );
     }
 
     #[test]
     fn reals_and_ranges() {
-        assert_eq!(
-            toks("x[1..K] .5 1e-3 2.5E+4"),
-            vec!["x", "[", "1", "..", "K", "]", "0.5", "0.001", "25000.0"]
-        );
+        assert_eq!(toks("x[1..K] .5 1e-3 2.5E+4"), vec!["x", "[", "1", "..", "K", "]", "0.5", "0.001", "25000.0"]);
     }
 
     #[test]
@@ -463,14 +447,10 @@ mod tests {
         assert_eq!(
             toks("data {\n N: int<lower=0>\n y: vector[N]\n}"),
             vec![
-                "data", "{", "N", ":", "int", "<", "lower", "=", "0", ">", ";", "y", ":", "vector",
-                "[", "N", "]", "}"
+                "data", "{", "N", ":", "int", "<", "lower", "=", "0", ">", ";", "y", ":", "vector", "[", "N", "]", "}"
             ]
         );
-        assert_eq!(
-            toks("model {\n a = b >\n c\n}"),
-            vec!["model", "{", "a", "=", "b", ">", "c", "}"]
-        );
+        assert_eq!(toks("model {\n a = b >\n c\n}"), vec!["model", "{", "a", "=", "b", ">", "c", "}"]);
     }
 
     #[test]
