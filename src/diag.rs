@@ -87,6 +87,22 @@ impl fmt::Display for Code {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::suggest;
+
+    #[test]
+    fn suggestions_are_close_and_not_random() {
+        assert_eq!(suggest("normmal", ["normal", "poisson"]), Some("normal"));
+        assert_eq!(suggest("modle", ["model", "data"]), Some("model"));
+        assert_eq!(suggest("n", ["N", "D"]), Some("N"));
+        assert_eq!(suggest("y", ["N", "D"]), None);
+        assert_eq!(suggest("mu", ["nu", "sigma"]), None);
+        assert_eq!(suggest("sigam", ["sigma", "mu"]), Some("sigma"));
+        assert_eq!(suggest("bernouli_logit", ["bernoulli_logit", "bernoulli"]), Some("bernoulli_logit"));
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
     Error,
@@ -342,15 +358,32 @@ pub fn render_json(d: &Diagnostic, sources: &SourceMap) -> serde_json::Value {
 }
 
 /// The closest candidate to `name` by edit distance, for "did you mean" help lines.
+/// Very short names only match when they differ in case or by a swap (`n` for `N`), so a
+/// one-letter typo is not answered with an unrelated one-letter name.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
+    let len = name.chars().count();
     for c in candidates {
         if c == name {
             continue;
         }
-        let score = strsim::normalized_damerau_levenshtein(name, c);
-        let close = strsim::damerau_levenshtein(name, c) <= (name.len().max(3) / 3).max(1) || score >= 0.7;
-        if close && best.is_none_or(|(b, _)| score > b) {
+        let close = if c.eq_ignore_ascii_case(name) {
+            true
+        } else if len <= 2 {
+            let mut a: Vec<char> = name.chars().collect();
+            let mut b: Vec<char> = c.chars().collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            a == b
+        } else {
+            let dist = strsim::damerau_levenshtein(name, c);
+            dist <= (len / 3).max(1) || (strsim::normalized_damerau_levenshtein(name, c) >= 0.75 && dist <= 3)
+        };
+        if !close {
+            continue;
+        }
+        let score = if c.eq_ignore_ascii_case(name) { 2.0 } else { strsim::normalized_damerau_levenshtein(name, c) };
+        if best.is_none_or(|(b, _)| score > b) {
             best = Some((score, c));
         }
     }

@@ -102,7 +102,9 @@ fn frontend_loaded(
         lib_items.extend(p.items);
     }
     load_imports(&program, base_dir.map(Path::to_path_buf), &mut sources, &mut diags, &mut lib_items);
-    let eof = Span::new(id, text.len(), text.len());
+    // Where a missing `model` block is reported: just after the last thing in the file.
+    let end = text.trim_end().len();
+    let eof = Span::new(id, end, end);
     let syntax_ok = !diags.has_errors();
     let checked = check_program(&program.items, &lib_items, eof, &mut diags);
     let elaborated = if syntax_ok && !diags.has_errors() { elaborate(&checked, &mut diags) } else { None };

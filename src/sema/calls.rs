@@ -76,6 +76,17 @@ impl<'a> Checker<'a> {
             let infos = self.check_positional(name, args);
             return self.call_builtin(callee, &infos, span);
         }
+        if name == "conv2d" {
+            for a in args {
+                self.check_expr(&a.value);
+            }
+            self.error(
+                Diagnostic::error(Code::UnknownFunction, callee.span, "`conv2d` is not available yet")
+                    .with_label("reserved for the standard library's 2-D convolution layer")
+                    .with_help("its signature is reserved: `conv2d(x: tensor[n, c, h, w], ...)`; until it lands, flatten the input and use `dense`"),
+            );
+            return Info::error();
+        }
         // Unknown: suggest the closest callable name.
         for a in args {
             self.check_expr(&a.value);
@@ -968,8 +979,7 @@ impl<'a> Checker<'a> {
             let want = self.pattern_type(&decl.ty);
             if !self.unify_arg(f, decl, &want, a, &mut subst, &mut bound_by) {
                 ok = false;
-            }
-            if want == Ty::Int {
+            } else if want == Ty::Int {
                 if is_layer && a.info.var == Variability::Param {
                     self.error(
                         Diagnostic::error(

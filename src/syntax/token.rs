@@ -141,6 +141,9 @@ pub enum Tok {
     AndAnd,
     #[token("||")]
     OrOr,
+    /// Separates the variate from the parameters in `normal_lpdf(y | mu, sigma)` (Stan's form).
+    #[token("|")]
+    Bar,
     #[token("?")]
     Question,
     #[token("..")]
@@ -287,6 +290,7 @@ impl fmt::Display for Tok {
             Bang => "!",
             AndAnd => "&&",
             OrOr => "||",
+            Bar => "|",
             Question => "?",
             DotDot => "..",
             Arrow => "->",
@@ -318,7 +322,7 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
                 .with_label("no token starts with this character");
                 if text.starts_with('\'') || text.starts_with('"') {
                     d = d.with_help("strings are written in double quotes on one line, and only `import` takes one");
-                } else if text.starts_with('&') || text.starts_with('|') {
+                } else if text.starts_with('&') {
                     d = d.with_help("logical operators are `&&` and `||`");
                 } else if text.starts_with('#') {
                     d = d.with_help("comments start with `//` or are enclosed in `/* */`");
