@@ -19,6 +19,13 @@ enum Command {
     Check {
         /// The model file (.bnn).
         model: PathBuf,
+        /// Data file (CmdStan JSON, or CSV with a header) to check against the `data` block.
+        /// Default: MODEL.json beside the model, when there is one.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Also list data names the model does not use.
+        #[arg(long, short)]
+        verbose: bool,
         /// Print a stage of the front end.
         #[arg(long, value_enum)]
         emit: Option<Emit>,
@@ -64,8 +71,20 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
-        Command::Check { model, emit, message_format, color } => {
-            let fe = driver::frontend_file(&model);
+        Command::Check { model, data, verbose, emit, message_format, color } => {
+            let mut fe = driver::frontend_file(&model);
+            if !fe.diags.has_errors() {
+                if let Some(path) = driver::data_path(&model, data.as_deref()) {
+                    if let Some(bound) = fe.bind_data(&path) {
+                        if verbose {
+                            eprintln!("data: {} ({} variables)", path.display(), bound.vars.len());
+                            if !bound.ignored.is_empty() {
+                                eprintln!("data: ignored, not declared by the model: {}", bound.ignored.join(", "));
+                            }
+                        }
+                    }
+                }
+            }
             let format = match message_format {
                 MessageFormat::Json => Format::Json,
                 MessageFormat::Human => Format::Human {

@@ -79,6 +79,15 @@ codes! {
     RecursionLimit = "E0400", "recursion does not end";
     LayerInFn = "E0401", "layer called where parameters cannot be made";
     ShapeVarConflict = "E0402", "shape variable bound to two sizes";
+    // Data.
+    DataFileUnreadable = "E0500", "data file cannot be read";
+    DataMalformed = "E0501", "data file is not valid JSON or CSV";
+    DataMissing = "E0502", "data variable missing";
+    DataShape = "E0503", "data has the wrong shape";
+    DataNotInt = "E0504", "real where an int is needed";
+    DataNotFinite = "E0505", "non-finite number in data";
+    DataOutOfRange = "E0506", "data value outside its declared bounds";
+    DataNegativeSize = "E0507", "negative size";
 }
 
 impl fmt::Display for Code {
@@ -261,12 +270,16 @@ fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         Severity::Warning => ReportKind::Warning,
     };
     let Some(span) = d.span else {
-        let mut s = format!("{}[{}]: {}\n", kind_word(d.severity), d.code, d.message);
+        let kind = match d.severity {
+            Severity::Error => "Error",
+            Severity::Warning => "Warning",
+        };
+        let mut s = format!("[{}] {kind}: {}\n", d.code, d.message);
         for n in &d.notes {
-            s.push_str(&format!("  = note: {n}\n"));
+            s.push_str(&format!("    Note: {n}\n"));
         }
         if let Some(h) = &d.help {
-            s.push_str(&format!("  = help: {h}\n"));
+            s.push_str(&format!("    Help: {h}\n"));
         }
         return s;
     };

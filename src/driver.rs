@@ -179,6 +179,26 @@ fn load_imports(
     }
 }
 
+/// The data file for a model: the one given, or `MODEL.json` beside the model if it exists
+/// (SPEC §8).
+pub fn data_path(model: &Path, given: Option<&Path>) -> Option<PathBuf> {
+    match given {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let beside = model.with_extension("json");
+            beside.exists().then_some(beside)
+        }
+    }
+}
+
+impl Frontend {
+    /// Read and check the data file against the model's `data` block.
+    pub fn bind_data(&mut self, path: &Path) -> Option<crate::data::BoundData> {
+        let decls = self.elaborated.as_ref()?.checked.data.clone();
+        crate::data::load_data(path, &decls, &mut self.sources, &mut self.diags)
+    }
+}
+
 /// The printed form of `--emit tokens`.
 pub fn emit_tokens(fe: &Frontend) -> String {
     let Some(id) = fe.user_file else {

@@ -11,6 +11,7 @@
 //! Each stage can be printed with `bnnc check --emit tokens|ast|elab`.
 
 pub mod cli;
+pub mod data;
 pub mod diag;
 pub mod driver;
 pub mod sema;

@@ -52,6 +52,26 @@ fn all_posteriordb_models_check_clean() {
 }
 
 #[test]
+fn all_posteriordb_data_bind() {
+    for m in posteriordb_models() {
+        let mut fe = frontend_file(&m);
+        let data = m.with_file_name("data.json");
+        let bound = fe.bind_data(&data);
+        let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
+        let bound = bound.unwrap_or_else(|| panic!("{} should bind:\n{shown}", data.display()));
+        // Every declared name is bound, with its declared number of elements.
+        let decls = &fe.elaborated.as_ref().expect("elaborated").checked.data;
+        assert_eq!(bound.vars.len(), decls.len());
+    }
+    // Spot checks of values and shapes.
+    let dir = root().join("../shared/posteriordb/diamonds-diamonds");
+    let mut fe = frontend_file(&dir.join("model.bnn"));
+    let bound = fe.bind_data(&dir.join("data.json")).expect("diamonds binds");
+    assert_eq!(bound.int("N"), Some(5000));
+    assert_eq!(bound.get("X").expect("X").dims, vec![5000, 25]);
+}
+
+#[test]
 fn all_examples_check_clean() {
     let models = example_models();
     assert!(models.len() >= 3);

@@ -84,6 +84,8 @@ pub struct DeclType {
 pub struct Decl {
     pub name: String,
     pub decl: DeclType,
+    /// The type as written (its size and bound expressions are evaluated when data is read).
+    pub type_expr: TypeExpr,
     pub prior: Option<Expr>,
     pub span: Span,
     pub name_span: Span,
@@ -629,6 +631,7 @@ impl<'a> Checker<'a> {
                     out.push(Decl {
                         name: name.name.clone(),
                         decl,
+                        type_expr: ty.clone(),
                         prior: prior.clone(),
                         span: s.span,
                         name_span: name.span,

@@ -108,7 +108,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
     let mut params_stmts = Vec::new();
     for p in &checked.params {
         el.declare(&p.name, p.decl.ty.clone(), Variability::Param, BindKind::Param, p.name_span);
-        params_stmts.push(decl_stmt(&p.name, p.name_span, decl_type_expr(p), p.prior.clone(), p.span));
+        params_stmts.push(decl_stmt(&p.name, p.name_span, p.type_expr.clone(), p.prior.clone(), p.span));
     }
     let mut env: Env = vec![HashMap::new()];
     let mut model = Vec::new();
@@ -129,7 +129,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
         }
     }
     let data_stmts: Vec<Stmt> =
-        checked.data.iter().map(|d| decl_stmt(&d.name, d.name_span, decl_type_expr(d), None, d.span)).collect();
+        checked.data.iter().map(|d| decl_stmt(&d.name, d.name_span, d.type_expr.clone(), None, d.span)).collect();
     items.push(block(BlockKind::Data, data_stmts));
     items.push(block(BlockKind::Params, params_stmts));
     items.push(block(BlockKind::Model, model));
@@ -151,53 +151,6 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
 
 fn decl_stmt(name: &str, name_span: Span, ty: TypeExpr, prior: Option<Expr>, span: Span) -> Stmt {
     Stmt { kind: StmtKind::Decl { name: Ident { name: name.to_string(), span: name_span }, ty, prior }, span }
-}
-
-/// The declaration's type written back as a type expression.
-fn decl_type_expr(d: &crate::sema::check::Decl) -> TypeExpr {
-    ty_expr(&d.decl.ty, d.decl.constraint, d.decl.lower.clone(), d.decl.upper.clone(), d.span)
-}
-
-fn size_expr(s: &Size, span: Span) -> Expr {
-    match s {
-        Size::Known(p) => poly_expr(p, span),
-        Size::Unknown => Expr::new(ExprKind::Error, span),
-    }
-}
-
-/// A type expression for a checked type (sizes as polynomials of data sizes).
-pub fn ty_expr(
-    t: &Ty,
-    c: crate::sema::check::Constraint,
-    lower: Option<Expr>,
-    upper: Option<Expr>,
-    span: Span,
-) -> TypeExpr {
-    let named = |n: &str, dims: Vec<Expr>, lower: Option<Expr>, upper: Option<Expr>| {
-        let mut bounds = Vec::new();
-        for (k, v) in [("lower", lower), ("upper", upper)] {
-            if let Some(v) = v {
-                bounds.push(Bound { key: Ident { name: k.to_string(), span }, value: v, span });
-            }
-        }
-        TypeExpr { kind: TypeKind::Named { name: Ident { name: n.to_string(), span }, bounds, dims }, span }
-    };
-    match t {
-        Ty::Int => named("int", vec![], lower, upper),
-        Ty::Real | Ty::Error => named("real", vec![], lower, upper),
-        Ty::Vector(n) => named(c.keyword().unwrap_or("vector"), vec![size_expr(n, span)], lower, upper),
-        Ty::Matrix(r, cc) => match c.keyword() {
-            Some(k) => named(k, vec![size_expr(r, span)], lower, upper),
-            None => named("matrix", vec![size_expr(r, span), size_expr(cc, span)], lower, upper),
-        },
-        Ty::Tensor(d) => named("tensor", d.iter().map(|s| size_expr(s, span)).collect(), lower, upper),
-        Ty::Array(n, e) => TypeExpr {
-            kind: TypeKind::Array { dims: vec![size_expr(n, span)], elem: Box::new(ty_expr(e, c, lower, upper, span)) },
-            span,
-        },
-        Ty::Dist(_) => named("dist", vec![], None, None),
-        Ty::Func(_) => TypeExpr { kind: TypeKind::Fn, span },
-    }
 }
 
 impl<'a> Elab<'a> {

@@ -1,0 +1,693 @@
+//! Data files: CmdStan JSON and CSV, read and checked against the model's `data` block.
+//!
+//! Expects a checked program. Guarantees that every declared data variable is present with
+//! exactly its declared shape (sizes evaluated from earlier int data), that ints are ints,
+//! that reals are finite, and that declared bounds hold — or reports, with a coded
+//! diagnostic naming the variable and the element, every variable that fails. Names the
+//! model does not declare are ignored (and listed).
+
+use crate::diag::{did_you_mean, Code, Diagnostic, Diagnostics};
+use crate::sema::check::Decl;
+use crate::source::{FileId, SourceMap, Span};
+use crate::syntax::ast::{BinOp, Expr, ExprKind, TypeKind, UnOp};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Element values, flat and row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    Int(Vec<i64>),
+    Real(Vec<f64>),
+}
+
+impl Values {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Int(v) => v.len(),
+            Values::Real(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get_f64(&self, i: usize) -> f64 {
+        match self {
+            Values::Int(v) => v[i] as f64,
+            Values::Real(v) => v[i],
+        }
+    }
+}
+
+/// One bound data variable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataVar {
+    /// Dimensions, outermost first (empty for a scalar).
+    pub dims: Vec<usize>,
+    pub values: Values,
+}
+
+/// The model's data, checked.
+#[derive(Clone, Debug, Default)]
+pub struct BoundData {
+    /// In declaration order.
+    pub vars: Vec<(String, DataVar)>,
+    /// Names in the file the model does not declare.
+    pub ignored: Vec<String>,
+}
+
+impl BoundData {
+    pub fn get(&self, name: &str) -> Option<&DataVar> {
+        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The value of an int scalar.
+    pub fn int(&self, name: &str) -> Option<i64> {
+        match self.get(name) {
+            Some(DataVar { dims, values: Values::Int(v) }) if dims.is_empty() => v.first().copied(),
+            _ => None,
+        }
+    }
+}
+
+/// A number as read, before it is known whether the model wants an int or a real.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Num {
+    Int(i64),
+    Real(f64),
+}
+
+/// A variable as read from the file: dims and flat values.
+#[derive(Clone, Debug)]
+struct Raw {
+    dims: Vec<usize>,
+    values: Vec<Num>,
+}
+
+/// Where a raw value came from, for diagnostics.
+struct Source {
+    file: FileId,
+    name: String,
+    csv: bool,
+}
+
+/// Read `path` (JSON, or CSV by extension) and bind it to the model's data declarations.
+pub fn load_data(
+    path: &Path,
+    data_decls: &[Decl],
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<BoundData> {
+    let shown = path.display().to_string();
+    let text = match std::fs::read(path) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => {
+                diags.push(
+                    Diagnostic::error_nowhere(
+                        Code::DataFileUnreadable,
+                        format!("data file `{shown}` is not valid UTF-8"),
+                    )
+                    .with_help("save it as UTF-8 text (JSON or CSV)"),
+                );
+                return None;
+            }
+        },
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+            diags.push(
+                Diagnostic::error_nowhere(Code::DataFileUnreadable, format!("cannot read data file `{shown}`: {why}"))
+                    .with_help("give the data file with `--data FILE.json`"),
+            );
+            return None;
+        }
+    };
+    let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let file = sources.add(shown.clone(), text.clone());
+    let src = Source { file, name: shown, csv };
+    let raw = if csv { read_csv(&text, &src, diags)? } else { read_json(&text, &src, diags)? };
+    bind(raw, data_decls, &src, diags)
+}
+
+fn malformed(src: &Source, text: &str, line: usize, col: usize, msg: String) -> Diagnostic {
+    // Byte offset of a 1-based line and column.
+    let mut off = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            off += l.char_indices().nth(col.saturating_sub(1)).map(|(b, _)| b).unwrap_or(l.len());
+            break;
+        }
+        off += l.len();
+    }
+    let off = off.min(text.len());
+    let end = (off + 1).min(text.len()).max(off);
+    Diagnostic::error(
+        Code::DataMalformed,
+        Span::new(src.file, off, end),
+        format!("`{}` is not valid {}", src.name, if src.csv { "CSV" } else { "JSON" }),
+    )
+    .with_label(msg)
+}
+
+fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMap<String, Raw>> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(
+                malformed(
+                    src,
+                    text,
+                    e.line(),
+                    e.column(),
+                    e.to_string().split(" at line").next().unwrap_or("").to_string(),
+                )
+                .with_help("data files are one JSON object with a key per data name, as CmdStan writes them"),
+            );
+            return None;
+        }
+    };
+    let serde_json::Value::Object(map) = value else {
+        diags.push(
+            Diagnostic::error(
+                Code::DataMalformed,
+                Span::new(src.file, 0, text.len().min(1)),
+                format!("`{}` must hold one JSON object", src.name),
+            )
+            .with_label("not an object")
+            .with_help("write `{\"N\": 3, \"y\": [1.0, 2.5, 0.3]}`"),
+        );
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (k, v) in map {
+        let mut dims = Vec::new();
+        let mut values = Vec::new();
+        match flatten(&v, 0, &mut dims, &mut values) {
+            Ok(()) => {
+                out.insert(k, Raw { dims, values });
+            }
+            Err(why) => {
+                ok = false;
+                let at = text.find(&format!("\"{k}\"")).unwrap_or(0);
+                diags.push(
+                    Diagnostic::error(
+                        Code::DataMalformed,
+                        Span::new(src.file, at, at + k.len() + 2),
+                        format!("data `{k}` cannot be read: {why}"),
+                    )
+                    .with_label("this entry")
+                    .with_help("values are numbers (or \"NaN\", \"Inf\", \"-Inf\") and nested arrays of equal length"),
+                );
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Flatten nested arrays row-major, checking they are rectangular.
+fn flatten(v: &serde_json::Value, depth: usize, dims: &mut Vec<usize>, out: &mut Vec<Num>) -> Result<(), String> {
+    match v {
+        serde_json::Value::Number(n) => {
+            if depth < dims.len() {
+                return Err("an array is ragged (a number where a nested array is expected)".into());
+            }
+            out.push(match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Num::Int(i),
+                (None, Some(f)) => Num::Real(f),
+                _ => return Err(format!("number {n} is out of range")),
+            });
+            Ok(())
+        }
+        serde_json::Value::String(s) => {
+            let f = match s.as_str() {
+                "NaN" | "nan" => f64::NAN,
+                "Inf" | "inf" | "+Inf" | "Infinity" | "+Infinity" => f64::INFINITY,
+                "-Inf" | "-inf" | "-Infinity" => f64::NEG_INFINITY,
+                other => return Err(format!("the string \"{other}\" is not a number")),
+            };
+            if depth < dims.len() {
+                return Err("an array is ragged".into());
+            }
+            out.push(Num::Real(f));
+            Ok(())
+        }
+        serde_json::Value::Array(items) => {
+            if depth == dims.len() {
+                if !out.is_empty() {
+                    return Err("an array is ragged (nested arrays at different depths)".into());
+                }
+                dims.push(items.len());
+            } else if dims[depth] != items.len() {
+                return Err(format!("an array is ragged (rows of length {} and {})", dims[depth], items.len()));
+            }
+            for it in items {
+                flatten(it, depth + 1, dims, out)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Bool(b) => {
+            out.push(Num::Int(*b as i64));
+            Ok(())
+        }
+        serde_json::Value::Null => Err("null is not a number".into()),
+        serde_json::Value::Object(_) => Err("a nested object is not a number or array".into()),
+    }
+}
+
+/// CSV with a header: each column is a vector. Columns `x[0]`, `x[1]`, ... form the
+/// columns of a matrix `x`.
+fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMap<String, Raw>> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers: Vec<String> = match rdr.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => {
+            diags.push(malformed(src, text, 1, 1, e.to_string()));
+            return None;
+        }
+    };
+    let mut cols: Vec<Vec<Num>> = vec![Vec::new(); headers.len()];
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
+                diags.push(malformed(src, text, line, 1, e.to_string()));
+                return None;
+            }
+        };
+        for (i, field) in rec.iter().enumerate() {
+            let num = if let Ok(v) = field.parse::<i64>() {
+                Num::Int(v)
+            } else if let Ok(v) = field.parse::<f64>() {
+                Num::Real(v)
+            } else {
+                let line = rec.position().map(|p| p.line() as usize).unwrap_or(1);
+                diags.push(malformed(
+                    src,
+                    text,
+                    line,
+                    1,
+                    format!("`{field}` in column `{}` is not a number", headers[i]),
+                ));
+                return None;
+            };
+            cols[i].push(num);
+        }
+    }
+    let rows = cols.first().map(Vec::len).unwrap_or(0);
+    // Group `x[j]` columns into matrices.
+    let mut out: BTreeMap<String, Raw> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        if let Some((base, rest)) = h.split_once('[') {
+            if let Some(j) = rest.strip_suffix(']').and_then(|j| j.parse::<usize>().ok()) {
+                groups.entry(base.to_string()).or_default().push((j, i));
+                continue;
+            }
+        }
+        out.insert(h.clone(), Raw { dims: vec![rows], values: cols[i].clone() });
+    }
+    for (base, mut members) in groups {
+        members.sort();
+        let width = members.len();
+        let mut values = Vec::with_capacity(rows * width);
+        for r in 0..rows {
+            for (_, i) in &members {
+                values.push(cols[*i][r]);
+            }
+        }
+        out.insert(base, Raw { dims: vec![rows, width], values });
+    }
+    Some(out)
+}
+
+/// A value a data-only expression can have.
+#[derive(Clone, Debug)]
+enum Val {
+    Int(i64),
+    Real(f64),
+    Array(Vec<f64>),
+}
+
+/// Evaluate an expression of data (sizes and bounds). `Err` holds a reason the expression
+/// cannot be evaluated from data.
+fn eval(e: &Expr, data: &BoundData) -> Result<Val, String> {
+    match &e.kind {
+        ExprKind::Int(v) => Ok(Val::Int(*v)),
+        ExprKind::Real(v) => Ok(Val::Real(*v)),
+        ExprKind::Paren(x) => eval(x, data),
+        ExprKind::Name(n) => match data.get(n) {
+            Some(DataVar { dims, values }) if dims.is_empty() => Ok(match values {
+                Values::Int(v) => Val::Int(v[0]),
+                Values::Real(v) => Val::Real(v[0]),
+            }),
+            Some(DataVar { values, .. }) => Ok(Val::Array((0..values.len()).map(|i| values.get_f64(i)).collect())),
+            None => Err(format!("`{n}` is not data")),
+        },
+        ExprKind::Unary { op, operand } => match (op, eval(operand, data)?) {
+            (UnOp::Neg, Val::Int(v)) => v.checked_neg().map(Val::Int).ok_or_else(|| "overflow".into()),
+            (UnOp::Neg, Val::Real(v)) => Ok(Val::Real(-v)),
+            (UnOp::Plus, v) => Ok(v),
+            (UnOp::Not, Val::Int(v)) => Ok(Val::Int((v == 0) as i64)),
+            _ => Err("unsupported operand".into()),
+        },
+        ExprKind::Binary { op, lhs, rhs } => {
+            let (a, b) = (eval(lhs, data)?, eval(rhs, data)?);
+            match (a, b) {
+                (Val::Int(x), Val::Int(y)) => {
+                    let r = match op {
+                        BinOp::Add => x.checked_add(y),
+                        BinOp::Sub => x.checked_sub(y),
+                        BinOp::Mul => x.checked_mul(y),
+                        BinOp::Div => x.checked_div(y),
+                        BinOp::Mod => x.checked_rem(y),
+                        BinOp::Eq => Some((x == y) as i64),
+                        BinOp::Ne => Some((x != y) as i64),
+                        BinOp::Lt => Some((x < y) as i64),
+                        BinOp::Le => Some((x <= y) as i64),
+                        BinOp::Gt => Some((x > y) as i64),
+                        BinOp::Ge => Some((x >= y) as i64),
+                        BinOp::And => Some((x != 0 && y != 0) as i64),
+                        BinOp::Or => Some((x != 0 || y != 0) as i64),
+                        BinOp::Pow => return Ok(Val::Real((x as f64).powf(y as f64))),
+                        BinOp::MatMul => None,
+                    };
+                    r.map(Val::Int).ok_or_else(|| "integer overflow or division by zero".into())
+                }
+                (a, b) => {
+                    let f = |v: Val| match v {
+                        Val::Int(i) => Ok(i as f64),
+                        Val::Real(r) => Ok(r),
+                        Val::Array(_) => Err("arithmetic on arrays is not evaluated here".to_string()),
+                    };
+                    let (x, y) = (f(a)?, f(b)?);
+                    Ok(Val::Real(match op {
+                        BinOp::Add => x + y,
+                        BinOp::Sub => x - y,
+                        BinOp::Mul => x * y,
+                        BinOp::Div => x / y,
+                        BinOp::Pow => x.powf(y),
+                        _ => return Err("unsupported operator".into()),
+                    }))
+                }
+            }
+        }
+        ExprKind::Call { callee, args } if args.len() == 1 => {
+            let name = callee.name.as_str();
+            if let Some(n) = args[0].value.as_name() {
+                if let Some(var) = data.get(n) {
+                    let d = |k: usize| {
+                        var.dims
+                            .get(k)
+                            .map(|v| Val::Int(*v as i64))
+                            .ok_or_else(|| format!("`{n}` has no dimension {k}"))
+                    };
+                    match name {
+                        "rows" => return d(0),
+                        "cols" => return d(1),
+                        "size" => return Ok(Val::Int(var.values.len() as i64)),
+                        _ => {}
+                    }
+                }
+            }
+            match (name, eval(&args[0].value, data)?) {
+                ("abs", Val::Int(v)) => Ok(Val::Int(v.abs())),
+                ("abs", Val::Real(v)) => Ok(Val::Real(v.abs())),
+                ("sqrt", Val::Int(v)) => Ok(Val::Real((v as f64).sqrt())),
+                ("sqrt", Val::Real(v)) => Ok(Val::Real(v.sqrt())),
+                ("exp", Val::Real(v)) => Ok(Val::Real(v.exp())),
+                ("log", Val::Real(v)) => Ok(Val::Real(v.ln())),
+                _ => Err(format!("`{name}` is not evaluated when data is read")),
+            }
+        }
+        _ => Err("not evaluated when data is read".into()),
+    }
+}
+
+fn index_str(dims: &[usize], flat: usize) -> String {
+    if dims.is_empty() {
+        return String::new();
+    }
+    let mut idx = vec![0; dims.len()];
+    let mut rest = flat;
+    for k in (0..dims.len()).rev() {
+        let d = dims[k].max(1);
+        idx[k] = rest % d;
+        rest /= d;
+    }
+    format!("[{}]", idx.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+fn show_dims(dims: &[usize]) -> String {
+    match dims.len() {
+        0 => "a scalar".to_string(),
+        1 => format!("an array of {}", dims[0]),
+        _ => format!("an array of shape [{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Check raw values against the declarations, in order (sizes use earlier ints).
+fn bind(mut raw: BTreeMap<String, Raw>, decls: &[Decl], src: &Source, diags: &mut Diagnostics) -> Option<BoundData> {
+    let mut data = BoundData::default();
+    let declared: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
+    data.ignored = raw.keys().filter(|k| !declared.contains(&k.as_str())).cloned().collect();
+    if src.csv {
+        infer_csv_sizes(&mut raw, decls);
+    }
+    let before = diags.error_count();
+    for d in decls {
+        // Expected dims and element kind from the type as written.
+        let (dims_exprs, elem_int) = type_dims(&d.type_expr);
+        let mut expected: Vec<usize> = Vec::new();
+        let mut sizes_ok = true;
+        for e in &dims_exprs {
+            match eval(e, &data) {
+                Ok(Val::Int(v)) if v >= 0 => expected.push(v as usize),
+                Ok(Val::Int(v)) => {
+                    diags.push(
+                        Diagnostic::error(Code::DataNegativeSize, e.span, format!("size of `{}` is {v}", d.name))
+                            .with_label(format!("evaluates to {v}"))
+                            .with_help("sizes must be zero or more; check the int data it is computed from"),
+                    );
+                    sizes_ok = false;
+                }
+                Ok(_) | Err(_) => {
+                    // A size that could not be evaluated (an earlier error, usually).
+                    sizes_ok = false;
+                }
+            }
+        }
+        let Some(r) = raw.remove(&d.name) else {
+            let present: Vec<&str> = data.ignored.iter().map(String::as_str).collect();
+            diags.push(
+                Diagnostic::error(
+                    Code::DataMissing,
+                    d.name_span,
+                    format!("data `{}` is missing from `{}`", d.name, src.name),
+                )
+                .with_label("declared here")
+                .with_help(
+                    did_you_mean(&d.name, present.iter().copied())
+                        .map(|s| format!("{s} (the file has it under that name)"))
+                        .unwrap_or_else(|| format!("add `\"{}\": ...` to the data file", d.name)),
+                ),
+            );
+            continue;
+        };
+        if !sizes_ok {
+            continue;
+        }
+        // Shapes: an empty array stands for any shape with a zero in it.
+        let n_expected: usize = expected.iter().product();
+        let shape_ok = r.dims == expected || (n_expected == 0 && r.values.is_empty() && !expected.is_empty());
+        if !shape_ok {
+            let decl = crate::syntax::print::ty(&d.type_expr);
+            let sizes: Vec<String> = dims_exprs
+                .iter()
+                .zip(expected.iter())
+                .filter(|(e, _)| !matches!(e.kind, ExprKind::Int(_)))
+                .map(|(e, v)| format!("{} = {v}", crate::syntax::print::expr(e)))
+                .collect();
+            let mut diag = Diagnostic::error(
+                Code::DataShape,
+                d.span,
+                format!("data `{}` is {} in `{}`, but the model declares {decl}", d.name, show_dims(&r.dims), src.name),
+            )
+            .with_label(if expected.is_empty() {
+                "a scalar".to_string()
+            } else {
+                format!("expects shape [{}]", expected.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+            });
+            if !sizes.is_empty() {
+                diag = diag.with_note(format!("with {}", sizes.join(", ")));
+            }
+            diags.push(diag);
+            continue;
+        }
+        // Element kinds.
+        let values = if elem_int {
+            let mut ints = Vec::with_capacity(r.values.len());
+            let mut bad = None;
+            for (i, v) in r.values.iter().enumerate() {
+                match v {
+                    Num::Int(x) => ints.push(*x),
+                    Num::Real(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => ints.push(*x as i64),
+                    Num::Real(x) => {
+                        bad = Some((i, *x));
+                        break;
+                    }
+                }
+            }
+            if let Some((i, x)) = bad {
+                diags.push(
+                    Diagnostic::error(
+                        Code::DataNotInt,
+                        d.span,
+                        format!("data `{}{}` is {x}, but `{}` holds ints", d.name, index_str(&expected, i), d.name),
+                    )
+                    .with_label("declared with int elements")
+                    .with_help("give whole numbers, or declare it `real`/`vector` if fractions are meant"),
+                );
+                continue;
+            }
+            Values::Int(ints)
+        } else {
+            let reals: Vec<f64> = r
+                .values
+                .iter()
+                .map(|v| match v {
+                    Num::Int(x) => *x as f64,
+                    Num::Real(x) => *x,
+                })
+                .collect();
+            if let Some(i) = reals.iter().position(|x| !x.is_finite()) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::DataNotFinite,
+                        d.span,
+                        format!("data `{}{}` is {}", d.name, index_str(&expected, i), reals[i]),
+                    )
+                    .with_label("data must be finite")
+                    .with_help("remove or impute missing values before sampling; bnnc does not treat NaN as missing"),
+                );
+                continue;
+            }
+            Values::Real(reals)
+        };
+        let var = DataVar { dims: expected.clone(), values };
+        // Declared bounds.
+        if check_bounds(d, &var, &data, &expected, diags) {
+            data.vars.push((d.name.clone(), var));
+        }
+    }
+    (diags.error_count() == before).then_some(data)
+}
+
+/// Where sizes cannot be written (CSV), take a missing int size from the first variable
+/// whose type names it as a dimension.
+fn infer_csv_sizes(raw: &mut BTreeMap<String, Raw>, decls: &[Decl]) {
+    for d in decls {
+        let is_int_scalar =
+            matches!(&d.type_expr.kind, TypeKind::Named { name, dims, .. } if name.name == "int" && dims.is_empty());
+        if !is_int_scalar || raw.contains_key(&d.name) {
+            continue;
+        }
+        let found = decls.iter().find_map(|other| {
+            let (dims, _) = type_dims(&other.type_expr);
+            let k = dims.iter().position(|e| e.as_name() == Some(d.name.as_str()))?;
+            raw.get(&other.name).and_then(|r| r.dims.get(k).copied())
+        });
+        if let Some(n) = found {
+            raw.insert(d.name.clone(), Raw { dims: vec![], values: vec![Num::Int(n as i64)] });
+        }
+    }
+}
+
+/// The dimension expressions of a declared type, outermost first, and whether its
+/// elements are ints.
+fn type_dims(t: &crate::syntax::ast::TypeExpr) -> (Vec<Expr>, bool) {
+    match &t.kind {
+        TypeKind::Array { dims, elem } => {
+            let (inner, int) = type_dims(elem);
+            (dims.iter().cloned().chain(inner).collect(), int)
+        }
+        TypeKind::Named { name, dims, .. } => match name.name.as_str() {
+            // A Cholesky factor of a correlation matrix is k × k.
+            "cholesky_corr" => (dims.iter().cloned().chain(dims.iter().cloned()).collect(), false),
+            n => (dims.clone(), n == "int"),
+        },
+        TypeKind::Fn => (Vec::new(), false),
+    }
+}
+
+fn check_bounds(d: &Decl, var: &DataVar, data: &BoundData, dims: &[usize], diags: &mut Diagnostics) -> bool {
+    let mut ok = true;
+    for (bound, is_lower) in [(&d.decl.lower, true), (&d.decl.upper, false)] {
+        let Some(b) = bound else { continue };
+        let limit = match eval(b, data) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let n = var.values.len();
+        let lim = |i: usize| match &limit {
+            Val::Int(v) => Some(*v as f64),
+            Val::Real(v) => Some(*v),
+            Val::Array(a) => a.get(i).copied(),
+        };
+        for i in 0..n {
+            let Some(l) = lim(i) else { break };
+            let x = var.values.get_f64(i);
+            let bad = if is_lower { x < l } else { x > l };
+            if bad {
+                diags.push(
+                    Diagnostic::error(
+                        Code::DataOutOfRange,
+                        b.span,
+                        format!(
+                            "data `{}{}` is {x}, {} its {} bound {l}",
+                            d.name,
+                            index_str(dims, i),
+                            if is_lower { "below" } else { "above" },
+                            if is_lower { "lower" } else { "upper" }
+                        ),
+                    )
+                    .with_label(format!("`{}` bound", if is_lower { "lower" } else { "upper" }))
+                    .with_secondary(d.name_span, "this data"),
+                );
+                ok = false;
+                break;
+            }
+        }
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_checks_rectangles() {
+        let v: serde_json::Value = serde_json::from_str("[[1, 2], [3, 4], [5, 6]]").unwrap();
+        let (mut dims, mut out) = (Vec::new(), Vec::new());
+        flatten(&v, 0, &mut dims, &mut out).unwrap();
+        assert_eq!(dims, vec![3, 2]);
+        assert_eq!(out.len(), 6);
+        let v: serde_json::Value = serde_json::from_str("[[1, 2], [3]]").unwrap();
+        assert!(flatten(&v, 0, &mut Vec::new(), &mut Vec::new()).is_err());
+        let v: serde_json::Value = serde_json::from_str("[\"NaN\", \"-Inf\", 2.5]").unwrap();
+        let mut out = Vec::new();
+        flatten(&v, 0, &mut Vec::new(), &mut out).unwrap();
+        assert!(matches!(out[0], Num::Real(x) if x.is_nan()));
+        assert_eq!(out[1], Num::Real(f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn index_strings_are_row_major() {
+        assert_eq!(index_str(&[3, 2], 5), "[2, 1]");
+        assert_eq!(index_str(&[4], 3), "[3]");
+        assert_eq!(index_str(&[], 0), "");
+    }
+}
