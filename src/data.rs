@@ -618,7 +618,7 @@ fn type_dims(t: &crate::syntax::ast::TypeExpr) -> (Vec<Expr>, bool) {
             "cholesky_corr" => (dims.iter().cloned().chain(dims.iter().cloned()).collect(), false),
             n => (dims.clone(), n == "int"),
         },
-        TypeKind::Fn => (Vec::new(), false),
+        TypeKind::Fn | TypeKind::Infer => (Vec::new(), false),
     }
 }
 

@@ -293,15 +293,14 @@ fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     let config = Config::default().with_index_type(IndexType::Byte).with_color(color);
     let mut report = Report::build(kind, clamp(span)).with_config(config).with_code(d.code).with_message(&d.message);
     let primary_color = if color { Color::Red } else { Color::Primary };
-    let mut label = ALabel::new(clamp(span)).with_color(primary_color).with_order(0);
+    let mut label = ALabel::new(clamp(span)).with_color(primary_color);
     if !d.label.is_empty() {
         label = label.with_message(&d.label);
     }
     report = report.with_label(label);
-    for (i, l) in d.secondary.iter().enumerate() {
+    for l in &d.secondary {
         let c = if color { Color::Blue } else { Color::Primary };
-        report = report
-            .with_label(ALabel::new(clamp(l.span)).with_message(&l.message).with_color(c).with_order(i as i32 + 1));
+        report = report.with_label(ALabel::new(clamp(l.span)).with_message(&l.message).with_color(c));
     }
     for n in &d.notes {
         report = report.with_note(n);

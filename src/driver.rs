@@ -94,7 +94,17 @@ fn frontend_loaded(
         };
     };
     let text = sources.get(id).text.clone();
-    let program = parse_program(id, &text, &mut diags);
+    let Some(program) = crate::syntax::parse::parse_program_checked(id, &text, &mut diags) else {
+        // Rejected before parsing (nested too deep): nothing more to say about it.
+        return Frontend {
+            sources,
+            diags,
+            program: Program::default(),
+            checked: None,
+            elaborated: None,
+            user_file: Some(id),
+        };
+    };
     let mut lib_items: Vec<Item> = Vec::new();
     for (name, src) in STDLIB {
         let lid = sources.add(*name, *src);
@@ -206,7 +216,7 @@ pub fn emit_tokens(fe: &Frontend) -> String {
     };
     let text = &fe.sources.get(id).text;
     let mut scratch = Diagnostics::new();
-    let toks = crate::syntax::token::lex(id, text, &mut scratch).unwrap_or_default();
+    let toks = crate::syntax::token::lex(id, text, &mut scratch).map(|l| l.tokens).unwrap_or_default();
     let mut out = String::new();
     for (lo, t, hi) in toks {
         let (l, c) = fe.sources.line_col(id, lo as u32);

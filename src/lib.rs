@@ -14,6 +14,7 @@ pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod driver;
+pub mod math;
 pub mod sema;
 pub mod source;
 pub mod syntax;

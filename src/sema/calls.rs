@@ -46,6 +46,14 @@ impl<'a> Checker<'a> {
             return Info::error();
         }
         if let Some(f) = self.funcs.get(name) {
+            if builtins::distribution(name).is_some() || builtins::is_builtin_function(name) {
+                // A user definition of a built-in name, rejected (E0206): which one a call
+                // means is unclear, so it is not checked further.
+                for a in args {
+                    self.check_expr(&a.value);
+                }
+                return Info::error();
+            }
             return self.call_user(f, callee, args, span);
         }
         if let Some(d) = builtins::distribution(name) {
@@ -93,6 +101,10 @@ impl<'a> Checker<'a> {
         }
         let mut names = builtins::all_callable_names();
         names.extend(self.funcs.keys().cloned());
+        if self.diags.items().iter().any(|d| d.code == Code::ImportFailed) {
+            // It may be defined in the import that could not be read; that is reported already.
+            return Info::error();
+        }
         let looks_like_density = ["_lpdf", "_lpmf", "_rng"].iter().any(|s| name.ends_with(s));
         let code = if looks_like_density { Code::UnknownDistribution } else { Code::UnknownFunction };
         let what = if looks_like_density { "distribution function" } else { "function" };
@@ -442,9 +454,11 @@ impl<'a> Checker<'a> {
 
     /// `normal(0, 1)` used as a value (a `prior` passed to a layer).
     fn dist_value(&mut self, d: &'static DistSig, callee: &Ident, args: &[Arg]) -> Info {
-        let infos = self.dist_args(d, callee, args);
+        let (infos, bad) = self.dist_args(d, callee, args);
         if infos.len() != d.params.len() {
-            self.dist_arg_count(d, callee, infos.len());
+            if !bad {
+                self.dist_arg_count(d, callee, infos.len(), false);
+            }
             return Info::new(Ty::Dist(Some(d.name.to_string())), Variability::Const);
         }
         for (a, (pname, shape)) in infos.iter().zip(d.params) {
@@ -454,7 +468,10 @@ impl<'a> Checker<'a> {
         Info::new(Ty::Dist(Some(d.name.to_string())), var)
     }
 
-    fn dist_args(&mut self, d: &'static DistSig, _callee: &Ident, args: &[Arg]) -> Vec<ArgInfo> {
+    /// The arguments matched to the distribution's parameters, and whether any was named
+    /// wrongly or given twice (reported; the argument count is then not reported too).
+    fn dist_args(&mut self, d: &'static DistSig, _callee: &Ident, args: &[Arg]) -> (Vec<ArgInfo>, bool) {
+        let mut bad = false;
         // Distribution arguments may be given by their Stan names (`normal(mu = 0, sigma = 1)`).
         let mut slots: Vec<Option<ArgInfo>> = Vec::new();
         let mut seen_named = false;
@@ -463,6 +480,7 @@ impl<'a> Checker<'a> {
             match &a.name {
                 None => {
                     if seen_named {
+                        bad = true;
                         self.error(
                             Diagnostic::error(
                                 Code::BadArgumentOrder,
@@ -482,6 +500,7 @@ impl<'a> Checker<'a> {
                                 slots.push(None);
                             }
                             if slots[pos].is_some() {
+                                bad = true;
                                 self.error(
                                     Diagnostic::error(
                                         Code::BadArgumentOrder,
@@ -494,6 +513,7 @@ impl<'a> Checker<'a> {
                             slots[pos] = Some(info);
                         }
                         None => {
+                            bad = true;
                             let names: Vec<&str> = d.params.iter().map(|(p, _)| *p).collect();
                             self.error(
                                 Diagnostic::error(
@@ -512,18 +532,24 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        slots.into_iter().flatten().collect()
+        (slots.into_iter().flatten().collect(), bad)
     }
 
-    fn dist_arg_count(&mut self, d: &DistSig, callee: &Ident, got: usize) {
-        let names: Vec<&str> = d.params.iter().map(|(p, _)| *p).collect();
+    /// Wrong argument count; `with_variate` for the function forms (`normal_lpdf(y, mu, sigma)`),
+    /// whose first argument is the variate.
+    fn dist_arg_count(&mut self, d: &DistSig, callee: &Ident, got: usize, with_variate: bool) {
+        let mut names: Vec<&str> = d.params.iter().map(|(p, _)| *p).collect();
+        if with_variate {
+            names.insert(0, "the variate");
+        }
+        let got = got + with_variate as usize;
         self.error(
             Diagnostic::error(
                 Code::ArgumentCount,
                 callee.span,
                 format!(
                     "`{}` takes {} argument{}, found {got}",
-                    d.name,
+                    callee.name,
                     names.len(),
                     if names.len() == 1 { "" } else { "s" }
                 ),
@@ -617,9 +643,19 @@ impl<'a> Checker<'a> {
     }
 
     /// Check a distribution applied to a variate (under `~` or as `_lpdf`).
-    fn check_dist_on(&mut self, d: &'static DistSig, callee: &Ident, args: &[ArgInfo], variate: &Info, vspan: Span) {
+    fn check_dist_on(
+        &mut self,
+        d: &'static DistSig,
+        callee: &Ident,
+        (args, bad): (&[ArgInfo], bool),
+        variate: &Info,
+        vspan: Span,
+    ) {
         if args.len() != d.params.len() {
-            self.dist_arg_count(d, callee, args.len());
+            if !bad {
+                let fn_form = callee.name != d.name;
+                self.dist_arg_count(d, callee, args.len(), fn_form);
+            }
             return;
         }
         let v = &variate.ty;
@@ -729,15 +765,17 @@ impl<'a> Checker<'a> {
                     return Info::error();
                 }
                 let variate = self.check_expr(&args[0].value);
-                let rest = self.dist_args(d, callee, &args[1..]);
-                self.check_dist_on(d, callee, &rest, &variate, args[0].value.span);
+                let (rest, bad) = self.dist_args(d, callee, &args[1..]);
+                self.check_dist_on(d, callee, (&rest, bad), &variate, args[0].value.span);
                 let var = rest.iter().map(|a| a.info.var).fold(variate.var, Variability::max);
                 Info::new(Ty::Real, var)
             }
             DistFn::Rng => {
-                let infos = self.dist_args(d, callee, args);
+                let (infos, bad) = self.dist_args(d, callee, args);
                 if infos.len() != d.params.len() {
-                    self.dist_arg_count(d, callee, infos.len());
+                    if !bad {
+                        self.dist_arg_count(d, callee, infos.len(), false);
+                    }
                     return Info::error();
                 }
                 if self.ctx != Ctx::Generated {
@@ -806,8 +844,8 @@ impl<'a> Checker<'a> {
                 if builtins::distribution(&callee.name).is_some() && self.lookup(&callee.name).is_none() =>
             {
                 let d = builtins::distribution(&callee.name).expect("checked above");
-                let infos = self.dist_args(d, callee, args);
-                self.check_dist_on(d, callee, &infos, &variate, lhs.span);
+                let (infos, bad) = self.dist_args(d, callee, args);
+                self.check_dist_on(d, callee, (&infos, bad), &variate, lhs.span);
             }
             ExprKind::Name(n) if self.lookup(n).is_some_and(|b| matches!(b.ty, Ty::Dist(_))) => {
                 // A `dist` argument of a layer; checked when the layer is elaborated.
@@ -824,14 +862,36 @@ impl<'a> Checker<'a> {
                         crate::syntax::print::expr(lhs),
                         dd.name
                     ));
-                } else if let Some(s) = did_you_mean(name, dist_names.iter().copied()) {
+                } else if builtins::is_builtin_function(name) || self.funcs.contains_key(name) {
+                    d = d.with_help(format!(
+                        "`{name}` is a function; `~` needs a distribution such as `normal(mu, sigma)`"
+                    ));
+                } else {
+                    // Names used by other tools, then close spellings.
+                    let alias = match name {
+                        "gaussian" | "Normal" | "norm" => Some("normal"),
+                        "double_exponential" => Some("laplace"),
+                        "halfnormal" | "HalfNormal" => Some("half_normal"),
+                        "halfcauchy" | "HalfCauchy" => Some("half_cauchy"),
+                        "lognorm" | "LogNormal" => Some("lognormal"),
+                        "expon" => Some("exponential"),
+                        "studentt" | "StudentT" | "t" => Some("student_t"),
+                        "neg_binomial" | "negative_binomial" => Some("neg_binomial_2"),
+                        _ => None,
+                    };
+                    let help = match alias {
+                        Some(a) => Some(format!("bnnc calls it `{a}`")),
+                        None => did_you_mean(name, dist_names.iter().copied()),
+                    };
                     d = Diagnostic::error(
                         Code::UnknownDistribution,
                         callee.span,
                         format!("unknown distribution `{name}`"),
                     )
                     .with_label("not a distribution")
-                    .with_help(s);
+                    .with_help(
+                        help.unwrap_or_else(|| "the distributions are listed in the language reference".to_string()),
+                    );
                 }
                 self.error(d);
                 if let ExprKind::Call { args, .. } = &dist.kind {
@@ -884,6 +944,7 @@ impl<'a> Checker<'a> {
         let mut slots: Vec<Option<(ArgInfo, &Expr)>> = (0..f.args.len()).map(|_| None).collect();
         let mut seen_named = false;
         let mut positional = 0usize;
+        let errors_before = self.diags.error_count();
         for a in args {
             let info = ArgInfo { info: self.check_expr(&a.value), span: a.value.span };
             let pos = match &a.name {
@@ -957,7 +1018,8 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         for (i, decl) in f.args.iter().enumerate() {
             let Some((a, _)) = &slots[i] else {
-                if decl.default.is_none() {
+                // A missing argument is only news if the arguments were otherwise well formed.
+                if decl.default.is_none() && self.diags.error_count() == errors_before {
                     self.error(
                         Diagnostic::error(
                             Code::ArgumentCount,
@@ -1013,6 +1075,7 @@ impl<'a> Checker<'a> {
     fn pattern_type(&mut self, t: &TypeExpr) -> Ty {
         match &t.kind {
             TypeKind::Fn => Ty::Func(None),
+            TypeKind::Infer => Ty::Error,
             TypeKind::Array { dims, elem } => {
                 let inner = self.pattern_type(elem);
                 dims.iter().rev().fold(inner, |acc, d| Ty::Array(pattern_size(d), Box::new(acc)))

@@ -171,14 +171,22 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
             }
             Item::UnknownBlock { name, body, span } => {
                 let keywords = BLOCK_ORDER.map(|k| k.keyword());
-                let guess = crate::diag::suggest(&name.name, keywords.iter().copied());
+                // Stan's block names, and close misspellings.
+                let guess = match name.name.as_str() {
+                    "parameters" => Some("params"),
+                    "quantities" | "generated_quantities" => Some("generated"),
+                    "transformed" => None,
+                    n => crate::diag::suggest(n, keywords.iter().copied()),
+                };
+                let help = match (name.name.as_str(), guess) {
+                    ("transformed", _) => "bnnc has no transformed blocks: write `let name = ...` in `model` (expressions of data are computed once when the data is read), and constrained parameters with bounds in `params`".to_string(),
+                    (_, Some(g)) => format!("did you mean `{g}`?"),
+                    (_, None) => "blocks are `data`, `params`, `model` and `generated`".to_string(),
+                };
                 diags.push(
                     Diagnostic::error(Code::UnexpectedToken, name.span, format!("unknown block `{}`", name.name))
                         .with_label("not a block keyword")
-                        .with_help(match guess {
-                            Some(g) => format!("did you mean `{g}`?"),
-                            None => "blocks are `data`, `params`, `model` and `generated`".to_string(),
-                        }),
+                        .with_help(help),
                 );
                 // Check the body as the block it most likely meant, so mistakes inside show too.
                 if let Some(kind) = guess.and_then(|g| BLOCK_ORDER.iter().find(|k| k.keyword() == g)) {
@@ -201,6 +209,8 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
                                 if f.kind == FuncKind::Layer { "layer" } else { "function" }
                             )),
                     );
+                    // Calls still resolve to it, so they are not reported again.
+                    funcs.insert(name.clone(), f.clone());
                     continue;
                 }
                 if let Some(first) = user_funcs.get(name) {
@@ -258,6 +268,8 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
             ck.pop_scope();
             out.model = b.body.clone();
         }
+        // A syntax error may have swallowed the block: then its absence is not news.
+        None if user_items.iter().any(|i| matches!(i, Item::Error(_))) => {}
         None => {
             let empty = user_items.is_empty();
             ck.diags.push(
@@ -360,6 +372,7 @@ impl<'a> Checker<'a> {
     pub(super) fn check_type(&mut self, t: &TypeExpr, mut shape_vars: Option<&mut Vec<Ident>>) -> DeclType {
         match &t.kind {
             TypeKind::Fn => DeclType { ty: Ty::Func(None), constraint: Constraint::None, lower: None, upper: None },
+            TypeKind::Infer => DeclType { ty: Ty::Error, constraint: Constraint::None, lower: None, upper: None },
             TypeKind::Array { dims, elem } => {
                 let sizes: Vec<Size> = dims.iter().map(|d| self.check_dim(d, shape_vars.as_deref_mut())).collect();
                 let inner = self.check_type(elem, shape_vars);
@@ -403,6 +416,8 @@ impl<'a> Checker<'a> {
                             Some("bnnc has no separate row vectors: use `vector[n]` (or `matrix[1, n]`)".to_string())
                         }
                         "cholesky_factor_corr" => Some("write `cholesky_corr[k]`".to_string()),
+                        "float" | "double" | "f64" | "number" => Some("reals are `real`".to_string()),
+                        "integer" | "i64" | "long" => Some("integers are `int`".to_string()),
                         _ => did_you_mean(n, known.iter().copied()),
                     };
                     self.error(
@@ -476,6 +491,19 @@ impl<'a> Checker<'a> {
                         .with_label("not declared")
                         .with_help("a size in an argument's type is either an earlier int argument or a lower-case shape variable like `n`"),
                 );
+                // Known (as an error) from here on, so later uses are not reported again.
+                if let Some(s) = self.scopes.last_mut() {
+                    s.insert(
+                        n.clone(),
+                        Binding {
+                            ty: Ty::Error,
+                            var: Variability::Data,
+                            kind: BindKind::ShapeVar,
+                            span: d.span,
+                            int_val: None,
+                        },
+                    );
+                }
                 return Size::Unknown;
             }
         }
@@ -637,6 +665,44 @@ impl<'a> Checker<'a> {
                         name_span: name.span,
                     });
                 }
+                StmtKind::DeclInit { name, ty, init } => {
+                    let is_param = self.ctx == Ctx::Params;
+                    self.error(
+                        Diagnostic::error(
+                            Code::MisplacedStmt,
+                            init.span,
+                            format!("`{}` cannot be given a value here", name.name),
+                        )
+                        .with_label(if is_param {
+                            "a parameter is not assigned"
+                        } else {
+                            "data come from the data file"
+                        })
+                        .with_help(if is_param {
+                            format!(
+                                "give a prior with `~`: `{}: {} ~ normal(0, 1)`",
+                                name.name,
+                                crate::syntax::print::ty(ty)
+                            )
+                        } else {
+                            "remove the value; compute derived quantities with `let` in `model`".to_string()
+                        }),
+                    );
+                    // Carry on as the declaration it most likely is.
+                    let decl = self.check_type(ty, None);
+                    let var = if is_param { Variability::Param } else { Variability::Data };
+                    let kind = if is_param { BindKind::Param } else { BindKind::Data };
+                    let int_val = if decl.ty == Ty::Int && !is_param { Some(Poly::symbol(&name.name)) } else { None };
+                    self.bind(name, Binding { ty: decl.ty.clone(), var, kind, span: name.span, int_val });
+                    out.push(Decl {
+                        name: name.name.clone(),
+                        decl,
+                        type_expr: ty.clone(),
+                        prior: None,
+                        span: s.span,
+                        name_span: name.span,
+                    });
+                }
                 StmtKind::Error => {}
                 _ => {
                     let block = b.kind.keyword();
@@ -724,7 +790,7 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn check_stmt(&mut self, s: &Stmt) {
+    pub(super) fn check_stmt(&mut self, s: &Stmt) {
         match &s.kind {
             StmtKind::Error => {}
             StmtKind::Decl { name, .. } => {
@@ -740,12 +806,46 @@ impl<'a> Checker<'a> {
                 };
                 self.misplaced(s.span, "a declaration without `var`", &help);
             }
+            StmtKind::DeclInit { name, ty, init } => {
+                let t = crate::syntax::print::ty(ty);
+                self.error(
+                    Diagnostic::error(
+                        Code::MisplacedStmt,
+                        s.span,
+                        format!("a local is declared with `var`: `var {}: {t} = ...`", name.name),
+                    )
+                    .with_label("missing `var`")
+                    .with_help(format!(
+                        "write `var {}: {t} = {}` (or `let {} = ...` if it never changes)",
+                        name.name,
+                        crate::syntax::print::expr(init),
+                        name.name
+                    )),
+                );
+                let var = Stmt {
+                    kind: StmtKind::Var { name: name.clone(), ty: ty.clone(), init: Some(init.clone()) },
+                    span: s.span,
+                };
+                self.check_stmt(&var);
+            }
             StmtKind::Param { name, ty, prior } => {
                 if self.ctx != Ctx::Layer {
                     self.misplaced(
                         s.span,
                         "`param`",
                         "`param` declares a parameter owned by a layer; model parameters go in the `params` block",
+                    );
+                    // Known from here on, so its uses are not reported too.
+                    let t = self.check_type(ty, None);
+                    self.bind(
+                        name,
+                        Binding {
+                            ty: t.ty,
+                            var: Variability::Param,
+                            kind: BindKind::Param,
+                            span: name.span,
+                            int_val: None,
+                        },
                     );
                     return;
                 }

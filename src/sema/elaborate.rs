@@ -347,14 +347,12 @@ impl<'a> Elab<'a> {
             StmtKind::If { cond, then, else_ } => {
                 if !prefix.is_empty() && (has_return(then) || else_.as_ref().is_some_and(|e| has_return(e))) {
                     self.failed = true;
+                    let (layer, args, call) = self.chain.first().cloned().unwrap_or_default();
                     self.diags.push(
-                        Diagnostic::error(
-                            Code::NotConstant,
-                            cond.span,
-                            "this condition decides a layer's result but is not known at compile time",
-                        )
-                        .with_label("known only when data is read")
-                        .with_help("branch on int arguments or literals, which are folded when the layer is expanded"),
+                        Diagnostic::error(Code::NotConstant, call, format!("`{layer}` cannot be expanded: its result depends on a value known only when data is read"))
+                            .with_label(format!("called with {args}"))
+                            .with_secondary(cond.span, "this condition must be known at compile time")
+                            .with_help("pass a literal for the int arguments that decide the layer's structure (its recursion depth, say); an int from data can set sizes only"),
                     );
                     return None;
                 }
@@ -373,7 +371,7 @@ impl<'a> Elab<'a> {
                 out.push(Stmt { kind: StmtKind::If { cond, then, else_ }, span });
                 None
             }
-            StmtKind::Decl { .. } | StmtKind::Error => None,
+            StmtKind::Decl { .. } | StmtKind::DeclInit { .. } | StmtKind::Error => None,
         }
     }
 
@@ -392,6 +390,7 @@ impl<'a> Elab<'a> {
     fn elab_type(&mut self, t: &TypeExpr, env: &Env) -> TypeExpr {
         let kind = match &t.kind {
             TypeKind::Fn => TypeKind::Fn,
+            TypeKind::Infer => TypeKind::Infer,
             TypeKind::Array { dims, elem } => TypeKind::Array {
                 dims: dims.iter().map(|d| self.subst(d, env)).collect(),
                 elem: Box::new(self.elab_type(elem, env)),
@@ -608,11 +607,14 @@ impl<'a> Elab<'a> {
         name_expr(&n, callee.span)
     }
 
-    fn report_recursion(&mut self, f: &FuncDef) {
+    fn report_recursion(&mut self, last: &FuncDef) {
         if self.failed {
             return;
         }
         self.failed = true;
+        // The layer the user called, which is the one that recurses (the last expanded may
+        // be a helper such as `dense`).
+        let f = self.chain.first().and_then(|(n, _, _)| self.funcs.get(n)).unwrap_or(last);
         let too_many = self.instances > MAX_INSTANCES;
         let first = self.chain.first().map(|c| c.2).unwrap_or(f.name.span);
         let mut d = Diagnostic::error(

@@ -110,6 +110,8 @@ pub enum TypeKind {
     Array { dims: Vec<Expr>, elem: Box<TypeExpr> },
     /// `fn`: a function value (layer argument).
     Fn,
+    /// A missing type after a syntax error (already reported); accepts anything.
+    Infer,
 }
 
 #[derive(Clone, Debug)]
@@ -154,6 +156,13 @@ pub enum StmtKind {
         name: Ident,
         ty: TypeExpr,
         prior: Option<Expr>,
+    },
+    /// `name: type = value` — not bnnc syntax; the checker reports what was meant (a `var`
+    /// in `model`, a prior with `~` in `params`) and carries on as if it were written so.
+    DeclInit {
+        name: Ident,
+        ty: TypeExpr,
+        init: Expr,
     },
     /// `param name: type [~ dist]` in a `layer`.
     Param {

@@ -23,6 +23,18 @@ pub enum UserError {
     TooDeep { lo: usize, hi: usize },
     /// Something other than a plain name before `:` in a declaration or `=` in a named argument.
     NotAName { lo: usize, hi: usize },
+    /// A recognised mistake the grammar recovered from: message, label, help.
+    Hint { lo: usize, hi: usize, message: String, label: String, help: String },
+}
+
+/// Record a recognised mistake (E0010) and carry on parsing.
+pub fn hint(lo: usize, hi: usize, message: &str, label: &str, help: &str) -> ErrorRecovery<usize, Tok, UserError> {
+    ErrorRecovery {
+        error: ParseError::User {
+            error: UserError::Hint { lo, hi, message: message.into(), label: label.into(), help: help.into() },
+        },
+        dropped_tokens: Vec::new(),
+    }
 }
 
 /// The name in `name: type` or `name = value`, which the grammar parses as an expression.
@@ -45,53 +57,109 @@ pub fn mk(file: FileId, l: usize, r: usize, kind: ExprKind) -> Result<Expr, Pars
     Ok(e)
 }
 
-/// Parse a whole file. Always returns a program (possibly with `Error` nodes); errors go to `diags`.
+/// Parse a whole file. Always returns a program (possibly with `Error` nodes); errors go to
+/// `diags`. `None` when the file was rejected before parsing (nesting too deep).
 pub fn parse_program(file: FileId, src: &str, diags: &mut Diagnostics) -> Program {
-    let Some(tokens) = lex(file, src, diags) else {
-        return Program::default();
-    };
+    parse_program_checked(file, src, diags).unwrap_or_default()
+}
+
+/// As [`parse_program`], but `None` when the file could not be parsed at all (so no
+/// further checking should be reported on it).
+pub fn parse_program_checked(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Program> {
+    let lexed = lex(file, src, diags)?;
     let mut recovered: Vec<ErrorRecovery<usize, Tok, UserError>> = Vec::new();
-    let result = grammar::ProgramParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, UserError>));
-    let eof = src.len();
+    let tokens = lexed.tokens.clone();
+    let result =
+        grammar::ProgramParser::new().parse(file, &mut recovered, lexed.tokens.into_iter().map(Ok::<_, UserError>));
+    let ctx =
+        ErrorContext { file, eof: src.len(), tokens: &tokens, reported: &lexed.reported, unclosed: lexed.unclosed };
     for r in recovered {
-        diags.push(syntax_error(file, r.error, eof));
+        ctx.report(r.error, diags);
     }
     match result {
-        Ok(p) => p,
+        Ok(p) => Some(p),
         Err(e) => {
-            diags.push(syntax_error(file, e, eof));
-            Program::default()
+            // The parser could not recover (the file ends mid-construct): what it had is
+            // lost, so nothing more is checked or reported.
+            ctx.report(e, diags);
+            None
         }
     }
 }
 
-/// Parse a single expression (used by the REPL and tests).
+/// Parse a single expression (used by elaboration and tests).
 pub fn parse_expr(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Expr> {
-    let tokens = lex(file, src, diags)?;
+    let lexed = lex(file, src, diags)?;
+    let tokens = lexed.tokens.clone();
     let mut recovered = Vec::new();
-    let result = grammar::ExprParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, UserError>));
+    let result =
+        grammar::ExprParser::new().parse(file, &mut recovered, lexed.tokens.into_iter().map(Ok::<_, UserError>));
+    let ctx =
+        ErrorContext { file, eof: src.len(), tokens: &tokens, reported: &lexed.reported, unclosed: lexed.unclosed };
     for r in recovered {
-        diags.push(syntax_error(file, r.error, src.len()));
+        ctx.report(r.error, diags);
     }
     match result {
         Ok(e) => Some(e),
         Err(e) => {
-            diags.push(syntax_error(file, e, src.len()));
+            ctx.report(e, diags);
             None
         }
+    }
+}
+
+/// What a syntax error is reported against.
+struct ErrorContext<'a> {
+    file: FileId,
+    eof: usize,
+    tokens: &'a [(usize, Tok, usize)],
+    /// Positions the layout filter already reported (bracket errors).
+    reported: &'a [usize],
+    unclosed: bool,
+}
+
+impl ErrorContext<'_> {
+    fn report(&self, e: ParseError<usize, Tok, UserError>, diags: &mut Diagnostics) {
+        // The filter already said this: an unmatched bracket, or the file ending inside one.
+        match &e {
+            ParseError::UnrecognizedToken { token: (lo, _, _), .. } if self.reported.contains(lo) => return,
+            ParseError::UnrecognizedEof { .. } if self.unclosed => return,
+            _ => {}
+        }
+        diags.push(syntax_error(self.file, e, self.eof, self.tokens));
     }
 }
 
 const BLOCK_KEYWORDS: &[&str] = &["data", "params", "model", "generated", "fn", "layer", "import"];
 const STMT_KEYWORDS: &[&str] = &["let", "var", "for", "if", "return", "target", "param"];
 
-fn syntax_error(file: FileId, e: ParseError<usize, Tok, UserError>, eof: usize) -> Diagnostic {
+fn syntax_error(
+    file: FileId,
+    e: ParseError<usize, Tok, UserError>,
+    eof: usize,
+    tokens: &[(usize, Tok, usize)],
+) -> Diagnostic {
     match e {
         ParseError::UnrecognizedToken { token: (lo, tok, hi), expected } => {
             let span = Span::new(file, lo, hi);
             let (list, exp) = describe_expected(&expected);
             let mut d = Diagnostic::error(Code::UnexpectedToken, span, format!("unexpected {}", tok.describe()))
                 .with_label(if list.is_empty() { "not expected here".to_string() } else { format!("expected {list}") });
+            // A misspelt keyword shows up as an identifier followed by something unexpected:
+            // `lett mu = ...`.
+            // The statement's first word, when the error comes within its first few tokens.
+            let before: Vec<&Tok> = tokens.iter().take_while(|(l, _, _)| *l < lo).map(|(_, t, _)| t).collect();
+            let start = before.iter().rposition(|t| matches!(t, Tok::Sep | Tok::LBrace)).map(|i| i + 1).unwrap_or(0);
+            if before.len() - start <= 3 {
+                if let Some(Tok::Ident(word)) = before.get(start) {
+                    if let Some(k) = crate::diag::suggest(word.as_str(), STMT_KEYWORDS.iter().copied()) {
+                        d = d.with_help(format!("`{word}` is not a keyword: did you mean `{k}`?"));
+                    }
+                }
+            }
+            if d.help.is_some() {
+                return d;
+            }
             if let Tok::Ident(name) = &tok {
                 if exp.iter().any(|e| e == "model") {
                     d = d.with_help_opt(did_you_mean(name, BLOCK_KEYWORDS.iter().copied()));
@@ -120,10 +188,13 @@ fn syntax_error(file: FileId, e: ParseError<usize, Tok, UserError>, eof: usize) 
         ParseError::User { error: UserError::TooDeep { lo, hi } } => Diagnostic::error(
             Code::TooDeep,
             Span::new(file, lo, hi),
-            format!("expression nested more than {MAX_EXPR_DEPTH} levels deep"),
+            format!("expression too deep: more than {MAX_EXPR_DEPTH} operations nested in one another"),
         )
         .with_label("too deep")
-        .with_help("split the expression with `let` bindings"),
+        .with_help("each operator in a chain like `a + b + c + ...` nests one level: add up a vector with `sum(...)`, or split the expression with `let` bindings"),
+        ParseError::User { error: UserError::Hint { lo, hi, message, label, help } } => {
+            Diagnostic::error(Code::UnexpectedToken, Span::new(file, lo, hi), message).with_label(label).with_help(help)
+        }
         ParseError::User { error: UserError::NotAName { lo, hi } } => {
             Diagnostic::error(Code::UnexpectedToken, Span::new(file, lo, hi), "expected a name")
                 .with_label("only a plain name can stand here")
@@ -135,12 +206,15 @@ fn syntax_error(file: FileId, e: ParseError<usize, Tok, UserError>, eof: usize) 
 fn hint_for(tok: &Tok, expected: &[String]) -> Option<String> {
     let has = |s: &str| expected.iter().any(|e| e == s);
     match tok {
-        Tok::Assign if has("~") => Some("a prior is given with `~`, as in `mu: real ~ normal(0, 1)`".into()),
+        Tok::Assign if has("~") => Some("in `params` a prior is given with `~` (`mu: real ~ normal(0, 1)`); a local is declared with `var x: real = 0`".into()),
         Tok::Assign if has("==") => Some("comparison is `==`; `let` binds a name, `=` assigns to a `var`".into()),
         Tok::Colon if has("=") => Some("a mutable local is declared with `var name: type`".into()),
         Tok::Sep if has(")") || has("]") => Some("a bracket opened on this line is not closed".into()),
-        Tok::Ident(_) if has(";") => Some("put each statement on its own line or separate them with `;`".into()),
-        Tok::Lt if has("[") => Some("bounds come before sizes: `vector<lower=0>[N]`".into()),
+        Tok::Ident(_) | Tok::Target | Tok::Let | Tok::Var | Tok::For | Tok::If | Tok::Return if has(";") => {
+            Some("put each statement on its own line or separate them with `;`".into())
+        }
+        Tok::Bar if has("+") => Some("logical or is `||`; a single `|` only separates the variate in `normal_lpdf(y | mu, sigma)`".into()),
+        Tok::LtBound if has("[") => Some("bounds come before sizes: `vector<lower=0>[N]`".into()),
         _ => None,
     }
 }

@@ -77,6 +77,9 @@ pub fn stmt(out: &mut String, s: &Stmt, level: usize) {
                 let _ = write!(out, " ~ {}", expr(p));
             }
         }
+        StmtKind::DeclInit { name, ty: t, init } => {
+            let _ = write!(out, "{}: {} = {}", name.name, ty(t), expr(init));
+        }
         StmtKind::Param { name, ty: t, prior } => {
             let _ = write!(out, "param {}: {}", name.name, ty(t));
             if let Some(p) = prior {
@@ -152,6 +155,7 @@ pub fn ty(t: &TypeExpr) -> String {
             format!("array[{}] {}", d.join(", "), ty(elem))
         }
         TypeKind::Fn => "fn".to_string(),
+        TypeKind::Infer => "_".to_string(),
     }
 }
 

@@ -31,6 +31,16 @@ pub enum Tok {
     Newline,
     #[token("/*", unterminated_comment)]
     UnterminatedComment,
+    /// `# ...`: not a comment in bnnc; reported (E0003) and skipped to the end of the line.
+    #[regex(r"#[^\n]*", allow_greedy = true)]
+    HashComment,
+    /// A lone `&`: reported (E0003) and read as `&&`.
+    #[token("&")]
+    Amp,
+    /// A top-level `name {` whose name is not a block keyword (made by the layout filter).
+    BlockName(String),
+    /// `<` opening a bound list, as in `real<lower=0>` (made by the layout filter).
+    LtBound,
     /// A statement separator made by the layout filter from newlines and `;`.
     #[token(";")]
     Sep,
@@ -70,7 +80,9 @@ pub enum Tok {
     #[token("target")]
     Target,
 
-    #[regex(r"[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_string())]
+    // Identifiers are ASCII; other letters lex as an identifier too (and are reported,
+    // E0003), so one stray `σ` does not derail the parse.
+    #[regex(r"[\p{XID_Start}_][\p{XID_Continue}]*", |lex| lex.slice().to_string())]
     Ident(String),
     #[regex(r"[0-9]+", int_literal)]
     Int(i64),
@@ -187,6 +199,8 @@ impl Tok {
             LParen
                 | LBracket
                 | LBrace
+                | LtBound
+                | Bar
                 | Comma
                 | Colon
                 | Tilde
@@ -239,6 +253,10 @@ impl fmt::Display for Tok {
             Newline => "\\n",
             UnterminatedComment => "/*",
             Sep => ";",
+            HashComment => "#",
+            Amp => "&",
+            BlockName(s) => return f.write_str(s),
+            LtBound => "<",
             Data => "data",
             Params => "params",
             Model => "model",
@@ -302,17 +320,45 @@ impl fmt::Display for Tok {
 /// A token with its byte range.
 pub type Spanned = (usize, Tok, usize);
 
-/// Raw logos tokens, newlines included; errors reported and skipped.
+/// Raw logos tokens, newlines included. Lexical errors are reported; where a likely
+/// meaning exists a substitute token is kept (a number for an out-of-range literal, `&&`
+/// for `&`, the identifier for a non-ASCII name) so parsing carries on without follow-on
+/// errors.
 pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned> {
     let mut out = Vec::new();
     let mut lexer = Tok::lexer(src);
     while let Some(res) = lexer.next() {
         let r = lexer.span();
         let span = Span::new(file, r.start, r.end);
+        let text = &src[r.clone()];
         match res {
+            Ok(Tok::HashComment) => diags.push(
+                Diagnostic::error(
+                    Code::InvalidToken,
+                    Span::new(file, r.start, r.start + 1),
+                    "`#` does not start a comment",
+                )
+                .with_label("not a token in bnnc")
+                .with_help("comments start with `//` or are enclosed in `/* */`"),
+            ),
+            Ok(Tok::Amp) => {
+                diags.push(
+                    Diagnostic::error(Code::InvalidToken, span, "`&` is not an operator")
+                        .with_label("read as `&&`")
+                        .with_help("logical and is `&&`"),
+                );
+                out.push((r.start, Tok::AndAnd, r.end));
+            }
+            Ok(Tok::Ident(name)) if !name.is_ascii() => {
+                diags.push(
+                    Diagnostic::error(Code::InvalidToken, span, format!("`{name}` is not a valid name"))
+                        .with_label("names are ASCII letters, digits and `_`")
+                        .with_help("spell Greek letters out: `sigma`, `mu`"),
+                );
+                out.push((r.start, Tok::Ident(name), r.end));
+            }
             Ok(t) => out.push((r.start, t, r.end)),
             Err(LexError::Invalid) => {
-                let text = &src[r.clone()];
                 let shown: String = text.chars().take(1).collect();
                 let mut d = Diagnostic::error(
                     Code::InvalidToken,
@@ -322,18 +368,22 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
                 .with_label("no token starts with this character");
                 if text.starts_with('\'') || text.starts_with('"') {
                     d = d.with_help("strings are written in double quotes on one line, and only `import` takes one");
-                } else if text.starts_with('&') {
-                    d = d.with_help("logical operators are `&&` and `||`");
-                } else if text.starts_with('#') {
-                    d = d.with_help("comments start with `//` or are enclosed in `/* */`");
                 }
                 diags.push(d);
             }
-            Err(LexError::BadNumber) => diags.push(
-                Diagnostic::error(Code::BadNumber, span, format!("number `{}` is out of range", &src[r.clone()]))
-                    .with_label("too large to represent")
-                    .with_help("integers must fit in 64 bits; write large reals with an exponent, like `1e20`"),
-            ),
+            Err(LexError::BadNumber) => {
+                let is_real = text.contains(['.', 'e', 'E']);
+                diags.push(
+                    Diagnostic::error(Code::BadNumber, span, format!("number `{text}` is out of range"))
+                        .with_label("too large to represent")
+                        .with_help(if is_real {
+                            "reals must be below about 1.8e308".to_string()
+                        } else {
+                            "integers must fit in 64 bits (below 9223372036854775808); write large reals with a decimal point or exponent, like `1e20`".to_string()
+                        }),
+                );
+                out.push((r.start, if is_real { Tok::Real(0.0) } else { Tok::Int(0) }, r.end));
+            }
             Err(LexError::UnterminatedComment) => diags.push(
                 Diagnostic::error(
                     Code::UnterminatedComment,
@@ -348,24 +398,47 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
     out
 }
 
+/// Tokens ready for the parser, and the byte positions already reported as bracket errors
+/// (the parser's own errors there are dropped as duplicates).
+pub struct Lexed {
+    pub tokens: Vec<Spanned>,
+    pub reported: Vec<usize>,
+    /// An unclosed bracket was reported: an end-of-file parse error adds nothing.
+    pub unclosed: bool,
+}
+
+fn bracket_name(t: &Tok) -> &'static str {
+    match t {
+        Tok::LParen => "(",
+        Tok::LBracket => "[",
+        Tok::LBrace => "{",
+        _ => "<",
+    }
+}
+
 /// Tokens ready for the parser: newlines turned into separators per SPEC §2, runs of
 /// separators collapsed, and none left where they could only be noise (after `{`, before
-/// `}` or `else`, at the top level between items). Returns `None` when nesting exceeds
+/// `}` or `else`, at the top level between items). Unmatched and unclosed brackets are
+/// reported here (E0013), with both ends named. Returns `None` when nesting exceeds
 /// [`MAX_NESTING`] (reported as E0012): such input is rejected before parsing.
-pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Vec<Spanned>> {
+pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Lexed> {
     let raw = lex_raw(file, src, diags);
     let mut out: Vec<Spanned> = Vec::with_capacity(raw.len());
-    // Open brackets: `(`, `[`, `{`, and `<` when it opens a bound list (`real<lower=0>`).
-    let mut stack: Vec<Tok> = Vec::new();
+    let mut reported = Vec::new();
+    // Open brackets: `(`, `[`, `{`, and `<` when it opens a bound list.
+    let mut stack: Vec<(Tok, usize, usize)> = Vec::new();
     let mut pending_sep: Option<(usize, usize)> = None;
     // The last token emitted was a `>` closing a bound list, not a comparison.
     let mut closed_bounds = false;
+    let next_real = |i: usize| raw[i + 1..].iter().find(|(_, t, _)| !matches!(t, Tok::Newline)).map(|(_, t, _)| t);
     for (i, (lo, tok, hi)) in raw.iter().cloned().enumerate() {
         let is_sep = matches!(tok, Tok::Newline | Tok::Sep);
         if is_sep {
-            let inside = matches!(stack.last(), Some(Tok::LParen | Tok::LBracket | Tok::Lt));
+            let inside = matches!(stack.last(), Some((Tok::LParen | Tok::LBracket | Tok::Lt, _, _)));
             let at_top = stack.is_empty();
             let continues = !closed_bounds && out.last().is_none_or(|(_, t, _)| t.continues_line());
+            // A CRLF line end starts at its `\r`.
+            let lo = if lo > 0 && src.as_bytes()[lo - 1] == b'\r' { lo - 1 } else { lo };
             if matches!(tok, Tok::Sep) && inside {
                 // An explicit `;` inside brackets is a syntax error the parser should see.
                 out.push((lo, Tok::Sep, hi));
@@ -375,16 +448,18 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Vec<Spann
             continue;
         }
         closed_bounds = false;
-        match tok {
-            Tok::LParen | Tok::LBracket | Tok::LBrace => stack.push(tok.clone()),
+        let mut tok = tok;
+        match &tok {
+            Tok::LParen | Tok::LBracket | Tok::LBrace => stack.push((tok.clone(), lo, hi)),
             // `<` followed by `name =` can only open a bound list.
             Tok::Lt
                 if matches!(raw.get(i + 1), Some((_, Tok::Ident(_), _)))
                     && matches!(raw.get(i + 2), Some((_, Tok::Assign, _))) =>
             {
-                stack.push(Tok::Lt)
+                stack.push((Tok::Lt, lo, hi));
+                tok = Tok::LtBound;
             }
-            Tok::Gt if stack.last() == Some(&Tok::Lt) => {
+            Tok::Gt if matches!(stack.last(), Some((Tok::Lt, _, _))) => {
                 stack.pop();
                 closed_bounds = true;
             }
@@ -394,10 +469,70 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Vec<Spann
                     Tok::RBracket => Tok::LBracket,
                     _ => Tok::LBrace,
                 };
-                // Pop to the matching opener; the parser reports any mismatch.
-                if let Some(pos) = stack.iter().rposition(|t| *t == want) {
-                    stack.truncate(pos);
+                match stack.iter().rposition(|(t, _, _)| *t == want) {
+                    Some(pos) if pos + 1 == stack.len() => {
+                        stack.pop();
+                    }
+                    Some(pos) => {
+                        // Brackets opened after the one this closes were never closed.
+                        let (open, olo, ohi) = stack[pos + 1].clone();
+                        diags.push(
+                            Diagnostic::error(
+                                Code::UnclosedDelimiter,
+                                Span::new(file, olo, ohi),
+                                format!("`{}` is never closed", bracket_name(&open)),
+                            )
+                            .with_label("opened here")
+                            .with_secondary(
+                                Span::new(file, lo, hi),
+                                format!("`{tok}` closes an earlier `{}` first", bracket_name(&want)),
+                            )
+                            .with_help(format!("add the missing `{}`", closer(&open))),
+                        );
+                        reported.push(lo);
+                        stack.truncate(pos);
+                    }
+                    // The wrong closer for the innermost open `(` or `[`: one mistake, reported
+                    // once, and the parser is given the closer that was meant.
+                    None if matches!(stack.last(), Some((Tok::LParen | Tok::LBracket, _, _))) => {
+                        let (open, olo, ohi) = stack.pop().expect("checked non-empty");
+                        let meant = if open == Tok::LParen { Tok::RParen } else { Tok::RBracket };
+                        diags.push(
+                            Diagnostic::error(
+                                Code::UnclosedDelimiter,
+                                Span::new(file, lo, hi),
+                                format!("`{tok}` does not close `{}`", bracket_name(&open)),
+                            )
+                            .with_label(format!("expected `{meant}`"))
+                            .with_secondary(Span::new(file, olo, ohi), "opened here"),
+                        );
+                        reported.push(lo);
+                        tok = meant;
+                    }
+                    None => {
+                        diags.push(
+                            Diagnostic::error(
+                                Code::UnclosedDelimiter,
+                                Span::new(file, lo, hi),
+                                format!("unmatched `{tok}`"),
+                            )
+                            .with_label("nothing opened here is closed by this")
+                            .with_help(format!("remove it, or add the `{}` it closes", bracket_name(&want))),
+                        );
+                        reported.push(lo);
+                        continue;
+                    }
                 }
+            }
+            // A top-level `name {` where an item starts (the file's start, or after the
+            // previous item's `}` or an import's path) is a block with a name that is not a
+            // keyword.
+            Tok::Ident(name)
+                if stack.is_empty()
+                    && matches!(next_real(i), Some(Tok::LBrace))
+                    && out.last().is_none_or(|(_, t, _)| matches!(t, Tok::RBrace | Tok::Str(_))) =>
+            {
+                tok = Tok::BlockName(name.clone());
             }
             _ => {}
         }
@@ -421,7 +556,28 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Vec<Spann
         }
         out.push((lo, tok, hi));
     }
-    Some(out)
+    let unclosed = stack.iter().any(|(t, _, _)| *t != Tok::Lt);
+    if let Some((open, olo, ohi)) = stack.iter().rev().find(|(t, _, _)| *t != Tok::Lt) {
+        diags.push(
+            Diagnostic::error(
+                Code::UnclosedDelimiter,
+                Span::new(file, *olo, *ohi),
+                format!("`{}` is never closed", bracket_name(open)),
+            )
+            .with_label("opened here")
+            .with_help(format!("the file ends before its `{}`", closer(open))),
+        );
+    }
+    Some(Lexed { tokens: out, reported, unclosed })
+}
+
+fn closer(open: &Tok) -> &'static str {
+    match open {
+        Tok::LParen => ")",
+        Tok::LBracket => "]",
+        Tok::LBrace => "}",
+        _ => ">",
+    }
 }
 
 #[cfg(test)]
@@ -430,7 +586,7 @@ mod tests {
 
     fn toks(src: &str) -> Vec<String> {
         let mut d = Diagnostics::new();
-        lex(FileId(0), src, &mut d).unwrap().into_iter().map(|(_, t, _)| t.to_string()).collect()
+        lex(FileId(0), src, &mut d).unwrap().tokens.into_iter().map(|(_, t, _)| t.to_string()).collect()
     }
 
     #[test]
