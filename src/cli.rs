@@ -15,6 +15,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Evaluate the log density and its gradient at one point; print JSON.
+    Logp {
+        model: PathBuf,
+        /// Data file (default: MODEL.json beside the model).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Constrained parameter values, by name, in the same JSON form as data.
+        #[arg(long, conflicts_with = "unconstrained", required_unless_present = "unconstrained")]
+        params: Option<PathBuf>,
+        /// A point of the unconstrained space: a JSON array in the order `logp` prints it.
+        #[arg(long)]
+        unconstrained: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
     /// Parse and check a model; print diagnostics (exit 1 on error).
     Check {
         /// The model file (.bnn).
@@ -46,6 +63,14 @@ enum Emit {
     Ast,
     /// Layers inlined, fractal recursion expanded, parameters named by path.
     Elab,
+    /// The IR, once data is bound (sizes are numbers, data-only values computed).
+    Ir,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Backend {
+    /// The reference interpreter.
+    Interp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,6 +86,92 @@ enum ColorChoice {
     Never,
 }
 
+fn format_of(m: MessageFormat, color: ColorChoice) -> Format {
+    match m {
+        MessageFormat::Json => Format::Json,
+        MessageFormat::Human => Format::Human {
+            color: match color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => std::io::stderr().is_terminal(),
+            },
+        },
+    }
+}
+
+fn read_json(path: &std::path::Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("`{}` is not valid JSON: {e}", path.display()))
+}
+
+fn logp(
+    model: PathBuf,
+    data: Option<PathBuf>,
+    params: Option<PathBuf>,
+    unconstrained: Option<PathBuf>,
+    format: Format,
+) -> i32 {
+    use crate::diag::{Code, Diagnostic};
+    let mut fe = driver::frontend_file(&model);
+    let program = if fe.diags.has_errors() { None } else { fe.program(&model, data.as_deref()) };
+    let Some(program) = program else {
+        eprint!("{}", driver::render_diags(&fe, format));
+        return 1;
+    };
+    let point = match (params, unconstrained) {
+        (Some(p), _) => read_json(&p).and_then(|v| match v {
+            serde_json::Value::Object(m) => crate::ir::point::unconstrain(&program, &m),
+            _ => Err(format!("`{}` must hold one JSON object, a key per parameter", p.display())),
+        }),
+        (None, Some(u)) => read_json(&u).and_then(|v| {
+            let arr = v.as_array().ok_or_else(|| format!("`{}` must hold a JSON array of numbers", u.display()))?;
+            let theta: Option<Vec<f64>> = arr.iter().map(|x| x.as_f64()).collect();
+            let theta = theta.ok_or_else(|| format!("`{}` must hold only numbers", u.display()))?;
+            if theta.len() != program.dim() {
+                return Err(format!(
+                    "`{}` has {} values; this model's unconstrained space has {}",
+                    u.display(),
+                    theta.len(),
+                    program.dim()
+                ));
+            }
+            Ok(theta)
+        }),
+        (None, None) => Err("give --params or --unconstrained".into()),
+    };
+    let theta = match point {
+        Ok(t) => t,
+        Err(why) => {
+            fe.diags.push(Diagnostic::error_nowhere(Code::BadPoint, why).with_help("constrained values go in --params P.json as {\"name\": value, ...}; an unconstrained point as a JSON array"));
+            eprint!("{}", driver::render_diags(&fe, format));
+            return 1;
+        }
+    };
+    let mut interp = crate::ir::interp::Interp::new(&program);
+    let mut grad = vec![0.0; program.dim()];
+    let res = interp.eval(&theta).and_then(|e| interp.gradient(&mut grad).map(|_| e));
+    match res {
+        Ok(e) => {
+            let out = serde_json::json!({
+                "logp": e.logp,
+                "logp_jacobian": e.logp + e.jacobian,
+                "unconstrained": theta,
+                "grad": grad,
+            });
+            println!("{out}");
+            0
+        }
+        Err(err) => {
+            fe.diags.push(
+                Diagnostic::error_nowhere(Code::NotFinite, format!("cannot evaluate the log density at this point: {err}"))
+                    .with_help("check the parameter values against their supports and the model's arithmetic (a log of a negative number, say)"),
+            );
+            eprint!("{}", driver::render_diags(&fe, format));
+            1
+        }
+    }
+}
+
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -71,9 +182,14 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
+        Command::Logp { model, data, params, unconstrained, backend: Backend::Interp, message_format } => {
+            logp(model, data, params, unconstrained, format_of(message_format, ColorChoice::Auto))
+        }
         Command::Check { model, data, verbose, emit, message_format, color } => {
             let mut fe = driver::frontend_file(&model);
-            if !fe.diags.has_errors() {
+            // With data at hand, go on to lowering, so size and index errors that only the
+            // numbers reveal are reported now rather than when the model is run.
+            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir)) {
                 if let Some(path) = driver::data_path(&model, data.as_deref()) {
                     if let Some(bound) = fe.bind_data(&path) {
                         if verbose {
@@ -81,6 +197,9 @@ pub fn run() -> i32 {
                             if !bound.ignored.is_empty() {
                                 eprintln!("data: ignored, not declared by the model: {}", bound.ignored.join(", "));
                             }
+                        }
+                        if let Some(el) = fe.elaborated.clone() {
+                            let _ = crate::ir::lower::lower(&el, &bound, &mut fe.diags);
                         }
                     }
                 }
@@ -100,6 +219,9 @@ pub fn run() -> i32 {
                     Emit::Tokens => Some(driver::emit_tokens(&fe)),
                     Emit::Ast if fe.user_file.is_some() => Some(crate::syntax::print::program(&fe.program)),
                     Emit::Elab => fe.elaborated.as_ref().map(driver::emit_elab),
+                    Emit::Ir if !fe.diags.has_errors() => {
+                        fe.program(&model, data.as_deref()).map(|p| crate::ir::print::program(&p))
+                    }
                     _ => None,
                 };
                 if let Some(p) = printed {

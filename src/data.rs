@@ -331,6 +331,23 @@ enum Val {
     Array(Vec<f64>),
 }
 
+/// Evaluate an int expression of data (a size). `Err` says why it cannot be.
+pub fn eval_int(e: &Expr, data: &BoundData) -> Result<i64, String> {
+    match eval(e, data)? {
+        Val::Int(v) => Ok(v),
+        _ => Err("not an int".into()),
+    }
+}
+
+/// Evaluate a scalar expression of data (a bound). `Err` says why it cannot be.
+pub fn eval_real(e: &Expr, data: &BoundData) -> Result<f64, String> {
+    match eval(e, data)? {
+        Val::Int(v) => Ok(v as f64),
+        Val::Real(v) => Ok(v),
+        Val::Array(_) => Err("not a scalar".into()),
+    }
+}
+
 /// Evaluate an expression of data (sizes and bounds). `Err` holds a reason the expression
 /// cannot be evaluated from data.
 fn eval(e: &Expr, data: &BoundData) -> Result<Val, String> {
@@ -547,7 +564,7 @@ fn bind(mut raw: BTreeMap<String, Raw>, decls: &[Decl], src: &Source, diags: &mu
                         d.span,
                         format!("data `{}{}` is {x}, but `{}` holds ints", d.name, index_str(&expected, i), d.name),
                     )
-                    .with_label("declared with int elements")
+                    .with_label(if expected.is_empty() { "declared `int`" } else { "declared with int elements" })
                     .with_help("give whole numbers, or declare it `real`/`vector` if fractions are meant"),
                 );
                 continue;

@@ -88,6 +88,13 @@ codes! {
     DataNotFinite = "E0505", "non-finite number in data";
     DataOutOfRange = "E0506", "data value outside its declared bounds";
     DataNegativeSize = "E0507", "negative size";
+    NoDataFile = "E0508", "the model needs data and none was given";
+    BadPoint = "E0509", "parameter values cannot be used";
+    // Lowering, once sizes are numbers.
+    BindShape = "E0600", "shapes disagree once the data sizes are known";
+    BindIndex = "E0601", "index out of range";
+    Unsupported = "E0602", "construct not supported by the compiler yet";
+    NotFinite = "E0603", "log density not finite at this point";
 }
 
 impl fmt::Display for Code {

@@ -209,6 +209,43 @@ impl Frontend {
     }
 }
 
+impl Frontend {
+    /// Bind the data (the file given, the one beside the model, or none when the model has
+    /// no `data` block) and lower to the IR. Errors are in `self.diags`.
+    pub fn program(&mut self, model: &Path, data: Option<&Path>) -> Option<crate::ir::Program> {
+        let el = self.elaborated.clone()?;
+        let bound = match data_path(model, data) {
+            Some(path) => self.bind_data(&path)?,
+            None if el.checked.data.is_empty() => crate::data::BoundData::default(),
+            None => {
+                let beside = model.with_extension("json");
+                self.diags.push(
+                    Diagnostic::error_nowhere(
+                        Code::NoDataFile,
+                        format!("`{}` declares data but no data file was given", model.display()),
+                    )
+                    .with_help(format!(
+                        "give one with `--data FILE.json`, or put it beside the model as `{}`",
+                        beside.display()
+                    )),
+                );
+                return None;
+            }
+        };
+        let p = crate::ir::lower::lower(&el, &bound, &mut self.diags)?;
+        if cfg!(debug_assertions) {
+            if let Err(e) = crate::ir::verify::verify(&p) {
+                self.diags.push(Diagnostic::error_nowhere(
+                    Code::Unsupported,
+                    format!("internal: the IR does not verify: {e}"),
+                ));
+                return None;
+            }
+        }
+        Some(p)
+    }
+}
+
 /// The printed form of `--emit tokens`.
 pub fn emit_tokens(fe: &Frontend) -> String {
     let Some(id) = fe.user_file else {

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod driver;
+pub mod infer;
+pub mod ir;
 pub mod math;
 pub mod sema;
 pub mod source;

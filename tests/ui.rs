@@ -1,5 +1,5 @@
-//! UI tests: every `tests/ui/*.bnn` is checked with `bnnc check FILE --color never` and its
-//! stderr compared with the sibling `.stderr` file.
+//! UI tests: every `tests/ui/*.bnn` is checked with `bnnc check FILE --color never` (or the
+//! command in a sibling `.args` file) and its stderr compared with the sibling `.stderr` file.
 //!
 //! Run with `BLESS=1 cargo test --test ui` to rewrite the `.stderr` files from the current
 //! output (then read the diff before committing it).
@@ -42,8 +42,15 @@ fn ui_files_match_expected_stderr() {
     let mut failures: Vec<String> = Vec::new();
     for name in &files {
         let rel = format!("{UI_DIR}/{name}");
+        // `NAME.args`, when present, holds the command instead of `check NAME.bnn`
+        // (`{}` stands for the model's path), for errors only other commands can meet.
+        let args_path = root().join(UI_DIR).join(name.replace(".bnn", ".args"));
+        let args: Vec<String> = match fs::read_to_string(&args_path) {
+            Ok(text) => text.split_whitespace().map(|a| a.replace("{}", &rel)).collect(),
+            Err(_) => vec!["check".to_string(), rel.clone(), "--color".to_string(), "never".to_string()],
+        };
         let out = Command::new(env!("CARGO_BIN_EXE_bnnc"))
-            .args(["check", &rel, "--color", "never"])
+            .args(&args)
             .current_dir(root())
             .output()
             .unwrap_or_else(|e| panic!("cannot run bnnc on {rel}: {e}"));

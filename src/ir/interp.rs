@@ -1,0 +1,493 @@
+//! The reference interpreter: evaluates a [`Program`] forward, then runs the adjoint sweep —
+//! the same blocks replayed in reverse execution order, each primitive's vector-Jacobian
+//! product applied — to get the gradient. It is the oracle other backends are checked against.
+//!
+//! Memory: every value keeps one primal per execution of its block (what the reverse sweep
+//! reads) and one adjoint; slots keep their contents and adjoints. All buffers are sized by
+//! the first evaluation and reused after it.
+
+use crate::infer::density::{EvalError, LogDensity};
+use crate::ir::prim::{self, Prim, Scratch};
+use crate::ir::{BlockId, Inst, Program, ENTRY, V};
+use crate::math::{dist, transform};
+use rand::SeedableRng;
+
+pub struct Interp<'p> {
+    p: &'p Program,
+    vals: Vec<Vec<f64>>,
+    adj: Vec<Vec<f64>>,
+    slots: Vec<Vec<f64>>,
+    slot_adj: Vec<Vec<f64>>,
+    /// Executions of each block so far (forward), then remaining (reverse).
+    counter: Vec<usize>,
+    /// The current execution of each block.
+    cur: Vec<usize>,
+    /// Values whose adjoint is needed (they depend on parameters).
+    active: Vec<bool>,
+    slot_active: Vec<bool>,
+    target: f64,
+    jacobian: f64,
+    sc: Scratch,
+    tmp: Vec<Vec<f64>>,
+    pos: Vec<usize>,
+    theta: Vec<f64>,
+    rng: rand::rngs::StdRng,
+}
+
+/// The result of one evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Eval {
+    /// The model's log density (`target`), without the transforms' log-Jacobians.
+    pub logp: f64,
+    /// The log-Jacobian of the constraint transforms.
+    pub jacobian: f64,
+}
+
+type Res<T> = Result<T, EvalError>;
+
+impl<'p> Interp<'p> {
+    pub fn new(p: &'p Program) -> Interp<'p> {
+        let n = p.values.len();
+        let mut it = Interp {
+            p,
+            vals: vec![Vec::new(); n],
+            adj: p.values.iter().map(|v| vec![0.0; v.len()]).collect(),
+            slots: p.slots.iter().map(|s| vec![f64::NAN; s.shape.iter().product()]).collect(),
+            slot_adj: p.slots.iter().map(|s| vec![0.0; s.shape.iter().product()]).collect(),
+            counter: vec![0; p.blocks.len()],
+            cur: vec![0; p.blocks.len()],
+            active: vec![false; n],
+            slot_active: vec![false; p.slots.len()],
+            target: 0.0,
+            jacobian: 0.0,
+            sc: Scratch::default(),
+            tmp: vec![Vec::new(); 8],
+            pos: Vec::new(),
+            theta: vec![0.0; p.dim()],
+            rng: rand::rngs::StdRng::seed_from_u64(0),
+        };
+        it.find_active();
+        it
+    }
+
+    /// Values that depend on parameters, to a fixed point (slots carry dependence around loops).
+    fn find_active(&mut self) {
+        loop {
+            let mut changed = false;
+            for block in &self.p.blocks {
+                for inst in block {
+                    match inst {
+                        Inst::Op { dst, prim, args } => {
+                            let a = matches!(prim, Prim::Constrain(_))
+                                || args.iter().any(|x| self.active[x.0 as usize])
+                                || matches!(prim, Prim::Load(s, _) if self.slot_active[s.0 as usize]);
+                            if a && !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
+                                self.active[dst.0 as usize] = true;
+                                changed = true;
+                            }
+                        }
+                        Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) } => {
+                            if self.active[value.0 as usize] && !self.slot_active[slot.0 as usize] {
+                                self.slot_active[slot.0 as usize] = true;
+                                changed = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Reseed the generator used by `_rng` in generated quantities.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = rand::rngs::StdRng::seed_from_u64(seed);
+    }
+
+    fn slice(&self, v: V) -> &[f64] {
+        sl(self.p, &self.vals, &self.cur, v)
+    }
+
+    /// Evaluate the log density at `theta` (unconstrained).
+    pub fn eval(&mut self, theta: &[f64]) -> Res<Eval> {
+        if theta.len() != self.p.dim() {
+            return Err(EvalError {
+                recoverable: false,
+                message: format!("expected {} values, got {}", self.p.dim(), theta.len()),
+            });
+        }
+        self.theta.copy_from_slice(theta);
+        self.counter.iter_mut().for_each(|c| *c = 0);
+        self.target = 0.0;
+        self.jacobian = 0.0;
+        self.run_block(ENTRY)?;
+        if !self.target.is_finite() || !self.jacobian.is_finite() {
+            return Err(EvalError::recoverable(format!(
+                "the log density is {} at this point",
+                self.target + self.jacobian
+            )));
+        }
+        Ok(Eval { logp: self.target, jacobian: self.jacobian })
+    }
+
+    /// The gradient of logp + jacobian after [`Interp::eval`] at the same point.
+    pub fn gradient(&mut self, grad: &mut [f64]) -> Res<()> {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        for (a, act) in self.adj.iter_mut().zip(&self.active) {
+            if *act {
+                a.iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
+        self.slot_adj.iter_mut().for_each(|s| s.iter_mut().for_each(|x| *x = 0.0));
+        self.rev_block(ENTRY, grad)?;
+        if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
+            return Err(EvalError::recoverable(format!("the gradient is not finite (element {i})")));
+        }
+        Ok(())
+    }
+
+    /// The constrained parameters and generated quantities at `theta`, in order: each name
+    /// with its shape and values.
+    pub fn constrained(&mut self, theta: &[f64], generated: bool) -> Res<Vec<(String, Vec<usize>, Vec<f64>)>> {
+        self.eval(theta)?;
+        let mut out = Vec::new();
+        for p in &self.p.params {
+            out.push((p.name.clone(), p.shape.clone(), self.slice(p.value).to_vec()));
+        }
+        if let (true, Some(b)) = (generated, self.p.generated) {
+            self.counter[b.0 as usize] = 0;
+            self.run_block(b)?;
+            for o in &self.p.outputs {
+                out.push((
+                    o.name.clone(),
+                    self.p.values[o.value.0 as usize].shape.clone(),
+                    self.slice(o.value).to_vec(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bounds of parameter `i` when the earlier parameters are at `theta` (its own and
+    /// later entries are not read): runs the density's top level up to that parameter.
+    pub fn bounds_of(&mut self, theta: &[f64], i: usize) -> Res<(Vec<f64>, Vec<f64>)> {
+        self.theta.copy_from_slice(theta);
+        self.counter.iter_mut().for_each(|c| *c = 0);
+        self.enter(ENTRY);
+        let p = self.p;
+        for inst in p.block(ENTRY) {
+            if let Inst::Op { dst, prim, args } = inst {
+                if let Prim::Constrain(k) = prim {
+                    if *k as usize == i {
+                        let argv: Vec<&[f64]> = args.iter().map(|a| self.slice(*a)).collect();
+                        let (lb, ub) = bounds(p.params[i].kind, &argv);
+                        return Ok((lb.to_vec(), ub.to_vec()));
+                    }
+                }
+                self.run_op(*dst, prim, args)?;
+            }
+        }
+        Err(EvalError { recoverable: false, message: format!("no parameter {i}") })
+    }
+
+    fn enter(&mut self, b: BlockId) {
+        let bi = b.0 as usize;
+        let idx = self.counter[bi];
+        self.counter[bi] += 1;
+        self.cur[bi] = idx;
+    }
+
+    fn ensure(&mut self, v: V) -> usize {
+        let info = &self.p.values[v.0 as usize];
+        let len = info.len();
+        let at = self.cur[info.block.0 as usize] * len;
+        let buf = &mut self.vals[v.0 as usize];
+        if buf.len() < at + len {
+            buf.resize(at + len, 0.0);
+        }
+        at
+    }
+
+    fn run_block(&mut self, b: BlockId) -> Res<()> {
+        self.enter(b);
+        let p = self.p;
+        for inst in p.block(b) {
+            match inst {
+                Inst::Op { dst, prim, args } => self.run_op(*dst, prim, args)?,
+                Inst::For { var, lo, hi, body } => {
+                    let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
+                    for i in lo..hi {
+                        // The index is set once the body's execution has begun.
+                        let bi = body.0 as usize;
+                        self.cur[bi] = self.counter[bi];
+                        let at = self.ensure(*var);
+                        self.vals[var.0 as usize][at] = i as f64;
+                        self.run_block(*body)?;
+                    }
+                }
+                Inst::If { cond, then, else_ } => {
+                    let c = self.slice(*cond)[0] != 0.0;
+                    self.run_block(if c { *then } else { *else_ })?;
+                }
+                Inst::Store { slot, ix, index, value } => {
+                    let sshape = &p.slots[slot.0 as usize].shape;
+                    let idx: Vec<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
+                    let mut pos = std::mem::take(&mut self.pos);
+                    prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
+                    let val = self.slice(*value).to_vec();
+                    let s = &mut self.slots[slot.0 as usize];
+                    for (k, q) in pos.iter().enumerate() {
+                        s[*q] = if val.len() == 1 { val[0] } else { val[k] };
+                    }
+                    self.pos = pos;
+                }
+                Inst::Init { slot, value } => {
+                    let val: Option<Vec<f64>> = value.map(|v| self.slice(v).to_vec());
+                    let s = &mut self.slots[slot.0 as usize];
+                    match val {
+                        None => s.iter_mut().for_each(|x| *x = f64::NAN),
+                        Some(v) if v.len() == 1 => s.iter_mut().for_each(|x| *x = v[0]),
+                        Some(v) => s.copy_from_slice(&v),
+                    }
+                }
+                Inst::Target { value } => self.target += self.slice(*value).iter().sum::<f64>(),
+            }
+        }
+        Ok(())
+    }
+
+    fn run_op(&mut self, dst: V, prim: &Prim, args: &[V]) -> Res<()> {
+        let p = self.p;
+        let at = self.ensure(dst);
+        let len = p.values[dst.0 as usize].len();
+        let mut out = std::mem::take(&mut self.vals[dst.0 as usize]);
+        let r = {
+            let argv: Vec<&[f64]> = args.iter().map(|a| sl(p, &self.vals, &self.cur, *a)).collect();
+            let shapes: Vec<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
+            let o = &mut out[at..at + len];
+            let out_shape = &p.values[dst.0 as usize].shape;
+            match prim {
+                Prim::Constrain(i) => {
+                    let pl = &p.params[*i as usize];
+                    let y = &self.theta[pl.offset..pl.offset + pl.free_len];
+                    let (lb, ub) = bounds(pl.kind, &argv);
+                    let lj = transform::constrain(pl.kind, y, lb, ub, o);
+                    self.jacobian += lj;
+                    if !lj.is_finite() || o.iter().any(|x| !x.is_finite()) {
+                        Err(format!("parameter `{}` is not finite after its transform", pl.name))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Prim::Rng(f, _) => {
+                    let dargs: Vec<dist::Arg> =
+                        argv.iter().zip(&shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
+                    dist::sample(*f, &dargs, o, &mut self.rng);
+                    Ok(())
+                }
+                Prim::Load(s, _) => {
+                    let sshape = &p.slots[s.0 as usize].shape;
+                    prim::eval(
+                        prim,
+                        &argv,
+                        &shapes,
+                        out_shape,
+                        o,
+                        &p.consts,
+                        &mut self.sc,
+                        Some((&self.slots[s.0 as usize], sshape)),
+                    )
+                }
+                _ => prim::eval(prim, &argv, &shapes, out_shape, o, &p.consts, &mut self.sc, None),
+            }
+        };
+        self.vals[dst.0 as usize] = out;
+        r.map_err(EvalError::recoverable)
+    }
+
+    fn rev_block(&mut self, b: BlockId, grad: &mut [f64]) -> Res<()> {
+        let bi = b.0 as usize;
+        self.counter[bi] -= 1;
+        self.cur[bi] = self.counter[bi];
+        let p = self.p;
+        for inst in p.block(b).iter().rev() {
+            match inst {
+                Inst::Op { dst, prim, args } => {
+                    if self.active[dst.0 as usize] {
+                        self.rev_op(*dst, prim, args, grad)?;
+                    }
+                }
+                Inst::For { lo, hi, body, .. } => {
+                    let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
+                    for _ in (lo..hi).rev() {
+                        self.rev_block(*body, grad)?;
+                    }
+                }
+                Inst::If { cond, then, else_ } => {
+                    let c = self.slice(*cond)[0] != 0.0;
+                    self.rev_block(if c { *then } else { *else_ }, grad)?;
+                }
+                Inst::Store { slot, ix, index, value } => {
+                    if !self.slot_active[slot.0 as usize] {
+                        continue;
+                    }
+                    let sshape = &p.slots[slot.0 as usize].shape;
+                    let idx: Vec<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
+                    let mut pos = std::mem::take(&mut self.pos);
+                    prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
+                    let vact = self.active[value.0 as usize];
+                    let vlen = p.values[value.0 as usize].len();
+                    for (k, q) in pos.iter().enumerate() {
+                        let a = std::mem::replace(&mut self.slot_adj[slot.0 as usize][*q], 0.0);
+                        if vact {
+                            self.adj[value.0 as usize][if vlen == 1 { 0 } else { k }] += a;
+                        }
+                    }
+                    self.pos = pos;
+                }
+                Inst::Init { slot, value } => {
+                    if !self.slot_active[slot.0 as usize] {
+                        continue;
+                    }
+                    let s = std::mem::take(&mut self.slot_adj[slot.0 as usize]);
+                    if let Some(v) = value {
+                        if self.active[v.0 as usize] {
+                            let a = &mut self.adj[v.0 as usize];
+                            if a.len() == 1 {
+                                a[0] += s.iter().sum::<f64>();
+                            } else {
+                                a.iter_mut().zip(&s).for_each(|(x, y)| *x += y);
+                            }
+                        }
+                    }
+                    let mut s = s;
+                    s.iter_mut().for_each(|x| *x = 0.0);
+                    self.slot_adj[slot.0 as usize] = s;
+                }
+                Inst::Target { value } => {
+                    if self.active[value.0 as usize] {
+                        self.adj[value.0 as usize].iter_mut().for_each(|a| *a += 1.0);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rev_op(&mut self, dst: V, prim: &Prim, args: &[V], grad: &mut [f64]) -> Res<()> {
+        let p = self.p;
+        let adj_out = std::mem::take(&mut self.adj[dst.0 as usize]);
+        if adj_out.iter().all(|a| *a == 0.0) {
+            self.adj[dst.0 as usize] = adj_out;
+            return Ok(());
+        }
+        // Per-argument scratch adjoints (an argument may appear twice, as in `x * x`).
+        let mut tmp = std::mem::take(&mut self.tmp);
+        if tmp.len() < args.len() {
+            tmp.resize(args.len(), Vec::new());
+        }
+        for (k, a) in args.iter().enumerate() {
+            let l = p.values[a.0 as usize].len();
+            tmp[k].clear();
+            tmp[k].resize(l, 0.0);
+        }
+        let r = {
+            let argv: Vec<&[f64]> = args.iter().map(|a| sl(p, &self.vals, &self.cur, *a)).collect();
+            let shapes: Vec<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
+            let out = sl(p, &self.vals, &self.cur, dst);
+            let out_shape = &p.values[dst.0 as usize].shape;
+            let (head, _) = tmp.split_at_mut(args.len());
+            let mut adj_args: Vec<Option<&mut [f64]>> = head
+                .iter_mut()
+                .zip(args)
+                .map(|(t, a)| if self.active[a.0 as usize] { Some(t.as_mut_slice()) } else { None })
+                .collect();
+            match prim {
+                Prim::Constrain(i) => {
+                    let pl = &p.params[*i as usize];
+                    let y = &self.theta[pl.offset..pl.offset + pl.free_len];
+                    let (lb, ub) = bounds(pl.kind, &argv);
+                    let (mut glb, mut gub) = (vec![0.0; lb.len()], vec![0.0; ub.len()]);
+                    transform::constrain_vjp(
+                        pl.kind,
+                        y,
+                        lb,
+                        ub,
+                        &adj_out,
+                        1.0,
+                        &mut grad[pl.offset..pl.offset + pl.free_len],
+                        &mut glb,
+                        &mut gub,
+                    );
+                    // The bounds are the Constrain's arguments, lower first.
+                    let mut k = 0;
+                    for g in [glb, gub] {
+                        if g.is_empty() {
+                            continue;
+                        }
+                        if let Some(a) = adj_args.get_mut(k).and_then(|x| x.as_deref_mut()) {
+                            a.iter_mut().zip(&g).for_each(|(x, y)| *x += y);
+                        }
+                        k += 1;
+                    }
+                    Ok(())
+                }
+                Prim::Load(s, _) => {
+                    let sshape = &p.slots[s.0 as usize].shape;
+                    let sadj = if self.slot_active[s.0 as usize] {
+                        Some((self.slot_adj[s.0 as usize].as_mut_slice(), sshape.as_slice()))
+                    } else {
+                        None
+                    };
+                    prim::vjp(prim, &argv, &shapes, out, out_shape, &adj_out, &mut adj_args, &mut self.sc, sadj)
+                }
+                _ => prim::vjp(prim, &argv, &shapes, out, out_shape, &adj_out, &mut adj_args, &mut self.sc, None),
+            }
+        };
+        for (k, a) in args.iter().enumerate() {
+            if self.active[a.0 as usize] {
+                let dstv = &mut self.adj[a.0 as usize];
+                dstv.iter_mut().zip(&tmp[k]).for_each(|(x, y)| *x += y);
+            }
+        }
+        self.tmp = tmp;
+        let mut adj_out = adj_out;
+        adj_out.iter_mut().for_each(|a| *a = 0.0);
+        self.adj[dst.0 as usize] = adj_out;
+        r.map_err(EvalError::recoverable)
+    }
+}
+
+/// The current execution's primal of `v` (borrowing only the value buffers).
+fn sl<'a>(p: &Program, vals: &'a [Vec<f64>], cur: &[usize], v: V) -> &'a [f64] {
+    let info = &p.values[v.0 as usize];
+    let len = info.len();
+    let at = cur[info.block.0 as usize] * len;
+    &vals[v.0 as usize][at..at + len]
+}
+
+/// A Constrain's bounds from its arguments (lower first, as its kind has them).
+fn bounds<'a>(kind: transform::Kind, args: &[&'a [f64]]) -> (&'a [f64], &'a [f64]) {
+    use transform::Kind;
+    match kind {
+        Kind::Lower => (args[0], &[]),
+        Kind::Upper => (&[], args[0]),
+        Kind::LowerUpper => (args[0], args[1]),
+        _ => (&[], &[]),
+    }
+}
+
+impl LogDensity for Interp<'_> {
+    fn dim(&self) -> usize {
+        self.p.dim()
+    }
+
+    fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, EvalError> {
+        let e = self.eval(theta)?;
+        self.gradient(grad)?;
+        Ok(e.logp + e.jacobian)
+    }
+}

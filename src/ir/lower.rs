@@ -1,0 +1,866 @@
+//! Lowering: the elaborated program and its bound data → an IR [`Program`].
+//!
+//! Expects a program that checked and elaborated without errors, and data bound to it.
+//! Guarantees a program whose every value has a concrete shape, in which data are constants,
+//! every computation that depends on data alone has been done once here (constant folding),
+//! `fn` calls are inlined, and each parameter is produced once by a `Constrain` from the
+//! unconstrained vector. Shape mismatches that only numbers reveal are E0600.
+
+use crate::data::{eval_int, eval_real, BoundData, Values};
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::ir::prim::{self, Bin, Ix, Red, Un};
+use crate::ir::{BlockId, Inst, Output, ParamLayout, Prim, Program, Slot, SlotInfo, ValueInfo, ENTRY, V};
+use crate::math::dist::Family;
+use crate::math::transform::Kind;
+use crate::sema::check::{Constraint, Decl};
+use crate::sema::elaborate::Elaborated;
+use crate::source::Span;
+use crate::syntax::ast::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// What a name stands for.
+#[derive(Clone, Debug)]
+enum Bound {
+    Value(V),
+    Slot(Slot),
+}
+
+/// An int known as `c + Σ coef·loop_index` (enough to give slices a static length).
+#[derive(Clone, Debug, PartialEq)]
+struct Affine {
+    c: i64,
+    terms: BTreeMap<V, i64>,
+}
+
+impl Affine {
+    fn constant(c: i64) -> Affine {
+        Affine { c, terms: BTreeMap::new() }
+    }
+
+    fn combine(&self, o: &Affine, sign: i64) -> Option<Affine> {
+        let mut r = self.clone();
+        r.c = r.c.checked_add(o.c.checked_mul(sign)?)?;
+        for (k, v) in &o.terms {
+            let e = r.terms.entry(*k).or_insert(0);
+            *e = e.checked_add(v.checked_mul(sign)?)?;
+            if *e == 0 {
+                r.terms.remove(k);
+            }
+        }
+        Some(r)
+    }
+
+    fn scale(&self, k: i64) -> Option<Affine> {
+        let mut r = Affine { c: self.c.checked_mul(k)?, terms: BTreeMap::new() };
+        for (v, c) in &self.terms {
+            if k != 0 {
+                r.terms.insert(*v, c.checked_mul(k)?);
+            }
+        }
+        Some(r)
+    }
+
+    fn as_const(&self) -> Option<i64> {
+        self.terms.is_empty().then_some(self.c)
+    }
+}
+
+/// A recoverable lowering failure: already reported.
+struct Fail;
+
+type R<T> = Result<T, Fail>;
+
+struct Lower<'a> {
+    p: Program,
+    data: &'a BoundData,
+    funcs: &'a HashMap<String, FuncDef>,
+    diags: &'a mut Diagnostics,
+    scopes: Vec<HashMap<String, Bound>>,
+    cur: BlockId,
+    /// Contents of values known while lowering.
+    known: HashMap<V, Vec<f64>>,
+    affine: HashMap<V, Affine>,
+    scratch: prim::Scratch,
+    /// In the generated block (draws allowed).
+    generated: bool,
+    /// Nested `fn` inlining depth (recursion guard).
+    inline_depth: usize,
+}
+
+pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Option<Program> {
+    let funcs = &el.checked.funcs;
+    let mut lw = Lower {
+        p: Program { blocks: vec![Vec::new()], execs: vec![1], ..Program::default() },
+        data,
+        funcs,
+        diags,
+        scopes: vec![HashMap::new()],
+        cur: ENTRY,
+        known: HashMap::new(),
+        affine: HashMap::new(),
+        scratch: prim::Scratch::default(),
+        generated: false,
+        inline_depth: 0,
+    };
+    lw.lower_all(el).ok()?;
+    Some(lw.p)
+}
+
+impl<'a> Lower<'a> {
+    fn err(&mut self, code: Code, span: Span, msg: impl Into<String>, label: impl Into<String>) -> Fail {
+        self.diags.push(Diagnostic::error(code, span, msg).with_label(label));
+        Fail
+    }
+
+    fn bind(&mut self, name: &str, b: Bound) {
+        if let Some(s) = self.scopes.last_mut() {
+            s.insert(name.to_string(), b);
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<Bound> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).cloned())
+    }
+
+    fn new_value(&mut self, shape: Vec<usize>, int: bool) -> V {
+        self.p.values.push(ValueInfo { shape, int, block: self.cur, name: None });
+        V(self.p.values.len() as u32 - 1)
+    }
+
+    fn push(&mut self, inst: Inst) {
+        self.p.blocks[self.cur.0 as usize].push(inst);
+    }
+
+    fn new_block(&mut self) -> BlockId {
+        self.p.blocks.push(Vec::new());
+        self.p.execs.push(0);
+        BlockId(self.p.blocks.len() as u32 - 1)
+    }
+
+    fn constant(&mut self, values: Vec<f64>, shape: Vec<usize>, int: bool) -> V {
+        let dst = self.new_value(shape, int);
+        if values.len() == 1 {
+            self.push(Inst::Op { dst, prim: Prim::Lit(values[0]), args: vec![] });
+            if int {
+                self.affine.insert(dst, Affine::constant(values[0] as i64));
+            }
+        } else {
+            self.p.consts.push(values.clone());
+            let c = self.p.consts.len() as u32 - 1;
+            self.push(Inst::Op { dst, prim: Prim::Const(c), args: vec![] });
+        }
+        self.known.insert(dst, values);
+        dst
+    }
+
+    fn lit(&mut self, v: f64, int: bool) -> V {
+        self.constant(vec![v], vec![], int)
+    }
+
+    /// Emit `prim(args)`, folding it when every argument is known.
+    fn op(&mut self, prim: Prim, args: &[V], span: Span) -> R<V> {
+        let shapes: Vec<Vec<usize>> = args.iter().map(|a| self.p.info(*a).shape.clone()).collect();
+        let shape_refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let slot_shape = match &prim {
+            Prim::Load(s, _) => Some(self.p.slots[s.0 as usize].shape.clone()),
+            _ => None,
+        };
+        let shape = match prim.shape(&shape_refs, &self.p.consts, slot_shape.as_deref()) {
+            Ok(s) => s,
+            Err(why) => {
+                let shown: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+                return Err(self.err(
+                    Code::BindShape,
+                    span,
+                    format!("shapes disagree with the data's sizes: {why}"),
+                    format!("operand shapes {}", shown.join(", ")),
+                ));
+            }
+        };
+        let int = match &prim {
+            Prim::Binary(b) => {
+                b.is_logical()
+                    || (matches!(b, Bin::Add | Bin::Sub | Bin::Mul | Bin::IntDiv | Bin::Mod | Bin::Min | Bin::Max)
+                        && args.iter().all(|a| self.p.info(*a).int))
+            }
+            Prim::Unary(Un::Not) => true,
+            Prim::Unary(Un::Neg | Un::Abs) => self.p.info(args[0]).int,
+            Prim::Index(_) | Prim::Select => {
+                args.first().is_some_and(|a| self.p.info(*a).int)
+                    && (!matches!(prim, Prim::Select) || args[1..].iter().all(|a| self.p.info(*a).int))
+            }
+            Prim::Load(s, _) => self.p.slots[s.0 as usize].int,
+            Prim::Reduce(Red::Sum | Red::Min | Red::Max | Red::Prod) => self.p.info(args[0]).int,
+            Prim::Rng(f, _) => f.is_discrete(),
+            _ => false,
+        };
+        let foldable = !matches!(prim, Prim::Constrain(_) | Prim::Load(..) | Prim::Rng(..))
+            && args.iter().all(|a| self.known.contains_key(a));
+        if foldable {
+            let vals: Vec<Vec<f64>> = args.iter().map(|a| self.known[a].clone()).collect();
+            let refs: Vec<&[f64]> = vals.iter().map(|v| v.as_slice()).collect();
+            let mut out = vec![0.0; shape.iter().product()];
+            match prim::eval(&prim, &refs, &shape_refs, &shape, &mut out, &self.p.consts, &mut self.scratch, None) {
+                Ok(()) => {
+                    // Affine ints.
+                    let v = self.constant(out, shape, int);
+                    return Ok(v);
+                }
+                Err(why) => return Err(self.err(Code::BindIndex, span, why, "evaluated when the data is read")),
+            }
+        }
+        let dst = self.new_value(shape, int);
+        // Track affine ints through + - * of ints.
+        if int && self.p.info(dst).shape.is_empty() {
+            if let Prim::Binary(b @ (Bin::Add | Bin::Sub | Bin::Mul)) = &prim {
+                let (a0, a1) = (self.affine.get(&args[0]).cloned(), self.affine.get(&args[1]).cloned());
+                let r = match (b, a0, a1) {
+                    (Bin::Add, Some(x), Some(y)) => x.combine(&y, 1),
+                    (Bin::Sub, Some(x), Some(y)) => x.combine(&y, -1),
+                    (Bin::Mul, Some(x), Some(y)) => match (x.as_const(), y.as_const()) {
+                        (Some(k), _) => y.scale(k),
+                        (_, Some(k)) => x.scale(k),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(r) = r {
+                    self.affine.insert(dst, r);
+                }
+            }
+        }
+        self.push(Inst::Op { dst, prim, args: args.to_vec() });
+        Ok(dst)
+    }
+
+    fn int_const(&self, v: V) -> Option<i64> {
+        self.known.get(&v).filter(|k| k.len() == 1).map(|k| k[0] as i64)
+    }
+
+    // ---- the whole program ----
+
+    fn lower_all(&mut self, el: &Elaborated) -> R<()> {
+        let ck = &el.checked;
+        for (name, var) in &self.data.vars {
+            let int = matches!(var.values, Values::Int(_));
+            let vals: Vec<f64> = (0..var.values.len()).map(|i| var.values.get_f64(i)).collect();
+            let v = self.constant(vals, var.dims.clone(), int);
+            self.p.values[v.0 as usize].name = Some(name.clone());
+            self.bind(name, Bound::Value(v));
+        }
+        // Parameters, in order (bounds may use earlier ones), then their priors.
+        let mut offset = 0;
+        for (i, d) in ck.params.iter().enumerate() {
+            let v = self.lower_param(i as u32, d, &mut offset)?;
+            self.bind(&d.name, Bound::Value(v));
+        }
+        let mut failed = false;
+        for d in &ck.params {
+            if let Some(prior) = &d.prior {
+                let lhs = Expr::new(ExprKind::Name(d.name.clone()), d.name_span);
+                if self.tilde(&lhs, prior, d.span).is_err() {
+                    failed = true;
+                }
+            }
+        }
+        self.scopes.push(HashMap::new());
+        for s in &ck.model {
+            if self.stmt(s, None).is_err() {
+                failed = true;
+            }
+        }
+        self.scopes.pop();
+        // Generated quantities: their own entry block, run per draw.
+        if !ck.generated.is_empty() {
+            let b = self.new_block();
+            self.p.execs[b.0 as usize] = 1;
+            self.p.generated = Some(b);
+            let saved = self.cur;
+            self.cur = b;
+            self.generated = true;
+            self.scopes.push(HashMap::new());
+            let mut outputs: Vec<(String, Span)> = Vec::new();
+            for s in &ck.generated {
+                match &s.kind {
+                    StmtKind::Assign { lhs, op: AssignOp::Set, rhs }
+                        if lhs.as_name().is_some_and(|n| self.lookup(n).is_none()) =>
+                    {
+                        let name = lhs.as_name().unwrap_or_default().to_string();
+                        match self.expr(rhs) {
+                            Ok(v) => {
+                                self.bind(&name, Bound::Value(v));
+                                outputs.push((name, s.span));
+                            }
+                            Err(_) => failed = true,
+                        }
+                    }
+                    StmtKind::Var { name, .. } => {
+                        if self.stmt(s, None).is_err() {
+                            failed = true;
+                        }
+                        outputs.push((name.name.clone(), s.span));
+                    }
+                    _ => {
+                        if self.stmt(s, None).is_err() {
+                            failed = true;
+                        }
+                    }
+                }
+            }
+            for (name, span) in outputs {
+                let v = match self.lookup(&name) {
+                    Some(Bound::Value(v)) => v,
+                    Some(Bound::Slot(s)) => self.op(Prim::Load(s, vec![]), &[], span)?,
+                    None => continue,
+                };
+                self.p.outputs.push(Output { name, value: v });
+            }
+            self.scopes.pop();
+            self.generated = false;
+            self.cur = saved;
+        }
+        if failed {
+            return Err(Fail);
+        }
+        Ok(())
+    }
+
+    fn eval_dims(&mut self, t: &TypeExpr) -> R<(Vec<usize>, bool)> {
+        let (dims, int) = type_dims(t);
+        let mut out = Vec::new();
+        for d in dims {
+            match eval_int(&d, self.data) {
+                Ok(v) if v >= 0 => out.push(v as usize),
+                Ok(v) => {
+                    return Err(self.err(
+                        Code::DataNegativeSize,
+                        d.span,
+                        format!("size is {v}"),
+                        "must be zero or more",
+                    ))
+                }
+                Err(_) => {
+                    // A size computed in the model (a loop index, say): lower it and require a constant.
+                    let v = self.expr(&d)?;
+                    match self.int_const(v) {
+                        Some(n) if n >= 0 => out.push(n as usize),
+                        _ => {
+                            return Err(self.err(
+                                Code::SizeNotData,
+                                d.span,
+                                "this size must be known when the data is read",
+                                "not a constant",
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok((out, int))
+    }
+
+    fn lower_param(&mut self, index: u32, d: &Decl, offset: &mut usize) -> R<V> {
+        let (shape, _) = self.eval_dims(&d.type_expr)?;
+        let n: usize = shape.iter().product();
+        let kind = match d.decl.constraint {
+            Constraint::Simplex => Kind::Simplex,
+            Constraint::Ordered => Kind::Ordered,
+            Constraint::PositiveOrdered => Kind::PositiveOrdered,
+            Constraint::CholeskyCorr => Kind::CholeskyCorr,
+            Constraint::None => match (&d.decl.lower, &d.decl.upper) {
+                (None, None) => Kind::Identity,
+                (Some(_), None) => Kind::Lower,
+                (None, Some(_)) => Kind::Upper,
+                (Some(_), Some(_)) => Kind::LowerUpper,
+            },
+        };
+        let mut args = Vec::new();
+        for b in [&d.decl.lower, &d.decl.upper].into_iter().flatten() {
+            args.push(self.expr(b)?);
+        }
+        let free_len = kind.free_len(n);
+        let dst = self.new_value(shape.clone(), false);
+        self.p.params.push(ParamLayout { name: d.name.clone(), shape, kind, offset: *offset, free_len, value: dst });
+        *offset += free_len;
+        self.p.values[dst.0 as usize].name = Some(d.name.clone());
+        self.push(Inst::Op { dst, prim: Prim::Constrain(index), args });
+        Ok(dst)
+    }
+
+    // ---- statements ----
+
+    /// Lower one statement. `ret` collects a `return` value when inlining a `fn`.
+    fn stmt(&mut self, s: &Stmt, ret: Option<&mut Option<V>>) -> R<()> {
+        match &s.kind {
+            StmtKind::Let { name, value } => {
+                let v = self.expr(value)?;
+                if self.p.values[v.0 as usize].name.is_none() {
+                    self.p.values[v.0 as usize].name = Some(name.name.clone());
+                }
+                self.bind(&name.name, Bound::Value(v));
+            }
+            StmtKind::Var { name, ty, init } => {
+                let (shape, int) = self.eval_dims(ty)?;
+                self.p.slots.push(SlotInfo { shape, int, name: name.name.clone() });
+                let slot = Slot(self.p.slots.len() as u32 - 1);
+                let value = match init {
+                    Some(e) => Some(self.expr(e)?),
+                    None => None,
+                };
+                self.push(Inst::Init { slot, value });
+                self.bind(&name.name, Bound::Slot(slot));
+            }
+            StmtKind::Assign { lhs, op, rhs } => self.assign(lhs, *op, rhs, s.span)?,
+            StmtKind::Tilde { lhs, dist } => self.tilde(lhs, dist, s.span)?,
+            StmtKind::Target { value } => {
+                let v = self.expr(value)?;
+                self.push(Inst::Target { value: v });
+            }
+            StmtKind::For { var, lo, hi, body } => {
+                let (lo, hi) = (self.expr(lo)?, self.expr(hi)?);
+                let block = self.new_block();
+                let saved = self.cur;
+                self.cur = block;
+                let iv = self.new_value(vec![], true);
+                self.p.values[iv.0 as usize].name = Some(var.name.clone());
+                self.affine.insert(iv, Affine { c: 0, terms: [(iv, 1)].into_iter().collect() });
+                self.scopes.push(HashMap::new());
+                self.bind(&var.name, Bound::Value(iv));
+                let mut r = Ok(());
+                for s in body {
+                    if let Err(e) = self.stmt(s, None) {
+                        r = Err(e);
+                    }
+                }
+                self.scopes.pop();
+                self.cur = saved;
+                self.push(Inst::For { var: iv, lo, hi, body: block });
+                r?;
+            }
+            StmtKind::If { cond, then, else_ } => {
+                let c = self.expr(cond)?;
+                if let Some(k) = self.int_const(c) {
+                    // Known now: only the branch taken is lowered.
+                    let chosen: &[Stmt] = if k != 0 { then } else { else_.as_deref().unwrap_or(&[]) };
+                    self.scopes.push(HashMap::new());
+                    let mut ret = ret;
+                    for s in chosen {
+                        self.stmt(s, ret.as_deref_mut())?;
+                    }
+                    self.scopes.pop();
+                    return Ok(());
+                }
+                let branch = |lw: &mut Self, body: &[Stmt]| -> R<BlockId> {
+                    let b = lw.new_block();
+                    let saved = lw.cur;
+                    lw.cur = b;
+                    lw.scopes.push(HashMap::new());
+                    let mut r = Ok(());
+                    for s in body {
+                        if let Err(e) = lw.stmt(s, None) {
+                            r = Err(e);
+                        }
+                    }
+                    lw.scopes.pop();
+                    lw.cur = saved;
+                    r.map(|_| b)
+                };
+                let t = branch(self, then)?;
+                let e = branch(self, else_.as_deref().unwrap_or(&[]))?;
+                self.push(Inst::If { cond: c, then: t, else_: e });
+            }
+            StmtKind::Return { value } => {
+                let v = self.expr(value)?;
+                match ret {
+                    Some(slot) => *slot = Some(v),
+                    None => return Err(self.err(Code::MisplacedStmt, s.span, "`return` outside a function", "here")),
+                }
+            }
+            StmtKind::Decl { .. } | StmtKind::DeclInit { .. } | StmtKind::Param { .. } | StmtKind::Error => {}
+        }
+        Ok(())
+    }
+
+    fn assign(&mut self, lhs: &Expr, op: AssignOp, rhs: &Expr, span: Span) -> R<()> {
+        let (name, indices) = match &lhs.kind {
+            ExprKind::Index { base, indices } => (base.as_name().unwrap_or_default().to_string(), indices.as_slice()),
+            _ => (lhs.as_name().unwrap_or_default().to_string(), &[][..]),
+        };
+        let Some(Bound::Slot(slot)) = self.lookup(&name) else {
+            return Err(self.err(Code::NotAssignable, lhs.span, format!("cannot assign to `{name}`"), "not a `var`"));
+        };
+        let slot_shape = self.p.slots[slot.0 as usize].shape.clone();
+        let (ix, idx) = self.index_spec(indices, &slot_shape, lhs.span)?;
+        let mut value = self.expr(rhs)?;
+        if op != AssignOp::Set {
+            let cur = self.op(Prim::Load(slot, ix.clone()), &idx, lhs.span)?;
+            let b = match op {
+                AssignOp::Add => Bin::Add,
+                AssignOp::Sub => Bin::Sub,
+                AssignOp::Mul => Bin::Mul,
+                _ => Bin::Div,
+            };
+            value = self.op(Prim::Binary(b), &[cur, value], span)?;
+        }
+        self.push(Inst::Store { slot, ix, index: idx, value });
+        Ok(())
+    }
+
+    fn tilde(&mut self, lhs: &Expr, dist: &Expr, span: Span) -> R<()> {
+        let ExprKind::Call { callee, args } = &dist.kind else {
+            return Err(self.err(Code::NotADistribution, dist.span, "expected a distribution", "here"));
+        };
+        let Some(f) = Family::from_name(&callee.name) else {
+            return Err(self.err(
+                Code::UnknownDistribution,
+                callee.span,
+                format!("unknown distribution `{}`", callee.name),
+                "here",
+            ));
+        };
+        let x = self.expr(lhs)?;
+        let params = self.dist_args(f, args)?;
+        let mut all = vec![x];
+        all.extend(params);
+        let lp = self.op(Prim::LogDensity(f), &all, span)?;
+        self.push(Inst::Target { value: lp });
+        Ok(())
+    }
+
+    /// Distribution arguments in parameter order (named ones placed by name).
+    fn dist_args(&mut self, f: Family, args: &[Arg]) -> R<Vec<V>> {
+        let names = crate::sema::builtins::distribution(f.name()).map(|d| d.params).unwrap_or(&[]);
+        let mut slots: Vec<Option<V>> = vec![None; names.len()];
+        let mut next = 0;
+        for a in args {
+            let v = self.expr(&a.value)?;
+            let pos = match &a.name {
+                Some(n) => names.iter().position(|(p, _)| *p == n.name).unwrap_or(usize::MAX),
+                None => {
+                    next += 1;
+                    next - 1
+                }
+            };
+            if let Some(s) = slots.get_mut(pos) {
+                *s = Some(v);
+            }
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    // ---- expressions ----
+
+    fn expr(&mut self, e: &Expr) -> R<V> {
+        let span = e.span;
+        match &e.kind {
+            ExprKind::Int(v) => Ok(self.lit(*v as f64, true)),
+            ExprKind::Real(v) => Ok(self.lit(*v, false)),
+            ExprKind::Paren(x) => self.expr(x),
+            ExprKind::Error => Err(Fail),
+            ExprKind::Name(n) => match self.lookup(n) {
+                Some(Bound::Value(v)) => Ok(v),
+                Some(Bound::Slot(s)) => self.op(Prim::Load(s, vec![]), &[], span),
+                None => Err(self.err(Code::UnknownName, span, format!("unknown name `{n}`"), "not declared")),
+            },
+            ExprKind::Unary { op, operand } => {
+                let v = self.expr(operand)?;
+                match op {
+                    UnOp::Plus => Ok(v),
+                    UnOp::Neg => self.op(Prim::Unary(Un::Neg), &[v], span),
+                    UnOp::Not => self.op(Prim::Unary(Un::Not), &[v], span),
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
+                let both_int = self.p.info(a).int && self.p.info(b).int;
+                let prim = match op {
+                    BinOp::MatMul => Prim::MatMul,
+                    BinOp::Add => Prim::Binary(Bin::Add),
+                    BinOp::Sub => Prim::Binary(Bin::Sub),
+                    BinOp::Mul => Prim::Binary(Bin::Mul),
+                    BinOp::Div if both_int => Prim::Binary(Bin::IntDiv),
+                    BinOp::Div => Prim::Binary(Bin::Div),
+                    BinOp::Mod => Prim::Binary(Bin::Mod),
+                    BinOp::Pow => Prim::Binary(Bin::Pow),
+                    BinOp::Eq => Prim::Binary(Bin::Eq),
+                    BinOp::Ne => Prim::Binary(Bin::Ne),
+                    BinOp::Lt => Prim::Binary(Bin::Lt),
+                    BinOp::Le => Prim::Binary(Bin::Le),
+                    BinOp::Gt => Prim::Binary(Bin::Gt),
+                    BinOp::Ge => Prim::Binary(Bin::Ge),
+                    BinOp::And => Prim::Binary(Bin::And),
+                    BinOp::Or => Prim::Binary(Bin::Or),
+                };
+                self.op(prim, &[a, b], span)
+            }
+            ExprKind::Cond { cond, then, else_ } => {
+                let c = self.expr(cond)?;
+                if let Some(k) = self.int_const(c) {
+                    return if k != 0 { self.expr(then) } else { self.expr(else_) };
+                }
+                let (a, b) = (self.expr(then)?, self.expr(else_)?);
+                self.op(Prim::Select, &[c, a, b], span)
+            }
+            ExprKind::Index { base, indices } => {
+                if let Some(Bound::Slot(s)) = base.as_name().and_then(|n| self.lookup(n)) {
+                    let shape = self.p.slots[s.0 as usize].shape.clone();
+                    let (ix, idx) = self.index_spec(indices, &shape, span)?;
+                    return self.op(Prim::Load(s, ix), &idx, span);
+                }
+                let b = self.expr(base)?;
+                let shape = self.p.info(b).shape.clone();
+                let (ix, idx) = self.index_spec(indices, &shape, span)?;
+                let mut args = vec![b];
+                args.extend(idx);
+                self.op(Prim::Index(ix), &args, span)
+            }
+            ExprKind::Call { callee, args } => self.call(callee, args, span),
+        }
+    }
+
+    /// The index positions and their int arguments.
+    fn index_spec(&mut self, indices: &[Index], shape: &[usize], span: Span) -> R<(Vec<Ix>, Vec<V>)> {
+        let mut ix = Vec::new();
+        let mut args = Vec::new();
+        for (d, i) in indices.iter().enumerate() {
+            let dim = shape.get(d).copied().unwrap_or(0);
+            match i {
+                Index::All => ix.push(Ix::All),
+                Index::Single(e) => {
+                    let v = self.expr(e)?;
+                    ix.push(if self.p.info(v).shape.is_empty() { Ix::Single } else { Ix::Gather });
+                    args.push(v);
+                }
+                Index::Range(a, b) => {
+                    let lo = match a {
+                        Some(e) => self.expr(e)?,
+                        None => self.lit(0.0, true),
+                    };
+                    let hi = match b {
+                        Some(e) => self.expr(e)?,
+                        None => self.lit(dim as f64, true),
+                    };
+                    let len = match (self.affine.get(&hi), self.affine.get(&lo)) {
+                        (Some(h), Some(l)) => h.combine(l, -1).and_then(|a| a.as_const()),
+                        _ => None,
+                    };
+                    let Some(len) = len.filter(|l| *l >= 0) else {
+                        return Err(self.err(
+                            Code::Unsupported,
+                            span,
+                            "a slice's length must be known when the data is read",
+                            "its bounds do not differ by a fixed amount",
+                        ));
+                    };
+                    ix.push(Ix::Range(len as usize));
+                    args.push(lo);
+                }
+            }
+        }
+        Ok((ix, args))
+    }
+
+    fn call(&mut self, callee: &Ident, args: &[Arg], span: Span) -> R<V> {
+        let name = callee.name.as_str();
+        // Distributions' function forms.
+        for (suffix, rng) in [("_lpdf", false), ("_lpmf", false), ("_rng", true)] {
+            if let Some(f) = name.strip_suffix(suffix).and_then(Family::from_name) {
+                if rng {
+                    let params = self.dist_args(f, args)?;
+                    let shape = rng_shape(f, &params.iter().map(|v| self.p.info(*v).shape.clone()).collect::<Vec<_>>());
+                    return self.op(Prim::Rng(f, shape), &params, span);
+                }
+                let x = self.expr(&args[0].value)?;
+                let mut all = vec![x];
+                all.extend(self.dist_args(f, &args[1..])?);
+                return self.op(Prim::LogDensity(f), &all, span);
+            }
+        }
+        if let Some(f) = self.funcs.get(name) {
+            let f = f.clone();
+            return self.inline(&f, args, span);
+        }
+        let vals: Vec<V> = args.iter().map(|a| self.expr(&a.value)).collect::<R<Vec<V>>>()?;
+        let n = vals.len();
+        let shape = |lw: &Self, i: usize| lw.p.info(vals[i]).shape.clone();
+        if name == "identity" {
+            return Ok(vals[0]);
+        }
+        if let Some(u) = Un::from_name(name) {
+            return self.op(Prim::Unary(u), &vals, span);
+        }
+        let prim = match (name, n) {
+            ("pow", 2) => Prim::Binary(Bin::Pow),
+            ("min", 1) => Prim::Reduce(Red::Min),
+            ("max", 1) => Prim::Reduce(Red::Max),
+            ("min", 2) => Prim::Binary(Bin::Min),
+            ("max", 2) => Prim::Binary(Bin::Max),
+            ("log_sum_exp", 1) => Prim::Reduce(Red::LogSumExp),
+            ("log_sum_exp", 2) => Prim::Binary(Bin::LogSumExp),
+            ("sum", 1) => Prim::Reduce(Red::Sum),
+            ("mean", 1) => Prim::Reduce(Red::Mean),
+            ("sd", 1) => Prim::Reduce(Red::Sd),
+            ("variance", 1) => Prim::Reduce(Red::Variance),
+            ("prod", 1) => Prim::Reduce(Red::Prod),
+            ("log_mix", 3) => Prim::LogMix,
+            ("log_mix", 2) => Prim::LogMixVec,
+            ("softmax", 1) => Prim::Softmax,
+            ("log_softmax", 1) => Prim::LogSoftmax,
+            ("dot", 2) | ("matmul", 2) => Prim::MatMul,
+            ("transpose", 1) => Prim::Transpose,
+            ("colmeans", 1) => Prim::ColMeans,
+            ("colsums", 1) => Prim::ColSums,
+            ("rowmeans", 1) => Prim::RowMeans,
+            ("rowsums", 1) => Prim::RowSums,
+            ("diag_matrix", 1) => Prim::DiagMatrix,
+            ("diagonal", 1) => Prim::Diagonal,
+            ("cholesky", 1) => Prim::Cholesky,
+            ("gp_exp_quad_cov", 3) => Prim::GpExpQuadCov,
+            ("to_vector", 1) => Prim::Reshape(vec![shape(self, 0).iter().product()]),
+            ("col", 2) => return self.op(Prim::Index(vec![Ix::All, Ix::Single]), &vals, span),
+            ("row", 2) => return self.op(Prim::Index(vec![Ix::Single]), &vals, span),
+            ("rows", 1) | ("cols", 1) | ("size", 1) => {
+                let s = shape(self, 0);
+                let v = match name {
+                    "rows" => s.first().copied().unwrap_or(1),
+                    "cols" => s.get(1).copied().unwrap_or(1),
+                    _ if s.len() == 2 => s[0] * s[1],
+                    _ => s.first().copied().unwrap_or(1),
+                };
+                return Ok(self.lit(v as f64, true));
+            }
+            ("rep_vector", 2) | ("rep_matrix", 3) | ("zeros", 1) | ("zeros", 2) | ("ones", 1) | ("ones", 2) => {
+                let (fill, sizes) = match name {
+                    "zeros" => (self.lit(0.0, false), &vals[..]),
+                    "ones" => (self.lit(1.0, false), &vals[..]),
+                    _ => (vals[0], &vals[1..]),
+                };
+                let mut shape = Vec::new();
+                for s in sizes {
+                    match self.int_const(*s) {
+                        Some(k) if k >= 0 => shape.push(k as usize),
+                        _ => {
+                            return Err(self.err(
+                                Code::SizeNotData,
+                                span,
+                                "this size must be known when the data is read",
+                                "not a constant",
+                            ))
+                        }
+                    }
+                }
+                return self.op(Prim::Fill(shape), &[fill], span);
+            }
+            _ => {
+                return Err(self.err(
+                    Code::Unsupported,
+                    span,
+                    format!("`{name}` with {n} arguments is not supported by the compiler yet"),
+                    "here",
+                ));
+            }
+        };
+        self.op(prim, &vals, span)
+    }
+
+    /// Inline a `fn`: its arguments bound, its body lowered here. A `return` inside an `if`
+    /// on a value not known now becomes a select of both branches (the function is pure).
+    fn inline(&mut self, f: &FuncDef, args: &[Arg], span: Span) -> R<V> {
+        if self.inline_depth > 64 {
+            return Err(self.err(
+                Code::RecursionLimit,
+                span,
+                format!("`{}` calls itself more than 64 deep", f.name.name),
+                "while inlining",
+            ));
+        }
+        let mut vals = Vec::new();
+        for a in args {
+            vals.push(self.expr(&a.value)?);
+        }
+        self.scopes.push(HashMap::new());
+        for (d, v) in f.args.iter().zip(vals) {
+            self.bind(&d.name.name, Bound::Value(v));
+        }
+        // Defaults for arguments not given.
+        for d in f.args.iter().skip(args.len()) {
+            if let Some(def) = &d.default {
+                let v = self.expr(def)?;
+                self.bind(&d.name.name, Bound::Value(v));
+            }
+        }
+        self.inline_depth += 1;
+        let r = self.fn_body(&f.body, span);
+        self.inline_depth -= 1;
+        self.scopes.pop();
+        r
+    }
+
+    fn fn_body(&mut self, body: &[Stmt], span: Span) -> R<V> {
+        for (i, s) in body.iter().enumerate() {
+            match &s.kind {
+                StmtKind::Return { value } => return self.expr(value),
+                StmtKind::If { cond, then, else_ }
+                    if crate::sema::check::always_returns(then)
+                        || else_.as_ref().is_some_and(|e| crate::sema::check::always_returns(e)) =>
+                {
+                    let c = self.expr(cond)?;
+                    let rest = &body[i + 1..];
+                    let then_body: Vec<Stmt> = then.to_vec();
+                    let else_body: Vec<Stmt> = match else_ {
+                        Some(e) => e.iter().cloned().chain(rest.iter().cloned()).collect(),
+                        None => rest.to_vec(),
+                    };
+                    if let Some(k) = self.int_const(c) {
+                        return self.fn_body(if k != 0 { &then_body } else { &else_body }, span);
+                    }
+                    self.scopes.push(HashMap::new());
+                    let a = self.fn_body(&then_body, span);
+                    self.scopes.pop();
+                    self.scopes.push(HashMap::new());
+                    let b = self.fn_body(&else_body, span);
+                    self.scopes.pop();
+                    return self.op(Prim::Select, &[c, a?, b?], span);
+                }
+                _ => self.stmt(s, None)?,
+            }
+        }
+        Err(self.err(Code::MissingReturn, span, "this function call ends without a value", "here"))
+    }
+}
+
+/// The shape of draws from an elementwise family: the broadcast of its arguments' shapes.
+fn rng_shape(f: Family, params: &[Vec<usize>]) -> Vec<usize> {
+    match f {
+        Family::Dirichlet | Family::MultiNormal | Family::MultiNormalCholesky => {
+            params.first().cloned().unwrap_or_default()
+        }
+        Family::LkjCorrCholesky => vec![],
+        Family::Categorical => vec![],
+        Family::CategoricalLogit => match params.first() {
+            Some(s) if s.len() == 2 => vec![s[0]],
+            _ => vec![],
+        },
+        _ => params.iter().max_by_key(|s| s.iter().product::<usize>()).cloned().unwrap_or_default(),
+    }
+}
+
+/// The dimension expressions of a declared type and whether its elements are ints.
+fn type_dims(t: &TypeExpr) -> (Vec<Expr>, bool) {
+    match &t.kind {
+        TypeKind::Array { dims, elem } => {
+            let (inner, int) = type_dims(elem);
+            (dims.iter().cloned().chain(inner).collect(), int)
+        }
+        TypeKind::Named { name, dims, .. } => match name.name.as_str() {
+            "cholesky_corr" => (dims.iter().cloned().chain(dims.iter().cloned()).collect(), false),
+            n => (dims.clone(), n == "int"),
+        },
+        TypeKind::Fn | TypeKind::Infer => (Vec::new(), false),
+    }
+}
+
+#[allow(dead_code)]
+fn unused(_: f64) -> R<f64> {
+    eval_real(&Expr::new(ExprKind::Real(0.0), Span::default()), &BoundData::default()).map_err(|_| Fail)
+}

@@ -1,0 +1,148 @@
+//! The IR: a flat SSA program over f64 tensors with concrete shapes, plus structured `for`
+//! loops, data-dependent `if`s and mutable slots (`var` locals).
+//!
+//! A program is made after data is bound ([`lower`]): every size is a number, data are
+//! constants, and data-only computations have already been evaluated once. It computes two
+//! sums: `target` (the model's log density) and `jacobian` (the log-Jacobians of the
+//! constraint transforms), from the unconstrained parameter vector.
+//!
+//! Every SSA value is defined once *per execution of its block*. The reverse sweep needs the
+//! primal value of each execution, so each value owns `execs(block) × len` f64s of storage;
+//! block execution counts are fixed by the data (loop bounds and `if` conditions in `model`
+//! depend on data only) and are counted once when the program is made.
+
+pub mod interp;
+pub mod lower;
+pub mod point;
+pub mod prim;
+pub mod print;
+pub mod verify;
+
+pub use prim::Prim;
+
+use std::fmt;
+
+/// An SSA value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct V(pub u32);
+
+impl fmt::Display for V {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+/// A mutable slot (a `var`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot(pub u32);
+
+/// A block: the body of the program, of a loop, or of a branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockId(pub u32);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueInfo {
+    pub shape: Vec<usize>,
+    /// Holds integers (exact in f64); no gradient flows through it.
+    pub int: bool,
+    /// The block that defines it.
+    pub block: BlockId,
+    /// The source name, when it came from a `let` (for printing).
+    pub name: Option<String>,
+}
+
+impl ValueInfo {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotInfo {
+    pub shape: Vec<usize>,
+    pub int: bool,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inst {
+    /// `dst = prim(args)`
+    Op { dst: V, prim: Prim, args: Vec<V> },
+    /// `for var in lo..hi { body }`; `var` is defined in `body`'s block.
+    For { var: V, lo: V, hi: V, body: BlockId },
+    /// `if cond { then } else { else_ }`, on a value that does not depend on parameters.
+    If { cond: V, then: BlockId, else_: BlockId },
+    /// `slot[ix] = value`: `ix` as in `Prim::Index` (whole slot when empty), `index` its
+    /// int arguments.
+    Store { slot: Slot, ix: Vec<prim::Ix>, index: Vec<V>, value: V },
+    /// Reset a slot to NaN (a `var` declared without a value), or to `value` (with one).
+    Init { slot: Slot, value: Option<V> },
+    /// `target += sum(value)`
+    Target { value: V },
+}
+
+/// How one parameter maps from the unconstrained vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamLayout {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: crate::math::transform::Kind,
+    /// Position and length in the unconstrained vector.
+    pub offset: usize,
+    pub free_len: usize,
+    /// The value holding the constrained parameter.
+    pub value: V,
+}
+
+impl ParamLayout {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A generated quantity: its name and the value holding it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub value: V,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Program {
+    pub values: Vec<ValueInfo>,
+    pub slots: Vec<SlotInfo>,
+    /// Instructions of each block; block 0 is the log density's body.
+    pub blocks: Vec<Vec<Inst>>,
+    /// How many times each block runs in one evaluation (fixed by the data).
+    pub execs: Vec<usize>,
+    pub params: Vec<ParamLayout>,
+    /// Constant tensors (bound data and data-only results), referenced by `Prim::Const`.
+    pub consts: Vec<Vec<f64>>,
+    /// The generated-quantities program: its entry block (run per draw, no gradient).
+    pub generated: Option<BlockId>,
+    pub outputs: Vec<Output>,
+}
+
+impl Program {
+    pub fn dim(&self) -> usize {
+        self.params.iter().map(|p| p.free_len).sum()
+    }
+
+    pub fn info(&self, v: V) -> &ValueInfo {
+        &self.values[v.0 as usize]
+    }
+
+    pub fn block(&self, b: BlockId) -> &[Inst] {
+        &self.blocks[b.0 as usize]
+    }
+}
+
+pub const ENTRY: BlockId = BlockId(0);

@@ -1,0 +1,1189 @@
+//! The primitives table: for every [`Prim`], its shape rule ([`Prim::shape`]), its
+//! evaluation ([`eval`]) and its vector-Jacobian product ([`vjp`]), each one exhaustive
+//! `match` with no wildcard, so a new primitive does not compile until all three exist.
+//!
+//! Values are flat row-major f64 slices; ints are stored exactly as f64.
+
+use crate::ir::Slot;
+use crate::math::dist::{self, Family};
+
+/// Elementwise functions of one argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Un {
+    Neg,
+    Not,
+    Exp,
+    Log,
+    Log1p,
+    Expm1,
+    Sqrt,
+    Square,
+    Abs,
+    Tanh,
+    Sigmoid,
+    Logit,
+    Softplus,
+    Relu,
+    Lgamma,
+    Digamma,
+    Sin,
+    Cos,
+    Erf,
+    Phi,
+    Log1m,
+    LogInvLogit,
+    Inv,
+    Floor,
+    Ceil,
+    Round,
+}
+
+impl Un {
+    pub fn from_name(n: &str) -> Option<Un> {
+        Some(match n {
+            "exp" => Un::Exp,
+            "log" => Un::Log,
+            "log1p" => Un::Log1p,
+            "expm1" => Un::Expm1,
+            "sqrt" => Un::Sqrt,
+            "square" => Un::Square,
+            "abs" => Un::Abs,
+            "tanh" => Un::Tanh,
+            "sigmoid" | "inv_logit" => Un::Sigmoid,
+            "logit" => Un::Logit,
+            "softplus" => Un::Softplus,
+            "relu" => Un::Relu,
+            "lgamma" => Un::Lgamma,
+            "digamma" => Un::Digamma,
+            "sin" => Un::Sin,
+            "cos" => Un::Cos,
+            "erf" => Un::Erf,
+            "Phi" => Un::Phi,
+            "log1m" => Un::Log1m,
+            "log_inv_logit" => Un::LogInvLogit,
+            "inv" => Un::Inv,
+            "floor" => Un::Floor,
+            "ceil" => Un::Ceil,
+            "round" => Un::Round,
+            _ => return None,
+        })
+    }
+
+    /// f(x).
+    pub fn f(self, x: f64) -> f64 {
+        match self {
+            Un::Neg => -x,
+            Un::Not => (x == 0.0) as i64 as f64,
+            Un::Exp => x.exp(),
+            Un::Log => x.ln(),
+            Un::Log1p => x.ln_1p(),
+            Un::Expm1 => x.exp_m1(),
+            Un::Sqrt => x.sqrt(),
+            Un::Square => x * x,
+            Un::Abs => x.abs(),
+            Un::Tanh => x.tanh(),
+            Un::Sigmoid => sigmoid(x),
+            Un::Logit => (x / (1.0 - x)).ln(),
+            Un::Softplus => softplus(x),
+            Un::Relu => x.max(0.0),
+            Un::Lgamma => statrs::function::gamma::ln_gamma(x),
+            Un::Digamma => statrs::function::gamma::digamma(x),
+            Un::Sin => x.sin(),
+            Un::Cos => x.cos(),
+            Un::Erf => statrs::function::erf::erf(x),
+            Un::Phi => 0.5 * statrs::function::erf::erfc(-x / std::f64::consts::SQRT_2),
+            Un::Log1m => (-x).ln_1p(),
+            Un::LogInvLogit => -softplus(-x),
+            Un::Inv => 1.0 / x,
+            Un::Floor => x.floor(),
+            Un::Ceil => x.ceil(),
+            Un::Round => x.round(),
+        }
+    }
+
+    /// f'(x), given y = f(x).
+    pub fn df(self, x: f64, y: f64) -> f64 {
+        match self {
+            Un::Neg => -1.0,
+            Un::Not | Un::Floor | Un::Ceil | Un::Round => 0.0,
+            Un::Exp => y,
+            Un::Log => 1.0 / x,
+            Un::Log1p => 1.0 / (1.0 + x),
+            Un::Expm1 => y + 1.0,
+            Un::Sqrt => 0.5 / y,
+            Un::Square => 2.0 * x,
+            Un::Abs => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Un::Tanh => 1.0 - y * y,
+            Un::Sigmoid => y * (1.0 - y),
+            Un::Logit => 1.0 / (x * (1.0 - x)),
+            Un::Softplus => sigmoid(x),
+            Un::Relu => (x > 0.0) as i64 as f64,
+            Un::Lgamma => statrs::function::gamma::digamma(x),
+            Un::Digamma => trigamma(x),
+            Un::Sin => x.cos(),
+            Un::Cos => -x.sin(),
+            Un::Erf => std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
+            Un::Phi => (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt(),
+            Un::Log1m => -1.0 / (1.0 - x),
+            Un::LogInvLogit => sigmoid(-x),
+            Un::Inv => -1.0 / (x * x),
+        }
+    }
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// log(1 + exp(x)) without overflow.
+pub fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// ψ'(x): recurrence up to x ≥ 6, then the asymptotic series (Abramowitz & Stegun 6.4.12).
+pub fn trigamma(mut x: f64) -> f64 {
+    if x <= 0.0 && x.fract() == 0.0 {
+        return f64::NAN;
+    }
+    let mut acc = 0.0;
+    if x < 0.0 {
+        // Reflection: ψ'(1 - x) + ψ'(x) = π² / sin²(πx).
+        let s = (std::f64::consts::PI * x).sin();
+        return -trigamma(1.0 - x) + std::f64::consts::PI * std::f64::consts::PI / (s * s);
+    }
+    while x < 6.0 {
+        acc += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let x2 = 1.0 / (x * x);
+    acc + 1.0 / x + x2 / 2.0 + (1.0 / x) * x2 * (1.0 / 6.0 - x2 * (1.0 / 30.0 - x2 * (1.0 / 42.0 - x2 / 30.0)))
+}
+
+/// Elementwise functions of two arguments, broadcasting (scalars with anything; a vector
+/// of length c along the rows of an r × c matrix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bin {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// Integer division truncating toward zero (Stan's int `/`).
+    IntDiv,
+    Mod,
+    Pow,
+    Min,
+    Max,
+    LogSumExp,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl Bin {
+    pub fn f(self, a: f64, b: f64) -> f64 {
+        let t = |c: bool| c as i64 as f64;
+        match self {
+            Bin::Add => a + b,
+            Bin::Sub => a - b,
+            Bin::Mul => a * b,
+            Bin::Div => a / b,
+            Bin::IntDiv => {
+                if b == 0.0 {
+                    f64::NAN
+                } else {
+                    (a / b).trunc()
+                }
+            }
+            Bin::Mod => {
+                if b == 0.0 {
+                    f64::NAN
+                } else {
+                    a % b
+                }
+            }
+            Bin::Pow => a.powf(b),
+            Bin::Min => a.min(b),
+            Bin::Max => a.max(b),
+            Bin::LogSumExp => log_sum_exp2(a, b),
+            Bin::Eq => t(a == b),
+            Bin::Ne => t(a != b),
+            Bin::Lt => t(a < b),
+            Bin::Le => t(a <= b),
+            Bin::Gt => t(a > b),
+            Bin::Ge => t(a >= b),
+            Bin::And => t(a != 0.0 && b != 0.0),
+            Bin::Or => t(a != 0.0 || b != 0.0),
+        }
+    }
+
+    /// (∂f/∂a, ∂f/∂b) at (a, b) with y = f(a, b).
+    pub fn df(self, a: f64, b: f64, y: f64) -> (f64, f64) {
+        match self {
+            Bin::Add => (1.0, 1.0),
+            Bin::Sub => (1.0, -1.0),
+            Bin::Mul => (b, a),
+            Bin::Div => (1.0 / b, -a / (b * b)),
+            Bin::Pow => {
+                let da = if b == 0.0 { 0.0 } else { b * a.powf(b - 1.0) };
+                let db = if a > 0.0 { y * a.ln() } else { 0.0 };
+                (da, db)
+            }
+            Bin::Min => {
+                if a <= b {
+                    (1.0, 0.0)
+                } else {
+                    (0.0, 1.0)
+                }
+            }
+            Bin::Max => {
+                if a >= b {
+                    (1.0, 0.0)
+                } else {
+                    (0.0, 1.0)
+                }
+            }
+            Bin::LogSumExp => ((a - y).exp(), (b - y).exp()),
+            Bin::IntDiv | Bin::Mod | Bin::Eq | Bin::Ne | Bin::Lt | Bin::Le | Bin::Gt | Bin::Ge | Bin::And | Bin::Or => {
+                (0.0, 0.0)
+            }
+        }
+    }
+
+    /// Results are ints (comparisons, logic, integer arithmetic on ints).
+    pub fn is_logical(self) -> bool {
+        matches!(self, Bin::Eq | Bin::Ne | Bin::Lt | Bin::Le | Bin::Gt | Bin::Ge | Bin::And | Bin::Or)
+    }
+}
+
+pub fn log_sum_exp2(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    if m == f64::INFINITY {
+        return m;
+    }
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// Reductions of a whole tensor to a scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Red {
+    Sum,
+    Mean,
+    /// Sample standard deviation (divisor n − 1).
+    Sd,
+    /// Sample variance (divisor n − 1).
+    Variance,
+    Prod,
+    Min,
+    Max,
+    LogSumExp,
+}
+
+/// One position of an index expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ix {
+    /// One int: the dimension goes away.
+    Single,
+    /// `:`
+    All,
+    /// `lo..hi` with its length fixed when lowered; the arg is `lo`.
+    Range(usize),
+    /// An int array: a gather.
+    Gather,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prim {
+    /// A constant tensor from `Program::consts`.
+    Const(u32),
+    /// A scalar literal.
+    Lit(f64),
+    /// Parameter `p` mapped to its support; args are its bounds (as its kind needs). Adds
+    /// log|J| to the Jacobian sum.
+    Constrain(u32),
+    Unary(Un),
+    Binary(Bin),
+    /// `cond ? a : b` (cond a scalar; a and b broadcast to the result).
+    Select,
+    /// Matrix and vector products: [r,k]@[k,c], [r,k]@[k], [k]@[k,c], [k]@[k].
+    MatMul,
+    Transpose,
+    Reduce(Red),
+    /// log_mix(theta, lp1, lp2) on scalars.
+    LogMix,
+    /// log_mix(weights, lps) on vectors.
+    LogMixVec,
+    /// Softmax of a vector, or of each row of a matrix.
+    Softmax,
+    LogSoftmax,
+    ColMeans,
+    ColSums,
+    RowMeans,
+    RowSums,
+    /// Indexing: args are the base, then one int (or int array) per non-`All` position.
+    Index(Vec<Ix>),
+    /// Read a slot (whole, or indexed as `Index`).
+    Load(Slot, Vec<Ix>),
+    /// A tensor of the given shape filled with a scalar.
+    Fill(Vec<usize>),
+    DiagMatrix,
+    Diagonal,
+    /// Lower Cholesky factor of a symmetric positive-definite matrix.
+    Cholesky,
+    /// gp_exp_quad_cov(x, alpha, rho)[i, j] = alpha² exp(−(x_i − x_j)² / (2 rho²)).
+    GpExpQuadCov,
+    /// The same values with another shape (to_vector).
+    Reshape(Vec<usize>),
+    /// A log density summed over elements: args are the variate, then the parameters.
+    LogDensity(Family),
+    /// Draws of the given shape (generated quantities only).
+    Rng(Family, Vec<usize>),
+}
+
+fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let (la, lb): (usize, usize) = (a.iter().product(), b.iter().product());
+    if a == b {
+        return Ok(a.to_vec());
+    }
+    if a.is_empty() || (la == 1 && a.len() <= b.len()) {
+        return Ok(b.to_vec());
+    }
+    if b.is_empty() || (lb == 1 && b.len() <= a.len()) {
+        return Ok(a.to_vec());
+    }
+    match (a.len(), b.len()) {
+        (2, 1) if a[1] == b[0] => Ok(a.to_vec()),
+        (1, 2) if b[1] == a[0] => Ok(b.to_vec()),
+        _ => Err(format!("cannot broadcast {a:?} with {b:?}")),
+    }
+}
+
+/// Position in an argument of shape `arg` for element `i` of a broadcast result of shape `out`.
+#[inline]
+pub fn bidx(i: usize, out: &[usize], arg_len: usize, arg_shape: &[usize]) -> usize {
+    if arg_len == 1 {
+        0
+    } else if arg_shape.len() == out.len() {
+        i
+    } else {
+        // a vector along the rows of a matrix
+        i % arg_len
+    }
+}
+
+impl Prim {
+    /// The shape rule: the result's shape from the arguments' shapes (`Err` says why not).
+    pub fn shape(
+        &self,
+        args: &[&[usize]],
+        consts: &[Vec<f64>],
+        slot_shape: Option<&[usize]>,
+    ) -> Result<Vec<usize>, String> {
+        let arity = |n: usize| {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(format!("{self:?} takes {n} arguments, got {}", args.len()))
+            }
+        };
+        let scalar = |s: &[usize]| s.iter().product::<usize>() == 1 && s.len() <= 1;
+        match self {
+            Prim::Const(_) | Prim::Lit(_) | Prim::Constrain(_) => {
+                let _ = consts;
+                Err("the shape of a leaf is given when it is made".into())
+            }
+            Prim::Unary(_) => {
+                arity(1)?;
+                Ok(args[0].to_vec())
+            }
+            Prim::Binary(_) => {
+                arity(2)?;
+                broadcast(args[0], args[1])
+            }
+            Prim::Select => {
+                arity(3)?;
+                if !scalar(args[0]) {
+                    return Err("a condition must be a scalar".into());
+                }
+                broadcast(args[1], args[2])
+            }
+            Prim::MatMul => {
+                arity(2)?;
+                match (args[0], args[1]) {
+                    ([r, k], [k2, c]) if k == k2 => Ok(vec![*r, *c]),
+                    ([r, k], [k2]) if k == k2 => Ok(vec![*r]),
+                    ([k], [k2, c]) if k == k2 => Ok(vec![*c]),
+                    ([k], [k2]) if k == k2 => Ok(vec![]),
+                    (a, b) => Err(format!("cannot multiply {a:?} by {b:?}")),
+                }
+            }
+            Prim::Transpose => {
+                arity(1)?;
+                match args[0] {
+                    [r, c] => Ok(vec![*c, *r]),
+                    [k] => Ok(vec![1, *k]),
+                    s => Err(format!("cannot transpose {s:?}")),
+                }
+            }
+            Prim::Reduce(_) => {
+                arity(1)?;
+                Ok(vec![])
+            }
+            Prim::LogMix => {
+                arity(3)?;
+                Ok(vec![])
+            }
+            Prim::LogMixVec => {
+                arity(2)?;
+                if args[0] != args[1] || args[0].len() != 1 {
+                    return Err("log_mix needs two vectors of the same length".into());
+                }
+                Ok(vec![])
+            }
+            Prim::Softmax | Prim::LogSoftmax => {
+                arity(1)?;
+                Ok(args[0].to_vec())
+            }
+            Prim::ColMeans | Prim::ColSums | Prim::RowMeans | Prim::RowSums => {
+                arity(1)?;
+                match args[0] {
+                    [r, c] => Ok(vec![if matches!(self, Prim::ColMeans | Prim::ColSums) { *c } else { *r }]),
+                    s => Err(format!("needs a matrix, got {s:?}")),
+                }
+            }
+            Prim::Index(ix) => index_shape(ix, args[0], &args[1..]),
+            Prim::Load(_, ix) => index_shape(ix, slot_shape.ok_or("no slot")?, args),
+            Prim::Fill(shape) => {
+                arity(1)?;
+                Ok(shape.clone())
+            }
+            Prim::DiagMatrix => {
+                arity(1)?;
+                match args[0] {
+                    [k] => Ok(vec![*k, *k]),
+                    s => Err(format!("needs a vector, got {s:?}")),
+                }
+            }
+            Prim::Diagonal => {
+                arity(1)?;
+                match args[0] {
+                    [r, c] if r == c => Ok(vec![*r]),
+                    s => Err(format!("needs a square matrix, got {s:?}")),
+                }
+            }
+            Prim::Cholesky => {
+                arity(1)?;
+                match args[0] {
+                    [r, c] if r == c => Ok(vec![*r, *c]),
+                    s => Err(format!("needs a square matrix, got {s:?}")),
+                }
+            }
+            Prim::GpExpQuadCov => {
+                arity(3)?;
+                match args[0] {
+                    [k] => Ok(vec![*k, *k]),
+                    s => Err(format!("needs a vector of inputs, got {s:?}")),
+                }
+            }
+            Prim::Reshape(shape) => {
+                arity(1)?;
+                if shape.iter().product::<usize>() != args[0].iter().product::<usize>() {
+                    return Err("reshape changes the number of elements".into());
+                }
+                Ok(shape.clone())
+            }
+            Prim::LogDensity(f) => {
+                arity(f.n_params() + 1)?;
+                Ok(vec![])
+            }
+            Prim::Rng(f, shape) => {
+                arity(f.n_params())?;
+                Ok(shape.clone())
+            }
+        }
+    }
+}
+
+fn index_shape(ix: &[Ix], base: &[usize], idx: &[&[usize]]) -> Result<Vec<usize>, String> {
+    if ix.len() > base.len() {
+        return Err(format!("{} indices for shape {base:?}", ix.len()));
+    }
+    let mut out = Vec::new();
+    let mut k = 0;
+    for (d, i) in ix.iter().enumerate() {
+        match i {
+            Ix::All => out.push(base[d]),
+            Ix::Single => {
+                k += 1;
+            }
+            Ix::Range(len) => {
+                k += 1;
+                out.push(*len);
+            }
+            Ix::Gather => {
+                out.push(idx.get(k).map(|s| s.iter().product()).unwrap_or(0));
+                k += 1;
+            }
+        }
+    }
+    if k != idx.len() {
+        return Err("index arguments do not match the index positions".into());
+    }
+    out.extend_from_slice(&base[ix.len()..]);
+    Ok(out)
+}
+
+/// Strides of a row-major shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for k in (0..shape.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * shape[k + 1];
+    }
+    s
+}
+
+/// For each element of an index result, its flat position in the base. `Err` names an
+/// index out of range (a recoverable evaluation error).
+pub fn index_positions(ix: &[Ix], base: &[usize], idx: &[&[f64]], out: &mut Vec<usize>) -> Result<(), String> {
+    out.clear();
+    let st = strides(base);
+    // Per dimension: the list of base coordinates it takes.
+    let mut coords: Vec<Vec<usize>> = Vec::with_capacity(base.len());
+    let mut k = 0;
+    for d in 0..base.len() {
+        let check = |v: f64, d: usize| -> Result<usize, String> {
+            if v < 0.0 || v.fract() != 0.0 || v as usize >= base[d] {
+                Err(format!("index {v} is out of range for a dimension of size {}", base[d]))
+            } else {
+                Ok(v as usize)
+            }
+        };
+        match ix.get(d) {
+            None | Some(Ix::All) => coords.push((0..base[d]).collect()),
+            Some(Ix::Single) => {
+                coords.push(vec![check(idx[k][0], d)?]);
+                k += 1;
+            }
+            Some(Ix::Range(len)) => {
+                let lo = idx[k][0];
+                k += 1;
+                if lo < 0.0 || lo as usize + len > base[d] {
+                    return Err(format!(
+                        "slice {lo}..{} is out of range for a dimension of size {}",
+                        lo + *len as f64,
+                        base[d]
+                    ));
+                }
+                coords.push((lo as usize..lo as usize + len).collect());
+            }
+            Some(Ix::Gather) => {
+                let mut c = Vec::with_capacity(idx[k].len());
+                for v in idx[k] {
+                    c.push(check(*v, d)?);
+                }
+                coords.push(c);
+                k += 1;
+            }
+        }
+    }
+    // Cartesian product, row-major.
+    let total: usize = coords.iter().map(Vec::len).product();
+    out.reserve(total);
+    let mut pos = vec![0usize; coords.len()];
+    for _ in 0..total {
+        let flat: usize = pos.iter().enumerate().map(|(d, p)| coords[d][*p] * st[d]).sum();
+        out.push(flat);
+        for d in (0..pos.len()).rev() {
+            pos[d] += 1;
+            if pos[d] < coords[d].len() {
+                break;
+            }
+            pos[d] = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Scratch space reused across evaluations.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    pub pos: Vec<usize>,
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+    pub c: Vec<f64>,
+}
+
+/// Evaluate `prim` on `args` (values and shapes) into `out` (sized by the shape rule).
+/// Returns extra log|J| for `Constrain` (0 otherwise). `Err` is a recoverable evaluation
+/// error (an index out of range).
+#[allow(clippy::too_many_arguments)]
+pub fn eval(
+    prim: &Prim,
+    args: &[&[f64]],
+    shapes: &[&[usize]],
+    out_shape: &[usize],
+    out: &mut [f64],
+    consts: &[Vec<f64>],
+    sc: &mut Scratch,
+    slot: Option<(&[f64], &[usize])>,
+) -> Result<(), String> {
+    match prim {
+        Prim::Const(c) => out.copy_from_slice(&consts[*c as usize]),
+        Prim::Lit(v) => out[0] = *v,
+        Prim::Constrain(_) => return Err("Constrain is evaluated by the interpreter".into()),
+        Prim::Unary(u) => {
+            for (o, x) in out.iter_mut().zip(args[0]) {
+                *o = u.f(*x);
+            }
+        }
+        Prim::Binary(b) => {
+            let (la, lb) = (args[0].len(), args[1].len());
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = b.f(args[0][bidx(i, out_shape, la, shapes[0])], args[1][bidx(i, out_shape, lb, shapes[1])]);
+            }
+        }
+        Prim::Select => {
+            let pick = if args[0][0] != 0.0 { 1 } else { 2 };
+            let l = args[pick].len();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = args[pick][bidx(i, out_shape, l, shapes[pick])];
+            }
+        }
+        Prim::MatMul => matmul(args[0], shapes[0], args[1], shapes[1], out),
+        Prim::Transpose => {
+            let (r, c) = if shapes[0].len() == 2 { (shapes[0][0], shapes[0][1]) } else { (1, shapes[0][0]) };
+            for i in 0..r {
+                for j in 0..c {
+                    out[j * r + i] = args[0][i * c + j];
+                }
+            }
+        }
+        Prim::Reduce(r) => out[0] = reduce(*r, args[0]),
+        Prim::LogMix => {
+            let (t, a, b) = (args[0][0], args[1][0], args[2][0]);
+            out[0] = log_sum_exp2(t.ln() + a, (-t).ln_1p() + b);
+        }
+        Prim::LogMixVec => {
+            let mut m = f64::NEG_INFINITY;
+            for (w, l) in args[0].iter().zip(args[1]) {
+                m = m.max(w.ln() + l);
+            }
+            let s: f64 = args[0].iter().zip(args[1]).map(|(w, l)| (w.ln() + l - m).exp()).sum();
+            out[0] = if m.is_finite() { m + s.ln() } else { m };
+        }
+        Prim::Softmax | Prim::LogSoftmax => {
+            let c = *shapes[0].last().unwrap_or(&1);
+            let log = matches!(prim, Prim::LogSoftmax);
+            for (row_in, row_out) in args[0].chunks(c.max(1)).zip(out.chunks_mut(c.max(1))) {
+                let m = row_in.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + row_in.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+                for (o, x) in row_out.iter_mut().zip(row_in) {
+                    *o = if log { x - lse } else { (x - lse).exp() };
+                }
+            }
+        }
+        Prim::ColMeans | Prim::ColSums | Prim::RowMeans | Prim::RowSums => {
+            let (r, c) = (shapes[0][0], shapes[0][1]);
+            out.fill(0.0);
+            let col = matches!(prim, Prim::ColMeans | Prim::ColSums);
+            for i in 0..r {
+                for j in 0..c {
+                    out[if col { j } else { i }] += args[0][i * c + j];
+                }
+            }
+            let n = if col { r } else { c };
+            if matches!(prim, Prim::ColMeans | Prim::RowMeans) {
+                for o in out.iter_mut() {
+                    *o /= n as f64;
+                }
+            }
+        }
+        Prim::Index(ix) => {
+            index_positions(ix, shapes[0], &args[1..], &mut sc.pos)?;
+            for (o, p) in out.iter_mut().zip(&sc.pos) {
+                *o = args[0][*p];
+            }
+        }
+        Prim::Load(_, ix) => {
+            let (vals, shape) = slot.ok_or("no slot")?;
+            index_positions(ix, shape, args, &mut sc.pos)?;
+            for (o, p) in out.iter_mut().zip(&sc.pos) {
+                *o = vals[*p];
+            }
+        }
+        Prim::Fill(_) => out.fill(args[0][0]),
+        Prim::DiagMatrix => {
+            let k = args[0].len();
+            out.fill(0.0);
+            for i in 0..k {
+                out[i * k + i] = args[0][i];
+            }
+        }
+        Prim::Diagonal => {
+            let k = shapes[0][0];
+            for i in 0..k {
+                out[i] = args[0][i * k + i];
+            }
+        }
+        Prim::Cholesky => {
+            let k = shapes[0][0];
+            if !cholesky(args[0], k, out) {
+                out.fill(f64::NAN);
+            }
+        }
+        Prim::GpExpQuadCov => {
+            let (x, a, rho) = (args[0], args[1][0], args[2][0]);
+            let k = x.len();
+            for i in 0..k {
+                for j in 0..k {
+                    let d = x[i] - x[j];
+                    out[i * k + j] = a * a * (-d * d / (2.0 * rho * rho)).exp();
+                }
+            }
+        }
+        Prim::Reshape(_) => out.copy_from_slice(args[0]),
+        Prim::LogDensity(f) => {
+            let dargs: Vec<dist::Arg> =
+                args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
+            out[0] = dist::log_density(*f, &dargs, None);
+        }
+        Prim::Rng(..) => return Err("draws are made by the interpreter".into()),
+    }
+    Ok(())
+}
+
+fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
+    let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+    let c = if sb.len() == 2 { sb[1] } else { 1 };
+    out.fill(0.0);
+    for i in 0..r {
+        for p in 0..k {
+            let aip = a[i * k + p];
+            if aip == 0.0 {
+                continue;
+            }
+            let brow = &b[p * c..p * c + c];
+            let orow = &mut out[i * c..i * c + c];
+            for (o, bv) in orow.iter_mut().zip(brow) {
+                *o += aip * bv;
+            }
+        }
+    }
+}
+
+fn reduce(r: Red, x: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    match r {
+        Red::Sum => x.iter().sum(),
+        Red::Mean => x.iter().sum::<f64>() / n,
+        Red::Sd => reduce(Red::Variance, x).sqrt(),
+        Red::Variance => {
+            let m = x.iter().sum::<f64>() / n;
+            x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1.0)
+        }
+        Red::Prod => x.iter().product(),
+        Red::Min => x.iter().cloned().fold(f64::INFINITY, f64::min),
+        Red::Max => x.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        Red::LogSumExp => {
+            let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            if !m.is_finite() {
+                return m;
+            }
+            m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+        }
+    }
+}
+
+/// Lower Cholesky factor of a k × k SPD matrix (row-major). False if not positive definite.
+pub fn cholesky(a: &[f64], k: usize, l: &mut [f64]) -> bool {
+    l.fill(0.0);
+    for i in 0..k {
+        for j in 0..=i {
+            let mut s = a[i * k + j];
+            for p in 0..j {
+                s -= l[i * k + p] * l[j * k + p];
+            }
+            if i == j {
+                if s <= 0.0 || !s.is_finite() {
+                    return false;
+                }
+                l[i * k + i] = s.sqrt();
+            } else {
+                l[i * k + j] = s / l[j * k + j];
+            }
+        }
+    }
+    true
+}
+
+/// Vector-Jacobian product: add (+=) into `adj_args[k]` the gradient of ⟨adj_out, prim(args)⟩
+/// with respect to argument k. `adj_args[k]` is `None` for arguments that need none.
+#[allow(clippy::too_many_arguments)]
+pub fn vjp(
+    prim: &Prim,
+    args: &[&[f64]],
+    shapes: &[&[usize]],
+    out: &[f64],
+    out_shape: &[usize],
+    adj_out: &[f64],
+    adj_args: &mut [Option<&mut [f64]>],
+    sc: &mut Scratch,
+    slot_adj: Option<(&mut [f64], &[usize])>,
+) -> Result<(), String> {
+    match prim {
+        Prim::Const(_) | Prim::Lit(_) | Prim::Rng(..) => {}
+        Prim::Constrain(_) => return Err("Constrain is differentiated by the interpreter".into()),
+        Prim::Unary(u) => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                for i in 0..g.len() {
+                    if adj_out[i] != 0.0 {
+                        g[i] += adj_out[i] * u.df(args[0][i], out[i]);
+                    }
+                }
+            }
+        }
+        Prim::Binary(b) => {
+            let (la, lb) = (args[0].len(), args[1].len());
+            for i in 0..out.len() {
+                if adj_out[i] == 0.0 {
+                    continue;
+                }
+                let (ia, ib) = (bidx(i, out_shape, la, shapes[0]), bidx(i, out_shape, lb, shapes[1]));
+                let (da, db) = b.df(args[0][ia], args[1][ib], out[i]);
+                if let Some(g) = adj_args[0].as_deref_mut() {
+                    g[ia] += adj_out[i] * da;
+                }
+                if let Some(g) = adj_args[1].as_deref_mut() {
+                    g[ib] += adj_out[i] * db;
+                }
+            }
+        }
+        Prim::Select => {
+            let pick = if args[0][0] != 0.0 { 1 } else { 2 };
+            let l = args[pick].len();
+            if let Some(g) = adj_args[pick].as_deref_mut() {
+                for i in 0..out.len() {
+                    g[bidx(i, out_shape, l, shapes[pick])] += adj_out[i];
+                }
+            }
+        }
+        Prim::MatMul => {
+            let (sa, sb) = (shapes[0], shapes[1]);
+            let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+            let c = if sb.len() == 2 { sb[1] } else { 1 };
+            // C = A B: dA = dC Bᵀ, dB = Aᵀ dC.
+            if let Some(ga) = adj_args[0].as_deref_mut() {
+                for i in 0..r {
+                    for p in 0..k {
+                        let mut s = 0.0;
+                        for j in 0..c {
+                            s += adj_out[i * c + j] * args[1][p * c + j];
+                        }
+                        ga[i * k + p] += s;
+                    }
+                }
+            }
+            if let Some(gb) = adj_args[1].as_deref_mut() {
+                for i in 0..r {
+                    for p in 0..k {
+                        let a = args[0][i * k + p];
+                        if a == 0.0 {
+                            continue;
+                        }
+                        for j in 0..c {
+                            gb[p * c + j] += a * adj_out[i * c + j];
+                        }
+                    }
+                }
+            }
+        }
+        Prim::Transpose => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let (r, c) = if shapes[0].len() == 2 { (shapes[0][0], shapes[0][1]) } else { (1, shapes[0][0]) };
+                for i in 0..r {
+                    for j in 0..c {
+                        g[i * c + j] += adj_out[j * r + i];
+                    }
+                }
+            }
+        }
+        Prim::Reduce(rd) => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let x = args[0];
+                let a = adj_out[0];
+                let n = x.len() as f64;
+                match rd {
+                    Red::Sum => g.iter_mut().for_each(|v| *v += a),
+                    Red::Mean => g.iter_mut().for_each(|v| *v += a / n),
+                    Red::Variance | Red::Sd => {
+                        let m = x.iter().sum::<f64>() / n;
+                        let scale = if *rd == Red::Sd { a / (2.0 * out[0]) } else { a };
+                        for (gi, xi) in g.iter_mut().zip(x) {
+                            *gi += scale * 2.0 * (xi - m) / (n - 1.0);
+                        }
+                    }
+                    Red::Prod => {
+                        for i in 0..x.len() {
+                            let others: f64 = x.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, v)| v).product();
+                            g[i] += a * others;
+                        }
+                    }
+                    Red::Min | Red::Max => {
+                        if let Some(i) = x.iter().position(|v| *v == out[0]) {
+                            g[i] += a;
+                        }
+                    }
+                    Red::LogSumExp => {
+                        for (gi, xi) in g.iter_mut().zip(x) {
+                            *gi += a * (xi - out[0]).exp();
+                        }
+                    }
+                }
+            }
+        }
+        Prim::LogMix => {
+            // y = log(t e^a + (1 − t) e^b).
+            let (t, a, b) = (args[0][0], args[1][0], args[2][0]);
+            let y = out[0];
+            let g = adj_out[0];
+            let (pa, pb) = ((t.ln() + a - y).exp(), ((-t).ln_1p() + b - y).exp());
+            if let Some(gt) = adj_args[0].as_deref_mut() {
+                gt[0] += g * ((a - y).exp() - (b - y).exp());
+            }
+            if let Some(ga) = adj_args[1].as_deref_mut() {
+                ga[0] += g * pa;
+            }
+            if let Some(gb) = adj_args[2].as_deref_mut() {
+                gb[0] += g * pb;
+            }
+        }
+        Prim::LogMixVec => {
+            let y = out[0];
+            let g = adj_out[0];
+            for i in 0..args[0].len() {
+                let (w, l) = (args[0][i], args[1][i]);
+                if let Some(gw) = adj_args[0].as_deref_mut() {
+                    gw[i] += g * (l - y).exp();
+                }
+                if let Some(gl) = adj_args[1].as_deref_mut() {
+                    gl[i] += g * (w.ln() + l - y).exp();
+                }
+            }
+        }
+        Prim::Softmax | Prim::LogSoftmax => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let c = (*shapes[0].last().unwrap_or(&1)).max(1);
+                for row in 0..out.len() / c {
+                    let o = &out[row * c..row * c + c];
+                    let ad = &adj_out[row * c..row * c + c];
+                    if matches!(prim, Prim::Softmax) {
+                        let dot: f64 = o.iter().zip(ad).map(|(a, b)| a * b).sum();
+                        for j in 0..c {
+                            g[row * c + j] += o[j] * (ad[j] - dot);
+                        }
+                    } else {
+                        let s: f64 = ad.iter().sum();
+                        for j in 0..c {
+                            g[row * c + j] += ad[j] - o[j].exp() * s;
+                        }
+                    }
+                }
+            }
+        }
+        Prim::ColMeans | Prim::ColSums | Prim::RowMeans | Prim::RowSums => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let (r, c) = (shapes[0][0], shapes[0][1]);
+                let col = matches!(prim, Prim::ColMeans | Prim::ColSums);
+                let div = match prim {
+                    Prim::ColMeans => r as f64,
+                    Prim::RowMeans => c as f64,
+                    _ => 1.0,
+                };
+                for i in 0..r {
+                    for j in 0..c {
+                        g[i * c + j] += adj_out[if col { j } else { i }] / div;
+                    }
+                }
+            }
+        }
+        Prim::Index(ix) => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                index_positions(ix, shapes[0], &args[1..], &mut sc.pos)?;
+                for (a, p) in adj_out.iter().zip(&sc.pos) {
+                    g[*p] += a;
+                }
+            }
+        }
+        Prim::Load(_, ix) => {
+            if let Some((sadj, shape)) = slot_adj {
+                index_positions(ix, shape, args, &mut sc.pos)?;
+                for (a, p) in adj_out.iter().zip(&sc.pos) {
+                    sadj[*p] += a;
+                }
+            }
+        }
+        Prim::Fill(_) => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                g[0] += adj_out.iter().sum::<f64>();
+            }
+        }
+        Prim::DiagMatrix => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let k = g.len();
+                for i in 0..k {
+                    g[i] += adj_out[i * k + i];
+                }
+            }
+        }
+        Prim::Diagonal => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let k = shapes[0][0];
+                for i in 0..k {
+                    g[i * k + i] += adj_out[i];
+                }
+            }
+        }
+        Prim::Cholesky => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                cholesky_vjp(out, adj_out, shapes[0][0], g, sc);
+            }
+        }
+        Prim::GpExpQuadCov => {
+            let (x, a, rho) = (args[0], args[1][0], args[2][0]);
+            let k = x.len();
+            let (mut ga, mut grho) = (0.0, 0.0);
+            for i in 0..k {
+                for j in 0..k {
+                    let d = x[i] - x[j];
+                    let kij = out[i * k + j];
+                    let w = adj_out[i * k + j];
+                    ga += w * 2.0 * kij / a;
+                    grho += w * kij * d * d / (rho * rho * rho);
+                    if let Some(gx) = adj_args[0].as_deref_mut() {
+                        let dk = -kij * d / (rho * rho);
+                        gx[i] += w * dk;
+                        gx[j] -= w * dk;
+                    }
+                }
+            }
+            if let Some(g) = adj_args[1].as_deref_mut() {
+                g[0] += ga;
+            }
+            if let Some(g) = adj_args[2].as_deref_mut() {
+                g[0] += grho;
+            }
+        }
+        Prim::Reshape(_) => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                for (gi, a) in g.iter_mut().zip(adj_out) {
+                    *gi += a;
+                }
+            }
+        }
+        Prim::LogDensity(f) => {
+            let dargs: Vec<dist::Arg> =
+                args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
+            // Gradients into scratch for every argument, then scaled into those that need them.
+            let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
+            let total: usize = lens.iter().sum();
+            sc.a.clear();
+            sc.a.resize(total, 0.0);
+            {
+                let mut rest: &mut [f64] = &mut sc.a;
+                let mut parts: Vec<&mut [f64]> = Vec::with_capacity(lens.len());
+                for l in &lens {
+                    let (head, tail) = rest.split_at_mut(*l);
+                    parts.push(head);
+                    rest = tail;
+                }
+                dist::log_density(*f, &dargs, Some(&mut parts));
+            }
+            let mut off = 0;
+            for (k, l) in lens.iter().enumerate() {
+                if let Some(g) = adj_args[k].as_deref_mut() {
+                    for i in 0..*l {
+                        g[i] += adj_out[0] * sc.a[off + i];
+                    }
+                }
+                off += l;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reverse mode through the Cholesky factorisation L = chol(A), A symmetric: the blocked-free
+/// form of the algorithm in Murray (2016), "Differentiation of the Cholesky decomposition".
+/// Given L and L̄, writes Ā (symmetrised, added into `g`).
+fn cholesky_vjp(l: &[f64], lbar: &[f64], k: usize, g: &mut [f64], sc: &mut Scratch) {
+    // Φ(Lᵀ L̄): lower triangle with halved diagonal.
+    let phi = &mut sc.b;
+    phi.clear();
+    phi.resize(k * k, 0.0);
+    for i in 0..k {
+        for j in 0..=i {
+            let mut s = 0.0;
+            for p in i..k {
+                s += l[p * k + i] * lbar[p * k + j];
+            }
+            phi[i * k + j] = if i == j { 0.5 * s } else { s };
+        }
+    }
+    // S = L⁻ᵀ Φ L⁻¹, then Ā = Φ(S + Sᵀ)/… : A̅ = ½ (S + Sᵀ) restricted appropriately.
+    // Solve Lᵀ X = Φ (X = L⁻ᵀ Φ), column by column (back substitution).
+    let x = &mut sc.c;
+    x.clear();
+    x.resize(k * k, 0.0);
+    for col in 0..k {
+        for i in (0..k).rev() {
+            let mut s = phi[i * k + col];
+            for p in i + 1..k {
+                s -= l[p * k + i] * x[p * k + col];
+            }
+            x[i * k + col] = s / l[i * k + i];
+        }
+    }
+    // S = X L⁻¹: solve S L = X row by row (S Lᵀ... : S = X L⁻¹ ⇔ S L = X).
+    let s = &mut sc.a;
+    s.clear();
+    s.resize(k * k, 0.0);
+    for row in 0..k {
+        for j in (0..k).rev() {
+            let mut v = x[row * k + j];
+            for p in j + 1..k {
+                v -= s[row * k + p] * l[p * k + j];
+            }
+            s[row * k + j] = v / l[j * k + j];
+        }
+    }
+    // Ā = ½ (S + Sᵀ), as the gradient with respect to a symmetric A's entries.
+    for i in 0..k {
+        for j in 0..k {
+            g[i * k + j] += 0.5 * (s[i * k + j] + s[j * k + i]);
+        }
+    }
+}
