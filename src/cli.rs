@@ -13,8 +13,63 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum MethodArg {
+    Nuts,
+    Hmc,
+    Advi,
+    Bbb,
+    Map,
+    McDropout,
+    Ensemble,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum MetricArg {
+    Diag,
+    Dense,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Sample the posterior (NUTS by default) and print a summary.
+    Run {
+        model: PathBuf,
+        /// Data file (default: MODEL.json beside the model).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "nuts")]
+        method: MethodArg,
+        #[arg(long, default_value_t = 4)]
+        chains: usize,
+        #[arg(long, default_value_t = 1000)]
+        warmup: usize,
+        #[arg(long, default_value_t = 1000)]
+        draws: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory (default: ./bnnc-out/MODEL-NAME/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Threads for the chains (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 10)]
+        max_depth: usize,
+        /// Target acceptance statistic of step-size adaptation.
+        #[arg(long, default_value_t = 0.8)]
+        adapt_delta: f64,
+        #[arg(long, value_enum, default_value = "diag")]
+        metric: MetricArg,
+        /// Leapfrog steps per transition for --method hmc.
+        #[arg(long, default_value_t = 16)]
+        steps: usize,
+        /// Initial values: constrained, by name, in the same JSON form as data.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
     /// Evaluate the log density and its gradient at one point; print JSON.
     Logp {
         model: PathBuf,
@@ -172,6 +227,97 @@ fn logp(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn run_command(
+    model: PathBuf,
+    data: Option<PathBuf>,
+    method: MethodArg,
+    chains: usize,
+    warmup: usize,
+    draws: usize,
+    seed: u64,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+    max_depth: usize,
+    adapt_delta: f64,
+    metric: MetricArg,
+    steps: usize,
+    init: Option<PathBuf>,
+    format: Format,
+) -> i32 {
+    use crate::diag::{Code, Diagnostic};
+    use crate::infer::run::{self, Config, Method};
+    let method = match method {
+        MethodArg::Nuts => Method::Nuts,
+        MethodArg::Hmc => Method::Hmc,
+        other => {
+            eprintln!("error: --method {other:?} is specified but not available yet; use nuts or hmc");
+            return 2;
+        }
+    };
+    if chains == 0 || (draws == 0 && warmup == 0) || !(0.0..1.0).contains(&adapt_delta) || max_depth == 0 {
+        eprintln!("error: --chains and --max-depth must be at least 1, --adapt-delta in (0, 1), and some iterations asked for");
+        return 2;
+    }
+    let mut fe = driver::frontend_file(&model);
+    let program = if fe.diags.has_errors() { None } else { fe.program(&model, data.as_deref()) };
+    let Some(program) = program else {
+        eprint!("{}", driver::render_diags(&fe, format));
+        return 1;
+    };
+    let init = match init {
+        None => None,
+        Some(path) => match read_json(&path).and_then(|v| match v {
+            serde_json::Value::Object(m) => crate::ir::point::unconstrain(&program, &m),
+            _ => Err(format!("`{}` must hold one JSON object, a key per parameter", path.display())),
+        }) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                fe.diags.push(Diagnostic::error_nowhere(Code::BadPoint, why));
+                eprint!("{}", driver::render_diags(&fe, format));
+                return 1;
+            }
+        },
+    };
+    let name = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let out_dir = out.unwrap_or_else(|| PathBuf::from("bnnc-out").join(&name));
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("error: cannot create `{}`: {e}", out_dir.display());
+        return 2;
+    }
+    let data_file = driver::data_path(&model, data.as_deref()).map(|p| p.display().to_string()).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cfg = Config {
+        method,
+        chains,
+        warmup,
+        draws,
+        seed,
+        threads: threads.unwrap_or(cores).max(1),
+        max_depth,
+        adapt_delta,
+        dense: metric == MetricArg::Dense,
+        hmc_steps: steps.max(1),
+        init,
+        out_dir: out_dir.clone(),
+        model_name: name,
+        data_file,
+    };
+    let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    let interactive = std::io::stderr().is_terminal();
+    let total = warmup + draws;
+    let progress = move |c: usize, it: usize| {
+        if interactive {
+            eprint!("\rchain {}: iteration {it}/{total}   ", c + 1);
+        }
+    };
+    let results = run::run(&program, &cfg, &progress);
+    if interactive {
+        eprint!("\r{}\r", " ".repeat(40));
+    }
+    crate::summary::report(&program, &cfg, &results, &out_dir)
+}
+
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -182,6 +328,39 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
+        Command::Run {
+            model,
+            data,
+            method,
+            chains,
+            warmup,
+            draws,
+            seed,
+            out,
+            threads,
+            max_depth,
+            adapt_delta,
+            metric,
+            steps,
+            init,
+            message_format,
+        } => run_command(
+            model,
+            data,
+            method,
+            chains,
+            warmup,
+            draws,
+            seed,
+            out,
+            threads,
+            max_depth,
+            adapt_delta,
+            metric,
+            steps,
+            init,
+            format_of(message_format, ColorChoice::Auto),
+        ),
         Command::Logp { model, data, params, unconstrained, backend: Backend::Interp, message_format } => {
             logp(model, data, params, unconstrained, format_of(message_format, ColorChoice::Auto))
         }

@@ -19,4 +19,5 @@ pub mod ir;
 pub mod math;
 pub mod sema;
 pub mod source;
+pub mod summary;
 pub mod syntax;

@@ -69,3 +69,79 @@ fn json_diagnostics_are_one_object_per_line() {
     assert_eq!(lines[1]["code"], "E0200");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_writes_summary_and_cmdstan_csv() {
+    let dir = std::env::temp_dir().join(format!("bnnc-run-{}", std::process::id()));
+    let out = dir.to_str().expect("utf-8 path");
+    let (code, table, err) = bnnc(&[
+        "run",
+        "examples/eight_schools.bnn",
+        "--chains",
+        "2",
+        "--warmup",
+        "300",
+        "--draws",
+        "300",
+        "--seed",
+        "7",
+        "--out",
+        out,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.contains("ESS_bulk") && table.contains("theta[7]"), "{table}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("JSON");
+    assert_eq!(summary["method"], "nuts");
+    for name in ["mu", "tau", "eta[0]", "theta[7]"] {
+        let v = &summary["variables"][name];
+        for k in ["mean", "sd", "mcse", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat"] {
+            assert!(v[k].is_number(), "{name}.{k} missing: {v}");
+        }
+    }
+    assert!(summary["sampler"]["grad_evals"].as_u64().expect("count") > 600);
+    // CmdStan layout: comments, the header with sampler columns first, 300 rows, timing.
+    let csv = std::fs::read_to_string(dir.join("draws-1.csv")).expect("draws-1.csv");
+    let header = csv.lines().find(|l| !l.starts_with('#')).expect("header");
+    assert!(
+        header.starts_with("lp__,accept_stat__,stepsize__,treedepth__,n_leapfrog__,divergent__,energy__,mu,tau,eta.1"),
+        "{header}"
+    );
+    let rows = csv.lines().filter(|l| !l.starts_with('#')).count() - 1;
+    assert_eq!(rows, 300);
+    assert!(csv.contains("# Adaptation terminated") && csv.contains("Elapsed Time"));
+    // The same seed gives the same draws, whatever the thread count.
+    let dir2 = std::env::temp_dir().join(format!("bnnc-run-{}-b", std::process::id()));
+    let (code, _, err) = bnnc(&[
+        "run",
+        "examples/eight_schools.bnn",
+        "--chains",
+        "2",
+        "--warmup",
+        "300",
+        "--draws",
+        "300",
+        "--seed",
+        "7",
+        "--threads",
+        "1",
+        "--out",
+        dir2.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows_of = |p: std::path::PathBuf| -> Vec<String> {
+        std::fs::read_to_string(p).expect("csv").lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()
+    };
+    assert_eq!(rows_of(dir.join("draws-2.csv")), rows_of(dir2.join("draws-2.csv")));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
+
+#[test]
+fn run_rejects_unknown_methods_and_bad_settings() {
+    assert_eq!(bnnc(&["run", "examples/eight_schools.bnn", "--method", "gibbs"]).0, 2);
+    assert_eq!(bnnc(&["run", "examples/eight_schools.bnn", "--adapt-delta", "1.5"]).0, 2);
+    let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "advi"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not available yet"), "{err}");
+}

@@ -520,6 +520,7 @@ impl<'a> Lower<'a> {
         };
         let x = self.expr(lhs)?;
         let params = self.dist_args(f, args)?;
+        self.check_support(f, x, &params, lhs)?;
         let mut all = vec![x];
         all.extend(params);
         let lp = self.op(Prim::LogDensity(f), &all, span)?;
@@ -546,6 +547,51 @@ impl<'a> Lower<'a> {
             }
         }
         Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// A discrete variate known from data must lie in its distribution's support (category
+    /// labels in 0..K, bernoulli outcomes 0 or 1, counts at least 0 and at most the trials).
+    fn check_support(&mut self, f: Family, x: V, params: &[V], at: &Expr) -> R<()> {
+        let Some(vals) = self.known.get(&x).cloned() else { return Ok(()) };
+        let k_of = |lw: &Self, v: Option<&V>| v.and_then(|v| lw.p.info(*v).shape.last().copied());
+        let trials = params.first().and_then(|v| self.known.get(v).cloned());
+        let ok = |i: usize, y: f64| -> Option<String> {
+            let int = y.fract() == 0.0;
+            match f {
+                Family::Categorical | Family::CategoricalLogit => {
+                    let k = k_of(self, params.first())?;
+                    (!(int && y >= 0.0 && (y as usize) < k)).then(|| format!("a category label in 0..{k}"))
+                }
+                Family::Bernoulli | Family::BernoulliLogit => (!(y == 0.0 || y == 1.0)).then(|| "0 or 1".to_string()),
+                Family::Poisson | Family::PoissonLog | Family::NegBinomial2 => {
+                    (!(int && y >= 0.0)).then(|| "a count, 0 or more".to_string())
+                }
+                Family::Binomial | Family::BinomialLogit => {
+                    let n = trials
+                        .as_ref()
+                        .map(|t| if t.len() == 1 { t[0] } else { t.get(i).copied().unwrap_or(f64::INFINITY) })
+                        .unwrap_or(f64::INFINITY);
+                    (!(int && y >= 0.0 && y <= n)).then(|| format!("a count from 0 to {n} (the trials)"))
+                }
+                _ => None,
+            }
+        };
+        for (i, y) in vals.iter().enumerate() {
+            if let Some(want) = ok(i, *y) {
+                let what = match at.as_name() {
+                    Some(n) if vals.len() > 1 => format!("data `{n}[{i}]`"),
+                    Some(n) => format!("data `{n}`"),
+                    None => "this value".to_string(),
+                };
+                return Err(self.err(
+                    Code::DataOutOfRange,
+                    at.span,
+                    format!("{what} is {y}, but `{}` needs {want}", f.name()),
+                    "outside the distribution's support",
+                ));
+            }
+        }
+        Ok(())
     }
 
     // ---- expressions ----
@@ -628,6 +674,26 @@ impl<'a> Lower<'a> {
                 Index::All => ix.push(Ix::All),
                 Index::Single(e) => {
                     let v = self.expr(e)?;
+                    // Indices known from data are checked now, naming the offending element.
+                    if let Some(vals) = self.known.get(&v) {
+                        if let Some((k, bad)) = vals
+                            .iter()
+                            .enumerate()
+                            .find(|(_, x)| !(**x >= 0.0 && x.fract() == 0.0 && (**x as usize) < dim))
+                        {
+                            let what = match e.as_name() {
+                                Some(n) if vals.len() > 1 => format!("`{n}[{k}]`"),
+                                Some(n) => format!("`{n}`"),
+                                None => "this index".to_string(),
+                            };
+                            return Err(self.err(
+                                Code::BindIndex,
+                                e.span,
+                                format!("{what} is {bad}, outside 0..{dim} for the dimension it indexes"),
+                                format!("an index into a dimension of size {dim}"),
+                            ));
+                        }
+                    }
                     ix.push(if self.p.info(v).shape.is_empty() { Ix::Single } else { Ix::Gather });
                     args.push(v);
                 }
@@ -671,8 +737,10 @@ impl<'a> Lower<'a> {
                     return self.op(Prim::Rng(f, shape), &params, span);
                 }
                 let x = self.expr(&args[0].value)?;
+                let params = self.dist_args(f, &args[1..])?;
+                self.check_support(f, x, &params, &args[0].value)?;
                 let mut all = vec![x];
-                all.extend(self.dist_args(f, &args[1..])?);
+                all.extend(params);
                 return self.op(Prim::LogDensity(f), &all, span);
             }
         }

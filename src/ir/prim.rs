@@ -90,8 +90,8 @@ impl Un {
             Un::Digamma => statrs::function::gamma::digamma(x),
             Un::Sin => x.sin(),
             Un::Cos => x.cos(),
-            Un::Erf => statrs::function::erf::erf(x),
-            Un::Phi => 0.5 * statrs::function::erf::erfc(-x / std::f64::consts::SQRT_2),
+            Un::Erf => libm::erf(x),
+            Un::Phi => 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2),
             Un::Log1m => (-x).ln_1p(),
             Un::LogInvLogit => -softplus(-x),
             Un::Inv => 1.0 / x,
@@ -475,7 +475,10 @@ impl Prim {
                     s => Err(format!("needs a matrix, got {s:?}")),
                 }
             }
-            Prim::Index(ix) => index_shape(ix, args[0], &args[1..]),
+            Prim::Index(ix) => match args.split_first() {
+                Some((base, idx)) => index_shape(ix, base, idx),
+                None => Err("indexing needs a value to index".into()),
+            },
             Prim::Load(_, ix) => index_shape(ix, slot_shape.ok_or("no slot")?, args),
             Prim::Fill(shape) => {
                 arity(1)?;
@@ -591,7 +594,8 @@ pub fn index_positions(ix: &[Ix], base: &[usize], idx: &[&[f64]], out: &mut Vec<
             Some(Ix::Range(len)) => {
                 let lo = idx[k][0];
                 k += 1;
-                if lo < 0.0 || lo as usize + len > base[d] {
+                // Compared as reals first: a huge, infinite, NaN or fractional start is an error.
+                if !(lo >= 0.0) || lo.fract() != 0.0 || lo + *len as f64 > base[d] as f64 {
                     return Err(format!(
                         "slice {lo}..{} is out of range for a dimension of size {}",
                         lo + *len as f64,
@@ -1081,7 +1085,8 @@ pub fn vjp(
                     let d = x[i] - x[j];
                     let kij = out[i * k + j];
                     let w = adj_out[i * k + j];
-                    ga += w * 2.0 * kij / a;
+                    // ∂K/∂alpha = 2 alpha exp(−d²/(2 rho²)), written without dividing by alpha.
+                    ga += w * 2.0 * a * (-d * d / (2.0 * rho * rho)).exp();
                     grho += w * kij * d * d / (rho * rho * rho);
                     if let Some(gx) = adj_args[0].as_deref_mut() {
                         let dk = -kij * d / (rho * rho);

@@ -914,7 +914,7 @@ impl<'a> Checker<'a> {
                 let mut var = Variability::Data;
                 if let Some(e) = init {
                     let info = self.check_expr(e);
-                    self.expect_assignable(&t.ty, &info, e.span, "initial value");
+                    self.expect_fill_or_assignable(&t.ty, &info, e.span, "initial value");
                     var = var.max(info.var);
                 }
                 // A mutable local may later be assigned anything: in the model block, treat it
@@ -1168,9 +1168,21 @@ impl<'a> Checker<'a> {
                     let r = self.binary(bop, &linfo, &rinfo, lhs.span, rhs.span, span);
                     self.expect_assignable(&linfo.ty, &r, rhs.span, "assigned value");
                 } else {
-                    self.expect_assignable(&linfo.ty, &rinfo, rhs.span, "assigned value");
+                    self.expect_fill_or_assignable(&linfo.ty, &rinfo, rhs.span, "assigned value");
                 }
             }
+        }
+    }
+
+    /// As [`Self::expect_assignable`], but a scalar may fill a whole container (SPEC §4:
+    /// scalars broadcast), as in `var acc: vector[N] = 0`.
+    pub(super) fn expect_fill_or_assignable(&mut self, expected: &Ty, actual: &Info, span: Span, what: &str) {
+        let fills = actual.ty.is_scalar()
+            && expected.is_numeric()
+            && !expected.dims().is_empty()
+            && (actual.ty == Ty::Int || !expected.is_int_valued());
+        if !fills {
+            self.expect_assignable(expected, actual, span, what);
         }
     }
 

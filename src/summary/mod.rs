@@ -1,0 +1,133 @@
+//! Posterior summaries: diagnostics, the table, summary.json and CmdStan CSV files.
+pub mod stan_csv;
+pub mod stats;
+pub mod table;
+
+use crate::infer::run::{column_names, Chain, Config, Method};
+use crate::ir::Program;
+use std::path::Path;
+
+/// Summarise a run: print the table and warnings, write summary.json. Returns the exit code
+/// (0, or 3 when inference failed its own checks).
+pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i32 {
+    let names = column_names(p);
+    for (c, ch) in chains.iter().enumerate() {
+        if let Some(e) = &ch.error {
+            eprintln!("error: chain {}: {e}", c + 1);
+        }
+    }
+    let ok: Vec<&Chain> = chains.iter().filter(|c| c.error.is_none() && !c.draws.is_empty()).collect();
+    if ok.is_empty() {
+        eprintln!("error: no chain produced draws");
+        return 3;
+    }
+    // Equal lengths (a stopped run keeps what every chain has).
+    let n = ok.iter().map(|c| c.draws.len()).min().unwrap_or(0);
+    let mut rows = Vec::new();
+    for (j, (name, _)) in names.iter().enumerate() {
+        let per_chain: Vec<Vec<f64>> = ok.iter().map(|c| c.draws[..n].iter().map(|d| d[j]).collect()).collect();
+        rows.push((name.clone(), stats::summarise(&per_chain)));
+    }
+    let lp: Vec<Vec<f64>> = ok.iter().map(|c| c.stats[..n].iter().map(|s| s.logp).collect()).collect();
+    let mut with_lp = vec![("lp__".to_string(), stats::summarise(&lp))];
+    with_lp.extend(rows.iter().cloned());
+    print!("{}", table::table(&with_lp));
+
+    let divergences: usize = ok.iter().map(|c| c.stats[..n].iter().filter(|s| s.divergent).count()).sum();
+    let depth_hits: usize =
+        ok.iter().map(|c| c.stats[..n].iter().filter(|s| s.tree_depth >= cfg.max_depth).count()).sum();
+    let warm: f64 = ok.iter().map(|c| c.seconds_warmup).sum();
+    let samp: f64 = ok.iter().map(|c| c.seconds_sampling).sum();
+    let grads: usize = ok.iter().map(|c| c.grad_evals).sum();
+    let stopped = chains.iter().any(|c| c.stopped);
+
+    // Warnings at Stan's thresholds, each with what to try.
+    let mut warnings = Vec::new();
+    let total = ok.len() * n;
+    if divergences > 0 {
+        warnings.push(format!("{divergences} of {total} transitions after warmup diverged: the posterior has regions the sampler cannot follow; try --adapt-delta 0.95 (smaller steps) or a non-centred parameterisation of hierarchical scales"));
+    }
+    if depth_hits > 0 && cfg.method == Method::Nuts {
+        warnings.push(format!("{depth_hits} of {total} transitions hit the maximum tree depth {}: the step size is small for this geometry; try --max-depth 12 or --metric dense", cfg.max_depth));
+    }
+    let bad_rhat: Vec<&str> = rows.iter().filter(|(_, s)| s.rhat > 1.01).map(|(n, _)| n.as_str()).collect();
+    if !bad_rhat.is_empty() {
+        warnings.push(format!(
+            "R-hat above 1.01 for {} ({}): the chains disagree; run longer (--warmup, --draws) or reparameterise",
+            bad_rhat.len(),
+            preview(&bad_rhat)
+        ));
+    }
+    let low_ess: Vec<&str> =
+        rows.iter().filter(|(_, s)| s.ess_bulk < 100.0 * ok.len() as f64).map(|(n, _)| n.as_str()).collect();
+    if !low_ess.is_empty() {
+        warnings.push(format!(
+            "bulk ESS below {} for {} ({}): estimates are imprecise; run more draws",
+            100 * ok.len(),
+            low_ess.len(),
+            preview(&low_ess)
+        ));
+    }
+    for (c, ch) in ok.iter().enumerate() {
+        let e: Vec<f64> = ch.stats[..n].iter().map(|s| s.energy).collect();
+        let b = stats::e_bfmi(&e);
+        if b < 0.3 {
+            warnings.push(format!("chain {}: E-BFMI {b:.2} is below 0.3: the momentum resampling explores the energy poorly; reparameterise (heavy tails, funnels)", c + 1));
+        }
+    }
+    if stopped {
+        warnings.push(format!("stopped early: {n} draws per chain kept"));
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+
+    let mut vars = serde_json::Map::new();
+    for (name, s) in &rows {
+        vars.insert(name.clone(), serde_json::to_value(s).unwrap_or(serde_json::Value::Null));
+    }
+    let json = serde_json::json!({
+        "method": if cfg.method == Method::Nuts { "nuts" } else { "hmc" },
+        "chains": ok.len(),
+        "draws_per_chain": n,
+        "variables": vars,
+        "sampler": {
+            "divergences": divergences,
+            "max_treedepth_hits": depth_hits,
+            "seconds_warmup": warm,
+            "seconds_sampling": samp,
+            "grad_evals": grads,
+            "step_size": ok.iter().map(|c| c.step_size).collect::<Vec<f64>>(),
+        },
+        "warnings": warnings,
+    });
+    let path = out_dir.join("summary.json");
+    if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
+        eprintln!("error: cannot write `{}`: {e}", path.display());
+        return 2;
+    }
+    // Failed its own checks badly: every chain stuck (no move at all), or every transition diverged.
+    let stuck = ok.iter().all(|c| c.stats[..n].iter().all(|s| s.accept_stat == 0.0));
+    if stuck || divergences == total || chains.iter().any(|c| c.error.is_some()) {
+        eprintln!(
+            "error: inference failed: {}",
+            if stuck {
+                "every chain is stuck"
+            } else if divergences == total {
+                "every transition diverged"
+            } else {
+                "a chain could not run"
+            }
+        );
+        return 3;
+    }
+    0
+}
+
+fn preview(names: &[&str]) -> String {
+    if names.len() <= 4 {
+        names.join(", ")
+    } else {
+        format!("{}, ...", names[..4].join(", "))
+    }
+}
