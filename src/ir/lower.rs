@@ -754,6 +754,15 @@ impl<'a> Lower<'a> {
         if name == "identity" {
             return Ok(vals[0]);
         }
+        if name == "join" {
+            // The mean of the inputs (drop-path is applied by inference methods that use it).
+            let mut acc = vals[0];
+            for v in &vals[1..] {
+                acc = self.op(Prim::Binary(Bin::Add), &[acc, *v], span)?;
+            }
+            let k = self.lit(n as f64, false);
+            return self.op(Prim::Binary(Bin::Div), &[acc, k], span);
+        }
         if let Some(u) = Un::from_name(name) {
             return self.op(Prim::Unary(u), &vals, span);
         }

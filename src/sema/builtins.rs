@@ -183,6 +183,7 @@ pub const OTHER_FUNCTIONS: &[&str] = &[
     "colsums",
     "rowsums",
     "to_vector",
+    "join",
 ];
 
 pub fn is_builtin_function(name: &str) -> bool {

@@ -435,6 +435,21 @@ impl<'a> Checker<'a> {
                     _ => self.shape_err(&args[0], name, "a matrix"),
                 }
             }
+            "join" => {
+                // FractalNet's join: the mean of two or more inputs of one shape.
+                if n < 2 {
+                    return want(self, "2 or more");
+                }
+                let mut dims = t(0).dims();
+                for k in 1..n {
+                    if t(k).dims().len() != dims.len() {
+                        return self.shape_err(&args[k], name, &format!("the shape of the first input, {}", t(0)));
+                    }
+                    dims =
+                        self.broadcast_dims(&Ty::real_of_dims(dims.clone()), &t(k), args[0].span, args[k].span, "join");
+                }
+                Info::new(Ty::real_of_dims(dims), var)
+            }
             "to_vector" => {
                 if n != 1 {
                     return want(self, "1");
