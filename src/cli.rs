@@ -285,6 +285,15 @@ fn run_command(
         eprintln!("error: cannot create `{}`: {e}", out_dir.display());
         return 2;
     }
+    // Draws from an earlier run with more chains would be mistaken for this run's.
+    if let Ok(entries) = std::fs::read_dir(&out_dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("draws-") && n.ends_with(".csv") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let data_file = driver::data_path(&model, data.as_deref()).map(|p| p.display().to_string()).unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cfg = Config {

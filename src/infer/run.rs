@@ -96,7 +96,7 @@ pub fn run(p: &Program, cfg: &Config, progress: &(dyn Fn(usize, usize) + Sync)) 
                     let mut done = Vec::new();
                     loop {
                         let c = next.fetch_add(1, Ordering::SeqCst);
-                        if c >= cfg.chains {
+                        if c >= cfg.chains || STOP.load(Ordering::Relaxed) {
                             break;
                         }
                         done.push((c, run_chain(p, cfg, c, names, progress)));

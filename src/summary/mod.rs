@@ -18,6 +18,10 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
     }
     let ok: Vec<&Chain> = chains.iter().filter(|c| c.error.is_none() && !c.draws.is_empty()).collect();
     if ok.is_empty() {
+        if chains.iter().any(|c| c.stopped) {
+            eprintln!("stopped during warmup: no draws yet to summarise");
+            return 0;
+        }
         eprintln!("error: no chain produced draws");
         return 3;
     }
