@@ -6,7 +6,7 @@
 //! Every VJP is called with its adjoints pre-seeded and dirty scratch space (see helpers.rs),
 //! so a VJP that overwrites instead of adding, or that reads stale scratch, fails.
 
-#![allow(clippy::needless_range_loop)]
+#![allow(clippy::needless_range_loop, clippy::type_complexity)]
 
 #[path = "prim/closed.rs"]
 mod closed;
@@ -21,6 +21,16 @@ use bnnc::math::dist::Family;
 use helpers::Rng;
 use helpers::*;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// `cases` cases; failures are saved under tests/prim/ (not beside this file).
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/prim/proptest-regressions.txt"))),
+        ..ProptestConfig::default()
+    }
+}
 
 /// A scalar, a vector or a matrix, with small sizes.
 fn any_shape() -> impl Strategy<Value = Vec<usize>> {
@@ -103,9 +113,8 @@ fn un_case(u: Un) -> (Draw, fn(f64) -> f64, f64) {
         Un::Digamma => (|r| r.uniform(0.5, 8.0), closed::digamma, 1e-10),
         Un::Sin => (wide, |x| x.sin(), T),
         Un::Cos => (wide, |x| x.cos(), T),
-        // statrs' erf is good to ~1e-10 only (see `erf_and_phi_to_double_precision`).
-        Un::Erf => (wide, closed::erf, 1e-9),
-        Un::Phi => (wide, closed::phi, 1e-9),
+        Un::Erf => (wide, closed::erf, 1e-12),
+        Un::Phi => (wide, closed::phi, 1e-12),
         Un::Log1m => (|r| r.uniform(-3.0, 0.8), |x| (1.0 - x).ln(), 1e-11),
         Un::LogInvLogit => (wide, |x| -(1.0 + (-x).exp()).ln(), T),
         Un::Inv => (away_from_zero, |x| x.powi(-1), T),
@@ -116,7 +125,7 @@ fn un_case(u: Un) -> (Draw, fn(f64) -> f64, f64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(config(48))]
 
     /// Every `Un`: value against its closed form, VJP against finite differences, on a
     /// scalar, a vector or a matrix of points in the function's smooth domain.
@@ -131,7 +140,7 @@ proptest! {
             prop_assert_eq!(&shape, &dims);
             let want: Vec<f64> = x.iter().map(|v| f(*v)).collect();
             assert_all_close(&out, &want, tol, &|| format!("{u:?} at {x:?}"));
-            check_vjp(&p, &[x], &[dims.clone()], &[true], &mut rng);
+            check_vjp(&p, &[x], std::slice::from_ref(&dims), &[true], &mut rng);
         }
     }
 }
@@ -151,12 +160,10 @@ fn unary_edge_values() {
     assert_close(p(Un::LogInvLogit, -800.0), -800.0, 1e-15, &|| "log_inv_logit(-800)".into());
 }
 
-/// erf and Phi to double precision. statrs 0.19's `erf` (a port of Boost's) is off by about
-/// 1e-10 relative for |x| ≥ 0.5: e.g. erf(0.5) = 0.52049987776365381 against the true
-/// 0.52049987781304654, Phi(-1) = 0.15865525394505725 against 0.15865525393145705 (likely the
-/// Boost constants meant as `float`, written as f64 literals).
+/// erf and Phi to double precision. Regression: with statrs 0.19's `erf` they were off by
+/// about 1e-10 relative for |x| ≥ 0.5, e.g. erf(0.5) = 0.52049987776365381 against the true
+/// 0.52049987781304654, Phi(-1) = 0.15865525394505725 against 0.15865525393145705.
 #[test]
-
 fn erf_and_phi_to_double_precision() {
     for x in [0.5, -0.7555175381098871, -1.0, 1.3, -2.0, 2.7] {
         let erf = eval(&Prim::Unary(Un::Erf), &[vec![x]], &[vec![]]).0[0];
@@ -298,7 +305,7 @@ fn expect_bidx(i: usize, out: &[usize], s: &[usize]) -> usize {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(config(48))]
 
     /// Every `Bin` on two arguments of one shape: value against its closed form; VJP against
     /// finite differences with respect to both arguments for the differentiable ones, and
@@ -386,7 +393,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn select_values_and_vjps(seed in any::<u64>(), r in 1usize..4, c in 1usize..4, cond in prop_oneof![Just(0.0), Just(1.0), Just(-2.0), Just(3.0)]) {
@@ -419,7 +426,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     /// [r,k]@[k,c], [r,k]@[k], [k]@[k,c] and [k]@[k] against the sums written out.
     #[test]
@@ -458,7 +465,7 @@ proptest! {
     fn transpose_matrix_and_vector(seed in any::<u64>(), r in 1usize..5, c in 1usize..5) {
         let mut rng = Rng::new(seed);
         let x = rng.vec(r * c, -2.0, 2.0);
-        let (out, shape) = eval(&Prim::Transpose, &[x.clone()], &[vec![r, c]]);
+        let (out, shape) = eval(&Prim::Transpose, std::slice::from_ref(&x), &[vec![r, c]]);
         prop_assert_eq!(shape, vec![c, r]);
         for i in 0..r {
             for j in 0..c {
@@ -467,7 +474,7 @@ proptest! {
         }
         check_vjp(&Prim::Transpose, &[x], &[vec![r, c]], &[true], &mut rng);
         let v = rng.vec(c, -2.0, 2.0);
-        let (out, shape) = eval(&Prim::Transpose, &[v.clone()], &[vec![c]]);
+        let (out, shape) = eval(&Prim::Transpose, std::slice::from_ref(&v), &[vec![c]]);
         prop_assert_eq!(shape, vec![1, c]);
         prop_assert_eq!(&out, &v);
         check_vjp(&Prim::Transpose, &[v], &[vec![c]], &[true], &mut rng);
@@ -505,7 +512,7 @@ fn red_closed(r: Red, x: &[f64]) -> f64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     /// Every `Red` on a vector or a matrix (n ≥ 2).
     #[test]
@@ -514,7 +521,8 @@ proptest! {
         let n = numel(&dims);
         for red in ALL_RED {
             let x = match red {
-                Red::Min | Red::Max => rng.spread(n, 0.1),
+                // Away from the kinks: ties for min/max, sd = 0 (all elements equal).
+                Red::Min | Red::Max | Red::Sd => rng.spread(n, 0.1),
                 Red::Prod => {
                     let mut x: Vec<f64> = (0..n).map(|_| rng.sign() * rng.uniform(0.5, 1.5)).collect();
                     // Sometimes an exact zero: the product's gradient must not divide by it.
@@ -530,7 +538,7 @@ proptest! {
             let (out, shape) = eval(&p, std::slice::from_ref(&x), std::slice::from_ref(&dims));
             prop_assert_eq!(shape, Vec::<usize>::new());
             assert_close(out[0], red_closed(red, &x), 1e-12, &|| format!("{red:?} of {x:?}"));
-            check_vjp(&p, &[x], &[dims.clone()], &[true], &mut rng);
+            check_vjp(&p, &[x], std::slice::from_ref(&dims), &[true], &mut rng);
         }
     }
 
@@ -577,7 +585,7 @@ proptest! {
             let (out, shape) = eval(&p, std::slice::from_ref(&x), std::slice::from_ref(&dims));
             prop_assert_eq!(&shape, &dims);
             assert_all_close(&out, &want, 1e-12, &|| format!("{p:?} of {x:?} ({dims:?})"));
-            check_vjp(&p, &[x.clone()], &[dims.clone()], &[true], &mut rng);
+            check_vjp(&p, std::slice::from_ref(&x), std::slice::from_ref(&dims), &[true], &mut rng);
         }
     }
 
@@ -597,7 +605,7 @@ proptest! {
             let (out, shape) = eval(&p, std::slice::from_ref(&x), &[vec![r, c]]);
             prop_assert_eq!(shape, vec![want.len()]);
             assert_all_close(&out, &want, 1e-13, &|| format!("{p:?} of {x:?} [{r}, {c}]"));
-            check_vjp(&p, &[x.clone()], &[vec![r, c]], &[true], &mut rng);
+            check_vjp(&p, std::slice::from_ref(&x), &[vec![r, c]], &[true], &mut rng);
         }
     }
 }
@@ -610,7 +618,6 @@ proptest! {
 /// Range or Gather (gathers of 1–4 positions, repeats allowed). Returns the positions, their
 /// int arguments with shapes, and the expected result (shape and, per element, its flat
 /// position in the base), computed by walking the result's coordinates.
-#[allow(clippy::type_complexity)]
 fn random_index(rng: &mut Rng, base: &[usize]) -> (Vec<Ix>, Vec<Vec<f64>>, Vec<Vec<usize>>, Vec<usize>, Vec<usize>) {
     let npos = rng.below(0, base.len() + 1);
     let mut ix = Vec::new();
@@ -709,7 +716,7 @@ fn base_shape() -> impl Strategy<Value = Vec<usize>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(256))]
 
     /// Index with random Single/All/Range/Gather positions on vectors, matrices and 3-d
     /// tensors: the elements read, `index_positions`, and the VJP (which must accumulate
@@ -769,7 +776,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn fill(seed in any::<u64>(), dims in any_shape()) {
@@ -879,7 +886,7 @@ proptest! {
             let (out, shape) = eval(&p, std::slice::from_ref(&x), std::slice::from_ref(&from));
             prop_assert_eq!(&shape, &to);
             prop_assert_eq!(&out, &x);
-            check_vjp(&p, &[x.clone()], &[from], &[true], &mut rng);
+            check_vjp(&p, std::slice::from_ref(&x), &[from], &[true], &mut rng);
         }
     }
 
@@ -909,9 +916,9 @@ fn cholesky_of_a_matrix_that_is_not_positive_definite_is_nan() {
     }
 }
 
-/// d/dα of α² exp(…) is 2α exp(…), which is 0 at α = 0; the VJP divides K by α instead.
+/// d/dα of α² exp(…) is 2α exp(…), which is 0 at α = 0. Regression: the VJP computed
+/// 2·K/α = 0/0 = NaN there.
 #[test]
-
 fn gp_exp_quad_cov_vjp_at_zero_amplitude() {
     let args = [vec![0.0, 1.0], vec![0.0], vec![1.0]];
     let shapes = [vec![2], vec![], vec![]];
@@ -1033,10 +1040,9 @@ fn shape_rules_reject_invalid_combinations() {
     assert!(Prim::Load(Slot(0), vec![]).shape(&[], &[], None).is_err(), "Load without a slot shape");
 }
 
-/// The shape rule says why a call is malformed with an `Err`; with no arguments at all,
-/// `Index`'s rule indexes `args[0]` and panics.
+/// The shape rule says why a call is malformed with an `Err`. Regression: with no arguments
+/// at all, `Index`'s rule indexed `args[0]` and panicked.
 #[test]
-
 fn index_shape_rule_without_arguments_is_an_error() {
     let r = std::panic::catch_unwind(|| Prim::Index(vec![]).shape(&[], &[], None));
     assert!(matches!(r, Ok(Err(_))), "panicked or accepted: {r:?}");
@@ -1119,11 +1125,10 @@ fn index_positions_reject_out_of_range_indices() {
     assert!(r.is_err(), "{r:?}");
 }
 
-/// A huge slice start (an int computed from data) saturates in `lo as usize` and the bound
-/// check `lo as usize + len > base[d]` overflows: a panic in debug builds, a silent empty
-/// slice in release builds.
+/// A huge slice start is an error. Regression: it saturated in `lo as usize` and the bound
+/// check `lo as usize + len > base[d]` overflowed (a panic in debug builds, a silent empty
+/// slice in release builds).
 #[test]
-
 fn index_positions_huge_slice_start_is_an_error() {
     for lo in [1e20, f64::INFINITY, 1.8446744073709552e19] {
         let r = positions(&[Ix::Range(2)], &[5], &[&[lo]]);
@@ -1132,9 +1137,9 @@ fn index_positions_huge_slice_start_is_an_error() {
 }
 
 /// A slice start that is not a whole number (NaN from an int division by zero, which
-/// `Bin::IntDiv` returns as NaN) is accepted and read as 0; a single index of NaN is an error.
+/// `Bin::IntDiv` returns as NaN) is an error, as it is for a single index. Regression: it was
+/// accepted and read as 0 (x[NaN..NaN+2] read x[0..2]).
 #[test]
-
 fn index_positions_non_integer_slice_start_is_an_error() {
     for lo in [f64::NAN, 1.5] {
         let r = positions(&[Ix::Range(2)], &[5], &[&[lo]]);

@@ -127,10 +127,8 @@ fn run_chain(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Chain {
     let seed = chain_seed(cfg.seed, c);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut interp = Interp::new(p);
     interp.seed(seed ^ 0x5DEE_CE66);
-    let dim = interp.dim();
     let mut out = Chain::default();
     // The draws file, written as the chain goes.
     let path = cfg.out_dir.join(format!("draws-{}.csv", c + 1));
@@ -157,26 +155,129 @@ fn run_chain(
     };
     let _ = stan_csv::write_header(&mut file, &header, &columns);
 
-    // Initial point: the one given, or uniform on (-2, 2), retried until finite.
+    let settings = Settings {
+        method: cfg.method,
+        warmup: cfg.warmup,
+        draws: cfg.draws,
+        max_depth: cfg.max_depth,
+        adapt_delta: cfg.adapt_delta,
+        dense: cfg.dense,
+        hmc_steps: cfg.hmc_steps,
+    };
+    let mut row = Vec::with_capacity(7 + names.len());
+    // Both callbacks write to the chain's file.
+    let file = std::cell::RefCell::new(file);
+    let result = sample(
+        &mut interp,
+        &settings,
+        seed,
+        cfg.init.clone(),
+        &mut |step_size, inv_metric| {
+            let _ = stan_csv::write_adaptation(&mut *file.borrow_mut(), step_size, inv_metric);
+        },
+        &mut |density, z, st, it| {
+            let values: Vec<f64> = match density.constrained(&z.q, true) {
+                Ok(v) => v.into_iter().flat_map(|(_, _, x)| x).collect(),
+                Err(_) => vec![f64::NAN; names.len()],
+            };
+            row.clear();
+            row.extend([
+                st.logp,
+                st.accept_stat,
+                st.step_size,
+                st.tree_depth as f64,
+                st.n_leapfrog as f64,
+                st.divergent as i64 as f64,
+                st.energy,
+            ]);
+            row.extend(&values);
+            let _ = stan_csv::write_row(&mut *file.borrow_mut(), &row);
+            out.draws.push(values);
+            out.stats.push(*st);
+            if it % 50 == 0 {
+                let _ = file.borrow_mut().flush();
+            }
+        },
+        &|it| {
+            if it % 50 == 0 {
+                progress(c, it);
+            }
+        },
+    );
+    match result {
+        Ok(r) => {
+            out.step_size = r.step_size;
+            out.inv_metric = r.inv_metric;
+            out.seconds_warmup = r.seconds_warmup;
+            out.seconds_sampling = r.seconds_sampling;
+            out.grad_evals = r.grad_evals;
+            out.stopped = r.stopped;
+            let _ = stan_csv::write_timing(&mut *file.borrow_mut(), out.seconds_warmup, out.seconds_sampling);
+        }
+        Err(e) => out.error = Some(e),
+    }
+    let _ = file.borrow_mut().flush();
+    out
+}
+
+/// What one chain does, independent of where its density comes from.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub method: Method,
+    pub warmup: usize,
+    pub draws: usize,
+    pub max_depth: usize,
+    pub adapt_delta: f64,
+    pub dense: bool,
+    pub hmc_steps: usize,
+}
+
+/// What the sampler settled on.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub step_size: f64,
+    pub inv_metric: Vec<f64>,
+    pub seconds_warmup: f64,
+    pub seconds_sampling: f64,
+    pub grad_evals: usize,
+    pub stopped: bool,
+}
+
+/// Run one chain on any density: find an initial point, warm up (adapting step size and
+/// metric), then sample, calling `on_draw(density, state, stats, iteration)` for each draw.
+/// `Err` when no initial point with a finite density is found.
+#[allow(clippy::type_complexity)]
+pub fn sample<D: LogDensity>(
+    density: &mut D,
+    s: &Settings,
+    seed: u64,
+    init: Option<Vec<f64>>,
+    on_adapted: &mut dyn FnMut(f64, &[f64]),
+    on_draw: &mut dyn FnMut(&mut D, &State, &Stats, usize),
+    progress: &dyn Fn(usize),
+) -> Result<Outcome, String> {
+    let dim = density.dim();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let start = Instant::now();
     let mut sampler = Sampler::new(
-        &mut interp,
+        density,
         rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(1)),
         Metric::unit(dim),
         1.0,
-        cfg.max_depth,
+        s.max_depth,
     );
+    // Initial point: the one given, or uniform on (-2, 2), retried until finite.
     let mut z: Option<State> = None;
     let mut last_err = String::new();
     for attempt in 0..100 {
-        let q: Vec<f64> = match (&cfg.init, attempt) {
+        let q: Vec<f64> = match (&init, attempt) {
             (Some(init), 0) => init.clone(),
             (Some(_), _) => break,
             (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
         };
         match sampler.state_at(q) {
-            Ok(s) if s.logp.is_finite() && s.grad.iter().all(|g| g.is_finite()) => {
-                z = Some(s);
+            Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => {
+                z = Some(st);
                 break;
             }
             Ok(_) => last_err = "the log density or its gradient is not finite".into(),
@@ -184,93 +285,67 @@ fn run_chain(
         }
     }
     let Some(mut z) = z else {
-        out.error = Some(format!("no initial point with a finite log density was found ({last_err})"));
-        return out;
+        return Err(format!("no initial point with a finite log density was found ({last_err})"));
     };
-
+    let mut stopped = false;
     // Warmup.
-    let mut step = StepSizeAdapter::new(cfg.adapt_delta);
-    let mut windows = Windows::new(cfg.warmup);
-    let mut moments = Moments::new(dim, cfg.dense);
-    if cfg.warmup > 0 {
+    let mut step = StepSizeAdapter::new(s.adapt_delta);
+    let mut windows = Windows::new(s.warmup);
+    let mut moments = Moments::new(dim, s.dense);
+    if s.warmup > 0 {
         sampler.init_step_size(&z);
     }
     step.restart(sampler.step_size);
-    for it in 0..cfg.warmup {
+    for it in 0..s.warmup {
         if STOP.load(Ordering::Relaxed) {
-            out.stopped = true;
+            stopped = true;
             break;
         }
-        let st = transition(&mut sampler, &mut z, cfg);
+        let st = transition(&mut sampler, &mut z, s);
         sampler.step_size = step.learn(st.accept_stat);
         if windows.in_window() {
             moments.add(&z.q);
         }
         if windows.step() {
             let est = moments.regularised();
-            sampler.metric = if cfg.dense {
-                Metric::dense(est).unwrap_or_else(|| sampler.metric.clone())
-            } else {
-                Metric::Diag(est)
-            };
+            sampler.metric =
+                if s.dense { Metric::dense(est).unwrap_or_else(|| sampler.metric.clone()) } else { Metric::Diag(est) };
             moments.reset();
             sampler.init_step_size(&z);
             step.restart(sampler.step_size);
         }
-        if it % 50 == 0 {
-            progress(c, it);
-        }
+        progress(it);
     }
-    if cfg.warmup > 0 {
+    if s.warmup > 0 {
         sampler.step_size = step.final_step_size();
     }
-    out.step_size = sampler.step_size;
-    out.inv_metric = sampler.metric.diagonal();
-    out.seconds_warmup = start.elapsed().as_secs_f64();
-    let _ = stan_csv::write_adaptation(&mut file, out.step_size, &out.inv_metric);
-
+    let inv_metric = sampler.metric.diagonal();
+    let seconds_warmup = start.elapsed().as_secs_f64();
+    on_adapted(sampler.step_size, &inv_metric);
     // Sampling.
     let sampling = Instant::now();
-    let mut row = Vec::with_capacity(7 + names.len());
-    for it in 0..cfg.draws {
-        if out.stopped || STOP.load(Ordering::Relaxed) {
-            out.stopped = true;
+    for it in 0..s.draws {
+        if stopped || STOP.load(Ordering::Relaxed) {
+            stopped = true;
             break;
         }
-        let st = transition(&mut sampler, &mut z, cfg);
-        let values: Vec<f64> = match sampler.density.constrained(&z.q, true) {
-            Ok(v) => v.into_iter().flat_map(|(_, _, x)| x).collect(),
-            Err(_) => vec![f64::NAN; names.len()],
-        };
-        row.clear();
-        row.extend([
-            st.logp,
-            st.accept_stat,
-            st.step_size,
-            st.tree_depth as f64,
-            st.n_leapfrog as f64,
-            st.divergent as i64 as f64,
-            st.energy,
-        ]);
-        row.extend(&values);
-        let _ = stan_csv::write_row(&mut file, &row);
-        out.draws.push(values);
-        out.stats.push(st);
-        if it % 50 == 0 {
-            progress(c, cfg.warmup + it);
-            let _ = file.flush();
-        }
+        let st = transition(&mut sampler, &mut z, s);
+        on_draw(&mut *sampler.density, &z, &st, it);
+        progress(s.warmup + it);
     }
-    out.seconds_sampling = sampling.elapsed().as_secs_f64();
-    out.grad_evals = sampler.grad_evals;
-    let _ = stan_csv::write_timing(&mut file, out.seconds_warmup, out.seconds_sampling);
-    let _ = file.flush();
-    out
+    Ok(Outcome {
+        step_size: sampler.step_size,
+        inv_metric,
+        seconds_warmup,
+        seconds_sampling: sampling.elapsed().as_secs_f64(),
+        grad_evals: sampler.grad_evals,
+        stopped,
+    })
 }
 
-fn transition<D: LogDensity + ?Sized, R: rand::Rng>(s: &mut Sampler<D, R>, z: &mut State, cfg: &Config) -> Stats {
-    match cfg.method {
+fn transition<D: LogDensity + ?Sized, R: rand::Rng>(s: &mut Sampler<D, R>, z: &mut State, set: &Settings) -> Stats {
+    match set.method {
         Method::Nuts => s.nuts(z),
-        Method::Hmc => s.hmc(z, cfg.hmc_steps),
+        Method::Hmc => s.hmc(z, set.hmc_steps),
     }
 }

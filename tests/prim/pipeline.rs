@@ -106,7 +106,7 @@ model {
 
 /// A vector `var` filled element by element in a loop (each element from parameters, and
 /// each element from the one before it), then used whole; a stored value also used
-/// elsewhere; a vector `var` initialised from a scalar parameter, then updated in place.
+/// elsewhere; a vector `var` initialised from a parameter-dependent vector, then updated in place.
 #[test]
 fn elementwise_stores_then_whole_vector() {
     let x = [0.5, -1.0, 1.5, 0.2, -0.7];
@@ -136,7 +136,7 @@ model {
     c[i] = c[i - 1] * b + x[i]
   }
   target += -0.5 * sum(square(c))
-  var e: vector[N] = b
+  var e: vector[N] = rep_vector(b, N)
   for i in 0..N {
     e[i] = e[i] * x[i]
   }
@@ -354,5 +354,44 @@ generated {
         // Running the generated block leaves the density untouched.
         let e = it.eval(&theta).unwrap();
         assert_close(e.logp, lp, 1e-10, &|| "logp after generated".into());
+    }
+}
+
+/// The index forms of the language on a `var`, a parameter and data: open and closed slices,
+/// gathers with a repeated position, a column, a row, and a matrix block.
+#[test]
+fn index_forms_in_a_model() {
+    let idx = [3usize, 0, 3];
+    let xm = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], [1.0, 0.0, 1.0]];
+    let src = "
+data {
+  N: int
+  idx: array[3] int
+  X: matrix[N, 3]
+}
+params {
+  v: vector[N]
+}
+model {
+  var c: vector[N]
+  for i in 0..N {
+    c[i] = v[i] * v[i]
+  }
+  target += sum(c[1..]) + sum(c[..2]) * 2.0 + sum(c[1..3]) * 3.0
+  target += sum(v[idx]) + sum(c[idx] * v[idx])
+  target += sum(X[:, 1] * v) + dot(row(X, 2), v[0..3]) + sum(X[1.., ..2] * 0.5)
+}
+";
+    let data = "{\"N\": 4, \"idx\": [3, 0, 3], \"X\": [[1, 2, 3], [4, 5, 6], [7, 8, 9], [1, 0, 1]]}";
+    let p = compile("index", src, data);
+    let mut rng = Rng::new(7);
+    for _ in 0..POINTS {
+        let v = rng.vec(4, -1.5, 1.5);
+        let c: Vec<f64> = v.iter().map(|x| x * x).collect();
+        let mut lp = c[1..].iter().sum::<f64>() + 2.0 * c[..2].iter().sum::<f64>() + 3.0 * c[1..3].iter().sum::<f64>();
+        lp += idx.iter().map(|i| v[*i] + c[*i] * v[*i]).sum::<f64>();
+        lp += (0..4).map(|i| xm[i][1] * v[i]).sum::<f64>() + (0..3).map(|j| xm[2][j] * v[j]).sum::<f64>();
+        lp += (1..4).map(|i| (xm[i][0] + xm[i][1]) * 0.5).sum::<f64>();
+        check_point("index", &p, &v, lp, 0.0);
     }
 }

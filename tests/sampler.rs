@@ -1,0 +1,142 @@
+//! The sampler on densities with known answers, written by hand against `LogDensity`.
+
+use bnnc::infer::density::{EvalError, LogDensity};
+use bnnc::infer::nuts::Stats;
+use bnnc::infer::run::{sample, Method, Settings};
+
+fn settings(dense: bool) -> Settings {
+    Settings { method: Method::Nuts, warmup: 1000, draws: 1000, max_depth: 10, adapt_delta: 0.8, dense, hmc_steps: 16 }
+}
+
+/// Run one chain; the draws (unconstrained) and the sampler's statistics.
+fn chain<D: LogDensity>(d: &mut D, s: &Settings, seed: u64) -> (Vec<Vec<f64>>, Vec<Stats>) {
+    let mut draws = Vec::new();
+    let mut stats = Vec::new();
+    sample(
+        d,
+        s,
+        seed,
+        None,
+        &mut |_, _| {},
+        &mut |_, z, st, _| {
+            draws.push(z.q.clone());
+            stats.push(*st);
+        },
+        &|_| {},
+    )
+    .expect("the chain runs");
+    (draws, stats)
+}
+
+/// A Gaussian with precision matrix `prec` (row-major), mean zero.
+struct Gaussian {
+    d: usize,
+    prec: Vec<f64>,
+}
+
+impl LogDensity for Gaussian {
+    fn dim(&self) -> usize {
+        self.d
+    }
+    fn logp_grad(&mut self, q: &[f64], g: &mut [f64]) -> Result<f64, EvalError> {
+        let d = self.d;
+        let mut lp = 0.0;
+        for i in 0..d {
+            g[i] = -(0..d).map(|j| self.prec[i * d + j] * q[j]).sum::<f64>();
+            lp += 0.5 * q[i] * g[i];
+        }
+        Ok(lp)
+    }
+}
+
+#[test]
+fn a_100_dimensional_standard_normal() {
+    let d = 100;
+    let mut prec = vec![0.0; d * d];
+    for i in 0..d {
+        prec[i * d + i] = 1.0;
+    }
+    let (draws, stats) = chain(&mut Gaussian { d, prec }, &settings(false), 1);
+    assert!(stats.iter().all(|s| !s.divergent));
+    let n = draws.len() as f64;
+    let mut worst_mean: f64 = 0.0;
+    let mut var_sum = 0.0;
+    for i in 0..d {
+        let m = draws.iter().map(|q| q[i]).sum::<f64>() / n;
+        let v = draws.iter().map(|q| (q[i] - m) * (q[i] - m)).sum::<f64>() / (n - 1.0);
+        worst_mean = worst_mean.max(m.abs());
+        var_sum += v;
+    }
+    // NUTS draws for a standard normal are nearly independent: 100 means of 1000 draws stay
+    // within about 4.5/sqrt(1000); the average variance is 1 within a few percent.
+    assert!(worst_mean < 0.15, "a mean is {worst_mean}");
+    assert!((var_sum / d as f64 - 1.0).abs() < 0.05, "average variance {}", var_sum / d as f64);
+}
+
+#[test]
+fn a_dense_metric_wins_on_a_correlated_gaussian() {
+    // Two dimensions, unit variances, correlation 0.99: the narrow direction has sd 0.1.
+    let d = 2;
+    let rho = 0.99;
+    // Inverse of (1 − rho) I + rho 11ᵀ: (I − rho/(1 + (d − 1) rho) 11ᵀ) / (1 − rho).
+    let c = rho / (1.0 + (d as f64 - 1.0) * rho);
+    let prec: Vec<f64> = (0..d * d).map(|k| ((k / d == k % d) as i64 as f64 - c) / (1.0 - rho)).collect();
+    let mean_leapfrogs = |dense: bool| {
+        let (draws, stats) = chain(&mut Gaussian { d, prec: prec.clone() }, &settings(dense), 2);
+        // Both recover the correlation.
+        let n = draws.len() as f64;
+        let m: Vec<f64> = (0..2).map(|i| draws.iter().map(|q| q[i]).sum::<f64>() / n).collect();
+        let cov = draws.iter().map(|q| (q[0] - m[0]) * (q[1] - m[1])).sum::<f64>() / (n - 1.0);
+        let v0 = draws.iter().map(|q| (q[0] - m[0]).powi(2)).sum::<f64>() / (n - 1.0);
+        let v1 = draws.iter().map(|q| (q[1] - m[1]).powi(2)).sum::<f64>() / (n - 1.0);
+        let r = cov / (v0 * v1).sqrt();
+        assert!((r - rho).abs() < 0.01, "correlation {r} with dense = {dense}");
+        stats.iter().map(|s| s.n_leapfrog as f64).sum::<f64>() / n
+    };
+    let (diag, dense) = (mean_leapfrogs(false), mean_leapfrogs(true));
+    assert!(dense * 3.0 < diag, "leapfrog steps per draw: dense {dense}, diagonal {diag}");
+}
+
+/// Neal's funnel: v ~ N(0, 3), x_i ~ N(0, exp(v / 2)), i = 1..9.
+struct Funnel;
+
+impl LogDensity for Funnel {
+    fn dim(&self) -> usize {
+        10
+    }
+    fn logp_grad(&mut self, q: &[f64], g: &mut [f64]) -> Result<f64, EvalError> {
+        let v = q[0];
+        let mut lp = -v * v / 18.0;
+        g[0] = -v / 9.0;
+        for i in 1..10 {
+            // log N(x | 0, e^{v/2}) = −x² e^{−v} / 2 − v/2 + const
+            let x = q[i];
+            lp += -0.5 * x * x * (-v).exp() - 0.5 * v;
+            g[i] = -x * (-v).exp();
+            g[0] += 0.5 * x * x * (-v).exp() - 0.5;
+        }
+        Ok(lp)
+    }
+}
+
+#[test]
+fn the_funnel_reports_divergences() {
+    let (_, stats) = chain(&mut Funnel, &settings(false), 3);
+    let divergences = stats.iter().filter(|s| s.divergent).count();
+    // The neck of the funnel is too narrow for one step size: divergences are reported.
+    assert!(divergences > 0, "no divergences reported in Neal's funnel");
+}
+
+#[test]
+fn static_hmc_also_draws_a_normal() {
+    let d = 5;
+    let mut prec = vec![0.0; d * d];
+    for i in 0..d {
+        prec[i * d + i] = 1.0;
+    }
+    let s = Settings { method: Method::Hmc, hmc_steps: 10, ..settings(false) };
+    let (draws, _) = chain(&mut Gaussian { d, prec }, &s, 4);
+    let n = draws.len() as f64;
+    let v = draws.iter().map(|q| q[0] * q[0]).sum::<f64>() / n;
+    assert!((v - 1.0).abs() < 0.2, "variance {v}");
+}
