@@ -313,16 +313,36 @@ fn run_command(
         data_file,
     };
     let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    // A progress bar per chain on a terminal; nothing when stderr is not one.
     let interactive = std::io::stderr().is_terminal();
-    let total = warmup + draws;
-    let progress = move |c: usize, it: usize| {
-        if interactive {
-            eprint!("\rchain {}: iteration {it}/{total}   ", c + 1);
+    let total = (warmup + draws) as u64;
+    let multi = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template("chain {prefix} {bar:30} {pos}/{len} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let bars: Vec<indicatif::ProgressBar> = (0..chains)
+        .map(|c| {
+            let b = if interactive {
+                multi.add(indicatif::ProgressBar::new(total))
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            b.set_style(style.clone());
+            b.set_prefix(format!("{}", c + 1));
+            b.set_message("warmup");
+            b
+        })
+        .collect();
+    let progress = |c: usize, it: usize| {
+        if let Some(b) = bars.get(c) {
+            b.set_position(it as u64 + 1);
+            if it + 1 >= warmup {
+                b.set_message("sampling");
+            }
         }
     };
     let results = run::run(&program, &cfg, &progress);
-    if interactive {
-        eprint!("\r{}\r", " ".repeat(40));
+    for b in &bars {
+        b.finish_and_clear();
     }
     crate::summary::report(&program, &cfg, &results, &out_dir)
 }

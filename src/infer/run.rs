@@ -199,7 +199,7 @@ fn run_chain(
             }
         },
         &|it| {
-            if it % 50 == 0 {
+            if it % 10 == 0 || it + 1 == cfg.warmup + cfg.draws {
                 progress(c, it);
             }
         },
