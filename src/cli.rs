@@ -30,46 +30,49 @@ enum MetricArg {
     Dense,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    model: PathBuf,
+    /// Data file (default: MODEL.json beside the model).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "nuts")]
+    method: MethodArg,
+    #[arg(long, default_value_t = 4)]
+    chains: usize,
+    #[arg(long, default_value_t = 1000)]
+    warmup: usize,
+    #[arg(long, default_value_t = 1000)]
+    draws: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output directory (default: ./bnnc-out/MODEL-NAME/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Threads for the chains (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value_t = 10)]
+    max_depth: usize,
+    /// Target acceptance statistic of step-size adaptation.
+    #[arg(long, default_value_t = 0.8)]
+    adapt_delta: f64,
+    #[arg(long, value_enum, default_value = "diag")]
+    metric: MetricArg,
+    /// Leapfrog steps per transition for --method hmc.
+    #[arg(long, default_value_t = 16)]
+    steps: usize,
+    /// Initial values: constrained, by name, in the same JSON form as data.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    message_format: MessageFormat,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Sample the posterior (NUTS by default) and print a summary.
-    Run {
-        model: PathBuf,
-        /// Data file (default: MODEL.json beside the model).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "nuts")]
-        method: MethodArg,
-        #[arg(long, default_value_t = 4)]
-        chains: usize,
-        #[arg(long, default_value_t = 1000)]
-        warmup: usize,
-        #[arg(long, default_value_t = 1000)]
-        draws: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Output directory (default: ./bnnc-out/MODEL-NAME/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Threads for the chains (default: the number of cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        #[arg(long, default_value_t = 10)]
-        max_depth: usize,
-        /// Target acceptance statistic of step-size adaptation.
-        #[arg(long, default_value_t = 0.8)]
-        adapt_delta: f64,
-        #[arg(long, value_enum, default_value = "diag")]
-        metric: MetricArg,
-        /// Leapfrog steps per transition for --method hmc.
-        #[arg(long, default_value_t = 16)]
-        steps: usize,
-        /// Initial values: constrained, by name, in the same JSON form as data.
-        #[arg(long)]
-        init: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "human")]
-        message_format: MessageFormat,
-    },
+    Run(RunArgs),
     /// Evaluate the log density and its gradient at one point; print JSON.
     Logp {
         model: PathBuf,
@@ -227,24 +230,25 @@ fn logp(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_command(
-    model: PathBuf,
-    data: Option<PathBuf>,
-    method: MethodArg,
-    chains: usize,
-    warmup: usize,
-    draws: usize,
-    seed: u64,
-    out: Option<PathBuf>,
-    threads: Option<usize>,
-    max_depth: usize,
-    adapt_delta: f64,
-    metric: MetricArg,
-    steps: usize,
-    init: Option<PathBuf>,
-    format: Format,
-) -> i32 {
+fn run_command(a: RunArgs) -> i32 {
+    let RunArgs {
+        model,
+        data,
+        method,
+        chains,
+        warmup,
+        draws,
+        seed,
+        out,
+        threads,
+        max_depth,
+        adapt_delta,
+        metric,
+        steps,
+        init,
+        message_format,
+    } = a;
+    let format = format_of(message_format, ColorChoice::Auto);
     use crate::diag::{Code, Diagnostic};
     use crate::infer::run::{self, Config, Method};
     let method = match method {
@@ -357,39 +361,7 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
-        Command::Run {
-            model,
-            data,
-            method,
-            chains,
-            warmup,
-            draws,
-            seed,
-            out,
-            threads,
-            max_depth,
-            adapt_delta,
-            metric,
-            steps,
-            init,
-            message_format,
-        } => run_command(
-            model,
-            data,
-            method,
-            chains,
-            warmup,
-            draws,
-            seed,
-            out,
-            threads,
-            max_depth,
-            adapt_delta,
-            metric,
-            steps,
-            init,
-            format_of(message_format, ColorChoice::Auto),
-        ),
+        Command::Run(args) => run_command(args),
         Command::Logp { model, data, params, unconstrained, backend: Backend::Interp, message_format } => {
             logp(model, data, params, unconstrained, format_of(message_format, ColorChoice::Auto))
         }

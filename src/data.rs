@@ -624,7 +624,7 @@ fn infer_csv_sizes(raw: &mut BTreeMap<String, Raw>, decls: &[Decl]) {
 
 /// The dimension expressions of a declared type, outermost first, and whether its
 /// elements are ints.
-fn type_dims(t: &crate::syntax::ast::TypeExpr) -> (Vec<Expr>, bool) {
+pub fn type_dims(t: &crate::syntax::ast::TypeExpr) -> (Vec<Expr>, bool) {
     match &t.kind {
         TypeKind::Array { dims, elem } => {
             let (inner, int) = type_dims(elem);

@@ -84,26 +84,12 @@ fn frontend_loaded(
     base_dir: Option<&Path>,
 ) -> Frontend {
     let Some(id) = id else {
-        return Frontend {
-            sources,
-            diags,
-            program: Program::default(),
-            checked: None,
-            elaborated: None,
-            user_file: None,
-        };
+        return Frontend::unparsed(sources, diags, None);
     };
     let text = sources.get(id).text.clone();
     let Some(program) = crate::syntax::parse::parse_program_checked(id, &text, &mut diags) else {
         // Rejected before parsing (nested too deep): nothing more to say about it.
-        return Frontend {
-            sources,
-            diags,
-            program: Program::default(),
-            checked: None,
-            elaborated: None,
-            user_file: Some(id),
-        };
+        return Frontend::unparsed(sources, diags, Some(id));
     };
     let mut lib_items: Vec<Item> = Vec::new();
     for (name, src) in STDLIB {
@@ -202,6 +188,11 @@ pub fn data_path(model: &Path, given: Option<&Path>) -> Option<PathBuf> {
 }
 
 impl Frontend {
+    /// A model that could not be read or parsed: only its diagnostics.
+    fn unparsed(sources: SourceMap, diags: Diagnostics, user_file: Option<FileId>) -> Frontend {
+        Frontend { sources, diags, program: Program::default(), checked: None, elaborated: None, user_file }
+    }
+
     /// Read and check the data file against the model's `data` block.
     pub fn bind_data(&mut self, path: &Path) -> Option<crate::data::BoundData> {
         let decls = self.elaborated.as_ref()?.checked.data.clone();

@@ -6,7 +6,7 @@
 //! `fn` calls are inlined, and each parameter is produced once by a `Constrain` from the
 //! unconstrained vector. Shape mismatches that only numbers reveal are E0600.
 
-use crate::data::{eval_int, eval_real, BoundData, Values};
+use crate::data::{eval_int, type_dims, BoundData, Values};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::ir::prim::{self, Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Output, ParamLayout, Prim, Program, Slot, SlotInfo, ValueInfo, ENTRY, V};
@@ -920,24 +920,4 @@ fn rng_shape(f: Family, params: &[Vec<usize>]) -> Vec<usize> {
         },
         _ => params.iter().max_by_key(|s| s.iter().product::<usize>()).cloned().unwrap_or_default(),
     }
-}
-
-/// The dimension expressions of a declared type and whether its elements are ints.
-fn type_dims(t: &TypeExpr) -> (Vec<Expr>, bool) {
-    match &t.kind {
-        TypeKind::Array { dims, elem } => {
-            let (inner, int) = type_dims(elem);
-            (dims.iter().cloned().chain(inner).collect(), int)
-        }
-        TypeKind::Named { name, dims, .. } => match name.name.as_str() {
-            "cholesky_corr" => (dims.iter().cloned().chain(dims.iter().cloned()).collect(), false),
-            n => (dims.clone(), n == "int"),
-        },
-        TypeKind::Fn | TypeKind::Infer => (Vec::new(), false),
-    }
-}
-
-#[allow(dead_code)]
-fn unused(_: f64) -> R<f64> {
-    eval_real(&Expr::new(ExprKind::Real(0.0), Span::default()), &BoundData::default()).map_err(|_| Fail)
 }

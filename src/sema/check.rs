@@ -957,22 +957,9 @@ impl<'a> Checker<'a> {
                     return;
                 }
                 let info = self.check_expr(value);
-                if !info.ty.is_error() && !info.ty.is_numeric() {
-                    self.error(
-                        Diagnostic::error(
-                            Code::WrongKind,
-                            value.span,
-                            format!("`target +=` needs a number, found {}", info.ty.kind_word()),
-                        )
-                        .with_label(format!("this is {}", info.ty))
-                        .with_help_opt(match &info.ty {
-                            Ty::Dist(Some(d)) => {
-                                Some(format!("for the log density use `{d}_lpdf(x, ...)`, or write `x ~ {d}(...)`"))
-                            }
-                            _ => None,
-                        }),
-                    );
-                }
+                self.require_number(&info, value.span, "`target +=` needs a number", |d| {
+                    format!("for the log density use `{d}_lpdf(x, ...)`, or write `x ~ {d}(...)`")
+                });
             }
             StmtKind::For { var, lo, hi, body } => {
                 for e in [lo, hi] {
@@ -1088,20 +1075,9 @@ impl<'a> Checker<'a> {
         match binding {
             None if self.ctx == Ctx::Generated && op == AssignOp::Set && std::ptr::eq(base, lhs) => {
                 // `name = expr` in `generated` declares an output.
-                if !rinfo.ty.is_error() && !rinfo.ty.is_numeric() {
-                    self.error(
-                        Diagnostic::error(
-                            Code::WrongKind,
-                            rhs.span,
-                            format!("a generated quantity must be a number, found {}", rinfo.ty.kind_word()),
-                        )
-                        .with_label(format!("this is {}", rinfo.ty))
-                        .with_help_opt(match &rinfo.ty {
-                            Ty::Dist(Some(d)) => Some(format!("to draw from it, call `{d}_rng(...)`")),
-                            _ => None,
-                        }),
-                    );
-                }
+                self.require_number(&rinfo, rhs.span, "a generated quantity must be a number", |d| {
+                    format!("to draw from it, call `{d}_rng(...)`")
+                });
                 let id = Ident { name: name.clone(), span: base.span };
                 if self.loop_depth > 0 || self.scopes.len() > 2 {
                     self.error(
@@ -1172,6 +1148,22 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+    }
+
+    /// Report (E0302) a value that is not a number where one is needed (`what`: "`target +=`
+    /// needs a number"); `dist_help` says what to write instead when it is a distribution.
+    fn require_number(&mut self, info: &Info, span: Span, what: &str, dist_help: impl Fn(&str) -> String) {
+        if info.ty.is_error() || info.ty.is_numeric() {
+            return;
+        }
+        self.error(
+            Diagnostic::error(Code::WrongKind, span, format!("{what}, found {}", info.ty.kind_word()))
+                .with_label(format!("this is {}", info.ty))
+                .with_help_opt(match &info.ty {
+                    Ty::Dist(Some(d)) => Some(dist_help(d)),
+                    _ => None,
+                }),
+        );
     }
 
     /// As [`Self::expect_assignable`], but a scalar may fill a whole container (SPEC §4:

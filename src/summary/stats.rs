@@ -206,6 +206,23 @@ mod tests {
         (0..m).map(|_| (0..n).map(|_| d.sample(&mut rng)).collect()).collect()
     }
 
+    /// Four AR(1) chains of `len` draws with coefficient `phi` and unit marginal variance.
+    fn ar1(phi: f64, len: usize, seed: u64) -> Vec<Vec<f64>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let d = Normal::new(0.0, 1.0).unwrap();
+        (0..4)
+            .map(|_| {
+                let mut x = 0.0;
+                (0..len)
+                    .map(|_| {
+                        x = phi * x + (1.0 - phi * phi).sqrt() * d.sample(&mut rng);
+                        x
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
     fn independent_draws_have_ess_near_their_count_and_rhat_near_one() {
         let c = iid(4, 1000, 1);
@@ -221,22 +238,10 @@ mod tests {
     fn ar1_chains_have_the_theoretical_ess() {
         // AR(1) with phi: ESS ≈ N (1 − phi) / (1 + phi). One estimate varies by ~10%, so the
         // mean over replicates is checked.
-        let d = Normal::new(0.0, 1.0).unwrap();
         let phi: f64 = 0.8;
         let mut ratios = Vec::new();
         for seed in 10..16 {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let chains: Vec<Vec<f64>> = (0..4)
-                .map(|_| {
-                    let mut x = 0.0;
-                    (0..5000)
-                        .map(|_| {
-                            x = phi * x + (1.0 - phi * phi).sqrt() * d.sample(&mut rng);
-                            x
-                        })
-                        .collect()
-                })
-                .collect();
+            let chains = ar1(phi, 5000, seed);
             ratios.push(ess(&split_chains(&chains)) / (20000.0 * (1.0 - phi) / (1.0 + phi)));
         }
         // The estimator reads about 8% low at this length (ArviZ's does the same: see the
@@ -249,20 +254,7 @@ mod tests {
     fn matches_arviz_on_a_fixed_series() {
         // Four AR(1) chains (phi = 0.8, 5000 draws, StdRng seed 10); the reference values are
         // ArviZ 0.23.4's az.ess(method="mean"|"bulk"|"tail"), az.rhat, az.mcse on the same draws.
-        let d = Normal::new(0.0, 1.0).unwrap();
-        let phi: f64 = 0.8;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
-        let chains: Vec<Vec<f64>> = (0..4)
-            .map(|_| {
-                let mut x = 0.0;
-                (0..5000)
-                    .map(|_| {
-                        x = phi * x + (1.0 - phi * phi).sqrt() * d.sample(&mut rng);
-                        x
-                    })
-                    .collect()
-            })
-            .collect();
+        let chains = ar1(0.8, 5000, 10);
         let s = summarise(&chains);
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
         assert!(close(ess(&split_chains(&chains)), 2104.957271759997));
