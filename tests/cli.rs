@@ -141,7 +141,44 @@ fn run_writes_summary_and_cmdstan_csv() {
 fn run_rejects_unknown_methods_and_bad_settings() {
     assert_eq!(bnnc(&["run", "examples/eight_schools.bnn", "--method", "gibbs"]).0, 2);
     assert_eq!(bnnc(&["run", "examples/eight_schools.bnn", "--adapt-delta", "1.5"]).0, 2);
-    let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "advi"]);
+    let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "bbb"]);
     assert_eq!(code, 2);
     assert!(err.contains("not available yet"), "{err}");
+}
+
+#[test]
+fn map_finds_the_least_squares_fit_of_a_linear_regression() {
+    // kidiq_momiq has flat priors on beta, so its posterior mode in beta is the least-squares
+    // fit, computed here from the normal equations.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb/kidiq-kidscore_momiq");
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("data.json")).expect("data")).expect("JSON");
+    let y: Vec<f64> = data["kid_score"].as_array().expect("y").iter().filter_map(|v| v.as_f64()).collect();
+    let x: Vec<f64> = data["mom_iq"].as_array().expect("x").iter().filter_map(|v| v.as_f64()).collect();
+    let n = y.len() as f64;
+    let (sx, sy) = (x.iter().sum::<f64>(), y.iter().sum::<f64>());
+    let sxx: f64 = x.iter().map(|v| v * v).sum();
+    let sxy: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+    let b1 = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    let b0 = (sy - b1 * sx) / n;
+    let out = std::env::temp_dir().join(format!("bnnc-map-{}", std::process::id()));
+    let (code, _, err) = bnnc(&[
+        "run",
+        dir.join("model.bnn").to_str().expect("utf-8"),
+        "--data",
+        dir.join("data.json").to_str().expect("utf-8"),
+        "--method",
+        "map",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("JSON");
+    assert_eq!(s["method"], "map");
+    assert_eq!(s["optimizer"]["converged"], true);
+    let est = |k: &str| s["variables"][k]["estimate"].as_f64().expect("estimate");
+    assert!((est("beta[0]") - b0).abs() < 1e-4 * b0.abs(), "{} vs {b0}", est("beta[0]"));
+    assert!((est("beta[1]") - b1).abs() < 1e-4 * b1.abs(), "{} vs {b1}", est("beta[1]"));
+    let _ = std::fs::remove_dir_all(&out);
 }

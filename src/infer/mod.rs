@@ -2,4 +2,5 @@
 pub mod adapt;
 pub mod density;
 pub mod nuts;
+pub mod optim;
 pub mod run;

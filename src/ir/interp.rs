@@ -32,6 +32,9 @@ pub struct Interp<'p> {
     pos: Vec<usize>,
     theta: Vec<f64>,
     rng: rand::rngs::StdRng,
+    /// Whether `logp_grad` includes the transforms' log-Jacobian (sampling: yes; a posterior
+    /// mode in the model's own parameterisation: no).
+    with_jacobian: bool,
 }
 
 /// The result of one evaluation.
@@ -65,6 +68,7 @@ impl<'p> Interp<'p> {
             pos: Vec::new(),
             theta: vec![0.0; p.dim()],
             rng: rand::rngs::StdRng::seed_from_u64(0),
+            with_jacobian: true,
         };
         it.find_active();
         it
@@ -102,6 +106,12 @@ impl<'p> Interp<'p> {
         }
     }
 
+    /// Leave the log-Jacobian out of `logp_grad` and of the gradient (for optimisation).
+    pub fn without_jacobian(mut self) -> Self {
+        self.with_jacobian = false;
+        self
+    }
+
     /// Reseed the generator used by `_rng` in generated quantities.
     pub fn seed(&mut self, seed: u64) {
         self.rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -133,7 +143,8 @@ impl<'p> Interp<'p> {
         Ok(Eval { logp: self.target, jacobian: self.jacobian })
     }
 
-    /// The gradient of logp + jacobian after [`Interp::eval`] at the same point.
+    /// The gradient of logp + jacobian (of logp alone after [`Interp::without_jacobian`])
+    /// after [`Interp::eval`] at the same point.
     pub fn gradient(&mut self, grad: &mut [f64]) -> Res<()> {
         grad.iter_mut().for_each(|g| *g = 0.0);
         for (a, act) in self.adj.iter_mut().zip(&self.active) {
@@ -417,7 +428,7 @@ impl<'p> Interp<'p> {
                         lb,
                         ub,
                         &adj_out,
-                        1.0,
+                        if self.with_jacobian { 1.0 } else { 0.0 },
                         &mut grad[pl.offset..pl.offset + pl.free_len],
                         &mut glb,
                         &mut gub,
@@ -488,6 +499,6 @@ impl LogDensity for Interp<'_> {
     fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, EvalError> {
         let e = self.eval(theta)?;
         self.gradient(grad)?;
-        Ok(e.logp + e.jacobian)
+        Ok(if self.with_jacobian { e.logp + e.jacobian } else { e.logp })
     }
 }
