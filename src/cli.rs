@@ -455,16 +455,7 @@ pub fn run() -> i32 {
                     }
                 }
             }
-            let format = match message_format {
-                MessageFormat::Json => Format::Json,
-                MessageFormat::Human => Format::Human {
-                    color: match color {
-                        ColorChoice::Always => true,
-                        ColorChoice::Never => false,
-                        ColorChoice::Auto => std::io::stderr().is_terminal(),
-                    },
-                },
-            };
+            let format = format_of(message_format, color);
             if let Some(emit) = emit {
                 let printed = match emit {
                     Emit::Tokens => Some(driver::emit_tokens(&fe)),

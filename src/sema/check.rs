@@ -837,16 +837,7 @@ impl<'a> Checker<'a> {
                     );
                     // Known from here on, so its uses are not reported too.
                     let t = self.check_type(ty, None);
-                    self.bind(
-                        name,
-                        Binding {
-                            ty: t.ty,
-                            var: Variability::Param,
-                            kind: BindKind::Param,
-                            span: name.span,
-                            int_val: None,
-                        },
-                    );
+                    self.bind_param(name, t.ty);
                     return;
                 }
                 if self.loop_depth > 0 || self.runtime_if_depth > 0 {
@@ -867,16 +858,7 @@ impl<'a> Checker<'a> {
                         .with_label("parameters must be real-valued"),
                     );
                 }
-                self.bind(
-                    name,
-                    Binding {
-                        ty: t.ty,
-                        var: Variability::Param,
-                        kind: BindKind::Param,
-                        span: name.span,
-                        int_val: None,
-                    },
-                );
+                self.bind_param(name, t.ty);
                 if let Some(p) = prior {
                     let lhs = Expr::new(ExprKind::Name(name.name.clone()), name.span);
                     self.check_tilde(&lhs, p, s.span);
@@ -1148,6 +1130,11 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+    }
+
+    /// Bind a layer parameter (`param name: type`).
+    fn bind_param(&mut self, name: &Ident, ty: Ty) {
+        self.bind(name, Binding { ty, var: Variability::Param, kind: BindKind::Param, span: name.span, int_val: None });
     }
 
     /// Report (E0302) a value that is not a number where one is needed (`what`: "`target +=`
