@@ -26,7 +26,11 @@ pub fn unconstrain(p: &Program, values: &serde_json::Map<String, serde_json::Val
         }
         let (lb, ub) = interp.bounds_of(&theta, i).map_err(|e: EvalError| format!("bounds of `{}`: {e}", pl.name))?;
         let y = &mut theta[pl.offset..pl.offset + pl.free_len];
-        transform::unconstrain(pl.kind, &flat, &lb, &ub, y).map_err(|e| format!("parameter `{}`: {e}", pl.name))?;
+        transform::unconstrain(pl.kind, &flat, &lb, &ub, y).map_err(|e| match e.strip_prefix("element [0] ") {
+            // A scalar has no elements to name: "parameter `sigma` is -2, below ...".
+            Some(rest) if pl.shape.is_empty() => format!("parameter `{}` {rest}", pl.name),
+            _ => format!("parameter `{}`: {e}", pl.name),
+        })?;
     }
     Ok(theta)
 }
