@@ -73,6 +73,18 @@ struct RunArgs {
 enum Command {
     /// Sample the posterior (NUTS by default) and print a summary.
     Run(RunArgs),
+    /// Time compiling the model and evaluating its gradient; print JSON.
+    Bench {
+        model: PathBuf,
+        /// Data file (default: MODEL.json beside the model).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        /// Seconds of repeated gradient evaluations to take the median over (at least 1).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
     /// Evaluate the log density and its gradient at one point; print JSON.
     Logp {
         model: PathBuf,
@@ -422,6 +434,56 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
     0
 }
 
+/// `bench`: compile time (source text to a callable density, data included) and the median
+/// gradient time over at least `seconds` of repeated evaluations at one random point.
+fn bench(model: PathBuf, data: Option<PathBuf>, seconds: f64) -> i32 {
+    use rand::{RngExt, SeedableRng};
+    let t0 = std::time::Instant::now();
+    let mut fe = driver::frontend_file(&model);
+    let program = if fe.diags.has_errors() { None } else { fe.program(&model, data.as_deref()) };
+    let Some(program) = program else {
+        eprint!("{}", driver::render_diags(&fe, format_of(MessageFormat::Human, ColorChoice::Auto)));
+        return 1;
+    };
+    let mut interp = crate::ir::interp::Interp::new(&program);
+    let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let dim = program.dim();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut grad = vec![0.0; dim];
+    // A point where the density is finite, as a sampler's initialisation finds one.
+    let mut theta = vec![0.0; dim];
+    let mut found = false;
+    for _ in 0..100 {
+        theta = (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect();
+        if crate::infer::density::LogDensity::logp_grad(&mut interp, &theta, &mut grad).is_ok() {
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        eprintln!("error: no point with a finite log density was found to time the gradient at");
+        return 3;
+    }
+    let mut times = Vec::new();
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs_f64() < seconds.max(1.0) || times.len() < 10 {
+        let t = std::time::Instant::now();
+        let _ = crate::infer::density::LogDensity::logp_grad(&mut interp, &theta, &mut grad);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let out = serde_json::json!({
+        "backend": "interp",
+        "dim": dim,
+        "compile_ms": compile_ms,
+        "grad_us_median": median * 1e6,
+        "grad_evals_per_s": 1.0 / median,
+    });
+    println!("{out}");
+    0
+}
+
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -433,6 +495,7 @@ pub fn run() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Bench { model, data, backend: Backend::Interp, seconds } => bench(model, data, seconds),
         Command::Logp { model, data, params, unconstrained, backend: Backend::Interp, message_format } => {
             logp(model, data, params, unconstrained, format_of(message_format, ColorChoice::Auto))
         }

@@ -182,3 +182,15 @@ fn map_finds_the_least_squares_fit_of_a_linear_regression() {
     assert!((est("beta[1]") - b1).abs() < 1e-4 * b1.abs(), "{} vs {b1}", est("beta[1]"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn bench_prints_specs_json() {
+    let (code, out, err) = bnnc(&["bench", "examples/eight_schools.bnn", "--seconds", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["backend"], "interp");
+    assert_eq!(v["dim"], 10);
+    for k in ["compile_ms", "grad_us_median", "grad_evals_per_s"] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+}
