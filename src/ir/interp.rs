@@ -11,6 +11,10 @@ use crate::ir::prim::{self, Prim, Scratch};
 use crate::ir::{BlockId, Inst, Program, ENTRY, V};
 use crate::math::{dist, transform};
 use rand::SeedableRng;
+use smallvec::SmallVec;
+
+/// Per-instruction argument lists live on the stack (no allocation per evaluation).
+type Args<T> = SmallVec<[T; 8]>;
 
 pub struct Interp<'p> {
     p: &'p Program,
@@ -32,6 +36,8 @@ pub struct Interp<'p> {
     pos: Vec<usize>,
     theta: Vec<f64>,
     rng: rand::rngs::StdRng,
+    /// Adjoints of a Constrain's lower and upper bounds, reused.
+    bound_adj: (Vec<f64>, Vec<f64>),
     /// Whether `logp_grad` includes the transforms' log-Jacobian (sampling: yes; a posterior
     /// mode in the model's own parameterisation: no).
     with_jacobian: bool,
@@ -69,6 +75,7 @@ impl<'p> Interp<'p> {
             theta: vec![0.0; p.dim()],
             rng: rand::rngs::StdRng::seed_from_u64(0),
             with_jacobian: true,
+            bound_adj: (Vec::new(), Vec::new()),
         };
         it.find_active();
         it
@@ -193,7 +200,7 @@ impl<'p> Interp<'p> {
             if let Inst::Op { dst, prim, args } = inst {
                 if let Prim::Constrain(k) = prim {
                     if *k as usize == i {
-                        let argv: Vec<&[f64]> = args.iter().map(|a| self.slice(*a)).collect();
+                        let argv: Args<&[f64]> = args.iter().map(|a| self.slice(*a)).collect();
                         let (lb, ub) = bounds(p.params[i].kind, &argv);
                         return Ok((lb.to_vec(), ub.to_vec()));
                     }
@@ -245,10 +252,10 @@ impl<'p> Interp<'p> {
                 }
                 Inst::Store { slot, ix, index, value } => {
                     let sshape = &p.slots[slot.0 as usize].shape;
-                    let idx: Vec<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
+                    let idx: Args<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
                     let mut pos = std::mem::take(&mut self.pos);
                     prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
-                    let val = self.slice(*value).to_vec();
+                    let val = sl(p, &self.vals, &self.cur, *value);
                     let s = &mut self.slots[slot.0 as usize];
                     for (k, q) in pos.iter().enumerate() {
                         s[*q] = if val.len() == 1 { val[0] } else { val[k] };
@@ -256,12 +263,12 @@ impl<'p> Interp<'p> {
                     self.pos = pos;
                 }
                 Inst::Init { slot, value } => {
-                    let val: Option<Vec<f64>> = value.map(|v| self.slice(v).to_vec());
+                    let val: Option<&[f64]> = value.map(|v| sl(p, &self.vals, &self.cur, v));
                     let s = &mut self.slots[slot.0 as usize];
                     match val {
                         None => s.iter_mut().for_each(|x| *x = f64::NAN),
                         Some(v) if v.len() == 1 => s.iter_mut().for_each(|x| *x = v[0]),
-                        Some(v) => s.copy_from_slice(&v),
+                        Some(v) => s.copy_from_slice(v),
                     }
                 }
                 Inst::Target { value } => self.target += self.slice(*value).iter().sum::<f64>(),
@@ -276,8 +283,8 @@ impl<'p> Interp<'p> {
         let len = p.values[dst.0 as usize].len();
         let mut out = std::mem::take(&mut self.vals[dst.0 as usize]);
         let r = {
-            let argv: Vec<&[f64]> = args.iter().map(|a| sl(p, &self.vals, &self.cur, *a)).collect();
-            let shapes: Vec<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
+            let argv: Args<&[f64]> = args.iter().map(|a| sl(p, &self.vals, &self.cur, *a)).collect();
+            let shapes: Args<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
             let o = &mut out[at..at + len];
             let out_shape = &p.values[dst.0 as usize].shape;
             match prim {
@@ -346,7 +353,7 @@ impl<'p> Interp<'p> {
                         continue;
                     }
                     let sshape = &p.slots[slot.0 as usize].shape;
-                    let idx: Vec<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
+                    let idx: Args<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
                     let mut pos = std::mem::take(&mut self.pos);
                     prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
                     let vact = self.active[value.0 as usize];
@@ -406,12 +413,12 @@ impl<'p> Interp<'p> {
             tmp[k].resize(l, 0.0);
         }
         let r = {
-            let argv: Vec<&[f64]> = args.iter().map(|a| sl(p, &self.vals, &self.cur, *a)).collect();
-            let shapes: Vec<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
+            let argv: Args<&[f64]> = args.iter().map(|a| sl(p, &self.vals, &self.cur, *a)).collect();
+            let shapes: Args<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
             let out = sl(p, &self.vals, &self.cur, dst);
             let out_shape = &p.values[dst.0 as usize].shape;
             let (head, _) = tmp.split_at_mut(args.len());
-            let mut adj_args: Vec<Option<&mut [f64]>> = head
+            let mut adj_args: Args<Option<&mut [f64]>> = head
                 .iter_mut()
                 .zip(args)
                 .map(|(t, a)| if self.active[a.0 as usize] { Some(t.as_mut_slice()) } else { None })
@@ -421,7 +428,11 @@ impl<'p> Interp<'p> {
                     let pl = &p.params[*i as usize];
                     let y = &self.theta[pl.offset..pl.offset + pl.free_len];
                     let (lb, ub) = bounds(pl.kind, &argv);
-                    let (mut glb, mut gub) = (vec![0.0; lb.len()], vec![0.0; ub.len()]);
+                    let (mut glb, mut gub) = std::mem::take(&mut self.bound_adj);
+                    glb.clear();
+                    glb.resize(lb.len(), 0.0);
+                    gub.clear();
+                    gub.resize(ub.len(), 0.0);
                     transform::constrain_vjp(
                         pl.kind,
                         y,
@@ -435,15 +446,16 @@ impl<'p> Interp<'p> {
                     );
                     // The bounds are the Constrain's arguments, lower first.
                     let mut k = 0;
-                    for g in [glb, gub] {
+                    for g in [&glb, &gub] {
                         if g.is_empty() {
                             continue;
                         }
                         if let Some(a) = adj_args.get_mut(k).and_then(|x| x.as_deref_mut()) {
-                            a.iter_mut().zip(&g).for_each(|(x, y)| *x += y);
+                            a.iter_mut().zip(g.iter()).for_each(|(x, y)| *x += y);
                         }
                         k += 1;
                     }
+                    self.bound_adj = (glb, gub);
                     Ok(())
                 }
                 Prim::Load(s, _) => {

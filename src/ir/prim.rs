@@ -6,6 +6,7 @@
 
 use crate::ir::Slot;
 use crate::math::dist::{self, Family};
+use smallvec::SmallVec;
 
 /// Elementwise functions of one argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -569,26 +570,53 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// How one dimension of an index result picks base coordinates.
+#[derive(Clone, Copy)]
+enum Pick<'a> {
+    /// A contiguous run: coordinates start, start + 1, ..., start + len − 1.
+    Run { start: usize, len: usize },
+    /// The coordinates of a gather (checked to be in range).
+    Gather(&'a [f64]),
+}
+
+impl Pick<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Pick::Run { len, .. } => *len,
+            Pick::Gather(g) => g.len(),
+        }
+    }
+
+    fn at(&self, i: usize) -> usize {
+        match self {
+            Pick::Run { start, .. } => start + i,
+            Pick::Gather(g) => g[i] as usize,
+        }
+    }
+}
+
 /// For each element of an index result, its flat position in the base. `Err` names an
-/// index out of range (a recoverable evaluation error).
+/// index out of range (a recoverable evaluation error). Allocates only when `out` must grow.
 pub fn index_positions(ix: &[Ix], base: &[usize], idx: &[&[f64]], out: &mut Vec<usize>) -> Result<(), String> {
     out.clear();
-    let st = strides(base);
-    // Per dimension: the list of base coordinates it takes.
-    let mut coords: Vec<Vec<usize>> = Vec::with_capacity(base.len());
+    let mut st: SmallVec<[usize; 8]> = SmallVec::from_elem(1, base.len());
+    for k in (0..base.len().saturating_sub(1)).rev() {
+        st[k] = st[k + 1] * base[k + 1];
+    }
+    let check = |v: f64, d: usize| -> Result<usize, String> {
+        if !(v >= 0.0) || v.fract() != 0.0 || v >= base[d] as f64 {
+            Err(format!("index {v} is out of range for a dimension of size {}", base[d]))
+        } else {
+            Ok(v as usize)
+        }
+    };
+    let mut picks: SmallVec<[Pick; 8]> = SmallVec::new();
     let mut k = 0;
     for d in 0..base.len() {
-        let check = |v: f64, d: usize| -> Result<usize, String> {
-            if v < 0.0 || v.fract() != 0.0 || v as usize >= base[d] {
-                Err(format!("index {v} is out of range for a dimension of size {}", base[d]))
-            } else {
-                Ok(v as usize)
-            }
-        };
         match ix.get(d) {
-            None | Some(Ix::All) => coords.push((0..base[d]).collect()),
+            None | Some(Ix::All) => picks.push(Pick::Run { start: 0, len: base[d] }),
             Some(Ix::Single) => {
-                coords.push(vec![check(idx[k][0], d)?]);
+                picks.push(Pick::Run { start: check(idx[k][0], d)?, len: 1 });
                 k += 1;
             }
             Some(Ix::Range(len)) => {
@@ -602,28 +630,27 @@ pub fn index_positions(ix: &[Ix], base: &[usize], idx: &[&[f64]], out: &mut Vec<
                         base[d]
                     ));
                 }
-                coords.push((lo as usize..lo as usize + len).collect());
+                picks.push(Pick::Run { start: lo as usize, len: *len });
             }
             Some(Ix::Gather) => {
-                let mut c = Vec::with_capacity(idx[k].len());
                 for v in idx[k] {
-                    c.push(check(*v, d)?);
+                    check(*v, d)?;
                 }
-                coords.push(c);
+                picks.push(Pick::Gather(idx[k]));
                 k += 1;
             }
         }
     }
     // Cartesian product, row-major.
-    let total: usize = coords.iter().map(Vec::len).product();
+    let total: usize = picks.iter().map(Pick::len).product();
     out.reserve(total);
-    let mut pos = vec![0usize; coords.len()];
+    let mut pos: SmallVec<[usize; 8]> = SmallVec::from_elem(0, picks.len());
     for _ in 0..total {
-        let flat: usize = pos.iter().enumerate().map(|(d, p)| coords[d][*p] * st[d]).sum();
+        let flat: usize = pos.iter().enumerate().map(|(d, p)| picks[d].at(*p) * st[d]).sum();
         out.push(flat);
         for d in (0..pos.len()).rev() {
             pos[d] += 1;
-            if pos[d] < coords[d].len() {
+            if pos[d] < picks[d].len() {
                 break;
             }
             pos[d] = 0;
@@ -771,7 +798,7 @@ pub fn eval(
         }
         Prim::Reshape(_) => out.copy_from_slice(args[0]),
         Prim::LogDensity(f) => {
-            let dargs: Vec<dist::Arg> =
+            let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
             out[0] = dist::log_density(*f, &dargs, None);
         }
@@ -1110,16 +1137,16 @@ pub fn vjp(
             }
         }
         Prim::LogDensity(f) => {
-            let dargs: Vec<dist::Arg> =
+            let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
             // Gradients into scratch for every argument, then scaled into those that need them.
-            let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
+            let lens: SmallVec<[usize; 6]> = args.iter().map(|a| a.len()).collect();
             let total: usize = lens.iter().sum();
             sc.a.clear();
             sc.a.resize(total, 0.0);
             {
                 let mut rest: &mut [f64] = &mut sc.a;
-                let mut parts: Vec<&mut [f64]> = Vec::with_capacity(lens.len());
+                let mut parts: SmallVec<[&mut [f64]; 6]> = SmallVec::new();
                 for l in &lens {
                     let (head, tail) = rest.split_at_mut(*l);
                     parts.push(head);
