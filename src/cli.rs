@@ -260,7 +260,8 @@ fn run_command(a: RunArgs) -> i32 {
         init,
         message_format,
     } = a;
-    let a_method = method;
+    // MAP shares run's setup (model, data, init, output directory) but not the sampler.
+    let map = method == MethodArg::Map;
     let format = format_of(message_format, ColorChoice::Auto);
     use crate::diag::{Code, Diagnostic};
     use crate::infer::run::{self, Config, Method};
@@ -269,7 +270,7 @@ fn run_command(a: RunArgs) -> i32 {
         MethodArg::Hmc => Method::Hmc,
         MethodArg::Map => Method::Nuts,
         other => {
-            eprintln!("error: --method {other:?} is specified but not available yet; use nuts or hmc");
+            eprintln!("error: --method {other:?} is specified but not available yet; use nuts, hmc or map");
             return 2;
         }
     };
@@ -330,7 +331,7 @@ fn run_command(a: RunArgs) -> i32 {
         model_name: name,
         data_file,
     };
-    if matches!(a_method, MethodArg::Map) {
+    if map {
         return map_command(&program, &cfg);
     }
     let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));

@@ -72,22 +72,26 @@ fn json_diagnostics_are_one_object_per_line() {
 
 #[test]
 fn run_writes_summary_and_cmdstan_csv() {
+    // Two short chains of eight schools with seed 7 into `dir`, plus `extra` arguments.
+    let run = |dir: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "examples/eight_schools.bnn",
+            "--chains",
+            "2",
+            "--warmup",
+            "300",
+            "--draws",
+            "300",
+            "--seed",
+            "7",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--out", dir.to_str().expect("utf-8 path")]);
+        bnnc(&args)
+    };
     let dir = std::env::temp_dir().join(format!("bnnc-run-{}", std::process::id()));
-    let out = dir.to_str().expect("utf-8 path");
-    let (code, table, err) = bnnc(&[
-        "run",
-        "examples/eight_schools.bnn",
-        "--chains",
-        "2",
-        "--warmup",
-        "300",
-        "--draws",
-        "300",
-        "--seed",
-        "7",
-        "--out",
-        out,
-    ]);
+    let (code, table, err) = run(&dir, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(table.contains("ESS_bulk") && table.contains("theta[7]"), "{table}");
     let summary: serde_json::Value =
@@ -112,22 +116,7 @@ fn run_writes_summary_and_cmdstan_csv() {
     assert!(csv.contains("# Adaptation terminated") && csv.contains("Elapsed Time"));
     // The same seed gives the same draws, whatever the thread count.
     let dir2 = std::env::temp_dir().join(format!("bnnc-run-{}-b", std::process::id()));
-    let (code, _, err) = bnnc(&[
-        "run",
-        "examples/eight_schools.bnn",
-        "--chains",
-        "2",
-        "--warmup",
-        "300",
-        "--draws",
-        "300",
-        "--seed",
-        "7",
-        "--threads",
-        "1",
-        "--out",
-        dir2.to_str().expect("utf-8"),
-    ]);
+    let (code, _, err) = run(&dir2, &["--threads", "1"]);
     assert_eq!(code, 0, "{err}");
     let rows_of = |p: std::path::PathBuf| -> Vec<String> {
         std::fs::read_to_string(p).expect("csv").lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect()

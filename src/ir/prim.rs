@@ -1185,8 +1185,8 @@ fn cholesky_vjp(l: &[f64], lbar: &[f64], k: usize, g: &mut [f64], sc: &mut Scrat
             phi[i * k + j] = if i == j { 0.5 * s } else { s };
         }
     }
-    // S = L⁻ᵀ Φ L⁻¹, then Ā = Φ(S + Sᵀ)/… : A̅ = ½ (S + Sᵀ) restricted appropriately.
-    // Solve Lᵀ X = Φ (X = L⁻ᵀ Φ), column by column (back substitution).
+    // S = L⁻ᵀ Φ L⁻¹ in two triangular solves; then Ā = ½ (S + Sᵀ).
+    // First X = L⁻ᵀ Φ: solve Lᵀ X = Φ column by column (back substitution).
     let x = &mut sc.c;
     x.clear();
     x.resize(k * k, 0.0);
@@ -1199,7 +1199,7 @@ fn cholesky_vjp(l: &[f64], lbar: &[f64], k: usize, g: &mut [f64], sc: &mut Scrat
             x[i * k + col] = s / l[i * k + i];
         }
     }
-    // S = X L⁻¹: solve S L = X row by row (S Lᵀ... : S = X L⁻¹ ⇔ S L = X).
+    // Then S = X L⁻¹: solve S L = X row by row.
     let s = &mut sc.a;
     s.clear();
     s.resize(k * k, 0.0);
