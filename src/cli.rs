@@ -65,6 +65,9 @@ struct RunArgs {
     /// Initial values: constrained, by name, in the same JSON form as data.
     #[arg(long)]
     init: Option<PathBuf>,
+    /// How the log density is evaluated.
+    #[arg(long, value_enum, default_value = "jit")]
+    backend: Backend,
     #[arg(long, value_enum, default_value = "human")]
     message_format: MessageFormat,
 }
@@ -79,7 +82,7 @@ enum Command {
         /// Data file (default: MODEL.json beside the model).
         #[arg(long)]
         data: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Seconds of repeated gradient evaluations to take the median over (at least 1).
         #[arg(long, default_value_t = 1.0)]
@@ -97,7 +100,7 @@ enum Command {
         /// A point of the unconstrained space: a JSON array in the order `logp` prints it.
         #[arg(long)]
         unconstrained: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
@@ -138,7 +141,9 @@ enum Emit {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Backend {
+pub enum Backend {
+    /// Native code compiled with Cranelift.
+    Jit,
     /// The reference interpreter.
     Interp,
 }
@@ -179,6 +184,7 @@ fn logp(
     data: Option<PathBuf>,
     params: Option<PathBuf>,
     unconstrained: Option<PathBuf>,
+    backend: Backend,
     format: Format,
 ) -> i32 {
     use crate::diag::{Code, Diagnostic};
@@ -217,9 +223,22 @@ fn logp(
             return 1;
         }
     };
-    let mut interp = crate::ir::interp::Interp::new(&program);
     let mut grad = vec![0.0; program.dim()];
-    let res = interp.eval(&theta).and_then(|e| interp.gradient(&mut grad).map(|_| e));
+    let res = match backend {
+        Backend::Interp => {
+            let mut interp = crate::ir::interp::Interp::new(&program);
+            interp.eval(&theta).and_then(|e| interp.gradient(&mut grad).map(|_| e))
+        }
+        Backend::Jit => {
+            match crate::jit::Jit::new(&program) {
+                Ok(mut jit) => jit.eval_grad(&theta, &mut grad),
+                Err(e) => {
+                    eprintln!("error: internal compiler error: {e} (`--backend interp` evaluates the model without compiling it)");
+                    return 2;
+                }
+            }
+        }
+    };
     match res {
         Ok(e) => {
             let out = serde_json::json!({
@@ -258,6 +277,7 @@ fn run_command(a: RunArgs) -> i32 {
         metric,
         steps,
         init,
+        backend,
         message_format,
     } = a;
     // MAP shares run's setup (model, data, init, output directory) but not the sampler.
@@ -330,6 +350,7 @@ fn run_command(a: RunArgs) -> i32 {
         out_dir: out_dir.clone(),
         model_name: name,
         data_file,
+        jit: backend == Backend::Jit,
     };
     if map {
         return map_command(&program, &cfg);
@@ -373,7 +394,13 @@ fn run_command(a: RunArgs) -> i32 {
 /// (no log-Jacobian, as Stan's optimiser), printed and written to summary.json.
 fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) -> i32 {
     use rand::{RngExt, SeedableRng};
-    let mut interp = crate::ir::interp::Interp::new(program).without_jacobian();
+    let mut interp = match crate::infer::run::ModelDensity::new(program, cfg.jit) {
+        Ok(d) => d.without_jacobian(),
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            return 2;
+        }
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let start: Vec<f64> = match &cfg.init {
         Some(t) => t.clone(),
@@ -437,7 +464,7 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
 
 /// `bench`: compile time (source text to a callable density, data included) and the median
 /// gradient time over at least `seconds` of repeated evaluations at one random point.
-fn bench(model: PathBuf, data: Option<PathBuf>, seconds: f64) -> i32 {
+fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) -> i32 {
     use rand::{RngExt, SeedableRng};
     let t0 = std::time::Instant::now();
     let mut fe = driver::frontend_file(&model);
@@ -446,7 +473,16 @@ fn bench(model: PathBuf, data: Option<PathBuf>, seconds: f64) -> i32 {
         eprint!("{}", driver::render_diags(&fe, format_of(MessageFormat::Human, ColorChoice::Auto)));
         return 1;
     };
-    let mut interp = crate::ir::interp::Interp::new(&program);
+    let mut density: Box<dyn crate::infer::density::LogDensity + '_> = match backend {
+        Backend::Interp => Box::new(crate::ir::interp::Interp::new(&program)),
+        Backend::Jit => match crate::jit::Jit::new(&program) {
+            Ok(j) => Box::new(j),
+            Err(e) => {
+                eprintln!("error: internal compiler error: {e}");
+                return 2;
+            }
+        },
+    };
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     let dim = program.dim();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -456,7 +492,7 @@ fn bench(model: PathBuf, data: Option<PathBuf>, seconds: f64) -> i32 {
     let mut found = false;
     for _ in 0..100 {
         theta = (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect();
-        if crate::infer::density::LogDensity::logp_grad(&mut interp, &theta, &mut grad).is_ok() {
+        if density.logp_grad(&theta, &mut grad).is_ok() {
             found = true;
             break;
         }
@@ -469,13 +505,13 @@ fn bench(model: PathBuf, data: Option<PathBuf>, seconds: f64) -> i32 {
     let start = std::time::Instant::now();
     while start.elapsed().as_secs_f64() < seconds.max(1.0) || times.len() < 10 {
         let t = std::time::Instant::now();
-        let _ = crate::infer::density::LogDensity::logp_grad(&mut interp, &theta, &mut grad);
+        let _ = density.logp_grad(&theta, &mut grad);
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let out = serde_json::json!({
-        "backend": "interp",
+        "backend": match backend { Backend::Jit => "jit", Backend::Interp => "interp" },
         "dim": dim,
         "compile_ms": compile_ms,
         "grad_us_median": median * 1e6,
@@ -496,9 +532,9 @@ pub fn run() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
-        Command::Bench { model, data, backend: Backend::Interp, seconds } => bench(model, data, seconds),
-        Command::Logp { model, data, params, unconstrained, backend: Backend::Interp, message_format } => {
-            logp(model, data, params, unconstrained, format_of(message_format, ColorChoice::Auto))
+        Command::Bench { model, data, backend, seconds } => bench(model, data, backend, seconds),
+        Command::Logp { model, data, params, unconstrained, backend, message_format } => {
+            logp(model, data, params, unconstrained, backend, format_of(message_format, ColorChoice::Auto))
         }
         Command::Check { model, data, verbose, emit, message_format, color } => {
             let mut fe = driver::frontend_file(&model);

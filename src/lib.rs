@@ -16,6 +16,7 @@ pub mod diag;
 pub mod driver;
 pub mod infer;
 pub mod ir;
+pub mod jit;
 pub mod math;
 pub mod sema;
 pub mod source;

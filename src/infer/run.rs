@@ -39,6 +39,55 @@ pub struct Config {
     pub out_dir: PathBuf,
     pub model_name: String,
     pub data_file: String,
+    /// Evaluate the density with compiled code (else with the interpreter).
+    pub jit: bool,
+}
+
+/// The density a chain works with: compiled code (or the interpreter) for the log density and
+/// its gradient, and the interpreter for each draw's constrained values and generated
+/// quantities (once per draw, no gradient).
+pub struct ModelDensity<'p> {
+    jit: Option<crate::jit::Jit<'p>>,
+    interp: Interp<'p>,
+}
+
+impl<'p> ModelDensity<'p> {
+    /// `Err` when the code generator fails (an internal error).
+    pub fn new(p: &'p Program, jit: bool) -> Result<ModelDensity<'p>, String> {
+        let jit = if jit { Some(crate::jit::Jit::new(p)?) } else { None };
+        Ok(ModelDensity { jit, interp: Interp::new(p) })
+    }
+
+    /// Leave the log-Jacobian out (for optimisation in the model's own parameterisation).
+    pub fn without_jacobian(self) -> Self {
+        ModelDensity { jit: self.jit.map(|j| j.without_jacobian()), interp: self.interp.without_jacobian() }
+    }
+
+    pub fn seed(&mut self, seed: u64) {
+        self.interp.seed(seed);
+    }
+
+    /// The constrained parameters and (when asked) generated quantities at `theta`.
+    pub fn constrained(
+        &mut self,
+        theta: &[f64],
+        generated: bool,
+    ) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>, crate::infer::density::EvalError> {
+        self.interp.constrained(theta, generated)
+    }
+}
+
+impl LogDensity for ModelDensity<'_> {
+    fn dim(&self) -> usize {
+        self.interp.dim()
+    }
+
+    fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, crate::infer::density::EvalError> {
+        match &mut self.jit {
+            Some(j) => j.logp_grad(theta, grad),
+            None => self.interp.logp_grad(theta, grad),
+        }
+    }
 }
 
 /// One chain's outcome.
@@ -127,9 +176,15 @@ fn run_chain(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Chain {
     let seed = chain_seed(cfg.seed, c);
-    let mut interp = Interp::new(p);
-    interp.seed(seed ^ 0x5DEE_CE66);
     let mut out = Chain::default();
+    let mut interp = match ModelDensity::new(p, cfg.jit) {
+        Ok(d) => d,
+        Err(e) => {
+            out.error = Some(format!("internal compiler error: {e} (`--backend interp` runs without compiling)"));
+            return out;
+        }
+    };
+    interp.seed(seed ^ 0x5DEE_CE66);
     // The draws file, written as the chain goes.
     let path = cfg.out_dir.join(format!("draws-{}.csv", c + 1));
     let mut file = match std::fs::File::create(&path) {

@@ -81,36 +81,10 @@ impl<'p> Interp<'p> {
         it
     }
 
-    /// Values that depend on parameters, to a fixed point (slots carry dependence around loops).
     fn find_active(&mut self) {
-        loop {
-            let mut changed = false;
-            for block in &self.p.blocks {
-                for inst in block {
-                    match inst {
-                        Inst::Op { dst, prim, args } => {
-                            let a = matches!(prim, Prim::Constrain(_))
-                                || args.iter().any(|x| self.active[x.0 as usize])
-                                || matches!(prim, Prim::Load(s, _) if self.slot_active[s.0 as usize]);
-                            if a && !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
-                                self.active[dst.0 as usize] = true;
-                                changed = true;
-                            }
-                        }
-                        Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) } => {
-                            if self.active[value.0 as usize] && !self.slot_active[slot.0 as usize] {
-                                self.slot_active[slot.0 as usize] = true;
-                                changed = true;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
+        let (a, s) = activity(self.p);
+        self.active = a;
+        self.slot_active = s;
     }
 
     /// Leave the log-Jacobian out of `logp_grad` and of the gradient (for optimisation).
@@ -211,6 +185,49 @@ impl<'p> Interp<'p> {
         Err(EvalError { recoverable: false, message: format!("no parameter {i}") })
     }
 
+    /// How many times each block runs in one evaluation. Loop bounds and branch conditions do
+    /// not depend on parameters, so running only the parameter-free part of the program (at no
+    /// particular point) counts them. `Err` when that part fails (an index out of range).
+    pub fn count_execs(&mut self) -> Res<Vec<usize>> {
+        self.counter.iter_mut().for_each(|c| *c = 0);
+        self.count_block(ENTRY)?;
+        Ok(self.counter.clone())
+    }
+
+    fn count_block(&mut self, b: BlockId) -> Res<()> {
+        self.enter(b);
+        let p = self.p;
+        for inst in p.block(b) {
+            match inst {
+                Inst::Op { dst, prim, args } => {
+                    if !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
+                        self.run_op(*dst, prim, args)?;
+                    }
+                }
+                Inst::For { var, lo, hi, body } => {
+                    let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
+                    for i in lo..hi {
+                        let bi = body.0 as usize;
+                        self.cur[bi] = self.counter[bi];
+                        let at = self.ensure(*var);
+                        self.vals[var.0 as usize][at] = i as f64;
+                        self.count_block(*body)?;
+                    }
+                }
+                Inst::If { cond, then, else_ } => {
+                    let c = self.slice(*cond)[0] != 0.0;
+                    self.count_block(if c { *then } else { *else_ })?;
+                }
+                Inst::Store { slot, .. } | Inst::Init { slot, .. } if !self.slot_active[slot.0 as usize] => {
+                    // Parameter-free stores feed parameter-free loads.
+                    self.run_store(inst)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn enter(&mut self, b: BlockId) {
         let bi = b.0 as usize;
         let idx = self.counter[bi];
@@ -250,29 +267,38 @@ impl<'p> Interp<'p> {
                     let c = self.slice(*cond)[0] != 0.0;
                     self.run_block(if c { *then } else { *else_ })?;
                 }
-                Inst::Store { slot, ix, index, value } => {
-                    let sshape = &p.slots[slot.0 as usize].shape;
-                    let idx: Args<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
-                    let mut pos = std::mem::take(&mut self.pos);
-                    prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
-                    let val = sl(p, &self.vals, &self.cur, *value);
-                    let s = &mut self.slots[slot.0 as usize];
-                    for (k, q) in pos.iter().enumerate() {
-                        s[*q] = if val.len() == 1 { val[0] } else { val[k] };
-                    }
-                    self.pos = pos;
-                }
-                Inst::Init { slot, value } => {
-                    let val: Option<&[f64]> = value.map(|v| sl(p, &self.vals, &self.cur, v));
-                    let s = &mut self.slots[slot.0 as usize];
-                    match val {
-                        None => s.iter_mut().for_each(|x| *x = f64::NAN),
-                        Some(v) if v.len() == 1 => s.iter_mut().for_each(|x| *x = v[0]),
-                        Some(v) => s.copy_from_slice(v),
-                    }
-                }
+                Inst::Store { .. } | Inst::Init { .. } => self.run_store(inst)?,
                 Inst::Target { value } => self.target += self.slice(*value).iter().sum::<f64>(),
             }
+        }
+        Ok(())
+    }
+
+    fn run_store(&mut self, inst: &Inst) -> Res<()> {
+        let p = self.p;
+        match inst {
+            Inst::Store { slot, ix, index, value } => {
+                let sshape = &p.slots[slot.0 as usize].shape;
+                let idx: Args<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
+                let mut pos = std::mem::take(&mut self.pos);
+                prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
+                let val = sl(p, &self.vals, &self.cur, *value);
+                let s = &mut self.slots[slot.0 as usize];
+                for (k, q) in pos.iter().enumerate() {
+                    s[*q] = if val.len() == 1 { val[0] } else { val[k] };
+                }
+                self.pos = pos;
+            }
+            Inst::Init { slot, value } => {
+                let val: Option<&[f64]> = value.map(|v| sl(p, &self.vals, &self.cur, v));
+                let s = &mut self.slots[slot.0 as usize];
+                match val {
+                    None => s.iter_mut().for_each(|x| *x = f64::NAN),
+                    Some(v) if v.len() == 1 => s.iter_mut().for_each(|x| *x = v[0]),
+                    Some(v) => s.copy_from_slice(v),
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -398,7 +424,8 @@ impl<'p> Interp<'p> {
     fn rev_op(&mut self, dst: V, prim: &Prim, args: &[V], grad: &mut [f64]) -> Res<()> {
         let p = self.p;
         let adj_out = std::mem::take(&mut self.adj[dst.0 as usize]);
-        if adj_out.iter().all(|a| *a == 0.0) {
+        // A transform's log-Jacobian has a gradient even when its result's adjoint is zero.
+        if !matches!(prim, Prim::Constrain(_)) && adj_out.iter().all(|a| *a == 0.0) {
             self.adj[dst.0 as usize] = adj_out;
             return Ok(());
         }
@@ -481,6 +508,41 @@ impl<'p> Interp<'p> {
         adj_out.iter_mut().for_each(|a| *a = 0.0);
         self.adj[dst.0 as usize] = adj_out;
         r.map_err(EvalError::recoverable)
+    }
+}
+
+/// Which values and slots depend on parameters (so need adjoints), to a fixed point: slots
+/// carry dependence around loops.
+pub fn activity(p: &Program) -> (Vec<bool>, Vec<bool>) {
+    let mut active = vec![false; p.values.len()];
+    let mut slot_active = vec![false; p.slots.len()];
+    loop {
+        let mut changed = false;
+        for block in &p.blocks {
+            for inst in block {
+                match inst {
+                    Inst::Op { dst, prim, args } => {
+                        let a = matches!(prim, Prim::Constrain(_))
+                            || args.iter().any(|x| active[x.0 as usize])
+                            || matches!(prim, Prim::Load(s, _) if slot_active[s.0 as usize]);
+                        if a && !active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
+                            active[dst.0 as usize] = true;
+                            changed = true;
+                        }
+                    }
+                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) } => {
+                        if active[value.0 as usize] && !slot_active[slot.0 as usize] {
+                            slot_active[slot.0 as usize] = true;
+                            changed = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !changed {
+            return (active, slot_active);
+        }
     }
 }
 

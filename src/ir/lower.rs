@@ -103,7 +103,28 @@ pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Opti
         inline_depth: 0,
     };
     lw.lower_all(el).ok()?;
-    Some(lw.p)
+    let mut p = std::mem::take(&mut lw.p);
+    // Execution counts of the density's blocks, for backends that size storage up front.
+    match crate::ir::interp::Interp::new(&p).count_execs() {
+        Ok(counts) => {
+            for (b, c) in counts.into_iter().enumerate() {
+                if c > 0 {
+                    p.execs[b] = c;
+                }
+            }
+        }
+        Err(e) => {
+            lw.diags.push(
+                Diagnostic::error_nowhere(
+                    Code::BindIndex,
+                    format!("with this data the model cannot be evaluated: {e}"),
+                )
+                .with_help("loop bounds and indices computed from the data reach outside a container"),
+            );
+            return None;
+        }
+    }
+    Some(p)
 }
 
 impl<'a> Lower<'a> {

@@ -9,7 +9,8 @@
 //! Every SSA value is defined once *per execution of its block*. The reverse sweep needs the
 //! primal value of each execution, so each value owns `execs(block) × len` f64s of storage;
 //! block execution counts are fixed by the data (loop bounds and `if` conditions in `model`
-//! depend on data only) and are counted once when the program is made.
+//! depend on data only) and are counted once when the program is made, by running its
+//! parameter-free part.
 
 pub mod interp;
 pub mod lower;
@@ -121,7 +122,8 @@ pub struct Program {
     pub slots: Vec<SlotInfo>,
     /// Instructions of each block; block 0 is the log density's body.
     pub blocks: Vec<Vec<Inst>>,
-    /// How many times each block runs in one evaluation (fixed by the data).
+    /// How many times each block runs in one evaluation of the density (fixed by the data;
+    /// 1 for the generated-quantities entry block).
     pub execs: Vec<usize>,
     pub params: Vec<ParamLayout>,
     /// Constant tensors (bound data and data-only results), referenced by `Prim::Const`.

@@ -1,0 +1,1211 @@
+//! IR → Cranelift IR: one function that runs the primal sweep and then, when asked, the adjoint
+//! sweep — the reverse-mode transformation applied while generating code, so the adjoint of each
+//! primitive is emitted next to nothing but the primal values it reads.
+//!
+//! Inline: elementwise primitives (with broadcasting), sums, fills, reshapes, contiguous and
+//! gathered indexing of values and slots, stores, loops, branches and `target`. Everything else
+//! (linear algebra, densities, transforms, softmax…) calls a kernel in [`super::kernels`] with
+//! pointers to the current execution's values. Counters per block (Cranelift variables) give
+//! the execution whose storage a value uses, exactly as the interpreter's.
+
+use super::kernels::{self, CTX_ARENA, CTX_TARGET};
+use super::layout::{Layout, Loc};
+use crate::ir::prim::{Bin, Ix, Red, Un};
+use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{Linkage, Module};
+use std::collections::HashMap;
+
+const PTR: types::Type = types::I64;
+const F64: types::Type = types::F64;
+
+/// How an elementwise operand is read at element (flat i, column j).
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A literal.
+    Imm(f64),
+    /// One element, broadcast.
+    Scalar,
+    /// Same shape as the result: element i.
+    Full,
+    /// A vector along the rows of a matrix result: element j.
+    Row,
+}
+
+/// A contiguous run of an indexed tensor: the flat offset of its first element.
+struct Run {
+    off: Value,
+}
+
+pub struct Emitter<'a, 'f> {
+    pub p: &'a Program,
+    pub lay: &'a Layout,
+    pub b: FunctionBuilder<'f>,
+    pub module: &'a mut JITModule,
+    funcs: HashMap<&'static str, FuncRef>,
+    ctx: Value,
+    arena: Value,
+    cnt: Vec<Variable>,
+    cur: Vec<Variable>,
+    target: Variable,
+    err: Block,
+    /// Kernel ids by (block, instruction index); the instructions themselves go to the runtime.
+    ids: HashMap<(u32, u32), i64>,
+    pub ops: Vec<Inst>,
+    /// Aligned, non-trapping: every access is inside the arena.
+    mf: MemFlagsData,
+    /// Values that are literals.
+    lits: HashMap<V, f64>,
+}
+
+type R<T> = Result<T, String>;
+
+impl<'a, 'f> Emitter<'a, 'f> {
+    pub fn new(p: &'a Program, lay: &'a Layout, mut b: FunctionBuilder<'f>, module: &'a mut JITModule) -> Self {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ctx = b.block_params(entry)[0];
+        let mf = MemFlagsData::trusted();
+        let arena = b.ins().load(PTR, mf, ctx, CTX_ARENA);
+        let zero = b.ins().iconst(types::I64, 0);
+        let mut cnt = Vec::new();
+        let mut cur = Vec::new();
+        for _ in 0..p.blocks.len() {
+            let c = b.declare_var(types::I64);
+            b.def_var(c, zero);
+            cnt.push(c);
+            let k = b.declare_var(types::I64);
+            b.def_var(k, zero);
+            cur.push(k);
+        }
+        let target = b.declare_var(F64);
+        let fz = b.ins().f64const(0.0);
+        b.def_var(target, fz);
+        let err = b.create_block();
+        Emitter {
+            p,
+            lay,
+            b,
+            module,
+            funcs: HashMap::new(),
+            ctx,
+            arena,
+            cnt,
+            cur,
+            target,
+            err,
+            ids: HashMap::new(),
+            ops: Vec::new(),
+            mf,
+            lits: p
+                .blocks
+                .iter()
+                .flatten()
+                .filter_map(|i| match i {
+                    Inst::Op { dst, prim: Prim::Lit(x), .. } => Some((*dst, *x)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The whole function: forward, then (when the second parameter is non-zero) reverse.
+    pub fn finish(mut self) -> R<Vec<Inst>> {
+        self.insts_fwd(ENTRY)?;
+        let t = self.b.use_var(self.target);
+        self.b.ins().store(self.mf, t, self.ctx, CTX_TARGET);
+        let entry = self.b.func.layout.entry_block().ok_or("no entry block")?;
+        let want = self.b.block_params(entry)[1];
+        let rev = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(want, rev, &[], done, &[]);
+        self.b.switch_to_block(rev);
+        self.insts_rev(ENTRY)?;
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        let z = self.b.ins().iconst(types::I32, 0);
+        self.b.ins().return_(&[z]);
+        self.b.switch_to_block(self.err);
+        let one = self.b.ins().iconst(types::I32, 1);
+        self.b.ins().return_(&[one]);
+        self.b.seal_all_blocks();
+        let cfg = self.module.isa().frontend_config();
+        self.b.finalize(cfg);
+        Ok(self.ops)
+    }
+
+    // ---- addresses -------------------------------------------------------------------------
+
+    /// The address of `v`'s primal for the current execution of its block.
+    fn addr(&mut self, v: V) -> R<Value> {
+        let info = self.p.info(v);
+        match self.lay.val[v.0 as usize] {
+            Loc::Fixed(off) => Ok(self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64)),
+            Loc::PerExec(off) => {
+                let base = self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64);
+                if info.block == ENTRY || info.is_empty() {
+                    return Ok(base);
+                }
+                let cur = self.b.use_var(self.cur[info.block.0 as usize]);
+                let scaled = self.b.ins().imul_imm_s(cur, (info.len() * 8) as i64);
+                Ok(self.b.ins().iadd(base, scaled))
+            }
+            Loc::None => Err(format!("{v} is used by the log density but has no storage")),
+        }
+    }
+
+    fn adj(&mut self, v: V) -> Option<Value> {
+        self.lay.adj[v.0 as usize].map(|off| self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64))
+    }
+
+    fn slot_addr(&mut self, s: crate::ir::Slot) -> Value {
+        let off = self.lay.slot[s.0 as usize];
+        self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64)
+    }
+
+    fn slot_adj(&mut self, s: crate::ir::Slot) -> Option<Value> {
+        self.lay.slot_adj[s.0 as usize].map(|off| self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64))
+    }
+
+    fn elem(&mut self, base: Value, i: Value) -> Value {
+        let o = self.b.ins().imul_imm_s(i, 8);
+        self.b.ins().iadd(base, o)
+    }
+
+    fn ld(&mut self, base: Value, i: Value) -> Value {
+        let a = self.elem(base, i);
+        self.b.ins().load(F64, self.mf, a, 0)
+    }
+
+    fn st(&mut self, base: Value, i: Value, x: Value) {
+        let a = self.elem(base, i);
+        self.b.ins().store(self.mf, x, a, 0);
+    }
+
+    /// base[i] += x
+    fn add_to(&mut self, base: Value, i: Value, x: Value) {
+        let a = self.elem(base, i);
+        let old = self.b.ins().load(F64, self.mf, a, 0);
+        let s = self.b.ins().fadd(old, x);
+        self.b.ins().store(self.mf, s, a, 0);
+    }
+
+    fn ld0(&mut self, base: Value) -> Value {
+        self.b.ins().load(F64, self.mf, base, 0)
+    }
+
+    fn f(&mut self, x: f64) -> Value {
+        self.b.ins().f64const(x)
+    }
+
+    fn int(&mut self, x: i64) -> Value {
+        self.b.ins().iconst(types::I64, x)
+    }
+
+    // ---- loops -----------------------------------------------------------------------------
+
+    /// `for i in 0..n { body(i) }` with n known now.
+    fn each(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, Value) -> R<()>) -> R<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n == 1 {
+            let z = self.int(0);
+            return body(self, z);
+        }
+        let iv = self.b.declare_var(types::I64);
+        let z = self.int(0);
+        self.b.def_var(iv, z);
+        let head = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(iv);
+        body(self, i)?;
+        let i = self.b.use_var(iv);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(iv, next);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, n as i64);
+        self.b.ins().brif(more, head, &[], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// `for i in lo..hi` with bounds known only when running.
+    fn each_dyn(&mut self, lo: Value, hi: Value, body: &mut dyn FnMut(&mut Self, Value) -> R<()>) -> R<()> {
+        let iv = self.b.declare_var(types::I64);
+        self.b.def_var(iv, lo);
+        let head = self.b.create_block();
+        let inner = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(iv);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        let i = self.b.use_var(iv);
+        body(self, i)?;
+        let i = self.b.use_var(iv);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(iv, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Elementwise iteration over a result of shape `shape`: `body(flat, column)`; a nested
+    /// loop when an operand runs along the rows (no division per element).
+    fn each_elem(
+        &mut self,
+        shape: &[usize],
+        rows: bool,
+        body: &mut dyn FnMut(&mut Self, Value, Value) -> R<()>,
+    ) -> R<()> {
+        let n: usize = shape.iter().product();
+        if rows && shape.len() == 2 {
+            let (r, c) = (shape[0], shape[1]);
+            self.each(r, &mut |s, i| {
+                s.each(c, &mut |s, j| {
+                    let ic = s.b.ins().imul_imm_s(i, c as i64);
+                    let flat = s.b.ins().iadd(ic, j);
+                    body(s, flat, j)
+                })
+            })
+        } else {
+            self.each(n, &mut |s, i| body(s, i, i))
+        }
+    }
+
+    fn mode(&self, v: V, out: &[usize]) -> Mode {
+        let info = self.p.info(v);
+        if let Some(x) = self.lit(v) {
+            return Mode::Imm(x);
+        }
+        let n = info.len();
+        if n == 1 {
+            Mode::Scalar
+        } else if info.shape.len() == out.len() {
+            Mode::Full
+        } else {
+            Mode::Row
+        }
+    }
+
+    /// The literal a value holds, when it is one.
+    fn lit(&self, v: V) -> Option<f64> {
+        self.lits.get(&v).copied()
+    }
+
+    fn get(&mut self, base: Value, m: Mode, flat: Value, col: Value) -> Value {
+        match m {
+            Mode::Imm(x) => self.f(x),
+            Mode::Scalar => self.ld0(base),
+            Mode::Full => self.ld(base, flat),
+            Mode::Row => self.ld(base, col),
+        }
+    }
+
+    // ---- calls -----------------------------------------------------------------------------
+
+    fn func(&mut self, name: &'static str, params: usize, ret: types::Type, param_ty: &[types::Type]) -> R<FuncRef> {
+        if let Some(f) = self.funcs.get(name) {
+            return Ok(*f);
+        }
+        let mut sig = Signature::new(self.module.isa().default_call_conv());
+        for k in 0..params {
+            sig.params.push(AbiParam::new(param_ty[k.min(param_ty.len() - 1)]));
+        }
+        sig.returns.push(AbiParam::new(ret));
+        let id = self.module.declare_function(name, Linkage::Import, &sig).map_err(|e| e.to_string())?;
+        let fr = self.module.declare_func_in_func(id, &mut *self.b.func);
+        self.funcs.insert(name, fr);
+        Ok(fr)
+    }
+
+    fn call_f(&mut self, name: &'static str, args: &[Value]) -> R<Value> {
+        let fr = self.func(name, args.len(), F64, &[F64])?;
+        let c = self.b.ins().call(fr, args);
+        Ok(self.b.inst_results(c)[0])
+    }
+
+    /// Call kernel `name(ctx, id, ptrs)` with pointers `ptrs`; on failure leave by the error exit.
+    fn kernel(&mut self, name: &'static str, id: i64, ptrs: &[Value]) -> R<()> {
+        let fr = self.func(name, 3, types::I32, &[PTR, types::I64, PTR])?;
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (ptrs.len().max(1) * 8) as u32,
+            3,
+        ));
+        for (k, p) in ptrs.iter().enumerate() {
+            self.b.ins().stack_store(PTR, *p, ss, (k * 8) as i32);
+        }
+        let table = self.b.ins().stack_addr(PTR, ss, 0);
+        let idv = self.int(id);
+        let c = self.b.ins().call(fr, &[self.ctx, idv, table]);
+        let r = self.b.inst_results(c)[0];
+        self.fail_if(r);
+        Ok(())
+    }
+
+    fn fail_if(&mut self, r: Value) {
+        let ok = self.b.create_block();
+        self.b.ins().brif(r, self.err, &[], ok, &[]);
+        self.b.switch_to_block(ok);
+    }
+
+    /// Check `0 <= v < size` (v an int held as f64), else record the error and leave.
+    fn check_index(&mut self, v: Value, lo_extra: usize, size: usize) -> R<Value> {
+        let zero = self.f(0.0);
+        let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, v, zero);
+        let lim = self.f((size as f64) - (lo_extra as f64));
+        let lt = if lo_extra == 0 {
+            self.b.ins().fcmp(FloatCC::LessThan, v, lim)
+        } else {
+            self.b.ins().fcmp(FloatCC::LessThanOrEqual, v, lim)
+        };
+        let ok = self.b.ins().band(ge, lt);
+        let good = self.b.create_block();
+        let bad = self.b.create_block();
+        self.b.ins().brif(ok, good, &[], bad, &[]);
+        self.b.switch_to_block(bad);
+        self.b.set_cold_block(bad);
+        let fr = self.func("bnnc_k_index_error", 3, types::I32, &[PTR, F64, types::I64])?;
+        let sz = self.int(size as i64);
+        self.b.ins().call(fr, &[self.ctx, v, sz]);
+        self.b.ins().jump(self.err, &[]);
+        self.b.switch_to_block(good);
+        Ok(self.b.ins().fcvt_to_sint_sat(types::I64, v))
+    }
+
+    fn id_of(&mut self, key: (u32, u32), inst: &Inst) -> i64 {
+        if let Some(id) = self.ids.get(&key) {
+            return *id;
+        }
+        let id = self.ops.len() as i64;
+        self.ops.push(inst.clone());
+        self.ids.insert(key, id);
+        id
+    }
+
+    // ---- blocks ----------------------------------------------------------------------------
+
+    fn enter_fwd(&mut self, b: BlockId) {
+        let bi = b.0 as usize;
+        let c = self.b.use_var(self.cnt[bi]);
+        self.b.def_var(self.cur[bi], c);
+        let n = self.b.ins().iadd_imm_s(c, 1);
+        self.b.def_var(self.cnt[bi], n);
+    }
+
+    fn enter_rev(&mut self, b: BlockId) {
+        let bi = b.0 as usize;
+        let c = self.b.use_var(self.cnt[bi]);
+        let n = self.b.ins().iadd_imm_s(c, -1);
+        self.b.def_var(self.cnt[bi], n);
+        self.b.def_var(self.cur[bi], n);
+    }
+
+    fn int_of(&mut self, v: V) -> R<Value> {
+        let a = self.addr(v)?;
+        let x = self.ld0(a);
+        Ok(self.b.ins().fcvt_to_sint_sat(types::I64, x))
+    }
+
+    fn cond_of(&mut self, v: V) -> R<Value> {
+        let a = self.addr(v)?;
+        let x = self.ld0(a);
+        let z = self.f(0.0);
+        Ok(self.b.ins().fcmp(FloatCC::NotEqual, x, z))
+    }
+
+    fn insts_fwd(&mut self, b: BlockId) -> R<()> {
+        let p = self.p;
+        for (k, inst) in p.block(b).iter().enumerate() {
+            let key = (b.0, k as u32);
+            match inst {
+                Inst::Op { dst, prim, args } => self.op_fwd(key, inst, *dst, prim, args)?,
+                Inst::For { var, lo, hi, body } => {
+                    let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);
+                    let (var, body) = (*var, *body);
+                    self.each_dyn(lo, hi, &mut |s, i| {
+                        s.enter_fwd(body);
+                        let a = s.addr(var)?;
+                        let x = s.b.ins().fcvt_from_sint(F64, i);
+                        s.b.ins().store(s.mf, x, a, 0);
+                        s.insts_fwd(body)
+                    })?;
+                }
+                Inst::If { cond, then, else_ } => {
+                    let c = self.cond_of(*cond)?;
+                    let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                    self.b.ins().brif(c, tb, &[], eb, &[]);
+                    for (blk, body) in [(tb, *then), (eb, *else_)] {
+                        self.b.switch_to_block(blk);
+                        self.enter_fwd(body);
+                        self.insts_fwd(body)?;
+                        self.b.ins().jump(merge, &[]);
+                    }
+                    self.b.switch_to_block(merge);
+                }
+                Inst::Store { slot, ix, index, value } => {
+                    let sshape = p.slots[slot.0 as usize].shape.clone();
+                    let vlen = p.info(*value).len();
+                    if let Some(run) = self.run(ix, &sshape, index, true)? {
+                        let (sa, va) = (self.slot_addr(*slot), self.addr(*value)?);
+                        let n = index_len(ix, &sshape);
+                        self.each(n, &mut |s, j| {
+                            let x = if vlen == 1 { s.ld0(va) } else { s.ld(va, j) };
+                            let q = s.b.ins().iadd(run.off, j);
+                            s.st(sa, q, x);
+                            Ok(())
+                        })?;
+                    } else {
+                        let id = self.id_of(key, inst);
+                        let mut ptrs = vec![self.addr(*value)?];
+                        for v in index {
+                            ptrs.push(self.addr(*v)?);
+                        }
+                        self.kernel("bnnc_k_store", id, &ptrs)?;
+                    }
+                }
+                Inst::Init { slot, value } => {
+                    let n: usize = p.slots[slot.0 as usize].shape.iter().product();
+                    let sa = self.slot_addr(*slot);
+                    match value {
+                        None => {
+                            self.each(n, &mut |s, j| {
+                                let x = s.f(f64::NAN);
+                                s.st(sa, j, x);
+                                Ok(())
+                            })?;
+                        }
+                        Some(v) => {
+                            let vlen = p.info(*v).len();
+                            let va = self.addr(*v)?;
+                            self.each(n, &mut |s, j| {
+                                let x = if vlen == 1 { s.ld0(va) } else { s.ld(va, j) };
+                                s.st(sa, j, x);
+                                Ok(())
+                            })?;
+                        }
+                    }
+                }
+                Inst::Target { value } => {
+                    let s = self.sum(*value)?;
+                    let t = self.b.use_var(self.target);
+                    let t = self.b.ins().fadd(t, s);
+                    self.b.def_var(self.target, t);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sum of a value's elements, in order.
+    fn sum(&mut self, v: V) -> R<Value> {
+        let n = self.p.info(v).len();
+        let a = self.addr(v)?;
+        if n == 0 {
+            return Ok(self.f(0.0));
+        }
+        let acc = self.b.declare_var(F64);
+        let first = self.ld0(a);
+        self.b.def_var(acc, first);
+        if n > 1 {
+            let one = self.int(1);
+            let end = self.int(n as i64);
+            self.each_dyn(one, end, &mut |s, i| {
+                let x = s.ld(a, i);
+                let t = s.b.use_var(acc);
+                let t = s.b.ins().fadd(t, x);
+                s.b.def_var(acc, t);
+                Ok(())
+            })?;
+        }
+        Ok(self.b.use_var(acc))
+    }
+
+    fn insts_rev(&mut self, b: BlockId) -> R<()> {
+        let p = self.p;
+        for (k, inst) in p.block(b).iter().enumerate().rev() {
+            let key = (b.0, k as u32);
+            match inst {
+                Inst::Op { dst, prim, args } => {
+                    if self.lay.has_adj(*dst) {
+                        self.op_rev(key, inst, *dst, prim, args)?;
+                    }
+                }
+                Inst::For { lo, hi, body, .. } => {
+                    if !self.touches_adjoints(*body) {
+                        continue;
+                    }
+                    let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);
+                    let body = *body;
+                    self.each_dyn(lo, hi, &mut |s, _| {
+                        s.enter_rev(body);
+                        s.insts_rev(body)
+                    })?;
+                }
+                Inst::If { cond, then, else_ } => {
+                    let c = self.cond_of(*cond)?;
+                    let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                    self.b.ins().brif(c, tb, &[], eb, &[]);
+                    for (blk, body) in [(tb, *then), (eb, *else_)] {
+                        self.b.switch_to_block(blk);
+                        self.enter_rev(body);
+                        self.insts_rev(body)?;
+                        self.b.ins().jump(merge, &[]);
+                    }
+                    self.b.switch_to_block(merge);
+                }
+                Inst::Store { slot, ix, index, value } => {
+                    let Some(sadj) = self.slot_adj(*slot) else { continue };
+                    let sshape = p.slots[slot.0 as usize].shape.clone();
+                    let vlen = p.info(*value).len();
+                    if let Some(run) = self.run(ix, &sshape, index, false)? {
+                        let vadj = self.adj(*value);
+                        let n = index_len(ix, &sshape);
+                        self.each(n, &mut |s, j| {
+                            let q = s.b.ins().iadd(run.off, j);
+                            let a = s.ld(sadj, q);
+                            let z = s.f(0.0);
+                            s.st(sadj, q, z);
+                            if let Some(va) = vadj {
+                                let at = if vlen == 1 { s.int(0) } else { j };
+                                s.add_to(va, at, a);
+                            }
+                            Ok(())
+                        })?;
+                    } else {
+                        let id = self.id_of(key, inst);
+                        let mut ptrs = vec![self.addr(*value)?];
+                        for v in index {
+                            ptrs.push(self.addr(*v)?);
+                        }
+                        self.kernel("bnnc_k_store_rev", id, &ptrs)?;
+                    }
+                }
+                Inst::Init { slot, value } => {
+                    let Some(sadj) = self.slot_adj(*slot) else { continue };
+                    let n: usize = p.slots[slot.0 as usize].shape.iter().product();
+                    if let Some(v) = value {
+                        if let Some(va) = self.adj(*v) {
+                            if p.info(*v).len() == 1 {
+                                let acc = self.b.declare_var(F64);
+                                let z = self.f(0.0);
+                                self.b.def_var(acc, z);
+                                self.each(n, &mut |s, j| {
+                                    let x = s.ld(sadj, j);
+                                    let t = s.b.use_var(acc);
+                                    let t = s.b.ins().fadd(t, x);
+                                    s.b.def_var(acc, t);
+                                    Ok(())
+                                })?;
+                                let t = self.b.use_var(acc);
+                                let z = self.int(0);
+                                self.add_to(va, z, t);
+                            } else {
+                                self.each(n, &mut |s, j| {
+                                    let x = s.ld(sadj, j);
+                                    s.add_to(va, j, x);
+                                    Ok(())
+                                })?;
+                            }
+                        }
+                    }
+                    self.each(n, &mut |s, j| {
+                        let z = s.f(0.0);
+                        s.st(sadj, j, z);
+                        Ok(())
+                    })?;
+                }
+                Inst::Target { value } => {
+                    if let Some(va) = self.adj(*value) {
+                        let n = p.info(*value).len();
+                        self.each(n, &mut |s, i| {
+                            let one = s.f(1.0);
+                            s.add_to(va, i, one);
+                            Ok(())
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the reverse sweep of a block has any adjoint work. A loop whose body has none is
+    /// skipped in reverse: its counter is then left unwound, which is harmless because only the
+    /// body and the blocks nested in it read that counter.
+    fn touches_adjoints(&self, b: BlockId) -> bool {
+        self.p.block(b).iter().any(|inst| match inst {
+            Inst::Op { dst, .. } => self.lay.has_adj(*dst),
+            Inst::For { body, .. } => self.touches_adjoints(*body),
+            Inst::If { then, else_, .. } => self.touches_adjoints(*then) || self.touches_adjoints(*else_),
+            Inst::Store { slot, .. } | Inst::Init { slot, .. } => self.lay.slot_adj[slot.0 as usize].is_some(),
+            Inst::Target { value } => self.lay.has_adj(*value),
+        })
+    }
+
+    // ---- indexing --------------------------------------------------------------------------
+
+    /// When `ix` picks one contiguous run of a tensor of shape `base` (single indices, then
+    /// at most one range or `:`, then whole dimensions), its flat offset (bounds checked when
+    /// `check`); `None` for other patterns.
+    fn run(&mut self, ix: &[Ix], base: &[usize], idx: &[V], check: bool) -> R<Option<Run>> {
+        let mut k = 0;
+        let mut partial = false;
+        for i in ix {
+            match i {
+                Ix::Single if !partial => {}
+                Ix::Range(_) | Ix::All if !partial => partial = true,
+                Ix::All => {}
+                _ => return Ok(None),
+            }
+        }
+        let strides = crate::ir::prim::strides(base);
+        let mut off = self.int(0);
+        for (d, i) in ix.iter().enumerate() {
+            match i {
+                Ix::Single | Ix::Range(_) => {
+                    let a = self.addr(idx[k])?;
+                    k += 1;
+                    let v = self.ld0(a);
+                    let extra = if let Ix::Range(len) = i { *len } else { 0 };
+                    let iv = if check {
+                        self.check_index(v, extra, base[d])?
+                    } else {
+                        self.b.ins().fcvt_to_sint_sat(types::I64, v)
+                    };
+                    let t = self.b.ins().imul_imm_s(iv, strides[d] as i64);
+                    off = self.b.ins().iadd(off, t);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(Run { off }))
+    }
+
+    // ---- operations ------------------------------------------------------------------------
+
+    fn op_fwd(&mut self, key: (u32, u32), inst: &Inst, dst: V, prim: &Prim, args: &[V]) -> R<()> {
+        let p = self.p;
+        let shape = p.info(dst).shape.clone();
+        let n = p.info(dst).len();
+        match prim {
+            Prim::Const(_) | Prim::Lit(_) => Ok(()),
+            Prim::Unary(u) => {
+                let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
+                let u = *u;
+                self.each(n, &mut |s, i| {
+                    let x = s.ld(a, i);
+                    let y = s.un_f(u, x)?;
+                    s.st(o, i, y);
+                    Ok(())
+                })
+            }
+            Prim::Binary(bn) => {
+                let (ma, mb) = (self.mode(args[0], &shape), self.mode(args[1], &shape));
+                let (o, a, b) = (self.addr(dst)?, self.addr(args[0])?, self.addr(args[1])?);
+                let rows = matches!(ma, Mode::Row) || matches!(mb, Mode::Row);
+                let bn = *bn;
+                self.each_elem(&shape, rows, &mut |s, i, j| {
+                    let x = s.get(a, ma, i, j);
+                    let y = s.get(b, mb, i, j);
+                    let r = s.bin_f(bn, x, y)?;
+                    s.st(o, i, r);
+                    Ok(())
+                })
+            }
+            Prim::Select => {
+                let c = self.cond_of(args[0])?;
+                let (ma, mb) = (self.mode(args[1], &shape), self.mode(args[2], &shape));
+                let (o, a, b) = (self.addr(dst)?, self.addr(args[1])?, self.addr(args[2])?);
+                let rows = matches!(ma, Mode::Row) || matches!(mb, Mode::Row);
+                self.each_elem(&shape, rows, &mut |s, i, j| {
+                    let x = s.get(a, ma, i, j);
+                    let y = s.get(b, mb, i, j);
+                    let r = s.b.ins().select(c, x, y);
+                    s.st(o, i, r);
+                    Ok(())
+                })
+            }
+            Prim::Reduce(Red::Sum) => {
+                let s = self.sum(args[0])?;
+                let o = self.addr(dst)?;
+                self.b.ins().store(self.mf, s, o, 0);
+                Ok(())
+            }
+            Prim::Fill(_) => {
+                let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
+                let x = self.ld0(a);
+                self.each(n, &mut |s, i| {
+                    s.st(o, i, x);
+                    Ok(())
+                })
+            }
+            Prim::Reshape(_) => {
+                let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
+                self.each(n, &mut |s, i| {
+                    let x = s.ld(a, i);
+                    s.st(o, i, x);
+                    Ok(())
+                })
+            }
+            Prim::Index(ix) if self.inline_index(ix, &p.info(args[0]).shape, &args[1..]) => {
+                let base_shape = p.info(args[0]).shape.clone();
+                let ba = self.addr(args[0])?;
+                let o = self.addr(dst)?;
+                self.index_fwd(ix, &base_shape, ba, &args[1..], o, n)
+            }
+            Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
+                let base_shape = p.slots[slot.0 as usize].shape.clone();
+                let ba = self.slot_addr(*slot);
+                let o = self.addr(dst)?;
+                self.index_fwd(ix, &base_shape, ba, args, o, n)
+            }
+            _ => {
+                let id = self.id_of(key, inst);
+                let mut ptrs = vec![self.addr(dst)?];
+                for a in args {
+                    ptrs.push(self.addr(*a)?);
+                }
+                self.kernel("bnnc_k_eval", id, &ptrs)
+            }
+        }
+    }
+
+    /// Index patterns emitted inline: a contiguous run, or a gather on the first dimension.
+    fn inline_index(&self, ix: &[Ix], base: &[usize], _idx: &[V]) -> bool {
+        let mut partial = false;
+        let contiguous = ix.iter().all(|i| match i {
+            Ix::Single => !partial,
+            Ix::Range(_) => {
+                let ok = !partial;
+                partial = true;
+                ok
+            }
+            Ix::All => {
+                partial = true;
+                true
+            }
+            Ix::Gather => false,
+        });
+        contiguous || (ix.len() == 1 && ix[0] == Ix::Gather && !base.is_empty())
+    }
+
+    fn index_fwd(&mut self, ix: &[Ix], base: &[usize], ba: Value, idx: &[V], o: Value, n: usize) -> R<()> {
+        if let Some(run) = self.run(ix, base, idx, true)? {
+            return self.each(n, &mut |s, j| {
+                let q = s.b.ins().iadd(run.off, j);
+                let x = s.ld(ba, q);
+                s.st(o, j, x);
+                Ok(())
+            });
+        }
+        // A gather on the first dimension.
+        let tail: usize = base[1..].iter().product();
+        let ga = self.addr(idx[0])?;
+        let m = self.p.info(idx[0]).len();
+        let size = base[0];
+        self.each(m, &mut |s, i| {
+            let g = s.ld(ga, i);
+            let gi = s.check_index(g, 0, size)?;
+            let from = s.b.ins().imul_imm_s(gi, tail as i64);
+            let to = s.b.ins().imul_imm_s(i, tail as i64);
+            s.each(tail, &mut |s, t| {
+                let q = s.b.ins().iadd(from, t);
+                let x = s.ld(ba, q);
+                let r = s.b.ins().iadd(to, t);
+                s.st(o, r, x);
+                Ok(())
+            })
+        })
+    }
+
+    /// adj_base[picked] += adj_out (the reverse of `index_fwd`).
+    fn index_rev(&mut self, ix: &[Ix], base: &[usize], badj: Value, idx: &[V], oadj: Value, n: usize) -> R<()> {
+        if let Some(run) = self.run(ix, base, idx, false)? {
+            return self.each(n, &mut |s, j| {
+                let g = s.ld(oadj, j);
+                let q = s.b.ins().iadd(run.off, j);
+                s.add_to(badj, q, g);
+                Ok(())
+            });
+        }
+        let tail: usize = base[1..].iter().product();
+        let ga = self.addr(idx[0])?;
+        let m = self.p.info(idx[0]).len();
+        self.each(m, &mut |s, i| {
+            let g = s.ld(ga, i);
+            let gi = s.b.ins().fcvt_to_sint_sat(types::I64, g);
+            let from = s.b.ins().imul_imm_s(gi, tail as i64);
+            let to = s.b.ins().imul_imm_s(i, tail as i64);
+            s.each(tail, &mut |s, t| {
+                let r = s.b.ins().iadd(to, t);
+                let a = s.ld(oadj, r);
+                let q = s.b.ins().iadd(from, t);
+                s.add_to(badj, q, a);
+                Ok(())
+            })
+        })
+    }
+
+    fn zero(&mut self, base: Value, n: usize) -> R<()> {
+        self.each(n, &mut |s, i| {
+            let z = s.f(0.0);
+            s.st(base, i, z);
+            Ok(())
+        })
+    }
+
+    fn op_rev(&mut self, key: (u32, u32), inst: &Inst, dst: V, prim: &Prim, args: &[V]) -> R<()> {
+        let p = self.p;
+        let shape = p.info(dst).shape.clone();
+        let n = p.info(dst).len();
+        let Some(oadj) = self.adj(dst) else { return Ok(()) };
+        match prim {
+            Prim::Const(_) | Prim::Lit(_) => Ok(()),
+            Prim::Unary(u) => {
+                if let Some(aadj) = self.adj(args[0]) {
+                    let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
+                    let u = *u;
+                    self.each(n, &mut |s, i| {
+                        let g = s.ld(oadj, i);
+                        let x = s.ld(a, i);
+                        let y = s.ld(o, i);
+                        let d = s.un_df(u, x, y)?;
+                        let c = s.b.ins().fmul(g, d);
+                        let c = s.unless_zero(g, c);
+                        s.add_to(aadj, i, c);
+                        Ok(())
+                    })?;
+                }
+                self.zero(oadj, n)
+            }
+            Prim::Binary(bn) => {
+                let (ma, mb) = (self.mode(args[0], &shape), self.mode(args[1], &shape));
+                let (o, a, b) = (self.addr(dst)?, self.addr(args[0])?, self.addr(args[1])?);
+                let (aadj, badj) = (self.adj(args[0]), self.adj(args[1]));
+                let rows = matches!(ma, Mode::Row) || matches!(mb, Mode::Row);
+                let bn = *bn;
+                // Broadcast scalars sum their contributions first, as the interpreter does.
+                let acc_a = self.scalar_acc(ma, aadj);
+                let acc_b = self.scalar_acc(mb, badj);
+                self.each_elem(&shape, rows, &mut |s, i, j| {
+                    let g = s.ld(oadj, i);
+                    let x = s.get(a, ma, i, j);
+                    let y = s.get(b, mb, i, j);
+                    let r = s.ld(o, i);
+                    if let Some(aa) = aadj {
+                        let d = s.bin_da(bn, x, y, r)?;
+                        let c = s.b.ins().fmul(g, d);
+                        let c = s.unless_zero(g, c);
+                        s.accumulate(acc_a, aa, ma, i, j, c);
+                    }
+                    if let Some(ba) = badj {
+                        let d = s.bin_db(bn, x, y, r)?;
+                        let c = s.b.ins().fmul(g, d);
+                        let c = s.unless_zero(g, c);
+                        s.accumulate(acc_b, ba, mb, i, j, c);
+                    }
+                    Ok(())
+                })?;
+                self.flush_acc(acc_a, aadj);
+                self.flush_acc(acc_b, badj);
+                self.zero(oadj, n)
+            }
+            Prim::Select => {
+                let c = self.cond_of(args[0])?;
+                for (k, pick) in [(1usize, true), (2usize, false)] {
+                    let Some(aadj) = self.adj(args[k]) else { continue };
+                    let m = self.mode(args[k], &shape);
+                    let acc = self.scalar_acc(m, Some(aadj));
+                    let rows = matches!(m, Mode::Row);
+                    self.each_elem(&shape, rows, &mut |s, i, j| {
+                        let g = s.ld(oadj, i);
+                        let z = s.f(0.0);
+                        let v = if pick { s.b.ins().select(c, g, z) } else { s.b.ins().select(c, z, g) };
+                        s.accumulate(acc, aadj, m, i, j, v);
+                        Ok(())
+                    })?;
+                    self.flush_acc(acc, Some(aadj));
+                }
+                self.zero(oadj, n)
+            }
+            Prim::Reduce(Red::Sum) | Prim::Fill(_) | Prim::Reshape(_) => {
+                if let Some(aadj) = self.adj(args[0]) {
+                    match prim {
+                        Prim::Reduce(_) => {
+                            let m = p.info(args[0]).len();
+                            let g = self.ld0(oadj);
+                            self.each(m, &mut |s, i| {
+                                s.add_to(aadj, i, g);
+                                Ok(())
+                            })?;
+                        }
+                        Prim::Fill(_) => {
+                            let t = self.sum_adj(oadj, n)?;
+                            let z = self.int(0);
+                            self.add_to(aadj, z, t);
+                        }
+                        _ => {
+                            self.each(n, &mut |s, i| {
+                                let g = s.ld(oadj, i);
+                                s.add_to(aadj, i, g);
+                                Ok(())
+                            })?;
+                        }
+                    }
+                }
+                self.zero(oadj, n)
+            }
+            Prim::Index(ix) if self.inline_index(ix, &p.info(args[0]).shape, &args[1..]) => {
+                if let Some(badj) = self.adj(args[0]) {
+                    let base_shape = p.info(args[0]).shape.clone();
+                    self.index_rev(ix, &base_shape, badj, &args[1..], oadj, n)?;
+                }
+                self.zero(oadj, n)
+            }
+            Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
+                if let Some(sadj) = self.slot_adj(*slot) {
+                    let base_shape = p.slots[slot.0 as usize].shape.clone();
+                    self.index_rev(ix, &base_shape, sadj, args, oadj, n)?;
+                }
+                self.zero(oadj, n)
+            }
+            _ => {
+                let id = self.id_of(key, inst);
+                let mut ptrs = vec![self.addr(dst)?];
+                for a in args {
+                    ptrs.push(self.addr(*a)?);
+                }
+                self.kernel("bnnc_k_vjp", id, &ptrs)
+            }
+        }
+    }
+
+    fn sum_adj(&mut self, base: Value, n: usize) -> R<Value> {
+        let acc = self.b.declare_var(F64);
+        let z = self.f(0.0);
+        self.b.def_var(acc, z);
+        self.each(n, &mut |s, i| {
+            let x = s.ld(base, i);
+            let t = s.b.use_var(acc);
+            let t = s.b.ins().fadd(t, x);
+            s.b.def_var(acc, t);
+            Ok(())
+        })?;
+        Ok(self.b.use_var(acc))
+    }
+
+    /// A local accumulator for a broadcast scalar's adjoint.
+    fn scalar_acc(&mut self, m: Mode, adj: Option<Value>) -> Option<Variable> {
+        if adj.is_some() && matches!(m, Mode::Scalar) {
+            let v = self.b.declare_var(F64);
+            let z = self.f(0.0);
+            self.b.def_var(v, z);
+            Some(v)
+        } else {
+            None
+        }
+    }
+
+    fn accumulate(&mut self, acc: Option<Variable>, adj: Value, m: Mode, i: Value, j: Value, c: Value) {
+        match (acc, m) {
+            (Some(v), _) => {
+                let t = self.b.use_var(v);
+                let t = self.b.ins().fadd(t, c);
+                self.b.def_var(v, t);
+            }
+            (None, Mode::Row) => self.add_to(adj, j, c),
+            (None, Mode::Full) => self.add_to(adj, i, c),
+            (None, Mode::Scalar | Mode::Imm(_)) => {
+                let z = self.int(0);
+                self.add_to(adj, z, c)
+            }
+        }
+    }
+
+    fn flush_acc(&mut self, acc: Option<Variable>, adj: Option<Value>) {
+        if let (Some(v), Some(a)) = (acc, adj) {
+            let t = self.b.use_var(v);
+            let z = self.int(0);
+            self.add_to(a, z, t);
+        }
+    }
+
+    /// `g == 0 ? 0 : c`: an element with no adjoint contributes nothing, even where the
+    /// derivative is infinite (as the interpreter skips it).
+    fn unless_zero(&mut self, g: Value, c: Value) -> Value {
+        let z = self.f(0.0);
+        let nz = self.b.ins().fcmp(FloatCC::NotEqual, g, z);
+        self.b.ins().select(nz, c, z)
+    }
+
+    // ---- scalar functions ------------------------------------------------------------------
+
+    fn flag(&mut self, c: Value) -> Value {
+        let (one, zero) = (self.f(1.0), self.f(0.0));
+        self.b.ins().select(c, one, zero)
+    }
+
+    fn un_f(&mut self, u: Un, x: Value) -> R<Value> {
+        Ok(match u {
+            Un::Neg => self.b.ins().fneg(x),
+            Un::Not => {
+                let z = self.f(0.0);
+                let c = self.b.ins().fcmp(FloatCC::Equal, x, z);
+                self.flag(c)
+            }
+            Un::Sqrt => self.b.ins().sqrt(x),
+            Un::Square => self.b.ins().fmul(x, x),
+            Un::Abs => self.b.ins().fabs(x),
+            Un::Floor => self.b.ins().floor(x),
+            Un::Ceil => self.b.ins().ceil(x),
+            Un::Inv => {
+                let one = self.f(1.0);
+                self.b.ins().fdiv(one, x)
+            }
+            Un::Relu => {
+                // x.max(0.0): 0 for NaN, as Rust's max.
+                let z = self.f(0.0);
+                let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
+                self.b.ins().select(c, x, z)
+            }
+            _ => {
+                let (name, _, _, _) = kernels::un_symbols(u);
+                self.call_f(name, &[x])?
+            }
+        })
+    }
+
+    fn un_df(&mut self, u: Un, x: Value, y: Value) -> R<Value> {
+        Ok(match u {
+            Un::Neg => self.f(-1.0),
+            Un::Not | Un::Floor | Un::Ceil | Un::Round => self.f(0.0),
+            Un::Exp => y,
+            Un::Log => {
+                let one = self.f(1.0);
+                self.b.ins().fdiv(one, x)
+            }
+            Un::Log1p => {
+                let one = self.f(1.0);
+                let d = self.b.ins().fadd(one, x);
+                self.b.ins().fdiv(one, d)
+            }
+            Un::Expm1 => {
+                let one = self.f(1.0);
+                self.b.ins().fadd(y, one)
+            }
+            Un::Sqrt => {
+                let h = self.f(0.5);
+                self.b.ins().fdiv(h, y)
+            }
+            Un::Square => {
+                let two = self.f(2.0);
+                self.b.ins().fmul(two, x)
+            }
+            Un::Tanh => {
+                let one = self.f(1.0);
+                let yy = self.b.ins().fmul(y, y);
+                self.b.ins().fsub(one, yy)
+            }
+            Un::Sigmoid => {
+                let one = self.f(1.0);
+                let om = self.b.ins().fsub(one, y);
+                self.b.ins().fmul(y, om)
+            }
+            Un::Relu => {
+                let z = self.f(0.0);
+                let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
+                self.flag(c)
+            }
+            Un::Inv => {
+                let m1 = self.f(-1.0);
+                let xx = self.b.ins().fmul(x, x);
+                self.b.ins().fdiv(m1, xx)
+            }
+            _ => {
+                let (_, _, name, _) = kernels::un_symbols(u);
+                self.call_f(name, &[x, y])?
+            }
+        })
+    }
+
+    fn bin_f(&mut self, bn: Bin, a: Value, b: Value) -> R<Value> {
+        let cmp = |s: &mut Self, cc: FloatCC| {
+            let c = s.b.ins().fcmp(cc, a, b);
+            s.flag(c)
+        };
+        Ok(match bn {
+            Bin::Add => self.b.ins().fadd(a, b),
+            Bin::Sub => self.b.ins().fsub(a, b),
+            Bin::Mul => self.b.ins().fmul(a, b),
+            Bin::Div => self.b.ins().fdiv(a, b),
+            Bin::Eq => cmp(self, FloatCC::Equal),
+            Bin::Ne => cmp(self, FloatCC::NotEqual),
+            Bin::Lt => cmp(self, FloatCC::LessThan),
+            Bin::Le => cmp(self, FloatCC::LessThanOrEqual),
+            Bin::Gt => cmp(self, FloatCC::GreaterThan),
+            Bin::Ge => cmp(self, FloatCC::GreaterThanOrEqual),
+            _ => {
+                let (name, ..) = kernels::bin_symbols(bn);
+                self.call_f(name, &[a, b])?
+            }
+        })
+    }
+
+    fn bin_da(&mut self, bn: Bin, a: Value, b: Value, y: Value) -> R<Value> {
+        Ok(match bn {
+            Bin::Add | Bin::Sub => self.f(1.0),
+            Bin::Mul => b,
+            Bin::Div => {
+                let one = self.f(1.0);
+                self.b.ins().fdiv(one, b)
+            }
+            _ => {
+                let (_, _, name, ..) = kernels::bin_symbols(bn);
+                self.call_f(name, &[a, b, y])?
+            }
+        })
+    }
+
+    fn bin_db(&mut self, bn: Bin, a: Value, b: Value, y: Value) -> R<Value> {
+        Ok(match bn {
+            Bin::Add => self.f(1.0),
+            Bin::Sub => self.f(-1.0),
+            Bin::Mul => a,
+            Bin::Div => {
+                let na = self.b.ins().fneg(a);
+                let bb = self.b.ins().fmul(b, b);
+                self.b.ins().fdiv(na, bb)
+            }
+            _ => {
+                let (.., name, _) = kernels::bin_symbols(bn);
+                self.call_f(name, &[a, b, y])?
+            }
+        })
+    }
+}
+
+/// The number of elements an index expression picks (for stores through a run).
+fn index_len(ix: &[Ix], base: &[usize]) -> usize {
+    let mut n = 1;
+    for (d, size) in base.iter().enumerate() {
+        match ix.get(d) {
+            None | Some(Ix::All) => n *= size,
+            Some(Ix::Single) => {}
+            Some(Ix::Range(len)) => n *= len,
+            Some(Ix::Gather) => return 0,
+        }
+    }
+    n
+}

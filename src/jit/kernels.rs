@@ -1,0 +1,480 @@
+//! The Rust entry points compiled code calls: scalar transcendentals, and kernels for the
+//! primitives that are not emitted inline (linear algebra, densities, transforms, general
+//! indexing). Kernels receive the context and a table of pointers to the current execution's
+//! primal values; adjoints sit at fixed places in the arena the layout names.
+//!
+//! Every kernel returns 0 on success and 1 on a recoverable evaluation error, with its message
+//! left in the runtime. A panic inside a kernel is caught and reported the same way, so it never
+//! unwinds into generated code.
+
+use super::layout::Layout;
+use crate::ir::prim::{self, Bin, Prim, Scratch, Un};
+use crate::ir::{Inst, Program};
+use crate::math::transform;
+use smallvec::SmallVec;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// What generated code reads and writes; `#[repr(C)]` because it loads `arena` and stores
+/// `target` by offset.
+#[repr(C)]
+pub struct Ctx {
+    pub arena: *mut f64,
+    pub theta: *const f64,
+    pub grad: *mut f64,
+    pub rt: *mut Runtime,
+    pub target: f64,
+    pub jacobian: f64,
+    /// 1 when the gradient includes the log-Jacobian's, 0 when not.
+    pub jac_weight: f64,
+}
+
+pub const CTX_ARENA: i32 = 0;
+pub const CTX_TARGET: i32 = 32;
+
+/// What kernels need besides the pointers they are given.
+pub struct Runtime {
+    pub p: *const Program,
+    pub lay: Layout,
+    /// The instructions kernels run, by the id compiled code passes.
+    pub ops: Vec<Inst>,
+    pub sc: Scratch,
+    pub tmp: Vec<Vec<f64>>,
+    pub pos: Vec<usize>,
+    pub bound_adj: (Vec<f64>, Vec<f64>),
+    pub error: Option<String>,
+}
+
+type Args<T> = SmallVec<[T; 8]>;
+
+unsafe fn guarded(ctx: *mut Ctx, f: impl FnOnce(&mut Ctx) -> Result<(), String>) -> i32 {
+    let ctx = &mut *ctx;
+    let rt = ctx.rt;
+    match catch_unwind(AssertUnwindSafe(|| f(ctx))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            (*rt).error = Some(e);
+            1
+        }
+        Err(_) => {
+            (*rt).error = Some("internal error in a compiled kernel".into());
+            1
+        }
+    }
+}
+
+unsafe fn len_of(p: &Program, v: crate::ir::V) -> usize {
+    p.values[v.0 as usize].len()
+}
+
+/// A Constrain's bounds from its arguments (lower first, as its kind has them).
+fn bounds<'a>(kind: transform::Kind, args: &[&'a [f64]]) -> (&'a [f64], &'a [f64]) {
+    use transform::Kind;
+    match kind {
+        Kind::Lower => (args[0], &[]),
+        Kind::Upper => (&[], args[0]),
+        Kind::LowerUpper => (args[0], args[1]),
+        _ => (&[], &[]),
+    }
+}
+
+/// Forward evaluation of op `id`: `ptrs` = [result, args...].
+///
+/// # Safety
+/// Called by compiled code only: `ctx` is live and the pointer table has the op's arity.
+pub unsafe extern "C" fn k_eval(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) -> i32 {
+    guarded(ctx, |ctx| {
+        let rt = &mut *ctx.rt;
+        let p = &*rt.p;
+        let Inst::Op { dst, prim, args } = &rt.ops[id as usize] else {
+            return Err("not an operation".into());
+        };
+        let ptrs = std::slice::from_raw_parts(ptrs, 1 + args.len());
+        let out = std::slice::from_raw_parts_mut(ptrs[0], len_of(p, *dst));
+        let argv: Args<&[f64]> =
+            args.iter().enumerate().map(|(k, a)| std::slice::from_raw_parts(ptrs[1 + k], len_of(p, *a))).collect();
+        let shapes: Args<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
+        let out_shape = &p.values[dst.0 as usize].shape;
+        match prim {
+            Prim::Constrain(i) => {
+                let pl = &p.params[*i as usize];
+                let y = std::slice::from_raw_parts(ctx.theta.add(pl.offset), pl.free_len);
+                let (lb, ub) = bounds(pl.kind, &argv);
+                let lj = transform::constrain(pl.kind, y, lb, ub, out);
+                ctx.jacobian += lj;
+                if !lj.is_finite() || out.iter().any(|x| !x.is_finite()) {
+                    return Err(format!("parameter `{}` is not finite after its transform", pl.name));
+                }
+                Ok(())
+            }
+            Prim::MatMul => {
+                matmul(argv[0], shapes[0], argv[1], shapes[1], out);
+                Ok(())
+            }
+            Prim::Load(s, _) => {
+                let sshape = &p.slots[s.0 as usize].shape;
+                let slot =
+                    std::slice::from_raw_parts(ctx.arena.add(rt.lay.slot[s.0 as usize]), sshape.iter().product());
+                prim::eval(prim, &argv, &shapes, out_shape, out, &p.consts, &mut rt.sc, Some((slot, sshape)))
+            }
+            _ => prim::eval(prim, &argv, &shapes, out_shape, out, &p.consts, &mut rt.sc, None),
+        }
+    })
+}
+
+/// Reverse step of op `id`: `ptrs` = [result, args...] (primals of the current execution).
+/// Adds into the arguments' adjoints and zeroes the result's.
+///
+/// # Safety
+/// Called by compiled code only: `ctx` is live and the pointer table has the op's arity.
+pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) -> i32 {
+    guarded(ctx, |ctx| {
+        let rt = &mut *ctx.rt;
+        let p = &*rt.p;
+        let arena = ctx.arena;
+        let Inst::Op { dst, prim, args } = &rt.ops[id as usize] else {
+            return Err("not an operation".into());
+        };
+        let Some(adj_at) = rt.lay.adj[dst.0 as usize] else { return Ok(()) };
+        let n_out = len_of(p, *dst);
+        let adj_out = std::slice::from_raw_parts_mut(arena.add(adj_at), n_out);
+        if !matches!(prim, Prim::Constrain(_)) && adj_out.iter().all(|a| *a == 0.0) {
+            return Ok(());
+        }
+        let ptrs = std::slice::from_raw_parts(ptrs, 1 + args.len());
+        let out = std::slice::from_raw_parts(ptrs[0], n_out);
+        let argv: Args<&[f64]> =
+            args.iter().enumerate().map(|(k, a)| std::slice::from_raw_parts(ptrs[1 + k], len_of(p, *a))).collect();
+        let shapes: Args<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
+        let out_shape = &p.values[dst.0 as usize].shape;
+        let mut tmp = std::mem::take(&mut rt.tmp);
+        if tmp.len() < args.len() {
+            tmp.resize(args.len(), Vec::new());
+        }
+        for (k, a) in args.iter().enumerate() {
+            tmp[k].clear();
+            tmp[k].resize(len_of(p, *a), 0.0);
+        }
+        let has = |a: &crate::ir::V| rt.lay.adj[a.0 as usize].is_some();
+        let r = {
+            let (head, _) = tmp.split_at_mut(args.len());
+            let mut adj_args: Args<Option<&mut [f64]>> =
+                head.iter_mut().zip(args).map(|(t, a)| if has(a) { Some(t.as_mut_slice()) } else { None }).collect();
+            match prim {
+                Prim::Constrain(i) => {
+                    let pl = &p.params[*i as usize];
+                    let y = std::slice::from_raw_parts(ctx.theta.add(pl.offset), pl.free_len);
+                    let grad = std::slice::from_raw_parts_mut(ctx.grad.add(pl.offset), pl.free_len);
+                    let (lb, ub) = bounds(pl.kind, &argv);
+                    let (mut glb, mut gub) = std::mem::take(&mut rt.bound_adj);
+                    glb.clear();
+                    glb.resize(lb.len(), 0.0);
+                    gub.clear();
+                    gub.resize(ub.len(), 0.0);
+                    transform::constrain_vjp(pl.kind, y, lb, ub, adj_out, ctx.jac_weight, grad, &mut glb, &mut gub);
+                    let mut k = 0;
+                    for g in [&glb, &gub] {
+                        if g.is_empty() {
+                            continue;
+                        }
+                        if let Some(a) = adj_args.get_mut(k).and_then(|x| x.as_deref_mut()) {
+                            a.iter_mut().zip(g.iter()).for_each(|(x, y)| *x += y);
+                        }
+                        k += 1;
+                    }
+                    rt.bound_adj = (glb, gub);
+                    Ok(())
+                }
+                Prim::MatMul => {
+                    matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
+                    Ok(())
+                }
+                Prim::Load(s, _) => {
+                    let sshape = &p.slots[s.0 as usize].shape;
+                    let sadj = rt.lay.slot_adj[s.0 as usize].map(|at| {
+                        (std::slice::from_raw_parts_mut(arena.add(at), sshape.iter().product()), sshape.as_slice())
+                    });
+                    prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, sadj)
+                }
+                _ => prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, None),
+            }
+        };
+        for (k, a) in args.iter().enumerate() {
+            if let Some(at) = rt.lay.adj[a.0 as usize] {
+                let dstv = std::slice::from_raw_parts_mut(arena.add(at), tmp[k].len());
+                dstv.iter_mut().zip(&tmp[k]).for_each(|(x, y)| *x += y);
+            }
+        }
+        rt.tmp = tmp;
+        adj_out.iter_mut().for_each(|a| *a = 0.0);
+        r
+    })
+}
+
+/// A store through general indices: `ptrs` = [value, index args...].
+///
+/// # Safety
+/// Called by compiled code only: `ctx` is live and the pointer table has the op's arity.
+pub unsafe extern "C" fn k_store(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) -> i32 {
+    guarded(ctx, |ctx| store(ctx, id, ptrs, false))
+}
+
+/// The reverse of [`k_store`]: the slot's adjoint at the stored places moves to the value.
+///
+/// # Safety
+/// Called by compiled code only: `ctx` is live and the pointer table has the op's arity.
+pub unsafe extern "C" fn k_store_rev(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) -> i32 {
+    guarded(ctx, |ctx| store(ctx, id, ptrs, true))
+}
+
+unsafe fn store(ctx: &mut Ctx, id: i64, ptrs: *const *mut f64, rev: bool) -> Result<(), String> {
+    let rt = &mut *ctx.rt;
+    let p = &*rt.p;
+    let Inst::Store { slot, ix, index, value } = &rt.ops[id as usize] else {
+        return Err("not a store".into());
+    };
+    let ptrs = std::slice::from_raw_parts(ptrs, 1 + index.len());
+    let sshape = &p.slots[slot.0 as usize].shape;
+    let idx: Args<&[f64]> =
+        index.iter().enumerate().map(|(k, v)| std::slice::from_raw_parts(ptrs[1 + k], len_of(p, *v))).collect();
+    let mut pos = std::mem::take(&mut rt.pos);
+    let r = prim::index_positions(ix, sshape, &idx, &mut pos);
+    if r.is_ok() {
+        let vlen = len_of(p, *value);
+        if !rev {
+            let val = std::slice::from_raw_parts(ptrs[0], vlen);
+            let s = ctx.arena.add(rt.lay.slot[slot.0 as usize]);
+            for (k, q) in pos.iter().enumerate() {
+                *s.add(*q) = if vlen == 1 { val[0] } else { val[k] };
+            }
+        } else if let Some(sa) = rt.lay.slot_adj[slot.0 as usize] {
+            let sadj = ctx.arena.add(sa);
+            let vadj = rt.lay.adj[value.0 as usize].map(|at| ctx.arena.add(at));
+            for (k, q) in pos.iter().enumerate() {
+                let a = std::mem::replace(&mut *sadj.add(*q), 0.0);
+                if let Some(va) = vadj {
+                    *va.add(if vlen == 1 { 0 } else { k }) += a;
+                }
+            }
+        }
+    }
+    rt.pos = pos;
+    r
+}
+
+/// An index out of range in inline code: records the message.
+///
+/// # Safety
+/// Called by compiled code only: `ctx` is live and the pointer table has the op's arity.
+pub unsafe extern "C" fn k_index_error(ctx: *mut Ctx, v: f64, size: i64) -> i32 {
+    let rt = &mut *(*ctx).rt;
+    rt.error = Some(format!("index {v} is out of range for a dimension of size {size}"));
+    1
+}
+
+/// `[r,k] @ [k,c]` (vectors as one row or one column) with matrixmultiply's kernels.
+fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
+    let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+    let c = if sb.len() == 2 { sb[1] } else { 1 };
+    if r == 0 || c == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // SAFETY: the slices have r·k, k·c and r·c elements (shape rule), row-major.
+    unsafe {
+        matrixmultiply::dgemm(
+            r,
+            k,
+            c,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            c as isize,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            c as isize,
+            1,
+        );
+    }
+}
+
+/// C = A B: dA += dC Bᵀ, dB += Aᵀ dC.
+fn matmul_vjp(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], adj: &[f64], adj_args: &mut [Option<&mut [f64]>]) {
+    let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+    let c = if sb.len() == 2 { sb[1] } else { 1 };
+    if r == 0 || c == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: as in `matmul`; Bᵀ and Aᵀ are read through swapped strides.
+    unsafe {
+        if let Some(ga) = adj_args[0].as_deref_mut() {
+            matrixmultiply::dgemm(
+                r,
+                c,
+                k,
+                1.0,
+                adj.as_ptr(),
+                c as isize,
+                1,
+                b.as_ptr(),
+                1,
+                c as isize,
+                1.0,
+                ga.as_mut_ptr(),
+                k as isize,
+                1,
+            );
+        }
+        if let Some(gb) = adj_args[1].as_deref_mut() {
+            matrixmultiply::dgemm(
+                k,
+                r,
+                c,
+                1.0,
+                a.as_ptr(),
+                1,
+                k as isize,
+                adj.as_ptr(),
+                c as isize,
+                1,
+                1.0,
+                gb.as_mut_ptr(),
+                c as isize,
+                1,
+            );
+        }
+    }
+}
+
+/// Symbols of the scalar functions for `Un`: (name of f, f, name of f', f').
+pub fn un_symbols(u: Un) -> (&'static str, *const u8, &'static str, *const u8) {
+    macro_rules! un {
+        ($($v:ident),* $(,)?) => {
+            match u {
+                $(Un::$v => {
+                    extern "C" fn f(x: f64) -> f64 {
+                        Un::$v.f(x)
+                    }
+                    extern "C" fn df(x: f64, y: f64) -> f64 {
+                        Un::$v.df(x, y)
+                    }
+                    (concat!("bnnc_", stringify!($v)), f as *const u8, concat!("bnnc_d_", stringify!($v)), df as *const u8)
+                })*
+            }
+        };
+    }
+    un!(
+        Neg,
+        Not,
+        Exp,
+        Log,
+        Log1p,
+        Expm1,
+        Sqrt,
+        Square,
+        Abs,
+        Tanh,
+        Sigmoid,
+        Logit,
+        Softplus,
+        Relu,
+        Lgamma,
+        Digamma,
+        Sin,
+        Cos,
+        Erf,
+        Phi,
+        Log1m,
+        LogInvLogit,
+        Inv,
+        Floor,
+        Ceil,
+        Round,
+    )
+}
+
+/// Symbols of the scalar functions for `Bin`: (name, f, name, ∂f/∂a, name, ∂f/∂b).
+#[allow(clippy::type_complexity)]
+pub fn bin_symbols(b: Bin) -> (&'static str, *const u8, &'static str, *const u8, &'static str, *const u8) {
+    macro_rules! bin {
+        ($($v:ident),* $(,)?) => {
+            match b {
+                $(Bin::$v => {
+                    extern "C" fn f(a: f64, b: f64) -> f64 {
+                        Bin::$v.f(a, b)
+                    }
+                    extern "C" fn da(a: f64, b: f64, y: f64) -> f64 {
+                        Bin::$v.df(a, b, y).0
+                    }
+                    extern "C" fn db(a: f64, b: f64, y: f64) -> f64 {
+                        Bin::$v.df(a, b, y).1
+                    }
+                    (
+                        concat!("bnnc_", stringify!($v)),
+                        f as *const u8,
+                        concat!("bnnc_da_", stringify!($v)),
+                        da as *const u8,
+                        concat!("bnnc_db_", stringify!($v)),
+                        db as *const u8,
+                    )
+                })*
+            }
+        };
+    }
+    bin!(Add, Sub, Mul, Div, IntDiv, Mod, Pow, Min, Max, LogSumExp, Eq, Ne, Lt, Le, Gt, Ge, And, Or)
+}
+
+pub const UN_ALL: [Un; 26] = [
+    Un::Neg,
+    Un::Not,
+    Un::Exp,
+    Un::Log,
+    Un::Log1p,
+    Un::Expm1,
+    Un::Sqrt,
+    Un::Square,
+    Un::Abs,
+    Un::Tanh,
+    Un::Sigmoid,
+    Un::Logit,
+    Un::Softplus,
+    Un::Relu,
+    Un::Lgamma,
+    Un::Digamma,
+    Un::Sin,
+    Un::Cos,
+    Un::Erf,
+    Un::Phi,
+    Un::Log1m,
+    Un::LogInvLogit,
+    Un::Inv,
+    Un::Floor,
+    Un::Ceil,
+    Un::Round,
+];
+
+pub const BIN_ALL: [Bin; 18] = [
+    Bin::Add,
+    Bin::Sub,
+    Bin::Mul,
+    Bin::Div,
+    Bin::IntDiv,
+    Bin::Mod,
+    Bin::Pow,
+    Bin::Min,
+    Bin::Max,
+    Bin::LogSumExp,
+    Bin::Eq,
+    Bin::Ne,
+    Bin::Lt,
+    Bin::Le,
+    Bin::Gt,
+    Bin::Ge,
+    Bin::And,
+    Bin::Or,
+];

@@ -1,0 +1,176 @@
+//! Where every value, adjoint and slot lives in the JIT's arena: one `Vec<f64>` per density,
+//! sized when the program is made (every size and block execution count is known then).
+
+use crate::ir::interp::activity;
+use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
+
+/// Where a value's primal lives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Loc {
+    /// One copy for every execution (constants and literals): `arena[off..off + len]`.
+    Fixed(usize),
+    /// One copy per execution of the defining block: `arena[off + cur * len ..]`.
+    PerExec(usize),
+    /// Not part of the log density (generated quantities).
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub val: Vec<Loc>,
+    /// Adjoint offsets of values whose adjoint can be non-zero.
+    pub adj: Vec<Option<usize>>,
+    pub slot: Vec<usize>,
+    pub slot_adj: Vec<Option<usize>>,
+    /// The adjoint region `[adj_start, size)`: zero between gradient calls.
+    pub adj_start: usize,
+    pub size: usize,
+    /// Values that depend on parameters.
+    pub active: Vec<bool>,
+    /// Blocks the log density runs (the entry block and what it reaches).
+    pub in_density: Vec<bool>,
+    /// What to write into the arena once: (offset, values).
+    pub init: Vec<(usize, Vec<f64>)>,
+}
+
+impl Layout {
+    pub fn new(p: &Program) -> Layout {
+        let (active, slot_active) = activity(p);
+        let mut in_density = vec![false; p.blocks.len()];
+        mark(p, ENTRY, &mut in_density);
+        let useful = usefulness(p, &active, &slot_active, &in_density);
+
+        let n = p.values.len();
+        let mut size = 0;
+        let mut val = vec![Loc::None; n];
+        let mut init = Vec::new();
+        let mut const_at = vec![None; p.consts.len()];
+        for (b, block) in p.blocks.iter().enumerate() {
+            if !in_density[b] {
+                continue;
+            }
+            for inst in block {
+                let (dst, fixed) = match inst {
+                    Inst::Op { dst, prim: Prim::Const(c), .. } => {
+                        let at = *const_at[*c as usize].get_or_insert_with(|| {
+                            let at = size;
+                            size += p.consts[*c as usize].len();
+                            init.push((at, p.consts[*c as usize].clone()));
+                            at
+                        });
+                        (*dst, Some(at))
+                    }
+                    Inst::Op { dst, prim: Prim::Lit(x), .. } => {
+                        let at = size;
+                        size += 1;
+                        init.push((at, vec![*x]));
+                        (*dst, Some(at))
+                    }
+                    Inst::Op { dst, .. } => (*dst, None),
+                    Inst::For { var, .. } => (*var, None),
+                    _ => continue,
+                };
+                val[dst.0 as usize] = match fixed {
+                    Some(at) => Loc::Fixed(at),
+                    None => {
+                        let info = p.info(dst);
+                        let at = size;
+                        size += p.execs[info.block.0 as usize] * info.len();
+                        Loc::PerExec(at)
+                    }
+                };
+            }
+        }
+        let mut slot = Vec::new();
+        for s in &p.slots {
+            slot.push(size);
+            size += s.shape.iter().product::<usize>();
+        }
+        let adj_start = size;
+        let mut adj = vec![None; n];
+        for (v, u) in useful.iter().enumerate() {
+            if *u {
+                adj[v] = Some(size);
+                size += p.values[v].len();
+            }
+        }
+        let mut slot_adj = vec![None; p.slots.len()];
+        for (s, a) in slot_active.iter().enumerate() {
+            if *a {
+                slot_adj[s] = Some(size);
+                size += p.slots[s].shape.iter().product::<usize>();
+            }
+        }
+        Layout { val, adj, slot, slot_adj, adj_start, size, active, in_density, init }
+    }
+
+    /// Whether the reverse sweep handles `v`'s defining operation.
+    pub fn has_adj(&self, v: V) -> bool {
+        self.adj[v.0 as usize].is_some()
+    }
+}
+
+fn mark(p: &Program, b: BlockId, seen: &mut [bool]) {
+    seen[b.0 as usize] = true;
+    for inst in p.block(b) {
+        match inst {
+            Inst::For { body, .. } => mark(p, *body, seen),
+            Inst::If { then, else_, .. } => {
+                mark(p, *then, seen);
+                mark(p, *else_, seen);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Active values whose adjoint can be non-zero: those from which the target is reachable
+/// (through operations, slots and stores), and every transform (its log-Jacobian counts).
+fn usefulness(p: &Program, active: &[bool], slot_active: &[bool], in_density: &[bool]) -> Vec<bool> {
+    let mut useful = vec![false; p.values.len()];
+    let mut slot_useful = vec![false; p.slots.len()];
+    loop {
+        let mut changed = false;
+        let set = |v: V, useful: &mut Vec<bool>, changed: &mut bool| {
+            if active[v.0 as usize] && !useful[v.0 as usize] {
+                useful[v.0 as usize] = true;
+                *changed = true;
+            }
+        };
+        for (b, block) in p.blocks.iter().enumerate() {
+            if !in_density[b] {
+                continue;
+            }
+            for inst in block.iter().rev() {
+                match inst {
+                    Inst::Target { value } => set(*value, &mut useful, &mut changed),
+                    Inst::Op { dst, prim, args } => {
+                        if matches!(prim, Prim::Constrain(_)) {
+                            set(*dst, &mut useful, &mut changed);
+                        }
+                        if useful[dst.0 as usize] {
+                            for a in args {
+                                set(*a, &mut useful, &mut changed);
+                            }
+                            if let Prim::Load(s, _) = prim {
+                                if slot_active[s.0 as usize] && !slot_useful[s.0 as usize] {
+                                    slot_useful[s.0 as usize] = true;
+                                    changed = true;
+                                }
+                            }
+                        }
+                    }
+                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) } => {
+                        if slot_useful[slot.0 as usize] {
+                            set(*value, &mut useful, &mut changed);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !changed {
+            return useful;
+        }
+    }
+}

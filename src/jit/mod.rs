@@ -1,0 +1,221 @@
+//! The Cranelift backend: a [`Program`] compiled to one native function computing the log
+//! density and, on request, its gradient. Sizes are constants (a program is made once data is
+//! bound), so every buffer lives at a fixed place in one arena allocated at compile time;
+//! nothing is allocated per evaluation.
+//!
+//! Memory safety: compiled code reads and writes only the arena. Addresses are offsets fixed at
+//! compile time plus, inside loops, the block's execution counter times the value's length —
+//! bounded by the execution counts the layout was sized with. Indices computed while running
+//! (loop variables, int arrays) are checked against their dimension before use; a failed check
+//! is a recoverable [`EvalError`], as is a non-finite density.
+
+mod emit;
+pub mod kernels;
+pub mod layout;
+
+use crate::infer::density::{EvalError, LogDensity};
+use crate::ir::interp::Eval;
+use crate::ir::prim::Scratch;
+use crate::ir::Program;
+use cranelift_codegen::ir::{types, AbiParam};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use kernels::{Ctx, Runtime};
+use layout::Layout;
+
+type Entry = unsafe extern "C" fn(*mut Ctx, i64) -> i32;
+
+/// A compiled log density.
+pub struct Jit<'p> {
+    p: &'p Program,
+    module: Option<JITModule>,
+    entry: Entry,
+    arena: Vec<f64>,
+    rt: Box<Runtime>,
+    theta: Vec<f64>,
+    with_jacobian: bool,
+    /// Set when an evaluation stopped midway, leaving adjoints to clear.
+    dirty: bool,
+}
+
+impl<'p> Jit<'p> {
+    /// Compile `p`. `Err` only for a failure inside the code generator (a bug, reported as such).
+    pub fn new(p: &'p Program) -> Result<Jit<'p>, String> {
+        let lay = Layout::new(p);
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| e.to_string());
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        set(&mut flags, "is_pic", "false")?;
+        if !cfg!(debug_assertions) {
+            set(&mut flags, "enable_verifier", "false")?;
+        }
+        let isa = cranelift_native::builder()
+            .map_err(|e| format!("this machine is not supported by the code generator: {e}"))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| e.to_string())?;
+        let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+        jb.symbol("bnnc_k_eval", kernels::k_eval as *const u8);
+        jb.symbol("bnnc_k_vjp", kernels::k_vjp as *const u8);
+        jb.symbol("bnnc_k_store", kernels::k_store as *const u8);
+        jb.symbol("bnnc_k_store_rev", kernels::k_store_rev as *const u8);
+        jb.symbol("bnnc_k_index_error", kernels::k_index_error as *const u8);
+        for u in kernels::UN_ALL {
+            let (n1, f1, n2, f2) = kernels::un_symbols(u);
+            jb.symbol(n1, f1);
+            jb.symbol(n2, f2);
+        }
+        for b in kernels::BIN_ALL {
+            let (n1, f1, n2, f2, n3, f3) = kernels::bin_symbols(b);
+            jb.symbol(n1, f1);
+            jb.symbol(n2, f2);
+            jb.symbol(n3, f3);
+        }
+        let mut module = JITModule::new(jb);
+        let mut ctx = module.make_context();
+        let ptr = module.target_config().pointer_type();
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        ctx.func.signature.params.push(AbiParam::new(types::I64));
+        ctx.func.signature.returns.push(AbiParam::new(types::I32));
+        let id = module
+            .declare_function("bnnc_logp_grad", Linkage::Local, &ctx.func.signature)
+            .map_err(|e| e.to_string())?;
+        let mut fbc = FunctionBuilderContext::new();
+        let ops = {
+            let b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
+            let em = emit::Emitter::new(p, &lay, b, &mut module);
+            em.finish()?
+        };
+        if std::env::var_os("BNNC_DUMP_CLIF").is_some() {
+            eprintln!("{}", ctx.func.display());
+        }
+        module.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
+        module.clear_context(&mut ctx);
+        module.finalize_definitions().map_err(|e| e.to_string())?;
+        let code = module.get_finalized_function(id);
+        // SAFETY: the function was declared with this signature.
+        let entry: Entry = unsafe { std::mem::transmute::<*const u8, Entry>(code) };
+        let mut arena = vec![0.0; lay.size];
+        for (at, vals) in &lay.init {
+            arena[*at..*at + vals.len()].copy_from_slice(vals);
+        }
+        let rt = Box::new(Runtime {
+            p: p as *const Program,
+            lay,
+            ops,
+            sc: Scratch::default(),
+            tmp: Vec::new(),
+            pos: Vec::new(),
+            bound_adj: (Vec::new(), Vec::new()),
+            error: None,
+        });
+        Ok(Jit {
+            p,
+            module: Some(module),
+            entry,
+            arena,
+            rt,
+            theta: vec![0.0; p.dim()],
+            with_jacobian: true,
+            dirty: false,
+        })
+    }
+
+    /// Leave the log-Jacobian out of `logp_grad` and of the gradient (for optimisation).
+    pub fn without_jacobian(mut self) -> Self {
+        self.with_jacobian = false;
+        self
+    }
+
+    fn call(&mut self, theta: &[f64], grad: Option<&mut [f64]>) -> Result<Eval, EvalError> {
+        if theta.len() != self.p.dim() {
+            return Err(EvalError {
+                recoverable: false,
+                message: format!("expected {} values, got {}", self.p.dim(), theta.len()),
+            });
+        }
+        if self.dirty {
+            let start = self.rt.lay.adj_start;
+            self.arena[start..].iter_mut().for_each(|x| *x = 0.0);
+            self.dirty = false;
+        }
+        self.theta.copy_from_slice(theta);
+        let want = grad.is_some();
+        let mut dummy = [0.0; 0];
+        let grad = match grad {
+            Some(g) => {
+                g.iter_mut().for_each(|x| *x = 0.0);
+                g
+            }
+            None => &mut dummy[..],
+        };
+        let mut ctx = Ctx {
+            arena: self.arena.as_mut_ptr(),
+            theta: self.theta.as_ptr(),
+            grad: grad.as_mut_ptr(),
+            rt: &mut *self.rt,
+            target: 0.0,
+            jacobian: 0.0,
+            jac_weight: if self.with_jacobian { 1.0 } else { 0.0 },
+        };
+        // SAFETY: the arena, theta and grad have the sizes the code was generated for; kernels
+        // get the runtime through the context and the program outlives `self`.
+        let r = unsafe { (self.entry)(&mut ctx, want as i64) };
+        // A sweep that stopped midway may leave adjoints behind.
+        self.dirty = r != 0 && want;
+        if r != 0 {
+            let msg = self.rt.error.take().unwrap_or_else(|| "evaluation failed".into());
+            return Err(EvalError::recoverable(msg));
+        }
+        if !ctx.target.is_finite() || !ctx.jacobian.is_finite() {
+            return Err(EvalError::recoverable(format!(
+                "the log density is {} at this point",
+                ctx.target + ctx.jacobian
+            )));
+        }
+        if want {
+            if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
+                return Err(EvalError::recoverable(format!("the gradient is not finite (element {i})")));
+            }
+        }
+        Ok(Eval { logp: ctx.target, jacobian: ctx.jacobian })
+    }
+
+    /// The log density at `theta`, without the gradient.
+    pub fn eval(&mut self, theta: &[f64]) -> Result<Eval, EvalError> {
+        self.call(theta, None)
+    }
+
+    /// The log density and its gradient (of logp + jacobian, or of logp alone after
+    /// [`Jit::without_jacobian`]).
+    pub fn eval_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<Eval, EvalError> {
+        self.call(theta, Some(grad))
+    }
+
+    /// Bytes of the arena (values, adjoints, slots and constants).
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len() * 8
+    }
+}
+
+impl Drop for Jit<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: `entry` is not called after this; nothing else holds the code.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+impl LogDensity for Jit<'_> {
+    fn dim(&self) -> usize {
+        self.p.dim()
+    }
+
+    fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, EvalError> {
+        let e = self.eval_grad(theta, grad)?;
+        Ok(if self.with_jacobian { e.logp + e.jacobian } else { e.logp })
+    }
+}

@@ -1,0 +1,116 @@
+//! The compiled density equals the interpreter's — log density, log-Jacobian and gradient — on
+//! every posteriordb model and example, at random points, and reports the same recoverable
+//! errors where the density is not finite.
+
+use bnnc::diag::{render, Format};
+use bnnc::driver::frontend_file;
+use bnnc::ir::interp::Interp;
+use bnnc::jit::Jit;
+use rand::{RngExt, SeedableRng};
+use std::path::{Path, PathBuf};
+
+fn models() -> Vec<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(root.join("../shared/posteriordb")).expect("posteriordb").flatten() {
+        let m = e.path().join("model.bnn");
+        if m.exists() {
+            v.push((m, e.path().join("data.json")));
+        }
+    }
+    for e in std::fs::read_dir(root.join("examples")).expect("examples").flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "bnn") {
+            v.push((p.clone(), p.with_extension("json")));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Equal to 1e-12 relative to the larger magnitude (or to `scale` for values near zero, where
+/// a sum of terms of size `scale` cancels).
+fn close(a: f64, b: f64, scale: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(scale)
+}
+
+#[test]
+fn jit_equals_interpreter_on_every_model() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut compared = 0;
+    for (model, data) in models() {
+        let mut fe = frontend_file(&model);
+        let program = fe.program(&model, Some(&data));
+        let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
+        let program = program.unwrap_or_else(|| panic!("{} should lower:\n{shown}", model.display()));
+        let mut interp = Interp::new(&program);
+        let mut jit = Jit::new(&program).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+        let dim = program.dim();
+        let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
+        let mut finite = 0;
+        for _ in 0..40 {
+            if finite == 5 {
+                break;
+            }
+            let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let ri = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e));
+            let rj = jit.eval_grad(&theta, &mut gj);
+            match (ri, rj) {
+                (Ok(a), Ok(b)) => {
+                    let scale = a.logp.abs().max(1.0);
+                    assert!(close(a.logp, b.logp, scale), "{}: logp {} vs {}", model.display(), a.logp, b.logp);
+                    assert!(
+                        close(a.jacobian, b.jacobian, 1.0),
+                        "{}: jacobian {} vs {}",
+                        model.display(),
+                        a.jacobian,
+                        b.jacobian
+                    );
+                    let gscale = gi.iter().fold(1.0f64, |m, g| m.max(g.abs()));
+                    for k in 0..dim {
+                        assert!(
+                            close(gi[k], gj[k], gscale),
+                            "{}: gradient[{k}] {} vs {}",
+                            model.display(),
+                            gi[k],
+                            gj[k]
+                        );
+                    }
+                    // The value alone (no reverse sweep) is the same too.
+                    let e = jit.eval(&theta).expect("finite");
+                    assert_eq!(e.logp.to_bits(), b.logp.to_bits(), "{}: logp without gradient", model.display());
+                    finite += 1;
+                    compared += 1;
+                }
+                (Err(a), Err(b)) => {
+                    assert!(a.recoverable && b.recoverable, "{}: {a} / {b}", model.display());
+                }
+                (a, b) => panic!("{}: interpreter {a:?}, jit {b:?}", model.display()),
+            }
+        }
+        assert!(finite > 0, "{}: no finite point found", model.display());
+    }
+    assert!(compared >= 5 * 13, "compared {compared} points");
+}
+
+#[test]
+fn jit_reuses_its_buffers_after_an_error() {
+    // A point where the density fails, then a good one: the result equals a fresh compile's.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("../shared/posteriordb/garch-garch11/model.bnn");
+    let data = model.with_file_name("data.json");
+    let mut fe = frontend_file(&model);
+    let program = fe.program(&model, Some(&data)).expect("lowers");
+    let dim = program.dim();
+    let mut jit = Jit::new(&program).expect("compiles");
+    let mut g = vec![0.0; dim];
+    let bad = vec![f64::NAN; dim];
+    assert!(jit.eval_grad(&bad, &mut g).is_err());
+    let theta = vec![0.1; dim];
+    let a = jit.eval_grad(&theta, &mut g).expect("finite");
+    let mut fresh = Jit::new(&program).expect("compiles");
+    let mut g2 = vec![0.0; dim];
+    let b = fresh.eval_grad(&theta, &mut g2).expect("finite");
+    assert_eq!(a, b);
+    assert_eq!(g, g2);
+}
