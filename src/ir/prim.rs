@@ -278,6 +278,16 @@ impl Bin {
     }
 }
 
+/// log_mix(t, a, b) = log(t e^a + (1 − t) e^b).
+pub fn log_mix(t: f64, a: f64, b: f64) -> f64 {
+    log_sum_exp2(t.ln() + a, (-t).ln_1p() + b)
+}
+
+/// The partial derivatives of [`log_mix`] in (t, a, b), given its value y.
+pub fn log_mix_partials(t: f64, a: f64, b: f64, y: f64) -> [f64; 3] {
+    [(a - y).exp() - (b - y).exp(), (t.ln() + a - y).exp(), ((-t).ln_1p() + b - y).exp()]
+}
+
 pub fn log_sum_exp2(a: f64, b: f64) -> f64 {
     let m = a.max(b);
     if m == f64::NEG_INFINITY {
@@ -715,8 +725,7 @@ pub fn eval(
         }
         Prim::Reduce(r) => out[0] = reduce(*r, args[0]),
         Prim::LogMix => {
-            let (t, a, b) = (args[0][0], args[1][0], args[2][0]);
-            out[0] = log_sum_exp2(t.ln() + a, (-t).ln_1p() + b);
+            out[0] = log_mix(args[0][0], args[1][0], args[2][0]);
         }
         Prim::LogMixVec => {
             let mut m = f64::NEG_INFINITY;
@@ -997,19 +1006,12 @@ pub fn vjp(
             }
         }
         Prim::LogMix => {
-            // y = log(t e^a + (1 − t) e^b).
-            let (t, a, b) = (args[0][0], args[1][0], args[2][0]);
-            let y = out[0];
+            let d = log_mix_partials(args[0][0], args[1][0], args[2][0], out[0]);
             let g = adj_out[0];
-            let (pa, pb) = ((t.ln() + a - y).exp(), ((-t).ln_1p() + b - y).exp());
-            if let Some(gt) = adj_args[0].as_deref_mut() {
-                gt[0] += g * ((a - y).exp() - (b - y).exp());
-            }
-            if let Some(ga) = adj_args[1].as_deref_mut() {
-                ga[0] += g * pa;
-            }
-            if let Some(gb) = adj_args[2].as_deref_mut() {
-                gb[0] += g * pb;
+            for (k, dk) in d.iter().enumerate() {
+                if let Some(gk) = adj_args[k].as_deref_mut() {
+                    gk[0] += g * dk;
+                }
             }
         }
         Prim::LogMixVec => {

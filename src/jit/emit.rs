@@ -12,6 +12,7 @@ use super::kernels::{self, CTX_ARENA, CTX_TARGET};
 use super::layout::{Layout, Loc};
 use crate::ir::prim::{Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
+use crate::math::dist::Family;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
@@ -23,6 +24,8 @@ use std::collections::HashMap;
 
 const PTR: types::Type = types::I64;
 const F64: types::Type = types::F64;
+/// ½ ln 2π, as `math::dist` uses it.
+const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// How an elementwise operand is read at element (flat i, column j).
 #[derive(Clone, Copy)]
@@ -35,6 +38,8 @@ enum Mode {
     Full,
     /// A vector along the rows of a matrix result: element j.
     Row,
+    /// A scalar loaded once before the loop.
+    Pre(Value),
 }
 
 /// A contiguous run of an indexed tensor: the flat offset of its first element.
@@ -174,7 +179,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     fn elem(&mut self, base: Value, i: Value) -> Value {
-        let o = self.b.ins().imul_imm_s(i, 8);
+        // A shift by 3, not a multiply by 8: x86 folds it into a scaled-index address.
+        let o = self.b.ins().ishl_imm_u(i, 3);
         self.b.ins().iadd(base, o)
     }
 
@@ -303,8 +309,17 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.lits.get(&v).copied()
     }
 
+    /// Load broadcast scalars once, before a loop (loads are not hoisted for us).
+    fn hoist(&mut self, base: Value, m: Mode) -> Mode {
+        match m {
+            Mode::Scalar => Mode::Pre(self.ld0(base)),
+            m => m,
+        }
+    }
+
     fn get(&mut self, base: Value, m: Mode, flat: Value, col: Value) -> Value {
         match m {
+            Mode::Pre(v) => v,
             Mode::Imm(x) => self.f(x),
             Mode::Scalar => self.ld0(base),
             Mode::Full => self.ld(base, flat),
@@ -715,6 +730,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let (ma, mb) = (self.mode(args[0], &shape), self.mode(args[1], &shape));
                 let (o, a, b) = (self.addr(dst)?, self.addr(args[0])?, self.addr(args[1])?);
                 let rows = matches!(ma, Mode::Row) || matches!(mb, Mode::Row);
+                let (ma, mb) = (self.hoist(a, ma), self.hoist(b, mb));
                 let bn = *bn;
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let x = s.get(a, ma, i, j);
@@ -729,6 +745,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let (ma, mb) = (self.mode(args[1], &shape), self.mode(args[2], &shape));
                 let (o, a, b) = (self.addr(dst)?, self.addr(args[1])?, self.addr(args[2])?);
                 let rows = matches!(ma, Mode::Row) || matches!(mb, Mode::Row);
+                let (ma, mb) = (self.hoist(a, ma), self.hoist(b, mb));
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let x = s.get(a, ma, i, j);
                     let y = s.get(b, mb, i, j);
@@ -765,6 +782,18 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let o = self.addr(dst)?;
                 self.index_fwd(ix, &base_shape, ba, &args[1..], o, n)
             }
+            Prim::LogMix => {
+                let mut v = Vec::new();
+                for a in args {
+                    let at = self.addr(*a)?;
+                    v.push(self.ld0(at));
+                }
+                let y = self.call_f("bnnc_log_mix", &v)?;
+                let o = self.addr(dst)?;
+                self.b.ins().store(self.mf, y, o, 0);
+                Ok(())
+            }
+            Prim::LogDensity(Family::Normal) if self.elementwise_len(args).is_some() => self.normal_fwd(dst, args),
             Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
                 let base_shape = p.slots[slot.0 as usize].shape.clone();
                 let ba = self.slot_addr(*slot);
@@ -899,6 +928,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 // Broadcast scalars sum their contributions first, as the interpreter does.
                 let acc_a = self.scalar_acc(ma, aadj);
                 let acc_b = self.scalar_acc(mb, badj);
+                let (ma, mb) = (self.hoist(a, ma), self.hoist(b, mb));
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let g = s.ld(oadj, i);
                     let x = s.get(a, ma, i, j);
@@ -974,6 +1004,30 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 self.zero(oadj, n)
             }
+            Prim::LogMix => {
+                let g = self.ld0(oadj);
+                let mut v = Vec::new();
+                for a in args {
+                    let at = self.addr(*a)?;
+                    v.push(self.ld0(at));
+                }
+                let o = self.addr(dst)?;
+                v.push(self.ld0(o));
+                for (k, name) in ["bnnc_log_mix_dt", "bnnc_log_mix_da", "bnnc_log_mix_db"].into_iter().enumerate() {
+                    if let Some(ak) = self.adj(args[k]) {
+                        let d = self.call_f(name, &v)?;
+                        let c = self.b.ins().fmul(g, d);
+                        let c = self.unless_zero(g, c);
+                        let z = self.int(0);
+                        self.add_to(ak, z, c);
+                    }
+                }
+                self.zero(oadj, 1)
+            }
+            Prim::LogDensity(Family::Normal) if self.elementwise_len(args).is_some() => {
+                self.normal_rev(args, oadj)?;
+                self.zero(oadj, 1)
+            }
             Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
                 if let Some(sadj) = self.slot_adj(*slot) {
                     let base_shape = p.slots[slot.0 as usize].shape.clone();
@@ -990,6 +1044,170 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 self.kernel("bnnc_k_vjp", id, &ptrs)
             }
         }
+    }
+
+    /// The common length of a density's arguments, each of which has that length or one.
+    fn elementwise_len(&self, args: &[V]) -> Option<usize> {
+        let n = args.iter().map(|a| self.p.info(*a).len()).max()?;
+        args.iter().all(|a| matches!(self.p.info(*a).len(), 1) || self.p.info(*a).len() == n).then_some(n)
+    }
+
+    fn density_mode(&self, v: V) -> Mode {
+        match self.lit(v) {
+            Some(x) => Mode::Imm(x),
+            None if self.p.info(v).len() == 1 => Mode::Scalar,
+            None => Mode::Full,
+        }
+    }
+
+    /// `normal(x | mu, sigma)` summed over elements, as `math::dist` computes it: NaN when a
+    /// parameter is invalid or x is NaN, −∞ when x is infinite.
+    fn normal_fwd(&mut self, dst: V, args: &[V]) -> R<()> {
+        let n = self.elementwise_len(args).unwrap_or(0);
+        let m: Vec<Mode> = args.iter().map(|a| self.density_mode(*a)).collect();
+        let mut at = Vec::new();
+        for a in args {
+            at.push(self.addr(*a)?);
+        }
+        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
+        // ln σ once when σ is one number.
+        let z0 = self.int(0);
+        let ls = if matches!(m[2], Mode::Full) {
+            None
+        } else {
+            let sg = self.get(at[2], m[2], z0, z0);
+            Some(self.call_f("bnnc_Log", &[sg])?)
+        };
+        let lp = self.b.declare_var(F64);
+        let bad = self.b.declare_var(types::I8);
+        let outside = self.b.declare_var(types::I8);
+        let fz = self.f(0.0);
+        self.b.def_var(lp, fz);
+        let iz = self.b.ins().iconst(types::I8, 0);
+        self.b.def_var(bad, iz);
+        self.b.def_var(outside, iz);
+        self.each(n, &mut |s, i| {
+            let x = s.get(at[0], m[0], i, i);
+            let mu = s.get(at[1], m[1], i, i);
+            let sg = s.get(at[2], m[2], i, i);
+            let d = s.b.ins().fsub(x, mu);
+            let z = s.b.ins().fdiv(d, sg);
+            let h = s.f(-0.5);
+            let t = s.b.ins().fmul(h, z);
+            let t = s.b.ins().fmul(t, z);
+            let l = match ls {
+                Some(l) => l,
+                None => s.call_f("bnnc_Log", &[sg])?,
+            };
+            let t = s.b.ins().fsub(t, l);
+            let c = s.f(HALF_LN_2PI);
+            let t = s.b.ins().fsub(t, c);
+            let acc = s.b.use_var(lp);
+            let acc = s.b.ins().fadd(acc, t);
+            s.b.def_var(lp, acc);
+            // Validity, as math::dist checks it.
+            let inf = s.f(f64::INFINITY);
+            let zero = s.f(0.0);
+            let amu = s.b.ins().fabs(mu);
+            let mu_ok = s.b.ins().fcmp(FloatCC::LessThan, amu, inf);
+            let s_pos = s.b.ins().fcmp(FloatCC::GreaterThan, sg, zero);
+            let s_fin = s.b.ins().fcmp(FloatCC::LessThan, sg, inf);
+            let ok = s.b.ins().band(mu_ok, s_pos);
+            let ok = s.b.ins().band(ok, s_fin);
+            let x_nan = s.b.ins().fcmp(FloatCC::Unordered, x, x);
+            let ax = s.b.ins().fabs(x);
+            let x_inf = s.b.ins().fcmp(FloatCC::Equal, ax, inf);
+            let one = s.b.ins().iconst(types::I8, 1);
+            let not_ok = s.b.ins().bxor(ok, one);
+            let b_now = s.b.ins().bor(not_ok, x_nan);
+            let b_old = s.b.use_var(bad);
+            let b_new = s.b.ins().bor(b_old, b_now);
+            s.b.def_var(bad, b_new);
+            let o_old = s.b.use_var(outside);
+            let o_new = s.b.ins().bor(o_old, x_inf);
+            s.b.def_var(outside, o_new);
+            Ok(())
+        })?;
+        let lp = self.b.use_var(lp);
+        let ninf = self.f(f64::NEG_INFINITY);
+        let o = self.b.use_var(outside);
+        let r = self.b.ins().select(o, ninf, lp);
+        let nan = self.f(f64::NAN);
+        let bd = self.b.use_var(bad);
+        let r = self.b.ins().select(bd, nan, r);
+        let out = self.addr(dst)?;
+        self.b.ins().store(self.mf, r, out, 0);
+        Ok(())
+    }
+
+    /// The reverse of [`Self::normal_fwd`]: ∂/∂x = −z/σ, ∂/∂μ = z/σ, ∂/∂σ = (z² − 1)/σ.
+    fn normal_rev(&mut self, args: &[V], oadj: Value) -> R<()> {
+        let n = self.elementwise_len(args).unwrap_or(0);
+        let m: Vec<Mode> = args.iter().map(|a| self.density_mode(*a)).collect();
+        let mut at = Vec::new();
+        let mut adj = Vec::new();
+        for a in args {
+            at.push(self.addr(*a)?);
+            adj.push(self.adj(*a));
+        }
+        if adj.iter().all(|a| a.is_none()) {
+            return Ok(());
+        }
+        let g = self.ld0(oadj);
+        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
+        // Broadcast arguments sum their partials first, then scale by the adjoint.
+        let accs: Vec<Option<Variable>> = (0..3)
+            .map(|k| {
+                if adj[k].is_some() && !matches!(m[k], Mode::Full) {
+                    let v = self.b.declare_var(F64);
+                    let z = self.f(0.0);
+                    self.b.def_var(v, z);
+                    Some(v)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.each(n, &mut |s, i| {
+            let x = s.get(at[0], m[0], i, i);
+            let mu = s.get(at[1], m[1], i, i);
+            let sg = s.get(at[2], m[2], i, i);
+            let d = s.b.ins().fsub(x, mu);
+            let z = s.b.ins().fdiv(d, sg);
+            let nz = s.b.ins().fneg(z);
+            let d0 = s.b.ins().fdiv(nz, sg);
+            let d1 = s.b.ins().fdiv(z, sg);
+            let zz = s.b.ins().fmul(z, z);
+            let one = s.f(1.0);
+            let zz1 = s.b.ins().fsub(zz, one);
+            let d2 = s.b.ins().fdiv(zz1, sg);
+            for (k, dk) in [d0, d1, d2].into_iter().enumerate() {
+                match (accs[k], adj[k]) {
+                    (Some(v), _) => {
+                        let t = s.b.use_var(v);
+                        let t = s.b.ins().fadd(t, dk);
+                        s.b.def_var(v, t);
+                    }
+                    (None, Some(a)) => {
+                        let c = s.b.ins().fmul(g, dk);
+                        let c = s.unless_zero(g, c);
+                        s.add_to(a, i, c);
+                    }
+                    (None, None) => {}
+                }
+            }
+            Ok(())
+        })?;
+        for k in 0..3 {
+            if let (Some(v), Some(a)) = (accs[k], adj[k]) {
+                let t = self.b.use_var(v);
+                let c = self.b.ins().fmul(g, t);
+                let c = self.unless_zero(g, c);
+                let z = self.int(0);
+                self.add_to(a, z, c);
+            }
+        }
+        Ok(())
     }
 
     fn sum_adj(&mut self, base: Value, n: usize) -> R<Value> {
@@ -1027,7 +1245,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
             (None, Mode::Row) => self.add_to(adj, j, c),
             (None, Mode::Full) => self.add_to(adj, i, c),
-            (None, Mode::Scalar | Mode::Imm(_)) => {
+            (None, Mode::Scalar | Mode::Imm(_) | Mode::Pre(_)) => {
                 let z = self.int(0);
                 self.add_to(adj, z, c)
             }

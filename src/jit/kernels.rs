@@ -150,11 +150,14 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
         if tmp.len() < args.len() {
             tmp.resize(args.len(), Vec::new());
         }
+        let has = |a: &crate::ir::V| rt.lay.adj[a.0 as usize].is_some();
+        // Scratch adjoints only for the arguments that take one (a data matrix needs none).
         for (k, a) in args.iter().enumerate() {
             tmp[k].clear();
-            tmp[k].resize(len_of(p, *a), 0.0);
+            if has(a) {
+                tmp[k].resize(len_of(p, *a), 0.0);
+            }
         }
-        let has = |a: &crate::ir::V| rt.lay.adj[a.0 as usize].is_some();
         let r = {
             let (head, _) = tmp.split_at_mut(args.len());
             let mut adj_args: Args<Option<&mut [f64]>> =
@@ -271,11 +274,65 @@ pub unsafe extern "C" fn k_index_error(ctx: *mut Ctx, v: f64, size: i64) -> i32 
     1
 }
 
-/// `[r,k] @ [k,c]` (vectors as one row or one column) with matrixmultiply's kernels.
+pub extern "C" fn k_log_mix(t: f64, a: f64, b: f64) -> f64 {
+    prim::log_mix(t, a, b)
+}
+
+pub extern "C" fn k_log_mix_dt(t: f64, a: f64, b: f64, y: f64) -> f64 {
+    prim::log_mix_partials(t, a, b, y)[0]
+}
+
+pub extern "C" fn k_log_mix_da(t: f64, a: f64, b: f64, y: f64) -> f64 {
+    prim::log_mix_partials(t, a, b, y)[1]
+}
+
+pub extern "C" fn k_log_mix_db(t: f64, a: f64, b: f64, y: f64) -> f64 {
+    prim::log_mix_partials(t, a, b, y)[2]
+}
+
+/// Dot product with four partial sums (vectorisable; the order differs from a plain loop's).
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for k in 0..4 {
+            s[k] += a[k] * b[k];
+        }
+    }
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for (a, b) in xr.iter().zip(yr) {
+        t += a * b;
+    }
+    t
+}
+
+/// y += a x
+fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// `[r,k] @ [k,c]` (vectors as one row or one column): matrix-vector products directly (one
+/// pass over the matrix, no packing), larger products with matrixmultiply's kernels.
 fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
     let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
     let c = if sb.len() == 2 { sb[1] } else { 1 };
     if r == 0 || c == 0 {
+        return;
+    }
+    if c == 1 && k > 0 {
+        for (o, row) in out.iter_mut().zip(a.chunks_exact(k)) {
+            *o = dot(row, b);
+        }
+        return;
+    }
+    if r == 1 && k > 0 {
+        out.fill(0.0);
+        for (p, brow) in b.chunks_exact(c).enumerate() {
+            axpy(a[p], brow, out);
+        }
         return;
     }
     if k == 0 {
@@ -308,6 +365,20 @@ fn matmul_vjp(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], adj: &[f64], adj
     let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
     let c = if sb.len() == 2 { sb[1] } else { 1 };
     if r == 0 || c == 0 || k == 0 {
+        return;
+    }
+    if c == 1 {
+        // out = A b: dA[i,:] += dC[i] b, db += Aᵀ dC (rows of A in order).
+        if let Some(ga) = adj_args[0].as_deref_mut() {
+            for (i, grow) in ga.chunks_exact_mut(k).enumerate() {
+                axpy(adj[i], b, grow);
+            }
+        }
+        if let Some(gb) = adj_args[1].as_deref_mut() {
+            for (i, row) in a.chunks_exact(k).enumerate() {
+                axpy(adj[i], row, gb);
+            }
+        }
         return;
     }
     // SAFETY: as in `matmul`; Bᵀ and Aᵀ are read through swapped strides.

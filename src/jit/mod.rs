@@ -62,6 +62,10 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_k_store", kernels::k_store as *const u8);
         jb.symbol("bnnc_k_store_rev", kernels::k_store_rev as *const u8);
         jb.symbol("bnnc_k_index_error", kernels::k_index_error as *const u8);
+        jb.symbol("bnnc_log_mix", kernels::k_log_mix as *const u8);
+        jb.symbol("bnnc_log_mix_dt", kernels::k_log_mix_dt as *const u8);
+        jb.symbol("bnnc_log_mix_da", kernels::k_log_mix_da as *const u8);
+        jb.symbol("bnnc_log_mix_db", kernels::k_log_mix_db as *const u8);
         for u in kernels::UN_ALL {
             let (n1, f1, n2, f2) = kernels::un_symbols(u);
             jb.symbol(n1, f1);
