@@ -66,6 +66,8 @@ pub struct Emitter<'a, 'f> {
     mf: MemFlagsData,
     /// Values that are literals.
     lits: HashMap<V, f64>,
+    /// How many operations were emitted inside fused loops (forward sweep).
+    pub fused_ops: usize,
 }
 
 type R<T> = Result<T, String>;
@@ -108,6 +110,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             ids: HashMap::new(),
             ops: Vec::new(),
             mf,
+            fused_ops: 0,
             lits: p
                 .blocks
                 .iter()
@@ -121,7 +124,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     /// The whole function: forward, then (when the second parameter is non-zero) reverse.
-    pub fn finish(mut self) -> R<Vec<Inst>> {
+    pub fn finish(mut self) -> R<(Vec<Inst>, usize)> {
         self.insts_fwd(ENTRY)?;
         let t = self.b.use_var(self.target);
         self.b.ins().store(self.mf, t, self.ctx, CTX_TARGET);
@@ -142,7 +145,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.seal_all_blocks();
         let cfg = self.module.isa().frontend_config();
         self.b.finalize(cfg);
-        Ok(self.ops)
+        Ok((self.ops, self.fused_ops))
     }
 
     // ---- addresses -------------------------------------------------------------------------
@@ -442,7 +445,17 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     fn insts_fwd(&mut self, b: BlockId) -> R<()> {
         let p = self.p;
+        let groups = self.fusion_groups(b);
+        let mut skip_to = 0;
         for (k, inst) in p.block(b).iter().enumerate() {
+            if k < skip_to {
+                continue;
+            }
+            if let Some(&(start, end)) = groups.iter().find(|g| g.0 == k) {
+                self.fused_fwd(&p.block(b)[start..end])?;
+                skip_to = end;
+                continue;
+            }
             let key = (b.0, k as u32);
             match inst {
                 Inst::Op { dst, prim, args } => self.op_fwd(key, inst, *dst, prim, args)?,
@@ -549,7 +562,17 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     fn insts_rev(&mut self, b: BlockId) -> R<()> {
         let p = self.p;
+        let groups = self.fusion_groups(b);
+        let mut skip_below = usize::MAX;
         for (k, inst) in p.block(b).iter().enumerate().rev() {
+            if k >= skip_below {
+                continue;
+            }
+            if let Some(&(start, end)) = groups.iter().find(|g| g.1 == k + 1) {
+                self.fused_rev(&p.block(b)[start..end])?;
+                skip_below = start;
+                continue;
+            }
             let key = (b.0, k as u32);
             match inst {
                 Inst::Op { dst, prim, args } => {
@@ -667,6 +690,189 @@ impl<'a, 'f> Emitter<'a, 'f> {
             Inst::Store { slot, .. } | Inst::Init { slot, .. } => self.lay.slot_adj[slot.0 as usize].is_some(),
             Inst::Target { value } => self.lay.has_adj(*value),
         })
+    }
+
+    // ---- fusion ----------------------------------------------------------------------------
+
+    /// The element count of an operation that can join a fused loop: unary, binary and select
+    /// over more than one element, with operands that are whole, scalar or literal (a vector
+    /// along matrix rows needs the nested loop of its own).
+    fn fusible(&self, inst: &Inst) -> Option<usize> {
+        let Inst::Op { dst, prim, args } = inst else { return None };
+        let info = self.p.info(*dst);
+        let n = info.len();
+        if n < 2 {
+            return None;
+        }
+        let operands = match prim {
+            Prim::Unary(_) => return Some(n),
+            Prim::Binary(_) => args,
+            Prim::Select => &args[1..],
+            _ => return None,
+        };
+        operands.iter().all(|a| !matches!(self.mode(*a, &info.shape), Mode::Row)).then_some(n)
+    }
+
+    /// Runs `[start, end)` of two or more consecutive fusible operations over the same number
+    /// of elements in block `b`.
+    fn fusion_groups(&self, b: BlockId) -> Vec<(usize, usize)> {
+        let insts = self.p.block(b);
+        let mut groups = Vec::new();
+        let mut k = 0;
+        while k < insts.len() {
+            let Some(n) = self.fusible(&insts[k]) else {
+                k += 1;
+                continue;
+            };
+            let mut end = k + 1;
+            while end < insts.len() && self.fusible(&insts[end]) == Some(n) {
+                end += 1;
+            }
+            if end - k >= 2 {
+                groups.push((k, end));
+            }
+            k = end;
+        }
+        groups
+    }
+
+    /// The operands of a fused operation: produced earlier in the same loop (by position in
+    /// the group), or read from memory.
+    fn fused_operands(&mut self, ops: &[Inst], k: usize) -> R<Vec<(Option<usize>, Value, Mode)>> {
+        let Inst::Op { dst, prim, args } = &ops[k] else { return Err("not an operation".into()) };
+        let shape = self.p.info(*dst).shape.clone();
+        let from = usize::from(matches!(prim, Prim::Select));
+        let mut out = Vec::new();
+        for a in &args[from..] {
+            let local = ops[..k].iter().position(|o| matches!(o, Inst::Op { dst, .. } if dst == a));
+            let at = self.addr(*a)?;
+            let m = self.mode(*a, &shape);
+            out.push((local, at, m));
+        }
+        Ok(out)
+    }
+
+    /// One loop computing every operation of a group, each result stored for the reverse
+    /// sweep and passed on in a register to the operations after it.
+    fn fused_fwd(&mut self, ops: &[Inst]) -> R<()> {
+        let n = self.fusible(&ops[0]).unwrap_or(0);
+        self.fused_ops += ops.len();
+        let mut plan = Vec::new();
+        for k in 0..ops.len() {
+            let Inst::Op { dst, prim, args } = &ops[k] else { return Err("not an operation".into()) };
+            let mut operands = self.fused_operands(ops, k)?;
+            for o in operands.iter_mut() {
+                if o.0.is_none() {
+                    o.2 = self.hoist(o.1, o.2);
+                }
+            }
+            let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
+            let out = self.addr(*dst)?;
+            plan.push((prim.clone(), operands, cond, out));
+        }
+        self.each(n, &mut |s, i| {
+            let mut vals: Vec<Value> = Vec::with_capacity(plan.len());
+            for (prim, operands, cond, out) in &plan {
+                let mut xs = Vec::with_capacity(2);
+                for (local, at, m) in operands {
+                    xs.push(match local {
+                        Some(j) => vals[*j],
+                        None => s.get(*at, *m, i, i),
+                    });
+                }
+                let r = match prim {
+                    Prim::Unary(u) => s.un_f(*u, xs[0])?,
+                    Prim::Binary(bn) => s.bin_f(*bn, xs[0], xs[1])?,
+                    _ => s.b.ins().select(cond.ok_or("select without a condition")?, xs[0], xs[1]),
+                };
+                s.st(*out, i, r);
+                vals.push(r);
+            }
+            Ok(())
+        })
+    }
+
+    /// The reverse of [`Self::fused_fwd`]: one loop, each element's adjoints propagated from the
+    /// group's last operation to its first; broadcast scalars accumulate in registers and are
+    /// added afterwards, last operation first, as the unfused code would.
+    fn fused_rev(&mut self, ops: &[Inst]) -> R<()> {
+        let n = self.fusible(&ops[0]).unwrap_or(0);
+        struct Step {
+            prim: Prim,
+            oadj: Value,
+            out: Value,
+            cond: Option<Value>,
+            /// Per operand: address, mode for reading, its adjoint, its accumulator.
+            operands: Vec<(Value, Mode, Option<Value>, Option<Variable>)>,
+        }
+        let mut steps: Vec<Option<Step>> = Vec::new();
+        for k in 0..ops.len() {
+            let Inst::Op { dst, prim, args } = &ops[k] else { return Err("not an operation".into()) };
+            let Some(oadj) = self.adj(*dst) else {
+                steps.push(None);
+                continue;
+            };
+            let operands0 = self.fused_operands(ops, k)?;
+            let from = usize::from(matches!(prim, Prim::Select));
+            let mut operands = Vec::new();
+            for ((_, at, m), a) in operands0.into_iter().zip(&args[from..]) {
+                let adj = self.adj(*a);
+                let acc = self.scalar_acc(m, adj);
+                let m = self.hoist(at, m);
+                operands.push((at, m, adj, acc));
+            }
+            let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
+            let out = self.addr(*dst)?;
+            steps.push(Some(Step { prim: prim.clone(), oadj, out, cond, operands }));
+        }
+        self.each(n, &mut |s, i| {
+            for st in steps.iter().rev().flatten() {
+                let g = s.ld(st.oadj, i);
+                let xs: Vec<Value> = st.operands.iter().map(|(at, m, _, _)| s.get(*at, *m, i, i)).collect();
+                let mut partial: Vec<Value> = Vec::with_capacity(2);
+                match &st.prim {
+                    Prim::Unary(u) => {
+                        let y = s.ld(st.out, i);
+                        let d = s.un_df(*u, xs[0], y)?;
+                        let c = s.b.ins().fmul(g, d);
+                        partial.push(s.unless_zero(g, c));
+                    }
+                    Prim::Binary(bn) => {
+                        let r = s.ld(st.out, i);
+                        for (k, o) in st.operands.iter().enumerate() {
+                            if o.2.is_none() {
+                                partial.push(g);
+                                continue;
+                            }
+                            let d =
+                                if k == 0 { s.bin_da(*bn, xs[0], xs[1], r)? } else { s.bin_db(*bn, xs[0], xs[1], r)? };
+                            let c = s.b.ins().fmul(g, d);
+                            partial.push(s.unless_zero(g, c));
+                        }
+                    }
+                    _ => {
+                        let c = st.cond.ok_or("select without a condition")?;
+                        let z = s.f(0.0);
+                        partial.push(s.b.ins().select(c, g, z));
+                        partial.push(s.b.ins().select(c, z, g));
+                    }
+                }
+                for ((_, m, adj, acc), c) in st.operands.iter().zip(partial) {
+                    if let Some(a) = adj {
+                        s.accumulate(*acc, *a, *m, i, i, c);
+                    }
+                }
+                let z = s.f(0.0);
+                s.st(st.oadj, i, z);
+            }
+            Ok(())
+        })?;
+        for st in steps.iter().rev().flatten() {
+            for (_, _, adj, acc) in &st.operands {
+                self.flush_acc(*acc, *adj);
+            }
+        }
+        Ok(())
     }
 
     // ---- indexing --------------------------------------------------------------------------

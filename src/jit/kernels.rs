@@ -290,17 +290,18 @@ pub extern "C" fn k_log_mix_db(t: f64, a: f64, b: f64, y: f64) -> f64 {
     prim::log_mix_partials(t, a, b, y)[2]
 }
 
-/// Dot product with four partial sums (vectorisable; the order differs from a plain loop's).
-fn dot(x: &[f64], y: &[f64]) -> f64 {
-    let mut s = [0.0; 4];
-    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+/// Dot product with eight partial sums (vectorisable; the order differs from a plain loop's).
+#[inline(always)]
+fn dot_impl(x: &[f64], y: &[f64]) -> f64 {
+    let mut s = [0.0; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
     let (xr, yr) = (xc.remainder(), yc.remainder());
     for (a, b) in xc.zip(yc) {
-        for k in 0..4 {
+        for k in 0..8 {
             s[k] += a[k] * b[k];
         }
     }
-    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    let mut t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
     for (a, b) in xr.iter().zip(yr) {
         t += a * b;
     }
@@ -308,10 +309,75 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 }
 
 /// y += a x
-fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+#[inline(always)]
+fn axpy_impl(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
     }
+}
+
+/// `out[i] = A[i,:] · b` for the rows of A (k columns).
+#[inline(always)]
+fn gemv_impl(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
+    for (o, row) in out.iter_mut().zip(a.chunks_exact(k)) {
+        *o = dot_impl(row, b);
+    }
+}
+
+/// `g += Σ_i w[i] A[i,:]` (the transposed product, rows of A in order).
+#[inline(always)]
+fn gemv_t_impl(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
+    for (wi, row) in w.iter().zip(a.chunks_exact(k)) {
+        axpy_impl(*wi, row, g);
+    }
+}
+
+// The same loops compiled for AVX2 when the machine has it (chosen when running; the crate
+// itself targets baseline x86-64).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gemv_avx2(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
+    gemv_impl(a, k, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gemv_t_avx2(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
+    gemv_t_impl(a, k, w, g)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn gemv(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked above).
+        return unsafe { gemv_avx2(a, k, b, out) };
+    }
+    gemv_impl(a, k, b, out)
+}
+
+fn gemv_t(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked above).
+        return unsafe { gemv_t_avx2(a, k, w, g) };
+    }
+    gemv_t_impl(a, k, w, g)
+}
+
+fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+    axpy_impl(a, x, y)
 }
 
 /// `[r,k] @ [k,c]` (vectors as one row or one column): matrix-vector products directly (one
@@ -323,9 +389,7 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
         return;
     }
     if c == 1 && k > 0 {
-        for (o, row) in out.iter_mut().zip(a.chunks_exact(k)) {
-            *o = dot(row, b);
-        }
+        gemv(a, k, b, out);
         return;
     }
     if r == 1 && k > 0 {
@@ -375,9 +439,7 @@ fn matmul_vjp(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], adj: &[f64], adj
             }
         }
         if let Some(gb) = adj_args[1].as_deref_mut() {
-            for (i, row) in a.chunks_exact(k).enumerate() {
-                axpy(adj[i], row, gb);
-            }
+            gemv_t(a, k, adj, gb);
         }
         return;
     }

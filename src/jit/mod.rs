@@ -38,6 +38,8 @@ pub struct Jit<'p> {
     with_jacobian: bool,
     /// Set when an evaluation stopped midway, leaving adjoints to clear.
     dirty: bool,
+    /// Operations computed in fused elementwise loops (each one counted once).
+    pub fused_ops: usize,
 }
 
 impl<'p> Jit<'p> {
@@ -87,7 +89,7 @@ impl<'p> Jit<'p> {
             .declare_function("bnnc_logp_grad", Linkage::Local, &ctx.func.signature)
             .map_err(|e| e.to_string())?;
         let mut fbc = FunctionBuilderContext::new();
-        let ops = {
+        let (ops, fused_ops) = {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
             let em = emit::Emitter::new(p, &lay, b, &mut module);
             em.finish()?
@@ -124,6 +126,7 @@ impl<'p> Jit<'p> {
             theta: vec![0.0; p.dim()],
             with_jacobian: true,
             dirty: false,
+            fused_ops,
         })
     }
 
