@@ -104,6 +104,7 @@ pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Opti
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
+    crate::ir::rewrite::rewrite(&mut p);
     // Execution counts of the density's blocks, for backends that size storage up front.
     match crate::ir::interp::Interp::new(&p).count_execs() {
         Ok(counts) => {

@@ -17,6 +17,7 @@ pub mod lower;
 pub mod point;
 pub mod prim;
 pub mod print;
+pub mod rewrite;
 pub mod verify;
 
 pub use prim::Prim;

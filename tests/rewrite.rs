@@ -1,0 +1,125 @@
+//! The Gaussian sufficient-statistics rewrite (src/ir/rewrite.rs): it applies where the
+//! pattern is (diamonds, sblrc: no matrix product over the data remains in the density), and
+//! the rewritten log density equals the normal density summed row by row, computed here from
+//! the data with plain loops, at random points.
+
+use bnnc::driver::frontend_file;
+use bnnc::ir::interp::Interp;
+use bnnc::ir::{Inst, Prim, Program};
+use rand::{RngExt, SeedableRng};
+use std::path::Path;
+
+fn program(name: &str) -> (Program, serde_json::Value) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb").join(name);
+    let model = root.join("model.bnn");
+    let data = root.join("data.json");
+    let mut fe = frontend_file(&model);
+    let p = fe.program(&model, Some(&data)).expect("lowers");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&data).expect("data")).expect("json");
+    (p, json)
+}
+
+/// Matrix products whose first operand has at least `rows` rows, in the density's blocks.
+fn big_products(p: &Program, rows: usize) -> usize {
+    let gen = p.generated.map(|b| b.0 as usize);
+    p.blocks
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| Some(*b) != gen)
+        .flat_map(|(_, block)| block.iter())
+        .filter(|i| matches!(i, Inst::Op { prim: Prim::MatMul, args, .. } if p.info(args[0]).shape.first().is_some_and(|r| *r >= rows)))
+        .count()
+}
+
+fn normal_lpdf(y: f64, mu: f64, s: f64) -> f64 {
+    let z = (y - mu) / s;
+    -0.5 * z * z - s.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+}
+
+fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("number")).collect())
+        .collect()
+}
+
+fn vector(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().expect("vector").iter().map(|x| x.as_f64().expect("number")).collect()
+}
+
+/// logp of `program` at random points against `direct(constrained values) `, relative `tol`.
+fn compare(p: &Program, direct: &dyn Fn(&[(String, Vec<usize>, Vec<f64>)]) -> f64, tol: f64) {
+    let mut interp = Interp::new(p);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut checked = 0;
+    for _ in 0..50 {
+        if checked == 10 {
+            break;
+        }
+        let theta: Vec<f64> = (0..p.dim()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let Ok(e) = interp.eval(&theta) else { continue };
+        let vals = interp.constrained(&theta, false).expect("constrained");
+        let want = direct(&vals);
+        assert!((e.logp - want).abs() <= tol * want.abs().max(1.0), "logp {} vs direct {}", e.logp, want);
+        checked += 1;
+    }
+    assert!(checked >= 5, "too few finite points");
+}
+
+fn get<'a>(vals: &'a [(String, Vec<usize>, Vec<f64>)], name: &str) -> &'a [f64] {
+    &vals.iter().find(|(n, _, _)| n == name).expect("parameter").2
+}
+
+#[test]
+fn diamonds_is_rewritten_and_keeps_its_log_density() {
+    let (p, d) = program("diamonds-diamonds");
+    assert_eq!(big_products(&p, 5000), 0, "the 5000-row product should be gone");
+    let x = matrix(&d["X"]);
+    let y = vector(&d["Y"]);
+    let k = x[0].len();
+    // Xc: columns 1.. of X, centred.
+    let n = x.len() as f64;
+    let means: Vec<f64> = (1..k).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+    let direct = |v: &[(String, Vec<usize>, Vec<f64>)]| {
+        let (b, a, s) = (get(v, "b"), get(v, "Intercept")[0], get(v, "sigma")[0]);
+        let mut lp = 0.0;
+        for bj in b {
+            lp += normal_lpdf(*bj, 0.0, 1.0);
+        }
+        let t = |x: f64, nu: f64, mu: f64, sc: f64| {
+            let z = (x - mu) / sc;
+            statrs::function::gamma::ln_gamma((nu + 1.0) / 2.0)
+                - statrs::function::gamma::ln_gamma(nu / 2.0)
+                - 0.5 * (nu * std::f64::consts::PI).ln()
+                - sc.ln()
+                - (nu + 1.0) / 2.0 * (1.0 + z * z / nu).ln()
+        };
+        lp += t(a, 3.0, 8.0, 10.0) + t(s, 3.0, 0.0, 10.0);
+        for (row, yi) in x.iter().zip(&y) {
+            let mu = a + (1..k).map(|j| (row[j] - means[j - 1]) * b[j - 1]).sum::<f64>();
+            lp += normal_lpdf(*yi, mu, s);
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-9);
+}
+
+#[test]
+fn sblrc_is_rewritten_and_keeps_its_log_density() {
+    let (p, d) = program("sblrc-blr");
+    assert_eq!(big_products(&p, 100), 0, "the 100-row product should be gone");
+    let x = matrix(&d["X"]);
+    let y = vector(&d["y"]);
+    let direct = |v: &[(String, Vec<usize>, Vec<f64>)]| {
+        let (b, s) = (get(v, "beta"), get(v, "sigma")[0]);
+        let mut lp: f64 = b.iter().map(|bj| normal_lpdf(*bj, 0.0, 10.0)).sum();
+        lp += normal_lpdf(s, 0.0, 10.0);
+        for (row, yi) in x.iter().zip(&y) {
+            let mu: f64 = row.iter().zip(b).map(|(xv, bj)| xv * bj).sum();
+            lp += normal_lpdf(*yi, mu, s);
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-9);
+}
