@@ -41,7 +41,7 @@ fn gflops(m: usize, k: usize, n: usize, seconds: f64) -> f64 {
 }
 
 fn main() {
-    println!("dgemm, one thread, best of repeated runs (matrixmultiply {}):", "0.3");
+    println!("dgemm, one thread, best of repeated runs (matrixmultiply 0.3):");
     for (m, k, n) in [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (45730, 9, 50), (5000, 24, 1)] {
         println!("  {m:>6} x {k:>5} x {n:>5}: {:>7.1} GFLOP/s", gflops(m, k, n, 1.0));
     }

@@ -49,7 +49,9 @@ fn vector(v: &serde_json::Value) -> Vec<f64> {
 }
 
 /// logp of `program` at random points against `direct(constrained values) `, relative `tol`.
-fn compare(p: &Program, direct: &dyn Fn(&[(String, Vec<usize>, Vec<f64>)]) -> f64, tol: f64) {
+type Values = [(String, Vec<usize>, Vec<f64>)];
+
+fn compare(p: &Program, direct: &dyn Fn(&Values) -> f64, tol: f64) {
     let mut interp = Interp::new(p);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let mut checked = 0;

@@ -12,7 +12,7 @@ use super::kernels::{self, CTX_ARENA, CTX_TARGET};
 use super::layout::{Layout, Loc};
 use crate::ir::prim::{Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
-use crate::math::dist::Family;
+use crate::math::dist::{self, Family};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
@@ -389,6 +389,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
             self.b.ins().fcmp(FloatCC::LessThanOrEqual, v, lim)
         };
         let ok = self.b.ins().band(ge, lt);
+        // A whole number, as the interpreter requires.
+        let whole = self.b.ins().trunc(v);
+        let is_whole = self.b.ins().fcmp(FloatCC::Equal, whole, v);
+        let ok = self.b.ins().band(ok, is_whole);
         let good = self.b.create_block();
         let bad = self.b.create_block();
         self.b.ins().brif(ok, good, &[], bad, &[]);
@@ -1000,6 +1004,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 Ok(())
             }
             Prim::LogDensity(Family::Normal) if self.elementwise_len(args).is_some() => self.normal_fwd(dst, args),
+            Prim::LogDensity(f) if dist::is_elementwise(*f) && self.elementwise_len(args).is_some() => {
+                self.density_fwd(*f, dst, args)
+            }
             Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
                 let base_shape = p.slots[slot.0 as usize].shape.clone();
                 let ba = self.slot_addr(*slot);
@@ -1234,6 +1241,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 self.normal_rev(args, oadj)?;
                 self.zero(oadj, 1)
             }
+            Prim::LogDensity(f) if dist::is_elementwise(*f) && self.elementwise_len(args).is_some() => {
+                self.density_rev(*f, args, oadj)?;
+                self.zero(oadj, 1)
+            }
             Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
                 if let Some(sadj) = self.slot_adj(*slot) {
                     let base_shape = p.slots[slot.0 as usize].shape.clone();
@@ -1405,6 +1416,127 @@ impl<'a, 'f> Emitter<'a, 'f> {
             Ok(())
         })?;
         for k in 0..3 {
+            if let (Some(v), Some(a)) = (accs[k], adj[k]) {
+                let t = self.b.use_var(v);
+                let c = self.b.ins().fmul(g, t);
+                let c = self.unless_zero(g, c);
+                let z = self.int(0);
+                self.add_to(a, z, c);
+            }
+        }
+        Ok(())
+    }
+
+    fn family_code(&mut self, f: Family) -> Value {
+        let code = Family::ALL.iter().position(|g| *g == f).unwrap_or(usize::MAX) as i64;
+        self.int(code)
+    }
+
+    /// An elementwise density summed over elements, one call per element to the scalar
+    /// density of `math::dist` (NaN and −∞ propagate through the sum as its checks give them).
+    fn density_fwd(&mut self, f: Family, dst: V, args: &[V]) -> R<()> {
+        let n = self.elementwise_len(args).unwrap_or(0);
+        let mut m = Vec::new();
+        let mut at = Vec::new();
+        for a in args {
+            let ad = self.addr(*a)?;
+            let md = self.density_mode(*a);
+            m.push(self.hoist(ad, md));
+            at.push(ad);
+        }
+        let code = self.family_code(f);
+        let fr = self.func("bnnc_elem", 5, F64, &[types::I64, F64])?;
+        let lp = self.b.declare_var(F64);
+        let z = self.f(0.0);
+        self.b.def_var(lp, z);
+        self.each(n, &mut |s, i| {
+            let mut call = vec![code];
+            for k in 0..4 {
+                call.push(if k < at.len() { s.get(at[k], m[k], i, i) } else { s.f(0.0) });
+            }
+            let c = s.b.ins().call(fr, &call);
+            let v = s.b.inst_results(c)[0];
+            let t = s.b.use_var(lp);
+            let t = s.b.ins().fadd(t, v);
+            s.b.def_var(lp, t);
+            Ok(())
+        })?;
+        let r = self.b.use_var(lp);
+        let out = self.addr(dst)?;
+        self.b.ins().store(self.mf, r, out, 0);
+        Ok(())
+    }
+
+    /// Its reverse: each element's partials, scaled by the adjoint (broadcast arguments sum
+    /// their partials first, as `math::dist` does).
+    fn density_rev(&mut self, f: Family, args: &[V], oadj: Value) -> R<()> {
+        let n = self.elementwise_len(args).unwrap_or(0);
+        let mut m = Vec::new();
+        let mut at = Vec::new();
+        let mut adj = Vec::new();
+        for a in args {
+            let ad = self.addr(*a)?;
+            m.push(self.density_mode(*a));
+            at.push(ad);
+            adj.push(self.adj(*a));
+        }
+        if adj.iter().all(|a| a.is_none()) {
+            return Ok(());
+        }
+        let g = self.ld0(oadj);
+        let accs: Vec<Option<Variable>> = (0..args.len())
+            .map(|k| {
+                if adj[k].is_some() && !matches!(m[k], Mode::Full) {
+                    let v = self.b.declare_var(F64);
+                    let z = self.f(0.0);
+                    self.b.def_var(v, z);
+                    Some(v)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
+        let code = self.family_code(f);
+        let fr = {
+            let mut sig = Signature::new(self.module.isa().default_call_conv());
+            sig.params.push(AbiParam::new(types::I64));
+            for _ in 0..4 {
+                sig.params.push(AbiParam::new(F64));
+            }
+            sig.params.push(AbiParam::new(PTR));
+            let id =
+                self.module.declare_function("bnnc_elem_partials", Linkage::Import, &sig).map_err(|e| e.to_string())?;
+            self.module.declare_func_in_func(id, &mut *self.b.func)
+        };
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 32, 3));
+        self.each(n, &mut |s, i| {
+            let mut call = vec![code];
+            for k in 0..4 {
+                call.push(if k < at.len() { s.get(at[k], m[k], i, i) } else { s.f(0.0) });
+            }
+            let d = s.b.ins().stack_addr(PTR, ss, 0);
+            call.push(d);
+            s.b.ins().call(fr, &call);
+            for k in 0..at.len() {
+                let dk = s.b.ins().load(F64, s.mf, d, (k * 8) as i32);
+                match (accs[k], adj[k]) {
+                    (Some(v), _) => {
+                        let t = s.b.use_var(v);
+                        let t = s.b.ins().fadd(t, dk);
+                        s.b.def_var(v, t);
+                    }
+                    (None, Some(a)) => {
+                        let c = s.b.ins().fmul(g, dk);
+                        let c = s.unless_zero(g, c);
+                        s.add_to(a, i, c);
+                    }
+                    (None, None) => {}
+                }
+            }
+            Ok(())
+        })?;
+        for k in 0..at.len() {
             if let (Some(v), Some(a)) = (accs[k], adj[k]) {
                 let t = self.b.use_var(v);
                 let c = self.b.ins().fmul(g, t);

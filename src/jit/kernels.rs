@@ -274,6 +274,26 @@ pub unsafe extern "C" fn k_index_error(ctx: *mut Ctx, v: f64, size: i64) -> i32 
     1
 }
 
+/// One element of an elementwise density (family by its index in `Family::ALL`).
+pub extern "C" fn k_elem(f: i64, x: f64, p0: f64, p1: f64, p2: f64) -> f64 {
+    match crate::math::dist::Family::ALL.get(f as usize) {
+        Some(fam) => crate::math::dist::elem_log_density(*fam, x, &[p0, p1, p2]),
+        None => f64::NAN,
+    }
+}
+
+/// Its partial derivatives, written to `d[0..4]`.
+///
+/// # Safety
+/// `d` points at four writable f64s (a stack slot of compiled code).
+pub unsafe extern "C" fn k_elem_partials(f: i64, x: f64, p0: f64, p1: f64, p2: f64, d: *mut f64) {
+    let mut out = [0.0; 4];
+    if let Some(fam) = crate::math::dist::Family::ALL.get(f as usize) {
+        crate::math::dist::elem_partials(*fam, x, &[p0, p1, p2], &mut out);
+    }
+    std::ptr::copy_nonoverlapping(out.as_ptr(), d, 4);
+}
+
 pub extern "C" fn k_log_mix(t: f64, a: f64, b: f64) -> f64 {
     prim::log_mix(t, a, b)
 }

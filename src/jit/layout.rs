@@ -160,10 +160,10 @@ fn usefulness(p: &Program, active: &[bool], slot_active: &[bool], in_density: &[
                             }
                         }
                     }
-                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) } => {
-                        if slot_useful[slot.0 as usize] {
-                            set(*value, &mut useful, &mut changed);
-                        }
+                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) }
+                        if slot_useful[slot.0 as usize] =>
+                    {
+                        set(*value, &mut useful, &mut changed);
                     }
                     _ => {}
                 }

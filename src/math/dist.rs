@@ -662,6 +662,48 @@ fn elem_has_grad(f: Family, j: usize) -> bool {
     !(j == 0 && f.is_discrete() || j == 1 && matches!(f, Family::Binomial | Family::BinomialLogit))
 }
 
+/// Whether `f`'s density is a sum over elements of a scalar density (the families
+/// [`elementwise`] handles): compiled code evaluates those one element at a time.
+pub fn is_elementwise(f: Family) -> bool {
+    use Family::*;
+    match f {
+        Categorical | CategoricalLogit | Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky => false,
+        Normal | StdNormal | StudentT | Cauchy | HalfNormal | HalfCauchy | Exponential | Gamma | InvGamma
+        | Lognormal | Beta | Uniform | Laplace | Logistic | Bernoulli | BernoulliLogit | Binomial | BinomialLogit
+        | Poisson | PoissonLog | NegBinomial2 => true,
+    }
+}
+
+/// One element of an elementwise family: its log density, NaN when the parameters are
+/// invalid or x is NaN, −∞ when x is outside the support (as [`log_density`] for the sum).
+pub fn elem_log_density(f: Family, x: f64, p: &[f64; 3]) -> f64 {
+    if !params_ok(f, p) {
+        return f64::NAN;
+    }
+    match support(f, x, p) {
+        Check::Invalid => f64::NAN,
+        Check::OutOfSupport => f64::NEG_INFINITY,
+        Check::Ok => elem(f, x, p, &mut [0.0; 4], false),
+    }
+}
+
+/// The partial derivatives of one element's log density in (x, p[0], p[1], p[2]); zero for an
+/// argument without a gradient (a discrete variate, a binomial's trial count).
+pub fn elem_partials(f: Family, x: f64, p: &[f64; 3], d: &mut [f64; 4]) {
+    *d = [0.0; 4];
+    if f == Family::BernoulliLogit {
+        // The partial alone (the value's softplus is the costly part), as `elem` computes it.
+        d[1] = if x == 1.0 { sigmoid(-p[0]) } else { -sigmoid(p[0]) };
+        return;
+    }
+    elem(f, x, p, d, true);
+    for (j, dj) in d.iter_mut().enumerate() {
+        if !elem_has_grad(f, j) {
+            *dj = 0.0;
+        }
+    }
+}
+
 fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64 {
     let lens = args.iter().map(|a| a.values.len());
     let n = if lens.clone().any(|l| l == 0) { 0 } else { lens.clone().max().unwrap_or(0) };
