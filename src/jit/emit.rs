@@ -347,6 +347,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(fr)
     }
 
+    /// An imported function with the given parameter types and optional result.
+    fn func_sig(&mut self, name: &'static str, params: &[types::Type], ret: Option<types::Type>) -> R<FuncRef> {
+        if let Some(f) = self.funcs.get(name) {
+            return Ok(*f);
+        }
+        let mut sig = Signature::new(self.module.isa().default_call_conv());
+        sig.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+        sig.returns.extend(ret.map(AbiParam::new));
+        let id = self.module.declare_function(name, Linkage::Import, &sig).map_err(|e| e.to_string())?;
+        let fr = self.module.declare_func_in_func(id, &mut *self.b.func);
+        self.funcs.insert(name, fr);
+        Ok(fr)
+    }
+
     fn call_f(&mut self, name: &'static str, args: &[Value]) -> R<Value> {
         let fr = self.func(name, args.len(), F64, &[F64])?;
         let c = self.b.ins().call(fr, args);
@@ -1226,10 +1240,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 let o = self.addr(dst)?;
                 v.push(self.ld0(o));
-                for (k, name) in ["bnnc_log_mix_dt", "bnnc_log_mix_da", "bnnc_log_mix_db"].into_iter().enumerate() {
+                let fr = self.func_sig("bnnc_log_mix_partials", &[F64, F64, F64, F64, PTR], None)?;
+                let ss = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 24, 3));
+                let d = self.b.ins().stack_addr(PTR, ss, 0);
+                v.push(d);
+                self.b.ins().call(fr, &v);
+                for k in 0..3 {
                     if let Some(ak) = self.adj(args[k]) {
-                        let d = self.call_f(name, &v)?;
-                        let c = self.b.ins().fmul(g, d);
+                        let dk = self.b.ins().load(F64, self.mf, d, (k * 8) as i32);
+                        let c = self.b.ins().fmul(g, dk);
                         let c = self.unless_zero(g, c);
                         let z = self.int(0);
                         self.add_to(ak, z, c);
@@ -1498,17 +1517,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             .collect();
         let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
         let code = self.family_code(f);
-        let fr = {
-            let mut sig = Signature::new(self.module.isa().default_call_conv());
-            sig.params.push(AbiParam::new(types::I64));
-            for _ in 0..4 {
-                sig.params.push(AbiParam::new(F64));
-            }
-            sig.params.push(AbiParam::new(PTR));
-            let id =
-                self.module.declare_function("bnnc_elem_partials", Linkage::Import, &sig).map_err(|e| e.to_string())?;
-            self.module.declare_func_in_func(id, &mut *self.b.func)
-        };
+        let fr = self.func_sig("bnnc_elem_partials", &[types::I64, F64, F64, F64, F64, PTR], None)?;
         let ss = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 32, 3));
         self.each(n, &mut |s, i| {
             let mut call = vec![code];

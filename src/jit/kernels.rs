@@ -298,16 +298,13 @@ pub extern "C" fn k_log_mix(t: f64, a: f64, b: f64) -> f64 {
     prim::log_mix(t, a, b)
 }
 
-pub extern "C" fn k_log_mix_dt(t: f64, a: f64, b: f64, y: f64) -> f64 {
-    prim::log_mix_partials(t, a, b, y)[0]
-}
-
-pub extern "C" fn k_log_mix_da(t: f64, a: f64, b: f64, y: f64) -> f64 {
-    prim::log_mix_partials(t, a, b, y)[1]
-}
-
-pub extern "C" fn k_log_mix_db(t: f64, a: f64, b: f64, y: f64) -> f64 {
-    prim::log_mix_partials(t, a, b, y)[2]
+/// The three partials of `log_mix`, written to `d[0..3]`.
+///
+/// # Safety
+/// `d` points at three writable f64s (a stack slot of compiled code).
+pub unsafe extern "C" fn k_log_mix_partials(t: f64, a: f64, b: f64, y: f64, d: *mut f64) {
+    let p = prim::log_mix_partials(t, a, b, y);
+    std::ptr::copy_nonoverlapping(p.as_ptr(), d, 3);
 }
 
 /// Dot product with eight partial sums (vectorisable; the order differs from a plain loop's).

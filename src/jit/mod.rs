@@ -67,9 +67,7 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_log_mix", kernels::k_log_mix as *const u8);
         jb.symbol("bnnc_elem", kernels::k_elem as *const u8);
         jb.symbol("bnnc_elem_partials", kernels::k_elem_partials as *const u8);
-        jb.symbol("bnnc_log_mix_dt", kernels::k_log_mix_dt as *const u8);
-        jb.symbol("bnnc_log_mix_da", kernels::k_log_mix_da as *const u8);
-        jb.symbol("bnnc_log_mix_db", kernels::k_log_mix_db as *const u8);
+        jb.symbol("bnnc_log_mix_partials", kernels::k_log_mix_partials as *const u8);
         for u in kernels::UN_ALL {
             let (n1, f1, n2, f2) = kernels::un_symbols(u);
             jb.symbol(n1, f1);
