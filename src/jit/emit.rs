@@ -8,7 +8,7 @@
 //! pointers to the current execution's values. Counters per block (Cranelift variables) give
 //! the execution whose storage a value uses, exactly as the interpreter's.
 
-use super::kernels::{self, CTX_ARENA, CTX_TARGET};
+use super::kernels::{self, CTX_ARENA, CTX_GRAD, CTX_JACOBIAN, CTX_JAC_WEIGHT, CTX_TARGET, CTX_THETA};
 use super::layout::{Layout, Loc};
 use crate::ir::prim::{Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
@@ -1006,6 +1006,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let o = self.addr(dst)?;
                 self.index_fwd(ix, &base_shape, ba, &args[1..], o, n)
             }
+            Prim::Constrain(i) if self.inline_transform(*i, args).is_some() => self.constrain_fwd(*i, dst, args),
             Prim::LogMix => {
                 let mut v = Vec::new();
                 for a in args {
@@ -1231,6 +1232,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 self.zero(oadj, n)
             }
+            Prim::Constrain(i) if self.inline_transform(*i, args).is_some() => {
+                self.constrain_rev(*i, dst, oadj)?;
+                self.zero(oadj, n)
+            }
             Prim::LogMix => {
                 let g = self.ld0(oadj);
                 let mut v = Vec::new();
@@ -1245,8 +1250,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let d = self.b.ins().stack_addr(PTR, ss, 0);
                 v.push(d);
                 self.b.ins().call(fr, &v);
-                for k in 0..3 {
-                    if let Some(ak) = self.adj(args[k]) {
+                for (k, a) in args.iter().enumerate().take(3) {
+                    if let Some(ak) = self.adj(*a) {
                         let dk = self.b.ins().load(F64, self.mf, d, (k * 8) as i32);
                         let c = self.b.ins().fmul(g, dk);
                         let c = self.unless_zero(g, c);
@@ -1444,6 +1449,104 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
         }
         Ok(())
+    }
+
+    /// Transforms emitted inline: none (identity), and a lower bound that is a finite literal
+    /// (`<lower=0>`); `Some(bound)` (0 for the identity).
+    fn inline_transform(&self, i: u32, args: &[V]) -> Option<f64> {
+        use crate::math::transform::Kind;
+        match self.p.params.get(i as usize)?.kind {
+            Kind::Identity if args.is_empty() => Some(0.0),
+            Kind::Lower if args.len() == 1 => self.lit(args[0]).filter(|l| l.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// x = y (identity) or x = lb + exp(y) with log|J| = y, as `math::transform` computes
+    /// them; a non-finite result leaves with the interpreter's message.
+    fn constrain_fwd(&mut self, i: u32, dst: V, args: &[V]) -> R<()> {
+        let pl = &self.p.params[i as usize];
+        let (offset, n) = (pl.offset, pl.free_len);
+        let lower = matches!(pl.kind, crate::math::transform::Kind::Lower);
+        let lb = self.inline_transform(i, args).unwrap_or(0.0);
+        let theta = self.b.ins().load(PTR, self.mf, self.ctx, CTX_THETA);
+        let y0 = self.b.ins().iadd_imm_s(theta, (offset * 8) as i64);
+        let out = self.addr(dst)?;
+        let logj = self.b.declare_var(F64);
+        let bad = self.b.declare_var(types::I8);
+        let z = self.f(0.0);
+        self.b.def_var(logj, z);
+        let f0 = self.b.ins().iconst(types::I8, 0);
+        self.b.def_var(bad, f0);
+        self.each(n, &mut |s, k| {
+            let y = s.ld(y0, k);
+            let x = if lower {
+                let e = s.call_f("bnnc_Exp", &[y])?;
+                let l = s.f(lb);
+                let t = s.b.use_var(logj);
+                let t = s.b.ins().fadd(t, y);
+                s.b.def_var(logj, t);
+                s.b.ins().fadd(l, e)
+            } else {
+                y
+            };
+            s.st(out, k, x);
+            let inf = s.f(f64::INFINITY);
+            let ax = s.b.ins().fabs(x);
+            let fin = s.b.ins().fcmp(FloatCC::LessThan, ax, inf);
+            let one = s.b.ins().iconst(types::I8, 1);
+            let nf = s.b.ins().bxor(fin, one);
+            let b0 = s.b.use_var(bad);
+            let b1 = s.b.ins().bor(b0, nf);
+            s.b.def_var(bad, b1);
+            Ok(())
+        })?;
+        if lower {
+            // jacobian += Σ y, in the interpreter's order.
+            let j = self.b.ins().load(F64, self.mf, self.ctx, CTX_JACOBIAN);
+            let t = self.b.use_var(logj);
+            let j = self.b.ins().fadd(j, t);
+            self.b.ins().store(self.mf, j, self.ctx, CTX_JACOBIAN);
+        }
+        let bd = self.b.use_var(bad);
+        let ok = self.b.create_block();
+        let fail = self.b.create_block();
+        self.b.ins().brif(bd, fail, &[], ok, &[]);
+        self.b.switch_to_block(fail);
+        self.b.set_cold_block(fail);
+        let fr = self.func_sig("bnnc_k_param_error", &[PTR, types::I64], Some(types::I32))?;
+        let iv = self.int(i as i64);
+        self.b.ins().call(fr, &[self.ctx, iv]);
+        self.b.ins().jump(self.err, &[]);
+        self.b.switch_to_block(ok);
+        Ok(())
+    }
+
+    /// Its reverse: ∂/∂y = g (identity), g·exp(y) + w (lower bound, w the log-Jacobian's weight);
+    /// the literal bound takes no adjoint.
+    fn constrain_rev(&mut self, i: u32, dst: V, oadj: Value) -> R<()> {
+        let pl = &self.p.params[i as usize];
+        let (offset, n) = (pl.offset, pl.free_len);
+        let lower = matches!(pl.kind, crate::math::transform::Kind::Lower);
+        let _ = dst;
+        let theta = self.b.ins().load(PTR, self.mf, self.ctx, CTX_THETA);
+        let y0 = self.b.ins().iadd_imm_s(theta, (offset * 8) as i64);
+        let grad = self.b.ins().load(PTR, self.mf, self.ctx, CTX_GRAD);
+        let g0 = self.b.ins().iadd_imm_s(grad, (offset * 8) as i64);
+        let w = self.b.ins().load(F64, self.mf, self.ctx, CTX_JAC_WEIGHT);
+        self.each(n, &mut |s, k| {
+            let g = s.ld(oadj, k);
+            let c = if lower {
+                let y = s.ld(y0, k);
+                let e = s.call_f("bnnc_Exp", &[y])?;
+                let t = s.b.ins().fmul(g, e);
+                s.b.ins().fadd(t, w)
+            } else {
+                g
+            };
+            s.add_to(g0, k, c);
+            Ok(())
+        })
     }
 
     fn family_code(&mut self, f: Family) -> Value {

@@ -29,7 +29,11 @@ pub struct Ctx {
 }
 
 pub const CTX_ARENA: i32 = 0;
+pub const CTX_THETA: i32 = 8;
+pub const CTX_GRAD: i32 = 16;
 pub const CTX_TARGET: i32 = 32;
+pub const CTX_JACOBIAN: i32 = 40;
+pub const CTX_JAC_WEIGHT: i32 = 48;
 
 /// What kernels need besides the pointers they are given.
 pub struct Runtime {
@@ -262,6 +266,18 @@ unsafe fn store(ctx: &mut Ctx, id: i64, ptrs: *const *mut f64, rev: bool) -> Res
     }
     rt.pos = pos;
     r
+}
+
+/// A parameter that is not finite after an inline transform: records the message.
+///
+/// # Safety
+/// Called by compiled code only, with a live context.
+pub unsafe extern "C" fn k_param_error(ctx: *mut Ctx, param: i64) -> i32 {
+    let rt = &mut *(*ctx).rt;
+    let p = &*rt.p;
+    let name = p.params.get(param as usize).map(|p| p.name.clone()).unwrap_or_default();
+    rt.error = Some(format!("parameter `{name}` is not finite after its transform"));
+    1
 }
 
 /// An index out of range in inline code: records the message.

@@ -64,6 +64,7 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_k_store", kernels::k_store as *const u8);
         jb.symbol("bnnc_k_store_rev", kernels::k_store_rev as *const u8);
         jb.symbol("bnnc_k_index_error", kernels::k_index_error as *const u8);
+        jb.symbol("bnnc_k_param_error", kernels::k_param_error as *const u8);
         jb.symbol("bnnc_log_mix", kernels::k_log_mix as *const u8);
         jb.symbol("bnnc_elem", kernels::k_elem as *const u8);
         jb.symbol("bnnc_elem_partials", kernels::k_elem_partials as *const u8);
