@@ -138,6 +138,8 @@ enum Emit {
     Elab,
     /// The IR, once data is bound (sizes are numbers, data-only values computed).
     Ir,
+    /// The adjoint sweep of the IR, as the backends run it for the gradient.
+    IrAd,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -540,7 +542,7 @@ pub fn run() -> i32 {
             let mut fe = driver::frontend_file(&model);
             // With data at hand, go on to lowering, so size and index errors that only the
             // numbers reveal are reported now rather than when the model is run.
-            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir)) {
+            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir | Emit::IrAd)) {
                 if let Some(path) = driver::data_path(&model, data.as_deref()) {
                     if let Some(bound) = fe.bind_data(&path) {
                         if verbose {
@@ -563,6 +565,9 @@ pub fn run() -> i32 {
                     Emit::Elab => fe.elaborated.as_ref().map(driver::emit_elab),
                     Emit::Ir if !fe.diags.has_errors() => {
                         fe.program(&model, data.as_deref()).map(|p| crate::ir::print::program(&p))
+                    }
+                    Emit::IrAd if !fe.diags.has_errors() => {
+                        fe.program(&model, data.as_deref()).map(|p| crate::ir::print::adjoint(&p))
                     }
                     _ => None,
                 };

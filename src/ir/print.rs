@@ -84,3 +84,103 @@ fn block(p: &Program, b: BlockId, depth: usize, out: &mut String) {
         }
     }
 }
+
+/// The adjoint sweep as both backends run it (`bnnc check --emit ir-ad`): the density's
+/// instructions in reverse, each with the adjoints it reads and adds to. `d%v` is the adjoint
+/// of `%v`, `ds0` of slot s0, `dtheta[a..b]` a parameter's slice of the gradient. Operations
+/// whose result cannot reach `target` (or does not depend on parameters) have no adjoint and
+/// are left out, as are loops whose bodies then have nothing to do.
+pub fn adjoint(p: &Program) -> String {
+    let lay = crate::jit::layout::Layout::new(p);
+    let mut out = String::from("adjoint {\n");
+    rev_block(p, &lay, ENTRY, 1, &mut out);
+    out.push_str("}\n");
+    out
+}
+
+fn has_work(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId) -> bool {
+    p.block(b).iter().any(|inst| match inst {
+        Inst::Op { dst, .. } => lay.has_adj(*dst),
+        Inst::For { body, .. } => has_work(p, lay, *body),
+        Inst::If { then, else_, .. } => has_work(p, lay, *then) || has_work(p, lay, *else_),
+        Inst::Store { slot, .. } | Inst::Init { slot, .. } => lay.slot_adj[slot.0 as usize].is_some(),
+        Inst::Target { value } => lay.has_adj(*value),
+    })
+}
+
+fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let d = |v: &crate::ir::V| format!("d{v}");
+    for inst in p.block(b).iter().rev() {
+        match inst {
+            Inst::Op { dst, prim, args } => {
+                if !lay.has_adj(*dst) {
+                    continue;
+                }
+                let into: Vec<String> = args.iter().filter(|a| lay.has_adj(**a)).map(d).collect();
+                let a: Vec<String> = args.iter().map(|v| v.to_string()).collect();
+                let mut targets = into.clone();
+                match prim {
+                    Prim::Constrain(i) => {
+                        let pl = &p.params[*i as usize];
+                        targets.insert(0, format!("dtheta[{}..{}]", pl.offset, pl.offset + pl.free_len));
+                    }
+                    Prim::Load(s, _) if lay.slot_adj[s.0 as usize].is_some() => targets.push(format!("ds{}", s.0)),
+                    _ => {}
+                }
+                let shown = format!("{prim:?}");
+                let jac = if matches!(prim, Prim::Constrain(_)) { " (and log|J|)" } else { "" };
+                let to = if targets.is_empty() { "nothing".to_string() } else { targets.join(", ") };
+                let _ = writeln!(out, "{pad}{to} += vjp {shown}({}) · d{dst}{jac}", a.join(", "));
+            }
+            Inst::For { var, lo, hi, body } => {
+                if !has_work(p, lay, *body) {
+                    continue;
+                }
+                let _ = writeln!(out, "{pad}for {var} in reverse {lo}..{hi} {{");
+                rev_block(p, lay, *body, depth + 1, out);
+                let _ = writeln!(out, "{pad}}}");
+            }
+            Inst::If { cond, then, else_ } => {
+                if !has_work(p, lay, *then) && !has_work(p, lay, *else_) {
+                    continue;
+                }
+                let _ = writeln!(out, "{pad}if {cond} {{");
+                rev_block(p, lay, *then, depth + 1, out);
+                let _ = writeln!(out, "{pad}}} else {{");
+                rev_block(p, lay, *else_, depth + 1, out);
+                let _ = writeln!(out, "{pad}}}");
+            }
+            Inst::Store { slot, ix, index, value } => {
+                if lay.slot_adj[slot.0 as usize].is_none() {
+                    continue;
+                }
+                let i: Vec<String> = index.iter().map(|v| v.to_string()).collect();
+                let at = format!("ds{}{ix:?}({})", slot.0, i.join(", "));
+                if lay.has_adj(*value) {
+                    let _ = writeln!(out, "{pad}d{value} += {at}; {at} = 0");
+                } else {
+                    let _ = writeln!(out, "{pad}{at} = 0");
+                }
+            }
+            Inst::Init { slot, value } => {
+                if lay.slot_adj[slot.0 as usize].is_none() {
+                    continue;
+                }
+                match value {
+                    Some(v) if lay.has_adj(*v) => {
+                        let _ = writeln!(out, "{pad}d{v} += ds{}; ds{} = 0", slot.0, slot.0);
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{pad}ds{} = 0", slot.0);
+                    }
+                }
+            }
+            Inst::Target { value } => {
+                if lay.has_adj(*value) {
+                    let _ = writeln!(out, "{pad}d{value} += 1");
+                }
+            }
+        }
+    }
+}
