@@ -6,17 +6,23 @@ use bnnc::driver::frontend_file;
 use bnnc::infer::density::LogDensity;
 use bnnc::ir::interp::Interp;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-static ON: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Counting is on for this thread only: the test harness's own threads (reporting a
+    /// finished test, say) allocate while another test measures.
+    static ON: Cell<bool> = const { Cell::new(false) };
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
+        if ON.try_with(|c| c.get()).unwrap_or(false) {
             COUNT.fetch_add(1, Ordering::Relaxed);
         }
         unsafe { System.alloc(layout) }
@@ -37,11 +43,11 @@ fn count_per_evaluation(d: &mut dyn LogDensity, dim: usize) -> usize {
     let mut grad = vec![0.0; dim];
     d.logp_grad(&theta, &mut grad).expect("finite");
     COUNT.store(0, Ordering::SeqCst);
-    ON.store(true, Ordering::SeqCst);
+    ON.with(|c| c.set(true));
     for _ in 0..5 {
         let _ = d.logp_grad(&theta, &mut grad);
     }
-    ON.store(false, Ordering::SeqCst);
+    ON.with(|c| c.set(false));
     COUNT.load(Ordering::SeqCst) / 5
 }
 
@@ -103,11 +109,11 @@ fn no_allocation_per_gradient_after_the_first() {
         let mut grad = vec![0.0; program.dim()];
         interp.logp_grad(&theta, &mut grad).expect("finite");
         COUNT.store(0, Ordering::SeqCst);
-        ON.store(true, Ordering::SeqCst);
+        ON.with(|c| c.set(true));
         for _ in 0..5 {
             let _ = interp.logp_grad(&theta, &mut grad);
         }
-        ON.store(false, Ordering::SeqCst);
+        ON.with(|c| c.set(false));
         let n = COUNT.load(Ordering::SeqCst);
         if n > 0 {
             report.push(format!("{name}: {} allocations per evaluation", n / 5));
