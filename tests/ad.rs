@@ -5,26 +5,11 @@ use bnnc::diag::{render, Format};
 use bnnc::driver::frontend_file;
 use bnnc::ir::interp::Interp;
 use rand::{RngExt, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn models() -> Vec<(PathBuf, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(root.join("../shared/posteriordb")).expect("posteriordb").flatten() {
-        let m = e.path().join("model.bnn");
-        if m.exists() {
-            v.push((m, e.path().join("data.json")));
-        }
-    }
-    for e in std::fs::read_dir(root.join("examples")).expect("examples").flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "bnn") {
-            v.push((p.clone(), p.with_extension("json")));
-        }
-    }
-    v.sort();
-    v
-}
+#[path = "common/models.rs"]
+mod common_models;
+use common_models::models;
 
 /// Five-point central difference of f at theta along coordinate i, step `h0` (relative).
 fn fd(interp: &mut Interp, theta: &[f64], i: usize, h0: f64) -> f64 {

@@ -715,8 +715,8 @@ fn the_variant_lists_are_complete() {
     for (i, k) in ALL_KIND.iter().enumerate() {
         assert_eq!(kind_pos(*k), i, "{k:?}");
     }
-    let jit_un = bnnc::jit::kernels::UN_ALL;
-    let jit_bin = bnnc::jit::kernels::BIN_ALL;
+    let jit_un = bnnc::ir::prim::Un::ALL;
+    let jit_bin = bnnc::ir::prim::Bin::ALL;
     assert!(jit_un.len() == ALL_UN.len() && jit_un.iter().all(|u| ALL_UN.contains(u)));
     assert!(jit_bin.len() == ALL_BIN.len() && jit_bin.iter().all(|b| ALL_BIN.contains(b)));
     for f in Family::ALL {

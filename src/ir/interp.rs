@@ -199,10 +199,8 @@ impl<'p> Interp<'p> {
         let p = self.p;
         for inst in p.block(b) {
             match inst {
-                Inst::Op { dst, prim, args } => {
-                    if !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
-                        self.run_op(*dst, prim, args)?;
-                    }
+                Inst::Op { dst, prim, args } if !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) => {
+                    self.run_op(*dst, prim, args)?;
                 }
                 Inst::For { var, lo, hi, body } => {
                     let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
@@ -283,10 +281,7 @@ impl<'p> Interp<'p> {
                 let mut pos = std::mem::take(&mut self.pos);
                 prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
                 let val = sl(p, &self.vals, &self.cur, *value);
-                let s = &mut self.slots[slot.0 as usize];
-                for (k, q) in pos.iter().enumerate() {
-                    s[*q] = if val.len() == 1 { val[0] } else { val[k] };
-                }
+                prim::scatter(&pos, val, &mut self.slots[slot.0 as usize]);
                 self.pos = pos;
             }
             Inst::Init { slot, value } => {
@@ -314,18 +309,7 @@ impl<'p> Interp<'p> {
             let o = &mut out[at..at + len];
             let out_shape = &p.values[dst.0 as usize].shape;
             match prim {
-                Prim::Constrain(i) => {
-                    let pl = &p.params[*i as usize];
-                    let y = &self.theta[pl.offset..pl.offset + pl.free_len];
-                    let (lb, ub) = bounds(pl.kind, &argv);
-                    let lj = transform::constrain(pl.kind, y, lb, ub, o);
-                    self.jacobian += lj;
-                    if !lj.is_finite() || o.iter().any(|x| !x.is_finite()) {
-                        Err(format!("parameter `{}` is not finite after its transform", pl.name))
-                    } else {
-                        Ok(())
-                    }
-                }
+                Prim::Constrain(i) => constrain_param(p, *i, &self.theta, &argv, o).map(|lj| self.jacobian += lj),
                 Prim::Rng(f, _) => {
                     let dargs: Vec<dist::Arg> =
                         argv.iter().zip(&shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
@@ -382,14 +366,9 @@ impl<'p> Interp<'p> {
                     let idx: Args<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
                     let mut pos = std::mem::take(&mut self.pos);
                     prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
-                    let vact = self.active[value.0 as usize];
-                    let vlen = p.values[value.0 as usize].len();
-                    for (k, q) in pos.iter().enumerate() {
-                        let a = std::mem::replace(&mut self.slot_adj[slot.0 as usize][*q], 0.0);
-                        if vact {
-                            self.adj[value.0 as usize][if vlen == 1 { 0 } else { k }] += a;
-                        }
-                    }
+                    let vadj =
+                        if self.active[value.0 as usize] { Some(&mut self.adj[value.0 as usize][..]) } else { None };
+                    prim::scatter_vjp(&pos, &mut self.slot_adj[slot.0 as usize], vadj);
                     self.pos = pos;
                 }
                 Inst::Init { slot, value } => {
@@ -452,37 +431,18 @@ impl<'p> Interp<'p> {
                 .collect();
             match prim {
                 Prim::Constrain(i) => {
-                    let pl = &p.params[*i as usize];
-                    let y = &self.theta[pl.offset..pl.offset + pl.free_len];
-                    let (lb, ub) = bounds(pl.kind, &argv);
-                    let (mut glb, mut gub) = std::mem::take(&mut self.bound_adj);
-                    glb.clear();
-                    glb.resize(lb.len(), 0.0);
-                    gub.clear();
-                    gub.resize(ub.len(), 0.0);
-                    transform::constrain_vjp(
-                        pl.kind,
-                        y,
-                        lb,
-                        ub,
+                    let w = if self.with_jacobian { 1.0 } else { 0.0 };
+                    constrain_param_vjp(
+                        p,
+                        *i,
+                        &self.theta,
+                        &argv,
                         &adj_out,
-                        if self.with_jacobian { 1.0 } else { 0.0 },
-                        &mut grad[pl.offset..pl.offset + pl.free_len],
-                        &mut glb,
-                        &mut gub,
+                        w,
+                        grad,
+                        &mut self.bound_adj,
+                        &mut adj_args,
                     );
-                    // The bounds are the Constrain's arguments, lower first.
-                    let mut k = 0;
-                    for g in [&glb, &gub] {
-                        if g.is_empty() {
-                            continue;
-                        }
-                        if let Some(a) = adj_args.get_mut(k).and_then(|x| x.as_deref_mut()) {
-                            a.iter_mut().zip(g.iter()).for_each(|(x, y)| *x += y);
-                        }
-                        k += 1;
-                    }
-                    self.bound_adj = (glb, gub);
                     Ok(())
                 }
                 Prim::Load(s, _) => {
@@ -530,11 +490,11 @@ pub fn activity(p: &Program) -> (Vec<bool>, Vec<bool>) {
                             changed = true;
                         }
                     }
-                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) } => {
-                        if active[value.0 as usize] && !slot_active[slot.0 as usize] {
-                            slot_active[slot.0 as usize] = true;
-                            changed = true;
-                        }
+                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) }
+                        if active[value.0 as usize] && !slot_active[slot.0 as usize] =>
+                    {
+                        slot_active[slot.0 as usize] = true;
+                        changed = true;
                     }
                     _ => {}
                 }
@@ -552,6 +512,74 @@ fn sl<'a>(p: &Program, vals: &'a [Vec<f64>], cur: &[usize], v: V) -> &'a [f64] {
     let len = info.len();
     let at = cur[info.block.0 as usize] * len;
     &vals[v.0 as usize][at..at + len]
+}
+
+/// Parameter `i` mapped from the unconstrained `theta` to its support in `out`, its bounds
+/// (if its kind has any) in `args`: the log-Jacobian, or why the result is not finite. Shared
+/// by the interpreter and the compiled code's transform kernel.
+pub(crate) fn constrain_param(
+    p: &Program,
+    i: u32,
+    theta: &[f64],
+    args: &[&[f64]],
+    out: &mut [f64],
+) -> Result<f64, String> {
+    let pl = &p.params[i as usize];
+    let y = &theta[pl.offset..pl.offset + pl.free_len];
+    let (lb, ub) = bounds(pl.kind, args);
+    let lj = transform::constrain(pl.kind, y, lb, ub, out);
+    if !lj.is_finite() || out.iter().any(|x| !x.is_finite()) {
+        Err(format!("parameter `{}` is not finite after its transform", pl.name))
+    } else {
+        Ok(lj)
+    }
+}
+
+/// The reverse of [`constrain_param`]: adds into `grad` (the whole gradient) the adjoint
+/// `adj_out` pulled back through the transform plus `jac_weight` times the log-Jacobian's
+/// gradient, and into `adj_args` the bounds' adjoints. `scratch` holds the bounds' adjoints.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn constrain_param_vjp(
+    p: &Program,
+    i: u32,
+    theta: &[f64],
+    args: &[&[f64]],
+    adj_out: &[f64],
+    jac_weight: f64,
+    grad: &mut [f64],
+    scratch: &mut (Vec<f64>, Vec<f64>),
+    adj_args: &mut [Option<&mut [f64]>],
+) {
+    let pl = &p.params[i as usize];
+    let y = &theta[pl.offset..pl.offset + pl.free_len];
+    let (lb, ub) = bounds(pl.kind, args);
+    let (glb, gub) = scratch;
+    glb.clear();
+    glb.resize(lb.len(), 0.0);
+    gub.clear();
+    gub.resize(ub.len(), 0.0);
+    transform::constrain_vjp(
+        pl.kind,
+        y,
+        lb,
+        ub,
+        adj_out,
+        jac_weight,
+        &mut grad[pl.offset..pl.offset + pl.free_len],
+        glb,
+        gub,
+    );
+    // The bounds are the Constrain's arguments, lower first.
+    let mut k = 0;
+    for g in [&*glb, &*gub] {
+        if g.is_empty() {
+            continue;
+        }
+        if let Some(a) = adj_args.get_mut(k).and_then(|x| x.as_deref_mut()) {
+            a.iter_mut().zip(g.iter()).for_each(|(x, y)| *x += y);
+        }
+        k += 1;
+    }
 }
 
 /// A Constrain's bounds from its arguments (lower first, as its kind has them).

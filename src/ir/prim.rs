@@ -40,6 +40,36 @@ pub enum Un {
 }
 
 impl Un {
+    /// Every function (for tables such as the compiled code's symbols).
+    pub const ALL: [Un; 26] = [
+        Un::Neg,
+        Un::Not,
+        Un::Exp,
+        Un::Log,
+        Un::Log1p,
+        Un::Expm1,
+        Un::Sqrt,
+        Un::Square,
+        Un::Abs,
+        Un::Tanh,
+        Un::Sigmoid,
+        Un::Logit,
+        Un::Softplus,
+        Un::Relu,
+        Un::Lgamma,
+        Un::Digamma,
+        Un::Sin,
+        Un::Cos,
+        Un::Erf,
+        Un::Phi,
+        Un::Log1m,
+        Un::LogInvLogit,
+        Un::Inv,
+        Un::Floor,
+        Un::Ceil,
+        Un::Round,
+    ];
+
     pub fn from_name(n: &str) -> Option<Un> {
         Some(match n {
             "exp" => Un::Exp,
@@ -203,6 +233,28 @@ pub enum Bin {
 }
 
 impl Bin {
+    /// Every function (for tables such as the compiled code's symbols).
+    pub const ALL: [Bin; 18] = [
+        Bin::Add,
+        Bin::Sub,
+        Bin::Mul,
+        Bin::Div,
+        Bin::IntDiv,
+        Bin::Mod,
+        Bin::Pow,
+        Bin::Min,
+        Bin::Max,
+        Bin::LogSumExp,
+        Bin::Eq,
+        Bin::Ne,
+        Bin::Lt,
+        Bin::Le,
+        Bin::Gt,
+        Bin::Ge,
+        Bin::And,
+        Bin::Or,
+    ];
+
     pub fn f(self, a: f64, b: f64) -> f64 {
         let t = |c: bool| c as i64 as f64;
         match self {
@@ -667,6 +719,26 @@ pub fn index_positions(ix: &[Ix], base: &[usize], idx: &[&[f64]], out: &mut Vec<
         }
     }
     Ok(())
+}
+
+/// A store into a slot: `slot[pos[k]] = value[k]` (a one-element value fills every position).
+pub fn scatter(pos: &[usize], value: &[f64], slot: &mut [f64]) {
+    for (k, q) in pos.iter().enumerate() {
+        slot[*q] = if value.len() == 1 { value[0] } else { value[k] };
+    }
+}
+
+/// The reverse of [`scatter`]: each stored position's adjoint moves into the value's (added;
+/// a one-element value takes them all) and is cleared, since the store overwrote the slot.
+pub fn scatter_vjp(pos: &[usize], slot_adj: &mut [f64], value_adj: Option<&mut [f64]>) {
+    let mut value_adj = value_adj;
+    for (k, q) in pos.iter().enumerate() {
+        let a = std::mem::replace(&mut slot_adj[*q], 0.0);
+        if let Some(va) = value_adj.as_deref_mut() {
+            let at = if va.len() == 1 { 0 } else { k };
+            va[at] += a;
+        }
+    }
 }
 
 /// Scratch space reused across evaluations.

@@ -98,16 +98,6 @@ pub fn adjoint(p: &Program) -> String {
     out
 }
 
-fn has_work(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId) -> bool {
-    p.block(b).iter().any(|inst| match inst {
-        Inst::Op { dst, .. } => lay.has_adj(*dst),
-        Inst::For { body, .. } => has_work(p, lay, *body),
-        Inst::If { then, else_, .. } => has_work(p, lay, *then) || has_work(p, lay, *else_),
-        Inst::Store { slot, .. } | Inst::Init { slot, .. } => lay.slot_adj[slot.0 as usize].is_some(),
-        Inst::Target { value } => lay.has_adj(*value),
-    })
-}
-
 fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: usize, out: &mut String) {
     let pad = "  ".repeat(depth);
     let d = |v: &crate::ir::V| format!("d{v}");
@@ -134,7 +124,7 @@ fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: u
                 let _ = writeln!(out, "{pad}{to} += vjp {shown}({}) · d{dst}{jac}", a.join(", "));
             }
             Inst::For { var, lo, hi, body } => {
-                if !has_work(p, lay, *body) {
+                if !lay.has_reverse_work(p, *body) {
                     continue;
                 }
                 let _ = writeln!(out, "{pad}for {var} in reverse {lo}..{hi} {{");
@@ -142,7 +132,7 @@ fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: u
                 let _ = writeln!(out, "{pad}}}");
             }
             Inst::If { cond, then, else_ } => {
-                if !has_work(p, lay, *then) && !has_work(p, lay, *else_) {
+                if !lay.has_reverse_work(p, *then) && !lay.has_reverse_work(p, *else_) {
                     continue;
                 }
                 let _ = writeln!(out, "{pad}if {cond} {{");

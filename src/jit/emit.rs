@@ -332,21 +332,6 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     // ---- calls -----------------------------------------------------------------------------
 
-    fn func(&mut self, name: &'static str, params: usize, ret: types::Type, param_ty: &[types::Type]) -> R<FuncRef> {
-        if let Some(f) = self.funcs.get(name) {
-            return Ok(*f);
-        }
-        let mut sig = Signature::new(self.module.isa().default_call_conv());
-        for k in 0..params {
-            sig.params.push(AbiParam::new(param_ty[k.min(param_ty.len() - 1)]));
-        }
-        sig.returns.push(AbiParam::new(ret));
-        let id = self.module.declare_function(name, Linkage::Import, &sig).map_err(|e| e.to_string())?;
-        let fr = self.module.declare_func_in_func(id, &mut *self.b.func);
-        self.funcs.insert(name, fr);
-        Ok(fr)
-    }
-
     /// An imported function with the given parameter types and optional result.
     fn func_sig(&mut self, name: &'static str, params: &[types::Type], ret: Option<types::Type>) -> R<FuncRef> {
         if let Some(f) = self.funcs.get(name) {
@@ -362,14 +347,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     fn call_f(&mut self, name: &'static str, args: &[Value]) -> R<Value> {
-        let fr = self.func(name, args.len(), F64, &[F64])?;
+        let fr = self.func_sig(name, &vec![F64; args.len()], Some(F64))?;
         let c = self.b.ins().call(fr, args);
         Ok(self.b.inst_results(c)[0])
     }
 
     /// Call kernel `name(ctx, id, ptrs)` with pointers `ptrs`; on failure leave by the error exit.
     fn kernel(&mut self, name: &'static str, id: i64, ptrs: &[Value]) -> R<()> {
-        let fr = self.func(name, 3, types::I32, &[PTR, types::I64, PTR])?;
+        let fr = self.func_sig(name, &[PTR, types::I64, PTR], Some(types::I32))?;
         let ss = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
             (ptrs.len().max(1) * 8) as u32,
@@ -412,7 +397,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.ins().brif(ok, good, &[], bad, &[]);
         self.b.switch_to_block(bad);
         self.b.set_cold_block(bad);
-        let fr = self.func("bnnc_k_index_error", 3, types::I32, &[PTR, F64, types::I64])?;
+        let fr = self.func_sig("bnnc_k_index_error", &[PTR, F64, types::I64], Some(types::I32))?;
         let sz = self.int(size as i64);
         self.b.ins().call(fr, &[self.ctx, v, sz]);
         self.b.ins().jump(self.err, &[]);
@@ -446,6 +431,26 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let n = self.b.ins().iadd_imm_s(c, -1);
         self.b.def_var(self.cnt[bi], n);
         self.b.def_var(self.cur[bi], n);
+    }
+
+    /// A data-dependent `if`, in the forward or the reverse sweep.
+    fn branch(&mut self, cond: V, then: BlockId, else_: BlockId, rev: bool) -> R<()> {
+        let c = self.cond_of(cond)?;
+        let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(c, tb, &[], eb, &[]);
+        for (blk, body) in [(tb, then), (eb, else_)] {
+            self.b.switch_to_block(blk);
+            if rev {
+                self.enter_rev(body);
+                self.insts_rev(body)?;
+            } else {
+                self.enter_fwd(body);
+                self.insts_fwd(body)?;
+            }
+            self.b.ins().jump(merge, &[]);
+        }
+        self.b.switch_to_block(merge);
+        Ok(())
     }
 
     fn int_of(&mut self, v: V) -> R<Value> {
@@ -488,18 +493,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         s.insts_fwd(body)
                     })?;
                 }
-                Inst::If { cond, then, else_ } => {
-                    let c = self.cond_of(*cond)?;
-                    let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-                    self.b.ins().brif(c, tb, &[], eb, &[]);
-                    for (blk, body) in [(tb, *then), (eb, *else_)] {
-                        self.b.switch_to_block(blk);
-                        self.enter_fwd(body);
-                        self.insts_fwd(body)?;
-                        self.b.ins().jump(merge, &[]);
-                    }
-                    self.b.switch_to_block(merge);
-                }
+                Inst::If { cond, then, else_ } => self.branch(*cond, *then, *else_, false)?,
                 Inst::Store { slot, ix, index, value } => {
                     let sshape = p.slots[slot.0 as usize].shape.clone();
                     let vlen = p.info(*value).len();
@@ -599,7 +593,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     }
                 }
                 Inst::For { lo, hi, body, .. } => {
-                    if !self.touches_adjoints(*body) {
+                    // A body without adjoint work is skipped: its counter is then left unwound,
+                    // which is harmless because only it and the blocks inside it read it.
+                    if !self.lay.has_reverse_work(self.p, *body) {
                         continue;
                     }
                     let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);
@@ -609,18 +605,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         s.insts_rev(body)
                     })?;
                 }
-                Inst::If { cond, then, else_ } => {
-                    let c = self.cond_of(*cond)?;
-                    let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-                    self.b.ins().brif(c, tb, &[], eb, &[]);
-                    for (blk, body) in [(tb, *then), (eb, *else_)] {
-                        self.b.switch_to_block(blk);
-                        self.enter_rev(body);
-                        self.insts_rev(body)?;
-                        self.b.ins().jump(merge, &[]);
-                    }
-                    self.b.switch_to_block(merge);
-                }
+                Inst::If { cond, then, else_ } => self.branch(*cond, *then, *else_, true)?,
                 Inst::Store { slot, ix, index, value } => {
                     let Some(sadj) = self.slot_adj(*slot) else { continue };
                     let sshape = p.slots[slot.0 as usize].shape.clone();
@@ -695,19 +680,6 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
         }
         Ok(())
-    }
-
-    /// Whether the reverse sweep of a block has any adjoint work. A loop whose body has none is
-    /// skipped in reverse: its counter is then left unwound, which is harmless because only the
-    /// body and the blocks nested in it read that counter.
-    fn touches_adjoints(&self, b: BlockId) -> bool {
-        self.p.block(b).iter().any(|inst| match inst {
-            Inst::Op { dst, .. } => self.lay.has_adj(*dst),
-            Inst::For { body, .. } => self.touches_adjoints(*body),
-            Inst::If { then, else_, .. } => self.touches_adjoints(*then) || self.touches_adjoints(*else_),
-            Inst::Store { slot, .. } | Inst::Init { slot, .. } => self.lay.slot_adj[slot.0 as usize].is_some(),
-            Inst::Target { value } => self.lay.has_adj(*value),
-        })
     }
 
     // ---- fusion ----------------------------------------------------------------------------
@@ -1395,20 +1367,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
             return Ok(());
         }
         let g = self.ld0(oadj);
-        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
         // Broadcast arguments sum their partials first, then scale by the adjoint.
-        let accs: Vec<Option<Variable>> = (0..3)
-            .map(|k| {
-                if adj[k].is_some() && !matches!(m[k], Mode::Full) {
-                    let v = self.b.declare_var(F64);
-                    let z = self.f(0.0);
-                    self.b.def_var(v, z);
-                    Some(v)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let accs = self.density_accs(&m, &adj);
+        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
         self.each(n, &mut |s, i| {
             let x = s.get(at[0], m[0], i, i);
             let mu = s.get(at[1], m[1], i, i);
@@ -1423,31 +1384,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let zz1 = s.b.ins().fsub(zz, one);
             let d2 = s.b.ins().fdiv(zz1, sg);
             for (k, dk) in [d0, d1, d2].into_iter().enumerate() {
-                match (accs[k], adj[k]) {
-                    (Some(v), _) => {
-                        let t = s.b.use_var(v);
-                        let t = s.b.ins().fadd(t, dk);
-                        s.b.def_var(v, t);
-                    }
-                    (None, Some(a)) => {
-                        let c = s.b.ins().fmul(g, dk);
-                        let c = s.unless_zero(g, c);
-                        s.add_to(a, i, c);
-                    }
-                    (None, None) => {}
-                }
+                s.density_partial(accs[k], adj[k], g, i, dk);
             }
             Ok(())
         })?;
-        for k in 0..3 {
-            if let (Some(v), Some(a)) = (accs[k], adj[k]) {
-                let t = self.b.use_var(v);
-                let c = self.b.ins().fmul(g, t);
-                let c = self.unless_zero(g, c);
-                let z = self.int(0);
-                self.add_to(a, z, c);
-            }
-        }
+        self.density_flush(&accs, &adj, g);
         Ok(())
     }
 
@@ -1567,7 +1508,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             at.push(ad);
         }
         let code = self.family_code(f);
-        let fr = self.func("bnnc_elem", 5, F64, &[types::I64, F64])?;
+        let fr = self.func_sig("bnnc_elem", &[types::I64, F64, F64, F64, F64], Some(F64))?;
         let lp = self.b.declare_var(F64);
         let z = self.f(0.0);
         self.b.def_var(lp, z);
@@ -1606,18 +1547,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             return Ok(());
         }
         let g = self.ld0(oadj);
-        let accs: Vec<Option<Variable>> = (0..args.len())
-            .map(|k| {
-                if adj[k].is_some() && !matches!(m[k], Mode::Full) {
-                    let v = self.b.declare_var(F64);
-                    let z = self.f(0.0);
-                    self.b.def_var(v, z);
-                    Some(v)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let accs = self.density_accs(&m, &adj);
         let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
         let code = self.family_code(f);
         let fr = self.func_sig("bnnc_elem_partials", &[types::I64, F64, F64, F64, F64, PTR], None)?;
@@ -1632,32 +1562,49 @@ impl<'a, 'f> Emitter<'a, 'f> {
             s.b.ins().call(fr, &call);
             for k in 0..at.len() {
                 let dk = s.b.ins().load(F64, s.mf, d, (k * 8) as i32);
-                match (accs[k], adj[k]) {
-                    (Some(v), _) => {
-                        let t = s.b.use_var(v);
-                        let t = s.b.ins().fadd(t, dk);
-                        s.b.def_var(v, t);
-                    }
-                    (None, Some(a)) => {
-                        let c = s.b.ins().fmul(g, dk);
-                        let c = s.unless_zero(g, c);
-                        s.add_to(a, i, c);
-                    }
-                    (None, None) => {}
-                }
+                s.density_partial(accs[k], adj[k], g, i, dk);
             }
             Ok(())
         })?;
-        for k in 0..at.len() {
-            if let (Some(v), Some(a)) = (accs[k], adj[k]) {
+        self.density_flush(&accs, &adj, g);
+        Ok(())
+    }
+
+    /// Register accumulators for a density's broadcast (scalar) arguments that take an
+    /// adjoint; `m` unhoisted (a literal never takes one).
+    fn density_accs(&mut self, m: &[Mode], adj: &[Option<Value>]) -> Vec<Option<Variable>> {
+        m.iter().zip(adj).map(|(mk, a)| self.scalar_acc(*mk, *a)).collect()
+    }
+
+    /// One element's partial `dk` of a density: summed in the accumulator of a broadcast
+    /// argument, or scaled by the adjoint `g` into element `i` of a whole one.
+    fn density_partial(&mut self, acc: Option<Variable>, adj: Option<Value>, g: Value, i: Value, dk: Value) {
+        match (acc, adj) {
+            (Some(v), _) => {
                 let t = self.b.use_var(v);
+                let t = self.b.ins().fadd(t, dk);
+                self.b.def_var(v, t);
+            }
+            (None, Some(a)) => {
+                let c = self.b.ins().fmul(g, dk);
+                let c = self.unless_zero(g, c);
+                self.add_to(a, i, c);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// After the loop: each broadcast argument's summed partials, scaled by the adjoint.
+    fn density_flush(&mut self, accs: &[Option<Variable>], adj: &[Option<Value>], g: Value) {
+        for (acc, a) in accs.iter().zip(adj) {
+            if let (Some(v), Some(a)) = (acc, a) {
+                let t = self.b.use_var(*v);
                 let c = self.b.ins().fmul(g, t);
                 let c = self.unless_zero(g, c);
                 let z = self.int(0);
-                self.add_to(a, z, c);
+                self.add_to(*a, z, c);
             }
         }
-        Ok(())
     }
 
     fn sum_adj(&mut self, base: Value, n: usize) -> R<Value> {

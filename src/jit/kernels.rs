@@ -8,9 +8,9 @@
 //! unwinds into generated code.
 
 use super::layout::Layout;
+use crate::ir::interp::{constrain_param, constrain_param_vjp};
 use crate::ir::prim::{self, Bin, Prim, Scratch, Un};
 use crate::ir::{Inst, Program};
-use crate::math::transform;
 use smallvec::SmallVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -70,17 +70,6 @@ unsafe fn len_of(p: &Program, v: crate::ir::V) -> usize {
     p.values[v.0 as usize].len()
 }
 
-/// A Constrain's bounds from its arguments (lower first, as its kind has them).
-fn bounds<'a>(kind: transform::Kind, args: &[&'a [f64]]) -> (&'a [f64], &'a [f64]) {
-    use transform::Kind;
-    match kind {
-        Kind::Lower => (args[0], &[]),
-        Kind::Upper => (&[], args[0]),
-        Kind::LowerUpper => (args[0], args[1]),
-        _ => (&[], &[]),
-    }
-}
-
 /// Forward evaluation of op `id`: `ptrs` = [result, args...].
 ///
 /// # Safety
@@ -100,15 +89,8 @@ pub unsafe extern "C" fn k_eval(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) -
         let out_shape = &p.values[dst.0 as usize].shape;
         match prim {
             Prim::Constrain(i) => {
-                let pl = &p.params[*i as usize];
-                let y = std::slice::from_raw_parts(ctx.theta.add(pl.offset), pl.free_len);
-                let (lb, ub) = bounds(pl.kind, &argv);
-                let lj = transform::constrain(pl.kind, y, lb, ub, out);
-                ctx.jacobian += lj;
-                if !lj.is_finite() || out.iter().any(|x| !x.is_finite()) {
-                    return Err(format!("parameter `{}` is not finite after its transform", pl.name));
-                }
-                Ok(())
+                let theta = std::slice::from_raw_parts(ctx.theta, p.dim());
+                constrain_param(p, *i, theta, &argv, out).map(|lj| ctx.jacobian += lj)
             }
             Prim::MatMul => {
                 matmul(argv[0], shapes[0], argv[1], shapes[1], out);
@@ -168,27 +150,10 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                 head.iter_mut().zip(args).map(|(t, a)| if has(a) { Some(t.as_mut_slice()) } else { None }).collect();
             match prim {
                 Prim::Constrain(i) => {
-                    let pl = &p.params[*i as usize];
-                    let y = std::slice::from_raw_parts(ctx.theta.add(pl.offset), pl.free_len);
-                    let grad = std::slice::from_raw_parts_mut(ctx.grad.add(pl.offset), pl.free_len);
-                    let (lb, ub) = bounds(pl.kind, &argv);
-                    let (mut glb, mut gub) = std::mem::take(&mut rt.bound_adj);
-                    glb.clear();
-                    glb.resize(lb.len(), 0.0);
-                    gub.clear();
-                    gub.resize(ub.len(), 0.0);
-                    transform::constrain_vjp(pl.kind, y, lb, ub, adj_out, ctx.jac_weight, grad, &mut glb, &mut gub);
-                    let mut k = 0;
-                    for g in [&glb, &gub] {
-                        if g.is_empty() {
-                            continue;
-                        }
-                        if let Some(a) = adj_args.get_mut(k).and_then(|x| x.as_deref_mut()) {
-                            a.iter_mut().zip(g.iter()).for_each(|(x, y)| *x += y);
-                        }
-                        k += 1;
-                    }
-                    rt.bound_adj = (glb, gub);
+                    let theta = std::slice::from_raw_parts(ctx.theta, p.dim());
+                    let grad = std::slice::from_raw_parts_mut(ctx.grad, p.dim());
+                    let w = ctx.jac_weight;
+                    constrain_param_vjp(p, *i, theta, &argv, adj_out, w, grad, &mut rt.bound_adj, &mut adj_args);
                     Ok(())
                 }
                 Prim::MatMul => {
@@ -246,22 +211,15 @@ unsafe fn store(ctx: &mut Ctx, id: i64, ptrs: *const *mut f64, rev: bool) -> Res
     let mut pos = std::mem::take(&mut rt.pos);
     let r = prim::index_positions(ix, sshape, &idx, &mut pos);
     if r.is_ok() {
-        let vlen = len_of(p, *value);
+        let (vlen, slen) = (len_of(p, *value), sshape.iter().product());
         if !rev {
             let val = std::slice::from_raw_parts(ptrs[0], vlen);
-            let s = ctx.arena.add(rt.lay.slot[slot.0 as usize]);
-            for (k, q) in pos.iter().enumerate() {
-                *s.add(*q) = if vlen == 1 { val[0] } else { val[k] };
-            }
+            let s = std::slice::from_raw_parts_mut(ctx.arena.add(rt.lay.slot[slot.0 as usize]), slen);
+            prim::scatter(&pos, val, s);
         } else if let Some(sa) = rt.lay.slot_adj[slot.0 as usize] {
-            let sadj = ctx.arena.add(sa);
-            let vadj = rt.lay.adj[value.0 as usize].map(|at| ctx.arena.add(at));
-            for (k, q) in pos.iter().enumerate() {
-                let a = std::mem::replace(&mut *sadj.add(*q), 0.0);
-                if let Some(va) = vadj {
-                    *va.add(if vlen == 1 { 0 } else { k }) += a;
-                }
-            }
+            let sadj = std::slice::from_raw_parts_mut(ctx.arena.add(sa), slen);
+            let vadj = rt.lay.adj[value.0 as usize].map(|at| std::slice::from_raw_parts_mut(ctx.arena.add(at), vlen));
+            prim::scatter_vjp(&pos, sadj, vadj);
         }
     }
     rt.pos = pos;
@@ -594,53 +552,3 @@ pub fn bin_symbols(b: Bin) -> (&'static str, *const u8, &'static str, *const u8,
     }
     bin!(Add, Sub, Mul, Div, IntDiv, Mod, Pow, Min, Max, LogSumExp, Eq, Ne, Lt, Le, Gt, Ge, And, Or)
 }
-
-pub const UN_ALL: [Un; 26] = [
-    Un::Neg,
-    Un::Not,
-    Un::Exp,
-    Un::Log,
-    Un::Log1p,
-    Un::Expm1,
-    Un::Sqrt,
-    Un::Square,
-    Un::Abs,
-    Un::Tanh,
-    Un::Sigmoid,
-    Un::Logit,
-    Un::Softplus,
-    Un::Relu,
-    Un::Lgamma,
-    Un::Digamma,
-    Un::Sin,
-    Un::Cos,
-    Un::Erf,
-    Un::Phi,
-    Un::Log1m,
-    Un::LogInvLogit,
-    Un::Inv,
-    Un::Floor,
-    Un::Ceil,
-    Un::Round,
-];
-
-pub const BIN_ALL: [Bin; 18] = [
-    Bin::Add,
-    Bin::Sub,
-    Bin::Mul,
-    Bin::Div,
-    Bin::IntDiv,
-    Bin::Mod,
-    Bin::Pow,
-    Bin::Min,
-    Bin::Max,
-    Bin::LogSumExp,
-    Bin::Eq,
-    Bin::Ne,
-    Bin::Lt,
-    Bin::Le,
-    Bin::Gt,
-    Bin::Ge,
-    Bin::And,
-    Bin::Or,
-];

@@ -108,6 +108,17 @@ impl Layout {
     pub fn has_adj(&self, v: V) -> bool {
         self.adj[v.0 as usize].is_some()
     }
+
+    /// Whether the reverse sweep of block `b` (and the blocks inside it) has adjoint work.
+    pub fn has_reverse_work(&self, p: &Program, b: BlockId) -> bool {
+        p.block(b).iter().any(|inst| match inst {
+            Inst::Op { dst, .. } => self.has_adj(*dst),
+            Inst::For { body, .. } => self.has_reverse_work(p, *body),
+            Inst::If { then, else_, .. } => self.has_reverse_work(p, *then) || self.has_reverse_work(p, *else_),
+            Inst::Store { slot, .. } | Inst::Init { slot, .. } => self.slot_adj[slot.0 as usize].is_some(),
+            Inst::Target { value } => self.has_adj(*value),
+        })
+    }
 }
 
 fn mark(p: &Program, b: BlockId, seen: &mut [bool]) {

@@ -69,12 +69,12 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_elem", kernels::k_elem as *const u8);
         jb.symbol("bnnc_elem_partials", kernels::k_elem_partials as *const u8);
         jb.symbol("bnnc_log_mix_partials", kernels::k_log_mix_partials as *const u8);
-        for u in kernels::UN_ALL {
+        for u in crate::ir::prim::Un::ALL {
             let (n1, f1, n2, f2) = kernels::un_symbols(u);
             jb.symbol(n1, f1);
             jb.symbol(n2, f2);
         }
-        for b in kernels::BIN_ALL {
+        for b in crate::ir::prim::Bin::ALL {
             let (n1, f1, n2, f2, n3, f3) = kernels::bin_symbols(b);
             jb.symbol(n1, f1);
             jb.symbol(n2, f2);

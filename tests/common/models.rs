@@ -1,0 +1,24 @@
+//! The models every backend test runs: the posteriordb models in ../shared/posteriordb and
+//! the examples, each with its data file.
+
+use std::path::{Path, PathBuf};
+
+/// (model, data) for every posteriordb model and example, sorted.
+pub fn models() -> Vec<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(root.join("../shared/posteriordb")).expect("posteriordb").flatten() {
+        let m = e.path().join("model.bnn");
+        if m.exists() {
+            v.push((m, e.path().join("data.json")));
+        }
+    }
+    for e in std::fs::read_dir(root.join("examples")).expect("examples").flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "bnn") {
+            v.push((p.clone(), p.with_extension("json")));
+        }
+    }
+    v.sort();
+    v
+}
