@@ -342,17 +342,18 @@ fn bcast(a: usize, b: usize) -> Option<usize> {
     }
 }
 
-/// Lower Cholesky factor (k×k row-major) of the symmetric matrix whose lower triangle is read
-/// from `a`. `None` unless every pivot is positive and finite (i.e. `a` is positive definite).
-fn cholesky(a: &[f64], k: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; k * k];
+/// Lower Cholesky factor (k×k row-major, written into `l`) of the symmetric matrix whose lower
+/// triangle is read from `a`. False unless every pivot is positive and finite (i.e. `a` is
+/// positive definite).
+fn cholesky_into(a: &[f64], k: usize, l: &mut [f64]) -> bool {
+    l.fill(0.0);
     for j in 0..k {
         let mut d = a[j * k + j];
         for m in 0..j {
             d -= l[j * k + m] * l[j * k + m];
         }
         if !(d > 0.0 && d.is_finite()) {
-            return None;
+            return false;
         }
         let ljj = d.sqrt();
         l[j * k + j] = ljj;
@@ -364,7 +365,35 @@ fn cholesky(a: &[f64], k: usize) -> Option<Vec<f64>> {
             l[i * k + j] = s / ljj;
         }
     }
-    Some(l)
+    true
+}
+
+/// The same, into a new vector (for the samplers, which allocate anyway).
+fn cholesky(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; k * k];
+    cholesky_into(a, k, &mut l).then_some(l)
+}
+
+thread_local! {
+    /// Working memory of the multivariate densities, kept between calls so that a density
+    /// evaluated again and again (inside a sampler) allocates only the first time.
+    static WORK: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `n` zeroed values of this thread's working memory (a fresh vector if that
+/// memory is already in use further up the stack).
+fn with_work<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    WORK.with(|w| match w.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+            let s = &mut v[..n];
+            s.fill(0.0);
+            f(s)
+        }
+        Err(_) => f(&mut vec![0.0; n]),
+    })
 }
 
 /// Solves `L z = b` in place (forward substitution; reads only the lower triangle of `l`).
@@ -947,23 +976,10 @@ fn multi_normal(args: &[Arg], grads: Option<&mut [&mut [f64]]>, chol_param: bool
     if !mu.values.iter().all(|v| v.is_finite()) {
         return f64::NAN;
     }
-    let l = if chol_param {
-        // Lower triangle must be finite with a positive diagonal; the upper one is ignored.
-        let mut l = vec![0.0; k * k];
-        for i in 0..k {
-            for j in 0..=i {
-                let v = s.values[i * k + j];
-                if !v.is_finite() || (i == j && v <= 0.0) {
-                    return f64::NAN;
-                }
-                l[i * k + j] = v;
-            }
-        }
-        l
-    } else {
-        if !s.values.iter().all(|v| v.is_finite()) {
-            return f64::NAN;
-        }
+    if !chol_param && !s.values.iter().all(|v| v.is_finite()) {
+        return f64::NAN;
+    }
+    if !chol_param {
         for i in 0..k {
             for j in 0..i {
                 let (a, b) = (s.values[i * k + j], s.values[j * k + i]);
@@ -972,40 +988,73 @@ fn multi_normal(args: &[Arg], grads: Option<&mut [&mut [f64]]>, chol_param: bool
                 }
             }
         }
-        match cholesky(s.values, k) {
-            Some(l) => l,
-            None => return f64::NAN,
+    }
+    let kk = k * k;
+    // L, z, a, the accumulated outer products, and (for Σ) L⁻¹ and one of its columns.
+    let need = kk + 2 * k + if grads.is_some() { 2 * kk + k } else { 0 };
+    with_work(need, |w| {
+        let (l, w) = w.split_at_mut(kk);
+        if chol_param {
+            // Lower triangle must be finite with a positive diagonal; the upper one is ignored.
+            for i in 0..k {
+                for j in 0..=i {
+                    let v = s.values[i * k + j];
+                    if !v.is_finite() || (i == j && v <= 0.0) {
+                        return f64::NAN;
+                    }
+                    l[i * k + j] = v;
+                }
+            }
+        } else if !cholesky_into(s.values, k, l) {
+            return f64::NAN;
         }
-    };
-    if y.values.iter().any(|v| v.is_nan()) {
-        return f64::NAN;
-    }
-    if y.values.iter().any(|v| v.is_infinite()) {
-        return f64::NEG_INFINITY;
-    }
+        if y.values.iter().any(|v| v.is_nan()) {
+            return f64::NAN;
+        }
+        if y.values.iter().any(|v| v.is_infinite()) {
+            return f64::NEG_INFINITY;
+        }
+        let (z, w) = w.split_at_mut(k);
+        let (a, w) = w.split_at_mut(k);
+        multi_normal_rows(y, mu, (ry, rm, m, k), l, z, a, w, grads, chol_param)
+    })
+}
+
+/// The rows of [`multi_normal`] once L is known. `w` holds the gradient's working memory
+/// (Σ_m a aᵀ or Σ_m a zᵀ, then L⁻¹ and a column of it) when gradients are wanted.
+#[allow(clippy::too_many_arguments)]
+fn multi_normal_rows(
+    y: Arg,
+    mu: Arg,
+    (ry, rm, m, k): (usize, usize, usize, usize),
+    l: &[f64],
+    z: &mut [f64],
+    a: &mut [f64],
+    w: &mut [f64],
+    grads: Option<&mut [&mut [f64]]>,
+    chol_param: bool,
+) -> f64 {
+    let kk = k * k;
     let log_det_l: f64 = (0..k).map(|i| l[i * k + i].ln()).sum();
     let per_row = -(k as f64) * HALF_LN_2PI - log_det_l;
     let mut lp = 0.0;
-    let mut z = vec![0.0; k];
-    let mut a = vec![0.0; k];
-    // Accumulated outer products: Σ_m a aᵀ (for Σ) or Σ_m a zᵀ (for L).
-    let mut outer = if grads.is_some() { vec![0.0; k * k] } else { Vec::new() };
+    let (outer, w) = w.split_at_mut(if grads.is_some() { kk } else { 0 });
     let mut g = grads;
     for r in 0..m {
         let (y0, m0) = (if ry == 1 { 0 } else { r * k }, if rm == 1 { 0 } else { r * k });
         for (zi, (yi, mi)) in z.iter_mut().zip(y.values[y0..y0 + k].iter().zip(&mu.values[m0..m0 + k])) {
             *zi = yi - mi;
         }
-        forward_solve(&l, k, &mut z);
+        forward_solve(l, k, z);
         lp += per_row - 0.5 * z.iter().map(|v| v * v).sum::<f64>();
         if let Some(g) = g.as_deref_mut() {
-            a.copy_from_slice(&z);
-            backward_solve(&l, k, &mut a);
+            a.copy_from_slice(z);
+            backward_solve(l, k, a);
             for i in 0..k {
                 g[0][y0 + i] -= a[i];
                 g[1][m0 + i] += a[i];
             }
-            let rhs = if chol_param { &z } else { &a };
+            let rhs: &[f64] = if chol_param { z } else { a };
             for i in 0..k {
                 for j in 0..k {
                     outer[i * k + j] += a[i] * rhs[j];
@@ -1025,12 +1074,11 @@ fn multi_normal(args: &[Arg], grads: Option<&mut [&mut [f64]]>, chol_param: bool
             }
         } else {
             // Σ⁻¹ = L⁻ᵀ L⁻¹, from the columns of L⁻¹.
-            let mut linv = vec![0.0; k * k]; // row-major L⁻¹
-            let mut col = vec![0.0; k];
+            let (linv, col) = w.split_at_mut(kk); // row-major L⁻¹
             for j in 0..k {
                 col.iter_mut().for_each(|c| *c = 0.0);
                 col[j] = 1.0;
-                forward_solve(&l, k, &mut col);
+                forward_solve(l, k, col);
                 for i in 0..k {
                     linv[i * k + j] = col[i];
                 }
