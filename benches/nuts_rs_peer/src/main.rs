@@ -52,7 +52,14 @@ use std::time::Instant;
 const CHAINS: usize = 4;
 const WARMUP: usize = 1000;
 const DRAWS: usize = 1000;
+/// The default seed; `--seed N` replaces it (the minimum ESS varies with it, so a claim
+/// about one sampler against the other should rest on several).
 const SEED: u64 = 20_251_122;
+
+fn seed() -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == "--seed").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(SEED)
+}
 /// The same as nuts-rs's defaults, so both samplers aim at the same target.
 const MAX_DEPTH: usize = 10;
 const ADAPT_DELTA: f64 = 0.8;
@@ -179,7 +186,7 @@ fn run_bnnc(jit: &mut Jit, chain: usize) -> Result<ChainRun, String> {
     let out = sample(
         &mut density,
         &settings,
-        chain_seed(SEED, chain),
+        chain_seed(seed(), chain),
         None, // uniform on (-2, 2), as Stan does
         &mut |_, _| {},
         &mut |_, z, st, _| {
@@ -223,7 +230,7 @@ fn run_nuts_rs(jit: &mut Jit, chain: usize, grad_metric: bool) -> Result<ChainRu
         (MAX_DEPTH, ADAPT_DELTA)
     );
     // Its own seed stream, so that the two samplers' initial points are not tied together.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(chain_seed(SEED ^ 0x6e75_7473, chain));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(chain_seed(seed() ^ 0x6e75_7473, chain));
     let start = Instant::now();
     let math = CpuMath::new(Counted { jit, evals: &evals });
     let mut sampler = settings.new_chain(chain as u64, math, &mut rng).map_err(|e| e.to_string())?;
@@ -379,14 +386,18 @@ fn main() {
     // variance only (as bnnc does), to separate that choice from the rest of the sampler.
     let grad_metric = !args.iter().any(|a| a == "--no-grad-metric");
     args.retain(|a| a != "--no-grad-metric");
+    if let Some(i) = args.iter().position(|a| a == "--seed") {
+        args.drain(i..(i + 2).min(args.len()));
+    }
     let models: Vec<String> =
         if args.is_empty() { DEFAULT_MODELS.iter().map(|s| s.to_string()).collect() } else { args };
     let rows: Vec<Row> = models.iter().map(|m| bench_model(m, grad_metric)).collect();
 
     println!(
-        "\n{CHAINS} chains × ({WARMUP} warmup + {DRAWS} draws), diagonal metric, seed {SEED}, nuts-rs mass matrix from {}. \
+        "\n{CHAINS} chains × ({WARMUP} warmup + {DRAWS} draws), diagonal metric, seed {}, nuts-rs mass matrix from {}. \
          grads: gradient evaluations over all chains, warmup included; ESS: minimum over \
          unconstrained coordinates of the bulk ESS; ratio: (bnnc ESS/grad) / (nuts-rs ESS/grad).\n",
+        seed(),
         if grad_metric { "draws and gradients (its default)" } else { "draws only (--no-grad-metric)" }
     );
     println!(
