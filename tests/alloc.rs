@@ -76,11 +76,6 @@ fn compiled_code_allocates_nothing_per_gradient() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut report = Vec::new();
     for (name, model, data) in cases() {
-        // Not yet: matrix-matrix products go to matrixmultiply, which allocates its packing
-        // buffers on every call.
-        if name == "examples/bnn_regression.bnn" || name == "examples/fractal_regression.bnn" {
-            continue;
-        }
         let mut fe = frontend_file(&model);
         let program = fe.program(&model, Some(&data)).expect("lowers");
         let mut jit = bnnc::jit::Jit::new(&program).expect("compiles");

@@ -7,6 +7,7 @@
 //! left in the runtime. A panic inside a kernel is caught and reported the same way, so it never
 //! unwinds into generated code.
 
+use super::gemm;
 use super::layout::Layout;
 use crate::ir::interp::{constrain_param, constrain_param_vjp};
 use crate::ir::prim::{self, Bin, Prim, Scratch, Un};
@@ -372,7 +373,9 @@ fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
 }
 
 /// `[r,k] @ [k,c]` (vectors as one row or one column): matrix-vector products directly (one
-/// pass over the matrix, no packing), larger products with matrixmultiply's kernels.
+/// pass over the matrix, no packing), products with a small right operand by
+/// [`super::gemm`] (no packing, no allocation), larger ones with matrixmultiply's kernels
+/// (which allocate their packing buffers).
 fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
     let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
     let c = if sb.len() == 2 { sb[1] } else { 1 };
@@ -392,6 +395,10 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
     }
     if k == 0 {
         out.fill(0.0);
+        return;
+    }
+    if k * c <= gemm::SMALL {
+        gemm::nn(r, k, c, a, b, out, false);
         return;
     }
     // SAFETY: the slices have r·k, k·c and r·c elements (shape rule), row-major.
@@ -431,6 +438,15 @@ fn matmul_vjp(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], adj: &[f64], adj
         }
         if let Some(gb) = adj_args[1].as_deref_mut() {
             gemv_t(a, k, adj, gb);
+        }
+        return;
+    }
+    if k * c <= gemm::SMALL {
+        if let Some(ga) = adj_args[0].as_deref_mut() {
+            gemm::nt(r, k, c, adj, b, ga);
+        }
+        if let Some(gb) = adj_args[1].as_deref_mut() {
+            gemm::tn(r, k, c, a, adj, gb);
         }
         return;
     }

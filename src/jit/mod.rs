@@ -10,6 +10,7 @@
 //! is a recoverable [`EvalError`], as is a non-finite density.
 
 mod emit;
+pub mod gemm;
 pub mod kernels;
 pub mod layout;
 

@@ -1,0 +1,433 @@
+//! Matrix products whose right-hand operand is small (a layer's weights: `k·c` up to
+//! [`SMALL`] elements), without packing and without allocating: the long operand (a data
+//! matrix or a layer's activations, one row per observation) streams through once while the
+//! small one stays in the first-level cache, and a 4×8 block of the result is accumulated in
+//! registers. Larger products go to matrixmultiply (see `kernels::matmul`).
+//!
+//! Three shapes cover a product `C = A B` and its reverse:
+//! - [`nn`]: `C[r,c] (+)= A[r,k] B[k,c]`;
+//! - [`nt`]: `C[r,k] += X[r,c] B[k,c]ᵀ` (the adjoint of A), through a transposed copy of B
+//!   kept in per-thread memory;
+//! - [`tn`]: `C[k,c] += A[r,k]ᵀ X[r,c]` (the adjoint of B), rows of A and X taken in
+//!   cache-sized chunks.
+
+use std::cell::RefCell;
+
+/// The largest `k·c` (elements of the small operand) these kernels take: 256 KiB, the size
+/// of a second-level cache.
+pub const SMALL: usize = 32 * 1024;
+
+const MR: usize = 4;
+const NR: usize = 8;
+/// Rows of A and X per chunk in [`tn`]: about 24 KiB of them, to stay in the first-level
+/// cache while every block of C passes over them.
+fn chunk(k: usize, c: usize) -> usize {
+    (3072 / (k + c).max(1)).clamp(16, 256)
+}
+
+/// `a·b + c`, fused where the CPU has FMA (the AVX2 build), separately otherwise.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `C[r,c] (+)= A[r,k] B[k,c]`, row-major; `acc` false overwrites C.
+#[inline(always)]
+fn nn_impl<const FMA: bool>(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+    debug_assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c);
+    let mut i0 = 0;
+    while i0 < r {
+        let mr = MR.min(r - i0);
+        let mut j0 = 0;
+        while j0 < c {
+            let nr = NR.min(c - j0);
+            let mut t = [[0.0f64; NR]; MR];
+            if mr == MR && nr == NR {
+                let rows: [&[f64]; MR] = std::array::from_fn(|ii| &a[(i0 + ii) * k..(i0 + ii + 1) * k]);
+                for p in 0..k {
+                    let brow: &[f64; NR] = b[p * c + j0..p * c + j0 + NR].try_into().expect("NR columns");
+                    for ii in 0..MR {
+                        let x = rows[ii][p];
+                        for jj in 0..NR {
+                            t[ii][jj] = madd::<FMA>(x, brow[jj], t[ii][jj]);
+                        }
+                    }
+                }
+            } else {
+                for p in 0..k {
+                    for ii in 0..mr {
+                        let x = a[(i0 + ii) * k + p];
+                        for jj in 0..nr {
+                            t[ii][jj] = madd::<FMA>(x, b[p * c + j0 + jj], t[ii][jj]);
+                        }
+                    }
+                }
+            }
+            for ii in 0..mr {
+                let o = &mut out[(i0 + ii) * c + j0..(i0 + ii) * c + j0 + nr];
+                for jj in 0..nr {
+                    o[jj] = if acc { o[jj] + t[ii][jj] } else { t[ii][jj] };
+                }
+            }
+            j0 += NR;
+        }
+        i0 += MR;
+    }
+}
+
+/// `C[k,c] += A[r,k]ᵀ X[r,c]`.
+#[inline(always)]
+fn tn_impl<const FMA: bool>(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) {
+    debug_assert!(a.len() >= r * k && x.len() >= r * c && out.len() >= k * c);
+    let mut s0 = 0;
+    while s0 < r {
+        let s1 = (s0 + chunk(k, c)).min(r);
+        let mut p0 = 0;
+        while p0 < k {
+            let mr = MR.min(k - p0);
+            let mut j0 = 0;
+            while j0 < c {
+                let nr = NR.min(c - j0);
+                let mut t = [[0.0f64; NR]; MR];
+                if mr == MR && nr == NR {
+                    for i in s0..s1 {
+                        let arow: &[f64; MR] = a[i * k + p0..i * k + p0 + MR].try_into().expect("MR columns");
+                        let xrow: &[f64; NR] = x[i * c + j0..i * c + j0 + NR].try_into().expect("NR columns");
+                        for pp in 0..MR {
+                            for jj in 0..NR {
+                                t[pp][jj] = madd::<FMA>(arow[pp], xrow[jj], t[pp][jj]);
+                            }
+                        }
+                    }
+                } else {
+                    for i in s0..s1 {
+                        for pp in 0..mr {
+                            let av = a[i * k + p0 + pp];
+                            for jj in 0..nr {
+                                t[pp][jj] = madd::<FMA>(av, x[i * c + j0 + jj], t[pp][jj]);
+                            }
+                        }
+                    }
+                }
+                for pp in 0..mr {
+                    let o = &mut out[(p0 + pp) * c + j0..(p0 + pp) * c + j0 + nr];
+                    for jj in 0..nr {
+                        o[jj] += t[pp][jj];
+                    }
+                }
+                j0 += NR;
+            }
+            p0 += MR;
+        }
+        s0 = s1;
+    }
+}
+
+/// The 4×8 blocks of [`nn_impl`] and [`tn_impl`] with explicit AVX2/FMA registers (eight
+/// accumulators); edge blocks go through the portable loops.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// Lane masks for the first `nr` of 8 columns (`nr` in 1..=8).
+    #[target_feature(enable = "avx2,fma")]
+    fn masks(nr: usize) -> (__m256i, __m256i) {
+        let m = |lane: usize| if lane < nr { -1i64 } else { 0 };
+        (_mm256_setr_epi64x(m(0), m(1), m(2), m(3)), _mm256_setr_epi64x(m(4), m(5), m(6), m(7)))
+    }
+
+    /// `C[i0+ii, j0..j0+nr] (+)= Σ_p A[i0+ii, p] B[p, j0..j0+nr]` for 4 rows; `nr` in 1..=8
+    /// (fewer than 8 columns through masked loads and stores).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn nn_block(
+        k: usize,
+        a: *const f64,
+        lda: usize,
+        b: *const f64,
+        ldb: usize,
+        c: *mut f64,
+        ldc: usize,
+        nr: usize,
+        acc: bool,
+    ) {
+        unsafe {
+            let (m0, m1) = masks(nr);
+            let mut t = [[_mm256_setzero_pd(); 2]; MR];
+            for p in 0..k {
+                let (b0, b1) = if nr == NR {
+                    (_mm256_loadu_pd(b.add(p * ldb)), _mm256_loadu_pd(b.add(p * ldb + 4)))
+                } else {
+                    (_mm256_maskload_pd(b.add(p * ldb), m0), _mm256_maskload_pd(b.add(p * ldb + 4), m1))
+                };
+                for (ii, ti) in t.iter_mut().enumerate() {
+                    let x = _mm256_broadcast_sd(&*a.add(ii * lda + p));
+                    ti[0] = _mm256_fmadd_pd(x, b0, ti[0]);
+                    ti[1] = _mm256_fmadd_pd(x, b1, ti[1]);
+                }
+            }
+            for (ii, ti) in t.iter().enumerate() {
+                let o = c.add(ii * ldc);
+                let (mut v0, mut v1) = (ti[0], ti[1]);
+                if nr == NR {
+                    if acc {
+                        v0 = _mm256_add_pd(v0, _mm256_loadu_pd(o));
+                        v1 = _mm256_add_pd(v1, _mm256_loadu_pd(o.add(4)));
+                    }
+                    _mm256_storeu_pd(o, v0);
+                    _mm256_storeu_pd(o.add(4), v1);
+                    continue;
+                }
+                if acc {
+                    v0 = _mm256_add_pd(v0, _mm256_maskload_pd(o, m0));
+                    v1 = _mm256_add_pd(v1, _mm256_maskload_pd(o.add(4), m1));
+                }
+                _mm256_maskstore_pd(o, m0, v0);
+                _mm256_maskstore_pd(o.add(4), m1, v1);
+            }
+        }
+    }
+
+    /// `C[p0+pp, j0..j0+nr] += Σ_{i<rows} A[i, p0+pp] X[i, j0..j0+nr]` for `mr` rows of C
+    /// (`mr` in 1..=4, `nr` in 1..=8).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tn_block(
+        rows: usize,
+        a: *const f64,
+        lda: usize,
+        x: *const f64,
+        ldx: usize,
+        c: *mut f64,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+    ) {
+        unsafe {
+            let (m0, m1) = masks(nr);
+            let mut t = [[_mm256_setzero_pd(); 2]; MR];
+            if mr == MR && nr == NR {
+                for i in 0..rows {
+                    let x0 = _mm256_loadu_pd(x.add(i * ldx));
+                    let x1 = _mm256_loadu_pd(x.add(i * ldx + 4));
+                    for (pp, tp) in t.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_sd(&*a.add(i * lda + pp));
+                        tp[0] = _mm256_fmadd_pd(av, x0, tp[0]);
+                        tp[1] = _mm256_fmadd_pd(av, x1, tp[1]);
+                    }
+                }
+            } else {
+                for i in 0..rows {
+                    let x0 = _mm256_maskload_pd(x.add(i * ldx), m0);
+                    let x1 = _mm256_maskload_pd(x.add(i * ldx + 4), m1);
+                    for (pp, tp) in t.iter_mut().enumerate().take(mr) {
+                        let av = _mm256_broadcast_sd(&*a.add(i * lda + pp));
+                        tp[0] = _mm256_fmadd_pd(av, x0, tp[0]);
+                        tp[1] = _mm256_fmadd_pd(av, x1, tp[1]);
+                    }
+                }
+            }
+            for (pp, tp) in t.iter().enumerate().take(mr) {
+                let o = c.add(pp * ldc);
+                _mm256_maskstore_pd(o, m0, _mm256_add_pd(tp[0], _mm256_maskload_pd(o, m0)));
+                _mm256_maskstore_pd(o.add(4), m1, _mm256_add_pd(tp[1], _mm256_maskload_pd(o.add(4), m1)));
+            }
+        }
+    }
+
+    const _: () = assert!(NR == 8 && MR == 4);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn nn_avx2(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+    assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c);
+    let r4 = r - r % MR;
+    let mut i0 = 0;
+    while i0 < r4 {
+        let mut j0 = 0;
+        while j0 < c {
+            let nr = NR.min(c - j0);
+            // SAFETY: rows i0..i0+4 of A (k each), columns j0..j0+nr of B and C are inside
+            // the slices (asserted sizes, i0 + 4 <= r, j0 + nr <= c; masked lanes are not
+            // touched).
+            unsafe {
+                avx2::nn_block(
+                    k,
+                    a.as_ptr().add(i0 * k),
+                    k,
+                    b.as_ptr().add(j0),
+                    c,
+                    out.as_mut_ptr().add(i0 * c + j0),
+                    c,
+                    nr,
+                    acc,
+                )
+            };
+            j0 += NR;
+        }
+        i0 += MR;
+    }
+    if r4 < r {
+        nn_impl::<true>(r - r4, k, c, &a[r4 * k..], b, &mut out[r4 * c..], acc);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tn_avx2(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) {
+    assert!(a.len() >= r * k && x.len() >= r * c && out.len() >= k * c);
+    let mut s0 = 0;
+    while s0 < r {
+        let rows = chunk(k, c).min(r - s0);
+        for p0 in (0..k).step_by(MR) {
+            for j0 in (0..c).step_by(NR) {
+                // SAFETY: rows s0..s0+rows of A and X, columns p0..p0+mr of A and j0..j0+nr
+                // of X, and that block of C are inside the slices (asserted sizes; masked
+                // lanes are not touched).
+                unsafe {
+                    avx2::tn_block(
+                        rows,
+                        a.as_ptr().add(s0 * k + p0),
+                        k,
+                        x.as_ptr().add(s0 * c + j0),
+                        c,
+                        out.as_mut_ptr().add(p0 * c + j0),
+                        c,
+                        MR.min(k - p0),
+                        NR.min(c - j0),
+                    )
+                };
+            }
+        }
+        s0 += rows;
+    }
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *YES.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C[r,c] (+)= A[r,k] B[k,c]`.
+pub fn nn(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { nn_avx2(r, k, c, a, b, out, acc) };
+    }
+    nn_impl::<false>(r, k, c, a, b, out, acc)
+}
+
+/// `C[k,c] += A[r,k]ᵀ X[r,c]`.
+pub fn tn(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { tn_avx2(r, k, c, a, x, out) };
+    }
+    tn_impl::<false>(r, k, c, a, x, out)
+}
+
+thread_local! {
+    /// Bᵀ for [`nt`]: grown once to the largest B seen on this thread, then reused.
+    static BT: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `C[r,k] += X[r,c] B[k,c]ᵀ`.
+pub fn nt(r: usize, k: usize, c: usize, x: &[f64], b: &[f64], out: &mut [f64]) {
+    let mut run = |bt: &mut [f64]| {
+        for p in 0..k {
+            for j in 0..c {
+                bt[j * k + p] = b[p * c + j];
+            }
+        }
+        nn(r, c, k, x, bt, out, true);
+    };
+    BT.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < k * c {
+                v.resize(k * c, 0.0);
+            }
+            run(&mut v[..k * c])
+        }
+        Err(_) => run(&mut vec![0.0; k * c]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(r: usize, k: usize, c: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut o = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                o[i * c + j] = (0..k).map(|p| a[i * k + p] * b[p * c + j]).sum();
+            }
+        }
+        o
+    }
+
+    fn fill(n: usize, seed: u64) -> Vec<f64> {
+        // A small LCG: deterministic values in (-1, 1).
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(x: &[f64], y: &[f64]) {
+        for (a, b) in x.iter().zip(y) {
+            assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs().max(b.abs())), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn the_three_products_equal_the_definition_at_edge_sizes() {
+        for &(r, k, c) in &[(1, 1, 1), (3, 5, 7), (4, 8, 8), (9, 9, 50), (130, 7, 17), (257, 13, 9), (5, 0, 3)] {
+            let (a, b, x) = (fill(r * k, 1), fill(k * c, 2), fill(r * c, 3));
+            let mut o = fill(r * c, 4);
+            nn(r, k, c, &a, &b, &mut o, false);
+            close(&o, &naive(r, k, c, &a, &b));
+            // Accumulating: (A B) + (A B).
+            nn(r, k, c, &a, &b, &mut o, true);
+            close(&o, &naive(r, k, c, &a, &b).iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+            // nt: X Bᵀ.
+            let mut bt = vec![0.0; k * c];
+            for p in 0..k {
+                for j in 0..c {
+                    bt[j * k + p] = b[p * c + j];
+                }
+            }
+            let mut o = vec![0.5; r * k];
+            nt(r, k, c, &x, &b, &mut o);
+            close(&o, &naive(r, c, k, &x, &bt).iter().map(|v| v + 0.5).collect::<Vec<_>>());
+            // tn: Aᵀ X.
+            let mut at = vec![0.0; r * k];
+            for i in 0..r {
+                for p in 0..k {
+                    at[p * r + i] = a[i * k + p];
+                }
+            }
+            let mut o = vec![-1.0; k * c];
+            tn(r, k, c, &a, &x, &mut o);
+            close(&o, &naive(k, r, c, &at, &x).iter().map(|v| v - 1.0).collect::<Vec<_>>());
+        }
+    }
+}
