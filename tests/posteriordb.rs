@@ -6,6 +6,13 @@
 //!     cargo test --release --test posteriordb -- --ignored --nocapture
 //!
 //! One model: `BNNC_POSTERIOR=arK-arK cargo test --release --test posteriordb -- --ignored`.
+//! Another seed than the default 20261122: `BNNC_SEED=7`.
+//!
+//! Every model runs with the defaults except eight schools, at `--adapt-delta 0.99` (what the
+//! divergence warning tells a user to try). Its non-centred posterior has a Cauchy tail in τ
+//! where the curvature grows like τ², and at the default 0.8 a few of its 4000 transitions
+//! diverge for bnnc and nuts-rs alike (nuts-rs: 19 of seeds 1–20); the folder's rule allows
+//! none. At 0.99 seeds 1–20 and this test's seed have none (0.95 leaves one in 20).
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +50,7 @@ fn matches(summary: &serde_json::Value, reference: &serde_json::Value) -> Vec<St
 fn every_posterior_matches_its_reference() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb");
     let only = std::env::var("BNNC_POSTERIOR").ok();
+    let seed = std::env::var("BNNC_SEED").unwrap_or_else(|_| "20261122".into());
     let mut failures = Vec::new();
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .expect("posteriordb")
@@ -58,6 +66,8 @@ fn every_posterior_matches_its_reference() {
         let dir = root.join(&name);
         let out = std::env::temp_dir().join(format!("bnnc-pdb-{name}"));
         let t = std::time::Instant::now();
+        let settings: &[&str] =
+            if name == "eight_schools-eight_schools_noncentered" { &["--adapt-delta", "0.99"] } else { &[] };
         let status = Command::new(env!("CARGO_BIN_EXE_bnnc"))
             .args([
                 "run",
@@ -65,10 +75,11 @@ fn every_posterior_matches_its_reference() {
                 "--data",
                 dir.join("data.json").to_str().unwrap_or_default(),
                 "--seed",
-                "20261122",
+                &seed,
                 "--out",
                 out.to_str().unwrap_or_default(),
             ])
+            .args(settings)
             .output()
             .expect("bnnc runs");
         let summary: serde_json::Value = std::fs::read_to_string(out.join("summary.json"))

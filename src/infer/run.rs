@@ -362,12 +362,18 @@ pub fn sample<D: LogDensity>(
             moments.add(&z.q);
         }
         if windows.step() {
-            let est = moments.regularised();
+            let before = sampler.metric.diagonal();
+            let est = moments.regularised(&before);
             sampler.metric =
                 if s.dense { Metric::dense(est).unwrap_or_else(|| sampler.metric.clone()) } else { Metric::Diag(est) };
             moments.reset();
-            sampler.init_step_size(&z);
-            step.restart(sampler.step_size);
+            // A new step size search and a fresh dual averaging when the metric changed much
+            // (as the first estimate after the unit metric usually does); otherwise the
+            // averaging runs on (infer::adapt).
+            if changed_much(&before, &sampler.metric.diagonal()) {
+                sampler.init_step_size(&z);
+                step.restart(sampler.step_size);
+            }
         }
         progress(it);
     }
@@ -396,6 +402,12 @@ pub fn sample<D: LogDensity>(
         grad_evals: sampler.grad_evals,
         stopped,
     })
+}
+
+/// Whether some coordinate's variance in the metric moved by more than a factor of 3 (the
+/// step size it allows by more than √3).
+fn changed_much(before: &[f64], after: &[f64]) -> bool {
+    before.iter().zip(after).any(|(b, a)| !((a / b).ln().abs() <= 3f64.ln()))
 }
 
 fn transition<D: LogDensity + ?Sized, R: rand::Rng>(s: &mut Sampler<D, R>, z: &mut State, set: &Settings) -> Stats {
