@@ -1,12 +1,14 @@
-//! The reference interpreter: evaluates a [`Program`] forward, then runs the adjoint sweep —
-//! the same blocks replayed in reverse execution order, each primitive's vector-Jacobian
-//! product applied — to get the gradient. It is the oracle other backends are checked against.
+//! The reference interpreter: evaluates a [`Program`] forward, then executes its adjoint
+//! sweep ([`crate::ir::adjoint`]: the blocks' instructions in reverse, each primitive's
+//! vector-Jacobian product) to get the gradient. It is the oracle other backends are checked
+//! against.
 //!
 //! Memory: every value keeps one primal per execution of its block (what the reverse sweep
 //! reads) and one adjoint; slots keep their contents and adjoints. All buffers are sized by
 //! the first evaluation and reused after it.
 
 use crate::infer::density::{EvalError, LogDensity};
+use crate::ir::adjoint::{differentiate, Adjoint, Stmt};
 use crate::ir::prim::{self, Prim, Scratch};
 use crate::ir::{BlockId, Inst, Program, ENTRY, V};
 use crate::math::{dist, transform};
@@ -29,6 +31,8 @@ pub struct Interp<'p> {
     /// Values whose adjoint is needed (they depend on parameters).
     active: Vec<bool>,
     slot_active: Vec<bool>,
+    /// The adjoint sweep this interpreter executes.
+    ad: std::sync::Arc<Adjoint>,
     target: f64,
     jacobian: f64,
     sc: Scratch,
@@ -67,6 +71,7 @@ impl<'p> Interp<'p> {
             cur: vec![0; p.blocks.len()],
             active: vec![false; n],
             slot_active: vec![false; p.slots.len()],
+            ad: std::sync::Arc::new(differentiate(p)),
             target: 0.0,
             jacobian: 0.0,
             sc: Scratch::default(),
@@ -128,13 +133,15 @@ impl<'p> Interp<'p> {
     /// after [`Interp::eval`] at the same point.
     pub fn gradient(&mut self, grad: &mut [f64]) -> Res<()> {
         grad.iter_mut().for_each(|g| *g = 0.0);
-        for (a, act) in self.adj.iter_mut().zip(&self.active) {
-            if *act {
+        for (a, has) in self.adj.iter_mut().zip(&self.ad.has_adj) {
+            if *has {
                 a.iter_mut().for_each(|x| *x = 0.0);
             }
         }
         self.slot_adj.iter_mut().for_each(|s| s.iter_mut().for_each(|x| *x = 0.0));
-        self.rev_block(ENTRY, grad)?;
+        let ad = std::sync::Arc::clone(&self.ad);
+        self.enter_rev(ENTRY);
+        self.rev_stmts(&ad.body, grad)?;
         if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
             return Err(EvalError::recoverable(format!("the gradient is not finite (element {i})")));
         }
@@ -336,65 +343,57 @@ impl<'p> Interp<'p> {
         r.map_err(EvalError::recoverable)
     }
 
-    fn rev_block(&mut self, b: BlockId, grad: &mut [f64]) -> Res<()> {
+    /// Begin the last not yet reversed execution of block `b`.
+    fn enter_rev(&mut self, b: BlockId) {
         let bi = b.0 as usize;
         self.counter[bi] -= 1;
         self.cur[bi] = self.counter[bi];
+    }
+
+    fn rev_stmts(&mut self, stmts: &[Stmt], grad: &mut [f64]) -> Res<()> {
         let p = self.p;
-        for inst in p.block(b).iter().rev() {
-            match inst {
-                Inst::Op { dst, prim, args } => {
-                    if self.active[dst.0 as usize] {
-                        self.rev_op(*dst, prim, args, grad)?;
-                    }
-                }
-                Inst::For { lo, hi, body, .. } => {
+        for st in stmts {
+            match st {
+                Stmt::Vjp { dst, prim, args } => self.rev_op(*dst, prim, args, grad)?,
+                Stmt::For { lo, hi, body, stmts, .. } => {
                     let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
                     for _ in (lo..hi).rev() {
-                        self.rev_block(*body, grad)?;
+                        self.enter_rev(*body);
+                        self.rev_stmts(stmts, grad)?;
                     }
                 }
-                Inst::If { cond, then, else_ } => {
-                    let c = self.slice(*cond)[0] != 0.0;
-                    self.rev_block(if c { *then } else { *else_ }, grad)?;
-                }
-                Inst::Store { slot, ix, index, value } => {
-                    if !self.slot_active[slot.0 as usize] {
-                        continue;
+                Stmt::If { cond, then, then_stmts, else_, else_stmts } => {
+                    if self.slice(*cond)[0] != 0.0 {
+                        self.enter_rev(*then);
+                        self.rev_stmts(then_stmts, grad)?;
+                    } else {
+                        self.enter_rev(*else_);
+                        self.rev_stmts(else_stmts, grad)?;
                     }
+                }
+                Stmt::Unstore { slot, ix, index, value } => {
                     let sshape = &p.slots[slot.0 as usize].shape;
                     let idx: Args<&[f64]> = index.iter().map(|v| sl(p, &self.vals, &self.cur, *v)).collect();
                     let mut pos = std::mem::take(&mut self.pos);
                     prim::index_positions(ix, sshape, &idx, &mut pos).map_err(EvalError::recoverable)?;
-                    let vadj =
-                        if self.active[value.0 as usize] { Some(&mut self.adj[value.0 as usize][..]) } else { None };
+                    let vadj = value.map(|v| &mut self.adj[v.0 as usize][..]);
                     prim::scatter_vjp(&pos, &mut self.slot_adj[slot.0 as usize], vadj);
                     self.pos = pos;
                 }
-                Inst::Init { slot, value } => {
-                    if !self.slot_active[slot.0 as usize] {
-                        continue;
-                    }
-                    let s = std::mem::take(&mut self.slot_adj[slot.0 as usize]);
+                Stmt::Uninit { slot, value } => {
+                    let mut s = std::mem::take(&mut self.slot_adj[slot.0 as usize]);
                     if let Some(v) = value {
-                        if self.active[v.0 as usize] {
-                            let a = &mut self.adj[v.0 as usize];
-                            if a.len() == 1 {
-                                a[0] += s.iter().sum::<f64>();
-                            } else {
-                                a.iter_mut().zip(&s).for_each(|(x, y)| *x += y);
-                            }
+                        let a = &mut self.adj[v.0 as usize];
+                        if a.len() == 1 {
+                            a[0] += s.iter().sum::<f64>();
+                        } else {
+                            a.iter_mut().zip(&s).for_each(|(x, y)| *x += y);
                         }
                     }
-                    let mut s = s;
                     s.iter_mut().for_each(|x| *x = 0.0);
                     self.slot_adj[slot.0 as usize] = s;
                 }
-                Inst::Target { value } => {
-                    if self.active[value.0 as usize] {
-                        self.adj[value.0 as usize].iter_mut().for_each(|a| *a += 1.0);
-                    }
-                }
+                Stmt::Seed { value } => self.adj[value.0 as usize].iter_mut().for_each(|a| *a += 1.0),
             }
         }
         Ok(())
@@ -427,7 +426,7 @@ impl<'p> Interp<'p> {
             let mut adj_args: Args<Option<&mut [f64]>> = head
                 .iter_mut()
                 .zip(args)
-                .map(|(t, a)| if self.active[a.0 as usize] { Some(t.as_mut_slice()) } else { None })
+                .map(|(t, a)| if self.ad.has_adj(*a) { Some(t.as_mut_slice()) } else { None })
                 .collect();
             match prim {
                 Prim::Constrain(i) => {
@@ -458,7 +457,7 @@ impl<'p> Interp<'p> {
             }
         };
         for (k, a) in args.iter().enumerate() {
-            if self.active[a.0 as usize] {
+            if self.ad.has_adj(*a) {
                 let dstv = &mut self.adj[a.0 as usize];
                 dstv.iter_mut().zip(&tmp[k]).for_each(|(x, y)| *x += y);
             }

@@ -12,6 +12,7 @@
 //! depend on data only) and are counted once when the program is made, by running its
 //! parameter-free part.
 
+pub mod adjoint;
 pub mod interp;
 pub mod lower;
 pub mod point;

@@ -1,5 +1,6 @@
 //! The printed form of the IR (`bnnc check --emit ir`), used by snapshot tests.
 
+use crate::ir::adjoint::{Adjoint, Stmt};
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY};
 use std::fmt::Write;
 
@@ -85,29 +86,27 @@ fn block(p: &Program, b: BlockId, depth: usize, out: &mut String) {
     }
 }
 
-/// The adjoint sweep as both backends run it (`bnnc check --emit ir-ad`): the density's
-/// instructions in reverse, each with the adjoints it reads and adds to. `d%v` is the adjoint
+/// The adjoint sweep ([`crate::ir::adjoint`]) as the backends run it (`bnnc check --emit
+/// ir-ad`): the density's instructions in reverse, each with the adjoints it reads and adds
+/// to. `d%v` is the adjoint
 /// of `%v`, `ds0` of slot s0, `dtheta[a..b]` a parameter's slice of the gradient. Operations
 /// whose result cannot reach `target` (or does not depend on parameters) have no adjoint and
 /// are left out, as are loops whose bodies then have nothing to do.
 pub fn adjoint(p: &Program) -> String {
-    let lay = crate::jit::layout::Layout::new(p);
+    let ad = crate::ir::adjoint::differentiate(p);
     let mut out = String::from("adjoint {\n");
-    rev_block(p, &lay, ENTRY, 1, &mut out);
+    stmts(p, &ad, &ad.body, 1, &mut out);
     out.push_str("}\n");
     out
 }
 
-fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: usize, out: &mut String) {
+fn stmts(p: &Program, ad: &Adjoint, body: &[Stmt], depth: usize, out: &mut String) {
     let pad = "  ".repeat(depth);
     let d = |v: &crate::ir::V| format!("d{v}");
-    for inst in p.block(b).iter().rev() {
-        match inst {
-            Inst::Op { dst, prim, args } => {
-                if !lay.has_adj(*dst) {
-                    continue;
-                }
-                let into: Vec<String> = args.iter().filter(|a| lay.has_adj(**a)).map(d).collect();
+    for st in body {
+        match st {
+            Stmt::Vjp { dst, prim, args } => {
+                let into: Vec<String> = args.iter().filter(|a| ad.has_adj(**a)).map(d).collect();
                 let a: Vec<String> = args.iter().map(|v| v.to_string()).collect();
                 let mut targets = into.clone();
                 match prim {
@@ -115,7 +114,7 @@ fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: u
                         let pl = &p.params[*i as usize];
                         targets.insert(0, format!("dtheta[{}..{}]", pl.offset, pl.offset + pl.free_len));
                     }
-                    Prim::Load(s, _) if lay.slot_adj[s.0 as usize].is_some() => targets.push(format!("ds{}", s.0)),
+                    Prim::Load(s, _) if ad.slot_has_adj(*s) => targets.push(format!("ds{}", s.0)),
                     _ => {}
                 }
                 let shown = format!("{prim:?}");
@@ -123,53 +122,40 @@ fn rev_block(p: &Program, lay: &crate::jit::layout::Layout, b: BlockId, depth: u
                 let to = if targets.is_empty() { "nothing".to_string() } else { targets.join(", ") };
                 let _ = writeln!(out, "{pad}{to} += vjp {shown}({}) · d{dst}{jac}", a.join(", "));
             }
-            Inst::For { var, lo, hi, body } => {
-                if !lay.has_reverse_work(p, *body) {
-                    continue;
-                }
+            Stmt::For { var, lo, hi, stmts: inner, .. } => {
                 let _ = writeln!(out, "{pad}for {var} in reverse {lo}..{hi} {{");
-                rev_block(p, lay, *body, depth + 1, out);
+                stmts(p, ad, inner, depth + 1, out);
                 let _ = writeln!(out, "{pad}}}");
             }
-            Inst::If { cond, then, else_ } => {
-                if !lay.has_reverse_work(p, *then) && !lay.has_reverse_work(p, *else_) {
-                    continue;
-                }
+            Stmt::If { cond, then_stmts, else_stmts, .. } => {
                 let _ = writeln!(out, "{pad}if {cond} {{");
-                rev_block(p, lay, *then, depth + 1, out);
+                stmts(p, ad, then_stmts, depth + 1, out);
                 let _ = writeln!(out, "{pad}}} else {{");
-                rev_block(p, lay, *else_, depth + 1, out);
+                stmts(p, ad, else_stmts, depth + 1, out);
                 let _ = writeln!(out, "{pad}}}");
             }
-            Inst::Store { slot, ix, index, value } => {
-                if lay.slot_adj[slot.0 as usize].is_none() {
-                    continue;
-                }
+            Stmt::Unstore { slot, ix, index, value } => {
                 let i: Vec<String> = index.iter().map(|v| v.to_string()).collect();
                 let at = format!("ds{}{ix:?}({})", slot.0, i.join(", "));
-                if lay.has_adj(*value) {
-                    let _ = writeln!(out, "{pad}d{value} += {at}; {at} = 0");
-                } else {
-                    let _ = writeln!(out, "{pad}{at} = 0");
-                }
-            }
-            Inst::Init { slot, value } => {
-                if lay.slot_adj[slot.0 as usize].is_none() {
-                    continue;
-                }
                 match value {
-                    Some(v) if lay.has_adj(*v) => {
-                        let _ = writeln!(out, "{pad}d{v} += ds{}; ds{} = 0", slot.0, slot.0);
+                    Some(v) => {
+                        let _ = writeln!(out, "{pad}d{v} += {at}; {at} = 0");
                     }
-                    _ => {
-                        let _ = writeln!(out, "{pad}ds{} = 0", slot.0);
+                    None => {
+                        let _ = writeln!(out, "{pad}{at} = 0");
                     }
                 }
             }
-            Inst::Target { value } => {
-                if lay.has_adj(*value) {
-                    let _ = writeln!(out, "{pad}d{value} += 1");
+            Stmt::Uninit { slot, value } => match value {
+                Some(v) => {
+                    let _ = writeln!(out, "{pad}d{v} += ds{}; ds{} = 0", slot.0, slot.0);
                 }
+                None => {
+                    let _ = writeln!(out, "{pad}ds{} = 0", slot.0);
+                }
+            },
+            Stmt::Seed { value } => {
+                let _ = writeln!(out, "{pad}d{value} += 1");
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Where every value, adjoint and slot lives in the JIT's arena: one `Vec<f64>` per density,
 //! sized when the program is made (every size and block execution count is known then).
 
-use crate::ir::interp::activity;
-use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
+use crate::ir::adjoint::{differentiate, Adjoint};
+use crate::ir::{BlockId, Inst, Prim, Program, V};
 
 /// Where a value's primal lives.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,10 +35,13 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(p: &Program) -> Layout {
-        let (active, slot_active) = activity(p);
-        let mut in_density = vec![false; p.blocks.len()];
-        mark(p, ENTRY, &mut in_density);
-        let useful = usefulness(p, &active, &slot_active, &in_density);
+        Layout::with_adjoint(p, &differentiate(p))
+    }
+
+    /// The layout for the adjoint sweep `ad` of `p` (adjoints for the values it uses).
+    pub fn with_adjoint(p: &Program, ad: &Adjoint) -> Layout {
+        let (active, slot_active, in_density) = (ad.active.clone(), &ad.slot_active, ad.in_density.clone());
+        let useful = &ad.has_adj;
 
         let n = p.values.len();
         let mut size = 0;
@@ -118,70 +121,5 @@ impl Layout {
             Inst::Store { slot, .. } | Inst::Init { slot, .. } => self.slot_adj[slot.0 as usize].is_some(),
             Inst::Target { value } => self.has_adj(*value),
         })
-    }
-}
-
-fn mark(p: &Program, b: BlockId, seen: &mut [bool]) {
-    seen[b.0 as usize] = true;
-    for inst in p.block(b) {
-        match inst {
-            Inst::For { body, .. } => mark(p, *body, seen),
-            Inst::If { then, else_, .. } => {
-                mark(p, *then, seen);
-                mark(p, *else_, seen);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Active values whose adjoint can be non-zero: those from which the target is reachable
-/// (through operations, slots and stores), and every transform (its log-Jacobian counts).
-fn usefulness(p: &Program, active: &[bool], slot_active: &[bool], in_density: &[bool]) -> Vec<bool> {
-    let mut useful = vec![false; p.values.len()];
-    let mut slot_useful = vec![false; p.slots.len()];
-    loop {
-        let mut changed = false;
-        let set = |v: V, useful: &mut Vec<bool>, changed: &mut bool| {
-            if active[v.0 as usize] && !useful[v.0 as usize] {
-                useful[v.0 as usize] = true;
-                *changed = true;
-            }
-        };
-        for (b, block) in p.blocks.iter().enumerate() {
-            if !in_density[b] {
-                continue;
-            }
-            for inst in block.iter().rev() {
-                match inst {
-                    Inst::Target { value } => set(*value, &mut useful, &mut changed),
-                    Inst::Op { dst, prim, args } => {
-                        if matches!(prim, Prim::Constrain(_)) {
-                            set(*dst, &mut useful, &mut changed);
-                        }
-                        if useful[dst.0 as usize] {
-                            for a in args {
-                                set(*a, &mut useful, &mut changed);
-                            }
-                            if let Prim::Load(s, _) = prim {
-                                if slot_active[s.0 as usize] && !slot_useful[s.0 as usize] {
-                                    slot_useful[s.0 as usize] = true;
-                                    changed = true;
-                                }
-                            }
-                        }
-                    }
-                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) }
-                        if slot_useful[slot.0 as usize] =>
-                    {
-                        set(*value, &mut useful, &mut changed);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if !changed {
-            return useful;
-        }
     }
 }
