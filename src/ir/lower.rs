@@ -104,7 +104,11 @@ pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Opti
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
-    crate::ir::rewrite::rewrite(&mut p);
+    let checked = crate::ir::verify::after_pass(&p, "lowering").and_then(|()| crate::ir::rewrite::rewrite(&mut p));
+    if let Err(e) = checked {
+        lw.diags.push(Diagnostic::error_nowhere(Code::Unsupported, format!("internal: the IR does not verify {e}")));
+        return None;
+    }
     // Execution counts of the density's blocks, for backends that size storage up front.
     match crate::ir::interp::Interp::new(&p).count_execs() {
         Ok(counts) => {

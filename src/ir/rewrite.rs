@@ -21,12 +21,14 @@ use crate::math::dist::Family;
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// Apply every rewrite; returns how many places changed.
-pub fn rewrite(p: &mut Program) -> usize {
+pub fn rewrite(p: &mut Program) -> Result<usize, String> {
     let n = gaussian_suffstats(p);
+    crate::ir::verify::after_pass(p, "the Gaussian sufficient-statistics rewrite")?;
     if n > 0 {
         dead_code(p);
+        crate::ir::verify::after_pass(p, "dead-code elimination")?;
     }
-    n
+    Ok(n)
 }
 
 /// How many times each value is read (operands, loop bounds, conditions, stores, targets,

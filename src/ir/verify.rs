@@ -1,8 +1,26 @@
 //! The IR verifier: every value is defined once, before its uses, in its own block or an
-//! enclosing one, with the shape its primitive's rule gives. Runs after lowering in debug
-//! builds and tests.
+//! enclosing one, with the shape its primitive's rule gives. Runs after every pass (lowering,
+//! each rewrite) in debug builds, and in any build once [`verify_every_pass`] is called (the
+//! tests do).
 
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ALWAYS: AtomicBool = AtomicBool::new(false);
+
+/// Verify the program after every pass from now on, in release builds too.
+pub fn verify_every_pass() {
+    ALWAYS.store(true, Ordering::Relaxed);
+}
+
+/// The check run after a pass: `Err` names the pass whose output does not verify.
+pub fn after_pass(p: &Program, pass: &str) -> Result<(), String> {
+    if cfg!(debug_assertions) || ALWAYS.load(Ordering::Relaxed) {
+        verify(p).map_err(|e| format!("after {pass}: {e}"))
+    } else {
+        Ok(())
+    }
+}
 
 pub fn verify(p: &Program) -> Result<(), String> {
     let mut defined = vec![false; p.values.len()];
@@ -83,4 +101,24 @@ fn check_block(p: &Program, b: BlockId, defined: &mut [bool], visible: &mut Vec<
     }
     visible.pop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Inst, Program, ValueInfo};
+
+    #[test]
+    fn a_pass_whose_output_uses_an_undefined_value_is_named() {
+        let info = ValueInfo { shape: vec![], int: false, block: ENTRY, name: None };
+        let p = Program {
+            values: vec![info],
+            blocks: vec![vec![Inst::Target { value: V(0) }]],
+            execs: vec![1],
+            ..Program::default()
+        };
+        verify_every_pass();
+        let e = after_pass(&p, "a test pass").expect_err("%0 is never defined");
+        assert!(e.starts_with("after a test pass: %0 used before it is defined"), "{e}");
+    }
 }

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// (model, data) for every posteriordb model and example, sorted.
+/// (model, data) for every posteriordb model and example, sorted. The tests that use them
+/// also have the IR verified after every compiler pass.
 pub fn models() -> Vec<(PathBuf, PathBuf)> {
+    bnnc::ir::verify::verify_every_pass();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut v = Vec::new();
     for e in std::fs::read_dir(root.join("../shared/posteriordb")).expect("posteriordb").flatten() {
