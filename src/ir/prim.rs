@@ -332,12 +332,23 @@ impl Bin {
 
 /// log_mix(t, a, b) = log(t e^a + (1 − t) e^b).
 pub fn log_mix(t: f64, a: f64, b: f64) -> f64 {
-    log_sum_exp2(t.ln() + a, (-t).ln_1p() + b)
+    log_mix_logs(t.ln(), (-t).ln_1p(), a, b)
+}
+
+/// [`log_mix`] given ln t and ln(1 − t) (a compiled loop computes them once when t does not
+/// change inside it).
+pub fn log_mix_logs(lt: f64, l1mt: f64, a: f64, b: f64) -> f64 {
+    log_sum_exp2(lt + a, l1mt + b)
 }
 
 /// The partial derivatives of [`log_mix`] in (t, a, b), given its value y.
 pub fn log_mix_partials(t: f64, a: f64, b: f64, y: f64) -> [f64; 3] {
-    [(a - y).exp() - (b - y).exp(), (t.ln() + a - y).exp(), ((-t).ln_1p() + b - y).exp()]
+    log_mix_partials_logs(t.ln(), (-t).ln_1p(), a, b, y)
+}
+
+/// [`log_mix_partials`] given ln t and ln(1 − t).
+pub fn log_mix_partials_logs(lt: f64, l1mt: f64, a: f64, b: f64, y: f64) -> [f64; 3] {
+    [(a - y).exp() - (b - y).exp(), (lt + a - y).exp(), (l1mt + b - y).exp()]
 }
 
 pub fn log_sum_exp2(a: f64, b: f64) -> f64 {

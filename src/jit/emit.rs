@@ -68,6 +68,16 @@ pub struct Emitter<'a, 'f> {
     lits: HashMap<V, f64>,
     /// How many operations were emitted inside fused loops (forward sweep).
     pub fused_ops: usize,
+    /// Logarithms of loop-invariant scalars that densities in the loop being emitted need,
+    /// computed once before the loop ([`Self::hoist_logs`]).
+    inv: HashMap<(V, Inv), Value>,
+}
+
+/// Which logarithm of a loop-invariant scalar: ln x, or ln(1 − x).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Inv {
+    Ln,
+    Ln1m,
 }
 
 type R<T> = Result<T, String>;
@@ -111,6 +121,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             ops: Vec::new(),
             mf,
             fused_ops: 0,
+            inv: HashMap::new(),
             lits: p
                 .blocks
                 .iter()
@@ -453,6 +464,41 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(())
     }
 
+    /// Before the loop over `body`: the logarithms its densities take of scalars defined
+    /// outside it (a normal's σ, a `log_mix`'s θ), computed once instead of once per
+    /// iteration, with the same library calls (so the results are the same bits). Returns the
+    /// keys added to `inv`, to be dropped after the loop.
+    fn hoist_logs(&mut self, body: BlockId, rev: bool) -> R<Vec<(V, Inv)>> {
+        let p = self.p;
+        let mut added = Vec::new();
+        for inst in p.block(body) {
+            let Inst::Op { dst, prim, args } = inst else { continue };
+            if rev && !self.lay.has_adj(*dst) {
+                continue;
+            }
+            let want: &[(usize, Inv)] = match prim {
+                Prim::LogDensity(Family::Normal) if !rev && self.elementwise_len(args).is_some() => &[(2, Inv::Ln)],
+                Prim::LogMix => &[(0, Inv::Ln), (0, Inv::Ln1m)],
+                _ => &[],
+            };
+            for &(k, kind) in want {
+                let v = args[k];
+                if p.info(v).block == body || p.info(v).len() != 1 || self.inv.contains_key(&(v, kind)) {
+                    continue;
+                }
+                let a = self.addr(v)?;
+                let x = self.ld0(a);
+                let y = match kind {
+                    Inv::Ln => self.call_f("bnnc_Log", &[x])?,
+                    Inv::Ln1m => self.call_f("bnnc_ln1m", &[x])?,
+                };
+                self.inv.insert((v, kind), y);
+                added.push((v, kind));
+            }
+        }
+        Ok(added)
+    }
+
     fn int_of(&mut self, v: V) -> R<Value> {
         let a = self.addr(v)?;
         let x = self.ld0(a);
@@ -485,6 +531,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 Inst::For { var, lo, hi, body } => {
                     let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);
                     let (var, body) = (*var, *body);
+                    let hoisted = self.hoist_logs(body, false)?;
                     self.each_dyn(lo, hi, &mut |s, i| {
                         s.enter_fwd(body);
                         let a = s.addr(var)?;
@@ -492,6 +539,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         s.b.ins().store(s.mf, x, a, 0);
                         s.insts_fwd(body)
                     })?;
+                    hoisted.iter().for_each(|k| {
+                        self.inv.remove(k);
+                    });
                 }
                 Inst::If { cond, then, else_ } => self.branch(*cond, *then, *else_, false)?,
                 Inst::Store { slot, ix, index, value } => {
@@ -600,10 +650,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     }
                     let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);
                     let body = *body;
+                    let hoisted = self.hoist_logs(body, true)?;
                     self.each_dyn(lo, hi, &mut |s, _| {
                         s.enter_rev(body);
                         s.insts_rev(body)
                     })?;
+                    hoisted.iter().for_each(|k| {
+                        self.inv.remove(k);
+                    });
                 }
                 Inst::If { cond, then, else_ } => self.branch(*cond, *then, *else_, true)?,
                 Inst::Store { slot, ix, index, value } => {
@@ -985,7 +1039,13 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     let at = self.addr(*a)?;
                     v.push(self.ld0(at));
                 }
-                let y = self.call_f("bnnc_log_mix", &v)?;
+                let logs = (self.inv.get(&(args[0], Inv::Ln)), self.inv.get(&(args[0], Inv::Ln1m)));
+                let y = if let (Some(lt), Some(l1)) = logs {
+                    let w = [*lt, *l1, v[1], v[2]];
+                    self.call_f("bnnc_log_mix_logs", &w)?
+                } else {
+                    self.call_f("bnnc_log_mix", &v)?
+                };
                 let o = self.addr(dst)?;
                 self.b.ins().store(self.mf, y, o, 0);
                 Ok(())
@@ -1217,11 +1277,19 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 let o = self.addr(dst)?;
                 v.push(self.ld0(o));
-                let fr = self.func_sig("bnnc_log_mix_partials", &[F64, F64, F64, F64, PTR], None)?;
                 let ss = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 24, 3));
                 let d = self.b.ins().stack_addr(PTR, ss, 0);
                 v.push(d);
-                self.b.ins().call(fr, &v);
+                let logs = (self.inv.get(&(args[0], Inv::Ln)), self.inv.get(&(args[0], Inv::Ln1m)));
+                if let (Some(lt), Some(l1)) = logs {
+                    // (ln θ, ln(1 − θ), a, b, y, d)
+                    let w = [*lt, *l1, v[1], v[2], v[3], d];
+                    let fr = self.func_sig("bnnc_log_mix_partials_logs", &[F64, F64, F64, F64, F64, PTR], None)?;
+                    self.b.ins().call(fr, &w);
+                } else {
+                    let fr = self.func_sig("bnnc_log_mix_partials", &[F64, F64, F64, F64, PTR], None)?;
+                    self.b.ins().call(fr, &v);
+                }
                 for (k, a) in args.iter().enumerate().take(3) {
                     if let Some(ak) = self.adj(*a) {
                         let dk = self.b.ins().load(F64, self.mf, d, (k * 8) as i32);
@@ -1287,6 +1355,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let z0 = self.int(0);
         let ls = if matches!(m[2], Mode::Full) {
             None
+        } else if let Some(l) = self.inv.get(&(args[2], Inv::Ln)) {
+            Some(*l)
         } else {
             let sg = self.get(at[2], m[2], z0, z0);
             Some(self.call_f("bnnc_Log", &[sg])?)

@@ -273,6 +273,25 @@ pub extern "C" fn k_log_mix(t: f64, a: f64, b: f64) -> f64 {
     prim::log_mix(t, a, b)
 }
 
+/// `log_mix` from ln θ and ln(1 − θ) computed beforehand (bitwise [`k_log_mix`]).
+pub extern "C" fn k_log_mix_logs(lt: f64, l1mt: f64, a: f64, b: f64) -> f64 {
+    prim::log_mix_logs(lt, l1mt, a, b)
+}
+
+/// ln(1 − x), as `log_mix` takes it.
+pub extern "C" fn k_ln1m(x: f64) -> f64 {
+    (-x).ln_1p()
+}
+
+/// The partials of `log_mix` from ln θ and ln(1 − θ), written to `d[0..3]`.
+///
+/// # Safety
+/// `d` points at three writable f64s (a stack slot of compiled code).
+pub unsafe extern "C" fn k_log_mix_partials_logs(lt: f64, l1mt: f64, a: f64, b: f64, y: f64, d: *mut f64) {
+    let p = prim::log_mix_partials_logs(lt, l1mt, a, b, y);
+    std::ptr::copy_nonoverlapping(p.as_ptr(), d, 3);
+}
+
 /// The three partials of `log_mix`, written to `d[0..3]`.
 ///
 /// # Safety

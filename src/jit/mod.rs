@@ -70,6 +70,9 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_elem", kernels::k_elem as *const u8);
         jb.symbol("bnnc_elem_partials", kernels::k_elem_partials as *const u8);
         jb.symbol("bnnc_log_mix_partials", kernels::k_log_mix_partials as *const u8);
+        jb.symbol("bnnc_log_mix_logs", kernels::k_log_mix_logs as *const u8);
+        jb.symbol("bnnc_log_mix_partials_logs", kernels::k_log_mix_partials_logs as *const u8);
+        jb.symbol("bnnc_ln1m", kernels::k_ln1m as *const u8);
         for u in crate::ir::prim::Un::ALL {
             let (n1, f1, n2, f2) = kernels::un_symbols(u);
             jb.symbol(n1, f1);
