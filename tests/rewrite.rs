@@ -1,7 +1,7 @@
-//! The Gaussian sufficient-statistics rewrite (src/ir/rewrite.rs): it applies where the
-//! pattern is (diamonds, sblrc: no matrix product over the data remains in the density), and
-//! the rewritten log density equals the normal density summed row by row, computed here from
-//! the data with plain loops, at random points.
+//! The rewrites of src/ir/rewrite.rs: Gaussian sufficient statistics and affine means. They
+//! apply where the pattern is (diamonds, sblrc, nes, kidiq: no O(N) operation remains in the
+//! density), and the rewritten log density equals the normal density summed row by row,
+//! computed here from the data with plain loops, at random points.
 
 use bnnc::driver::frontend_file;
 use bnnc::ir::interp::Interp;
@@ -120,6 +120,69 @@ fn sblrc_is_rewritten_and_keeps_its_log_density() {
         for (row, yi) in x.iter().zip(&y) {
             let mu: f64 = row.iter().zip(b).map(|(xv, bj)| xv * bj).sum();
             lp += normal_lpdf(*yi, mu, s);
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-9);
+}
+
+/// Operations of the density (outside generated quantities) whose result has at least `n`
+/// elements, other than constants: what still costs O(N) per gradient.
+fn long_ops(p: &Program, n: usize) -> usize {
+    let gen = p.generated.map(|b| b.0 as usize);
+    p.blocks
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| Some(*b) != gen)
+        .flat_map(|(_, block)| block.iter())
+        .filter(
+            |i| matches!(i, Inst::Op { dst, prim, .. } if !matches!(prim, Prim::Const(_)) && p.info(*dst).len() >= n),
+        )
+        .count()
+}
+
+#[test]
+fn nes_term_by_term_mean_becomes_a_product_and_keeps_its_log_density() {
+    let (p, d) = program("nes1972-nes");
+    let y = vector(&d["partyid7"]);
+    assert_eq!(long_ops(&p, y.len()), 0, "no operation over the 1330 rows should remain");
+    let cols: Vec<Vec<f64>> =
+        ["real_ideo", "race_adj", "educ1", "gender", "income"].iter().map(|c| vector(&d[*c])).collect();
+    let age = vector(&d["age_discrete"]);
+    let direct = |v: &[(String, Vec<usize>, Vec<f64>)]| {
+        let (b, s) = (get(v, "beta"), get(v, "sigma")[0]);
+        let mut lp = 0.0;
+        for i in 0..y.len() {
+            let ind = |k: f64| if age[i] == k { 1.0 } else { 0.0 };
+            let mu = b[0]
+                + b[1] * cols[0][i]
+                + b[2] * cols[1][i]
+                + b[3] * ind(2.0)
+                + b[4] * ind(3.0)
+                + b[5] * ind(4.0)
+                + b[6] * cols[2][i]
+                + b[7] * cols[3][i]
+                + b[8] * cols[4][i];
+            lp += normal_lpdf(y[i], mu, s);
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-9);
+}
+
+#[test]
+fn kidiq_interaction_mean_with_a_data_product_becomes_a_product_and_keeps_its_log_density() {
+    let (p, d) = program("kidiq-kidscore_interaction");
+    let y = vector(&d["kid_score"]);
+    assert_eq!(long_ops(&p, y.len()), 0, "no operation over the rows should remain");
+    let (hs, iq) = (vector(&d["mom_hs"]), vector(&d["mom_iq"]));
+    let direct = |v: &[(String, Vec<usize>, Vec<f64>)]| {
+        let (b, s) = (get(v, "beta"), get(v, "sigma")[0]);
+        // sigma ~ cauchy(0, 2.5), beta flat.
+        let mut lp = -(std::f64::consts::PI * 2.5).ln() - (1.0 + (s / 2.5).powi(2)).ln();
+        for i in 0..y.len() {
+            let mu = b[0] + b[1] * hs[i] + b[2] * iq[i] + b[3] * hs[i] * iq[i];
+            lp += normal_lpdf(y[i], mu, s);
         }
         lp
     };

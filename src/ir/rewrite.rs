@@ -13,6 +13,14 @@
 //! terms small). XᵀX, Xᵀy', Xᵀ1 and S are computed once, when the data are bound, and the
 //! density costs O(K²) instead of O(NK). The rewrite applies when the mean and the product
 //! are used by nothing else and N ≥ 2K; the product and, when unused, X itself disappear.
+//!
+//! **Affine means as matrix products.** A regression is usually written term by term,
+//! `normal(y | b0 + b1 * x1 + b2 * x2 + ..., sigma)`, with scalar coefficients and data
+//! vectors. Before the rewrite above, such a mean — sums and differences of scalars, data
+//! vectors, scalar × data-vector products, and such sums multiplied elementwise by data —
+//! becomes `c + X @ b`: X the N×K matrix of the data columns (computed once), b the vector
+//! of the K coefficients (Σₖ bₖ eₖ, with eₖ the unit vectors), c the sum of the scalar terms.
+//! A data-only part of the mean moves into y (`normal(y | d + m, σ) = normal(y − d | m, σ)`).
 
 use crate::ir::{Inst, Prim, Program, ValueInfo, V};
 use crate::math::dist::Family;
@@ -22,13 +30,212 @@ const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// Apply every rewrite; returns how many places changed.
 pub fn rewrite(p: &mut Program) -> Result<usize, String> {
+    let a = affine_means(p);
+    crate::ir::verify::after_pass(p, "the affine-mean rewrite")?;
     let n = gaussian_suffstats(p);
     crate::ir::verify::after_pass(p, "the Gaussian sufficient-statistics rewrite")?;
-    if n > 0 {
+    if n + a > 0 {
         dead_code(p);
         crate::ir::verify::after_pass(p, "dead-code elimination")?;
     }
     Ok(n)
+}
+
+/// A mean taken apart: Σ coefficient × column + Σ sign × scalar (+ a data vector).
+#[derive(Default)]
+struct Affine {
+    /// (scalar coefficient, data column); the column already carries the term's sign and any
+    /// elementwise data factors.
+    terms: Vec<(V, Vec<f64>)>,
+    /// Scalars added (sign +1) or subtracted (−1).
+    offsets: Vec<(V, f64)>,
+    /// A data-only vector part of the mean.
+    data: Option<Vec<f64>>,
+}
+
+impl Affine {
+    fn add(mut self, o: Affine) -> Affine {
+        self.terms.extend(o.terms);
+        self.offsets.extend(o.offsets);
+        self.data = match (self.data, o.data) {
+            (Some(a), Some(b)) => Some(a.iter().zip(&b).map(|(x, y)| x + y).collect()),
+            (a, b) => a.or(b),
+        };
+        self
+    }
+
+    fn scale(mut self, f: &[f64]) -> Affine {
+        for (_, col) in &mut self.terms {
+            col.iter_mut().zip(f).for_each(|(c, x)| *c *= x);
+        }
+        for (s, sign) in std::mem::take(&mut self.offsets) {
+            self.terms.push((s, f.iter().map(|x| sign * x).collect()));
+        }
+        if let Some(d) = &mut self.data {
+            d.iter_mut().zip(f).for_each(|(c, x)| *c *= x);
+        }
+        self
+    }
+
+    fn negate(mut self) -> Affine {
+        for (_, col) in &mut self.terms {
+            col.iter_mut().for_each(|c| *c = -*c);
+        }
+        for (_, sign) in &mut self.offsets {
+            *sign = -*sign;
+        }
+        if let Some(d) = &mut self.data {
+            d.iter_mut().for_each(|c| *c = -*c);
+        }
+        self
+    }
+}
+
+/// `v` as an affine combination of scalars and N-vectors of data, if it is one.
+fn affine(p: &Program, d: &[Option<(usize, usize)>], v: V, n: usize) -> Option<Affine> {
+    use crate::ir::prim::{Bin, Un};
+    let info = p.info(v);
+    if info.shape.is_empty() {
+        return Some(Affine { offsets: vec![(v, 1.0)], ..Affine::default() });
+    }
+    if info.shape[..] != [n] {
+        return None;
+    }
+    let data = |v: V| match op(p, d[v.0 as usize]) {
+        Some((Prim::Const(c), _)) => Some(p.consts[*c as usize].clone()),
+        _ => None,
+    };
+    if let Some(x) = data(v) {
+        return Some(Affine { data: Some(x), ..Affine::default() });
+    }
+    let (prim, args) = op(p, d[v.0 as usize])?;
+    match prim {
+        Prim::Binary(Bin::Add) => Some(affine(p, d, args[0], n)?.add(affine(p, d, args[1], n)?)),
+        Prim::Binary(Bin::Sub) => Some(affine(p, d, args[0], n)?.add(affine(p, d, args[1], n)?.negate())),
+        Prim::Unary(Un::Neg) => Some(affine(p, d, args[0], n)?.negate()),
+        Prim::Binary(Bin::Mul) => {
+            let (a, b) = (args[0], args[1]);
+            let scalar = |v: V| p.info(v).shape.is_empty();
+            for (s, x) in [(a, b), (b, a)] {
+                if let (true, Some(col)) = (scalar(s), data(x)) {
+                    if p.info(x).shape[..] == [n] {
+                        return Some(Affine { terms: vec![(s, col)], ..Affine::default() });
+                    }
+                }
+            }
+            for (e, x) in [(a, b), (b, a)] {
+                if let Some(f) = data(x) {
+                    if p.info(x).shape[..] == [n] && p.info(e).shape[..] == [n] {
+                        return Some(affine(p, d, e, n)?.scale(&f));
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Rewrite the affine means of normal densities on data as `c + X @ b` (see the module
+/// documentation); returns how many were rewritten.
+fn affine_means(p: &mut Program) -> usize {
+    use crate::ir::prim::Bin;
+    let mut count = 0;
+    let mut bi = 0;
+    while bi < p.blocks.len() {
+        let mut k = 0;
+        while k < p.blocks[bi].len() {
+            let normal = matches!(&p.blocks[bi][k], Inst::Op { prim: Prim::LogDensity(Family::Normal), .. });
+            if !normal || Some(crate::ir::BlockId(bi as u32)) == p.generated {
+                k += 1;
+                continue;
+            }
+            let d = defs(p);
+            let Inst::Op { args, .. } = &p.blocks[bi][k] else {
+                k += 1;
+                continue;
+            };
+            let (y, mu) = (args[0], args[1]);
+            let yv = match op(p, d[y.0 as usize]) {
+                Some((Prim::Const(c), _)) if p.info(y).shape.len() == 1 => p.consts[*c as usize].clone(),
+                _ => {
+                    k += 1;
+                    continue;
+                }
+            };
+            let n = yv.len();
+            // Already a product (the next rewrite's form), or not affine: leave it.
+            let is_product = |v: V| matches!(op(p, d[v.0 as usize]), Some((Prim::MatMul, _)));
+            let a = if is_product(mu) { None } else { affine(p, &d, mu, n) };
+            let Some(a) = a.filter(|a| !a.terms.is_empty() && n >= 2 * a.terms.len()) else {
+                k += 1;
+                continue;
+            };
+            let block = crate::ir::BlockId(bi as u32);
+            let mut new: Vec<Inst> = Vec::new();
+            let val = |p: &mut Program, shape: Vec<usize>, prim: Prim, args: Vec<V>, new: &mut Vec<Inst>| -> V {
+                p.values.push(ValueInfo { shape, int: false, block, name: None });
+                let v = V(p.values.len() as u32 - 1);
+                new.push(Inst::Op { dst: v, prim, args });
+                v
+            };
+            let konst = |p: &mut Program, data: Vec<f64>, shape: Vec<usize>, new: &mut Vec<Inst>| -> V {
+                p.consts.push(data);
+                let c = p.consts.len() as u32 - 1;
+                val(p, shape, Prim::Const(c), vec![], new)
+            };
+            let kk = a.terms.len();
+            // X, row-major N×K.
+            let mut x = vec![0.0; n * kk];
+            for (j, (_, col)) in a.terms.iter().enumerate() {
+                for (i, c) in col.iter().enumerate() {
+                    x[i * kk + j] = *c;
+                }
+            }
+            let xv = konst(p, x, vec![n, kk], &mut new);
+            // b = Σ_j s_j e_j.
+            let mut b: Option<V> = None;
+            for (j, (s, _)) in a.terms.iter().enumerate() {
+                let mut e = vec![0.0; kk];
+                e[j] = 1.0;
+                let ev = konst(p, e, vec![kk], &mut new);
+                let t = val(p, vec![kk], Prim::Binary(Bin::Mul), vec![*s, ev], &mut new);
+                b = Some(match b {
+                    None => t,
+                    Some(acc) => val(p, vec![kk], Prim::Binary(Bin::Add), vec![acc, t], &mut new),
+                });
+            }
+            let b = b.expect("at least one term");
+            let prod = val(p, vec![n], Prim::MatMul, vec![xv, b], &mut new);
+            let mut c: Option<V> = None;
+            for (s, sign) in &a.offsets {
+                c = Some(match (c, *sign > 0.0) {
+                    (None, true) => *s,
+                    (None, false) => val(p, vec![], Prim::Unary(crate::ir::prim::Un::Neg), vec![*s], &mut new),
+                    (Some(acc), true) => val(p, vec![], Prim::Binary(Bin::Add), vec![acc, *s], &mut new),
+                    (Some(acc), false) => val(p, vec![], Prim::Binary(Bin::Sub), vec![acc, *s], &mut new),
+                });
+            }
+            let mean = match c {
+                Some(c) => val(p, vec![n], Prim::Binary(Bin::Add), vec![c, prod], &mut new),
+                None => prod,
+            };
+            let y_new = match &a.data {
+                Some(dv) => konst(p, yv.iter().zip(dv).map(|(y, d)| y - d).collect(), vec![n], &mut new),
+                None => y,
+            };
+            let added = new.len();
+            if let Inst::Op { args, .. } = &mut p.blocks[bi][k] {
+                args[0] = y_new;
+                args[1] = mean;
+            }
+            p.blocks[bi].splice(k..k, new);
+            k += added + 1;
+            count += 1;
+        }
+        bi += 1;
+    }
+    count
 }
 
 /// How many times each value is read (operands, loop bounds, conditions, stores, targets,
