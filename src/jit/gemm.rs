@@ -240,7 +240,90 @@ mod avx2 {
         }
     }
 
+    /// Masks for the four 4-lane chunks of a row of `k` ≤ 16 elements.
+    #[target_feature(enable = "avx2,fma")]
+    fn row_masks(k: usize) -> [__m256i; 4] {
+        let m = |lane: usize| if lane < k { -1i64 } else { 0 };
+        std::array::from_fn(|q| _mm256_setr_epi64x(m(4 * q), m(4 * q + 1), m(4 * q + 2), m(4 * q + 3)))
+    }
+
+    /// `g[..k] += Σ_i w[i] A[i, ..k]` for k ≤ 16: the k sums stay in four registers while the
+    /// rows stream past.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemv_t_small(r: usize, k: usize, a: *const f64, w: *const f64, g: *mut f64) {
+        unsafe {
+            let masks = row_masks(k);
+            let nq = k.div_ceil(4);
+            let mut acc = [_mm256_setzero_pd(); 4];
+            for i in 0..r {
+                let wi = _mm256_broadcast_sd(&*w.add(i));
+                let row = a.add(i * k);
+                for q in 0..nq {
+                    let x = _mm256_maskload_pd(row.add(4 * q), masks[q]);
+                    acc[q] = _mm256_fmadd_pd(wi, x, acc[q]);
+                }
+            }
+            for q in 0..nq {
+                let o = g.add(4 * q);
+                _mm256_maskstore_pd(o, masks[q], _mm256_add_pd(acc[q], _mm256_maskload_pd(o, masks[q])));
+            }
+        }
+    }
+
+    /// `out[i] = A[i, ..k] · b` for k ≤ 16, with b held in four registers.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemv_small(r: usize, k: usize, a: *const f64, b: *const f64, out: *mut f64) {
+        unsafe {
+            let masks = row_masks(k);
+            let nq = k.div_ceil(4);
+            let bv: [__m256d; 4] = std::array::from_fn(|q| {
+                if q < nq {
+                    _mm256_maskload_pd(b.add(4 * q), masks[q])
+                } else {
+                    _mm256_setzero_pd()
+                }
+            });
+            for i in 0..r {
+                let row = a.add(i * k);
+                let mut s = _mm256_mul_pd(_mm256_maskload_pd(row, masks[0]), bv[0]);
+                for q in 1..nq {
+                    s = _mm256_fmadd_pd(_mm256_maskload_pd(row.add(4 * q), masks[q]), bv[q], s);
+                }
+                // Horizontal sum of the four lanes.
+                let hi = _mm256_extractf128_pd(s, 1);
+                let lo = _mm256_castpd256_pd128(s);
+                let t = _mm_add_pd(lo, hi);
+                let t = _mm_add_sd(t, _mm_unpackhi_pd(t, t));
+                *out.add(i) = _mm_cvtsd_f64(t);
+            }
+        }
+    }
+
     const _: () = assert!(NR == 8 && MR == 4);
+}
+
+/// `g += Aᵀ w` (A: r × k), when the CPU has AVX2 and FMA and k ≤ 16; false otherwise (the
+/// caller then uses its general loop).
+pub fn gemv_t_small(r: usize, k: usize, a: &[f64], w: &[f64], g: &mut [f64]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if (1..=16).contains(&k) && has_avx2_fma() && a.len() >= r * k && w.len() >= r && g.len() >= k {
+        // SAFETY: AVX2 and FMA are present; rows 0..r of A (k each), w[..r] and g[..k] are
+        // inside the slices (checked above); masked lanes are not touched.
+        unsafe { avx2::gemv_t_small(r, k, a.as_ptr(), w.as_ptr(), g.as_mut_ptr()) };
+        return true;
+    }
+    false
+}
+
+/// `out = A b` (A: r × k), under the same conditions as [`gemv_t_small`].
+pub fn gemv_small(r: usize, k: usize, a: &[f64], b: &[f64], out: &mut [f64]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if (1..=16).contains(&k) && has_avx2_fma() && a.len() >= r * k && b.len() >= k && out.len() >= r {
+        // SAFETY: as in `gemv_t_small`.
+        unsafe { avx2::gemv_small(r, k, a.as_ptr(), b.as_ptr(), out.as_mut_ptr()) };
+        return true;
+    }
+    false
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -395,6 +478,22 @@ mod tests {
     fn close(x: &[f64], y: &[f64]) {
         for (a, b) in x.iter().zip(y) {
             assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs().max(b.abs())), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn small_matrix_vector_products_equal_the_definition() {
+        for &(r, k) in &[(1, 1), (5, 3), (7, 4), (9, 10), (13, 16), (3, 17)] {
+            let (a, b, w) = (fill(r * k, 5), fill(k, 6), fill(r, 7));
+            let mut out = vec![0.0; r];
+            if gemv_small(r, k, &a, &b, &mut out) {
+                close(&out, &naive(r, k, 1, &a, &b));
+            }
+            let mut g = vec![0.25; k];
+            if gemv_t_small(r, k, &a, &w, &mut g) {
+                let want: Vec<f64> = (0..k).map(|p| 0.25 + (0..r).map(|i| w[i] * a[i * k + p]).sum::<f64>()).collect();
+                close(&g, &want);
+            }
         }
     }
 

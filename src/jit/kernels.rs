@@ -370,6 +370,9 @@ fn has_avx2() -> bool {
 }
 
 fn gemv(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
+    if gemm::gemv_small(out.len(), k, a, b, out) {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 (checked above).
@@ -379,6 +382,9 @@ fn gemv(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
 }
 
 fn gemv_t(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
+    if gemm::gemv_t_small(w.len(), k, a, w, g) {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 (checked above).
