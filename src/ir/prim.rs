@@ -772,6 +772,7 @@ pub struct Scratch {
     pub a: Vec<f64>,
     pub b: Vec<f64>,
     pub c: Vec<f64>,
+    pub d: Vec<f64>,
 }
 
 /// Evaluate `prim` on `args` (values and shapes) into `out` (sized by the shape rule).
@@ -894,10 +895,14 @@ pub fn eval(
         Prim::GpExpQuadCov => {
             let (x, a, rho) = (args[0], args[1][0], args[2][0]);
             let k = x.len();
+            // Symmetric: each exp once ((x_i − x_j)² and (x_j − x_i)² are the same number).
             for i in 0..k {
-                for j in 0..k {
+                out[i * k + i] = a * a;
+                for j in 0..i {
                     let d = x[i] - x[j];
-                    out[i * k + j] = a * a * (-d * d / (2.0 * rho * rho)).exp();
+                    let v = a * a * (-d * d / (2.0 * rho * rho)).exp();
+                    out[i * k + j] = v;
+                    out[j * k + i] = v;
                 }
             }
         }
@@ -1270,50 +1275,56 @@ pub fn vjp(
 /// form of the algorithm in Murray (2016), "Differentiation of the Cholesky decomposition".
 /// Given L and L̄, writes Ā (symmetrised, added into `g`).
 fn cholesky_vjp(l: &[f64], lbar: &[f64], k: usize, g: &mut [f64], sc: &mut Scratch) {
-    // Φ(Lᵀ L̄): lower triangle with halved diagonal.
-    let phi = &mut sc.b;
+    // 1 / L_ii once.
+    let inv = &mut sc.d;
+    inv.clear();
+    inv.extend((0..k).map(|i| 1.0 / l[i * k + i]));
+    // Φ(Lᵀ L̄): lower triangle with halved diagonal, accumulated row by row of L (each step
+    // an axpy over a row, so no long chain of dependent additions).
+    let phi = &mut sc.c;
     phi.clear();
     phi.resize(k * k, 0.0);
+    for p in 0..k {
+        for i in 0..=p {
+            let lpi = l[p * k + i];
+            let (dst, src) = (&mut phi[i * k..i * k + i + 1], &lbar[p * k..p * k + i + 1]);
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += lpi * s);
+        }
+    }
     for i in 0..k {
-        for j in 0..=i {
-            let mut s = 0.0;
-            for p in i..k {
-                s += l[p * k + i] * lbar[p * k + j];
-            }
-            phi[i * k + j] = if i == j { 0.5 * s } else { s };
+        phi[i * k + i] *= 0.5;
+    }
+    // S = L⁻ᵀ Φ L⁻¹ in two triangular solves, both as Lᵀ Y = B solved for whole rows of Y:
+    // X = L⁻ᵀ Φ, then Sᵀ = L⁻ᵀ Xᵀ.
+    back_substitute_rows(l, inv, k, phi);
+    let st = &mut sc.a;
+    st.clear();
+    st.resize(k * k, 0.0);
+    for i in 0..k {
+        for j in 0..k {
+            st[j * k + i] = phi[i * k + j];
         }
     }
-    // S = L⁻ᵀ Φ L⁻¹ in two triangular solves; then Ā = ½ (S + Sᵀ).
-    // First X = L⁻ᵀ Φ: solve Lᵀ X = Φ column by column (back substitution).
-    let x = &mut sc.c;
-    x.clear();
-    x.resize(k * k, 0.0);
-    for col in 0..k {
-        for i in (0..k).rev() {
-            let mut s = phi[i * k + col];
-            for p in i + 1..k {
-                s -= l[p * k + i] * x[p * k + col];
-            }
-            x[i * k + col] = s / l[i * k + i];
-        }
-    }
-    // Then S = X L⁻¹: solve S L = X row by row.
-    let s = &mut sc.a;
-    s.clear();
-    s.resize(k * k, 0.0);
-    for row in 0..k {
-        for j in (0..k).rev() {
-            let mut v = x[row * k + j];
-            for p in j + 1..k {
-                v -= s[row * k + p] * l[p * k + j];
-            }
-            s[row * k + j] = v / l[j * k + j];
-        }
-    }
+    back_substitute_rows(l, inv, k, st);
     // Ā = ½ (S + Sᵀ), as the gradient with respect to a symmetric A's entries.
     for i in 0..k {
         for j in 0..k {
-            g[i * k + j] += 0.5 * (s[i * k + j] + s[j * k + i]);
+            g[i * k + j] += 0.5 * (st[j * k + i] + st[i * k + j]);
         }
+    }
+}
+
+/// Solves Lᵀ Y = B in place (B, k × k, becomes Y), L lower triangular with `inv` the
+/// reciprocals of its diagonal: rows of Y from the last up, each an axpy of the rows below.
+fn back_substitute_rows(l: &[f64], inv: &[f64], k: usize, y: &mut [f64]) {
+    for i in (0..k).rev() {
+        let (head, tail) = y.split_at_mut((i + 1) * k);
+        let row = &mut head[i * k..];
+        for p in i + 1..k {
+            let lpi = l[p * k + i];
+            let below = &tail[(p - i - 1) * k..(p - i) * k];
+            row.iter_mut().zip(below).for_each(|(r, b)| *r -= lpi * b);
+        }
+        row.iter_mut().for_each(|r| *r *= inv[i]);
     }
 }

@@ -68,7 +68,13 @@ fn refs<T>(v: &[Vec<T>]) -> Vec<&[T]> {
 /// Scratch space left dirty, as the interpreter's is after other primitives have used it: a
 /// primitive that reads scratch it did not clear fails.
 pub fn dirty_scratch() -> Scratch {
-    Scratch { pos: vec![7, 1_000_000, 3], a: vec![f64::NAN; 5], b: vec![1e300; 37], c: vec![-3.0; 2] }
+    Scratch {
+        pos: vec![7, 1_000_000, 3],
+        a: vec![f64::NAN; 5],
+        b: vec![1e300; 37],
+        c: vec![-3.0; 2],
+        d: vec![f64::INFINITY; 3],
+    }
 }
 
 pub fn shape_of(p: &Prim, shapes: &[Vec<usize>], slot: Option<&[usize]>) -> Result<Vec<usize>, String> {
