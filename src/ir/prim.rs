@@ -350,18 +350,29 @@ pub fn log_mix(t: f64, a: f64, b: f64) -> f64 {
 
 /// [`log_mix`] given ln t and ln(1 − t) (a compiled loop computes them once when t does not
 /// change inside it).
+/// With x = ln t + a and z = ln(1 − t) + b: max(x, z) + ln(1 + e^−|x − z|), one `exp` and
+/// one `log1p` (the general two-term log-sum-exp spends an `exp` on e⁰).
 pub fn log_mix_logs(lt: f64, l1mt: f64, a: f64, b: f64) -> f64 {
-    log_sum_exp2(lt + a, l1mt + b)
+    let (x, z) = (lt + a, l1mt + b);
+    let m = x.max(z);
+    if m == f64::NEG_INFINITY || m == f64::INFINITY {
+        return m;
+    }
+    m + (-(x - z).abs()).exp().ln_1p()
 }
 
 /// The partial derivatives of [`log_mix`] in (t, a, b), given its value y.
 pub fn log_mix_partials(t: f64, a: f64, b: f64, y: f64) -> [f64; 3] {
-    log_mix_partials_logs(t.ln(), (-t).ln_1p(), a, b, y)
+    log_mix_partials_logs(t, t.ln(), (-t).ln_1p(), a, b, y)
 }
 
-/// [`log_mix_partials`] given ln t and ln(1 − t).
-pub fn log_mix_partials_logs(lt: f64, l1mt: f64, a: f64, b: f64, y: f64) -> [f64; 3] {
-    [(a - y).exp() - (b - y).exp(), (lt + a - y).exp(), (l1mt + b - y).exp()]
+/// [`log_mix_partials`] given also ln t and ln(1 − t): the weights w_a = t e^(a−y) and
+/// w_b = (1 − t) e^(b−y) are the partials in a and b, and ∂/∂t = w_a / t − w_b / (1 − t),
+/// two `exp`s in all (at t = 0 or 1 exactly, e^(a−y) − e^(b−y) directly).
+pub fn log_mix_partials_logs(t: f64, lt: f64, l1mt: f64, a: f64, b: f64, y: f64) -> [f64; 3] {
+    let (wa, wb) = ((lt + a - y).exp(), (l1mt + b - y).exp());
+    let dt = if t > 0.0 && t < 1.0 { wa / t - wb / (1.0 - t) } else { (a - y).exp() - (b - y).exp() };
+    [dt, wa, wb]
 }
 
 pub fn log_sum_exp2(a: f64, b: f64) -> f64 {

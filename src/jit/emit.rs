@@ -1282,9 +1282,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 v.push(d);
                 let logs = (self.inv.get(&(args[0], Inv::Ln)), self.inv.get(&(args[0], Inv::Ln1m)));
                 if let (Some(lt), Some(l1)) = logs {
-                    // (ln θ, ln(1 − θ), a, b, y, d)
-                    let w = [*lt, *l1, v[1], v[2], v[3], d];
-                    let fr = self.func_sig("bnnc_log_mix_partials_logs", &[F64, F64, F64, F64, F64, PTR], None)?;
+                    // (θ, ln θ, ln(1 − θ), a, b, y, d)
+                    let w = [v[0], *lt, *l1, v[1], v[2], v[3], d];
+                    let fr = self.func_sig("bnnc_log_mix_partials_logs", &[F64, F64, F64, F64, F64, F64, PTR], None)?;
                     self.b.ins().call(fr, &w);
                 } else {
                     let fr = self.func_sig("bnnc_log_mix_partials", &[F64, F64, F64, F64, PTR], None)?;

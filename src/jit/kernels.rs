@@ -287,8 +287,8 @@ pub extern "C" fn k_ln1m(x: f64) -> f64 {
 ///
 /// # Safety
 /// `d` points at three writable f64s (a stack slot of compiled code).
-pub unsafe extern "C" fn k_log_mix_partials_logs(lt: f64, l1mt: f64, a: f64, b: f64, y: f64, d: *mut f64) {
-    let p = prim::log_mix_partials_logs(lt, l1mt, a, b, y);
+pub unsafe extern "C" fn k_log_mix_partials_logs(t: f64, lt: f64, l1mt: f64, a: f64, b: f64, y: f64, d: *mut f64) {
+    let p = prim::log_mix_partials_logs(t, lt, l1mt, a, b, y);
     std::ptr::copy_nonoverlapping(p.as_ptr(), d, 3);
 }
 
