@@ -407,7 +407,11 @@ pub fn sample<D: LogDensity>(
 /// Whether some coordinate's variance in the metric moved by more than a factor of 3 (the
 /// step size it allows by more than √3).
 fn changed_much(before: &[f64], after: &[f64]) -> bool {
-    before.iter().zip(after).any(|(b, a)| !((a / b).ln().abs() <= 3f64.ln()))
+    // A ratio that is not a number (a variance of zero or infinity) counts as a large change.
+    before.iter().zip(after).any(|(b, a)| {
+        let r = (a / b).ln().abs();
+        r.is_nan() || r > 3f64.ln()
+    })
 }
 
 fn transition<D: LogDensity + ?Sized, R: rand::Rng>(s: &mut Sampler<D, R>, z: &mut State, set: &Settings) -> Stats {

@@ -355,7 +355,7 @@ pub fn log_mix(t: f64, a: f64, b: f64) -> f64 {
 pub fn log_mix_logs(lt: f64, l1mt: f64, a: f64, b: f64) -> f64 {
     let (x, z) = (lt + a, l1mt + b);
     let m = x.max(z);
-    if m == f64::NEG_INFINITY || m == f64::INFINITY {
+    if m.is_infinite() {
         return m;
     }
     m + (-(x - z).abs()).exp().ln_1p()
