@@ -638,11 +638,12 @@ fn elem(f: Family, x: f64, p: &[f64; 3], d: &mut [f64; 4], grad: bool) -> f64 {
         // ln P(1) = −softplus(−α), ln P(0) = −softplus(α).
         BernoulliLogit => {
             let a = p[0];
+            if grad {
+                d[1] = if x == 1.0 { sigmoid(-a) } else { -sigmoid(a) };
+            }
             if x == 1.0 {
-                d[1] = sigmoid(-a);
                 -softplus(-a)
             } else {
-                d[1] = -sigmoid(a);
                 -softplus(a)
             }
         }
