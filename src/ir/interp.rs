@@ -47,6 +47,15 @@ pub struct Interp<'p> {
     with_jacobian: bool,
 }
 
+/// What failed while the parameter-free part of a program ran ([`Interp::count_execs`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Failed {
+    /// The operation defining this value.
+    Op(V),
+    /// A store of this value into a slot.
+    Store(V),
+}
+
 /// The result of one evaluation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Eval {
@@ -195,18 +204,21 @@ impl<'p> Interp<'p> {
     /// How many times each block runs in one evaluation. Loop bounds and branch conditions do
     /// not depend on parameters, so running only the parameter-free part of the program (at no
     /// particular point) counts them. `Err` when that part fails (an index out of range).
-    pub fn count_execs(&mut self) -> Res<Vec<usize>> {
+    /// The error says which operation or store failed, when it was one.
+    pub fn count_execs(&mut self) -> Result<Vec<usize>, (EvalError, Option<Failed>)> {
         self.counter.iter_mut().for_each(|c| *c = 0);
-        self.count_block(ENTRY)?;
+        let mut at = None;
+        self.count_block(ENTRY, &mut at).map_err(|e| (e, at))?;
         Ok(self.counter.clone())
     }
 
-    fn count_block(&mut self, b: BlockId) -> Res<()> {
+    fn count_block(&mut self, b: BlockId, failed: &mut Option<Failed>) -> Res<()> {
         self.enter(b);
         let p = self.p;
         for inst in p.block(b) {
             match inst {
                 Inst::Op { dst, prim, args } if !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) => {
+                    *failed = Some(Failed::Op(*dst));
                     self.run_op(*dst, prim, args)?;
                 }
                 Inst::For { var, lo, hi, body } => {
@@ -216,15 +228,19 @@ impl<'p> Interp<'p> {
                         self.cur[bi] = self.counter[bi];
                         let at = self.ensure(*var);
                         self.vals[var.0 as usize][at] = i as f64;
-                        self.count_block(*body)?;
+                        self.count_block(*body, failed)?;
                     }
                 }
                 Inst::If { cond, then, else_ } => {
                     let c = self.slice(*cond)[0] != 0.0;
-                    self.count_block(if c { *then } else { *else_ })?;
+                    self.count_block(if c { *then } else { *else_ }, failed)?;
                 }
                 Inst::Store { slot, .. } | Inst::Init { slot, .. } if !self.slot_active[slot.0 as usize] => {
                     // Parameter-free stores feed parameter-free loads.
+                    *failed = match inst {
+                        Inst::Store { value, .. } => Some(Failed::Store(*value)),
+                        _ => None,
+                    };
                     self.run_store(inst)?;
                 }
                 _ => {}

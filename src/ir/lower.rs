@@ -8,6 +8,7 @@
 
 use crate::data::{eval_int, type_dims, BoundData, Values};
 use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::ir::interp::Failed;
 use crate::ir::prim::{self, Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Output, ParamLayout, Prim, Program, Slot, SlotInfo, ValueInfo, ENTRY, V};
 use crate::math::dist::Family;
@@ -118,14 +119,20 @@ pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Opti
                 }
             }
         }
-        Err(e) => {
-            lw.diags.push(
-                Diagnostic::error_nowhere(
-                    Code::BindIndex,
-                    format!("with this data the model cannot be evaluated: {e}"),
-                )
-                .with_help("loop bounds and indices computed from the data reach outside a container"),
-            );
+        Err((e, at)) => {
+            let msg = format!("with this data the model cannot be evaluated: {e}");
+            let span = match at {
+                Some(Failed::Op(v)) => p.origins.get(&v),
+                Some(Failed::Store(v)) => p.store_origins.get(&v),
+                None => None,
+            };
+            let d = match span {
+                Some(span) => {
+                    Diagnostic::error(Code::BindIndex, *span, msg).with_label("out of range at some iteration")
+                }
+                None => Diagnostic::error_nowhere(Code::BindIndex, msg),
+            };
+            lw.diags.push(d.with_help("loop bounds and indices computed from the data reach outside a container"));
             return None;
         }
     }
@@ -236,6 +243,9 @@ impl<'a> Lower<'a> {
             }
         }
         let dst = self.new_value(shape, int);
+        if matches!(prim, Prim::Index(_) | Prim::Load(..)) {
+            self.p.origins.insert(dst, span);
+        }
         // Track affine ints through + - * of ints.
         if int && self.p.info(dst).shape.is_empty() {
             if let Prim::Binary(b @ (Bin::Add | Bin::Sub | Bin::Mul)) = &prim {
@@ -528,6 +538,7 @@ impl<'a> Lower<'a> {
             };
             value = self.op(Prim::Binary(b), &[cur, value], span)?;
         }
+        self.p.store_origins.entry(value).or_insert(lhs.span);
         self.push(Inst::Store { slot, ix, index: idx, value });
         Ok(())
     }

@@ -133,6 +133,11 @@ pub struct Program {
     /// The generated-quantities program: its entry block (run per draw, no gradient).
     pub generated: Option<BlockId>,
     pub outputs: Vec<Output>,
+    /// Where in the source an indexing operation (by its result) came from, and a store into
+    /// a `var` (by the value it stores): an index that the data put out of range is reported
+    /// there.
+    pub origins: std::collections::HashMap<V, crate::source::Span>,
+    pub store_origins: std::collections::HashMap<V, crate::source::Span>,
 }
 
 impl Program {
