@@ -79,6 +79,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
             warnings.push(format!("chain {}: E-BFMI {b:.2} is below 0.3: the momentum resampling explores the energy poorly; reparameterise (heavy tails, funnels)", c + 1));
         }
     }
+    warnings.extend(stuck_chains(&ok, n));
     if stopped {
         warnings.push(format!("stopped early: {n} draws per chain kept"));
     }
@@ -128,10 +129,87 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
     0
 }
 
+/// Chains that adapted a step size a thousand times smaller than the median chain's, or that
+/// stayed where they were in most transitions: a chain caught where the others are not (a
+/// region of extreme curvature, far from the posterior's bulk). R-hat says the chains
+/// disagree; this says which chain and why.
+fn stuck_chains(ok: &[&Chain], n: usize) -> Vec<String> {
+    if ok.len() < 2 || n < 2 {
+        return Vec::new();
+    }
+    let mut steps: Vec<f64> = ok.iter().map(|c| c.step_size).collect();
+    steps.sort_by(f64::total_cmp);
+    let median_step = steps[steps.len() / 2];
+    let mean_lp = |c: &Chain| c.stats[..n].iter().map(|s| s.logp).sum::<f64>() / n as f64;
+    let mut out = Vec::new();
+    for (k, c) in ok.iter().enumerate() {
+        let still = c.draws[..n].windows(2).filter(|w| w[0] == w[1]).count();
+        let tiny_step = c.step_size < 1e-3 * median_step;
+        if !tiny_step && (still as f64) < 0.9 * (n - 1) as f64 {
+            continue;
+        }
+        let others: Vec<f64> = ok.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, c)| mean_lp(c)).collect();
+        let others_lp = others.iter().sum::<f64>() / others.len() as f64;
+        out.push(format!(
+            "chain {} looks stuck: step size {:.3e} (median of all chains {:.3e}), no move in {} of {} transitions, mean log density {:.6e} (other chains {:.6e}); rerun with another --seed or start it elsewhere with --init",
+            k + 1,
+            c.step_size,
+            median_step,
+            still,
+            n - 1,
+            mean_lp(c),
+            others_lp
+        ));
+    }
+    out
+}
+
 fn preview(names: &[&str]) -> String {
     if names.len() <= 4 {
         names.join(", ")
     } else {
         format!("{}, ...", names[..4].join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::nuts::Stats;
+
+    fn chain(step: f64, moving: bool, lp: f64) -> Chain {
+        let n = 50;
+        let draws = (0..n).map(|i| vec![if moving { i as f64 } else { 1.0 }]).collect();
+        let st = Stats {
+            logp: lp,
+            accept_stat: 0.8,
+            step_size: step,
+            tree_depth: 3,
+            n_leapfrog: 7,
+            divergent: false,
+            energy: -lp,
+        };
+        Chain {
+            draws,
+            stats: vec![st; n],
+            step_size: step,
+            inv_metric: vec![1.0],
+            seconds_warmup: 0.0,
+            seconds_sampling: 0.0,
+            grad_evals: 0,
+            error: None,
+            stopped: false,
+        }
+    }
+
+    #[test]
+    fn a_chain_that_does_not_move_or_has_a_vanishing_step_is_named() {
+        let (a, b, c) = (chain(0.9, true, -10.0), chain(1e-20, true, -1e9), chain(0.8, false, -10.0));
+        let d = chain(0.7, true, -11.0);
+        let w = stuck_chains(&[&a, &b, &c, &d], 50);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("chain 2 looks stuck"), "{}", w[0]);
+        assert!(w[1].starts_with("chain 3 looks stuck"), "{}", w[1]);
+        assert!(stuck_chains(&[&a, &d], 50).is_empty());
     }
 }
