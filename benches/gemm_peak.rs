@@ -90,37 +90,10 @@ fn layer(m: usize, k: usize, n: usize, shape: &str, ours: bool, seconds: f64) ->
     2.0 * (m * k * n) as f64 / best / 1e9
 }
 
-fn gflops(m: usize, k: usize, n: usize, seconds: f64) -> f64 {
-    let a: Vec<f64> = (0..m * k).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5).collect();
-    let b: Vec<f64> = (0..k * n).map(|i| ((i * 104729) % 1000) as f64 / 1000.0 - 0.5).collect();
-    let mut c = vec![0.0; m * n];
-    let mut run = || unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    };
-    let best = best_of(seconds, &mut run);
-    std::hint::black_box(&c);
-    2.0 * (m * k * n) as f64 / best / 1e9
-}
-
 fn main() {
     println!("dgemm, one thread, best of repeated runs (matrixmultiply 0.3):");
     for (m, k, n) in [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (45730, 9, 50), (5000, 24, 1)] {
-        println!("  {m:>6} x {k:>5} x {n:>5}: {:>7.1} GFLOP/s", gflops(m, k, n, 1.0));
+        println!("  {m:>6} x {k:>5} x {n:>5}: {:>7.1} GFLOP/s", layer(m, k, n, "nn", false, 1.0));
     }
     println!("\nA dense layer's three products, GFLOP/s (bnnc's unpacked kernels / matrixmultiply):");
     for (m, k, n) in [(45730, 9, 50), (45730, 50, 50), (1000, 50, 50), (308, 6, 50)] {

@@ -19,14 +19,15 @@ fn program(name: &str) -> (Program, serde_json::Value) {
     (p, json)
 }
 
+/// The instructions of the density's blocks (not generated quantities).
+fn density_insts(p: &Program) -> impl Iterator<Item = &Inst> {
+    let gen = p.generated.map(|b| b.0 as usize);
+    p.blocks.iter().enumerate().filter(move |(b, _)| Some(*b) != gen).flat_map(|(_, block)| block.iter())
+}
+
 /// Matrix products whose first operand has at least `rows` rows, in the density's blocks.
 fn big_products(p: &Program, rows: usize) -> usize {
-    let gen = p.generated.map(|b| b.0 as usize);
-    p.blocks
-        .iter()
-        .enumerate()
-        .filter(|(b, _)| Some(*b) != gen)
-        .flat_map(|(_, block)| block.iter())
+    density_insts(p)
         .filter(|i| matches!(i, Inst::Op { prim: Prim::MatMul, args, .. } if p.info(args[0]).shape.first().is_some_and(|r| *r >= rows)))
         .count()
 }
@@ -129,12 +130,7 @@ fn sblrc_is_rewritten_and_keeps_its_log_density() {
 /// Operations of the density (outside generated quantities) whose result has at least `n`
 /// elements, other than constants: what still costs O(N) per gradient.
 fn long_ops(p: &Program, n: usize) -> usize {
-    let gen = p.generated.map(|b| b.0 as usize);
-    p.blocks
-        .iter()
-        .enumerate()
-        .filter(|(b, _)| Some(*b) != gen)
-        .flat_map(|(_, block)| block.iter())
+    density_insts(p)
         .filter(
             |i| matches!(i, Inst::Op { dst, prim, .. } if !matches!(prim, Prim::Const(_)) && p.info(*dst).len() >= n),
         )

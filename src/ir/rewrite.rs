@@ -171,19 +171,7 @@ fn affine_means(p: &mut Program) -> usize {
                 k += 1;
                 continue;
             };
-            let block = crate::ir::BlockId(bi as u32);
-            let mut new: Vec<Inst> = Vec::new();
-            let val = |p: &mut Program, shape: Vec<usize>, prim: Prim, args: Vec<V>, new: &mut Vec<Inst>| -> V {
-                p.values.push(ValueInfo { shape, int: false, block, name: None });
-                let v = V(p.values.len() as u32 - 1);
-                new.push(Inst::Op { dst: v, prim, args });
-                v
-            };
-            let konst = |p: &mut Program, data: Vec<f64>, shape: Vec<usize>, new: &mut Vec<Inst>| -> V {
-                p.consts.push(data);
-                let c = p.consts.len() as u32 - 1;
-                val(p, shape, Prim::Const(c), vec![], new)
-            };
+            let mut bd = Build { block: crate::ir::BlockId(bi as u32), new: Vec::new() };
             let kk = a.terms.len();
             // X, row-major N×K.
             let mut x = vec![0.0; n * kk];
@@ -192,44 +180,44 @@ fn affine_means(p: &mut Program) -> usize {
                     x[i * kk + j] = *c;
                 }
             }
-            let xv = konst(p, x, vec![n, kk], &mut new);
+            let xv = bd.konst(p, x, vec![n, kk]);
             // b = Σ_j s_j e_j.
             let mut b: Option<V> = None;
             for (j, (s, _)) in a.terms.iter().enumerate() {
                 let mut e = vec![0.0; kk];
                 e[j] = 1.0;
-                let ev = konst(p, e, vec![kk], &mut new);
-                let t = val(p, vec![kk], Prim::Binary(Bin::Mul), vec![*s, ev], &mut new);
+                let ev = bd.konst(p, e, vec![kk]);
+                let t = bd.val(p, vec![kk], Prim::Binary(Bin::Mul), vec![*s, ev]);
                 b = Some(match b {
                     None => t,
-                    Some(acc) => val(p, vec![kk], Prim::Binary(Bin::Add), vec![acc, t], &mut new),
+                    Some(acc) => bd.val(p, vec![kk], Prim::Binary(Bin::Add), vec![acc, t]),
                 });
             }
             let b = b.expect("at least one term");
-            let prod = val(p, vec![n], Prim::MatMul, vec![xv, b], &mut new);
+            let prod = bd.val(p, vec![n], Prim::MatMul, vec![xv, b]);
             let mut c: Option<V> = None;
             for (s, sign) in &a.offsets {
                 c = Some(match (c, *sign > 0.0) {
                     (None, true) => *s,
-                    (None, false) => val(p, vec![], Prim::Unary(crate::ir::prim::Un::Neg), vec![*s], &mut new),
-                    (Some(acc), true) => val(p, vec![], Prim::Binary(Bin::Add), vec![acc, *s], &mut new),
-                    (Some(acc), false) => val(p, vec![], Prim::Binary(Bin::Sub), vec![acc, *s], &mut new),
+                    (None, false) => bd.val(p, vec![], Prim::Unary(crate::ir::prim::Un::Neg), vec![*s]),
+                    (Some(acc), true) => bd.val(p, vec![], Prim::Binary(Bin::Add), vec![acc, *s]),
+                    (Some(acc), false) => bd.val(p, vec![], Prim::Binary(Bin::Sub), vec![acc, *s]),
                 });
             }
             let mean = match c {
-                Some(c) => val(p, vec![n], Prim::Binary(Bin::Add), vec![c, prod], &mut new),
+                Some(c) => bd.val(p, vec![n], Prim::Binary(Bin::Add), vec![c, prod]),
                 None => prod,
             };
             let y_new = match &a.data {
-                Some(dv) => konst(p, yv.iter().zip(dv).map(|(y, d)| y - d).collect(), vec![n], &mut new),
+                Some(dv) => bd.konst(p, yv.iter().zip(dv).map(|(y, d)| y - d).collect(), vec![n]),
                 None => y,
             };
-            let added = new.len();
+            let added = bd.new.len();
             if let Inst::Op { args, .. } = &mut p.blocks[bi][k] {
                 args[0] = y_new;
                 args[1] = mean;
             }
-            p.blocks[bi].splice(k..k, new);
+            p.blocks[bi].splice(k..k, bd.new);
             k += added + 1;
             count += 1;
         }
@@ -370,6 +358,35 @@ fn gaussian_suffstats(p: &mut Program) -> usize {
     count
 }
 
+/// The instructions a rewrite inserts into one block, and the values they define.
+struct Build {
+    block: crate::ir::BlockId,
+    new: Vec<Inst>,
+}
+
+impl Build {
+    fn val(&mut self, p: &mut Program, shape: Vec<usize>, prim: Prim, args: Vec<V>) -> V {
+        p.values.push(ValueInfo { shape, int: false, block: self.block, name: None });
+        let v = V(p.values.len() as u32 - 1);
+        self.new.push(Inst::Op { dst: v, prim, args });
+        v
+    }
+
+    fn konst(&mut self, p: &mut Program, data: Vec<f64>, shape: Vec<usize>) -> V {
+        p.consts.push(data);
+        let c = p.consts.len() as u32 - 1;
+        self.val(p, shape, Prim::Const(c), vec![])
+    }
+
+    fn lit(&mut self, p: &mut Program, x: f64) -> V {
+        self.val(p, vec![], Prim::Lit(x), vec![])
+    }
+
+    fn bin(&mut self, p: &mut Program, op: crate::ir::prim::Bin, a: V, b: V) -> V {
+        self.val(p, vec![], Prim::Binary(op), vec![a, b])
+    }
+}
+
 fn replace(p: &mut Program, m: Match) {
     let (n, k) = (m.n, m.k);
     let ybar = m.y.iter().sum::<f64>() / n as f64;
@@ -392,65 +409,50 @@ fn replace(p: &mut Program, m: Match) {
             g[a * k + c] = g[c * k + a];
         }
     }
-    let block = crate::ir::BlockId(m.block as u32);
-    let mut new: Vec<Inst> = Vec::new();
-    let val = |p: &mut Program, shape: Vec<usize>, prim: Prim, args: Vec<V>, new: &mut Vec<Inst>| -> V {
-        p.values.push(ValueInfo { shape, int: false, block, name: None });
-        let v = V(p.values.len() as u32 - 1);
-        new.push(Inst::Op { dst: v, prim, args });
-        v
-    };
-    let konst = |p: &mut Program, data: Vec<f64>, shape: Vec<usize>, new: &mut Vec<Inst>| -> V {
-        p.consts.push(data);
-        let c = p.consts.len() as u32 - 1;
-        val(p, shape, Prim::Const(c), vec![], new)
-    };
+    let mut bd = Build { block: crate::ir::BlockId(m.block as u32), new: Vec::new() };
     use crate::ir::prim::{Bin, Un};
-    let gv = konst(p, g, vec![k, k], &mut new);
-    let xtyv = konst(p, xty, vec![k], &mut new);
-    let x1v = konst(p, x1, vec![k], &mut new);
-    let lit = |p: &mut Program, x: f64, new: &mut Vec<Inst>| val(p, vec![], Prim::Lit(x), vec![], new);
-    let bin =
-        |p: &mut Program, op: Bin, a: V, b: V, new: &mut Vec<Inst>| val(p, vec![], Prim::Binary(op), vec![a, b], new);
-    let gb = val(p, vec![k], Prim::MatMul, vec![gv, m.b], &mut new);
-    let bgb = val(p, vec![], Prim::MatMul, vec![m.b, gb], &mut new);
-    let bxty = val(p, vec![], Prim::MatMul, vec![m.b, xtyv], &mut new);
-    let bx1 = val(p, vec![], Prim::MatMul, vec![m.b, x1v], &mut new);
+    let gv = bd.konst(p, g, vec![k, k]);
+    let xtyv = bd.konst(p, xty, vec![k]);
+    let x1v = bd.konst(p, x1, vec![k]);
+    let gb = bd.val(p, vec![k], Prim::MatMul, vec![gv, m.b]);
+    let bgb = bd.val(p, vec![], Prim::MatMul, vec![m.b, gb]);
+    let bxty = bd.val(p, vec![], Prim::MatMul, vec![m.b, xtyv]);
+    let bx1 = bd.val(p, vec![], Prim::MatMul, vec![m.b, x1v]);
     // c' = c − ȳ (c = 0 when the mean has no offset).
-    let ybar_v = lit(p, ybar, &mut new);
+    let ybar_v = bd.lit(p, ybar);
     let cp = match m.c {
-        Some(c) => bin(p, Bin::Sub, c, ybar_v, &mut new),
+        Some(c) => bd.bin(p, Bin::Sub, c, ybar_v),
         None => {
-            let z = lit(p, 0.0, &mut new);
-            bin(p, Bin::Sub, z, ybar_v, &mut new)
+            let z = bd.lit(p, 0.0);
+            bd.bin(p, Bin::Sub, z, ybar_v)
         }
     };
     // Q = S − 2 bᵀXᵀy' + bᵀXᵀXb + 2c' bᵀXᵀ1 + N c'²
-    let sv = lit(p, s, &mut new);
-    let two = lit(p, 2.0, &mut new);
-    let t = bin(p, Bin::Mul, two, bxty, &mut new);
-    let q = bin(p, Bin::Sub, sv, t, &mut new);
-    let q = bin(p, Bin::Add, q, bgb, &mut new);
-    let t = bin(p, Bin::Mul, two, cp, &mut new);
-    let t = bin(p, Bin::Mul, t, bx1, &mut new);
-    let q = bin(p, Bin::Add, q, t, &mut new);
-    let nv = lit(p, n as f64, &mut new);
-    let t = bin(p, Bin::Mul, cp, cp, &mut new);
-    let t = bin(p, Bin::Mul, nv, t, &mut new);
-    let q = bin(p, Bin::Add, q, t, &mut new);
+    let sv = bd.lit(p, s);
+    let two = bd.lit(p, 2.0);
+    let t = bd.bin(p, Bin::Mul, two, bxty);
+    let q = bd.bin(p, Bin::Sub, sv, t);
+    let q = bd.bin(p, Bin::Add, q, bgb);
+    let t = bd.bin(p, Bin::Mul, two, cp);
+    let t = bd.bin(p, Bin::Mul, t, bx1);
+    let q = bd.bin(p, Bin::Add, q, t);
+    let nv = bd.lit(p, n as f64);
+    let t = bd.bin(p, Bin::Mul, cp, cp);
+    let t = bd.bin(p, Bin::Mul, nv, t);
+    let q = bd.bin(p, Bin::Add, q, t);
     // log density = −Q / (2σ²) − N ln σ − N ½ln 2π
-    let ss = bin(p, Bin::Mul, m.sigma, m.sigma, &mut new);
-    let r = bin(p, Bin::Div, q, ss, &mut new);
-    let h = lit(p, -0.5, &mut new);
-    let r = bin(p, Bin::Mul, h, r, &mut new);
-    let ls = val(p, vec![], Prim::Unary(Un::Log), vec![m.sigma], &mut new);
-    let t = bin(p, Bin::Mul, nv, ls, &mut new);
-    let r = bin(p, Bin::Sub, r, t, &mut new);
-    let cst = lit(p, n as f64 * HALF_LN_2PI, &mut new);
+    let ss = bd.bin(p, Bin::Mul, m.sigma, m.sigma);
+    let r = bd.bin(p, Bin::Div, q, ss);
+    let h = bd.lit(p, -0.5);
+    let r = bd.bin(p, Bin::Mul, h, r);
+    let ls = bd.val(p, vec![], Prim::Unary(Un::Log), vec![m.sigma]);
+    let t = bd.bin(p, Bin::Mul, nv, ls);
+    let r = bd.bin(p, Bin::Sub, r, t);
+    let cst = bd.lit(p, n as f64 * HALF_LN_2PI);
     // The last operation defines the original value, so its uses stay as they are.
-    new.push(Inst::Op { dst: m.dst, prim: Prim::Binary(Bin::Sub), args: vec![r, cst] });
+    bd.new.push(Inst::Op { dst: m.dst, prim: Prim::Binary(Bin::Sub), args: vec![r, cst] });
     let block = &mut p.blocks[m.block];
-    block.splice(m.pos..m.pos + 1, new);
+    block.splice(m.pos..m.pos + 1, bd.new);
 }
 
 /// Remove operations whose results nobody reads (transforms stay: they add to the Jacobian).
