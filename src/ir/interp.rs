@@ -28,10 +28,8 @@ pub struct Interp<'p> {
     counter: Vec<usize>,
     /// The current execution of each block.
     cur: Vec<usize>,
-    /// Values whose adjoint is needed (they depend on parameters).
-    active: Vec<bool>,
-    slot_active: Vec<bool>,
-    /// The adjoint sweep this interpreter executes.
+    /// The adjoint sweep this interpreter executes, with its analysis (which values and slots
+    /// depend on parameters).
     ad: std::sync::Arc<Adjoint>,
     target: f64,
     jacobian: f64,
@@ -70,7 +68,7 @@ type Res<T> = Result<T, EvalError>;
 impl<'p> Interp<'p> {
     pub fn new(p: &'p Program) -> Interp<'p> {
         let n = p.values.len();
-        let mut it = Interp {
+        Interp {
             p,
             vals: vec![Vec::new(); n],
             adj: p.values.iter().map(|v| vec![0.0; v.len()]).collect(),
@@ -78,8 +76,6 @@ impl<'p> Interp<'p> {
             slot_adj: p.slots.iter().map(|s| vec![0.0; s.shape.iter().product()]).collect(),
             counter: vec![0; p.blocks.len()],
             cur: vec![0; p.blocks.len()],
-            active: vec![false; n],
-            slot_active: vec![false; p.slots.len()],
             ad: std::sync::Arc::new(differentiate(p)),
             target: 0.0,
             jacobian: 0.0,
@@ -90,15 +86,7 @@ impl<'p> Interp<'p> {
             rng: rand::rngs::StdRng::seed_from_u64(0),
             with_jacobian: true,
             bound_adj: (Vec::new(), Vec::new()),
-        };
-        it.find_active();
-        it
-    }
-
-    fn find_active(&mut self) {
-        let (a, s) = activity(self.p);
-        self.active = a;
-        self.slot_active = s;
+        }
     }
 
     /// Leave the log-Jacobian out of `logp_grad` and of the gradient (for optimisation).
@@ -217,7 +205,7 @@ impl<'p> Interp<'p> {
         let p = self.p;
         for inst in p.block(b) {
             match inst {
-                Inst::Op { dst, prim, args } if !self.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) => {
+                Inst::Op { dst, prim, args } if !self.ad.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) => {
                     *failed = Some(Failed::Op(*dst));
                     self.run_op(*dst, prim, args)?;
                 }
@@ -235,7 +223,7 @@ impl<'p> Interp<'p> {
                     let c = self.slice(*cond)[0] != 0.0;
                     self.count_block(if c { *then } else { *else_ }, failed)?;
                 }
-                Inst::Store { slot, .. } | Inst::Init { slot, .. } if !self.slot_active[slot.0 as usize] => {
+                Inst::Store { slot, .. } | Inst::Init { slot, .. } if !self.ad.slot_active[slot.0 as usize] => {
                     // Parameter-free stores feed parameter-free loads.
                     *failed = match inst {
                         Inst::Store { value, .. } => Some(Failed::Store(*value)),
@@ -462,7 +450,7 @@ impl<'p> Interp<'p> {
                 }
                 Prim::Load(s, _) => {
                     let sshape = &p.slots[s.0 as usize].shape;
-                    let sadj = if self.slot_active[s.0 as usize] {
+                    let sadj = if self.ad.slot_has_adj(*s) {
                         Some((self.slot_adj[s.0 as usize].as_mut_slice(), sshape.as_slice()))
                     } else {
                         None
