@@ -41,35 +41,6 @@ fn any_shape() -> impl Strategy<Value = Vec<usize>> {
 // Elementwise functions of one argument
 // ---------------------------------------------------------------------------------------------
 
-const ALL_UN: [Un; 26] = [
-    Un::Neg,
-    Un::Not,
-    Un::Exp,
-    Un::Log,
-    Un::Log1p,
-    Un::Expm1,
-    Un::Sqrt,
-    Un::Square,
-    Un::Abs,
-    Un::Tanh,
-    Un::Sigmoid,
-    Un::Logit,
-    Un::Softplus,
-    Un::Relu,
-    Un::Lgamma,
-    Un::Digamma,
-    Un::Sin,
-    Un::Cos,
-    Un::Erf,
-    Un::Phi,
-    Un::Log1m,
-    Un::LogInvLogit,
-    Un::Inv,
-    Un::Floor,
-    Un::Ceil,
-    Un::Round,
-];
-
 type Draw = fn(&mut Rng) -> f64;
 
 fn away_from_zero(r: &mut Rng) -> f64 {
@@ -132,7 +103,7 @@ proptest! {
     #[test]
     fn unary_values_and_vjps(seed in any::<u64>(), dims in any_shape()) {
         let mut rng = Rng::new(seed);
-        for u in ALL_UN {
+        for u in Un::ALL {
             let (draw, f, tol) = un_case(u);
             let x: Vec<f64> = (0..numel(&dims)).map(|_| draw(&mut rng)).collect();
             let p = Prim::Unary(u);
@@ -187,27 +158,6 @@ fn digamma_vjp_on_negative_arguments() {
 // ---------------------------------------------------------------------------------------------
 // Elementwise functions of two arguments
 // ---------------------------------------------------------------------------------------------
-
-const ALL_BIN: [Bin; 18] = [
-    Bin::Add,
-    Bin::Sub,
-    Bin::Mul,
-    Bin::Div,
-    Bin::IntDiv,
-    Bin::Mod,
-    Bin::Pow,
-    Bin::Min,
-    Bin::Max,
-    Bin::LogSumExp,
-    Bin::Eq,
-    Bin::Ne,
-    Bin::Lt,
-    Bin::Le,
-    Bin::Gt,
-    Bin::Ge,
-    Bin::And,
-    Bin::Or,
-];
 
 struct BinCase {
     a: Draw,
@@ -313,7 +263,7 @@ proptest! {
     #[test]
     fn binary_values_and_vjps(seed in any::<u64>(), dims in any_shape()) {
         let mut rng = Rng::new(seed);
-        for op in ALL_BIN {
+        for op in Bin::ALL {
             let case = bin_case(op);
             let Some((a, b)) = draw_pair(&mut rng, &case, &dims, &dims, &dims) else { continue };
             let p = Prim::Binary(op);
@@ -351,7 +301,7 @@ proptest! {
             (vec![], vec![c]),
             (vec![1], m.clone()),
         ];
-        for op in ALL_BIN {
+        for op in Bin::ALL {
             let case = bin_case(op);
             if !case.differentiable {
                 continue;
