@@ -73,6 +73,18 @@ pub struct Emitter<'a, 'f> {
     inv: HashMap<(V, Inv), Value>,
 }
 
+/// The arguments of an elementwise density's reverse: the element count, each argument's
+/// address, broadcast mode (hoisted) and adjoint, the result's adjoint `g`, and the
+/// accumulators of broadcast arguments.
+struct DensityRev {
+    n: usize,
+    at: Vec<Value>,
+    m: Vec<Mode>,
+    adj: Vec<Option<Value>>,
+    g: Value,
+    accs: Vec<Option<Variable>>,
+}
+
 /// Which logarithm of a loop-invariant scalar: ln x, or ln(1 − x).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Inv {
@@ -1425,21 +1437,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// The reverse of [`Self::normal_fwd`]: ∂/∂x = −z/σ, ∂/∂μ = z/σ, ∂/∂σ = (z² − 1)/σ.
     fn normal_rev(&mut self, args: &[V], oadj: Value) -> R<()> {
-        let n = self.elementwise_len(args).unwrap_or(0);
-        let m: Vec<Mode> = args.iter().map(|a| self.density_mode(*a)).collect();
-        let mut at = Vec::new();
-        let mut adj = Vec::new();
-        for a in args {
-            at.push(self.addr(*a)?);
-            adj.push(self.adj(*a));
-        }
-        if adj.iter().all(|a| a.is_none()) {
+        let Some(DensityRev { n, at, m, adj, g, accs }) = self.density_rev_args(args, oadj)? else {
             return Ok(());
-        }
-        let g = self.ld0(oadj);
-        // Broadcast arguments sum their partials first, then scale by the adjoint.
-        let accs = self.density_accs(&m, &adj);
-        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
+        };
         self.each(n, &mut |s, i| {
             let x = s.get(at[0], m[0], i, i);
             let mu = s.get(at[1], m[1], i, i);
@@ -1603,22 +1603,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// Its reverse: each element's partials, scaled by the adjoint (broadcast arguments sum
     /// their partials first, as `math::dist` does).
     fn density_rev(&mut self, f: Family, args: &[V], oadj: Value) -> R<()> {
-        let n = self.elementwise_len(args).unwrap_or(0);
-        let mut m = Vec::new();
-        let mut at = Vec::new();
-        let mut adj = Vec::new();
-        for a in args {
-            let ad = self.addr(*a)?;
-            m.push(self.density_mode(*a));
-            at.push(ad);
-            adj.push(self.adj(*a));
-        }
-        if adj.iter().all(|a| a.is_none()) {
+        let Some(DensityRev { n, at, m, adj, g, accs }) = self.density_rev_args(args, oadj)? else {
             return Ok(());
-        }
-        let g = self.ld0(oadj);
-        let accs = self.density_accs(&m, &adj);
-        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
+        };
         let code = self.family_code(f);
         let fr = self.func_sig("bnnc_elem_partials", &[types::I64, F64, F64, F64, F64, PTR], None)?;
         let ss = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 32, 3));
@@ -1642,6 +1629,26 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// Register accumulators for a density's broadcast (scalar) arguments that take an
     /// adjoint; `m` unhoisted (a literal never takes one).
+    /// What the reverse of an elementwise density reads, or `None` when no argument has an
+    /// adjoint. Broadcast arguments sum their partials first in `accs`, then scale by `g`.
+    fn density_rev_args(&mut self, args: &[V], oadj: Value) -> R<Option<DensityRev>> {
+        let n = self.elementwise_len(args).unwrap_or(0);
+        let m: Vec<Mode> = args.iter().map(|a| self.density_mode(*a)).collect();
+        let mut at = Vec::new();
+        let mut adj = Vec::new();
+        for a in args {
+            at.push(self.addr(*a)?);
+            adj.push(self.adj(*a));
+        }
+        if adj.iter().all(|a| a.is_none()) {
+            return Ok(None);
+        }
+        let g = self.ld0(oadj);
+        let accs = self.density_accs(&m, &adj);
+        let m: Vec<Mode> = m.iter().zip(&at).map(|(k, a)| self.hoist(*a, *k)).collect();
+        Ok(Some(DensityRev { n, at, m, adj, g, accs }))
+    }
+
     fn density_accs(&mut self, m: &[Mode], adj: &[Option<Value>]) -> Vec<Option<Variable>> {
         m.iter().zip(adj).map(|(mk, a)| self.scalar_acc(*mk, *a)).collect()
     }
