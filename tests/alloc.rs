@@ -71,34 +71,30 @@ fn cases() -> Vec<(String, PathBuf, PathBuf)> {
     out
 }
 
-#[test]
-fn compiled_code_allocates_nothing_per_gradient() {
+/// For every case, the allocations per evaluation of the density `count` makes and measures;
+/// a line for each case that allocates.
+fn allocating(count: impl Fn(&bnnc::ir::Program) -> usize) -> Vec<String> {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let mut report = Vec::new();
     for (name, model, data) in cases() {
         let mut fe = frontend_file(&model);
         let program = fe.program(&model, Some(&data)).expect("lowers");
-        let mut jit = bnnc::jit::Jit::new(&program).expect("compiles");
-        let n = count_per_evaluation(&mut jit, program.dim());
+        let n = count(&program);
         if n > 0 {
             report.push(format!("{name}: {n} allocations per evaluation"));
         }
     }
+    report
+}
+
+#[test]
+fn compiled_code_allocates_nothing_per_gradient() {
+    let report = allocating(|p| count_per_evaluation(&mut bnnc::jit::Jit::new(p).expect("compiles"), p.dim()));
     assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
 #[test]
 fn no_allocation_per_gradient_after_the_first() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let mut report = Vec::new();
-    for (name, model, data) in cases() {
-        let mut fe = frontend_file(&model);
-        let program = fe.program(&model, Some(&data)).expect("lowers");
-        let mut interp = Interp::new(&program);
-        let n = count_per_evaluation(&mut interp, program.dim());
-        if n > 0 {
-            report.push(format!("{name}: {n} allocations per evaluation"));
-        }
-    }
+    let report = allocating(|p| count_per_evaluation(&mut Interp::new(p), p.dim()));
     assert!(report.is_empty(), "{}", report.join("\n"));
 }
