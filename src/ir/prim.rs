@@ -6,6 +6,7 @@
 
 use crate::ir::Slot;
 use crate::math::dist::{self, Family};
+use crate::math::vmath;
 use smallvec::SmallVec;
 
 /// Elementwise functions of one argument.
@@ -105,14 +106,14 @@ impl Un {
         match self {
             Un::Neg => -x,
             Un::Not => (x == 0.0) as i64 as f64,
-            Un::Exp => x.exp(),
-            Un::Log => x.ln(),
-            Un::Log1p => x.ln_1p(),
-            Un::Expm1 => x.exp_m1(),
+            Un::Exp => vmath::exp(x),
+            Un::Log => vmath::ln(x),
+            Un::Log1p => vmath::ln_1p(x),
+            Un::Expm1 => vmath::expm1(x),
             Un::Sqrt => x.sqrt(),
             Un::Square => x * x,
             Un::Abs => x.abs(),
-            Un::Tanh => tanh(x),
+            Un::Tanh => vmath::tanh(x),
             Un::Sigmoid => sigmoid(x),
             Un::Logit => (x / (1.0 - x)).ln(),
             Un::Softplus => softplus(x),
@@ -130,6 +131,32 @@ impl Un {
             Un::Ceil => x.ceil(),
             Un::Round => x.round(),
         }
+    }
+
+    /// The array form of f, for the functions `math::vmath` evaluates four elements at a time
+    /// (with the scalar function's bits).
+    pub fn array(self) -> Option<fn(&[f64], &mut [f64])> {
+        Some(match self {
+            Un::Exp => vmath::exp_array,
+            Un::Log => vmath::ln_array,
+            Un::Log1p => vmath::ln_1p_array,
+            Un::Expm1 => vmath::expm1_array,
+            Un::Tanh => vmath::tanh_array,
+            _ => return None,
+        })
+    }
+
+    /// The same, on raw buffers of `n` elements (input and output may be the same), as the
+    /// compiled code calls it.
+    pub fn array_raw(self) -> Option<(&'static str, unsafe extern "C" fn(*const f64, *mut f64, usize))> {
+        Some(match self {
+            Un::Exp => ("bnnc_v_exp", vmath::exp_raw),
+            Un::Log => ("bnnc_v_log", vmath::ln_raw),
+            Un::Log1p => ("bnnc_v_log1p", vmath::ln_1p_raw),
+            Un::Expm1 => ("bnnc_v_expm1", vmath::expm1_raw),
+            Un::Tanh => ("bnnc_v_tanh", vmath::tanh_raw),
+            _ => return None,
+        })
     }
 
     /// f'(x), given y = f(x).
@@ -331,19 +358,6 @@ impl Bin {
 }
 
 /// log_mix(t, a, b) = log(t e^a + (1 − t) e^b).
-/// tanh from one `expm1`: with t = expm1(2|x|), tanh|x| = t / (t + 2). Within 3 ulps of the
-/// C library's `tanh` (tested over [−25, 25]), which itself calls `expm1` after argument
-/// checks that cost as much again; a network's hidden layer evaluates it millions of times per
-/// gradient. Beyond |x| = 22, tanh x rounds to ±1.
-pub fn tanh(x: f64) -> f64 {
-    let a = x.abs();
-    if a > 22.0 {
-        return 1f64.copysign(x);
-    }
-    let t = (2.0 * a).exp_m1();
-    (t / (t + 2.0)).copysign(x)
-}
-
 pub fn log_mix(t: f64, a: f64, b: f64) -> f64 {
     log_mix_logs(t.ln(), (-t).ln_1p(), a, b)
 }
@@ -805,8 +819,12 @@ pub fn eval(
         Prim::Lit(v) => out[0] = *v,
         Prim::Constrain(_) => return Err("Constrain is evaluated by the interpreter".into()),
         Prim::Unary(u) => {
-            for (o, x) in out.iter_mut().zip(args[0]) {
-                *o = u.f(*x);
+            if let Some(f) = u.array() {
+                f(args[0], out);
+            } else {
+                for (o, x) in out.iter_mut().zip(args[0]) {
+                    *o = u.f(*x);
+                }
             }
         }
         Prim::Binary(b) => {

@@ -68,6 +68,8 @@ pub struct Emitter<'a, 'f> {
     lits: HashMap<V, f64>,
     /// How many operations were emitted inside fused loops (forward sweep).
     pub fused_ops: usize,
+    /// How many operations were computed by an array kernel of `math::vmath` (forward sweep).
+    pub array_ops: usize,
     /// Logarithms of loop-invariant scalars that densities in the loop being emitted need,
     /// computed once before the loop ([`Self::hoist_logs`]).
     inv: HashMap<(V, Inv), Value>,
@@ -133,6 +135,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             ops: Vec::new(),
             mf,
             fused_ops: 0,
+            array_ops: 0,
             inv: HashMap::new(),
             lits: p
                 .blocks
@@ -147,7 +150,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     /// The whole function: forward, then (when the second parameter is non-zero) reverse.
-    pub fn finish(mut self) -> R<(Vec<Inst>, usize)> {
+    pub fn finish(mut self) -> R<(Vec<Inst>, usize, usize)> {
         self.insts_fwd(ENTRY)?;
         let t = self.b.use_var(self.target);
         self.b.ins().store(self.mf, t, self.ctx, CTX_TARGET);
@@ -168,7 +171,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.seal_all_blocks();
         let cfg = self.module.isa().frontend_config();
         self.b.finalize(cfg);
-        Ok((self.ops, self.fused_ops))
+        Ok((self.ops, self.fused_ops, self.array_ops))
     }
 
     // ---- addresses -------------------------------------------------------------------------
@@ -501,7 +504,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let a = self.addr(v)?;
                 let x = self.ld0(a);
                 let y = match kind {
-                    Inv::Ln => self.call_f("bnnc_Log", &[x])?,
+                    Inv::Ln => self.call_f("bnnc_ln", &[x])?,
                     Inv::Ln1m => self.call_f("bnnc_ln1m", &[x])?,
                 };
                 self.inv.insert((v, kind), y);
@@ -526,7 +529,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     fn insts_fwd(&mut self, b: BlockId) -> R<()> {
         let p = self.p;
-        let groups = self.fusion_groups(b);
+        let groups = self.fusion_groups(b, false);
         let mut skip_to = 0;
         for (k, inst) in p.block(b).iter().enumerate() {
             if k < skip_to {
@@ -636,7 +639,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     fn insts_rev(&mut self, b: BlockId) -> R<()> {
         let p = self.p;
-        let groups = self.fusion_groups(b);
+        let groups = self.fusion_groups(b, true);
         let mut skip_below = usize::MAX;
         for (k, inst) in p.block(b).iter().enumerate().rev() {
             if k >= skip_below {
@@ -771,17 +774,23 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// Runs `[start, end)` of two or more consecutive fusible operations over the same number
     /// of elements in block `b`.
-    fn fusion_groups(&self, b: BlockId) -> Vec<(usize, usize)> {
+    ///
+    /// Forward, a unary function with an array kernel (`exp`, `log`, `tanh`…) ends a run and
+    /// is computed by that kernel, four elements at a time; its reverse (a product with a
+    /// derivative built from its input and output) stays in the fused loop.
+    fn fusion_groups(&self, b: BlockId, rev: bool) -> Vec<(usize, usize)> {
         let insts = self.p.block(b);
+        let array =
+            |inst: &Inst| !rev && matches!(inst, Inst::Op { prim: Prim::Unary(u), .. } if u.array_raw().is_some());
         let mut groups = Vec::new();
         let mut k = 0;
         while k < insts.len() {
-            let Some(n) = self.fusible(&insts[k]) else {
+            let Some(n) = self.fusible(&insts[k]).filter(|_| !array(&insts[k])) else {
                 k += 1;
                 continue;
             };
             let mut end = k + 1;
-            while end < insts.len() && self.fusible(&insts[end]) == Some(n) {
+            while end < insts.len() && self.fusible(&insts[end]) == Some(n) && !array(&insts[end]) {
                 end += 1;
             }
             if end - k >= 2 {
@@ -981,6 +990,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
             Prim::Unary(u) => {
                 let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
                 let u = *u;
+                if let (true, Some((name, _))) = (n >= 2, u.array_raw()) {
+                    // Four elements at a time, with the scalar function's bits.
+                    let fr = self.func_sig(name, &[PTR, PTR, types::I64], None)?;
+                    let nv = self.int(n as i64);
+                    self.b.ins().call(fr, &[a, o, nv]);
+                    self.array_ops += 1;
+                    return Ok(());
+                }
                 self.each(n, &mut |s, i| {
                     let x = s.ld(a, i);
                     let y = s.un_f(u, x)?;
@@ -1371,7 +1388,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             Some(*l)
         } else {
             let sg = self.get(at[2], m[2], z0, z0);
-            Some(self.call_f("bnnc_Log", &[sg])?)
+            Some(self.call_f("bnnc_ln", &[sg])?)
         };
         let lp = self.b.declare_var(F64);
         let bad = self.b.declare_var(types::I8);
@@ -1392,7 +1409,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let t = s.b.ins().fmul(t, z);
             let l = match ls {
                 Some(l) => l,
-                None => s.call_f("bnnc_Log", &[sg])?,
+                None => s.call_f("bnnc_ln", &[sg])?,
             };
             let t = s.b.ins().fsub(t, l);
             let c = s.f(HALF_LN_2PI);
@@ -1492,7 +1509,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.each(n, &mut |s, k| {
             let y = s.ld(y0, k);
             let x = if lower {
-                let e = s.call_f("bnnc_Exp", &[y])?;
+                let e = s.call_f("bnnc_exp", &[y])?;
                 let l = s.f(lb);
                 let t = s.b.use_var(logj);
                 let t = s.b.ins().fadd(t, y);
@@ -1549,7 +1566,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let g = s.ld(oadj, k);
             let c = if lower {
                 let y = s.ld(y0, k);
-                let e = s.call_f("bnnc_Exp", &[y])?;
+                let e = s.call_f("bnnc_exp", &[y])?;
                 let t = s.b.ins().fmul(g, e);
                 s.b.ins().fadd(t, w)
             } else {

@@ -278,6 +278,16 @@ pub extern "C" fn k_log_mix_logs(lt: f64, l1mt: f64, a: f64, b: f64) -> f64 {
     prim::log_mix_logs(lt, l1mt, a, b)
 }
 
+/// ln x, as the densities take it (the C library's; `Un::Log` is `math::vmath`'s).
+pub extern "C" fn k_ln(x: f64) -> f64 {
+    x.ln()
+}
+
+/// eˣ, as the constraint transforms take it (the C library's).
+pub extern "C" fn k_exp(x: f64) -> f64 {
+    x.exp()
+}
+
 /// ln(1 − x), as `log_mix` takes it.
 pub extern "C" fn k_ln1m(x: f64) -> f64 {
     (-x).ln_1p()

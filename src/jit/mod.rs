@@ -41,6 +41,8 @@ pub struct Jit<'p> {
     dirty: bool,
     /// Operations computed in fused elementwise loops (each one counted once).
     pub fused_ops: usize,
+    /// Operations computed by array kernels four elements at a time (`exp`, `log`, `tanh`…).
+    pub array_ops: usize,
 }
 
 impl<'p> Jit<'p> {
@@ -73,7 +75,12 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_log_mix_logs", kernels::k_log_mix_logs as *const u8);
         jb.symbol("bnnc_log_mix_partials_logs", kernels::k_log_mix_partials_logs as *const u8);
         jb.symbol("bnnc_ln1m", kernels::k_ln1m as *const u8);
+        jb.symbol("bnnc_ln", kernels::k_ln as *const u8);
+        jb.symbol("bnnc_exp", kernels::k_exp as *const u8);
         for u in crate::ir::prim::Un::ALL {
+            if let Some((name, f)) = u.array_raw() {
+                jb.symbol(name, f as *const u8);
+            }
             let (n1, f1, n2, f2) = kernels::un_symbols(u);
             jb.symbol(n1, f1);
             jb.symbol(n2, f2);
@@ -94,7 +101,7 @@ impl<'p> Jit<'p> {
             .declare_function("bnnc_logp_grad", Linkage::Local, &ctx.func.signature)
             .map_err(|e| e.to_string())?;
         let mut fbc = FunctionBuilderContext::new();
-        let (ops, fused_ops) = {
+        let (ops, fused_ops, array_ops) = {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
             let em = emit::Emitter::new(p, &lay, b, &mut module);
             em.finish()?
@@ -132,6 +139,7 @@ impl<'p> Jit<'p> {
             with_jacobian: true,
             dirty: false,
             fused_ops,
+            array_ops,
         })
     }
 

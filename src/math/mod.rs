@@ -2,3 +2,4 @@
 //! constraint transforms between a parameter's support and the unconstrained space.
 pub mod dist;
 pub mod transform;
+pub mod vmath;

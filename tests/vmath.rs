@@ -1,0 +1,145 @@
+//! The array elementary functions: accuracy against the C library's, the same bits from the
+//! array kernels as from the scalar functions, and the special values.
+use bnnc::math::vmath;
+use rand::{RngExt, SeedableRng};
+
+/// Distance in units in the last place between two finite doubles of the same sign, or 0
+/// when both are the same non-finite value.
+fn ulps(a: f64, b: f64) -> u64 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return 0;
+    }
+    if !a.is_finite() || !b.is_finite() || a.signum() != b.signum() {
+        return u64::MAX;
+    }
+    a.abs().to_bits().abs_diff(b.abs().to_bits())
+}
+
+type Case = (&'static str, fn(f64) -> f64, fn(f64) -> f64, fn(&[f64], &mut [f64]), u64);
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("exp", vmath::exp, f64::exp, vmath::exp_array, 1),
+        ("expm1", vmath::expm1, f64::exp_m1, vmath::expm1_array, 2),
+        ("ln", vmath::ln, f64::ln, vmath::ln_array, 1),
+        ("ln_1p", vmath::ln_1p, f64::ln_1p, vmath::ln_1p_array, 2),
+        ("tanh", vmath::tanh, f64::tanh, vmath::tanh_array, 3),
+    ]
+}
+
+/// Sample points: uniform over several ranges (small, moderate, the whole finite range by
+/// exponent) and the function's own boundaries.
+fn points(name: &str, rng: &mut rand::rngs::StdRng) -> Vec<f64> {
+    let mut xs = Vec::new();
+    let ranges: &[(f64, f64)] = match name {
+        "exp" => &[(-1.0, 1.0), (-745.2, 709.78), (-30.0, 30.0), (-709.0, -700.0), (700.0, 709.78), (-745.2, -708.0)],
+        "expm1" => &[(-1e-10, 1e-10), (-0.5, 0.5), (-2.0, 2.0), (-40.0, 40.0), (-60.0, 709.78), (700.0, 709.78)],
+        "tanh" => &[(-1e-8, 1e-8), (-0.6, 0.6), (-3.0, 3.0), (-25.0, 25.0)],
+        "ln" => &[(0.5, 2.0), (0.9, 1.1), (0.0, 1e-300), (0.0, 10.0), (1.0, 1e300)],
+        _ => &[(-1e-10, 1e-10), (-0.3, 0.5), (-1.0, 1.0), (-1.0, 10.0), (1.0, 1e300)],
+    };
+    for &(lo, hi) in ranges {
+        for _ in 0..40_000 {
+            xs.push(lo + (hi - lo) * rng.random::<f64>());
+        }
+    }
+    // Log-uniform magnitudes across the exponent range.
+    for _ in 0..40_000 {
+        let m = 1.0 + rng.random::<f64>();
+        let e = rng.random_range(-1074i32..1024);
+        let x = m * 2f64.powi(e.max(-1022)) * if e < -1022 { 2f64.powi(e + 1022) } else { 1.0 };
+        xs.push(x);
+        xs.push(-x);
+    }
+    xs
+}
+
+#[test]
+fn accuracy_against_the_c_library() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261122);
+    for (name, ours, libc, _, bound) in cases() {
+        let mut worst = (0u64, 0.0f64);
+        for x in points(name, &mut rng) {
+            let (a, b) = (ours(x), libc(x));
+            // Subnormal results: compare absolutely, in units of the smallest subnormal.
+            let d = if b.abs() < f64::MIN_POSITIVE { (a - b).abs().to_bits().min(ulps(a, b)) } else { ulps(a, b) };
+            if d > worst.0 {
+                worst = (d, x);
+            }
+        }
+        println!("{name}: max {} ulps (at {:e})", worst.0, worst.1);
+        assert!(worst.0 <= bound, "{name}: {} ulps from the C library at {:e} (bound {bound})", worst.0, worst.1);
+    }
+}
+
+#[test]
+fn arrays_give_the_scalar_functions_bits() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for (name, ours, _, array, _) in cases() {
+        for n in 0..=11 {
+            let x: Vec<f64> = (0..n).map(|_| 40.0 * rng.random::<f64>() - 20.0).collect();
+            let mut y = vec![0.0; n];
+            array(&x, &mut y);
+            for (xi, yi) in x.iter().zip(&y) {
+                assert_eq!(yi.to_bits(), ours(*xi).to_bits(), "{name}({xi}) in an array of {n}");
+            }
+        }
+        let x = points(name, &mut rng);
+        let mut y = vec![0.0; x.len()];
+        array(&x, &mut y);
+        for (xi, yi) in x.iter().zip(&y) {
+            assert_eq!(yi.to_bits(), ours(*xi).to_bits(), "{name}({xi:e})");
+        }
+    }
+}
+
+#[test]
+fn special_values() {
+    let (inf, nan) = (f64::INFINITY, f64::NAN);
+    let same = |a: f64, b: f64| (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
+    let checks: &[(&str, fn(f64) -> f64, f64, f64)] = &[
+        ("exp", vmath::exp, 0.0, 1.0),
+        ("exp", vmath::exp, -0.0, 1.0),
+        ("exp", vmath::exp, inf, inf),
+        ("exp", vmath::exp, -inf, 0.0),
+        ("exp", vmath::exp, 710.0, inf),
+        ("exp", vmath::exp, -746.0, 0.0),
+        ("exp", vmath::exp, 1.0, std::f64::consts::E),
+        ("exp", vmath::exp, nan, nan),
+        ("expm1", vmath::expm1, 0.0, 0.0),
+        ("expm1", vmath::expm1, -0.0, -0.0),
+        ("expm1", vmath::expm1, inf, inf),
+        ("expm1", vmath::expm1, -inf, -1.0),
+        ("expm1", vmath::expm1, 710.0, inf),
+        ("expm1", vmath::expm1, 1e-300, 1e-300),
+        ("expm1", vmath::expm1, nan, nan),
+        ("ln", vmath::ln, 1.0, 0.0),
+        ("ln", vmath::ln, 0.0, -inf),
+        ("ln", vmath::ln, -0.0, -inf),
+        ("ln", vmath::ln, -1.0, nan),
+        ("ln", vmath::ln, inf, inf),
+        ("ln", vmath::ln, -inf, nan),
+        ("ln", vmath::ln, std::f64::consts::E, 1.0),
+        ("ln", vmath::ln, nan, nan),
+        ("ln_1p", vmath::ln_1p, 0.0, 0.0),
+        ("ln_1p", vmath::ln_1p, -0.0, -0.0),
+        ("ln_1p", vmath::ln_1p, -1.0, -inf),
+        ("ln_1p", vmath::ln_1p, -2.0, nan),
+        ("ln_1p", vmath::ln_1p, inf, inf),
+        ("ln_1p", vmath::ln_1p, 1e-300, 1e-300),
+        ("ln_1p", vmath::ln_1p, nan, nan),
+        ("tanh", vmath::tanh, 0.0, 0.0),
+        ("tanh", vmath::tanh, -0.0, -0.0),
+        ("tanh", vmath::tanh, inf, 1.0),
+        ("tanh", vmath::tanh, -inf, -1.0),
+        ("tanh", vmath::tanh, 30.0, 1.0),
+        ("tanh", vmath::tanh, 1e-300, 1e-300),
+        ("tanh", vmath::tanh, nan, nan),
+    ];
+    for &(name, f, x, want) in checks {
+        assert!(same(f(x), want), "{name}({x:e}) = {:e}, expected {want:e}", f(x));
+    }
+    // The smallest subnormal and the largest finite argument of ln.
+    assert_eq!(vmath::ln(f64::from_bits(1)), f64::from_bits(1).ln());
+    assert_eq!(vmath::ln(f64::MAX), f64::MAX.ln());
+}
