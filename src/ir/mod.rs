@@ -141,6 +141,42 @@ pub struct Program {
 }
 
 impl Program {
+    /// How many times each value is read (operands, loop bounds, conditions, stores, targets,
+    /// parameters, outputs).
+    pub fn uses(&self) -> Vec<usize> {
+        let mut u = vec![0; self.values.len()];
+        let mut add = |v: V| u[v.0 as usize] += 1;
+        for block in &self.blocks {
+            for inst in block {
+                match inst {
+                    Inst::Op { args, .. } => args.iter().for_each(|a| add(*a)),
+                    Inst::For { lo, hi, .. } => {
+                        add(*lo);
+                        add(*hi);
+                    }
+                    Inst::If { cond, .. } => add(*cond),
+                    Inst::Store { index, value, .. } => {
+                        index.iter().for_each(|a| add(*a));
+                        add(*value);
+                    }
+                    Inst::Init { value, .. } => {
+                        if let Some(v) = value {
+                            add(*v);
+                        }
+                    }
+                    Inst::Target { value } => add(*value),
+                }
+            }
+        }
+        for pl in &self.params {
+            add(pl.value);
+        }
+        for o in &self.outputs {
+            add(o.value);
+        }
+        u
+    }
+
     pub fn dim(&self) -> usize {
         self.params.iter().map(|p| p.free_len).sum()
     }

@@ -226,42 +226,6 @@ fn affine_means(p: &mut Program) -> usize {
     count
 }
 
-/// How many times each value is read (operands, loop bounds, conditions, stores, targets,
-/// parameters, outputs).
-fn uses(p: &Program) -> Vec<usize> {
-    let mut u = vec![0; p.values.len()];
-    let mut add = |v: V| u[v.0 as usize] += 1;
-    for block in &p.blocks {
-        for inst in block {
-            match inst {
-                Inst::Op { args, .. } => args.iter().for_each(|a| add(*a)),
-                Inst::For { lo, hi, .. } => {
-                    add(*lo);
-                    add(*hi);
-                }
-                Inst::If { cond, .. } => add(*cond),
-                Inst::Store { index, value, .. } => {
-                    index.iter().for_each(|a| add(*a));
-                    add(*value);
-                }
-                Inst::Init { value, .. } => {
-                    if let Some(v) = value {
-                        add(*v);
-                    }
-                }
-                Inst::Target { value } => add(*value),
-            }
-        }
-    }
-    for pl in &p.params {
-        add(pl.value);
-    }
-    for o in &p.outputs {
-        add(o.value);
-    }
-    u
-}
-
 /// The operation defining each value: (block, position).
 fn defs(p: &Program) -> Vec<Option<(usize, usize)>> {
     let mut d = vec![None; p.values.len()];
@@ -298,7 +262,7 @@ struct Match {
 }
 
 fn find(p: &Program) -> Option<Match> {
-    let u = uses(p);
+    let u = p.uses();
     let d = defs(p);
     let const_of = |v: V| match op(p, d[v.0 as usize]) {
         Some((Prim::Const(c), _)) => Some(&p.consts[*c as usize]),
@@ -458,7 +422,7 @@ fn replace(p: &mut Program, m: Match) {
 /// Remove operations whose results nobody reads (transforms stay: they add to the Jacobian).
 fn dead_code(p: &mut Program) {
     loop {
-        let u = uses(p);
+        let u = p.uses();
         let mut removed = false;
         for block in p.blocks.iter_mut() {
             block.retain(|inst| match inst {

@@ -68,6 +68,8 @@ pub struct Emitter<'a, 'f> {
     lits: HashMap<V, f64>,
     /// How many operations were emitted inside fused loops (forward sweep).
     pub fused_ops: usize,
+    /// How many times each value is read ([`Program::uses`]).
+    uses: Vec<usize>,
     /// How many operations were computed by an array kernel of `math::vmath` (forward sweep).
     pub array_ops: usize,
     /// Logarithms of loop-invariant scalars that densities in the loop being emitted need,
@@ -136,6 +138,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             mf,
             fused_ops: 0,
             array_ops: 0,
+            uses: p.uses(),
             inv: HashMap::new(),
             lits: p
                 .blocks
@@ -753,27 +756,36 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     // ---- fusion ----------------------------------------------------------------------------
 
-    /// The element count of an operation that can join a fused loop: unary, binary and select
-    /// over more than one element, with operands that are whole, scalar or literal (a vector
-    /// along matrix rows needs the nested loop of its own).
-    fn fusible(&self, inst: &Inst) -> Option<usize> {
+    /// The result shape of an operation that can join a fused loop: unary, binary and select
+    /// over more than one element, with operands that are whole, scalar or literal, or (for a
+    /// matrix result) vectors along its rows.
+    fn fusible(&self, inst: &Inst) -> Option<Vec<usize>> {
         let Inst::Op { dst, prim, args } = inst else { return None };
         let info = self.p.info(*dst);
-        let n = info.len();
-        if n < 2 {
+        if info.len() < 2 {
             return None;
         }
         let operands = match prim {
-            Prim::Unary(_) => return Some(n),
+            Prim::Unary(_) => return Some(info.shape.clone()),
             Prim::Binary(_) => args,
             Prim::Select => &args[1..],
             _ => return None,
         };
-        operands.iter().all(|a| !matches!(self.mode(*a, &info.shape), Mode::Row)).then_some(n)
+        let matrix = info.shape.len() == 2;
+        operands.iter().all(|a| matrix || !matches!(self.mode(*a, &info.shape), Mode::Row)).then(|| info.shape.clone())
     }
 
-    /// Runs `[start, end)` of two or more consecutive fusible operations over the same number
-    /// of elements in block `b`.
+    /// The operands of a fusible operation read along the rows of its result that take an
+    /// adjoint.
+    fn row_adjoints(&self, inst: &Inst) -> Vec<V> {
+        let Inst::Op { dst, args, .. } = inst else { return Vec::new() };
+        let shape = &self.p.info(*dst).shape;
+        args.iter().filter(|a| matches!(self.mode(**a, shape), Mode::Row) && self.lay.has_adj(**a)).copied().collect()
+    }
+
+    /// Runs `[start, end)` of two or more consecutive fusible operations with the same result
+    /// shape in block `b`. A vector along the rows that takes an adjoint joins one operation
+    /// of a run only, so that its adjoint sums in the unfused order.
     ///
     /// Forward, a unary function with an array kernel (`exp`, `log`, `tanh`…) ends a run and
     /// is computed by that kernel, four elements at a time; its reverse (a product with a
@@ -789,8 +801,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 k += 1;
                 continue;
             };
+            let mut rows = self.row_adjoints(&insts[k]);
             let mut end = k + 1;
-            while end < insts.len() && self.fusible(&insts[end]) == Some(n) && !array(&insts[end]) {
+            while end < insts.len() && self.fusible(&insts[end]).as_ref() == Some(&n) && !array(&insts[end]) {
+                let more = self.row_adjoints(&insts[end]);
+                if more.iter().any(|v| rows.contains(v)) {
+                    break;
+                }
+                rows.extend(more);
                 end += 1;
             }
             if end - k >= 2 {
@@ -820,7 +838,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// One loop computing every operation of a group, each result stored for the reverse
     /// sweep and passed on in a register to the operations after it.
     fn fused_fwd(&mut self, ops: &[Inst]) -> R<()> {
-        let n = self.fusible(&ops[0]).unwrap_or(0);
+        let shape = self.fusible(&ops[0]).unwrap_or_default();
         self.fused_ops += ops.len();
         let mut plan = Vec::new();
         for k in 0..ops.len() {
@@ -835,14 +853,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let out = self.addr(*dst)?;
             plan.push((prim.clone(), operands, cond, out));
         }
-        self.each(n, &mut |s, i| {
+        let rows = plan.iter().any(|(_, ops, _, _)| ops.iter().any(|o| matches!(o.2, Mode::Row)));
+        self.each_elem(&shape, rows, &mut |s, i, j| {
             let mut vals: Vec<Value> = Vec::with_capacity(plan.len());
             for (prim, operands, cond, out) in &plan {
                 let mut xs = Vec::with_capacity(2);
                 for (local, at, m) in operands {
                     xs.push(match local {
-                        Some(j) => vals[*j],
-                        None => s.get(*at, *m, i, i),
+                        Some(k) => vals[*k],
+                        None => s.get(*at, *m, i, j),
                     });
                 }
                 let r = match prim {
@@ -859,16 +878,46 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// The reverse of [`Self::fused_fwd`]: one loop, each element's adjoints propagated from the
     /// group's last operation to its first; broadcast scalars accumulate in registers and are
-    /// added afterwards, last operation first, as the unfused code would.
+    /// added afterwards, last operation first, as the unfused code would. A result read only
+    /// inside the group keeps its adjoint in a register (summed from 0 in the same order as in
+    /// memory), and operands are loaded only when a derivative reads them: the loops of a
+    /// hidden layer are bound by memory traffic.
     fn fused_rev(&mut self, ops: &[Inst]) -> R<()> {
-        let n = self.fusible(&ops[0]).unwrap_or(0);
+        let shape = self.fusible(&ops[0]).unwrap_or_default();
         struct Step {
             prim: Prim,
             oadj: Value,
+            /// The adjoint in a register, for a result used only inside the group.
+            reg: Option<Variable>,
             out: Value,
             cond: Option<Value>,
-            /// Per operand: address, mode for reading, its adjoint, its accumulator.
-            operands: Vec<(Value, Mode, Option<Value>, Option<Variable>)>,
+            operands: Vec<Operand>,
+        }
+        struct Operand {
+            at: Value,
+            /// How it is read.
+            m: Mode,
+            adj: Option<Value>,
+            /// The accumulator of a broadcast scalar.
+            acc: Option<Variable>,
+            /// The adjoint register of an earlier result of the group kept in one.
+            reg: Option<Variable>,
+            /// This is its only use: its adjoint is zero until this contribution, which is
+            /// then stored, not added (one read less of a hidden layer's adjoint).
+            only: bool,
+        }
+        let mut regs: Vec<Option<Variable>> = Vec::with_capacity(ops.len());
+        for k in 0..ops.len() {
+            let Inst::Op { dst, .. } = &ops[k] else { return Err("not an operation".into()) };
+            let inside: usize = ops[k + 1..]
+                .iter()
+                .map(|o| match o {
+                    Inst::Op { args, .. } => args.iter().filter(|a| *a == dst).count(),
+                    _ => 0,
+                })
+                .sum();
+            let internal = self.adj(*dst).is_some() && inside == self.uses[dst.0 as usize];
+            regs.push(internal.then(|| self.b.declare_var(F64)));
         }
         let mut steps: Vec<Option<Step>> = Vec::new();
         for k in 0..ops.len() {
@@ -880,37 +929,56 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let operands0 = self.fused_operands(ops, k)?;
             let from = usize::from(matches!(prim, Prim::Select));
             let mut operands = Vec::new();
-            for ((_, at, m), a) in operands0.into_iter().zip(&args[from..]) {
+            for ((local, at, m), a) in operands0.into_iter().zip(&args[from..]) {
                 let adj = self.adj(*a);
                 let acc = self.scalar_acc(m, adj);
+                let only = matches!(m, Mode::Full) && self.uses[a.0 as usize] == 1;
                 let m = self.hoist(at, m);
-                operands.push((at, m, adj, acc));
+                operands.push(Operand { at, m, adj, acc, reg: local.and_then(|l| regs[l]), only });
             }
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
-            steps.push(Some(Step { prim: prim.clone(), oadj, out, cond, operands }));
+            steps.push(Some(Step { prim: prim.clone(), oadj, reg: regs[k], out, cond, operands }));
         }
-        self.each(n, &mut |s, i| {
+        let rows = steps.iter().flatten().any(|st| st.operands.iter().any(|o| matches!(o.m, Mode::Row)));
+        self.each_elem(&shape, rows, &mut |s, i, j| {
+            for r in regs.iter().flatten() {
+                let z = s.f(0.0);
+                s.b.def_var(*r, z);
+            }
             for st in steps.iter().rev().flatten() {
-                let g = s.ld(st.oadj, i);
-                let xs: Vec<Value> = st.operands.iter().map(|(at, m, _, _)| s.get(*at, *m, i, i)).collect();
+                let g = match st.reg {
+                    Some(r) => s.b.use_var(r),
+                    None => s.ld(st.oadj, i),
+                };
+                let (want_x, want_y) = match &st.prim {
+                    Prim::Unary(u) => df_reads(*u),
+                    Prim::Binary(Bin::Add | Bin::Sub) => (false, false),
+                    Prim::Binary(Bin::Mul | Bin::Div) => (true, false),
+                    Prim::Binary(_) => (true, true),
+                    _ => (false, false),
+                };
+                let xs: Vec<Value> = if want_x {
+                    st.operands.iter().map(|o| s.get(o.at, o.m, i, j)).collect()
+                } else {
+                    vec![g; st.operands.len()]
+                };
+                let y = if want_y { s.ld(st.out, i) } else { g };
                 let mut partial: Vec<Value> = Vec::with_capacity(2);
                 match &st.prim {
                     Prim::Unary(u) => {
-                        let y = s.ld(st.out, i);
                         let d = s.un_df(*u, xs[0], y)?;
                         let c = s.b.ins().fmul(g, d);
                         partial.push(s.unless_zero(g, c));
                     }
                     Prim::Binary(bn) => {
-                        let r = s.ld(st.out, i);
                         for (k, o) in st.operands.iter().enumerate() {
-                            if o.2.is_none() {
+                            if o.adj.is_none() {
                                 partial.push(g);
                                 continue;
                             }
                             let d =
-                                if k == 0 { s.bin_da(*bn, xs[0], xs[1], r)? } else { s.bin_db(*bn, xs[0], xs[1], r)? };
+                                if k == 0 { s.bin_da(*bn, xs[0], xs[1], y)? } else { s.bin_db(*bn, xs[0], xs[1], y)? };
                             let c = s.b.ins().fmul(g, d);
                             partial.push(s.unless_zero(g, c));
                         }
@@ -922,19 +990,33 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         partial.push(s.b.ins().select(c, z, g));
                     }
                 }
-                for ((_, m, adj, acc), c) in st.operands.iter().zip(partial) {
-                    if let Some(a) = adj {
-                        s.accumulate(*acc, *a, *m, i, i, c);
+                for (o, c) in st.operands.iter().zip(partial) {
+                    match (o.reg, o.adj) {
+                        (Some(r), _) => {
+                            let t = s.b.use_var(r);
+                            let t = s.b.ins().fadd(t, c);
+                            s.b.def_var(r, t);
+                        }
+                        (None, Some(a)) if o.only => {
+                            // 0 + c, as the addition to the zero adjoint gives it (−0 → +0).
+                            let z = s.f(0.0);
+                            let t = s.b.ins().fadd(z, c);
+                            s.st(a, i, t);
+                        }
+                        (None, Some(a)) => s.accumulate(o.acc, a, o.m, i, j, c),
+                        (None, None) => {}
                     }
                 }
-                let z = s.f(0.0);
-                s.st(st.oadj, i, z);
+                if st.reg.is_none() {
+                    let z = s.f(0.0);
+                    s.st(st.oadj, i, z);
+                }
             }
             Ok(())
         })?;
         for st in steps.iter().rev().flatten() {
-            for (_, _, adj, acc) in &st.operands {
-                self.flush_acc(*acc, *adj);
+            for o in &st.operands {
+                self.flush_acc(o.acc, o.adj);
             }
         }
         Ok(())
@@ -1100,7 +1182,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         }
     }
 
-    /// Index patterns emitted inline: a contiguous run, or a gather on the first dimension.
+    /// Index patterns emitted inline: a contiguous run, a column of a matrix, or a gather on
+    /// the first dimension.
     fn inline_index(&self, ix: &[Ix], base: &[usize], _idx: &[V]) -> bool {
         let mut partial = false;
         let contiguous = ix.iter().all(|i| match i {
@@ -1116,7 +1199,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
             Ix::Gather => false,
         });
-        contiguous || (ix.len() == 1 && ix[0] == Ix::Gather && !base.is_empty())
+        contiguous || is_column(ix, base) || (ix.len() == 1 && ix[0] == Ix::Gather && !base.is_empty())
     }
 
     fn index_fwd(&mut self, ix: &[Ix], base: &[usize], ba: Value, idx: &[V], o: Value, n: usize) -> R<()> {
@@ -1125,6 +1208,19 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let q = s.b.ins().iadd(run.off, j);
                 let x = s.ld(ba, q);
                 s.st(o, j, x);
+                Ok(())
+            });
+        }
+        if is_column(ix, base) {
+            let (r, c) = (base[0], base[1]);
+            let ja = self.addr(idx[0])?;
+            let j = self.ld0(ja);
+            let j = self.check_index(j, 0, c)?;
+            return self.each(r, &mut |s, i| {
+                let q = s.b.ins().imul_imm_s(i, c as i64);
+                let q = s.b.ins().iadd(q, j);
+                let x = s.ld(ba, q);
+                s.st(o, i, x);
                 Ok(())
             });
         }
@@ -1154,6 +1250,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
             return self.each(n, &mut |s, j| {
                 let g = s.ld(oadj, j);
                 let q = s.b.ins().iadd(run.off, j);
+                s.add_to(badj, q, g);
+                Ok(())
+            });
+        }
+        if is_column(ix, base) {
+            // The column index was checked by the forward sweep.
+            let (r, c) = (base[0], base[1]);
+            let ja = self.addr(idx[0])?;
+            let j = self.ld0(ja);
+            let j = self.b.ins().fcvt_to_sint_sat(types::I64, j);
+            return self.each(r, &mut |s, i| {
+                let g = s.ld(oadj, i);
+                let q = s.b.ins().imul_imm_s(i, c as i64);
+                let q = s.b.ins().iadd(q, j);
                 s.add_to(badj, q, g);
                 Ok(())
             });
@@ -1585,6 +1695,19 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// An elementwise density summed over elements, one call per element to the scalar
     /// density of `math::dist` (NaN and −∞ propagate through the sum as its checks give them).
     fn density_fwd(&mut self, f: Family, dst: V, args: &[V]) -> R<()> {
+        if f == Family::BernoulliLogit {
+            // Whole arrays, four elements at a time, by `math::vmath`.
+            let mut call = Vec::new();
+            for (ptr, len) in self.array_args(args)? {
+                call.extend([ptr, len]);
+            }
+            let fr = self.func_sig("bnnc_bernoulli_logit", &[PTR, types::I64, PTR, types::I64], Some(F64))?;
+            let c = self.b.ins().call(fr, &call);
+            let r = self.b.inst_results(c)[0];
+            let out = self.addr(dst)?;
+            self.b.ins().store(self.mf, r, out, 0);
+            return Ok(());
+        }
         let n = self.elementwise_len(args).unwrap_or(0);
         let mut m = Vec::new();
         let mut at = Vec::new();
@@ -1620,6 +1743,18 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// Its reverse: each element's partials, scaled by the adjoint (broadcast arguments sum
     /// their partials first, as `math::dist` does).
     fn density_rev(&mut self, f: Family, args: &[V], oadj: Value) -> R<()> {
+        if f == Family::BernoulliLogit {
+            let Some(aadj) = self.adj(args[1]) else { return Ok(()) };
+            let mut call = Vec::new();
+            for (ptr, len) in self.array_args(args)? {
+                call.extend([ptr, len]);
+            }
+            let g = self.ld0(oadj);
+            call.extend([aadj, g]);
+            let fr = self.func_sig("bnnc_bernoulli_logit_rev", &[PTR, types::I64, PTR, types::I64, PTR, F64], None)?;
+            self.b.ins().call(fr, &call);
+            return Ok(());
+        }
         let Some(DensityRev { n, at, m, adj, g, accs }) = self.density_rev_args(args, oadj)? else {
             return Ok(());
         };
@@ -1642,6 +1777,26 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })?;
         self.density_flush(&accs, &adj, g);
         Ok(())
+    }
+
+    /// (address, element count) of each argument for an array kernel; a literal is put in a
+    /// stack slot of its own.
+    fn array_args(&mut self, args: &[V]) -> R<Vec<(Value, Value)>> {
+        let mut out = Vec::new();
+        for a in args {
+            let ptr = match self.lit(*a) {
+                Some(x) => {
+                    let ss = self.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
+                    let v = self.f(x);
+                    self.b.ins().stack_store(PTR, v, ss, 0);
+                    self.b.ins().stack_addr(PTR, ss, 0)
+                }
+                None => self.addr(*a)?,
+            };
+            let len = self.int(self.p.info(*a).len() as i64);
+            out.push((ptr, len));
+        }
+        Ok(out)
     }
 
     /// Register accumulators for a density's broadcast (scalar) arguments that take an
@@ -1903,6 +2058,21 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
         })
     }
+}
+
+/// Whether [`Emitter::un_df`] reads x and y for `u` (the reverse loads only what it reads).
+fn df_reads(u: Un) -> (bool, bool) {
+    match u {
+        Un::Neg | Un::Not | Un::Floor | Un::Ceil | Un::Round => (false, false),
+        Un::Exp | Un::Expm1 | Un::Sqrt | Un::Tanh | Un::Sigmoid => (false, true),
+        Un::Log | Un::Log1p | Un::Square | Un::Relu | Un::Inv => (true, false),
+        _ => (true, true),
+    }
+}
+
+/// `m[:, j]` of a matrix.
+fn is_column(ix: &[Ix], base: &[usize]) -> bool {
+    base.len() == 2 && ix == [Ix::All, Ix::Single]
 }
 
 /// The number of elements an index expression picks (for stores through a run).

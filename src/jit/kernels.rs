@@ -12,6 +12,7 @@ use super::layout::Layout;
 use crate::ir::interp::{constrain_param, constrain_param_vjp};
 use crate::ir::prim::{self, Bin, Prim, Scratch, Un};
 use crate::ir::{Inst, Program};
+use crate::math::{dist, vmath};
 use smallvec::SmallVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -124,7 +125,8 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
         let Some(adj_at) = rt.lay.adj[dst.0 as usize] else { return Ok(()) };
         let n_out = len_of(p, *dst);
         let adj_out = std::slice::from_raw_parts_mut(arena.add(adj_at), n_out);
-        if !matches!(prim, Prim::Constrain(_)) && adj_out.iter().all(|a| *a == 0.0) {
+        let product = matches!(prim, Prim::MatMul) && args[0] != args[1];
+        if !matches!(prim, Prim::Constrain(_)) && !product && adj_out.iter().all(|a| *a == 0.0) {
             return Ok(());
         }
         let ptrs = std::slice::from_raw_parts(ptrs, 1 + args.len());
@@ -133,11 +135,24 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
             args.iter().enumerate().map(|(k, a)| std::slice::from_raw_parts(ptrs[1 + k], len_of(p, *a))).collect();
         let shapes: Args<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
         let out_shape = &p.values[dst.0 as usize].shape;
+        let has = |a: &crate::ir::V| rt.lay.adj[a.0 as usize].is_some();
+        if product {
+            // Products add into the adjoints in place: no scratch to clear and add back (the
+            // adjoint of a hidden layer is millions of elements).
+            let mut adj_args: Args<Option<&mut [f64]>> = args
+                .iter()
+                .map(|a| {
+                    rt.lay.adj[a.0 as usize].map(|at| std::slice::from_raw_parts_mut(arena.add(at), len_of(p, *a)))
+                })
+                .collect();
+            matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
+            adj_out.iter_mut().for_each(|a| *a = 0.0);
+            return Ok(());
+        }
         let mut tmp = std::mem::take(&mut rt.tmp);
         if tmp.len() < args.len() {
             tmp.resize(args.len(), Vec::new());
         }
-        let has = |a: &crate::ir::V| rt.lay.adj[a.0 as usize].is_some();
         // Scratch adjoints only for the arguments that take one (a data matrix needs none).
         for (k, a) in args.iter().enumerate() {
             tmp[k].clear();
@@ -281,6 +296,38 @@ pub extern "C" fn k_log_mix_logs(lt: f64, l1mt: f64, a: f64, b: f64) -> f64 {
 /// ln x, as the densities take it (the C library's; `Un::Log` is `math::vmath`'s).
 pub extern "C" fn k_ln(x: f64) -> f64 {
     x.ln()
+}
+
+/// `bernoulli_logit` summed over its elements (`y` and `a` of `ny` and `na` elements, each the
+/// full length or 1), with the checks of `math::dist::log_density`, which computes the terms
+/// four at a time (`math::vmath`), as the interpreter does.
+///
+/// # Safety
+/// The pointers hold `ny` and `na` elements.
+pub unsafe extern "C" fn k_bernoulli_logit(y: *const f64, ny: i64, a: *const f64, na: i64) -> f64 {
+    let (y, a) = (std::slice::from_raw_parts(y, ny as usize), std::slice::from_raw_parts(a, na as usize));
+    let (dy, da) = ([y.len()], [a.len()]);
+    let args = [dist::Arg { values: y, dims: &dy }, dist::Arg { values: a, dims: &da }];
+    dist::log_density(dist::Family::BernoulliLogit, &args, None)
+}
+
+/// Its reverse: `g ∂/∂aᵢ` added into `adj` (summed first when `a` is broadcast), zero when
+/// `g` is, as the compiled reverse of an elementwise density does.
+///
+/// # Safety
+/// The pointers hold `ny`, `na` and `na` elements.
+pub unsafe extern "C" fn k_bernoulli_logit_rev(y: *const f64, ny: i64, a: *const f64, na: i64, adj: *mut f64, g: f64) {
+    let (y, a) = (std::slice::from_raw_parts(y, ny as usize), std::slice::from_raw_parts(a, na as usize));
+    let adj = std::slice::from_raw_parts_mut(adj, na as usize);
+    let n = y.len().max(a.len());
+    let scaled = |d: f64| if g != 0.0 { g * d } else { 0.0 };
+    if a.len() == 1 {
+        let mut acc = 0.0;
+        vmath::bernoulli_logit_partials(y, a, n, |_, d| acc += d);
+        adj[0] += scaled(acc);
+    } else {
+        vmath::bernoulli_logit_partials(y, a, n, |i, d| adj[i] += scaled(d));
+    }
 }
 
 /// eˣ, as the constraint transforms take it (the C library's).

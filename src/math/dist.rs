@@ -17,6 +17,7 @@
 //!   variates — simplexes, Cholesky factors — the transform code chains them through its own
 //!   Jacobian). Discrete variates and binomial's `N` get no gradient.
 
+use crate::math::vmath;
 use rand::distr::{Distribution, Open01};
 use rand::{Rng, RngExt};
 use rand_distr::{
@@ -637,15 +638,10 @@ fn elem(f: Family, x: f64, p: &[f64; 3], d: &mut [f64; 4], grad: bool) -> f64 {
         // Stan FR "Bernoulli distribution, logit parameterization": P(1) = logit⁻¹(α), so
         // ln P(1) = −softplus(−α), ln P(0) = −softplus(α).
         BernoulliLogit => {
-            let a = p[0];
             if grad {
-                d[1] = if x == 1.0 { sigmoid(-a) } else { -sigmoid(a) };
+                d[1] = vmath::bernoulli_logit_term_da(x, p[0]);
             }
-            if x == 1.0 {
-                -softplus(-a)
-            } else {
-                -softplus(a)
-            }
+            vmath::bernoulli_logit_term(x, p[0])
         }
         // Stan FR "Binomial distribution": C(N, y) θʸ (1−θ)^{N−y}.
         Binomial => {
@@ -723,7 +719,7 @@ pub fn elem_partials(f: Family, x: f64, p: &[f64; 3], d: &mut [f64; 4]) {
     *d = [0.0; 4];
     if f == Family::BernoulliLogit {
         // The partial alone (the value's softplus is the costly part), as `elem` computes it.
-        d[1] = if x == 1.0 { sigmoid(-p[0]) } else { -sigmoid(p[0]) };
+        d[1] = vmath::bernoulli_logit_term_da(x, p[0]);
         return;
     }
     elem(f, x, p, d, true);
@@ -739,6 +735,9 @@ fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64
     let n = if lens.clone().any(|l| l == 0) { 0 } else { lens.clone().max().unwrap_or(0) };
     if lens.clone().any(|l| l != n && l != 1) {
         return f64::NAN;
+    }
+    if f == Family::BernoulliLogit {
+        return bernoulli_logit(args[0].values, args[1].values, n, grads);
     }
     let np = f.n_params();
     let at = |a: &Arg, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
@@ -791,6 +790,29 @@ fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64
         }
     }
     lp
+}
+
+/// `bernoulli_logit` over whole arrays, four elements at a time (`math::vmath`), as compiled
+/// code computes it too; the checks of [`elementwise`] (a non-finite logit or a NaN label gives
+/// NaN, a label outside {0, 1} −∞) in two tight loops.
+fn bernoulli_logit(y: &[f64], a: &[f64], n: usize, grads: Option<&mut [&mut [f64]]>) -> f64 {
+    if a.iter().any(|v| !v.is_finite()) || y.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    if y.iter().any(|v| *v != 0.0 && *v != 1.0) {
+        return f64::NEG_INFINITY;
+    }
+    if let Some(g) = grads {
+        let ga = &mut *g[1];
+        vmath::bernoulli_logit_partials(y, a, n, |i, d| {
+            if ga.len() == 1 {
+                ga[0] += d;
+            } else {
+                ga[i] += d;
+            }
+        });
+    }
+    vmath::bernoulli_logit_sum(y, a, n)
 }
 
 // ---------------------------------------------------------------------------------------------
