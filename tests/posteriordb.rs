@@ -8,11 +8,17 @@
 //! One model: `BNNC_POSTERIOR=arK-arK cargo test --release --test posteriordb -- --ignored`.
 //! Another seed than the default 20261122: `BNNC_SEED=7`.
 //!
-//! Every model runs with the defaults except eight schools, at `--adapt-delta 0.99` (what the
+//! Every model runs with the defaults except two. Eight schools runs at `--adapt-delta 0.99` (what the
 //! divergence warning tells a user to try). Its non-centred posterior has a Cauchy tail in τ
 //! where the curvature grows like τ², and at the default 0.8 a few of its 4000 transitions
 //! diverge for bnnc and nuts-rs alike (nuts-rs: 19 of seeds 1–20); the folder's rule allows
 //! none. At 0.99 seeds 1–20 and this test's seed have none (0.95 leaves one in 20).
+//!
+//! The kidiq interaction model runs with `--metric dense` (what the R-hat warning suggests for
+//! correlated parameters): its interaction term is strongly correlated with both main effects,
+//! and with the diagonal metric its minimum bulk ESS is 500–600 of 4000 draws, so R-hat
+//! crosses 1.01 at 2 or 3 of seeds 1–12 (nuts-rs's ESS on it is no higher). The dense metric
+//! gives about 1,800 and R-hat at most 1.004 at the seeds tried.
 
 use std::path::Path;
 use std::process::Command;
@@ -66,8 +72,11 @@ fn every_posterior_matches_its_reference() {
         let dir = root.join(&name);
         let out = std::env::temp_dir().join(format!("bnnc-pdb-{name}"));
         let t = std::time::Instant::now();
-        let settings: &[&str] =
-            if name == "eight_schools-eight_schools_noncentered" { &["--adapt-delta", "0.99"] } else { &[] };
+        let settings: &[&str] = match name.as_str() {
+            "eight_schools-eight_schools_noncentered" => &["--adapt-delta", "0.99"],
+            "kidiq-kidscore_interaction" => &["--metric", "dense"],
+            _ => &[],
+        };
         let status = Command::new(env!("CARGO_BIN_EXE_bnnc"))
             .args([
                 "run",

@@ -60,6 +60,16 @@ impl StepSizeAdapter {
     }
 }
 
+/// How often (in iterations) the initial buffer re-estimates a diagonal metric from the draws
+/// since the previous estimate. Stan's buffer adapts the step size alone, under the unit
+/// metric; on posteriors whose scales differ by orders of magnitude (a regression on raw
+/// predictors) its 75 iterations and the first 25-draw window then run long trees. Measured
+/// against nuts-rs on seven posteriordb models over six seeds, ESS per gradient rose from a
+/// mean of 0.93 to 1.01 of nuts-rs's (kidiq interaction 0.72 → 0.93, momiq 0.87 → 1.14); every
+/// 5 and every 15 iterations did about as well on average and worse on some models
+/// (book, performance chapter).
+pub const EARLY_UPDATE: usize = 10;
+
 /// Stan's warmup windows: which iterations feed the metric estimate, and when to update it.
 #[derive(Clone, Debug)]
 pub struct Windows {
@@ -91,6 +101,11 @@ impl Windows {
             next_window: init_buffer + base.max(1) - 1,
             counter: 0,
         }
+    }
+
+    /// Iterations before the first window (step size only).
+    pub fn init_buffer(&self) -> usize {
+        self.init_buffer
     }
 
     /// This iteration's position contributes to the metric estimate.

@@ -3,7 +3,7 @@
 //! generator seeded from (seed, chain), so results do not depend on the thread count. A
 //! stop request (Ctrl-C) ends every chain after its current iteration, keeping its draws.
 
-use crate::infer::adapt::{Moments, StepSizeAdapter, Windows};
+use crate::infer::adapt::{Moments, StepSizeAdapter, Windows, EARLY_UPDATE};
 use crate::infer::density::LogDensity;
 use crate::infer::nuts::{Metric, Sampler, State, Stats};
 use crate::ir::interp::Interp;
@@ -347,6 +347,7 @@ pub fn sample<D: LogDensity>(
     let mut step = StepSizeAdapter::new(s.adapt_delta);
     let mut windows = Windows::new(s.warmup);
     let mut moments = Moments::new(dim, s.dense);
+    let mut buffer = Moments::new(dim, false);
     if s.warmup > 0 {
         sampler.init_step_size(&z);
     }
@@ -360,6 +361,21 @@ pub fn sample<D: LogDensity>(
         sampler.step_size = step.learn(st.accept_stat);
         if windows.in_window() {
             moments.add(&z.q);
+        }
+        if it < windows.init_buffer() {
+            // The initial buffer: a diagonal estimate from the last few draws every
+            // EARLY_UPDATE iterations (infer::adapt), so that the trees of the rest of the
+            // buffer and of the first window are not those of the unit metric.
+            buffer.add(&z.q);
+            if (it + 1) % EARLY_UPDATE == 0 && it + 1 < windows.init_buffer() {
+                let before = sampler.metric.diagonal();
+                sampler.metric = Metric::Diag(buffer.regularised(&before));
+                buffer.reset();
+                if changed_much(&before, &sampler.metric.diagonal()) {
+                    sampler.init_step_size(&z);
+                    step.restart(sampler.step_size);
+                }
+            }
         }
         if windows.step() {
             let before = sampler.metric.diagonal();

@@ -57,7 +57,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
     let bad_rhat: Vec<&str> = rows.iter().filter(|(_, s)| s.rhat > 1.01).map(|(n, _)| n.as_str()).collect();
     if !bad_rhat.is_empty() {
         warnings.push(format!(
-            "R-hat above 1.01 for {} ({}): the chains disagree; run longer (--warmup, --draws) or reparameterise",
+            "R-hat above 1.01 for {} ({}): the chains disagree; run longer (--warmup, --draws), try --metric dense if parameters are strongly correlated, or reparameterise",
             bad_rhat.len(),
             preview(&bad_rhat)
         ));
