@@ -152,18 +152,29 @@ pub struct Moments {
     /// Sum of squared deviations: the diagonal, or the full matrix (row-major) when dense.
     m2: Vec<f64>,
     dense: bool,
+    /// x − mean before the update (kept to avoid an allocation per draw).
+    delta: Vec<f64>,
 }
 
 impl Moments {
     pub fn new(dim: usize, dense: bool) -> Moments {
-        Moments { n: 0, mean: vec![0.0; dim], m2: vec![0.0; if dense { dim * dim } else { dim }], dense }
+        Moments {
+            n: 0,
+            mean: vec![0.0; dim],
+            m2: vec![0.0; if dense { dim * dim } else { dim }],
+            dense,
+            delta: vec![0.0; dim],
+        }
     }
 
     pub fn add(&mut self, x: &[f64]) {
         self.n += 1;
         let d = x.len();
         let n = self.n as f64;
-        let delta: Vec<f64> = x.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
+        let delta = &mut self.delta;
+        for ((dl, a), m) in delta.iter_mut().zip(x).zip(&self.mean) {
+            *dl = a - m;
+        }
         for i in 0..d {
             self.mean[i] += delta[i] / n;
         }
