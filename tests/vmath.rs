@@ -97,7 +97,8 @@ fn arrays_give_the_scalar_functions_bits() {
 fn special_values() {
     let (inf, nan) = (f64::INFINITY, f64::NAN);
     let same = |a: f64, b: f64| (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
-    let checks: &[(&str, fn(f64) -> f64, f64, f64)] = &[
+    type Check = (&'static str, fn(f64) -> f64, f64, f64);
+    let checks: &[Check] = &[
         ("exp", vmath::exp, 0.0, 1.0),
         ("exp", vmath::exp, -0.0, 1.0),
         ("exp", vmath::exp, inf, inf),
