@@ -11,6 +11,7 @@
 //! - [`tn`]: `C[k,c] += A[r,k]ᵀ X[r,c]` (the adjoint of B), rows of A and X taken in
 //!   cache-sized chunks.
 
+use crate::math::vmath::has_avx2_fma;
 use std::cell::RefCell;
 
 /// The largest `k·c` (elements of the small operand) these kernels take: 256 KiB, the size
@@ -389,18 +390,6 @@ fn tn_avx2(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) 
             }
         }
         s0 += rows;
-    }
-}
-
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *YES.get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
