@@ -184,3 +184,148 @@ fn kidiq_interaction_mean_with_a_data_product_becomes_a_product_and_keeps_its_lo
     };
     compare(&p, &direct, 1e-9);
 }
+
+// ---- loops to array operations (src/ir/vectorise.rs) ---------------------------------------
+
+/// Loops left in the density's blocks.
+fn loops(p: &Program) -> usize {
+    density_insts(p).filter(|i| matches!(i, Inst::For { .. })).count()
+}
+
+fn log_mix(t: f64, a: f64, b: f64) -> f64 {
+    let (x, z) = (t.ln() + a, (1.0 - t).ln() + b);
+    let m = x.max(z);
+    m + ((x - m).exp() + (z - m).exp()).ln()
+}
+
+#[test]
+fn a_mixture_loop_becomes_array_operations_and_keeps_its_log_density() {
+    let (p, d) = program("low_dim_gauss_mix-low_dim_gauss_mix");
+    assert_eq!(loops(&p), 0, "the loop over the 1000 rows should be gone");
+    let y = vector(&d["y"]);
+    let direct = |v: &Values| {
+        let (mu, s, t) = (get(v, "mu"), get(v, "sigma"), get(v, "theta")[0]);
+        let beta_5_5 = |x: f64| {
+            use statrs::function::gamma::ln_gamma;
+            4.0 * x.ln() + 4.0 * (1.0 - x).ln() + ln_gamma(10.0) - 2.0 * ln_gamma(5.0)
+        };
+        let mut lp: f64 = mu.iter().chain(s).map(|x| normal_lpdf(*x, 0.0, 2.0)).sum::<f64>() + beta_5_5(t);
+        for yi in &y {
+            lp += log_mix(t, normal_lpdf(*yi, mu[0], s[0]), normal_lpdf(*yi, mu[1], s[1]));
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-9);
+}
+
+#[test]
+fn an_autoregression_keeps_only_its_inner_loop_and_its_log_density() {
+    let (p, d) = program("arK-arK");
+    assert_eq!(loops(&p), 1, "the loop over time should be gone, the one over lags stays");
+    let y = vector(&d["y"]);
+    let k = d["K"].as_u64().expect("K") as usize;
+    let direct = |v: &Values| {
+        let (a, b, s) = (get(v, "alpha")[0], get(v, "beta"), get(v, "sigma")[0]);
+        let mut lp = normal_lpdf(a, 0.0, 10.0) + b.iter().map(|x| normal_lpdf(*x, 0.0, 10.0)).sum::<f64>();
+        lp += -(std::f64::consts::PI * 2.5).ln() - (1.0 + (s / 2.5).powi(2)).ln();
+        for t in k..y.len() {
+            let mu = a + (0..k).map(|j| b[j] * y[t - j - 1]).sum::<f64>();
+            lp += normal_lpdf(y[t], mu, s);
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-9);
+}
+
+#[test]
+fn a_loop_with_a_carried_dependence_stays_a_loop() {
+    let (p, _) = program("garch-garch11");
+    assert_eq!(loops(&p), 1);
+    let (p, _) = program("arma-arma11");
+    assert_eq!(loops(&p), 1);
+}
+
+/// A model written in a temporary directory, lowered with its data.
+fn program_text(name: &str, model: &str, data: &str) -> Program {
+    let dir = std::env::temp_dir().join(format!("bnnc-rewrite-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (m, d) = (dir.join("model.bnn"), dir.join("model.json"));
+    std::fs::write(&m, model).expect("write model");
+    std::fs::write(&d, data).expect("write data");
+    let mut fe = frontend_file(&m);
+    let p = fe.program(&m, Some(&d)).expect("lowers");
+    let _ = std::fs::remove_dir_all(&dir);
+    p
+}
+
+#[test]
+fn gathers_private_vars_and_invariant_terms_vectorise_and_keep_the_log_density() {
+    let g = [0usize, 2, 1, 1, 0, 2, 2, 1];
+    let y = [0.3, -1.2, 0.8, 2.1, -0.4, 1.7, 0.1, -0.9];
+    let data = serde_json::json!({ "N": 8, "J": 3, "g": g, "y": y }).to_string();
+    let model = "
+data {
+  N: int<lower=0>
+  J: int<lower=1>
+  g: array[N] int
+  y: vector[N]
+}
+params {
+  theta: vector[J] ~ normal(0, 1)
+  sigma: real<lower=0> ~ normal(0, 1)
+}
+model {
+  for n in 0..N {
+    var m: real = theta[g[n]]
+    m = 0.5 * m + 0.25
+    y[n] ~ normal(m, sigma)
+    target += 0.1 * normal_lpdf(y[n], theta[g[n]], 2.0 * sigma) - 0.01 * sigma
+  }
+}
+";
+    let p = program_text("gather", model, &data);
+    assert_eq!(loops(&p), 0);
+    assert!(density_insts(&p)
+        .any(|i| matches!(i, Inst::Op { prim: Prim::Index(ix), .. } if ix[..] == [bnnc::ir::prim::Ix::Gather])));
+    let direct = |v: &Values| {
+        let (th, s) = (get(v, "theta"), get(v, "sigma")[0]);
+        let mut lp = th.iter().map(|x| normal_lpdf(*x, 0.0, 1.0)).sum::<f64>() + normal_lpdf(s, 0.0, 1.0);
+        for n in 0..8 {
+            let m = 0.5 * th[g[n]] + 0.25;
+            lp += normal_lpdf(y[n], m, s) + 0.1 * normal_lpdf(y[n], th[g[n]], 2.0 * s) - 0.01 * s;
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-12);
+    gradients_agree(&p);
+}
+
+/// The interpreter's gradient against central differences, and the compiled gradient against
+/// the interpreter's, at random points.
+fn gradients_agree(p: &Program) {
+    let mut interp = Interp::new(p);
+    let mut jit = bnnc::jit::Jit::new(p).expect("compiles");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let dim = p.dim();
+    let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
+    for _ in 0..5 {
+        let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let e = interp.eval(&theta).expect("finite");
+        interp.gradient(&mut gi).expect("gradient");
+        let f = jit.eval_grad(&theta, &mut gj).expect("finite");
+        assert!((e.logp - f.logp).abs() <= 1e-12 * e.logp.abs().max(1.0));
+        for k in 0..dim {
+            let h = 1e-6;
+            let (mut a, mut b) = (theta.clone(), theta.clone());
+            a[k] += h;
+            b[k] -= h;
+            let total = |t: &[f64], i: &mut Interp| {
+                let e = i.eval(t).expect("finite");
+                e.logp + e.jacobian
+            };
+            let fd = (total(&a, &mut interp) - total(&b, &mut interp)) / (2.0 * h);
+            assert!((fd - gi[k]).abs() <= 1e-5 * fd.abs().max(1.0), "gradient[{k}] {} vs differences {fd}", gi[k]);
+            assert!((gj[k] - gi[k]).abs() <= 1e-12 * gi[k].abs().max(1.0), "jit gradient[{k}] {} vs {}", gj[k], gi[k]);
+        }
+    }
+}

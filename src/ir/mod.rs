@@ -19,6 +19,7 @@ pub mod point;
 pub mod prim;
 pub mod print;
 pub mod rewrite;
+pub mod vectorise;
 pub mod verify;
 
 pub use prim::Prim;

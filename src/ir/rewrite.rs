@@ -30,11 +30,13 @@ const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
 /// Apply every rewrite; returns how many places changed.
 pub fn rewrite(p: &mut Program) -> Result<usize, String> {
+    let l = crate::ir::vectorise::vectorise_loops(p);
+    crate::ir::verify::after_pass(p, "the loop-to-array rewrite")?;
     let a = affine_means(p);
     crate::ir::verify::after_pass(p, "the affine-mean rewrite")?;
     let n = gaussian_suffstats(p);
     crate::ir::verify::after_pass(p, "the Gaussian sufficient-statistics rewrite")?;
-    if n + a > 0 {
+    if n + a + l > 0 {
         dead_code(p);
         crate::ir::verify::after_pass(p, "dead-code elimination")?;
     }

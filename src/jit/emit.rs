@@ -1992,6 +1992,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
                 self.flag(c)
             }
+            Un::Abs => {
+                // 1, −1 or 0 (at 0 and NaN), as `Un::df`.
+                let (z, one, m1) = (self.f(0.0), self.f(1.0), self.f(-1.0));
+                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
+                let neg = self.b.ins().fcmp(FloatCC::LessThan, x, z);
+                let s = self.b.ins().select(neg, m1, z);
+                self.b.ins().select(pos, one, s)
+            }
             Un::Inv => {
                 let m1 = self.f(-1.0);
                 let xx = self.b.ins().fmul(x, x);
@@ -2020,6 +2028,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
             Bin::Le => cmp(self, FloatCC::LessThanOrEqual),
             Bin::Gt => cmp(self, FloatCC::GreaterThan),
             Bin::Ge => cmp(self, FloatCC::GreaterThanOrEqual),
+            Bin::Max | Bin::Min => {
+                // Rust's `max`/`min`: the larger (smaller) one; when one is NaN, the other.
+                let cc = if bn == Bin::Max { FloatCC::GreaterThan } else { FloatCC::LessThan };
+                let c = self.b.ins().fcmp(cc, a, b);
+                let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
+                let take_a = self.b.ins().bor(c, b_nan);
+                self.b.ins().select(take_a, a, b)
+            }
             _ => {
                 let (name, ..) = kernels::bin_symbols(bn);
                 self.call_f(name, &[a, b])?
@@ -2034,6 +2050,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
             Bin::Div => {
                 let one = self.f(1.0);
                 self.b.ins().fdiv(one, b)
+            }
+            // (1, 0) when a wins (ties included), else (0, 1), as `Bin::df`.
+            Bin::Max | Bin::Min => {
+                let cc = if bn == Bin::Max { FloatCC::GreaterThanOrEqual } else { FloatCC::LessThanOrEqual };
+                let c = self.b.ins().fcmp(cc, a, b);
+                self.flag(c)
             }
             _ => {
                 let (_, _, name, ..) = kernels::bin_symbols(bn);
@@ -2052,6 +2074,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let bb = self.b.ins().fmul(b, b);
                 self.b.ins().fdiv(na, bb)
             }
+            Bin::Max | Bin::Min => {
+                let cc = if bn == Bin::Max { FloatCC::GreaterThanOrEqual } else { FloatCC::LessThanOrEqual };
+                let c = self.b.ins().fcmp(cc, a, b);
+                let (one, zero) = (self.f(1.0), self.f(0.0));
+                self.b.ins().select(c, zero, one)
+            }
             _ => {
                 let (.., name, _) = kernels::bin_symbols(bn);
                 self.call_f(name, &[a, b, y])?
@@ -2065,7 +2093,7 @@ fn df_reads(u: Un) -> (bool, bool) {
     match u {
         Un::Neg | Un::Not | Un::Floor | Un::Ceil | Un::Round => (false, false),
         Un::Exp | Un::Expm1 | Un::Sqrt | Un::Tanh | Un::Sigmoid => (false, true),
-        Un::Log | Un::Log1p | Un::Square | Un::Relu | Un::Inv => (true, false),
+        Un::Log | Un::Log1p | Un::Square | Un::Relu | Un::Inv | Un::Abs => (true, false),
         _ => (true, true),
     }
 }

@@ -1,0 +1,542 @@
+//! Loops to array operations.
+//!
+//! A loop over data written one element at a time, as Stan models often are,
+//!
+//! ```text
+//! for n in 0..N { target += log_mix(theta, normal_lpdf(y[n], mu[0], sigma[0]), ...) }
+//! ```
+//!
+//! runs its body N times, one scalar operation after another, and keeps every intermediate
+//! of every iteration for the reverse sweep. When no iteration reads what another wrote, the
+//! loop computes the same thing as array operations over all iterations at once, which the
+//! backends run as fused loops and four-lane kernels. This pass makes that change on the IR,
+//! so that both backends run the same program.
+//!
+//! Within the body of `for i in lo..hi` (bounds known when the data are bound), each value is
+//! one of:
+//! - **invariant**: the same in every iteration; it is computed once;
+//! - **affine**: `i + c` plus or minus invariant ints, used only to index;
+//! - **varying**: a scalar per iteration, which becomes a vector of `hi − lo` elements.
+//!
+//! Indexing a vector at an affine position becomes a slice (`y[i − k − 1]` → a run of y
+//! starting at `lo − k − 1`; a constant slice of data is folded into a new constant),
+//! indexing at a varying int becomes a gather, elementwise operations take vectors, and
+//! `target += v` sums v. A `var` set at the top of each iteration before anything reads it is
+//! private to the iteration and becomes a vector (arK's running sum); nested loops stay loops,
+//! over vectors. A log density whose only use is `target +=` is summed over the vectors by
+//! the density itself; otherwise `normal_lpdf` is expanded into elementwise operations, as is
+//! `log_mix` (max(a, b) + log1p(exp(−|a − b|)), the form the interpreter's scalar `log_mix`
+//! uses).
+//!
+//! Anything else — a store at an index (a carried dependence, as in arma or garch), a branch,
+//! an operation without an elementwise form, a value with more than one element per
+//! iteration — leaves the loop as it is.
+//!
+//! Differences from the loop: sums run in another order (last bits), and a `log_mix` whose two
+//! terms are both −∞ gives NaN instead of −∞ (both reject a proposal).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ir::prim::{Bin, Ix, Un};
+use crate::ir::{BlockId, Inst, Prim, Program, Slot, ValueInfo, ENTRY, V};
+use crate::math::dist::Family;
+
+/// ½ ln 2π.
+const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Class {
+    Inv,
+    /// `i + c + Σ ±v`, v invariant ints.
+    Aff {
+        c: i64,
+        terms: Vec<(V, bool)>,
+    },
+    Var,
+    /// A log density summed over varying arguments, read only by `target +=`.
+    Summed,
+}
+
+/// Rewrite every loop of the density that can run as array operations; returns how many.
+pub fn vectorise_loops(p: &mut Program) -> usize {
+    let mut lits = HashMap::new();
+    let mut consts = HashMap::new();
+    for block in &p.blocks {
+        for inst in block {
+            match inst {
+                Inst::Op { dst, prim: Prim::Lit(x), .. } => {
+                    lits.insert(*dst, *x);
+                }
+                Inst::Op { dst, prim: Prim::Const(c), .. } => {
+                    consts.insert(*dst, *c);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut g = Globals { lits, consts, uses: p.uses(), slot_refs: slot_refs_all(p) };
+    walk(p, ENTRY, &mut g)
+}
+
+struct Globals {
+    lits: HashMap<V, f64>,
+    consts: HashMap<V, u32>,
+    uses: Vec<usize>,
+    /// References (loads, stores, inits) of each slot in the whole program.
+    slot_refs: Vec<usize>,
+}
+
+fn walk(p: &mut Program, b: BlockId, g: &mut Globals) -> usize {
+    let mut count = 0;
+    let mut k = 0;
+    while k < p.blocks[b.0 as usize].len() {
+        match p.blocks[b.0 as usize][k].clone() {
+            Inst::For { var, lo, hi, body } => {
+                if let Some(insts) = try_loop(p, g, b, var, lo, hi, body) {
+                    let len = insts.len();
+                    p.blocks[b.0 as usize].splice(k..k + 1, insts);
+                    count += 1;
+                    k += len;
+                    continue;
+                }
+                count += walk(p, body, g);
+            }
+            Inst::If { then, else_, .. } => {
+                count += walk(p, then, g);
+                count += walk(p, else_, g);
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    count
+}
+
+fn slot_of(inst: &Inst) -> Option<Slot> {
+    match inst {
+        Inst::Op { prim: Prim::Load(s, _), .. } | Inst::Store { slot: s, .. } | Inst::Init { slot: s, .. } => Some(*s),
+        _ => None,
+    }
+}
+
+fn slot_refs_all(p: &Program) -> Vec<usize> {
+    let mut r = vec![0; p.slots.len()];
+    for block in &p.blocks {
+        for inst in block {
+            if let Some(s) = slot_of(inst) {
+                r[s.0 as usize] += 1;
+            }
+        }
+    }
+    r
+}
+
+/// Slot references in a block and the blocks inside it.
+fn slot_refs_in(p: &Program, b: BlockId, r: &mut HashMap<Slot, usize>) {
+    for inst in p.block(b) {
+        if let Some(s) = slot_of(inst) {
+            *r.entry(s).or_default() += 1;
+        }
+        match inst {
+            Inst::For { body, .. } => slot_refs_in(p, *body, r),
+            Inst::If { then, else_, .. } => {
+                slot_refs_in(p, *then, r);
+                slot_refs_in(p, *else_, r);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Slots that each iteration sets (at the top level of the body, before anything else reads
+/// or writes them) and that nothing outside the loop uses: scalar ones only.
+fn private_slots(p: &Program, body: BlockId, g: &Globals) -> HashSet<Slot> {
+    let mut inside = HashMap::new();
+    slot_refs_in(p, body, &mut inside);
+    let mut seen = HashSet::new();
+    let mut private = HashSet::new();
+    for inst in p.block(body) {
+        if let Inst::Init { slot, .. } = inst {
+            let s = *slot;
+            if !seen.contains(&s)
+                && p.slots[s.0 as usize].shape.is_empty()
+                && inside.get(&s).copied() == Some(g.slot_refs[s.0 as usize])
+            {
+                private.insert(s);
+            }
+        }
+        let mut r = HashMap::new();
+        match inst {
+            Inst::For { body, .. } => slot_refs_in(p, *body, &mut r),
+            Inst::If { then, else_, .. } => {
+                slot_refs_in(p, *then, &mut r);
+                slot_refs_in(p, *else_, &mut r);
+            }
+            _ => {
+                if let Some(s) = slot_of(inst) {
+                    r.insert(s, 1);
+                }
+            }
+        }
+        seen.extend(r.into_keys());
+    }
+    private
+}
+
+struct Cx<'g> {
+    g: &'g mut Globals,
+    n: usize,
+    lo: i64,
+    class: HashMap<V, Class>,
+    private: HashSet<Slot>,
+    /// Existing values that become n-vectors, and those that move to the enclosing block.
+    widen: Vec<V>,
+    moved: Vec<(V, BlockId)>,
+    /// New contents of blocks inside the loop.
+    nested: Vec<(BlockId, Vec<Inst>)>,
+    /// Values and constants made by the rewrite (dropped if it gives up).
+    new_values: Vec<ValueInfo>,
+    new_consts: Vec<Vec<f64>>,
+    base_values: usize,
+    base_consts: usize,
+}
+
+fn try_loop(
+    p: &mut Program,
+    g: &mut Globals,
+    outer: BlockId,
+    var: V,
+    lo: V,
+    hi: V,
+    body: BlockId,
+) -> Option<Vec<Inst>> {
+    let (lo_x, hi_x) = (*g.lits.get(&lo)?, *g.lits.get(&hi)?);
+    if lo_x.fract() != 0.0 || hi_x.fract() != 0.0 || hi_x - lo_x < 2.0 || hi_x - lo_x > 1e9 {
+        return None;
+    }
+    let private = private_slots(p, body, g);
+    let mut cx = Cx {
+        g,
+        n: (hi_x - lo_x) as usize,
+        lo: lo_x as i64,
+        class: HashMap::new(),
+        private,
+        widen: Vec::new(),
+        moved: Vec::new(),
+        nested: Vec::new(),
+        new_values: Vec::new(),
+        new_consts: Vec::new(),
+        base_values: p.values.len(),
+        base_consts: p.consts.len(),
+    };
+    cx.class.insert(var, Class::Aff { c: 0, terms: Vec::new() });
+    let saved = (cx.g.lits.clone(), cx.g.consts.clone());
+    let Some(insts) = cx.block(p, body, outer) else {
+        // The numbers of the values and constants it made will be given out again.
+        (cx.g.lits, cx.g.consts) = saved;
+        return None;
+    };
+    // Commit.
+    let n = cx.n;
+    for v in cx.widen {
+        p.values[v.0 as usize].shape = vec![n];
+    }
+    for (v, b) in cx.moved {
+        p.values[v.0 as usize].block = b;
+    }
+    for (b, new) in cx.nested {
+        p.blocks[b.0 as usize] = new;
+    }
+    for s in cx.private {
+        p.slots[s.0 as usize].shape = vec![n];
+    }
+    p.values.extend(cx.new_values);
+    p.consts.extend(cx.new_consts);
+    cx.g.uses.resize(p.values.len(), 0);
+    p.blocks[body.0 as usize].clear();
+    p.execs[body.0 as usize] = 0;
+    Some(insts)
+}
+
+impl Cx<'_> {
+    fn class(&self, v: V) -> Class {
+        self.class.get(&v).cloned().unwrap_or(Class::Inv)
+    }
+
+    fn is(&self, v: V, c: &Class) -> bool {
+        std::mem::discriminant(&self.class(v)) == std::mem::discriminant(c)
+    }
+
+    fn new_value(&mut self, p: &Program, place: BlockId, var: bool, int: bool) -> V {
+        let v = V((self.base_values + self.new_values.len()) as u32);
+        let shape = if var { vec![self.n] } else { vec![] };
+        self.new_values.push(ValueInfo { shape, int, block: place, name: None });
+        let _ = p;
+        self.class.insert(v, if var { Class::Var } else { Class::Inv });
+        v
+    }
+
+    fn lit(&mut self, p: &Program, place: BlockId, x: f64, out: &mut Vec<Inst>) -> V {
+        let v = self.new_value(p, place, false, x.fract() == 0.0 && x.abs() < 9e15);
+        self.g.lits.insert(v, x);
+        out.push(Inst::Op { dst: v, prim: Prim::Lit(x), args: vec![] });
+        v
+    }
+
+    /// `dst = prim(args)` into a new value (varying when any argument varies).
+    fn op(&mut self, p: &Program, place: BlockId, prim: Prim, args: Vec<V>, out: &mut Vec<Inst>) -> V {
+        let var = args.iter().any(|a| self.is(*a, &Class::Var));
+        let v = self.new_value(p, place, var, false);
+        out.push(Inst::Op { dst: v, prim, args });
+        v
+    }
+
+    fn info<'a>(&'a self, p: &'a Program, v: V) -> &'a ValueInfo {
+        let i = v.0 as usize;
+        if i >= self.base_values {
+            &self.new_values[i - self.base_values]
+        } else {
+            &p.values[i]
+        }
+    }
+
+    /// The instructions of block `b` rewritten, to be placed in block `place`.
+    fn block(&mut self, p: &Program, b: BlockId, place: BlockId) -> Option<Vec<Inst>> {
+        let mut out = Vec::new();
+        for inst in p.block(b) {
+            self.inst(p, b, place, inst, &mut out)?;
+        }
+        // Invariant operations and leaves first (they read only invariant values, and no slot
+        // that the loop writes), so that the elementwise operations stand together and fuse.
+        let first = |i: &Inst| match i {
+            Inst::Op { dst, prim, .. } => {
+                matches!(prim, Prim::Lit(_) | Prim::Const(_)) || self.class(*dst) == Class::Inv
+            }
+            _ => false,
+        };
+        let (mut head, tail): (Vec<Inst>, Vec<Inst>) = out.into_iter().partition(first);
+        head.extend(tail);
+        Some(head)
+    }
+
+    fn define(&mut self, p: &Program, b: BlockId, place: BlockId, dst: V, class: Class) {
+        if class == Class::Var {
+            self.widen.push(dst);
+        }
+        if b != place {
+            self.moved.push((dst, place));
+        }
+        let _ = p;
+        self.class.insert(dst, class);
+    }
+
+    fn inst(&mut self, p: &Program, b: BlockId, place: BlockId, inst: &Inst, out: &mut Vec<Inst>) -> Option<()> {
+        match inst {
+            Inst::Op { dst, prim, args } => self.op_inst(p, b, place, *dst, prim, args, out),
+            Inst::For { var, lo, hi, body } => {
+                if !self.is(*lo, &Class::Inv) || !self.is(*hi, &Class::Inv) {
+                    return None;
+                }
+                self.class.insert(*var, Class::Inv);
+                let inner = self.block(p, *body, *body)?;
+                self.nested.push((*body, inner));
+                out.push(inst.clone());
+                Some(())
+            }
+            Inst::If { .. } => None,
+            Inst::Store { slot, ix, index, value } => {
+                let ok = self.private.contains(slot)
+                    && ix.is_empty()
+                    && index.is_empty()
+                    && matches!(self.class(*value), Class::Var | Class::Inv)
+                    && self.info(p, *value).len() == 1;
+                ok.then(|| out.push(inst.clone()))
+            }
+            Inst::Init { slot, value } => {
+                let ok = self.private.contains(slot)
+                    && value
+                        .is_none_or(|v| matches!(self.class(v), Class::Var | Class::Inv) && self.info(p, v).len() == 1);
+                ok.then(|| out.push(inst.clone()))
+            }
+            Inst::Target { value } => match self.class(*value) {
+                Class::Var | Class::Summed => {
+                    out.push(inst.clone());
+                    Some(())
+                }
+                Class::Inv => {
+                    // Added once per iteration.
+                    if self.info(p, *value).len() != 1 {
+                        return None;
+                    }
+                    let w = self.new_value(p, place, true, false);
+                    out.push(Inst::Op { dst: w, prim: Prim::Fill(vec![self.n]), args: vec![*value] });
+                    out.push(Inst::Target { value: w });
+                    Some(())
+                }
+                Class::Aff { .. } => None,
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn op_inst(
+        &mut self,
+        p: &Program,
+        b: BlockId,
+        place: BlockId,
+        dst: V,
+        prim: &Prim,
+        args: &[V],
+        out: &mut Vec<Inst>,
+    ) -> Option<()> {
+        let classes: Vec<Class> = args.iter().map(|a| self.class(*a)).collect();
+        if classes.iter().any(|c| *c == Class::Summed) {
+            return None;
+        }
+        let any_aff = classes.iter().any(|c| matches!(c, Class::Aff { .. }));
+        let any_var = classes.iter().any(|c| *c == Class::Var);
+        let scalar_args = args.iter().all(|a| self.info(p, *a).len() == 1 && self.info(p, *a).shape.len() <= 1);
+        let copy = |out: &mut Vec<Inst>| out.push(Inst::Op { dst, prim: prim.clone(), args: args.to_vec() });
+        match prim {
+            Prim::Rng(..) | Prim::Constrain(_) => return None,
+            Prim::Load(s, ix) if self.private.contains(s) => {
+                if !ix.is_empty() || !args.is_empty() {
+                    return None;
+                }
+                copy(out);
+                self.define(p, b, place, dst, Class::Var);
+                return Some(());
+            }
+            _ => {}
+        }
+        if !any_aff && !any_var {
+            copy(out);
+            self.define(p, b, place, dst, Class::Inv);
+            return Some(());
+        }
+        let info = p.info(dst);
+        match prim {
+            // Integer arithmetic on the loop variable.
+            Prim::Binary(bn @ (Bin::Add | Bin::Sub)) if any_aff && info.int => {
+                let (aff, other, neg) = match (&classes[0], &classes[1]) {
+                    (Class::Aff { .. }, Class::Inv) => (0, args[1], *bn == Bin::Sub),
+                    (Class::Inv, Class::Aff { .. }) if *bn == Bin::Add => (1, args[0], false),
+                    _ => return None,
+                };
+                let Class::Aff { mut c, mut terms } = classes[aff].clone() else { return None };
+                if !self.info(p, other).int || self.info(p, other).len() != 1 {
+                    return None;
+                }
+                match self.g.lits.get(&other) {
+                    Some(x) if x.abs() < 1e15 => c += if neg { -(*x as i64) } else { *x as i64 },
+                    Some(_) => return None,
+                    None => terms.push((other, neg)),
+                }
+                self.class.insert(dst, Class::Aff { c, terms });
+                Some(())
+            }
+            Prim::Index(ix) if ix[..] == [Ix::Single] && classes[0] == Class::Inv => {
+                let (x, i) = (args[0], args[1]);
+                let [m] = self.info(p, x).shape[..] else { return None };
+                match classes[1].clone() {
+                    Class::Aff { c, terms } => {
+                        let start = self.lo + c;
+                        match self.g.consts.get(&x) {
+                            Some(&id) if terms.is_empty() => {
+                                if start < 0 || start as usize + self.n > m {
+                                    return None;
+                                }
+                                let start = start as usize;
+                                let cid = if start == 0 && self.n == m {
+                                    id
+                                } else {
+                                    let data = p.consts[id as usize][start..start + self.n].to_vec();
+                                    self.new_consts.push(data);
+                                    (self.base_consts + self.new_consts.len() - 1) as u32
+                                };
+                                self.g.consts.insert(dst, cid);
+                                out.push(Inst::Op { dst, prim: Prim::Const(cid), args: vec![] });
+                            }
+                            _ => {
+                                let mut s = self.lit(p, place, start as f64, out);
+                                for (t, neg) in terms {
+                                    let bn = if neg { Bin::Sub } else { Bin::Add };
+                                    let v = self.new_value(p, place, false, true);
+                                    out.push(Inst::Op { dst: v, prim: Prim::Binary(bn), args: vec![s, t] });
+                                    s = v;
+                                }
+                                out.push(Inst::Op {
+                                    dst,
+                                    prim: Prim::Index(vec![Ix::Range(self.n)]),
+                                    args: vec![x, s],
+                                });
+                            }
+                        }
+                    }
+                    Class::Var if self.info(p, i).int => {
+                        out.push(Inst::Op { dst, prim: Prim::Index(vec![Ix::Gather]), args: vec![x, i] });
+                    }
+                    _ => return None,
+                }
+                self.define(p, b, place, dst, Class::Var);
+                Some(())
+            }
+            _ if any_aff || !scalar_args || !info.shape.is_empty() => None,
+            Prim::Unary(_) | Prim::Binary(_) => {
+                copy(out);
+                self.define(p, b, place, dst, Class::Var);
+                Some(())
+            }
+            Prim::Select if classes[0] == Class::Inv => {
+                copy(out);
+                self.define(p, b, place, dst, Class::Var);
+                Some(())
+            }
+            Prim::LogDensity(f)
+                if f.is_elementwise()
+                    && self.g.uses[dst.0 as usize] == 1
+                    && p.block(b).contains(&Inst::Target { value: dst }) =>
+            {
+                copy(out);
+                self.define(p, b, place, dst, Class::Summed);
+                Some(())
+            }
+            Prim::LogDensity(Family::Normal) => {
+                // −½ ((x − μ)/σ)² − ln σ − ½ ln 2π, elementwise.
+                let (x, mu, sigma) = (args[0], args[1], args[2]);
+                let d = self.op(p, place, Prim::Binary(Bin::Sub), vec![x, mu], out);
+                // A product with 1/σ: σ is usually the same for every element, and a division
+                // costs several multiplications, forward and backward.
+                let is = self.op(p, place, Prim::Unary(Un::Inv), vec![sigma], out);
+                let z = self.op(p, place, Prim::Binary(Bin::Mul), vec![d, is], out);
+                let zz = self.op(p, place, Prim::Unary(Un::Square), vec![z], out);
+                let h = self.lit(p, place, -0.5, out);
+                let q = self.op(p, place, Prim::Binary(Bin::Mul), vec![zz, h], out);
+                let ls = self.op(p, place, Prim::Unary(Un::Log), vec![sigma], out);
+                let r = self.op(p, place, Prim::Binary(Bin::Sub), vec![q, ls], out);
+                let c = self.lit(p, place, HALF_LN_2PI, out);
+                out.push(Inst::Op { dst, prim: Prim::Binary(Bin::Sub), args: vec![r, c] });
+                self.define(p, b, place, dst, Class::Var);
+                Some(())
+            }
+            Prim::LogMix => {
+                // With u = ln θ + a and w = ln(1 − θ) + b: max(u, w) + log1p(exp(−|u − w|)).
+                let (t, a, bb) = (args[0], args[1], args[2]);
+                let lt = self.op(p, place, Prim::Unary(Un::Log), vec![t], out);
+                let l1t = self.op(p, place, Prim::Unary(Un::Log1m), vec![t], out);
+                let u = self.op(p, place, Prim::Binary(Bin::Add), vec![lt, a], out);
+                let w = self.op(p, place, Prim::Binary(Bin::Add), vec![l1t, bb], out);
+                let m = self.op(p, place, Prim::Binary(Bin::Max), vec![u, w], out);
+                let d = self.op(p, place, Prim::Binary(Bin::Sub), vec![u, w], out);
+                let ad = self.op(p, place, Prim::Unary(Un::Abs), vec![d], out);
+                let nd = self.op(p, place, Prim::Unary(Un::Neg), vec![ad], out);
+                let e = self.op(p, place, Prim::Unary(Un::Exp), vec![nd], out);
+                let l = self.op(p, place, Prim::Unary(Un::Log1p), vec![e], out);
+                out.push(Inst::Op { dst, prim: Prim::Binary(Bin::Add), args: vec![m, l] });
+                self.define(p, b, place, dst, Class::Var);
+                Some(())
+            }
+            _ => None,
+        }
+    }
+}
