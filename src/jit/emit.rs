@@ -15,7 +15,8 @@ use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
 use crate::math::dist::{self, Family};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
+    types, AbiParam, Block, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Signature, StackSlotData,
+    StackSlotKind, Value, ValueDef,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_jit::JITModule;
@@ -968,8 +969,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 match &st.prim {
                     Prim::Unary(u) => {
                         let d = s.un_df(*u, xs[0], y)?;
-                        let c = s.b.ins().fmul(g, d);
-                        partial.push(s.unless_zero(g, c));
+                        partial.push(s.times_partial(g, d));
                     }
                     Prim::Binary(bn) => {
                         for (k, o) in st.operands.iter().enumerate() {
@@ -979,8 +979,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                             }
                             let d =
                                 if k == 0 { s.bin_da(*bn, xs[0], xs[1], y)? } else { s.bin_db(*bn, xs[0], xs[1], y)? };
-                            let c = s.b.ins().fmul(g, d);
-                            partial.push(s.unless_zero(g, c));
+                            partial.push(s.times_partial(g, d));
                         }
                     }
                     _ => {
@@ -1310,8 +1309,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         let x = s.ld(a, i);
                         let y = s.ld(o, i);
                         let d = s.un_df(u, x, y)?;
-                        let c = s.b.ins().fmul(g, d);
-                        let c = s.unless_zero(g, c);
+                        let c = s.times_partial(g, d);
                         s.add_to(aadj, i, c);
                         Ok(())
                     })?;
@@ -1335,14 +1333,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     let r = s.ld(o, i);
                     if let Some(aa) = aadj {
                         let d = s.bin_da(bn, x, y, r)?;
-                        let c = s.b.ins().fmul(g, d);
-                        let c = s.unless_zero(g, c);
+                        let c = s.times_partial(g, d);
                         s.accumulate(acc_a, aa, ma, i, j, c);
                     }
                     if let Some(ba) = badj {
                         let d = s.bin_db(bn, x, y, r)?;
-                        let c = s.b.ins().fmul(g, d);
-                        let c = s.unless_zero(g, c);
+                        let c = s.times_partial(g, d);
                         s.accumulate(acc_b, ba, mb, i, j, c);
                     }
                     Ok(())
@@ -1903,6 +1899,32 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let t = self.b.use_var(v);
             let z = self.int(0);
             self.add_to(a, z, t);
+        }
+    }
+
+    /// g · d as the reverse sweep takes it: 0 when g is 0 (so that 0 · ∞ adds nothing). For
+    /// d = ±1, a constant (sums, differences, negations), ±g: the same sums, since every
+    /// adjoint starts at +0 and a −0 added to it changes no bit.
+    fn times_partial(&mut self, g: Value, d: Value) -> Value {
+        match self.const_of(d) {
+            Some(1.0) => g,
+            Some(-1.0) => self.b.ins().fneg(g),
+            _ => {
+                let c = self.b.ins().fmul(g, d);
+                self.unless_zero(g, c)
+            }
+        }
+    }
+
+    /// The value of an `f64const`.
+    fn const_of(&self, v: Value) -> Option<f64> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(v) {
+            ValueDef::Result(inst, _) => match dfg.insts[inst] {
+                InstructionData::UnaryIeee64 { opcode: Opcode::F64const, imm } => Some(f64::from_bits(imm.bits())),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
