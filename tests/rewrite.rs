@@ -219,9 +219,13 @@ fn a_mixture_loop_becomes_array_operations_and_keeps_its_log_density() {
 }
 
 #[test]
-fn an_autoregression_keeps_only_its_inner_loop_and_its_log_density() {
+fn an_autoregression_becomes_sufficient_statistics_and_keeps_its_log_density() {
     let (p, d) = program("arK-arK");
-    assert_eq!(loops(&p), 1, "the loop over time should be gone, the one over lags stays");
+    // The loop over the K = 5 lags is unrolled, the one over time becomes array operations,
+    // the mean a product with a 195×5 matrix of lagged data, and the density a function of
+    // that matrix's sufficient statistics.
+    assert_eq!(loops(&p), 0);
+    assert_eq!(long_ops(&p, 195), 0, "no operation over the 195 time points should remain");
     let y = vector(&d["y"]);
     let k = d["K"].as_u64().expect("K") as usize;
     let direct = |v: &Values| {

@@ -115,6 +115,11 @@ fn affine(p: &Program, d: &[Option<(usize, usize)>], v: V, n: usize) -> Option<A
         Prim::Binary(Bin::Add) => Some(affine(p, d, args[0], n)?.add(affine(p, d, args[1], n)?)),
         Prim::Binary(Bin::Sub) => Some(affine(p, d, args[0], n)?.add(affine(p, d, args[1], n)?.negate())),
         Prim::Unary(Un::Neg) => Some(affine(p, d, args[0], n)?.negate()),
+        // A scalar filled into a vector (a running sum's start, from a loop made array
+        // operations).
+        Prim::Fill(_) if p.info(args[0]).shape.is_empty() => {
+            Some(Affine { offsets: vec![(args[0], 1.0)], ..Affine::default() })
+        }
         Prim::Binary(Bin::Mul) => {
             let (a, b) = (args[0], args[1]);
             let scalar = |v: V| p.info(v).shape.is_empty();

@@ -28,6 +28,14 @@
 //! `log_mix` (max(a, b) + log1p(exp(−|a − b|)), the form the interpreter's scalar `log_mix`
 //! uses).
 //!
+//! Before that, loops inside loops with at most eight iterations, bounds known and a
+//! straight-line body are unrolled (arK's loop over its lags), and within a vectorised body a
+//! load of a private `var` takes the value stored last, so that a running sum becomes one
+//! expression: `alpha + beta[0] * y[t − 1] + … + beta[4] * y[t − 5]` over all t is then a
+//! sum of scalars times data slices, which the affine-mean rewrite (rewrite.rs) turns into a
+//! product with a matrix of lagged data, and the Gaussian sufficient statistics into a
+//! density whose cost does not grow with the series.
+//!
 //! Anything else — a store at an index (a carried dependence, as in arma or garch), a branch,
 //! an operation without an elementwise form, a value with more than one element per
 //! iteration — leaves the loop as it is.
@@ -59,6 +67,7 @@ enum Class {
 
 /// Rewrite every loop of the density that can run as array operations; returns how many.
 pub fn vectorise_loops(p: &mut Program) -> usize {
+    let unrolled = unroll(p, ENTRY, false);
     let mut lits = HashMap::new();
     let mut consts = HashMap::new();
     for block in &p.blocks {
@@ -75,7 +84,96 @@ pub fn vectorise_loops(p: &mut Program) -> usize {
         }
     }
     let mut g = Globals { lits, consts, uses: p.uses(), slot_refs: slot_refs_all(p) };
-    walk(p, ENTRY, &mut g)
+    unrolled + walk(p, ENTRY, &mut g)
+}
+
+/// Most iterations of a loop unrolled.
+const UNROLL: f64 = 8.0;
+
+/// Unroll loops inside loops of at most [`UNROLL`] iterations, bounds known and a body
+/// without loops or branches (arK's loop over its K lags), each copy with its own values and the loop variable
+/// a literal: the copies then index at constant positions, and their running sums become
+/// sums of terms that the affine-mean rewrite turns into a matrix product.
+fn unroll(p: &mut Program, b: BlockId, nested: bool) -> usize {
+    let mut count = 0;
+    let mut k = 0;
+    while k < p.blocks[b.0 as usize].len() {
+        match p.blocks[b.0 as usize][k].clone() {
+            Inst::For { var, lo, hi, body } => {
+                count += unroll(p, body, true);
+                if let Some(insts) = nested.then(|| unrolled(p, b, var, lo, hi, body)).flatten() {
+                    let len = insts.len();
+                    p.blocks[b.0 as usize].splice(k..k + 1, insts);
+                    p.blocks[body.0 as usize].clear();
+                    p.execs[body.0 as usize] = 0;
+                    count += 1;
+                    k += len;
+                    continue;
+                }
+            }
+            Inst::If { then, else_, .. } => {
+                count += unroll(p, then, nested);
+                count += unroll(p, else_, nested);
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    count
+}
+
+fn unrolled(p: &mut Program, b: BlockId, var: V, lo: V, hi: V, body: BlockId) -> Option<Vec<Inst>> {
+    let lit = |v: V| {
+        p.blocks.iter().flatten().find_map(|i| match i {
+            Inst::Op { dst, prim: Prim::Lit(x), .. } if *dst == v => Some(*x),
+            _ => None,
+        })
+    };
+    let (l, h) = (lit(lo)?, lit(hi)?);
+    if l.fract() != 0.0 || h.fract() != 0.0 || h <= l || h - l > UNROLL {
+        return None;
+    }
+    if p.block(body).iter().any(|i| matches!(i, Inst::For { .. } | Inst::If { .. })) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for i in l as i64..h as i64 {
+        let mut map: HashMap<V, V> = HashMap::new();
+        let fresh = |p: &mut Program, old: V, map: &mut HashMap<V, V>| {
+            let mut info = p.info(old).clone();
+            info.block = b;
+            let v = V(p.values.len() as u32);
+            p.values.push(info);
+            map.insert(old, v);
+            v
+        };
+        let iv = fresh(p, var, &mut map);
+        out.push(Inst::Op { dst: iv, prim: Prim::Lit(i as f64), args: vec![] });
+        for inst in p.block(body).to_vec() {
+            let m = |v: &V| *map.get(v).unwrap_or(v);
+            match inst {
+                Inst::Op { dst, prim, args } => {
+                    let args = args.iter().map(m).collect();
+                    let v = fresh(p, dst, &mut map);
+                    if let Some(span) = p.origins.get(&dst).copied() {
+                        p.origins.insert(v, span);
+                    }
+                    out.push(Inst::Op { dst: v, prim, args });
+                }
+                Inst::Store { slot, ix, index, value } => {
+                    let (index, nv) = (index.iter().map(m).collect(), m(&value));
+                    if let Some(span) = p.store_origins.get(&value).copied() {
+                        p.store_origins.entry(nv).or_insert(span);
+                    }
+                    out.push(Inst::Store { slot, ix, index, value: nv });
+                }
+                Inst::Init { slot, value } => out.push(Inst::Init { slot, value: value.as_ref().map(m) }),
+                Inst::Target { value } => out.push(Inst::Target { value: m(&value) }),
+                Inst::For { .. } | Inst::If { .. } => return None,
+            }
+        }
+    }
+    Some(out)
 }
 
 struct Globals {
@@ -199,6 +297,13 @@ struct Cx<'g> {
     new_consts: Vec<Vec<f64>>,
     base_values: usize,
     base_consts: usize,
+    /// Nesting inside the loop's body (0: its top level).
+    depth: usize,
+    /// Loads of private slots replaced by the value last stored (at the top level).
+    subst: HashMap<V, V>,
+    current: HashMap<Slot, V>,
+    /// Loads of each private slot left.
+    loads: HashMap<Slot, usize>,
 }
 
 fn try_loop(
@@ -228,14 +333,29 @@ fn try_loop(
         new_consts: Vec::new(),
         base_values: p.values.len(),
         base_consts: p.consts.len(),
+        depth: 0,
+        subst: HashMap::new(),
+        current: HashMap::new(),
+        loads: HashMap::new(),
     };
     cx.class.insert(var, Class::Aff { c: 0, terms: Vec::new() });
     let saved = (cx.g.lits.clone(), cx.g.consts.clone());
-    let Some(insts) = cx.block(p, body, outer) else {
+    let Some(mut insts) = cx.block(p, body, outer) else {
         // The numbers of the values and constants it made will be given out again.
         (cx.g.lits, cx.g.consts) = saved;
         return None;
     };
+    // A private slot that nothing loads any more needs no stores.
+    let unread = |i: &Inst| match i {
+        Inst::Store { slot, .. } | Inst::Init { slot, .. } => {
+            cx.private.contains(slot) && cx.loads.get(slot).copied().unwrap_or(0) == 0
+        }
+        _ => false,
+    };
+    insts.retain(|i| !unread(i));
+    for (_, nested) in cx.nested.iter_mut() {
+        nested.retain(|i| !unread(i));
+    }
     // Commit.
     let n = cx.n;
     for v in cx.widen {
@@ -291,6 +411,13 @@ impl Cx<'_> {
         v
     }
 
+    /// One element per iteration: a varying value (its final shape may already be the
+    /// vector's), or an invariant scalar.
+    fn scalar(&self, p: &Program, v: V) -> bool {
+        let info = self.info(p, v);
+        self.class(v) == Class::Var || info.len() == 1 && info.shape.len() <= 1
+    }
+
     fn info<'a>(&'a self, p: &'a Program, v: V) -> &'a ValueInfo {
         let i = v.0 as usize;
         if i >= self.base_values {
@@ -330,7 +457,30 @@ impl Cx<'_> {
         self.class.insert(dst, class);
     }
 
+    /// A whole vector for a private slot: a varying value as it is, an invariant scalar filled.
+    fn whole(&mut self, p: &Program, place: BlockId, v: V, out: &mut Vec<Inst>) -> V {
+        if self.class(v) == Class::Var {
+            return v;
+        }
+        let w = self.new_value(p, place, true, self.info(p, v).int);
+        out.push(Inst::Op { dst: w, prim: Prim::Fill(vec![self.n]), args: vec![v] });
+        w
+    }
+
     fn inst(&mut self, p: &Program, b: BlockId, place: BlockId, inst: &Inst, out: &mut Vec<Inst>) -> Option<()> {
+        let m = |v: &V| *self.subst.get(v).unwrap_or(v);
+        let inst = &match inst {
+            Inst::Op { dst, prim, args } => {
+                Inst::Op { dst: *dst, prim: prim.clone(), args: args.iter().map(m).collect() }
+            }
+            Inst::For { var, lo, hi, body } => Inst::For { var: *var, lo: m(lo), hi: m(hi), body: *body },
+            Inst::If { cond, then, else_ } => Inst::If { cond: m(cond), then: *then, else_: *else_ },
+            Inst::Store { slot, ix, index, value } => {
+                Inst::Store { slot: *slot, ix: ix.clone(), index: index.iter().map(m).collect(), value: m(value) }
+            }
+            Inst::Init { slot, value } => Inst::Init { slot: *slot, value: value.as_ref().map(m) },
+            Inst::Target { value } => Inst::Target { value: m(value) },
+        };
         match inst {
             Inst::Op { dst, prim, args } => self.op_inst(p, b, place, *dst, prim, args, out),
             Inst::For { var, lo, hi, body } => {
@@ -338,8 +488,12 @@ impl Cx<'_> {
                     return None;
                 }
                 self.class.insert(*var, Class::Inv);
-                let inner = self.block(p, *body, *body)?;
-                self.nested.push((*body, inner));
+                // What the loop stores is not known after it.
+                self.current.clear();
+                self.depth += 1;
+                let inner = self.block(p, *body, *body);
+                self.depth -= 1;
+                self.nested.push((*body, inner?));
                 out.push(inst.clone());
                 Some(())
             }
@@ -349,14 +503,33 @@ impl Cx<'_> {
                     && ix.is_empty()
                     && index.is_empty()
                     && matches!(self.class(*value), Class::Var | Class::Inv)
-                    && self.info(p, *value).len() == 1;
-                ok.then(|| out.push(inst.clone()))
+                    && self.scalar(p, *value);
+                if !ok {
+                    return None;
+                }
+                let w = self.whole(p, place, *value, out);
+                out.push(Inst::Store { slot: *slot, ix: vec![], index: vec![], value: w });
+                self.current.insert(*slot, w);
+                Some(())
             }
             Inst::Init { slot, value } => {
                 let ok = self.private.contains(slot)
-                    && value
-                        .is_none_or(|v| matches!(self.class(v), Class::Var | Class::Inv) && self.info(p, v).len() == 1);
-                ok.then(|| out.push(inst.clone()))
+                    && value.is_none_or(|v| matches!(self.class(v), Class::Var | Class::Inv) && self.scalar(p, v));
+                if !ok {
+                    return None;
+                }
+                match value {
+                    Some(v) => {
+                        let w = self.whole(p, place, *v, out);
+                        out.push(Inst::Init { slot: *slot, value: Some(w) });
+                        self.current.insert(*slot, w);
+                    }
+                    None => {
+                        out.push(inst.clone());
+                        self.current.remove(slot);
+                    }
+                }
+                Some(())
             }
             Inst::Target { value } => match self.class(*value) {
                 Class::Var | Class::Summed => {
@@ -395,7 +568,7 @@ impl Cx<'_> {
         }
         let any_aff = classes.iter().any(|c| matches!(c, Class::Aff { .. }));
         let any_var = classes.iter().any(|c| *c == Class::Var);
-        let scalar_args = args.iter().all(|a| self.info(p, *a).len() == 1 && self.info(p, *a).shape.len() <= 1);
+        let scalar_args = args.iter().all(|a| self.scalar(p, *a));
         let copy = |out: &mut Vec<Inst>| out.push(Inst::Op { dst, prim: prim.clone(), args: args.to_vec() });
         match prim {
             Prim::Rng(..) | Prim::Constrain(_) => return None,
@@ -403,6 +576,13 @@ impl Cx<'_> {
                 if !ix.is_empty() || !args.is_empty() {
                     return None;
                 }
+                if let (0, Some(w)) = (self.depth, self.current.get(s).copied()) {
+                    // The value the iteration stored last.
+                    self.subst.insert(dst, w);
+                    self.class.insert(dst, Class::Var);
+                    return Some(());
+                }
+                *self.loads.entry(*s).or_default() += 1;
                 copy(out);
                 self.define(p, b, place, dst, Class::Var);
                 return Some(());
