@@ -563,11 +563,11 @@ impl Cx<'_> {
         out: &mut Vec<Inst>,
     ) -> Option<()> {
         let classes: Vec<Class> = args.iter().map(|a| self.class(*a)).collect();
-        if classes.iter().any(|c| *c == Class::Summed) {
+        if classes.contains(&Class::Summed) {
             return None;
         }
         let any_aff = classes.iter().any(|c| matches!(c, Class::Aff { .. }));
-        let any_var = classes.iter().any(|c| *c == Class::Var);
+        let any_var = classes.contains(&Class::Var);
         let scalar_args = args.iter().all(|a| self.scalar(p, *a));
         let copy = |out: &mut Vec<Inst>| out.push(Inst::Op { dst, prim: prim.clone(), args: args.to_vec() });
         match prim {
