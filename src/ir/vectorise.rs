@@ -67,7 +67,6 @@ enum Class {
 
 /// Rewrite every loop of the density that can run as array operations; returns how many.
 pub fn vectorise_loops(p: &mut Program) -> usize {
-    let unrolled = unroll(p, ENTRY, false);
     let mut lits = HashMap::new();
     let mut consts = HashMap::new();
     for block in &p.blocks {
@@ -83,6 +82,8 @@ pub fn vectorise_loops(p: &mut Program) -> usize {
             }
         }
     }
+    // The unrolled copies' literals join the map.
+    let unrolled = unroll(p, ENTRY, false, &mut lits);
     let mut g = Globals { lits, consts, uses: p.uses(), slot_refs: slot_refs_all(p) };
     unrolled + walk(p, ENTRY, &mut g)
 }
@@ -94,14 +95,14 @@ const UNROLL: f64 = 8.0;
 /// without loops or branches (arK's loop over its K lags), each copy with its own values and the loop variable
 /// a literal: the copies then index at constant positions, and their running sums become
 /// sums of terms that the affine-mean rewrite turns into a matrix product.
-fn unroll(p: &mut Program, b: BlockId, nested: bool) -> usize {
+fn unroll(p: &mut Program, b: BlockId, nested: bool, lits: &mut HashMap<V, f64>) -> usize {
     let mut count = 0;
     let mut k = 0;
     while k < p.blocks[b.0 as usize].len() {
         match p.blocks[b.0 as usize][k].clone() {
             Inst::For { var, lo, hi, body } => {
-                count += unroll(p, body, true);
-                if let Some(insts) = nested.then(|| unrolled(p, b, var, lo, hi, body)).flatten() {
+                count += unroll(p, body, true, lits);
+                if let Some(insts) = nested.then(|| unrolled(p, b, var, lo, hi, body, lits)).flatten() {
                     let len = insts.len();
                     p.blocks[b.0 as usize].splice(k..k + 1, insts);
                     p.blocks[body.0 as usize].clear();
@@ -112,8 +113,8 @@ fn unroll(p: &mut Program, b: BlockId, nested: bool) -> usize {
                 }
             }
             Inst::If { then, else_, .. } => {
-                count += unroll(p, then, nested);
-                count += unroll(p, else_, nested);
+                count += unroll(p, then, nested, lits);
+                count += unroll(p, else_, nested, lits);
             }
             _ => {}
         }
@@ -122,14 +123,16 @@ fn unroll(p: &mut Program, b: BlockId, nested: bool) -> usize {
     count
 }
 
-fn unrolled(p: &mut Program, b: BlockId, var: V, lo: V, hi: V, body: BlockId) -> Option<Vec<Inst>> {
-    let lit = |v: V| {
-        p.blocks.iter().flatten().find_map(|i| match i {
-            Inst::Op { dst, prim: Prim::Lit(x), .. } if *dst == v => Some(*x),
-            _ => None,
-        })
-    };
-    let (l, h) = (lit(lo)?, lit(hi)?);
+fn unrolled(
+    p: &mut Program,
+    b: BlockId,
+    var: V,
+    lo: V,
+    hi: V,
+    body: BlockId,
+    lits: &mut HashMap<V, f64>,
+) -> Option<Vec<Inst>> {
+    let (l, h) = (*lits.get(&lo)?, *lits.get(&hi)?);
     if l.fract() != 0.0 || h.fract() != 0.0 || h <= l || h - l > UNROLL {
         return None;
     }
@@ -148,6 +151,7 @@ fn unrolled(p: &mut Program, b: BlockId, var: V, lo: V, hi: V, body: BlockId) ->
             v
         };
         let iv = fresh(p, var, &mut map);
+        lits.insert(iv, i as f64);
         out.push(Inst::Op { dst: iv, prim: Prim::Lit(i as f64), args: vec![] });
         for inst in p.block(body).to_vec() {
             let m = |v: &V| *map.get(v).unwrap_or(v);
@@ -155,6 +159,9 @@ fn unrolled(p: &mut Program, b: BlockId, var: V, lo: V, hi: V, body: BlockId) ->
                 Inst::Op { dst, prim, args } => {
                     let args = args.iter().map(m).collect();
                     let v = fresh(p, dst, &mut map);
+                    if let Prim::Lit(x) = prim {
+                        lits.insert(v, x);
+                    }
                     if let Some(span) = p.origins.get(&dst).copied() {
                         p.origins.insert(v, span);
                     }
@@ -229,20 +236,25 @@ fn slot_refs_all(p: &Program) -> Vec<usize> {
     r
 }
 
+/// Slot references of an instruction, the blocks inside it included.
+fn slot_refs_inst(p: &Program, inst: &Inst, r: &mut HashMap<Slot, usize>) {
+    if let Some(s) = slot_of(inst) {
+        *r.entry(s).or_default() += 1;
+    }
+    match inst {
+        Inst::For { body, .. } => slot_refs_in(p, *body, r),
+        Inst::If { then, else_, .. } => {
+            slot_refs_in(p, *then, r);
+            slot_refs_in(p, *else_, r);
+        }
+        _ => {}
+    }
+}
+
 /// Slot references in a block and the blocks inside it.
 fn slot_refs_in(p: &Program, b: BlockId, r: &mut HashMap<Slot, usize>) {
     for inst in p.block(b) {
-        if let Some(s) = slot_of(inst) {
-            *r.entry(s).or_default() += 1;
-        }
-        match inst {
-            Inst::For { body, .. } => slot_refs_in(p, *body, r),
-            Inst::If { then, else_, .. } => {
-                slot_refs_in(p, *then, r);
-                slot_refs_in(p, *else_, r);
-            }
-            _ => {}
-        }
+        slot_refs_inst(p, inst, r);
     }
 }
 
@@ -264,18 +276,7 @@ fn private_slots(p: &Program, body: BlockId, g: &Globals) -> HashSet<Slot> {
             }
         }
         let mut r = HashMap::new();
-        match inst {
-            Inst::For { body, .. } => slot_refs_in(p, *body, &mut r),
-            Inst::If { then, else_, .. } => {
-                slot_refs_in(p, *then, &mut r);
-                slot_refs_in(p, *else_, &mut r);
-            }
-            _ => {
-                if let Some(s) = slot_of(inst) {
-                    r.insert(s, 1);
-                }
-            }
-        }
+        slot_refs_inst(p, inst, &mut r);
         seen.extend(r.into_keys());
     }
     private
@@ -387,26 +388,25 @@ impl Cx<'_> {
         std::mem::discriminant(&self.class(v)) == std::mem::discriminant(c)
     }
 
-    fn new_value(&mut self, p: &Program, place: BlockId, var: bool, int: bool) -> V {
+    fn new_value(&mut self, place: BlockId, var: bool, int: bool) -> V {
         let v = V((self.base_values + self.new_values.len()) as u32);
         let shape = if var { vec![self.n] } else { vec![] };
         self.new_values.push(ValueInfo { shape, int, block: place, name: None });
-        let _ = p;
         self.class.insert(v, if var { Class::Var } else { Class::Inv });
         v
     }
 
-    fn lit(&mut self, p: &Program, place: BlockId, x: f64, out: &mut Vec<Inst>) -> V {
-        let v = self.new_value(p, place, false, x.fract() == 0.0 && x.abs() < 9e15);
+    fn lit(&mut self, place: BlockId, x: f64, out: &mut Vec<Inst>) -> V {
+        let v = self.new_value(place, false, x.fract() == 0.0 && x.abs() < 9e15);
         self.g.lits.insert(v, x);
         out.push(Inst::Op { dst: v, prim: Prim::Lit(x), args: vec![] });
         v
     }
 
     /// `dst = prim(args)` into a new value (varying when any argument varies).
-    fn op(&mut self, p: &Program, place: BlockId, prim: Prim, args: Vec<V>, out: &mut Vec<Inst>) -> V {
+    fn op(&mut self, place: BlockId, prim: Prim, args: Vec<V>, out: &mut Vec<Inst>) -> V {
         let var = args.iter().any(|a| self.is(*a, &Class::Var));
-        let v = self.new_value(p, place, var, false);
+        let v = self.new_value(place, var, false);
         out.push(Inst::Op { dst: v, prim, args });
         v
     }
@@ -446,14 +446,13 @@ impl Cx<'_> {
         Some(head)
     }
 
-    fn define(&mut self, p: &Program, b: BlockId, place: BlockId, dst: V, class: Class) {
+    fn define(&mut self, b: BlockId, place: BlockId, dst: V, class: Class) {
         if class == Class::Var {
             self.widen.push(dst);
         }
         if b != place {
             self.moved.push((dst, place));
         }
-        let _ = p;
         self.class.insert(dst, class);
     }
 
@@ -462,7 +461,7 @@ impl Cx<'_> {
         if self.class(v) == Class::Var {
             return v;
         }
-        let w = self.new_value(p, place, true, self.info(p, v).int);
+        let w = self.new_value(place, true, self.info(p, v).int);
         out.push(Inst::Op { dst: w, prim: Prim::Fill(vec![self.n]), args: vec![v] });
         w
     }
@@ -541,7 +540,7 @@ impl Cx<'_> {
                     if self.info(p, *value).len() != 1 {
                         return None;
                     }
-                    let w = self.new_value(p, place, true, false);
+                    let w = self.new_value(place, true, false);
                     out.push(Inst::Op { dst: w, prim: Prim::Fill(vec![self.n]), args: vec![*value] });
                     out.push(Inst::Target { value: w });
                     Some(())
@@ -584,14 +583,14 @@ impl Cx<'_> {
                 }
                 *self.loads.entry(*s).or_default() += 1;
                 copy(out);
-                self.define(p, b, place, dst, Class::Var);
+                self.define(b, place, dst, Class::Var);
                 return Some(());
             }
             _ => {}
         }
         if !any_aff && !any_var {
             copy(out);
-            self.define(p, b, place, dst, Class::Inv);
+            self.define(b, place, dst, Class::Inv);
             return Some(());
         }
         let info = p.info(dst);
@@ -638,10 +637,10 @@ impl Cx<'_> {
                                 out.push(Inst::Op { dst, prim: Prim::Const(cid), args: vec![] });
                             }
                             _ => {
-                                let mut s = self.lit(p, place, start as f64, out);
+                                let mut s = self.lit(place, start as f64, out);
                                 for (t, neg) in terms {
                                     let bn = if neg { Bin::Sub } else { Bin::Add };
-                                    let v = self.new_value(p, place, false, true);
+                                    let v = self.new_value(place, false, true);
                                     out.push(Inst::Op { dst: v, prim: Prim::Binary(bn), args: vec![s, t] });
                                     s = v;
                                 }
@@ -658,18 +657,18 @@ impl Cx<'_> {
                     }
                     _ => return None,
                 }
-                self.define(p, b, place, dst, Class::Var);
+                self.define(b, place, dst, Class::Var);
                 Some(())
             }
             _ if any_aff || !scalar_args || !info.shape.is_empty() => None,
             Prim::Unary(_) | Prim::Binary(_) => {
                 copy(out);
-                self.define(p, b, place, dst, Class::Var);
+                self.define(b, place, dst, Class::Var);
                 Some(())
             }
             Prim::Select if classes[0] == Class::Inv => {
                 copy(out);
-                self.define(p, b, place, dst, Class::Var);
+                self.define(b, place, dst, Class::Var);
                 Some(())
             }
             Prim::LogDensity(f)
@@ -678,42 +677,42 @@ impl Cx<'_> {
                     && p.block(b).contains(&Inst::Target { value: dst }) =>
             {
                 copy(out);
-                self.define(p, b, place, dst, Class::Summed);
+                self.define(b, place, dst, Class::Summed);
                 Some(())
             }
             Prim::LogDensity(Family::Normal) => {
                 // −½ ((x − μ)/σ)² − ln σ − ½ ln 2π, elementwise.
                 let (x, mu, sigma) = (args[0], args[1], args[2]);
-                let d = self.op(p, place, Prim::Binary(Bin::Sub), vec![x, mu], out);
+                let d = self.op(place, Prim::Binary(Bin::Sub), vec![x, mu], out);
                 // A product with 1/σ: σ is usually the same for every element, and a division
                 // costs several multiplications, forward and backward.
-                let is = self.op(p, place, Prim::Unary(Un::Inv), vec![sigma], out);
-                let z = self.op(p, place, Prim::Binary(Bin::Mul), vec![d, is], out);
-                let zz = self.op(p, place, Prim::Unary(Un::Square), vec![z], out);
-                let h = self.lit(p, place, -0.5, out);
-                let q = self.op(p, place, Prim::Binary(Bin::Mul), vec![zz, h], out);
-                let ls = self.op(p, place, Prim::Unary(Un::Log), vec![sigma], out);
-                let r = self.op(p, place, Prim::Binary(Bin::Sub), vec![q, ls], out);
-                let c = self.lit(p, place, HALF_LN_2PI, out);
+                let is = self.op(place, Prim::Unary(Un::Inv), vec![sigma], out);
+                let z = self.op(place, Prim::Binary(Bin::Mul), vec![d, is], out);
+                let zz = self.op(place, Prim::Unary(Un::Square), vec![z], out);
+                let h = self.lit(place, -0.5, out);
+                let q = self.op(place, Prim::Binary(Bin::Mul), vec![zz, h], out);
+                let ls = self.op(place, Prim::Unary(Un::Log), vec![sigma], out);
+                let r = self.op(place, Prim::Binary(Bin::Sub), vec![q, ls], out);
+                let c = self.lit(place, HALF_LN_2PI, out);
                 out.push(Inst::Op { dst, prim: Prim::Binary(Bin::Sub), args: vec![r, c] });
-                self.define(p, b, place, dst, Class::Var);
+                self.define(b, place, dst, Class::Var);
                 Some(())
             }
             Prim::LogMix => {
                 // With u = ln θ + a and w = ln(1 − θ) + b: max(u, w) + log1p(exp(−|u − w|)).
                 let (t, a, bb) = (args[0], args[1], args[2]);
-                let lt = self.op(p, place, Prim::Unary(Un::Log), vec![t], out);
-                let l1t = self.op(p, place, Prim::Unary(Un::Log1m), vec![t], out);
-                let u = self.op(p, place, Prim::Binary(Bin::Add), vec![lt, a], out);
-                let w = self.op(p, place, Prim::Binary(Bin::Add), vec![l1t, bb], out);
-                let m = self.op(p, place, Prim::Binary(Bin::Max), vec![u, w], out);
-                let d = self.op(p, place, Prim::Binary(Bin::Sub), vec![u, w], out);
-                let ad = self.op(p, place, Prim::Unary(Un::Abs), vec![d], out);
-                let nd = self.op(p, place, Prim::Unary(Un::Neg), vec![ad], out);
-                let e = self.op(p, place, Prim::Unary(Un::Exp), vec![nd], out);
-                let l = self.op(p, place, Prim::Unary(Un::Log1p), vec![e], out);
+                let lt = self.op(place, Prim::Unary(Un::Log), vec![t], out);
+                let l1t = self.op(place, Prim::Unary(Un::Log1m), vec![t], out);
+                let u = self.op(place, Prim::Binary(Bin::Add), vec![lt, a], out);
+                let w = self.op(place, Prim::Binary(Bin::Add), vec![l1t, bb], out);
+                let m = self.op(place, Prim::Binary(Bin::Max), vec![u, w], out);
+                let d = self.op(place, Prim::Binary(Bin::Sub), vec![u, w], out);
+                let ad = self.op(place, Prim::Unary(Un::Abs), vec![d], out);
+                let nd = self.op(place, Prim::Unary(Un::Neg), vec![ad], out);
+                let e = self.op(place, Prim::Unary(Un::Exp), vec![nd], out);
+                let l = self.op(place, Prim::Unary(Un::Log1p), vec![e], out);
                 out.push(Inst::Op { dst, prim: Prim::Binary(Bin::Add), args: vec![m, l] });
-                self.define(p, b, place, dst, Class::Var);
+                self.define(b, place, dst, Class::Var);
                 Some(())
             }
             _ => None,
