@@ -36,7 +36,7 @@ fn ranks<D: LogDensity>(
             &s,
             seed.wrapping_mul(1000).wrapping_add(r as u64),
             None,
-            &mut |_, _| {},
+            &mut |_, _, _| {},
             &mut |_, z, _, it| {
                 if it % thin == 0 && transform(z.q[0]) < truth {
                     below += 1;

@@ -105,6 +105,8 @@ pub struct Chain {
     pub error: Option<String>,
     /// Stopped early by a request.
     pub stopped: bool,
+    /// The random starts given up (see `Outcome::restarts`).
+    pub restarts: Vec<Restart>,
 }
 
 /// Set by the Ctrl-C handler; chains stop after their current iteration.
@@ -227,8 +229,10 @@ fn run_chain(
         &settings,
         seed,
         cfg.init.clone(),
-        &mut |step_size, inv_metric| {
-            let _ = stan_csv::write_adaptation(&mut *file.borrow_mut(), step_size, inv_metric);
+        &mut |step_size, inv_metric, restarts| {
+            let mut f = file.borrow_mut();
+            let _ = stan_csv::write_restarts(&mut *f, restarts);
+            let _ = stan_csv::write_adaptation(&mut *f, step_size, inv_metric);
         },
         &mut |density, z, st, it| {
             let values: Vec<f64> = match density.constrained(&z.q, true) {
@@ -267,6 +271,7 @@ fn run_chain(
             out.seconds_sampling = r.seconds_sampling;
             out.grad_evals = r.grad_evals;
             out.stopped = r.stopped;
+            out.restarts = r.restarts;
             let _ = stan_csv::write_timing(&mut *file.borrow_mut(), out.seconds_warmup, out.seconds_sampling);
         }
         Err(e) => out.error = Some(e),
@@ -296,7 +301,26 @@ pub struct Outcome {
     pub seconds_sampling: f64,
     pub grad_evals: usize,
     pub stopped: bool,
+    /// The random starts given up because the chain could not get going from them.
+    pub restarts: Vec<Restart>,
 }
+
+/// A random start given up.
+#[derive(Clone, Copy, Debug)]
+pub struct Restart {
+    /// The log density at the start.
+    pub start_logp: f64,
+    /// Warmup iterations run from it.
+    pub iterations: usize,
+    /// The step size after them.
+    pub step_size: f64,
+}
+
+/// A chain that cannot get going from a random start (no move at all, or a step size below the
+/// resolution of its position) after 25, 50 or 75 warmup iterations begins again from another,
+/// at most five times.
+pub const STUCK_START: usize = 25;
+pub const MAX_RESTARTS: usize = 5;
 
 /// Run one chain on any density: find an initial point, warm up (adapting step size and
 /// metric), then sample, calling `on_draw(density, state, stats, iteration)` for each draw.
@@ -307,7 +331,7 @@ pub fn sample<D: LogDensity>(
     s: &Settings,
     seed: u64,
     init: Option<Vec<f64>>,
-    on_adapted: &mut dyn FnMut(f64, &[f64]),
+    on_adapted: &mut dyn FnMut(f64, &[f64], &[Restart]),
     on_draw: &mut dyn FnMut(&mut D, &State, &Stats, usize),
     progress: &dyn Fn(usize),
 ) -> Result<Outcome, String> {
@@ -321,86 +345,114 @@ pub fn sample<D: LogDensity>(
         1.0,
         s.max_depth,
     );
-    // Initial point: the one given, or uniform on (-2, 2), retried until finite.
-    let mut z: Option<State> = None;
-    let mut last_err = String::new();
-    for attempt in 0..100 {
-        let q: Vec<f64> = match (&init, attempt) {
-            (Some(init), 0) => init.clone(),
-            (Some(_), _) => break,
-            (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
+    let mut restarts = Vec::new();
+    let mut stopped = false;
+    let (mut z, step) = 'start: loop {
+        // Initial point: the one given, or uniform on (-2, 2), retried until finite.
+        let mut z: Option<State> = None;
+        let mut last_err = String::new();
+        for attempt in 0..100 {
+            let q: Vec<f64> = match (&init, attempt) {
+                (Some(init), 0) => init.clone(),
+                (Some(_), _) => break,
+                (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
+            };
+            match sampler.state_at(q) {
+                Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => {
+                    z = Some(st);
+                    break;
+                }
+                Ok(_) => last_err = "the log density or its gradient is not finite".into(),
+                Err(e) => last_err = e.message,
+            }
+        }
+        let Some(mut z) = z else {
+            return Err(format!("no initial point with a finite log density was found ({last_err})"));
         };
-        match sampler.state_at(q) {
-            Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => {
-                z = Some(st);
+        let start_logp = z.logp;
+        // Warmup.
+        sampler.metric = Metric::unit(dim);
+        sampler.step_size = 1.0;
+        let mut step = StepSizeAdapter::new(s.adapt_delta);
+        let mut windows = Windows::new(s.warmup);
+        let mut moments = Moments::new(dim, s.dense);
+        let mut buffer = Moments::new(dim, false);
+        if s.warmup > 0 {
+            sampler.init_step_size(&z);
+        }
+        step.restart(sampler.step_size);
+        let mut moved = false;
+        for it in 0..s.warmup {
+            if STOP.load(Ordering::Relaxed) {
+                stopped = true;
                 break;
             }
-            Ok(_) => last_err = "the log density or its gradient is not finite".into(),
-            Err(e) => last_err = e.message,
-        }
-    }
-    let Some(mut z) = z else {
-        return Err(format!("no initial point with a finite log density was found ({last_err})"));
-    };
-    let mut stopped = false;
-    // Warmup.
-    let mut step = StepSizeAdapter::new(s.adapt_delta);
-    let mut windows = Windows::new(s.warmup);
-    let mut moments = Moments::new(dim, s.dense);
-    let mut buffer = Moments::new(dim, false);
-    if s.warmup > 0 {
-        sampler.init_step_size(&z);
-    }
-    step.restart(sampler.step_size);
-    for it in 0..s.warmup {
-        if STOP.load(Ordering::Relaxed) {
-            stopped = true;
-            break;
-        }
-        let st = transition(&mut sampler, &mut z, s);
-        sampler.step_size = step.learn(st.accept_stat);
-        if windows.in_window() {
-            moments.add(&z.q);
-        }
-        if !s.dense && it < windows.init_buffer() {
-            // The initial buffer: a diagonal estimate from the last few draws every
-            // EARLY_UPDATE iterations (infer::adapt), so that the trees of the rest of the
-            // buffer and of the first window are not those of the unit metric. Not for the
-            // dense metric, whose first window estimates the scales anyway (and which ran
-            // slower with it: diamonds' ESS per second halved).
-            buffer.add(&z.q);
-            if (it + 1) % EARLY_UPDATE == 0 && it + 1 < windows.init_buffer() {
+            let before = (!moved).then(|| z.q.clone());
+            let st = transition(&mut sampler, &mut z, s);
+            moved = moved || before.is_some_and(|q| q != z.q);
+            // A random start where the chain cannot get going: no transition has moved it, or
+            // the step size has fallen so far that a leapfrog step changes no coordinate beyond
+            // the last few bits. The density there is so curved (an MA recursion that explodes,
+            // an overflow at the edge of a transform) that the step size adapts towards zero and
+            // the chain would stay for good. Start again elsewhere: the draws do not depend on
+            // a warmup that is thrown away.
+            if (it + 1) % STUCK_START == 0
+                && it < 3 * STUCK_START
+                && init.is_none()
+                && restarts.len() < MAX_RESTARTS
+                && (!moved || frozen(sampler.step_size, &sampler.metric.diagonal(), &z.q))
+            {
+                restarts.push(Restart { start_logp, iterations: it + 1, step_size: sampler.step_size });
+                continue 'start;
+            }
+            sampler.step_size = step.learn(st.accept_stat);
+            if windows.in_window() {
+                moments.add(&z.q);
+            }
+            if !s.dense && it < windows.init_buffer() {
+                // The initial buffer: a diagonal estimate from the last few draws every
+                // EARLY_UPDATE iterations (infer::adapt), so that the trees of the rest of the
+                // buffer and of the first window are not those of the unit metric. Not for the
+                // dense metric, whose first window estimates the scales anyway (and which ran
+                // slower with it: diamonds' ESS per second halved).
+                buffer.add(&z.q);
+                if (it + 1) % EARLY_UPDATE == 0 && it + 1 < windows.init_buffer() {
+                    let before = sampler.metric.diagonal();
+                    sampler.metric = Metric::Diag(buffer.regularised(&before));
+                    buffer.reset();
+                    if changed_much(&before, &sampler.metric.diagonal()) {
+                        sampler.init_step_size(&z);
+                        step.restart(sampler.step_size);
+                    }
+                }
+            }
+            if windows.step() {
                 let before = sampler.metric.diagonal();
-                sampler.metric = Metric::Diag(buffer.regularised(&before));
-                buffer.reset();
+                let est = moments.regularised(&before);
+                sampler.metric = if s.dense {
+                    Metric::dense(est).unwrap_or_else(|| sampler.metric.clone())
+                } else {
+                    Metric::Diag(est)
+                };
+                moments.reset();
+                // A new step size search and a fresh dual averaging when the metric changed much
+                // (as the first estimate after the unit metric usually does); otherwise the
+                // averaging runs on (infer::adapt).
                 if changed_much(&before, &sampler.metric.diagonal()) {
                     sampler.init_step_size(&z);
                     step.restart(sampler.step_size);
                 }
             }
+            progress(it);
         }
-        if windows.step() {
-            let before = sampler.metric.diagonal();
-            let est = moments.regularised(&before);
-            sampler.metric =
-                if s.dense { Metric::dense(est).unwrap_or_else(|| sampler.metric.clone()) } else { Metric::Diag(est) };
-            moments.reset();
-            // A new step size search and a fresh dual averaging when the metric changed much
-            // (as the first estimate after the unit metric usually does); otherwise the
-            // averaging runs on (infer::adapt).
-            if changed_much(&before, &sampler.metric.diagonal()) {
-                sampler.init_step_size(&z);
-                step.restart(sampler.step_size);
-            }
-        }
-        progress(it);
-    }
+        break (z, step);
+    };
     if s.warmup > 0 {
         sampler.step_size = step.final_step_size();
     }
     let inv_metric = sampler.metric.diagonal();
     let seconds_warmup = start.elapsed().as_secs_f64();
-    on_adapted(sampler.step_size, &inv_metric);
+    on_adapted(sampler.step_size, &inv_metric, &restarts);
     // Sampling.
     let sampling = Instant::now();
     for it in 0..s.draws {
@@ -419,7 +471,15 @@ pub fn sample<D: LogDensity>(
         seconds_sampling: sampling.elapsed().as_secs_f64(),
         grad_evals: sampler.grad_evals,
         stopped,
+        restarts,
     })
+}
+
+/// Whether a leapfrog step of `step_size` under the inverse metric `inv_metric` moves no
+/// coordinate of `q` by more than 1e-10 of its magnitude (or of 1): over the rest of warmup
+/// such a chain cannot leave where it is.
+fn frozen(step_size: f64, inv_metric: &[f64], q: &[f64]) -> bool {
+    q.iter().zip(inv_metric).all(|(q, v)| step_size * v.sqrt() < 1e-10 * q.abs().max(1.0))
 }
 
 /// Whether some coordinate's variance in the metric moved by more than a factor of 3 (the

@@ -80,6 +80,21 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
         }
     }
     warnings.extend(stuck_chains(&ok, n));
+    for (c, ch) in ok.iter().enumerate() {
+        if let Some(r) = ch.restarts.last() {
+            let count = match ch.restarts.len() {
+                1 => String::new(),
+                k => format!(" ({k} starts given up)"),
+            };
+            warnings.push(format!(
+                "chain {} started again from a new random point{count}: from the one before (log density {:.6e}) it made no progress in {} warmup iterations (step size {:.3e}); if this recurs, narrower priors or --init keep chains out of such regions",
+                c + 1,
+                r.start_logp,
+                r.iterations,
+                r.step_size
+            ));
+        }
+    }
     if stopped {
         warnings.push(format!("stopped early: {n} draws per chain kept"));
     }
@@ -102,6 +117,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
             "seconds_warmup": warm,
             "seconds_sampling": samp,
             "grad_evals": grads,
+            "restarts": ok.iter().map(|c| c.restarts.len()).collect::<Vec<usize>>(),
             "step_size": ok.iter().map(|c| c.step_size).collect::<Vec<f64>>(),
         },
         "warnings": warnings,
@@ -199,6 +215,7 @@ mod tests {
             grad_evals: 0,
             error: None,
             stopped: false,
+            restarts: Vec::new(),
         }
     }
 

@@ -78,6 +78,19 @@ pub fn write_header<W: Write>(w: &mut W, h: &Header, columns: &[String]) -> std:
     writeln!(w, "{}", columns.join(","))
 }
 
+/// The random starts a chain gave up (a comment line each, before the adaptation block; no
+/// `=` in them, so readers that parse `key = value` comments pass over them).
+pub fn write_restarts<W: Write>(w: &mut W, restarts: &[crate::infer::run::Restart]) -> std::io::Result<()> {
+    for r in restarts {
+        writeln!(
+            w,
+            "# Restarted: a random start with log density {:e} given up after {} warmup iterations, step size {:e}",
+            r.start_logp, r.iterations, r.step_size
+        )?;
+    }
+    Ok(())
+}
+
 pub fn write_adaptation<W: Write>(w: &mut W, step_size: f64, inv_metric_diag: &[f64]) -> std::io::Result<()> {
     writeln!(w, "# Adaptation terminated")?;
     writeln!(w, "# Step size = {step_size}")?;

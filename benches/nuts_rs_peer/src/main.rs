@@ -188,7 +188,7 @@ fn run_bnnc(jit: &mut Jit, chain: usize) -> Result<ChainRun, String> {
         &settings,
         chain_seed(seed(), chain),
         None, // uniform on (-2, 2), as Stan does
-        &mut |_, _| {},
+        &mut |_, _, _| {},
         &mut |_, z, st, _| {
             draws.push(z.q.clone());
             leapfrog += st.n_leapfrog as u64;
