@@ -1441,7 +1441,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 self.zero(oadj, 1)
             }
             Prim::LogDensity(f) if dist::is_elementwise(*f) && self.elementwise_len(args).is_some() => {
-                self.density_rev(*f, args, oadj)?;
+                self.density_rev(*f, dst, args, oadj)?;
                 self.zero(oadj, 1)
             }
             Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
@@ -1697,8 +1697,16 @@ impl<'a, 'f> Emitter<'a, 'f> {
             for (ptr, len) in self.array_args(args)? {
                 call.extend([ptr, len]);
             }
-            let fr = self.func_sig("bnnc_bernoulli_logit", &[PTR, types::I64, PTR, types::I64], Some(F64))?;
-            let c = self.b.ins().call(fr, &call);
+            let c = if let Some(d) = self.scratch_addr(dst, args)? {
+                // The partials too, for the reverse sweep.
+                call.push(d);
+                let fr =
+                    self.func_sig("bnnc_bernoulli_logit_keep", &[PTR, types::I64, PTR, types::I64, PTR], Some(F64))?;
+                self.b.ins().call(fr, &call)
+            } else {
+                let fr = self.func_sig("bnnc_bernoulli_logit", &[PTR, types::I64, PTR, types::I64], Some(F64))?;
+                self.b.ins().call(fr, &call)
+            };
             let r = self.b.inst_results(c)[0];
             let out = self.addr(dst)?;
             self.b.ins().store(self.mf, r, out, 0);
@@ -1738,17 +1746,17 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// Its reverse: each element's partials, scaled by the adjoint (broadcast arguments sum
     /// their partials first, as `math::dist` does).
-    fn density_rev(&mut self, f: Family, args: &[V], oadj: Value) -> R<()> {
+    fn density_rev(&mut self, f: Family, dst: V, args: &[V], oadj: Value) -> R<()> {
         if f == Family::BernoulliLogit {
             let Some(aadj) = self.adj(args[1]) else { return Ok(()) };
-            let mut call = Vec::new();
-            for (ptr, len) in self.array_args(args)? {
-                call.extend([ptr, len]);
-            }
+            let Some(d) = self.scratch_addr(dst, args)? else {
+                return Err(format!("{dst}: bernoulli_logit's partials were not kept"));
+            };
+            let n = self.int(self.elementwise_len(args).unwrap_or(0) as i64);
+            let na = self.int(self.p.info(args[1]).len() as i64);
             let g = self.ld0(oadj);
-            call.extend([aadj, g]);
-            let fr = self.func_sig("bnnc_bernoulli_logit_rev", &[PTR, types::I64, PTR, types::I64, PTR, F64], None)?;
-            self.b.ins().call(fr, &call);
+            let fr = self.func_sig("bnnc_partials_rev", &[PTR, types::I64, types::I64, PTR, F64], None)?;
+            self.b.ins().call(fr, &[d, n, na, aadj, g]);
             return Ok(());
         }
         let Some(DensityRev { n, at, m, adj, g, accs }) = self.density_rev_args(args, oadj)? else {
@@ -1773,6 +1781,21 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })?;
         self.density_flush(&accs, &adj, g);
         Ok(())
+    }
+
+    /// Where the density `dst` keeps its partials for this execution of its block (`None` when
+    /// the layout keeps none for it).
+    fn scratch_addr(&mut self, dst: V, args: &[V]) -> R<Option<Value>> {
+        let Some(off) = self.lay.scratch[dst.0 as usize] else { return Ok(None) };
+        let info = self.p.info(dst);
+        let base = self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64);
+        if info.block == ENTRY {
+            return Ok(Some(base));
+        }
+        let len = args.iter().map(|a| self.p.info(*a).len()).max().unwrap_or(0);
+        let cur = self.b.use_var(self.cur[info.block.0 as usize]);
+        let scaled = self.b.ins().imul_imm_s(cur, (len * 8) as i64);
+        Ok(Some(self.b.ins().iadd(base, scaled)))
     }
 
     /// (address, element count) of each argument for an array kernel; a literal is put in a

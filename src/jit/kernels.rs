@@ -12,7 +12,7 @@ use super::layout::Layout;
 use crate::ir::interp::{constrain_param, constrain_param_vjp};
 use crate::ir::prim::{self, Bin, Prim, Scratch, Un};
 use crate::ir::{Inst, Program};
-use crate::math::{dist, vmath};
+use crate::math::dist;
 use smallvec::SmallVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -311,22 +311,37 @@ pub unsafe extern "C" fn k_bernoulli_logit(y: *const f64, ny: i64, a: *const f64
     dist::log_density(dist::Family::BernoulliLogit, &args, None)
 }
 
-/// Its reverse: `g ∂/∂aᵢ` added into `adj` (summed first when `a` is broadcast), zero when
-/// `g` is, as the compiled reverse of an elementwise density does.
+/// [`k_bernoulli_logit`], and each element's partial in its logit written to `d` (n elements,
+/// n the larger of `ny` and `na`) for [`k_partials_rev`].
 ///
 /// # Safety
-/// The pointers hold `ny`, `na` and `na` elements.
-pub unsafe extern "C" fn k_bernoulli_logit_rev(y: *const f64, ny: i64, a: *const f64, na: i64, adj: *mut f64, g: f64) {
+/// The pointers hold `ny`, `na` and n elements.
+pub unsafe extern "C" fn k_bernoulli_logit_keep(y: *const f64, ny: i64, a: *const f64, na: i64, d: *mut f64) -> f64 {
     let (y, a) = (std::slice::from_raw_parts(y, ny as usize), std::slice::from_raw_parts(a, na as usize));
+    let d = std::slice::from_raw_parts_mut(d, y.len().max(a.len()));
+    dist::bernoulli_logit_keep_partials(y, a, d)
+}
+
+/// The reverse of a density whose partials `d` (n elements) were kept: `g dᵢ` added into `adj`
+/// (na elements: n, or 1 for a broadcast argument, whose partials are summed first), nothing
+/// when `g` is zero, as the compiled reverse of an elementwise density does.
+///
+/// # Safety
+/// The pointers hold n and na elements.
+pub unsafe extern "C" fn k_partials_rev(d: *const f64, n: i64, na: i64, adj: *mut f64, g: f64) {
+    let d = std::slice::from_raw_parts(d, n as usize);
     let adj = std::slice::from_raw_parts_mut(adj, na as usize);
-    let n = y.len().max(a.len());
     let scaled = |d: f64| if g != 0.0 { g * d } else { 0.0 };
-    if a.len() == 1 {
+    if adj.len() == 1 {
         let mut acc = 0.0;
-        vmath::bernoulli_logit_partials(y, a, n, |_, d| acc += d);
+        for x in d {
+            acc += x;
+        }
         adj[0] += scaled(acc);
     } else {
-        vmath::bernoulli_logit_partials(y, a, n, |i, d| adj[i] += scaled(d));
+        for (a, x) in adj.iter_mut().zip(d) {
+            *a += scaled(*x);
+        }
     }
 }
 

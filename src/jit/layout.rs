@@ -3,6 +3,7 @@
 
 use crate::ir::adjoint::{differentiate, Adjoint};
 use crate::ir::{BlockId, Inst, Prim, Program, V};
+use crate::math::dist::Family;
 
 /// Where a value's primal lives.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,6 +32,10 @@ pub struct Layout {
     pub in_density: Vec<bool>,
     /// What to write into the arena once: (offset, values).
     pub init: Vec<(usize, Vec<f64>)>,
+    /// Per value: where a density that keeps its elements' partials from the forward sweep
+    /// for the reverse one (`bernoulli_logit`, whose partials reuse the forward's `exp`)
+    /// keeps them, one array of its element count per execution of its block.
+    pub scratch: Vec<Option<usize>>,
 }
 
 impl Layout {
@@ -89,6 +94,21 @@ impl Layout {
             slot.push(size);
             size += s.shape.iter().product::<usize>();
         }
+        let mut scratch = vec![None; n];
+        for (b, block) in p.blocks.iter().enumerate() {
+            if !in_density[b] {
+                continue;
+            }
+            for inst in block {
+                if let Inst::Op { dst, prim: Prim::LogDensity(Family::BernoulliLogit), args } = inst {
+                    if args.len() == 2 && useful[args[1].0 as usize] {
+                        let len = args.iter().map(|a| p.info(*a).len()).max().unwrap_or(0);
+                        scratch[dst.0 as usize] = Some(size);
+                        size += p.execs[b] * len;
+                    }
+                }
+            }
+        }
         let adj_start = size;
         let mut adj = vec![None; n];
         for (v, u) in useful.iter().enumerate() {
@@ -104,7 +124,7 @@ impl Layout {
                 size += p.slots[s].shape.iter().product::<usize>();
             }
         }
-        Layout { val, adj, slot, slot_adj, adj_start, size, active, in_density, init }
+        Layout { val, adj, slot, slot_adj, adj_start, size, active, in_density, init, scratch }
     }
 
     /// Whether the reverse sweep handles `v`'s defining operation.

@@ -793,15 +793,12 @@ fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64
 }
 
 /// `bernoulli_logit` over whole arrays, four elements at a time (`math::vmath`), as compiled
-/// code computes it too; the checks of [`elementwise`] (a non-finite logit or a NaN label gives
-/// NaN, a label outside {0, 1} −∞) in two tight loops.
+/// code computes it too, with the checks of [`elementwise`] (a non-finite logit or a NaN label
+/// gives NaN, a label outside {0, 1} −∞) made in the same pass as the sum.
 fn bernoulli_logit(y: &[f64], a: &[f64], n: usize, grads: Option<&mut [&mut [f64]]>) -> f64 {
-    if a.iter().any(|v| !v.is_finite()) || y.iter().any(|v| v.is_nan()) {
-        return f64::NAN;
-    }
-    if y.iter().any(|v| *v != 0.0 && *v != 1.0) {
-        return f64::NEG_INFINITY;
-    }
+    let Some(lp) = vmath::bernoulli_logit_checked(y, a, n, None) else {
+        return bernoulli_logit_failed(y, a);
+    };
     if let Some(g) = grads {
         let ga = &mut *g[1];
         vmath::bernoulli_logit_partials(y, a, n, |i, d| {
@@ -812,7 +809,30 @@ fn bernoulli_logit(y: &[f64], a: &[f64], n: usize, grads: Option<&mut [&mut [f64
             }
         });
     }
-    vmath::bernoulli_logit_sum(y, a, n)
+    lp
+}
+
+/// `bernoulli_logit` summed over n elements (`y` and `a` of length n or 1), with each element's
+/// partial in its logit written to `d` (n elements) when the result is finite: what compiled
+/// code keeps for its reverse sweep. The same bits as [`log_density`].
+pub fn bernoulli_logit_keep_partials(y: &[f64], a: &[f64], d: &mut [f64]) -> f64 {
+    match vmath::bernoulli_logit_checked(y, a, d.len(), Some(d)) {
+        Some(lp) => lp,
+        None => bernoulli_logit_failed(y, a),
+    }
+}
+
+/// What the checks give when some argument is outside the domain: NaN for a logit that is not
+/// finite or a NaN label, −∞ for another label outside {0, 1}.
+fn bernoulli_logit_failed(y: &[f64], a: &[f64]) -> f64 {
+    if a.iter().any(|v| !v.is_finite()) || y.iter().any(|v| v.is_nan()) {
+        f64::NAN
+    } else if y.iter().any(|v| *v != 0.0 && *v != 1.0) {
+        f64::NEG_INFINITY
+    } else {
+        // Not reached: the pass flags exactly these cases.
+        f64::NAN
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -679,6 +679,99 @@ pub fn bernoulli_logit_partials(y: &[f64], a: &[f64], n: usize, mut f: impl FnMu
     }
 }
 
+/// The term, its partial in α, and a lane of 1 where the inputs are outside the density's
+/// domain (α not finite, y not 0 or 1; y(1 − y) is 0 exactly for y ∈ {0, 1}), 0 elsewhere.
+#[inline(always)]
+fn bernoulli_logit_both<L: Lane>(y: L, a: L) -> (L, L, L) {
+    let one = y.eq(1.0);
+    let s = L::select(one, a.neg(), a);
+    let e = exp_body(s.abs().neg());
+    let lp = s.max_c(0.0).add(log1p_body(e)).neg();
+    let num = L::select(s.lt(0.0), e, L::splat(1.0));
+    let sg = num.div(e.add(L::splat(1.0)));
+    let da = L::select(one, sg, sg.neg());
+    let ok = L::and(a.abs().lt(f64::INFINITY), y.mul(L::splat(1.0).sub(y)).eq(0.0));
+    (lp, da, L::select(ok, L::splat(0.0), L::splat(1.0)))
+}
+
+/// [`bernoulli_logit_sum`] and, into `d` when given (n elements), the partials of
+/// [`bernoulli_logit_partials`], with the same bits, in one pass that also checks the
+/// arguments: `None` when some α is not finite or some y is not 0 or 1 (the caller then
+/// works out which).
+pub fn bernoulli_logit_checked(y: &[f64], a: &[f64], n: usize, d: Option<&mut [f64]>) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn load(v: &[f64], k: usize) -> V4 {
+            if v.len() == 1 {
+                V4(_mm256_set1_pd(v[0]))
+            } else {
+                V4(_mm256_loadu_pd(v.as_ptr().add(k)))
+            }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn four(y: &[f64], a: &[f64], n: usize, mut d: Option<&mut [f64]>) -> Option<f64> {
+            let (mut acc, mut bad) = (V4::splat(0.0), V4::splat(0.0));
+            let mut k = 0;
+            while k + 4 <= n {
+                let (lp, da, b) = bernoulli_logit_both(load(y, k), load(a, k));
+                acc = acc.add(lp);
+                bad = bad.add(b);
+                if let Some(d) = d.as_deref_mut() {
+                    _mm256_storeu_pd(d.as_mut_ptr().add(k), da.0);
+                }
+                k += 4;
+            }
+            let mut lanes = [0.0f64; 4];
+            _mm256_storeu_pd(lanes.as_mut_ptr(), acc.0);
+            let mut bads = [0.0f64; 4];
+            _mm256_storeu_pd(bads.as_mut_ptr(), bad.0);
+            if k < n {
+                // The last one to three elements, padded with the last one.
+                let (mut yb, mut ab) = ([0.0f64; 4], [0.0f64; 4]);
+                for l in 0..4 {
+                    let e = (k + l).min(n - 1);
+                    yb[l] = at(y, e);
+                    ab[l] = at(a, e);
+                }
+                let (lp, da, b) =
+                    bernoulli_logit_both(V4(_mm256_loadu_pd(yb.as_ptr())), V4(_mm256_loadu_pd(ab.as_ptr())));
+                let (mut r, mut rd, mut rb) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+                _mm256_storeu_pd(r.as_mut_ptr(), lp.0);
+                _mm256_storeu_pd(rd.as_mut_ptr(), da.0);
+                _mm256_storeu_pd(rb.as_mut_ptr(), b.0);
+                for l in 0..n - k {
+                    lanes[l] += r[l];
+                    bads[l] += rb[l];
+                }
+                if let Some(d) = d {
+                    d[k..n].copy_from_slice(&rd[..n - k]);
+                }
+            }
+            if bads.iter().any(|b| *b != 0.0) {
+                return None;
+            }
+            Some((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        }
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; `y` and `a` hold n elements or one, `d` n.
+            return unsafe { four(y, a, n, d) };
+        }
+    }
+    let mut acc = [0.0f64; 4];
+    let mut bad = false;
+    let mut d = d;
+    for i in 0..n {
+        let (lp, da, b) = bernoulli_logit_both(at(y, i), at(a, i));
+        acc[i % 4] += lp;
+        bad |= b != 0.0;
+        if let Some(d) = d.as_deref_mut() {
+            d[i] = da;
+        }
+    }
+    (!bad).then(|| (acc[0] + acc[1]) + (acc[2] + acc[3]))
+}
+
 /// One term of [`bernoulli_logit_sum`], with the same bits.
 pub fn bernoulli_logit_term(y: f64, a: f64) -> f64 {
     let mut o = [0.0];
