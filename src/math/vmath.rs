@@ -451,6 +451,17 @@ fn log1p_body<L: Lane>(x: L) -> L {
     L::select(x.is_nan(), x, y)
 }
 
+/// ln(1 + x) for x in [0, 1] (as `exp(−|s|)` is): [`log1p_body`] without its special cases,
+/// none of which arises there, so the same bits.
+#[inline(always)]
+fn log1p_unit<L: Lane>(x: L) -> L {
+    let u = x.add(L::splat(1.0));
+    let (k, f) = log_parts(u);
+    let c = x.sub(u.sub(L::splat(1.0))).div(u);
+    let lf = ln1p_reduced(f);
+    k.fma(L::splat(LN2_HI), lf.add(k.fma(L::splat(LN2_LO), c)))
+}
+
 /// Whether the CPU has AVX2 and FMA (checked once), for the four-lane code here and the
 /// matrix kernels of `jit::gemm`.
 pub(crate) fn has_avx2_fma() -> bool {
@@ -561,7 +572,7 @@ elementary!(
 #[inline(always)]
 fn bernoulli_logit_lp<L: Lane>(y: L, a: L) -> L {
     let s = L::select(y.eq(1.0), a.neg(), a);
-    let l = log1p_body(exp_body(s.abs().neg()));
+    let l = log1p_unit(exp_body(s.abs().neg()));
     s.max_c(0.0).add(l).neg()
 }
 
@@ -686,7 +697,7 @@ fn bernoulli_logit_both<L: Lane>(y: L, a: L) -> (L, L, L) {
     let one = y.eq(1.0);
     let s = L::select(one, a.neg(), a);
     let e = exp_body(s.abs().neg());
-    let lp = s.max_c(0.0).add(log1p_body(e)).neg();
+    let lp = s.max_c(0.0).add(log1p_unit(e)).neg();
     let num = L::select(s.lt(0.0), e, L::splat(1.0));
     let sg = num.div(e.add(L::splat(1.0)));
     let da = L::select(one, sg, sg.neg());
