@@ -19,6 +19,21 @@ fn close(a: f64, b: f64, scale: f64) -> bool {
     a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(scale)
 }
 
+/// The program of model `src` with data `data`, both written to a temporary directory of
+/// their own (removed again) as a user's files would be.
+fn lower_temp(name: &str, src: &str, data: &str) -> bnnc::ir::Program {
+    let dir = std::env::temp_dir().join(format!("bnnc-jit-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let model = dir.join(format!("{name}.bnn"));
+    std::fs::write(&model, src).expect("write");
+    std::fs::write(model.with_extension("json"), data).expect("write");
+    let mut fe = frontend_file(&model);
+    let program = fe.program(&model, None);
+    let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
+    let _ = std::fs::remove_dir_all(&dir);
+    program.unwrap_or_else(|| panic!("{name} should lower:\n{shown}"))
+}
+
 #[test]
 fn jit_equals_interpreter_on_every_model() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -126,20 +141,11 @@ model {
   w ~ normal(0, 1)
 }
 ";
-    let dir = std::env::temp_dir().join(format!("bnnc-jit-fused-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let model = dir.join("fused.bnn");
-    std::fs::write(&model, src).expect("write");
-    std::fs::write(
-        model.with_extension("json"),
+    let program = lower_temp(
+        "fused",
+        src,
         r#"{"N": 7, "x": [0.5, -1.2, 2.0, 0.1, -0.7, 1.5, 3.0], "y": [1.0, -0.5, 2.2, 0.3, -1.1, 1.8, 3.1]}"#,
-    )
-    .expect("write");
-    let mut fe = frontend_file(&model);
-    let program = fe.program(&model, None);
-    let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
-    let program = program.unwrap_or_else(|| panic!("should lower:\n{shown}"));
-    let _ = std::fs::remove_dir_all(&dir);
+    );
     let mut interp = Interp::new(&program);
     let mut jit = Jit::new(&program).expect("compiles");
     // u = a + b * x (2), v's and t's chains; exp, log1p and tanh go to the array kernels
@@ -185,21 +191,12 @@ model {
   b ~ normal(0, 1)
 }
 ";
-    let dir = std::env::temp_dir().join(format!("bnnc-jit-bern-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let model = dir.join("bern.bnn");
-    std::fs::write(&model, src).expect("write");
-    std::fs::write(
-        model.with_extension("json"),
+    let program = lower_temp(
+        "bern",
+        src,
         r#"{"G": 3, "N": 6, "y": [[1, 0, 0, 1, 1, 0], [0, 0, 1, 1, 0, 1], [1, 1, 1, 0, 0, 0]],
             "x": [[0.5, -1.2, 2.0, 0.1, -0.7, 1.5], [3.0, -0.2, 0.4, -2.5, 1.1, 0.0], [-30.0, 40.0, 0.9, -0.3, 0.2, 1.0]]}"#,
-    )
-    .expect("write");
-    let mut fe = frontend_file(&model);
-    let program = fe.program(&model, None);
-    let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
-    let program = program.unwrap_or_else(|| panic!("should lower:\n{shown}"));
-    let _ = std::fs::remove_dir_all(&dir);
+    );
     let mut interp = Interp::new(&program);
     let mut jit = Jit::new(&program).expect("compiles");
     let dim = program.dim();

@@ -185,17 +185,21 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let info = self.p.info(v);
         match self.lay.val[v.0 as usize] {
             Loc::Fixed(off) => Ok(self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64)),
-            Loc::PerExec(off) => {
-                let base = self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64);
-                if info.block == ENTRY || info.is_empty() {
-                    return Ok(base);
-                }
-                let cur = self.b.use_var(self.cur[info.block.0 as usize]);
-                let scaled = self.b.ins().imul_imm_s(cur, (info.len() * 8) as i64);
-                Ok(self.b.ins().iadd(base, scaled))
-            }
+            Loc::PerExec(off) => Ok(self.per_exec(off, info.block, info.len())),
             Loc::None => Err(format!("{v} is used by the log density but has no storage")),
         }
+    }
+
+    /// The address of this execution's copy in an arena region of one `len`-element array per
+    /// execution of `block`, starting at `off`.
+    fn per_exec(&mut self, off: usize, block: BlockId, len: usize) -> Value {
+        let base = self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64);
+        if block == ENTRY || len == 0 {
+            return base;
+        }
+        let cur = self.b.use_var(self.cur[block.0 as usize]);
+        let scaled = self.b.ins().imul_imm_s(cur, (len * 8) as i64);
+        self.b.ins().iadd(base, scaled)
     }
 
     fn adj(&mut self, v: V) -> Option<Value> {
@@ -1697,7 +1701,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             for (ptr, len) in self.array_args(args)? {
                 call.extend([ptr, len]);
             }
-            let c = if let Some(d) = self.scratch_addr(dst, args)? {
+            let c = if let Some((d, _)) = self.scratch_addr(dst) {
                 // The partials too, for the reverse sweep.
                 call.push(d);
                 let fr =
@@ -1749,10 +1753,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
     fn density_rev(&mut self, f: Family, dst: V, args: &[V], oadj: Value) -> R<()> {
         if f == Family::BernoulliLogit {
             let Some(aadj) = self.adj(args[1]) else { return Ok(()) };
-            let Some(d) = self.scratch_addr(dst, args)? else {
+            let Some((d, n)) = self.scratch_addr(dst) else {
                 return Err(format!("{dst}: bernoulli_logit's partials were not kept"));
             };
-            let n = self.int(self.elementwise_len(args).unwrap_or(0) as i64);
+            let n = self.int(n as i64);
             let na = self.int(self.p.info(args[1]).len() as i64);
             let g = self.ld0(oadj);
             let fr = self.func_sig("bnnc_partials_rev", &[PTR, types::I64, types::I64, PTR, F64], None)?;
@@ -1783,19 +1787,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(())
     }
 
-    /// Where the density `dst` keeps its partials for this execution of its block (`None` when
-    /// the layout keeps none for it).
-    fn scratch_addr(&mut self, dst: V, args: &[V]) -> R<Option<Value>> {
-        let Some(off) = self.lay.scratch[dst.0 as usize] else { return Ok(None) };
-        let info = self.p.info(dst);
-        let base = self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64);
-        if info.block == ENTRY {
-            return Ok(Some(base));
-        }
-        let len = args.iter().map(|a| self.p.info(*a).len()).max().unwrap_or(0);
-        let cur = self.b.use_var(self.cur[info.block.0 as usize]);
-        let scaled = self.b.ins().imul_imm_s(cur, (len * 8) as i64);
-        Ok(Some(self.b.ins().iadd(base, scaled)))
+    /// Where the density `dst` keeps its partials for this execution of its block, and how many
+    /// (`None` when the layout keeps none for it).
+    fn scratch_addr(&mut self, dst: V) -> Option<(Value, usize)> {
+        let (off, len) = self.lay.scratch[dst.0 as usize]?;
+        Some((self.per_exec(off, self.p.info(dst).block, len), len))
     }
 
     /// (address, element count) of each argument for an array kernel; a literal is put in a

@@ -34,8 +34,9 @@ pub struct Layout {
     pub init: Vec<(usize, Vec<f64>)>,
     /// Per value: where a density that keeps its elements' partials from the forward sweep
     /// for the reverse one (`bernoulli_logit`, whose partials reuse the forward's `exp`)
-    /// keeps them, one array of its element count per execution of its block.
-    pub scratch: Vec<Option<usize>>,
+    /// keeps them, one array of its element count per execution of its block: (offset, element
+    /// count).
+    pub scratch: Vec<Option<(usize, usize)>>,
 }
 
 impl Layout {
@@ -103,7 +104,7 @@ impl Layout {
                 if let Inst::Op { dst, prim: Prim::LogDensity(Family::BernoulliLogit), args } = inst {
                     if args.len() == 2 && useful[args[1].0 as usize] {
                         let len = args.iter().map(|a| p.info(*a).len()).max().unwrap_or(0);
-                        scratch[dst.0 as usize] = Some(size);
+                        scratch[dst.0 as usize] = Some((size, len));
                         size += p.execs[b] * len;
                     }
                 }

@@ -567,25 +567,16 @@ elementary!(
 
 // ---- bernoulli_logit --------------------------------------------------------------------------
 
-/// ln P(y | logit⁻¹ α) = −softplus(s) with s = −α for y = 1 and s = α for y = 0, where
-/// softplus(s) = max(s, 0) + ln(1 + e^−|s|).
+/// ln P(y | logit⁻¹ α) (see [`bernoulli_logit_both`]).
 #[inline(always)]
 fn bernoulli_logit_lp<L: Lane>(y: L, a: L) -> L {
-    let s = L::select(y.eq(1.0), a.neg(), a);
-    let l = log1p_unit(exp_body(s.abs().neg()));
-    s.max_c(0.0).add(l).neg()
+    bernoulli_logit_both(y, a).0
 }
 
-/// Its derivative in α: σ(−α) for y = 1, −σ(α) for y = 0, that is ±σ(s), with
-/// σ(s) = 1 / (1 + e^−s) for s ≥ 0 and e^s / (1 + e^s) below.
+/// Its derivative in α.
 #[inline(always)]
 fn bernoulli_logit_da<L: Lane>(y: L, a: L) -> L {
-    let one = y.eq(1.0);
-    let s = L::select(one, a.neg(), a);
-    let e = exp_body(s.abs().neg());
-    let num = L::select(s.lt(0.0), e, L::splat(1.0));
-    let sg = num.div(e.add(L::splat(1.0)));
-    L::select(one, sg, sg.neg())
+    bernoulli_logit_both(y, a).1
 }
 
 /// Elements per block of the array densities: computed into a buffer on the stack, then
@@ -602,6 +593,30 @@ fn at(v: &[f64], i: usize) -> f64 {
     }
 }
 
+/// Four elements from k of an argument, or its one element four times.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `v` holds k + 4 elements or one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_or_splat(v: &[f64], k: usize) -> V4 {
+    if v.len() == 1 {
+        V4(_mm256_set1_pd(v[0]))
+    } else {
+        V4(_mm256_loadu_pd(v.as_ptr().add(k)))
+    }
+}
+
+/// The elements from `from` up to `last` of an argument of length n or 1, padded to four with
+/// element `last`: the lanes of the last partial vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tail_lanes(v: &[f64], from: usize, last: usize) -> V4 {
+    let b: [f64; 4] = std::array::from_fn(|l| at(v, (from + l).min(last)));
+    // SAFETY: `b` holds four elements.
+    V4(unsafe { _mm256_loadu_pd(b.as_ptr()) })
+}
+
 macro_rules! density_block {
     ($name:ident, $body:ident) => {
         /// Elements `[i, i + out.len())` of the density's elementwise term, with broadcast
@@ -609,33 +624,19 @@ macro_rules! density_block {
         fn $name(y: &[f64], a: &[f64], i: usize, out: &mut [f64]) {
             #[cfg(target_arch = "x86_64")]
             {
-                /// Four elements from k of an argument, or its one element four times.
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn load(v: &[f64], k: usize) -> V4 {
-                    if v.len() == 1 {
-                        V4(_mm256_set1_pd(v[0]))
-                    } else {
-                        V4(_mm256_loadu_pd(v.as_ptr().add(k)))
-                    }
-                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn four(y: &[f64], a: &[f64], i: usize, out: &mut [f64]) {
                     let m = out.len();
                     let mut k = 0;
                     while k + 4 <= m {
-                        let v = $body(load(y, i + k), load(a, i + k));
+                        let v = $body(load_or_splat(y, i + k), load_or_splat(a, i + k));
                         _mm256_storeu_pd(out.as_mut_ptr().add(k), v.0);
                         k += 4;
                     }
                     if k < m {
                         // The last one to three elements, padded with the last one.
-                        let (mut yb, mut ab) = ([0.0f64; 4], [0.0f64; 4]);
-                        for l in 0..4 {
-                            let e = i + (k + l).min(m - 1);
-                            yb[l] = at(y, e);
-                            ab[l] = at(a, e);
-                        }
-                        let v = $body(V4(_mm256_loadu_pd(yb.as_ptr())), V4(_mm256_loadu_pd(ab.as_ptr())));
+                        let last = i + m - 1;
+                        let v = $body(tail_lanes(y, i + k, last), tail_lanes(a, i + k, last));
                         let mut r = [0.0f64; 4];
                         _mm256_storeu_pd(r.as_mut_ptr(), v.0);
                         out[k..m].copy_from_slice(&r[..m - k]);
@@ -657,25 +658,6 @@ macro_rules! density_block {
 density_block!(bernoulli_logit_block, bernoulli_logit_lp);
 density_block!(bernoulli_logit_da_block, bernoulli_logit_da);
 
-/// Σᵢ ln P(yᵢ | logit⁻¹ αᵢ) over n elements (`y` and `a` of length n, or 1 to broadcast), the
-/// terms computed four at a time and summed in four interleaved accumulators (element i into
-/// accumulator i mod 4, then (s₀ + s₁) + (s₂ + s₃)): the same sum on every machine. The
-/// arguments are not checked (y in {0, 1}, α finite).
-pub fn bernoulli_logit_sum(y: &[f64], a: &[f64], n: usize) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let mut buf = [0.0f64; BLOCK];
-    let mut i = 0;
-    while i < n {
-        let m = (n - i).min(BLOCK);
-        bernoulli_logit_block(y, a, i, &mut buf[..m]);
-        for (k, v) in buf[..m].iter().enumerate() {
-            acc[(i + k) % 4] += v;
-        }
-        i += m;
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
-}
-
 /// ∂/∂αᵢ of the same terms, handed to `f(i, ∂ᵢ)` in order of i.
 pub fn bernoulli_logit_partials(y: &[f64], a: &[f64], n: usize, mut f: impl FnMut(usize, f64)) {
     let mut buf = [0.0f64; BLOCK];
@@ -690,8 +672,12 @@ pub fn bernoulli_logit_partials(y: &[f64], a: &[f64], n: usize, mut f: impl FnMu
     }
 }
 
-/// The term, its partial in α, and a lane of 1 where the inputs are outside the density's
-/// domain (α not finite, y not 0 or 1; y(1 − y) is 0 exactly for y ∈ {0, 1}), 0 elsewhere.
+/// The term ln P(y | logit⁻¹ α) = −softplus(s) with s = −α for y = 1 and s = α for y = 0,
+/// where softplus(s) = max(s, 0) + ln(1 + e^−|s|); its partial in α, σ(−α) for y = 1 and
+/// −σ(α) for y = 0, that is ±σ(s), with σ(s) = 1 / (1 + e^−s) for s ≥ 0 and e^s / (1 + e^s)
+/// below; and a lane of 1 where the inputs are outside the density's domain (α not finite,
+/// y not 0 or 1; y(1 − y) is 0 exactly for y ∈ {0, 1}), 0 elsewhere. Inlined, the parts a
+/// caller does not use are not computed.
 #[inline(always)]
 fn bernoulli_logit_both<L: Lane>(y: L, a: L) -> (L, L, L) {
     let one = y.eq(1.0);
@@ -705,27 +691,21 @@ fn bernoulli_logit_both<L: Lane>(y: L, a: L) -> (L, L, L) {
     (lp, da, L::select(ok, L::splat(0.0), L::splat(1.0)))
 }
 
-/// [`bernoulli_logit_sum`] and, into `d` when given (n elements), the partials of
-/// [`bernoulli_logit_partials`], with the same bits, in one pass that also checks the
-/// arguments: `None` when some α is not finite or some y is not 0 or 1 (the caller then
-/// works out which).
+/// Σᵢ ln P(yᵢ | logit⁻¹ αᵢ) over n elements (`y` and `a` of length n, or 1 to broadcast), and
+/// into `d` when given (n elements) the partials of [`bernoulli_logit_partials`], with the
+/// same bits, in one pass that also checks the arguments: `None` when some α is not finite or
+/// some y is not 0 or 1 (the caller then works out which). The terms are computed four at a
+/// time and summed in four interleaved accumulators (element i into accumulator i mod 4, then
+/// (s₀ + s₁) + (s₂ + s₃)): the same sum on every machine.
 pub fn bernoulli_logit_checked(y: &[f64], a: &[f64], n: usize, d: Option<&mut [f64]>) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn load(v: &[f64], k: usize) -> V4 {
-            if v.len() == 1 {
-                V4(_mm256_set1_pd(v[0]))
-            } else {
-                V4(_mm256_loadu_pd(v.as_ptr().add(k)))
-            }
-        }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn four(y: &[f64], a: &[f64], n: usize, mut d: Option<&mut [f64]>) -> Option<f64> {
             let (mut acc, mut bad) = (V4::splat(0.0), V4::splat(0.0));
             let mut k = 0;
             while k + 4 <= n {
-                let (lp, da, b) = bernoulli_logit_both(load(y, k), load(a, k));
+                let (lp, da, b) = bernoulli_logit_both(load_or_splat(y, k), load_or_splat(a, k));
                 acc = acc.add(lp);
                 bad = bad.add(b);
                 if let Some(d) = d.as_deref_mut() {
@@ -739,14 +719,7 @@ pub fn bernoulli_logit_checked(y: &[f64], a: &[f64], n: usize, d: Option<&mut [f
             _mm256_storeu_pd(bads.as_mut_ptr(), bad.0);
             if k < n {
                 // The last one to three elements, padded with the last one.
-                let (mut yb, mut ab) = ([0.0f64; 4], [0.0f64; 4]);
-                for l in 0..4 {
-                    let e = (k + l).min(n - 1);
-                    yb[l] = at(y, e);
-                    ab[l] = at(a, e);
-                }
-                let (lp, da, b) =
-                    bernoulli_logit_both(V4(_mm256_loadu_pd(yb.as_ptr())), V4(_mm256_loadu_pd(ab.as_ptr())));
+                let (lp, da, b) = bernoulli_logit_both(tail_lanes(y, k, n - 1), tail_lanes(a, k, n - 1));
                 let (mut r, mut rd, mut rb) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
                 _mm256_storeu_pd(r.as_mut_ptr(), lp.0);
                 _mm256_storeu_pd(rd.as_mut_ptr(), da.0);
@@ -783,7 +756,7 @@ pub fn bernoulli_logit_checked(y: &[f64], a: &[f64], n: usize, d: Option<&mut [f
     (!bad).then(|| (acc[0] + acc[1]) + (acc[2] + acc[3]))
 }
 
-/// One term of [`bernoulli_logit_sum`], with the same bits.
+/// One term of [`bernoulli_logit_checked`]'s sum, with the same bits.
 pub fn bernoulli_logit_term(y: f64, a: f64) -> f64 {
     let mut o = [0.0];
     bernoulli_logit_block(&[y], &[a], 0, &mut o);
