@@ -348,27 +348,7 @@ pub fn sample<D: LogDensity>(
     let mut restarts = Vec::new();
     let mut stopped = false;
     let (mut z, step) = 'start: loop {
-        // Initial point: the one given, or uniform on (-2, 2), retried until finite.
-        let mut z: Option<State> = None;
-        let mut last_err = String::new();
-        for attempt in 0..100 {
-            let q: Vec<f64> = match (&init, attempt) {
-                (Some(init), 0) => init.clone(),
-                (Some(_), _) => break,
-                (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
-            };
-            match sampler.state_at(q) {
-                Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => {
-                    z = Some(st);
-                    break;
-                }
-                Ok(_) => last_err = "the log density or its gradient is not finite".into(),
-                Err(e) => last_err = e.message,
-            }
-        }
-        let Some(mut z) = z else {
-            return Err(format!("no initial point with a finite log density was found ({last_err})"));
-        };
+        let mut z = initial_state(&mut sampler, &mut rng, init.as_deref())?;
         let start_logp = z.logp;
         // Warmup.
         sampler.metric = Metric::unit(dim);
@@ -473,6 +453,30 @@ pub fn sample<D: LogDensity>(
         stopped,
         restarts,
     })
+}
+
+/// The initial point: the one given, or uniform on (-2, 2), retried until the log density and
+/// its gradient are finite.
+fn initial_state<D: LogDensity, R: rand::Rng>(
+    sampler: &mut Sampler<D, R>,
+    rng: &mut impl rand::Rng,
+    init: Option<&[f64]>,
+) -> Result<State, String> {
+    let dim = sampler.density.dim();
+    let mut last_err = String::new();
+    for attempt in 0..100 {
+        let q: Vec<f64> = match (init, attempt) {
+            (Some(init), 0) => init.to_vec(),
+            (Some(_), _) => break,
+            (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
+        };
+        match sampler.state_at(q) {
+            Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => return Ok(st),
+            Ok(_) => last_err = "the log density or its gradient is not finite".into(),
+            Err(e) => last_err = e.message,
+        }
+    }
+    Err(format!("no initial point with a finite log density was found ({last_err})"))
 }
 
 /// Whether a leapfrog step of `step_size` under the inverse metric `inv_metric` moves no
