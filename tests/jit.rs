@@ -167,6 +167,66 @@ model {
     }
 }
 
+/// Elementwise loops run two elements at a time with a last odd one alone: over a whole
+/// array, and over the rows of a matrix with a vector along them (the bias of a layer). With
+/// an odd and an even number of columns, broadcast scalars, comparisons, `max`, `abs`, `relu`
+/// and a function called per element (`lgamma`): the same log density and gradient as the
+/// interpreter, to the rule of this file (the matrix product sums in another order).
+#[test]
+fn two_lane_loops_with_odd_and_even_lengths_equal_the_interpreter() {
+    let src = "
+data {
+  N: int<lower=1>
+  K: int<lower=1>
+  H: int<lower=1>
+  x: matrix[N, K]
+}
+params {
+  W: matrix[K, H]
+  b: vector[H]
+  c: real
+  s: real<lower=0>
+}
+model {
+  let h = tanh(x @ W + b)
+  let z = abs(h - c) * s + max(h, c) - relu(h * 2.0 - b) + lgamma(h * h + 1.5) / s
+  target += sum(z) * 0.1 - 0.5 * sum(h * h)
+  W ~ normal(0, 1)
+  b ~ normal(0, 1)
+  c ~ normal(0, 1)
+  s ~ lognormal(0, 1)
+}
+";
+    let x = |n: usize, k: usize| -> String {
+        let rows: Vec<String> = (0..n)
+            .map(|i| {
+                let r: Vec<String> = (0..k).map(|j| format!("{}", ((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0)).collect();
+                format!("[{}]", r.join(", "))
+            })
+            .collect();
+        format!("[{}]", rows.join(", "))
+    };
+    for (n, k, h) in [(5, 3, 5), (4, 2, 6), (7, 3, 1), (3, 1, 2)] {
+        let data = format!(r#"{{"N": {n}, "K": {k}, "H": {h}, "x": {}}}"#, x(n, k));
+        let program = lower_temp("lanes", src, &data);
+        let mut interp = Interp::new(&program);
+        let mut jit = Jit::new(&program).expect("compiles");
+        let dim = program.dim();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
+        for _ in 0..10 {
+            let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.5..1.5)).collect();
+            let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
+            let b = jit.eval_grad(&theta, &mut gj).expect("finite");
+            assert!(close(a.logp, b.logp, a.logp.abs().max(1.0)), "{n}x{h}: logp {} vs {}", a.logp, b.logp);
+            let scale = gi.iter().fold(1.0f64, |m, g| m.max(g.abs()));
+            for q in 0..dim {
+                assert!(close(gi[q], gj[q], scale), "{n}x{h}: gradient[{q}] {} vs {}", gi[q], gj[q]);
+            }
+        }
+    }
+}
+
 /// `bernoulli_logit` keeps its partials from the forward sweep for the reverse one: inside a
 /// loop (one array of partials per iteration), and with a broadcast logit. Bit for bit the
 /// interpreter's.

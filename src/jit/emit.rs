@@ -15,7 +15,7 @@ use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
 use crate::math::dist::{self, Family};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Signature, StackSlotData,
+    types, AbiParam, Block, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Signature, StackSlotData,
     StackSlotKind, Value, ValueDef,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -25,6 +25,7 @@ use std::collections::HashMap;
 
 const PTR: types::Type = types::I64;
 const F64: types::Type = types::F64;
+const F64X2: types::Type = types::F64X2;
 /// ½ ln 2π, as `math::dist` uses it.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 
@@ -65,6 +66,11 @@ pub struct Emitter<'a, 'f> {
     pub ops: Vec<Inst>,
     /// Aligned, non-trapping: every access is inside the arena.
     mf: MemFlagsData,
+    /// Non-trapping, for two-lane accesses (8-byte aligned only).
+    vmf: MemFlagsData,
+    /// Set while emitting the two-lane body of an elementwise loop ([`Self::each_elem`]): the
+    /// value helpers then make and take `f64x2` values.
+    vec: bool,
     /// Values that are literals.
     lits: HashMap<V, f64>,
     /// How many operations were emitted inside fused loops (forward sweep).
@@ -137,6 +143,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             ids: HashMap::new(),
             ops: Vec::new(),
             mf,
+            vmf: MemFlagsData::new().with_notrap(),
+            vec: false,
             fused_ops: 0,
             array_ops: 0,
             uses: p.uses(),
@@ -221,30 +229,77 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.ins().iadd(base, o)
     }
 
+    /// base[i] (and base[i + 1] in a two-lane body).
     fn ld(&mut self, base: Value, i: Value) -> Value {
         let a = self.elem(base, i);
-        self.b.ins().load(F64, self.mf, a, 0)
+        if self.vec {
+            self.b.ins().load(F64X2, self.vmf, a, 0)
+        } else {
+            self.b.ins().load(F64, self.mf, a, 0)
+        }
     }
 
     fn st(&mut self, base: Value, i: Value, x: Value) {
         let a = self.elem(base, i);
-        self.b.ins().store(self.mf, x, a, 0);
+        let mf = if self.vec { self.vmf } else { self.mf };
+        self.b.ins().store(mf, x, a, 0);
     }
 
     /// base[i] += x
     fn add_to(&mut self, base: Value, i: Value, x: Value) {
-        let a = self.elem(base, i);
-        let old = self.b.ins().load(F64, self.mf, a, 0);
+        let old = self.ld(base, i);
         let s = self.b.ins().fadd(old, x);
-        self.b.ins().store(self.mf, s, a, 0);
+        self.st(base, i, s);
     }
 
+    /// base[0] += x for one f64 x, in either kind of body.
+    fn add_to_scalar(&mut self, base: Value, x: Value) {
+        let old = self.b.ins().load(F64, self.mf, base, 0);
+        let s = self.b.ins().fadd(old, x);
+        self.b.ins().store(self.mf, s, base, 0);
+    }
+
+    /// base[0], in every lane.
     fn ld0(&mut self, base: Value) -> Value {
-        self.b.ins().load(F64, self.mf, base, 0)
+        let x = self.b.ins().load(F64, self.mf, base, 0);
+        self.lanes_of(x)
     }
 
+    /// The constant x, in every lane.
     fn f(&mut self, x: f64) -> Value {
-        self.b.ins().f64const(x)
+        let c = self.b.ins().f64const(x);
+        self.lanes_of(c)
+    }
+
+    /// A scalar in every lane of the body being emitted.
+    fn lanes_of(&mut self, x: Value) -> Value {
+        if self.vec {
+            self.b.ins().splat(F64X2, x)
+        } else {
+            x
+        }
+    }
+
+    /// The sum of a two-lane value's lanes (lane 0 + lane 1); a scalar as it is.
+    fn hsum(&mut self, x: Value) -> Value {
+        if self.b.func.dfg.value_type(x).is_vector() {
+            let a = self.b.ins().extractlane(x, 0);
+            let b = self.b.ins().extractlane(x, 1);
+            self.b.ins().fadd(a, b)
+        } else {
+            x
+        }
+    }
+
+    /// `c ? x : y`, for a scalar condition or, in a two-lane body, a comparison's lane mask.
+    fn sel(&mut self, c: Value, x: Value, y: Value) -> Value {
+        if self.b.func.dfg.value_type(c).is_vector() {
+            let le = MemFlagsData::new().with_endianness(Endianness::Little);
+            let m = self.b.ins().bitcast(F64X2, le, c);
+            self.b.ins().bitselect(m, x, y)
+        } else {
+            self.b.ins().select(c, x, y)
+        }
     }
 
     fn int(&mut self, x: i64) -> Value {
@@ -255,10 +310,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// `for i in 0..n { body(i) }` with n known now.
     fn each(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, Value) -> R<()>) -> R<()> {
+        self.each_by(n, 1, body)
+    }
+
+    /// `for i in (0..n).step_by(step) { body(i) }`, n a multiple of `step`.
+    fn each_by(&mut self, n: usize, step: usize, body: &mut dyn FnMut(&mut Self, Value) -> R<()>) -> R<()> {
         if n == 0 {
             return Ok(());
         }
-        if n == 1 {
+        if n == step {
             let z = self.int(0);
             return body(self, z);
         }
@@ -272,7 +332,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let i = self.b.use_var(iv);
         body(self, i)?;
         let i = self.b.use_var(iv);
-        let next = self.b.ins().iadd_imm_s(i, 1);
+        let next = self.b.ins().iadd_imm_s(i, step as i64);
         self.b.def_var(iv, next);
         let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, n as i64);
         self.b.ins().brif(more, head, &[], exit, &[]);
@@ -305,6 +365,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// Elementwise iteration over a result of shape `shape`: `body(flat, column)`; a nested
     /// loop when an operand runs along the rows (no division per element).
+    ///
+    /// Elements go two at a time: the body is emitted twice, once with [`Self::vec`] set
+    /// (`f64x2` values, loads and stores of elements i and i + 1) for the pairs, and once
+    /// for a last odd element (of the array, or of each row). Elementwise operations give the
+    /// same bits either way, and a broadcast scalar's adjoint is still summed in element order
+    /// ([`Self::accumulate`]).
     fn each_elem(
         &mut self,
         shape: &[usize],
@@ -315,15 +381,31 @@ impl<'a, 'f> Emitter<'a, 'f> {
         if rows && shape.len() == 2 {
             let (r, c) = (shape[0], shape[1]);
             self.each(r, &mut |s, i| {
-                s.each(c, &mut |s, j| {
-                    let ic = s.b.ins().imul_imm_s(i, c as i64);
+                let ic = s.b.ins().imul_imm_s(i, c as i64);
+                s.pairs(c, &mut |s, j| {
                     let flat = s.b.ins().iadd(ic, j);
                     body(s, flat, j)
                 })
             })
         } else {
-            self.each(n, &mut |s, i| body(s, i, i))
+            self.pairs(n, &mut |s, i| body(s, i, i))
         }
+    }
+
+    /// `for i in 0..n`: i = 0, 2, 4… with two lanes, then n − 1 alone when n is odd.
+    fn pairs(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, Value) -> R<()>) -> R<()> {
+        let even = n - n % 2;
+        if even > 0 {
+            self.vec = true;
+            let r = self.each_by(even, 2, body);
+            self.vec = false;
+            r?;
+        }
+        if n % 2 == 1 {
+            let last = self.int(n as i64 - 1);
+            body(self, last)?;
+        }
+        Ok(())
     }
 
     fn mode(&self, v: V, out: &[usize]) -> Mode {
@@ -356,7 +438,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     fn get(&mut self, base: Value, m: Mode, flat: Value, col: Value) -> Value {
         match m {
-            Mode::Pre(v) => v,
+            Mode::Pre(v) => self.lanes_of(v),
             Mode::Imm(x) => self.f(x),
             Mode::Scalar => self.ld0(base),
             Mode::Full => self.ld(base, flat),
@@ -380,10 +462,24 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(fr)
     }
 
+    /// A scalar function of f64s; in a two-lane body, called once per lane.
     fn call_f(&mut self, name: &'static str, args: &[Value]) -> R<Value> {
         let fr = self.func_sig(name, &vec![F64; args.len()], Some(F64))?;
-        let c = self.b.ins().call(fr, args);
-        Ok(self.b.inst_results(c)[0])
+        if !self.vec {
+            let c = self.b.ins().call(fr, args);
+            return Ok(self.b.inst_results(c)[0]);
+        }
+        let mut out = None;
+        for lane in 0..2u8 {
+            let xs: Vec<Value> = args.iter().map(|a| self.b.ins().extractlane(*a, lane)).collect();
+            let c = self.b.ins().call(fr, &xs);
+            let r = self.b.inst_results(c)[0];
+            out = Some(match out {
+                None => self.b.ins().scalar_to_vector(F64X2, r),
+                Some(v) => self.b.ins().insertlane(v, r, lane),
+            });
+        }
+        out.ok_or_else(|| "no lanes".into())
     }
 
     /// Call kernel `name(ctx, id, ptrs)` with pointers `ptrs`; on failure leave by the error exit.
@@ -892,8 +988,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
         struct Step {
             prim: Prim,
             oadj: Value,
-            /// The adjoint in a register, for a result used only inside the group.
-            reg: Option<Variable>,
+            /// The adjoint in a register, for a result used only inside the group (one f64,
+            /// and two lanes).
+            reg: Option<(Variable, Variable)>,
             out: Value,
             cond: Option<Value>,
             operands: Vec<Operand>,
@@ -906,12 +1003,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
             /// The accumulator of a broadcast scalar.
             acc: Option<Variable>,
             /// The adjoint register of an earlier result of the group kept in one.
-            reg: Option<Variable>,
+            reg: Option<(Variable, Variable)>,
             /// This is its only use: its adjoint is zero until this contribution, which is
             /// then stored, not added (one read less of a hidden layer's adjoint).
             only: bool,
         }
-        let mut regs: Vec<Option<Variable>> = Vec::with_capacity(ops.len());
+        let mut regs: Vec<Option<(Variable, Variable)>> = Vec::with_capacity(ops.len());
         for k in 0..ops.len() {
             let Inst::Op { dst, .. } = &ops[k] else { return Err("not an operation".into()) };
             let inside: usize = ops[k + 1..]
@@ -922,7 +1019,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 })
                 .sum();
             let internal = self.adj(*dst).is_some() && inside == self.uses[dst.0 as usize];
-            regs.push(internal.then(|| self.b.declare_var(F64)));
+            regs.push(internal.then(|| (self.b.declare_var(F64), self.b.declare_var(F64X2))));
         }
         let mut steps: Vec<Option<Step>> = Vec::new();
         for k in 0..ops.len() {
@@ -947,20 +1044,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
         }
         let rows = steps.iter().flatten().any(|st| st.operands.iter().any(|o| matches!(o.m, Mode::Row)));
         self.each_elem(&shape, rows, &mut |s, i, j| {
-            for r in regs.iter().flatten() {
-                let z = s.f(0.0);
-                s.b.def_var(*r, z);
-            }
+            let lane = |s: &Self, r: (Variable, Variable)| if s.vec { r.1 } else { r.0 };
+            // Registers holding a contribution already: the first one is the register's value
+            // (0 + c but for the sign of a zero, which no comparison sees), so the chain from
+            // the group's last adjoint to its first has no additions of zero in it.
+            let mut held: Vec<Variable> = Vec::new();
             for st in steps.iter().rev().flatten() {
                 let g = match st.reg {
-                    Some(r) => s.b.use_var(r),
+                    Some(r) if held.contains(&lane(s, r)) => s.b.use_var(lane(s, r)),
+                    Some(_) => s.f(0.0),
                     None => s.ld(st.oadj, i),
                 };
                 let (want_x, want_y) = match &st.prim {
                     Prim::Unary(u) => df_reads(*u),
-                    Prim::Binary(Bin::Add | Bin::Sub) => (false, false),
-                    Prim::Binary(Bin::Mul | Bin::Div) => (true, false),
-                    Prim::Binary(_) => (true, true),
+                    Prim::Binary(bn) => bin_df_reads(*bn),
                     _ => (false, false),
                 };
                 let xs: Vec<Value> = if want_x {
@@ -995,10 +1092,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 for (o, c) in st.operands.iter().zip(partial) {
                     match (o.reg, o.adj) {
-                        (Some(r), _) => {
-                            let t = s.b.use_var(r);
+                        (Some(r), _) if held.contains(&lane(s, r)) => {
+                            let t = s.b.use_var(lane(s, r));
                             let t = s.b.ins().fadd(t, c);
-                            s.b.def_var(r, t);
+                            s.b.def_var(lane(s, r), t);
+                        }
+                        (Some(r), _) => {
+                            s.b.def_var(lane(s, r), c);
+                            held.push(lane(s, r));
                         }
                         (None, Some(a)) if o.only => {
                             // 0 + c, as the addition to the zero adjoint gives it (−0 → +0).
@@ -1083,7 +1184,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     self.array_ops += 1;
                     return Ok(());
                 }
-                self.each(n, &mut |s, i| {
+                self.each_elem(&shape, false, &mut |s, i, _| {
                     let x = s.ld(a, i);
                     let y = s.un_f(u, x)?;
                     s.st(o, i, y);
@@ -1289,7 +1390,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })
     }
 
+    /// base[0..n] = +0: stores inline for a few elements, the library's `memset` for more.
     fn zero(&mut self, base: Value, n: usize) -> R<()> {
+        if n > 8 {
+            let fr = self.func_sig("bnnc_zero", &[PTR, types::I64], None)?;
+            let nv = self.int(n as i64);
+            self.b.ins().call(fr, &[base, nv]);
+            return Ok(());
+        }
         self.each(n, &mut |s, i| {
             let z = s.f(0.0);
             s.st(base, i, z);
@@ -1308,7 +1416,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 if let Some(aadj) = self.adj(args[0]) {
                     let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
                     let u = *u;
-                    self.each(n, &mut |s, i| {
+                    self.each_elem(&shape, false, &mut |s, i, _| {
                         let g = s.ld(oadj, i);
                         let x = s.ld(a, i);
                         let y = s.ld(o, i);
@@ -1330,11 +1438,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let acc_a = self.scalar_acc(ma, aadj);
                 let acc_b = self.scalar_acc(mb, badj);
                 let (ma, mb) = (self.hoist(a, ma), self.hoist(b, mb));
+                // Operands and result are loaded only when a derivative reads them.
+                let (want_x, want_y) = bin_df_reads(bn);
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let g = s.ld(oadj, i);
-                    let x = s.get(a, ma, i, j);
-                    let y = s.get(b, mb, i, j);
-                    let r = s.ld(o, i);
+                    let (x, y) = if want_x { (s.get(a, ma, i, j), s.get(b, mb, i, j)) } else { (g, g) };
+                    let r = if want_y { s.ld(o, i) } else { g };
                     if let Some(aa) = aadj {
                         let d = s.bin_da(bn, x, y, r)?;
                         let c = s.times_partial(g, d);
@@ -1897,18 +2006,29 @@ impl<'a, 'f> Emitter<'a, 'f> {
         }
     }
 
+    /// Add one element's (or, in a two-lane body, two elements') contribution `c` to an
+    /// operand's adjoint: its accumulator (a broadcast scalar, summed in element order, the
+    /// lanes one after the other, as the interpreter sums it), or its element i (a whole
+    /// operand) or j (a vector along the rows).
     fn accumulate(&mut self, acc: Option<Variable>, adj: Value, m: Mode, i: Value, j: Value, c: Value) {
         match (acc, m) {
             (Some(v), _) => {
-                let t = self.b.use_var(v);
-                let t = self.b.ins().fadd(t, c);
+                let mut t = self.b.use_var(v);
+                if self.vec {
+                    for lane in 0..2u8 {
+                        let x = self.b.ins().extractlane(c, lane);
+                        t = self.b.ins().fadd(t, x);
+                    }
+                } else {
+                    t = self.b.ins().fadd(t, c);
+                }
                 self.b.def_var(v, t);
             }
             (None, Mode::Row) => self.add_to(adj, j, c),
             (None, Mode::Full) => self.add_to(adj, i, c),
             (None, Mode::Scalar | Mode::Imm(_) | Mode::Pre(_)) => {
-                let z = self.int(0);
-                self.add_to(adj, z, c)
+                let c = self.hsum(c);
+                self.add_to_scalar(adj, c)
             }
         }
     }
@@ -1916,8 +2036,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     fn flush_acc(&mut self, acc: Option<Variable>, adj: Option<Value>) {
         if let (Some(v), Some(a)) = (acc, adj) {
             let t = self.b.use_var(v);
-            let z = self.int(0);
-            self.add_to(a, z, t);
+            self.add_to_scalar(a, t);
         }
     }
 
@@ -1928,6 +2047,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
         match self.const_of(d) {
             Some(1.0) => g,
             Some(-1.0) => self.b.ins().fneg(g),
+            // A finite constant: g · d is ±0 when g is, the zero test would change no sum.
+            Some(d) if d.is_finite() => {
+                let dv = self.f(d);
+                self.b.ins().fmul(g, dv)
+            }
             _ => {
                 let c = self.b.ins().fmul(g, d);
                 self.unless_zero(g, c)
@@ -1941,6 +2065,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         match dfg.value_def(v) {
             ValueDef::Result(inst, _) => match dfg.insts[inst] {
                 InstructionData::UnaryIeee64 { opcode: Opcode::F64const, imm } => Some(f64::from_bits(imm.bits())),
+                InstructionData::Unary { opcode: Opcode::Splat, arg } => self.const_of(arg),
                 _ => None,
             },
             _ => None,
@@ -1952,14 +2077,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
     fn unless_zero(&mut self, g: Value, c: Value) -> Value {
         let z = self.f(0.0);
         let nz = self.b.ins().fcmp(FloatCC::NotEqual, g, z);
-        self.b.ins().select(nz, c, z)
+        self.sel(nz, c, z)
     }
 
     // ---- scalar functions ------------------------------------------------------------------
 
     fn flag(&mut self, c: Value) -> Value {
         let (one, zero) = (self.f(1.0), self.f(0.0));
-        self.b.ins().select(c, one, zero)
+        self.sel(c, one, zero)
     }
 
     fn un_f(&mut self, u: Un, x: Value) -> R<Value> {
@@ -1983,7 +2108,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 // x.max(0.0): 0 for NaN, as Rust's max.
                 let z = self.f(0.0);
                 let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
-                self.b.ins().select(c, x, z)
+                self.sel(c, x, z)
             }
             _ => {
                 let (name, _, _, _) = kernels::un_symbols(u);
@@ -2038,8 +2163,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let (z, one, m1) = (self.f(0.0), self.f(1.0), self.f(-1.0));
                 let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
                 let neg = self.b.ins().fcmp(FloatCC::LessThan, x, z);
-                let s = self.b.ins().select(neg, m1, z);
-                self.b.ins().select(pos, one, s)
+                let s = self.sel(neg, m1, z);
+                self.sel(pos, one, s)
             }
             Un::Inv => {
                 let m1 = self.f(-1.0);
@@ -2075,7 +2200,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let c = self.b.ins().fcmp(cc, a, b);
                 let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
                 let take_a = self.b.ins().bor(c, b_nan);
-                self.b.ins().select(take_a, a, b)
+                self.sel(take_a, a, b)
             }
             _ => {
                 let (name, ..) = kernels::bin_symbols(bn);
@@ -2119,7 +2244,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let cc = if bn == Bin::Max { FloatCC::GreaterThanOrEqual } else { FloatCC::LessThanOrEqual };
                 let c = self.b.ins().fcmp(cc, a, b);
                 let (one, zero) = (self.f(1.0), self.f(0.0));
-                self.b.ins().select(c, zero, one)
+                self.sel(c, zero, one)
             }
             _ => {
                 let (.., name, _) = kernels::bin_symbols(bn);
@@ -2135,6 +2260,15 @@ fn df_reads(u: Un) -> (bool, bool) {
         Un::Neg | Un::Not | Un::Floor | Un::Ceil | Un::Round => (false, false),
         Un::Exp | Un::Expm1 | Un::Sqrt | Un::Tanh | Un::Sigmoid => (false, true),
         Un::Log | Un::Log1p | Un::Square | Un::Relu | Un::Inv | Un::Abs => (true, false),
+        _ => (true, true),
+    }
+}
+
+/// Whether [`Emitter::bin_da`] and [`Emitter::bin_db`] read the operands and the result.
+fn bin_df_reads(bn: Bin) -> (bool, bool) {
+    match bn {
+        Bin::Add | Bin::Sub => (false, false),
+        Bin::Mul | Bin::Div | Bin::Max | Bin::Min => (true, false),
         _ => (true, true),
     }
 }

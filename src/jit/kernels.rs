@@ -350,6 +350,14 @@ pub extern "C" fn k_exp(x: f64) -> f64 {
     x.exp()
 }
 
+/// Set `n` f64s from `p` to +0 (an adjoint cleared for the next evaluation).
+///
+/// # Safety
+/// `p` points at `n` writable f64s.
+pub unsafe extern "C" fn k_zero(p: *mut f64, n: i64) {
+    std::slice::from_raw_parts_mut(p, n as usize).fill(0.0);
+}
+
 /// ln(1 − x), as `log_mix` takes it.
 pub extern "C" fn k_ln1m(x: f64) -> f64 {
     (-x).ln_1p()

@@ -77,6 +77,7 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_ln1m", kernels::k_ln1m as *const u8);
         jb.symbol("bnnc_ln", kernels::k_ln as *const u8);
         jb.symbol("bnnc_exp", kernels::k_exp as *const u8);
+        jb.symbol("bnnc_zero", kernels::k_zero as *const u8);
         jb.symbol("bnnc_bernoulli_logit", kernels::k_bernoulli_logit as *const u8);
         jb.symbol("bnnc_bernoulli_logit_keep", kernels::k_bernoulli_logit_keep as *const u8);
         jb.symbol("bnnc_partials_rev", kernels::k_partials_rev as *const u8);
@@ -113,6 +114,12 @@ impl<'p> Jit<'p> {
             eprintln!("{}", ctx.func.display());
         }
         module.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
+        if let (Some(path), Some(code)) = (std::env::var_os("BNNC_DUMP_CODE"), ctx.compiled_code()) {
+            // Machine code for `objdump -D -b binary -m i386:x86-64`, offsets as in perf's map.
+            if let Err(e) = std::fs::write(&path, code.code_buffer()) {
+                eprintln!("BNNC_DUMP_CODE: cannot write {}: {e}", std::path::Path::new(&path).display());
+            }
+        }
         module.clear_context(&mut ctx);
         module.finalize_definitions().map_err(|e| e.to_string())?;
         let code = module.get_finalized_function(id);
