@@ -248,8 +248,29 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// base[i] += x
     fn add_to(&mut self, base: Value, i: Value, x: Value) {
         let old = self.ld(base, i);
-        let s = self.b.ins().fadd(old, x);
+        let s = self.plus(old, x);
         self.st(base, i, s);
+    }
+
+    /// t + c, as t − x when c is −x (the same bits, and the negation, often of an adjoint
+    /// passed through a difference, is left unused).
+    fn plus(&mut self, t: Value, c: Value) -> Value {
+        match self.negated(c) {
+            Some(x) => self.b.ins().fsub(t, x),
+            None => self.b.ins().fadd(t, c),
+        }
+    }
+
+    /// x when `c` is `fneg x`.
+    fn negated(&self, c: Value) -> Option<Value> {
+        let dfg = &self.b.func.dfg;
+        match dfg.value_def(c) {
+            ValueDef::Result(inst, _) => match dfg.insts[inst] {
+                InstructionData::Unary { opcode: Opcode::Fneg, arg } => Some(arg),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// base[0] += x for one f64 x, in either kind of body.
@@ -952,12 +973,13 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
-            plan.push((prim.clone(), operands, cond, out));
+            let keep = self.kept(ops, k);
+            plan.push((prim.clone(), operands, cond, out, keep));
         }
-        let rows = plan.iter().any(|(_, ops, _, _)| ops.iter().any(|o| matches!(o.2, Mode::Row)));
+        let rows = plan.iter().any(|(_, ops, _, _, _)| ops.iter().any(|o| matches!(o.2, Mode::Row)));
         self.each_elem(&shape, rows, &mut |s, i, j| {
             let mut vals: Vec<Value> = Vec::with_capacity(plan.len());
-            for (prim, operands, cond, out) in &plan {
+            for (prim, operands, cond, out, keep) in &plan {
                 let mut xs = Vec::with_capacity(2);
                 for (local, at, m) in operands {
                     xs.push(match local {
@@ -970,11 +992,67 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     Prim::Binary(bn) => s.bin_f(*bn, xs[0], xs[1])?,
                     _ => s.b.ins().select(cond.ok_or("select without a condition")?, xs[0], xs[1]),
                 };
-                s.st(*out, i, r);
+                if *keep {
+                    s.st(*out, i, r);
+                }
                 vals.push(r);
             }
             Ok(())
         })
+    }
+
+    /// Whether the result of `ops[k]`, a fused operation, is stored: when something outside
+    /// the group reads it, or the reverse of an operation of the group (its own included)
+    /// does ([`Self::rev_reads`]). The others live in registers only.
+    fn kept(&self, ops: &[Inst], k: usize) -> bool {
+        let Inst::Op { dst, .. } = &ops[k] else { return true };
+        let (_, own) = self.rev_reads(&ops[k]);
+        let mut inside = 0;
+        let mut read = own;
+        for op in &ops[k + 1..] {
+            let Inst::Op { prim, args, .. } = op else { continue };
+            let from = usize::from(matches!(prim, Prim::Select));
+            let (reads, _) = self.rev_reads(op);
+            for (a, r) in args[from..].iter().zip(reads) {
+                if a == dst {
+                    inside += 1;
+                    read |= r;
+                }
+            }
+        }
+        read || self.uses[dst.0 as usize] > inside
+    }
+
+    /// What the reverse of elementwise operation `inst` reads: each operand (after a select's
+    /// condition), and its result. Nothing when its result takes no adjoint; only what the
+    /// derivatives of operands that take one need.
+    fn rev_reads(&self, inst: &Inst) -> (Vec<bool>, bool) {
+        let Inst::Op { dst, prim, args } = inst else { return (Vec::new(), false) };
+        let from = usize::from(matches!(prim, Prim::Select));
+        let n = args.len() - from;
+        if !self.lay.has_adj(*dst) {
+            return (vec![false; n], false);
+        }
+        let h: Vec<bool> = args[from..].iter().map(|a| self.lay.has_adj(*a)).collect();
+        match prim {
+            Prim::Unary(u) => {
+                let (x, y) = df_reads(*u);
+                (vec![x && h[0]], y && h[0])
+            }
+            Prim::Binary(bn) => {
+                let any = h[0] || h[1];
+                match bn {
+                    Bin::Add | Bin::Sub => (vec![false, false], false),
+                    // d/da = b, d/db = a.
+                    Bin::Mul => (vec![h[1], h[0]], false),
+                    // d/da = 1/b, d/db = −a/b².
+                    Bin::Div => (vec![h[1], any], false),
+                    Bin::Max | Bin::Min => (vec![any, any], false),
+                    _ => (vec![any, any], any),
+                }
+            }
+            _ => (vec![false; n], false),
+        }
     }
 
     /// The reverse of [`Self::fused_fwd`]: one loop, each element's adjoints propagated from the
@@ -994,6 +1072,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             out: Value,
             cond: Option<Value>,
             operands: Vec<Operand>,
+            /// What its derivatives read: operands, result ([`Emitter::rev_reads`]).
+            reads: (Vec<bool>, bool),
         }
         struct Operand {
             at: Value,
@@ -1040,7 +1120,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
-            steps.push(Some(Step { prim: prim.clone(), oadj, reg: regs[k], out, cond, operands }));
+            let reads = self.rev_reads(&ops[k]);
+            steps.push(Some(Step { prim: prim.clone(), oadj, reg: regs[k], out, cond, operands, reads }));
         }
         let rows = steps.iter().flatten().any(|st| st.operands.iter().any(|o| matches!(o.m, Mode::Row)));
         self.each_elem(&shape, rows, &mut |s, i, j| {
@@ -1055,17 +1136,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     Some(_) => s.f(0.0),
                     None => s.ld(st.oadj, i),
                 };
-                let (want_x, want_y) = match &st.prim {
-                    Prim::Unary(u) => df_reads(*u),
-                    Prim::Binary(bn) => bin_df_reads(*bn),
-                    _ => (false, false),
-                };
-                let xs: Vec<Value> = if want_x {
-                    st.operands.iter().map(|o| s.get(o.at, o.m, i, j)).collect()
-                } else {
-                    vec![g; st.operands.len()]
-                };
-                let y = if want_y { s.ld(st.out, i) } else { g };
+                // What a derivative does not read (and the forward may not have stored) is
+                // stood in for by g.
+                let xs: Vec<Value> = st
+                    .operands
+                    .iter()
+                    .zip(&st.reads.0)
+                    .map(|(o, r)| if *r { s.get(o.at, o.m, i, j) } else { g })
+                    .collect();
+                let y = if st.reads.1 { s.ld(st.out, i) } else { g };
                 let mut partial: Vec<Value> = Vec::with_capacity(2);
                 match &st.prim {
                     Prim::Unary(u) => {
@@ -1094,7 +1173,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     match (o.reg, o.adj) {
                         (Some(r), _) if held.contains(&lane(s, r)) => {
                             let t = s.b.use_var(lane(s, r));
-                            let t = s.b.ins().fadd(t, c);
+                            let t = s.plus(t, c);
                             s.b.def_var(lane(s, r), t);
                         }
                         (Some(r), _) => {
@@ -1104,7 +1183,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         (None, Some(a)) if o.only => {
                             // 0 + c, as the addition to the zero adjoint gives it (−0 → +0).
                             let z = s.f(0.0);
-                            let t = s.b.ins().fadd(z, c);
+                            let t = s.plus(z, c);
                             s.st(a, i, t);
                         }
                         (None, Some(a)) => s.accumulate(o.acc, a, o.m, i, j, c),
@@ -2015,12 +2094,16 @@ impl<'a, 'f> Emitter<'a, 'f> {
             (Some(v), _) => {
                 let mut t = self.b.use_var(v);
                 if self.vec {
+                    let (c, neg) = match self.negated(c) {
+                        Some(x) => (x, true),
+                        None => (c, false),
+                    };
                     for lane in 0..2u8 {
                         let x = self.b.ins().extractlane(c, lane);
-                        t = self.b.ins().fadd(t, x);
+                        t = if neg { self.b.ins().fsub(t, x) } else { self.b.ins().fadd(t, x) };
                     }
                 } else {
-                    t = self.b.ins().fadd(t, c);
+                    t = self.plus(t, c);
                 }
                 self.b.def_var(v, t);
             }
