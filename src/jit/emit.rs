@@ -665,6 +665,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 skip_to = end;
                 continue;
             }
+            if self.bias_activation(&p.block(b)[k..])? {
+                skip_to = k + 2;
+                continue;
+            }
             let key = (b.0, k as u32);
             match inst {
                 Inst::Op { dst, prim, args } => self.op_fwd(key, inst, *dst, prim, args)?,
@@ -736,6 +740,39 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
         }
         Ok(())
+    }
+
+    /// A dense layer's bias and activation, forward: `z = a + b` over a matrix with `b` a vector
+    /// along its rows, then `h = f(z)` with an array function, where `z` is read by nothing
+    /// else — neither forward nor by a reverse derivative (the sum's reads nothing, `tanh`'s
+    /// and `exp`'s read their result; `log`'s and `log1p`'s read their argument, so not
+    /// those). One kernel call computes `h` and leaves `z` unstored: two passes over the
+    /// layer fewer. `Ok(false)` when `insts` does not start with that pattern.
+    fn bias_activation(&mut self, insts: &[Inst]) -> R<bool> {
+        let [Inst::Op { dst: z, prim: Prim::Binary(Bin::Add), args }, Inst::Op { dst: h, prim: Prim::Unary(u), args: hargs }, ..] =
+            insts
+        else {
+            return Ok(false);
+        };
+        let Some((name, _)) = u.array_raw() else { return Ok(false) };
+        let shape = self.p.info(*z).shape.clone();
+        if shape.len() != 2 || hargs[0] != *z || self.uses[z.0 as usize] != 1 || df_reads(*u).0 {
+            return Ok(false);
+        }
+        let (x, bias) = match (self.mode(args[0], &shape), self.mode(args[1], &shape)) {
+            (Mode::Full, Mode::Row) => (args[0], args[1]),
+            (Mode::Row, Mode::Full) => (args[1], args[0]),
+            _ => return Ok(false),
+        };
+        let fr = self.func_sig("bnnc_unary_row_bias", &[PTR, PTR, PTR, PTR, types::I64, types::I64], None)?;
+        let f = self.func_sig(name, &[PTR, PTR, types::I64], None)?;
+        let fp = self.b.ins().func_addr(PTR, f);
+        let (xa, ba, ha) = (self.addr(x)?, self.addr(bias)?, self.addr(*h)?);
+        let (r, c) = (self.int(shape[0] as i64), self.int(shape[1] as i64));
+        self.b.ins().call(fr, &[fp, xa, ba, ha, r, c]);
+        self.fused_ops += 1;
+        self.array_ops += 1;
+        Ok(true)
     }
 
     /// The sum of a value's elements, in order.
@@ -1495,10 +1532,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 if let Some(aadj) = self.adj(args[0]) {
                     let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
                     let u = *u;
+                    let (want_x, want_y) = df_reads(u);
                     self.each_elem(&shape, false, &mut |s, i, _| {
                         let g = s.ld(oadj, i);
-                        let x = s.ld(a, i);
-                        let y = s.ld(o, i);
+                        let x = if want_x { s.ld(a, i) } else { g };
+                        let y = if want_y { s.ld(o, i) } else { g };
                         let d = s.un_df(u, x, y)?;
                         let c = s.times_partial(g, d);
                         s.add_to(aadj, i, c);

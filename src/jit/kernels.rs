@@ -350,6 +350,53 @@ pub extern "C" fn k_exp(x: f64) -> f64 {
     x.exp()
 }
 
+/// `o = f(x + b)` for a `rows × cols` matrix `x` and a vector `b` along its rows, with `f` an
+/// array function of `math::vmath` (a dense layer's bias and activation in one pass: the sum is
+/// formed a few rows at a time in a buffer that stays in the first-level cache, and never
+/// stored). The same bits as the addition and then `f`.
+///
+/// # Safety
+/// `x` and `o` hold `rows · cols` f64s, `b` holds `cols`; `f` reads and writes `n` of them.
+pub unsafe extern "C" fn k_unary_row_bias(
+    f: unsafe extern "C" fn(*const f64, *mut f64, usize),
+    x: *const f64,
+    b: *const f64,
+    o: *mut f64,
+    rows: i64,
+    cols: i64,
+) {
+    const BUF: usize = 512;
+    let (rows, cols) = (rows as usize, cols as usize);
+    let b = std::slice::from_raw_parts(b, cols);
+    let mut buf = [0.0f64; BUF];
+    if cols > BUF {
+        for i in 0..rows {
+            for (j0, bs) in b.chunks(BUF).enumerate() {
+                let at = i * cols + j0 * BUF;
+                let xs = std::slice::from_raw_parts(x.add(at), bs.len());
+                for ((t, xv), bv) in buf.iter_mut().zip(xs).zip(bs) {
+                    *t = xv + bv;
+                }
+                f(buf.as_ptr(), o.add(at), bs.len());
+            }
+        }
+        return;
+    }
+    let per = (BUF / cols.max(1)).max(1);
+    let mut i = 0;
+    while i < rows {
+        let r = per.min(rows - i);
+        let xs = std::slice::from_raw_parts(x.add(i * cols), r * cols);
+        for (t, row) in buf.chunks_mut(cols).zip(xs.chunks(cols)) {
+            for ((tv, xv), bv) in t.iter_mut().zip(row).zip(b) {
+                *tv = xv + bv;
+            }
+        }
+        f(buf.as_ptr(), o.add(i * cols), r * cols);
+        i += r;
+    }
+}
+
 /// Set `n` f64s from `p` to +0 (an adjoint cleared for the next evaluation).
 ///
 /// # Safety
