@@ -15,8 +15,8 @@ use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
 use crate::math::dist::{self, Family};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Signature, StackSlotData,
-    StackSlotKind, Value, ValueDef,
+    types, AbiParam, Block, Endianness, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Signature,
+    StackSlotData, StackSlotKind, Value, ValueDef,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_jit::JITModule;
