@@ -4,6 +4,7 @@
 
 use bnnc::diag::{render, Format};
 use bnnc::driver::frontend_file;
+use bnnc::infer::density::LogDensity;
 use bnnc::ir::interp::Interp;
 use bnnc::jit::Jit;
 use rand::{RngExt, SeedableRng};
@@ -152,17 +153,23 @@ model {
     // (four elements at a time) and split the chains around them.
     assert!(jit.fused_ops >= 8, "only {} operations fused", jit.fused_ops);
     assert_eq!(jit.array_ops, 3, "exp, log1p and tanh by the array kernels");
-    let dim = program.dim();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    agree_at_random_points(&mut interp, &mut jit, 11, 20, "fused");
+}
+
+/// Log density and gradient of both backends at `points` random points in [−1.5, 1.5)ᵈ,
+/// to the rule of this file (gradient elements relative to the largest one).
+fn agree_at_random_points(interp: &mut Interp, jit: &mut Jit, seed: u64, points: usize, what: &str) {
+    let dim = jit.dim();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
-    for _ in 0..20 {
+    for _ in 0..points {
         let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.5..1.5)).collect();
         let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
         let b = jit.eval_grad(&theta, &mut gj).expect("finite");
-        assert!(close(a.logp, b.logp, a.logp.abs().max(1.0)), "logp {} vs {}", a.logp, b.logp);
+        assert!(close(a.logp, b.logp, a.logp.abs().max(1.0)), "{what}: logp {} vs {}", a.logp, b.logp);
         let scale = gi.iter().fold(1.0f64, |m, g| m.max(g.abs()));
         for k in 0..dim {
-            assert!(close(gi[k], gj[k], scale), "gradient[{k}] {} vs {}", gi[k], gj[k]);
+            assert!(close(gi[k], gj[k], scale), "{what}: gradient[{k}] {} vs {}", gi[k], gj[k]);
         }
     }
 }
@@ -211,19 +218,7 @@ model {
         let program = lower_temp("lanes", src, &data);
         let mut interp = Interp::new(&program);
         let mut jit = Jit::new(&program).expect("compiles");
-        let dim = program.dim();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
-        let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
-        for _ in 0..10 {
-            let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.5..1.5)).collect();
-            let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
-            let b = jit.eval_grad(&theta, &mut gj).expect("finite");
-            assert!(close(a.logp, b.logp, a.logp.abs().max(1.0)), "{n}x{h}: logp {} vs {}", a.logp, b.logp);
-            let scale = gi.iter().fold(1.0f64, |m, g| m.max(g.abs()));
-            for q in 0..dim {
-                assert!(close(gi[q], gj[q], scale), "{n}x{h}: gradient[{q}] {} vs {}", gi[q], gj[q]);
-            }
-        }
+        agree_at_random_points(&mut interp, &mut jit, 13, 10, &format!("{n}x{h}"));
     }
 }
 

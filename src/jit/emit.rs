@@ -1532,7 +1532,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 if let Some(aadj) = self.adj(args[0]) {
                     let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
                     let u = *u;
-                    let (want_x, want_y) = df_reads(u);
+                    let (reads, want_y) = self.rev_reads(inst);
+                    let want_x = reads[0];
                     self.each_elem(&shape, false, &mut |s, i, _| {
                         let g = s.ld(oadj, i);
                         let x = if want_x { s.ld(a, i) } else { g };
@@ -1556,10 +1557,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let acc_b = self.scalar_acc(mb, badj);
                 let (ma, mb) = (self.hoist(a, ma), self.hoist(b, mb));
                 // Operands and result are loaded only when a derivative reads them.
-                let (want_x, want_y) = bin_df_reads(bn);
+                let (reads, want_y) = self.rev_reads(inst);
+                let (want_a, want_b) = (reads[0], reads[1]);
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let g = s.ld(oadj, i);
-                    let (x, y) = if want_x { (s.get(a, ma, i, j), s.get(b, mb, i, j)) } else { (g, g) };
+                    let x = if want_a { s.get(a, ma, i, j) } else { g };
+                    let y = if want_b { s.get(b, mb, i, j) } else { g };
                     let r = if want_y { s.ld(o, i) } else { g };
                     if let Some(aa) = aadj {
                         let d = s.bin_da(bn, x, y, r)?;
@@ -2381,15 +2384,6 @@ fn df_reads(u: Un) -> (bool, bool) {
         Un::Neg | Un::Not | Un::Floor | Un::Ceil | Un::Round => (false, false),
         Un::Exp | Un::Expm1 | Un::Sqrt | Un::Tanh | Un::Sigmoid => (false, true),
         Un::Log | Un::Log1p | Un::Square | Un::Relu | Un::Inv | Un::Abs => (true, false),
-        _ => (true, true),
-    }
-}
-
-/// Whether [`Emitter::bin_da`] and [`Emitter::bin_db`] read the operands and the result.
-fn bin_df_reads(bn: Bin) -> (bool, bool) {
-    match bn {
-        Bin::Add | Bin::Sub => (false, false),
-        Bin::Mul | Bin::Div | Bin::Max | Bin::Min => (true, false),
         _ => (true, true),
     }
 }
