@@ -222,6 +222,50 @@ model {
     }
 }
 
+/// A fused chain in a loop body reading, once, a whole array made before the loop: the
+/// array's adjoint gathers one contribution per iteration (written over, it kept only the
+/// last). And chains whose one use is `target +=`, whose adjoint is 1 throughout: summed as
+/// the loop computes them, their reverse seeded by no pass of its own.
+#[test]
+fn chains_in_loop_bodies_and_summed_into_target_equal_the_interpreter() {
+    let src = "
+data {
+  N: int<lower=1>
+  K: int<lower=1>
+  x: vector[N]
+  w: vector[K]
+}
+params {
+  a: real
+  m: vector[2]
+  s: real<lower=0>
+}
+model {
+  let z = x * a
+  for k in 0..K {
+    if w[k] > 0.0 {
+      target += sum(exp(z * w[k]) * 2.0)
+    }
+  }
+  for n in 0..N {
+    target += log_mix(0.3, normal_lpdf(x[n], m[0], s), normal_lpdf(x[n], m[1], s))
+  }
+  target += -0.5 * (x - a) * (x - a) / s
+  a ~ normal(0, 1)
+  m ~ normal(0, 1)
+  s ~ lognormal(0, 1)
+}
+";
+    for n in [4, 5] {
+        let xs: Vec<String> = (0..n).map(|i| format!("{}", i as f64 * 0.3 - 0.5)).collect();
+        let data = format!(r#"{{"N": {n}, "K": 3, "x": [{}], "w": [0.5, -1.0, 2.0]}}"#, xs.join(", "));
+        let program = lower_temp("loopchain", src, &data);
+        let mut interp = Interp::new(&program);
+        let mut jit = Jit::new(&program).expect("compiles");
+        agree_at_random_points(&mut interp, &mut jit, 17, 10, &format!("loop bodies, N = {n}"));
+    }
+}
+
 /// `bernoulli_logit` keeps its partials from the forward sweep for the reverse one: inside a
 /// loop (one array of partials per iteration), and with a broadcast logit. Bit for bit the
 /// interpreter's.

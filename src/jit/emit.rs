@@ -1151,7 +1151,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
             for ((local, at, m), a) in operands0.into_iter().zip(&args[from..]) {
                 let adj = self.adj(*a);
                 let acc = self.scalar_acc(m, adj);
-                let only = matches!(m, Mode::Full) && self.uses[a.0 as usize] == 1;
+                // (Defined in this block: one read in a loop body is one per execution.)
+                let only = matches!(m, Mode::Full)
+                    && self.uses[a.0 as usize] == 1
+                    && self.p.info(*a).block == self.p.info(*dst).block;
                 let m = self.hoist(at, m);
                 operands.push(Operand { at, m, adj, acc, reg: local.and_then(|l| regs[l]), only });
             }
