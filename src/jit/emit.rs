@@ -21,7 +21,7 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{Linkage, Module};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const PTR: types::Type = types::I64;
 const F64: types::Type = types::F64;
@@ -82,6 +82,10 @@ pub struct Emitter<'a, 'f> {
     /// Logarithms of loop-invariant scalars that densities in the loop being emitted need,
     /// computed once before the loop ([`Self::hoist_logs`]).
     inv: HashMap<(V, Inv), Value>,
+    /// Results of fused reverses whose one use is `target +=` in their own block: their
+    /// adjoint is 1 in every element, which the fused loop takes as a constant, so that the
+    /// adjoint is never seeded, read or cleared ([`Self::insts_rev`]).
+    ones: HashSet<V>,
 }
 
 /// The arguments of an elementwise density's reverse: the element count, each argument's
@@ -149,6 +153,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             array_ops: 0,
             uses: p.uses(),
             inv: HashMap::new(),
+            ones: HashSet::new(),
             lits: p
                 .blocks
                 .iter()
@@ -661,8 +666,16 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 continue;
             }
             if let Some(&(start, end)) = groups.iter().find(|g| g.0 == k) {
-                self.fused_fwd(&p.block(b)[start..end])?;
+                let ops = &p.block(b)[start..end];
+                let summed = matches!(&ops[ops.len() - 1], Inst::Op { dst, .. } if self.summed_into_target(p.block(b), end, *dst));
+                let s = self.fused_fwd(ops, summed)?;
                 skip_to = end;
+                if let Some(s) = s {
+                    let t = self.b.use_var(self.target);
+                    let t = self.b.ins().fadd(t, s);
+                    self.b.def_var(self.target, t);
+                    skip_to = end + 1;
+                }
                 continue;
             }
             if self.bias_activation(&p.block(b)[k..])? {
@@ -802,6 +815,16 @@ impl<'a, 'f> Emitter<'a, 'f> {
     fn insts_rev(&mut self, b: BlockId) -> R<()> {
         let p = self.p;
         let groups = self.fusion_groups(b, true);
+        let fused = |v: V| {
+            groups.iter().any(|&(s, e)| p.block(b)[s..e].iter().any(|o| matches!(o, Inst::Op { dst, .. } if *dst == v)))
+        };
+        for inst in p.block(b) {
+            if let Inst::Target { value } = inst {
+                if self.uses[value.0 as usize] == 1 && self.adj(*value).is_some() && fused(*value) {
+                    self.ones.insert(*value);
+                }
+            }
+        }
         let mut skip_below = usize::MAX;
         for (k, inst) in p.block(b).iter().enumerate().rev() {
             if k >= skip_below {
@@ -899,6 +922,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     })?;
                 }
                 Inst::Target { value } => {
+                    if self.ones.contains(value) {
+                        continue;
+                    }
                     if let Some(va) = self.adj(*value) {
                         let n = p.info(*value).len();
                         self.each(n, &mut |s, i| {
@@ -970,12 +996,22 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 rows.extend(more);
                 end += 1;
             }
-            if end - k >= 2 {
+            let last = match &insts[end - 1] {
+                Inst::Op { dst, .. } => Some(*dst),
+                _ => None,
+            };
+            if end - k >= 2 || last.is_some_and(|v| self.summed_into_target(insts, end, v)) {
                 groups.push((k, end));
             }
             k = end;
         }
         groups
+    }
+
+    /// Whether `insts[at]` is `target += v` and that is v's one use: a loop computing v then
+    /// sums it as it goes, and (its adjoint being 1) its reverse takes no seeding.
+    fn summed_into_target(&self, insts: &[Inst], at: usize, v: V) -> bool {
+        matches!(insts.get(at), Some(Inst::Target { value }) if *value == v) && self.uses[v.0 as usize] == 1
     }
 
     /// The operands of a fused operation: produced earlier in the same loop (by position in
@@ -996,7 +1032,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// One loop computing every operation of a group, each result stored for the reverse
     /// sweep and passed on in a register to the operations after it.
-    fn fused_fwd(&mut self, ops: &[Inst]) -> R<()> {
+    /// With `summed`, the last result's one use is `target +=` (the instruction after the
+    /// group): its sum, in element order as [`Self::sum`] forms it, is returned instead of the
+    /// result being stored (unless a reverse derivative reads it).
+    fn fused_fwd(&mut self, ops: &[Inst], summed: bool) -> R<Option<Value>> {
         let shape = self.fusible(&ops[0]).unwrap_or_default();
         self.fused_ops += ops.len();
         let mut plan = Vec::new();
@@ -1010,10 +1049,18 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
-            let keep = self.kept(ops, k);
+            let last = summed && k + 1 == ops.len();
+            let keep = self.kept(ops, k, usize::from(last));
             plan.push((prim.clone(), operands, cond, out, keep));
         }
         let rows = plan.iter().any(|(_, ops, _, _, _)| ops.iter().any(|o| matches!(o.2, Mode::Row)));
+        // −0 + x is x for every x, so the first element starts the sum exactly.
+        let acc = summed.then(|| {
+            let v = self.b.declare_var(F64);
+            let z = self.b.ins().f64const(-0.0);
+            self.b.def_var(v, z);
+            v
+        });
         self.each_elem(&shape, rows, &mut |s, i, j| {
             let mut vals: Vec<Value> = Vec::with_capacity(plan.len());
             for (prim, operands, cond, out, keep) in &plan {
@@ -1034,17 +1081,31 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 vals.push(r);
             }
+            if let (Some(acc), Some(&r)) = (acc, vals.last()) {
+                let mut t = s.b.use_var(acc);
+                if s.vec {
+                    for lane in 0..2u8 {
+                        let x = s.b.ins().extractlane(r, lane);
+                        t = s.b.ins().fadd(t, x);
+                    }
+                } else {
+                    t = s.b.ins().fadd(t, r);
+                }
+                s.b.def_var(acc, t);
+            }
             Ok(())
-        })
+        })?;
+        Ok(acc.map(|v| self.b.use_var(v)))
     }
 
     /// Whether the result of `ops[k]`, a fused operation, is stored: when something outside
     /// the group reads it, or the reverse of an operation of the group (its own included)
-    /// does ([`Self::rev_reads`]). The others live in registers only.
-    fn kept(&self, ops: &[Inst], k: usize) -> bool {
+    /// does ([`Self::rev_reads`]). The others live in registers only. `summed` of its uses
+    /// are a sum the loop forms itself.
+    fn kept(&self, ops: &[Inst], k: usize, summed: usize) -> bool {
         let Inst::Op { dst, .. } = &ops[k] else { return true };
         let (_, own) = self.rev_reads(&ops[k]);
-        let mut inside = 0;
+        let mut inside = summed;
         let mut read = own;
         for op in &ops[k + 1..] {
             let Inst::Op { prim, args, .. } = op else { continue };
@@ -1106,6 +1167,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             /// The adjoint in a register, for a result used only inside the group (one f64,
             /// and two lanes).
             reg: Option<(Variable, Variable)>,
+            /// Its adjoint is 1 everywhere ([`Emitter::ones`]).
+            one: bool,
             out: Value,
             cond: Option<Value>,
             operands: Vec<Operand>,
@@ -1145,6 +1208,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 steps.push(None);
                 continue;
             };
+            let one = self.ones.contains(dst);
             let operands0 = self.fused_operands(ops, k)?;
             let from = usize::from(matches!(prim, Prim::Select));
             let mut operands = Vec::new();
@@ -1161,10 +1225,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
             let reads = self.rev_reads(&ops[k]);
-            steps.push(Some(Step { prim: prim.clone(), oadj, reg: regs[k], out, cond, operands, reads }));
+            steps.push(Some(Step { prim: prim.clone(), oadj, reg: regs[k], one, out, cond, operands, reads }));
         }
         let rows = steps.iter().flatten().any(|st| st.operands.iter().any(|o| matches!(o.m, Mode::Row)));
+        // Accumulators that receive, element by element, the very contribution another one
+        // receives or its negation: (accumulator, the other, negated). They are summed once.
+        let mut twins: Vec<(Variable, Variable, bool)> = Vec::new();
         self.each_elem(&shape, rows, &mut |s, i, j| {
+            // This body's contributions to accumulators so far: (value, negated, accumulator).
+            let mut seen: Vec<(Value, bool, Variable)> = Vec::new();
             let lane = |s: &Self, r: (Variable, Variable)| if s.vec { r.1 } else { r.0 };
             // Registers holding a contribution already: the first one is the register's value
             // (0 + c but for the sign of a zero, which no comparison sees), so the chain from
@@ -1174,6 +1243,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let g = match st.reg {
                     Some(r) if held.contains(&lane(s, r)) => s.b.use_var(lane(s, r)),
                     Some(_) => s.f(0.0),
+                    None if st.one => s.f(1.0),
                     None => s.ld(st.oadj, i),
                 };
                 // What a derivative does not read (and the forward may not have stored) is
@@ -1226,11 +1296,23 @@ impl<'a, 'f> Emitter<'a, 'f> {
                             let t = s.plus(z, c);
                             s.st(a, i, t);
                         }
-                        (None, Some(a)) => s.accumulate(o.acc, a, o.m, i, j, c),
+                        (None, Some(a)) => {
+                            if let Some(v) = o.acc {
+                                let (base, neg) = s.negated(c).map_or((c, false), |x| (x, true));
+                                if let Some(&(_, n, w)) = seen.iter().find(|e| e.0 == base) {
+                                    if !twins.iter().any(|t| t.0 == v) {
+                                        twins.push((v, w, neg != n));
+                                    }
+                                    continue;
+                                }
+                                seen.push((base, neg, v));
+                            }
+                            s.accumulate(o.acc, a, o.m, i, j, c)
+                        }
                         (None, None) => {}
                     }
                 }
-                if st.reg.is_none() {
+                if st.reg.is_none() && !st.one {
                     let z = s.f(0.0);
                     s.st(st.oadj, i, z);
                 }
@@ -1239,7 +1321,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })?;
         for st in steps.iter().rev().flatten() {
             for o in &st.operands {
-                self.flush_acc(o.acc, o.adj);
+                match (o.acc.and_then(|v| twins.iter().find(|t| t.0 == v)), o.adj) {
+                    (Some(&(_, w, neg)), Some(a)) => {
+                        // Σ(−cᵢ) from +0 is −Σcᵢ, but +0 where that sum is +0: 0 − Σcᵢ.
+                        let t = self.b.use_var(w);
+                        let t = if neg {
+                            let z = self.f(0.0);
+                            self.b.ins().fsub(z, t)
+                        } else {
+                            t
+                        };
+                        self.add_to_scalar(a, t);
+                    }
+                    _ => self.flush_acc(o.acc, o.adj),
+                }
             }
         }
         Ok(())
@@ -2171,6 +2266,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// d = ±1, a constant (sums, differences, negations), ±g: the same sums, since every
     /// adjoint starts at +0 and a −0 added to it changes no bit.
     fn times_partial(&mut self, g: Value, d: Value) -> Value {
+        if self.const_of(g) == Some(1.0) {
+            return d;
+        }
         match self.const_of(d) {
             Some(1.0) => g,
             Some(-1.0) => self.b.ins().fneg(g),
@@ -2202,6 +2300,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// `g == 0 ? 0 : c`: an element with no adjoint contributes nothing, even where the
     /// derivative is infinite (as the interpreter skips it).
     fn unless_zero(&mut self, g: Value, c: Value) -> Value {
+        if self.const_of(g).is_some_and(|g| g != 0.0 && !g.is_nan()) {
+            return c;
+        }
         let z = self.f(0.0);
         let nz = self.b.ins().fcmp(FloatCC::NotEqual, g, z);
         self.sel(nz, c, z)
