@@ -86,6 +86,11 @@ pub struct Emitter<'a, 'f> {
     /// adjoint is 1 in every element, which the fused loop takes as a constant, so that the
     /// adjoint is never seeded, read or cleared ([`Self::insts_rev`]).
     ones: HashSet<V>,
+    /// Values whose adjoint a fused reverse writes, not adds to, in full: their one use, in
+    /// their own block. The adjoint needs no clearing after their reverse.
+    overwritten: HashSet<V>,
+    /// Kernel ids whose reverse leaves its result's adjoint as it is (an overwritten one).
+    kept_adj: HashSet<usize>,
 }
 
 /// The arguments of an elementwise density's reverse: the element count, each argument's
@@ -98,6 +103,17 @@ struct DensityRev {
     adj: Vec<Option<Value>>,
     g: Value,
     accs: Vec<Option<Variable>>,
+}
+
+/// What [`Emitter::finish`] leaves for the runtime and the caller.
+pub struct Emitted {
+    /// The instructions kernels run, by id.
+    pub ops: Vec<Inst>,
+    /// By kernel id: its reverse does not clear its result's adjoint, which the next
+    /// evaluation writes over before reading.
+    pub kept_adj: Vec<bool>,
+    pub fused_ops: usize,
+    pub array_ops: usize,
 }
 
 /// Which logarithm of a loop-invariant scalar: ln x, or ln(1 − x).
@@ -154,6 +170,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             uses: p.uses(),
             inv: HashMap::new(),
             ones: HashSet::new(),
+            overwritten: HashSet::new(),
+            kept_adj: HashSet::new(),
             lits: p
                 .blocks
                 .iter()
@@ -167,7 +185,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     /// The whole function: forward, then (when the second parameter is non-zero) reverse.
-    pub fn finish(mut self) -> R<(Vec<Inst>, usize, usize)> {
+    pub fn finish(mut self) -> R<Emitted> {
         self.insts_fwd(ENTRY)?;
         let t = self.b.use_var(self.target);
         self.b.ins().store(self.mf, t, self.ctx, CTX_TARGET);
@@ -188,7 +206,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.seal_all_blocks();
         let cfg = self.module.isa().frontend_config();
         self.b.finalize(cfg);
-        Ok((self.ops, self.fused_ops, self.array_ops))
+        let kept_adj = (0..self.ops.len()).map(|id| self.kept_adj.contains(&id)).collect();
+        Ok(Emitted { ops: self.ops, kept_adj, fused_ops: self.fused_ops, array_ops: self.array_ops })
     }
 
     // ---- addresses -------------------------------------------------------------------------
@@ -1169,6 +1188,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             reg: Option<(Variable, Variable)>,
             /// Its adjoint is 1 everywhere ([`Emitter::ones`]).
             one: bool,
+            /// Its adjoint is written over by its one use ([`Emitter::overwritten`]).
+            overwritten: bool,
             out: Value,
             cond: Option<Value>,
             operands: Vec<Operand>,
@@ -1209,6 +1230,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 continue;
             };
             let one = self.ones.contains(dst);
+            let overwritten = self.overwritten.contains(dst);
             let operands0 = self.fused_operands(ops, k)?;
             let from = usize::from(matches!(prim, Prim::Select));
             let mut operands = Vec::new();
@@ -1219,13 +1241,26 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let only = matches!(m, Mode::Full)
                     && self.uses[a.0 as usize] == 1
                     && self.p.info(*a).block == self.p.info(*dst).block;
+                if only && adj.is_some() {
+                    self.overwritten.insert(*a);
+                }
                 let m = self.hoist(at, m);
                 operands.push(Operand { at, m, adj, acc, reg: local.and_then(|l| regs[l]), only });
             }
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
             let reads = self.rev_reads(&ops[k]);
-            steps.push(Some(Step { prim: prim.clone(), oadj, reg: regs[k], one, out, cond, operands, reads }));
+            steps.push(Some(Step {
+                prim: prim.clone(),
+                oadj,
+                reg: regs[k],
+                one,
+                overwritten,
+                out,
+                cond,
+                operands,
+                reads,
+            }));
         }
         let rows = steps.iter().flatten().any(|st| st.operands.iter().any(|o| matches!(o.m, Mode::Row)));
         // Accumulators that receive, element by element, the very contribution another one
@@ -1312,7 +1347,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         (None, None) => {}
                     }
                 }
-                if st.reg.is_none() && !st.one {
+                if st.reg.is_none() && !st.one && !st.overwritten {
                     let z = s.f(0.0);
                     s.st(st.oadj, i, z);
                 }
@@ -1619,6 +1654,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })
     }
 
+    /// Clear the adjoint of `v` after its reverse, unless the next evaluation writes over it
+    /// before anything reads it ([`Self::overwritten`]).
+    fn clear(&mut self, v: V, oadj: Value, n: usize) -> R<()> {
+        if self.overwritten.contains(&v) {
+            return Ok(());
+        }
+        self.zero(oadj, n)
+    }
+
     fn op_rev(&mut self, key: (u32, u32), inst: &Inst, dst: V, prim: &Prim, args: &[V]) -> R<()> {
         let p = self.p;
         let shape = p.info(dst).shape.clone();
@@ -1642,7 +1686,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         Ok(())
                     })?;
                 }
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             Prim::Binary(bn) => {
                 let (ma, mb) = (self.mode(args[0], &shape), self.mode(args[1], &shape));
@@ -1676,7 +1720,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 })?;
                 self.flush_acc(acc_a, aadj);
                 self.flush_acc(acc_b, badj);
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             Prim::Select => {
                 let c = self.cond_of(args[0])?;
@@ -1694,7 +1738,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     })?;
                     self.flush_acc(acc, Some(aadj));
                 }
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             Prim::Reduce(Red::Sum) | Prim::Fill(_) | Prim::Reshape(_) => {
                 if let Some(aadj) = self.adj(args[0]) {
@@ -1721,18 +1765,18 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         }
                     }
                 }
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             Prim::Index(ix) if self.inline_index(ix, &p.info(args[0]).shape, &args[1..]) => {
                 if let Some(badj) = self.adj(args[0]) {
                     let base_shape = p.info(args[0]).shape.clone();
                     self.index_rev(ix, &base_shape, badj, &args[1..], oadj, n)?;
                 }
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             Prim::Constrain(i) if self.inline_transform(*i, args).is_some() => {
                 self.constrain_rev(*i, dst, oadj)?;
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             Prim::LogMix => {
                 let g = self.ld0(oadj);
@@ -1765,25 +1809,28 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         self.add_to(ak, z, c);
                     }
                 }
-                self.zero(oadj, 1)
+                self.clear(dst, oadj, 1)
             }
             Prim::LogDensity(Family::Normal) if self.elementwise_len(args).is_some() => {
                 self.normal_rev(args, oadj)?;
-                self.zero(oadj, 1)
+                self.clear(dst, oadj, 1)
             }
             Prim::LogDensity(f) if dist::is_elementwise(*f) && self.elementwise_len(args).is_some() => {
                 self.density_rev(*f, dst, args, oadj)?;
-                self.zero(oadj, 1)
+                self.clear(dst, oadj, 1)
             }
             Prim::Load(slot, ix) if self.inline_index(ix, &p.slots[slot.0 as usize].shape, args) => {
                 if let Some(sadj) = self.slot_adj(*slot) {
                     let base_shape = p.slots[slot.0 as usize].shape.clone();
                     self.index_rev(ix, &base_shape, sadj, args, oadj, n)?;
                 }
-                self.zero(oadj, n)
+                self.clear(dst, oadj, n)
             }
             _ => {
                 let id = self.id_of(key, inst);
+                if self.overwritten.contains(&dst) {
+                    self.kept_adj.insert(id as usize);
+                }
                 let mut ptrs = vec![self.addr(dst)?];
                 for a in args {
                     ptrs.push(self.addr(*a)?);

@@ -43,6 +43,9 @@ pub struct Runtime {
     pub lay: Layout,
     /// The instructions kernels run, by the id compiled code passes.
     pub ops: Vec<Inst>,
+    /// By op id: the reverse leaves the result's adjoint uncleared (the next evaluation
+    /// writes it in full before reading it).
+    pub kept_adj: Vec<bool>,
     pub sc: Scratch,
     pub tmp: Vec<Vec<f64>>,
     pub pos: Vec<usize>,
@@ -146,7 +149,9 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                 })
                 .collect();
             matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
-            adj_out.iter_mut().for_each(|a| *a = 0.0);
+            if !rt.kept_adj[id as usize] {
+                adj_out.iter_mut().for_each(|a| *a = 0.0);
+            }
             return Ok(());
         }
         let mut tmp = std::mem::take(&mut rt.tmp);
@@ -193,7 +198,9 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
             }
         }
         rt.tmp = tmp;
-        adj_out.iter_mut().for_each(|a| *a = 0.0);
+        if !rt.kept_adj[id as usize] {
+            adj_out.iter_mut().for_each(|a| *a = 0.0);
+        }
         r
     })
 }

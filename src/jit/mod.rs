@@ -106,7 +106,7 @@ impl<'p> Jit<'p> {
             .declare_function("bnnc_logp_grad", Linkage::Local, &ctx.func.signature)
             .map_err(|e| e.to_string())?;
         let mut fbc = FunctionBuilderContext::new();
-        let (ops, fused_ops, array_ops) = {
+        let emit::Emitted { ops, kept_adj, fused_ops, array_ops } = {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
             let em = emit::Emitter::new(p, &lay, b, &mut module);
             em.finish()?
@@ -134,6 +134,7 @@ impl<'p> Jit<'p> {
             p: p as *const Program,
             lay,
             ops,
+            kept_adj,
             sc: Scratch::default(),
             tmp: Vec::new(),
             pos: Vec::new(),
