@@ -174,6 +174,15 @@ fn agree_at_random_points(interp: &mut Interp, jit: &mut Jit, seed: u64, points:
     }
 }
 
+/// Model `src` on `data`, compiled and interpreted, compared at ten random points
+/// ([`agree_at_random_points`]).
+fn agree_on_model(name: &str, src: &str, data: &str, seed: u64, what: &str) {
+    let program = lower_temp(name, src, data);
+    let mut interp = Interp::new(&program);
+    let mut jit = Jit::new(&program).expect("compiles");
+    agree_at_random_points(&mut interp, &mut jit, seed, 10, what);
+}
+
 /// Elementwise loops run two elements at a time with a last odd one alone: over a whole
 /// array, and over the rows of a matrix with a vector along them (the bias of a layer). With
 /// an odd and an even number of columns, broadcast scalars, comparisons, `max`, `abs`, `relu`
@@ -215,10 +224,7 @@ model {
     };
     for (n, k, h) in [(5, 3, 5), (4, 2, 6), (7, 3, 1), (3, 1, 2)] {
         let data = format!(r#"{{"N": {n}, "K": {k}, "H": {h}, "x": {}}}"#, x(n, k));
-        let program = lower_temp("lanes", src, &data);
-        let mut interp = Interp::new(&program);
-        let mut jit = Jit::new(&program).expect("compiles");
-        agree_at_random_points(&mut interp, &mut jit, 13, 10, &format!("{n}x{h}"));
+        agree_on_model("lanes", src, &data, 13, &format!("{n}x{h}"));
     }
 }
 
@@ -259,10 +265,7 @@ model {
     for n in [4, 5] {
         let xs: Vec<String> = (0..n).map(|i| format!("{}", i as f64 * 0.3 - 0.5)).collect();
         let data = format!(r#"{{"N": {n}, "K": 3, "x": [{}], "w": [0.5, -1.0, 2.0]}}"#, xs.join(", "));
-        let program = lower_temp("loopchain", src, &data);
-        let mut interp = Interp::new(&program);
-        let mut jit = Jit::new(&program).expect("compiles");
-        agree_at_random_points(&mut interp, &mut jit, 17, 10, &format!("loop bodies, N = {n}"));
+        agree_on_model("loopchain", src, &data, 17, &format!("loop bodies, N = {n}"));
     }
 }
 

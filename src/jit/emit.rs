@@ -1101,16 +1101,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 vals.push(r);
             }
             if let (Some(acc), Some(&r)) = (acc, vals.last()) {
-                let mut t = s.b.use_var(acc);
-                if s.vec {
-                    for lane in 0..2u8 {
-                        let x = s.b.ins().extractlane(r, lane);
-                        t = s.b.ins().fadd(t, x);
-                    }
-                } else {
-                    t = s.b.ins().fadd(t, r);
-                }
-                s.b.def_var(acc, t);
+                s.add_in_order(acc, r);
             }
             Ok(())
         })?;
@@ -2277,22 +2268,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// operand) or j (a vector along the rows).
     fn accumulate(&mut self, acc: Option<Variable>, adj: Value, m: Mode, i: Value, j: Value, c: Value) {
         match (acc, m) {
-            (Some(v), _) => {
-                let mut t = self.b.use_var(v);
-                if self.vec {
-                    let (c, neg) = match self.negated(c) {
-                        Some(x) => (x, true),
-                        None => (c, false),
-                    };
-                    for lane in 0..2u8 {
-                        let x = self.b.ins().extractlane(c, lane);
-                        t = if neg { self.b.ins().fsub(t, x) } else { self.b.ins().fadd(t, x) };
-                    }
-                } else {
-                    t = self.plus(t, c);
-                }
-                self.b.def_var(v, t);
-            }
+            (Some(v), _) => self.add_in_order(v, c),
             (None, Mode::Row) => self.add_to(adj, j, c),
             (None, Mode::Full) => self.add_to(adj, i, c),
             (None, Mode::Scalar | Mode::Imm(_) | Mode::Pre(_)) => {
@@ -2300,6 +2276,25 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 self.add_to_scalar(adj, c)
             }
         }
+    }
+
+    /// Add one element's (or two elements', lane 0 then lane 1) `c` to the scalar variable `v`,
+    /// in element order.
+    fn add_in_order(&mut self, v: Variable, c: Value) {
+        let mut t = self.b.use_var(v);
+        if self.vec {
+            let (c, neg) = match self.negated(c) {
+                Some(x) => (x, true),
+                None => (c, false),
+            };
+            for lane in 0..2u8 {
+                let x = self.b.ins().extractlane(c, lane);
+                t = if neg { self.b.ins().fsub(t, x) } else { self.b.ins().fadd(t, x) };
+            }
+        } else {
+            t = self.plus(t, c);
+        }
+        self.b.def_var(v, t);
     }
 
     fn flush_acc(&mut self, acc: Option<Variable>, adj: Option<Value>) {
