@@ -52,6 +52,14 @@ pub struct Adjoint {
     pub has_adj: Vec<bool>,
     /// Blocks the log density runs (the entry block and what it reaches).
     pub in_density: Vec<bool>,
+    /// Loop bodies whose reverse runs right after each iteration's forward (see
+    /// [`streamable`]): they keep one copy of their values, not one per iteration.
+    pub streamed: Vec<bool>,
+    /// The reverses of the streamed loops ([`Stmt::For`]s, in program order). They run
+    /// before the rest of the sweep, each iteration in forward order, which is the order in
+    /// which a backend running them interleaved with the forward sweep adds their
+    /// contributions.
+    pub early: Vec<Stmt>,
 }
 
 impl Adjoint {
@@ -70,9 +78,51 @@ pub fn differentiate(p: &Program) -> Adjoint {
     let mut in_density = vec![false; p.blocks.len()];
     mark(p, ENTRY, &mut in_density);
     let has_adj = usefulness(p, &active, &slot_active, &in_density);
-    let mut a = Adjoint { body: Vec::new(), active, slot_active, has_adj, in_density };
-    a.body = reverse(p, &a, ENTRY);
+    let mut streamed = vec![false; p.blocks.len()];
+    let mut a =
+        Adjoint { body: Vec::new(), active, slot_active, has_adj, in_density, streamed: Vec::new(), early: Vec::new() };
+    for inst in p.block(ENTRY) {
+        if let Inst::For { body, .. } = inst {
+            streamed[body.0 as usize] = streamable(p, &a, *body);
+        }
+    }
+    a.streamed = streamed;
+    let body = reverse(p, &a, ENTRY);
+    let (early, rest) =
+        body.into_iter().partition(|st| matches!(st, Stmt::For { body, .. } if a.streamed[body.0 as usize]));
+    a.early = early;
+    a.early.reverse();
+    a.body = rest;
     a
+}
+
+/// Whether the reverse of a top-level loop's body can run right after each iteration's
+/// forward. It can when its adjoint work reads nothing that a later part of the forward sweep
+/// changes and nothing that a later part of the reverse sweep adds: the body holds only
+/// operations (no transform, no load of a slot with an adjoint), `target +=` and stores into
+/// slots without adjoints, and no nested loop or branch. Its values are used only inside it,
+/// so their adjoints come from the same iteration; what it adds to the adjoints of values
+/// defined before the loop is only ever added to, never read, until the sweep reaches their
+/// definitions. Such a loop's values then need one copy, not one per iteration, and stay in
+/// cache between the two sweeps.
+fn streamable(p: &Program, a: &Adjoint, body: BlockId) -> bool {
+    let mut work = false;
+    for inst in p.block(body) {
+        match inst {
+            Inst::Op { dst, prim, .. } => {
+                match prim {
+                    Prim::Constrain(_) | Prim::Rng(..) => return false,
+                    Prim::Load(s, _) if a.slot_active[s.0 as usize] => return false,
+                    _ => {}
+                }
+                work |= a.has_adj(*dst);
+            }
+            Inst::Target { .. } => {}
+            Inst::Store { slot, .. } | Inst::Init { slot, .. } if !a.slot_active[slot.0 as usize] => {}
+            _ => return false,
+        }
+    }
+    work
 }
 
 fn reverse(p: &Program, a: &Adjoint, b: BlockId) -> Vec<Stmt> {

@@ -137,6 +137,17 @@ impl<'p> Interp<'p> {
         }
         self.slot_adj.iter_mut().for_each(|s| s.iter_mut().for_each(|x| *x = 0.0));
         let ad = std::sync::Arc::clone(&self.ad);
+        // Streamed loops first, each iteration in forward order: the order in which a
+        // backend that runs them interleaved with the forward sweep adds their contributions.
+        for st in &ad.early {
+            if let Stmt::For { lo, hi, body, stmts, .. } = st {
+                let n = (self.slice(*hi)[0] as i64 - self.slice(*lo)[0] as i64).max(0) as usize;
+                for i in 0..n {
+                    self.cur[body.0 as usize] = i;
+                    self.rev_stmts(stmts, grad)?;
+                }
+            }
+        }
         self.enter_rev(ENTRY);
         self.rev_stmts(&ad.body, grad)?;
         if let Some(i) = grad.iter().position(|g| !g.is_finite()) {

@@ -91,10 +91,18 @@ fn block(p: &Program, b: BlockId, depth: usize, out: &mut String) {
 /// to. `d%v` is the adjoint
 /// of `%v`, `ds0` of slot s0, `dtheta[a..b]` a parameter's slice of the gradient. Operations
 /// whose result cannot reach `target` (or does not depend on parameters) have no adjoint and
-/// are left out, as are loops whose bodies then have nothing to do.
+/// are left out, as are loops whose bodies then have nothing to do. A streamed loop's reverse
+/// (run after each iteration's forward) is printed first.
 pub fn adjoint(p: &Program) -> String {
     let ad = crate::ir::adjoint::differentiate(p);
     let mut out = String::from("adjoint {\n");
+    for st in &ad.early {
+        if let Stmt::For { var, lo, hi, stmts: inner, .. } = st {
+            let _ = writeln!(out, "  streamed: after each iteration of for {var} in {lo}..{hi} {{");
+            stmts(p, &ad, inner, 2, &mut out);
+            let _ = writeln!(out, "  }}");
+        }
+    }
     stmts(p, &ad, &ad.body, 1, &mut out);
     out.push_str("}\n");
     out

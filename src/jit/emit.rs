@@ -60,6 +60,8 @@ pub struct Emitter<'a, 'f> {
     cnt: Vec<Variable>,
     cur: Vec<Variable>,
     target: Variable,
+    /// Whether this call runs the reverse sweep (the function's second parameter).
+    want: Value,
     err: Block,
     /// Kernel ids by (block, instruction index); the instructions themselves go to the runtime.
     ids: HashMap<(u32, u32), i64>,
@@ -131,6 +133,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let ctx = b.block_params(entry)[0];
+        let want = b.block_params(entry)[1];
         let mf = MemFlagsData::trusted();
         let arena = b.ins().load(PTR, mf, ctx, CTX_ARENA);
         let zero = b.ins().iconst(types::I64, 0);
@@ -159,6 +162,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             cnt,
             cur,
             target,
+            want,
             err,
             ids: HashMap::new(),
             ops: Vec::new(),
@@ -189,11 +193,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.insts_fwd(ENTRY)?;
         let t = self.b.use_var(self.target);
         self.b.ins().store(self.mf, t, self.ctx, CTX_TARGET);
-        let entry = self.b.func.layout.entry_block().ok_or("no entry block")?;
-        let want = self.b.block_params(entry)[1];
         let rev = self.b.create_block();
         let done = self.b.create_block();
-        self.b.ins().brif(want, rev, &[], done, &[]);
+        self.b.ins().brif(self.want, rev, &[], done, &[]);
         self.b.switch_to_block(rev);
         self.insts_rev(ENTRY)?;
         self.b.ins().jump(done, &[]);
@@ -226,7 +228,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// execution of `block`, starting at `off`.
     fn per_exec(&mut self, off: usize, block: BlockId, len: usize) -> Value {
         let base = self.b.ins().iadd_imm_s(self.arena, (off * 8) as i64);
-        if block == ENTRY || len == 0 {
+        if block == ENTRY || len == 0 || self.lay.streamed[block.0 as usize] {
             return base;
         }
         let cur = self.b.use_var(self.cur[block.0 as usize]);
@@ -707,13 +709,27 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 Inst::For { var, lo, hi, body } => {
                     let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);
                     let (var, body) = (*var, *body);
-                    let hoisted = self.hoist_logs(body, false)?;
+                    let streamed = self.lay.streamed[body.0 as usize];
+                    let mut hoisted = self.hoist_logs(body, false)?;
+                    if streamed {
+                        hoisted.extend(self.hoist_logs(body, true)?);
+                    }
                     self.each_dyn(lo, hi, &mut |s, i| {
                         s.enter_fwd(body);
                         let a = s.addr(var)?;
                         let x = s.b.ins().fcvt_from_sint(F64, i);
                         s.b.ins().store(s.mf, x, a, 0);
-                        s.insts_fwd(body)
+                        s.insts_fwd(body)?;
+                        if streamed {
+                            // This iteration's reverse, on the values it has just made.
+                            let (rev, next) = (s.b.create_block(), s.b.create_block());
+                            s.b.ins().brif(s.want, rev, &[], next, &[]);
+                            s.b.switch_to_block(rev);
+                            s.insts_rev(body)?;
+                            s.b.ins().jump(next, &[]);
+                            s.b.switch_to_block(next);
+                        }
+                        Ok(())
                     })?;
                     hoisted.iter().for_each(|k| {
                         self.inv.remove(k);
@@ -864,7 +880,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 Inst::For { lo, hi, body, .. } => {
                     // A body without adjoint work is skipped: its counter is then left unwound,
                     // which is harmless because only it and the blocks inside it read it.
-                    if !self.lay.has_reverse_work(self.p, *body) {
+                    // A streamed body has had its reverse after each iteration of the forward.
+                    if !self.lay.has_reverse_work(self.p, *body) || self.lay.streamed[body.0 as usize] {
                         continue;
                     }
                     let (lo, hi) = (self.int_of(*lo)?, self.int_of(*hi)?);

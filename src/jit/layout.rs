@@ -10,7 +10,8 @@ use crate::math::dist::Family;
 pub enum Loc {
     /// One copy for every execution (constants and literals): `arena[off..off + len]`.
     Fixed(usize),
-    /// One copy per execution of the defining block: `arena[off + cur * len ..]`.
+    /// One copy per execution of the defining block: `arena[off + cur * len ..]` (one copy in
+    /// all for a streamed loop body).
     PerExec(usize),
     /// Not part of the log density (generated quantities).
     None,
@@ -37,6 +38,9 @@ pub struct Layout {
     /// keeps them, one array of its element count per execution of its block: (offset, element
     /// count).
     pub scratch: Vec<Option<(usize, usize)>>,
+    /// Per block: a streamed loop body ([`Adjoint::streamed`]), whose reverse the forward
+    /// sweep runs after each iteration, on the one copy of its values.
+    pub streamed: Vec<bool>,
 }
 
 impl Layout {
@@ -49,6 +53,9 @@ impl Layout {
         let (active, slot_active, in_density) = (ad.active.clone(), &ad.slot_active, ad.in_density.clone());
         let useful = &ad.has_adj;
 
+        // A streamed loop body keeps one copy of its values: its reverse has run before the
+        // next iteration's forward.
+        let copies = |b: usize| if ad.streamed[b] { 1 } else { p.execs[b] };
         let n = p.values.len();
         let mut size = 0;
         let mut val = vec![Loc::None; n];
@@ -84,7 +91,7 @@ impl Layout {
                     None => {
                         let info = p.info(dst);
                         let at = size;
-                        size += p.execs[info.block.0 as usize] * info.len();
+                        size += copies(info.block.0 as usize) * info.len();
                         Loc::PerExec(at)
                     }
                 };
@@ -105,7 +112,7 @@ impl Layout {
                     if args.len() == 2 && useful[args[1].0 as usize] {
                         let len = args.iter().map(|a| p.info(*a).len()).max().unwrap_or(0);
                         scratch[dst.0 as usize] = Some((size, len));
-                        size += p.execs[b] * len;
+                        size += copies(b) * len;
                     }
                 }
             }
@@ -125,7 +132,19 @@ impl Layout {
                 size += p.slots[s].shape.iter().product::<usize>();
             }
         }
-        Layout { val, adj, slot, slot_adj, adj_start, size, active, in_density, init, scratch }
+        Layout {
+            val,
+            adj,
+            slot,
+            slot_adj,
+            adj_start,
+            size,
+            active,
+            in_density,
+            init,
+            scratch,
+            streamed: ad.streamed.clone(),
+        }
     }
 
     /// Whether the reverse sweep handles `v`'s defining operation.
