@@ -333,3 +333,94 @@ fn gradients_agree(p: &Program) {
         }
     }
 }
+
+// ---- row blocks (src/ir/rowblock.rs) --------------------------------------------------------
+
+const NETWORK: &str = "
+data {
+  N: int<lower=1>
+  K: int<lower=1>
+  x: matrix[N, K]
+  y: vector[N]
+}
+params {
+  W: matrix[K, 5]
+  b: vector[5]
+  v: vector[5]
+  c: real
+  s: real<lower=0>
+}
+model {
+  let h = tanh(x @ W + b)
+  y ~ normal(h @ v + c, s)
+  W ~ normal(0, 1)
+  b ~ normal(0, 1)
+  v ~ normal(0, 1)
+  c ~ normal(0, 1)
+  s ~ lognormal(0, 1)
+}
+";
+
+/// A network's data: `n` rows of 4 features and a target.
+fn network_data(n: usize) -> (Vec<Vec<f64>>, Vec<f64>, String) {
+    let x: Vec<Vec<f64>> =
+        (0..n).map(|i| (0..4).map(|j| ((i * (j + 3) + j) % 19) as f64 / 9.0 - 1.0).collect()).collect();
+    let y: Vec<f64> = (0..n).map(|i| ((i * 7) % 23) as f64 / 11.0 - 1.0).collect();
+    let json = serde_json::json!({"N": n, "K": 4, "x": x, "y": y}).to_string();
+    (x, y, json)
+}
+
+/// Matrix products in loop bodies (not the density's top level), and the rows they take.
+fn blocked_products(p: &Program) -> Vec<usize> {
+    p.blocks
+        .iter()
+        .skip(1)
+        .flatten()
+        .filter_map(|i| match i {
+            Inst::Op { prim: Prim::MatMul, args, .. } => p.info(args[0]).shape.first().copied(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 1,700 rows: the network becomes a loop over blocks of rows (and the rows left over), with
+/// the log density of the network written row by row, and gradients equal to central
+/// differences in both backends.
+#[test]
+fn a_network_over_data_rows_runs_in_blocks_and_keeps_its_log_density() {
+    let (x, y, data) = network_data(1700);
+    let p = program_text("network", NETWORK, &data);
+    assert_eq!(loops(&p), 1, "one loop over blocks of rows");
+    let rows = blocked_products(&p);
+    assert!(!rows.is_empty() && rows.iter().all(|r| *r < 1700 / 2), "products on blocks of rows: {rows:?}");
+    assert_eq!(big_products(&p, 1700), 0, "no product over all rows is left");
+    let direct = |v: &[(String, Vec<usize>, Vec<f64>)]| {
+        let (w, b, vv, c, s) = (get(v, "W"), get(v, "b"), get(v, "v"), get(v, "c")[0], get(v, "s")[0]);
+        let mut lp: f64 = w.iter().chain(b).chain(vv).map(|t| normal_lpdf(*t, 0.0, 1.0)).sum();
+        lp += normal_lpdf(c, 0.0, 1.0) + normal_lpdf(s.ln(), 0.0, 1.0) - s.ln();
+        for (row, yi) in x.iter().zip(&y) {
+            let mut f = c;
+            for u in 0..5 {
+                let z: f64 = b[u] + (0..4).map(|j| row[j] * w[j * 5 + u]).sum::<f64>();
+                f += z.tanh() * vv[u];
+            }
+            lp += normal_lpdf(*yi, f, s);
+        }
+        lp
+    };
+    compare(&p, &direct, 1e-10);
+    gradients_agree(&p);
+}
+
+/// A hidden layer that something besides its density reads stays one operation over all
+/// rows, as do networks over too few rows for two blocks.
+#[test]
+fn a_network_read_elsewhere_or_on_few_rows_stays_whole() {
+    let (_, _, data) = network_data(1700);
+    let read = NETWORK.replace("  W ~ normal(0, 1)", "  target += -0.01 * sum(h * h)\n  W ~ normal(0, 1)");
+    let p = program_text("network-read", &read, &data);
+    assert_eq!((loops(&p), big_products(&p, 1700)), (0, 2));
+    let (_, _, data) = network_data(60);
+    let p = program_text("network-small", NETWORK, &data);
+    assert_eq!((loops(&p), big_products(&p, 60)), (0, 2));
+}

@@ -19,6 +19,7 @@ pub mod point;
 pub mod prim;
 pub mod print;
 pub mod rewrite;
+pub mod rowblock;
 pub mod vectorise;
 pub mod verify;
 

@@ -40,6 +40,8 @@ pub fn rewrite(p: &mut Program) -> Result<usize, String> {
         dead_code(p);
         crate::ir::verify::after_pass(p, "dead-code elimination")?;
     }
+    crate::ir::rowblock::row_blocks(p);
+    crate::ir::verify::after_pass(p, "the row-block rewrite")?;
     Ok(n)
 }
 
