@@ -313,7 +313,7 @@ model {
     }
 }
 
-/// Two networks over the same 2,000 data rows, each ending in a density read only by
+/// Two networks over the same 15,000 data rows, each ending in a density read only by
 /// `target +=`: the row-block rewrite makes each a streamed loop over blocks of rows plus the
 /// rows left over, and the compiled code, which runs each block's reverse right after its
 /// forward on one copy of its values, agrees with the interpreter, which keeps every block.
@@ -348,7 +348,7 @@ model {
   s ~ lognormal(0, 1)
 }
 ";
-    let n = 2000;
+    let n = 15000;
     let rows: Vec<String> = (0..n)
         .map(|i| {
             format!(
