@@ -156,8 +156,7 @@ impl<'a> Lower<'a> {
     }
 
     fn new_value(&mut self, shape: Vec<usize>, int: bool) -> V {
-        self.p.values.push(ValueInfo { shape, int, block: self.cur, name: None });
-        V(self.p.values.len() as u32 - 1)
+        self.p.new_value(ValueInfo { shape, int, block: self.cur, name: None })
     }
 
     fn push(&mut self, inst: Inst) {
@@ -165,9 +164,7 @@ impl<'a> Lower<'a> {
     }
 
     fn new_block(&mut self) -> BlockId {
-        self.p.blocks.push(Vec::new());
-        self.p.execs.push(0);
-        BlockId(self.p.blocks.len() as u32 - 1)
+        self.p.new_block()
     }
 
     fn constant(&mut self, values: Vec<f64>, shape: Vec<usize>, int: bool) -> V {

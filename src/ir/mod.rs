@@ -190,6 +190,19 @@ impl Program {
     pub fn block(&self, b: BlockId) -> &[Inst] {
         &self.blocks[b.0 as usize]
     }
+
+    /// A new value (defined by nobody yet).
+    pub fn new_value(&mut self, info: ValueInfo) -> V {
+        self.values.push(info);
+        V(self.values.len() as u32 - 1)
+    }
+
+    /// A new, empty block that has not run yet.
+    pub fn new_block(&mut self) -> BlockId {
+        self.blocks.push(Vec::new());
+        self.execs.push(0);
+        BlockId(self.blocks.len() as u32 - 1)
+    }
 }
 
 pub const ENTRY: BlockId = BlockId(0);

@@ -339,8 +339,7 @@ struct Build {
 
 impl Build {
     fn val(&mut self, p: &mut Program, shape: Vec<usize>, prim: Prim, args: Vec<V>) -> V {
-        p.values.push(ValueInfo { shape, int: false, block: self.block, name: None });
-        let v = V(p.values.len() as u32 - 1);
+        let v = p.new_value(ValueInfo { shape, int: false, block: self.block, name: None });
         self.new.push(Inst::Op { dst: v, prim, args });
         v
     }

@@ -233,9 +233,7 @@ fn apply(p: &mut Program, c: Chain) {
     let mut out = Vec::new();
     let lo = lit(p, ENTRY, 0.0, &mut out);
     let hi = lit(p, ENTRY, blocks as f64, &mut out);
-    let body = BlockId(p.blocks.len() as u32);
-    p.blocks.push(Vec::new());
-    p.execs.push(0);
+    let body = p.new_block();
     let var = new_value(p, vec![], true, body, None);
     let mut inner = Vec::new();
     let size = lit(p, body, c.block_rows as f64, &mut inner);
@@ -303,8 +301,7 @@ fn copy(
 }
 
 fn new_value(p: &mut Program, shape: Vec<usize>, int: bool, block: BlockId, name: Option<String>) -> V {
-    p.values.push(ValueInfo { shape, int, block, name });
-    V(p.values.len() as u32 - 1)
+    p.new_value(ValueInfo { shape, int, block, name })
 }
 
 fn lit(p: &mut Program, b: BlockId, x: f64, out: &mut Vec<Inst>) -> V {
