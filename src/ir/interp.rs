@@ -288,7 +288,7 @@ impl<'p> Interp<'p> {
                     self.run_block(if c { *then } else { *else_ })?;
                 }
                 Inst::Store { .. } | Inst::Init { .. } => self.run_store(inst)?,
-                Inst::Target { value } => self.target += self.slice(*value).iter().sum::<f64>(),
+                Inst::Target { value } => self.target += prim::pair_sum(self.slice(*value)),
             }
         }
         Ok(())

@@ -494,6 +494,48 @@ fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     }
 }
 
+/// A sum in pair order, the order of every sum over the elements of an array that both
+/// backends form (`target +=` of an array, `sum`, and a broadcast scalar's adjoint): the
+/// elements of even index summed in index order, those of odd index likewise, each from −0
+/// (so the first addition is exact), and then the two partial sums added. Compiled code keeps
+/// the two partial sums in the two lanes of one register, where one running sum would be a
+/// chain of dependent additions.
+#[derive(Clone, Copy, Debug)]
+pub struct PairSum {
+    even: f64,
+    odd: f64,
+}
+
+impl Default for PairSum {
+    fn default() -> Self {
+        PairSum { even: -0.0, odd: -0.0 }
+    }
+}
+
+impl PairSum {
+    /// Add element `i`'s `x`.
+    pub fn add(&mut self, i: usize, x: f64) {
+        if i % 2 == 0 {
+            self.even += x;
+        } else {
+            self.odd += x;
+        }
+    }
+
+    pub fn total(self) -> f64 {
+        self.even + self.odd
+    }
+}
+
+/// The sum of `xs` in pair order ([`PairSum`]).
+pub fn pair_sum(xs: &[f64]) -> f64 {
+    let mut s = PairSum::default();
+    for (i, x) in xs.iter().enumerate() {
+        s.add(i, *x);
+    }
+    s.total()
+}
+
 /// Position in an argument of shape `arg` for element `i` of a broadcast result of shape `out`.
 #[inline]
 pub fn bidx(i: usize, out: &[usize], arg_len: usize, arg_shape: &[usize]) -> usize {
@@ -968,7 +1010,7 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
 fn reduce(r: Red, x: &[f64]) -> f64 {
     let n = x.len() as f64;
     match r {
-        Red::Sum => x.iter().sum(),
+        Red::Sum => pair_sum(x),
         Red::Mean => x.iter().sum::<f64>() / n,
         Red::Sd => reduce(Red::Variance, x).sqrt(),
         Red::Variance => {
@@ -1038,6 +1080,8 @@ pub fn vjp(
         }
         Prim::Binary(b) => {
             let (la, lb) = (args[0].len(), args[1].len());
+            // A broadcast scalar's contributions are summed in pair order, then added.
+            let (mut sa, mut sb) = (PairSum::default(), PairSum::default());
             for i in 0..out.len() {
                 if adj_out[i] == 0.0 {
                     continue;
@@ -1045,10 +1089,23 @@ pub fn vjp(
                 let (ia, ib) = (bidx(i, out_shape, la, shapes[0]), bidx(i, out_shape, lb, shapes[1]));
                 let (da, db) = b.df(args[0][ia], args[1][ib], out[i]);
                 if let Some(g) = adj_args[0].as_deref_mut() {
-                    g[ia] += adj_out[i] * da;
+                    if la == 1 {
+                        sa.add(i, adj_out[i] * da);
+                    } else {
+                        g[ia] += adj_out[i] * da;
+                    }
                 }
                 if let Some(g) = adj_args[1].as_deref_mut() {
-                    g[ib] += adj_out[i] * db;
+                    if lb == 1 {
+                        sb.add(i, adj_out[i] * db);
+                    } else {
+                        g[ib] += adj_out[i] * db;
+                    }
+                }
+            }
+            for (k, (l, s)) in [(la, sa), (lb, sb)].into_iter().enumerate() {
+                if let (1, Some(g)) = (l, adj_args[k].as_deref_mut()) {
+                    g[0] += s.total();
                 }
             }
         }
@@ -1056,8 +1113,12 @@ pub fn vjp(
             let pick = if args[0][0] != 0.0 { 1 } else { 2 };
             let l = args[pick].len();
             if let Some(g) = adj_args[pick].as_deref_mut() {
-                for i in 0..out.len() {
-                    g[bidx(i, out_shape, l, shapes[pick])] += adj_out[i];
+                if l == 1 {
+                    g[0] += pair_sum(adj_out);
+                } else {
+                    for i in 0..out.len() {
+                        g[bidx(i, out_shape, l, shapes[pick])] += adj_out[i];
+                    }
                 }
             }
         }

@@ -73,6 +73,9 @@ pub struct Emitter<'a, 'f> {
     /// Set while emitting the two-lane body of an elementwise loop ([`Self::each_elem`]): the
     /// value helpers then make and take `f64x2` values.
     vec: bool,
+    /// Two-lane accumulators of sums in pair order ([`Self::pair_acc`]) open in the loop
+    /// being emitted: a row-wise loop over rows of odd length swaps their lanes after each row.
+    open_pairs: Vec<Variable>,
     /// Values that are literals.
     lits: HashMap<V, f64>,
     /// How many operations were emitted inside fused loops (forward sweep).
@@ -169,6 +172,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             mf,
             vmf: MemFlagsData::new().with_notrap(),
             vec: false,
+            open_pairs: Vec::new(),
             fused_ops: 0,
             array_ops: 0,
             uses: p.uses(),
@@ -416,8 +420,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// Elements go two at a time: the body is emitted twice, once with [`Self::vec`] set
     /// (`f64x2` values, loads and stores of elements i and i + 1) for the pairs, and once
     /// for a last odd element (of the array, or of each row). Elementwise operations give the
-    /// same bits either way, and a broadcast scalar's adjoint is still summed in element order
-    /// ([`Self::accumulate`]).
+    /// same bits either way, and sums over the elements (a broadcast scalar's adjoint, a sum
+    /// into `target`) keep the pair order of [`crate::ir::prim::pair_sum`]
+    /// ([`Self::pair_acc`]).
     fn each_elem(
         &mut self,
         shape: &[usize],
@@ -432,7 +437,18 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 s.pairs(c, &mut |s, j| {
                     let flat = s.b.ins().iadd(ic, j);
                     body(s, flat, j)
-                })
+                })?;
+                // The next row's pairs start at an index of the other parity.
+                if c % 2 == 1 {
+                    for v in s.open_pairs.clone() {
+                        let t = s.b.use_var(v);
+                        let (x0, x1) = (s.b.ins().extractlane(t, 0), s.b.ins().extractlane(t, 1));
+                        let t = s.b.ins().splat(F64X2, x1);
+                        let t = s.b.ins().insertlane(t, x0, 1);
+                        s.b.def_var(v, t);
+                    }
+                }
+                Ok(())
             })
         } else {
             self.pairs(n, &mut |s, i| body(s, i, i))
@@ -823,28 +839,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(true)
     }
 
-    /// The sum of a value's elements, in order.
+    /// The sum of a value's elements, in pair order ([`crate::ir::prim::pair_sum`]).
     fn sum(&mut self, v: V) -> R<Value> {
         let n = self.p.info(v).len();
         let a = self.addr(v)?;
-        if n == 0 {
-            return Ok(self.f(0.0));
+        if n == 1 {
+            return Ok(self.b.ins().load(F64, self.mf, a, 0));
         }
-        let acc = self.b.declare_var(F64);
-        let first = self.ld0(a);
-        self.b.def_var(acc, first);
-        if n > 1 {
-            let one = self.int(1);
-            let end = self.int(n as i64);
-            self.each_dyn(one, end, &mut |s, i| {
-                let x = s.ld(a, i);
-                let t = s.b.use_var(acc);
-                let t = s.b.ins().fadd(t, x);
-                s.b.def_var(acc, t);
-                Ok(())
-            })?;
-        }
-        Ok(self.b.use_var(acc))
+        let acc = self.pair_acc();
+        self.each_elem(&[n], false, &mut |s, i, _| {
+            let x = s.ld(a, i);
+            s.add_in_order(acc, x);
+            Ok(())
+        })?;
+        Ok(self.close_pair(acc))
     }
 
     fn insts_rev(&mut self, b: BlockId) -> R<()> {
@@ -1069,7 +1077,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// One loop computing every operation of a group, each result stored for the reverse
     /// sweep and passed on in a register to the operations after it.
     /// With `summed`, the last result's one use is `target +=` (the instruction after the
-    /// group): its sum, in element order as [`Self::sum`] forms it, is returned instead of the
+    /// group): its sum, in pair order as [`Self::sum`] forms it, is returned instead of the
     /// result being stored (unless a reverse derivative reads it).
     fn fused_fwd(&mut self, ops: &[Inst], summed: bool) -> R<Option<Value>> {
         let shape = self.fusible(&ops[0]).unwrap_or_default();
@@ -1090,13 +1098,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             plan.push((prim.clone(), operands, cond, out, keep));
         }
         let rows = plan.iter().any(|(_, ops, _, _, _)| ops.iter().any(|o| matches!(o.2, Mode::Row)));
-        // −0 + x is x for every x, so the first element starts the sum exactly.
-        let acc = summed.then(|| {
-            let v = self.b.declare_var(F64);
-            let z = self.b.ins().f64const(-0.0);
-            self.b.def_var(v, z);
-            v
-        });
+        let acc = summed.then(|| self.pair_acc());
         self.each_elem(&shape, rows, &mut |s, i, j| {
             let mut vals: Vec<Value> = Vec::with_capacity(plan.len());
             for (prim, operands, cond, out, keep) in &plan {
@@ -1122,7 +1124,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             }
             Ok(())
         })?;
-        Ok(acc.map(|v| self.b.use_var(v)))
+        Ok(acc.map(|v| self.close_pair(v)))
     }
 
     /// Whether the result of `ops[k]`, a fused operation, is stored: when something outside
@@ -1244,7 +1246,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let mut operands = Vec::new();
             for ((local, at, m), a) in operands0.into_iter().zip(&args[from..]) {
                 let adj = self.adj(*a);
-                let acc = self.scalar_acc(m, adj);
+                let acc = self.broadcast_acc(m, adj);
                 // (Defined in this block: one read in a loop body is one per execution.)
                 let only = matches!(m, Mode::Full)
                     && self.uses[a.0 as usize] == 1
@@ -1365,9 +1367,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
         for st in steps.iter().rev().flatten() {
             for o in &st.operands {
                 match (o.acc.and_then(|v| twins.iter().find(|t| t.0 == v)), o.adj) {
-                    (Some(&(_, w, neg)), Some(a)) => {
-                        // Σ(−cᵢ) from +0 is −Σcᵢ, but +0 where that sum is +0: 0 − Σcᵢ.
+                    (Some(&(v, w, neg)), Some(a)) => {
+                        self.open_pairs.retain(|x| *x != v);
+                        // Σ(−cᵢ) is −Σcᵢ, but +0 where that sum is +0: 0 − Σcᵢ.
                         let t = self.b.use_var(w);
+                        let t = self.hsum(t);
                         let t = if neg {
                             let z = self.f(0.0);
                             self.b.ins().fsub(z, t)
@@ -1703,8 +1707,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let rows = matches!(ma, Mode::Row) || matches!(mb, Mode::Row);
                 let bn = *bn;
                 // Broadcast scalars sum their contributions first, as the interpreter does.
-                let acc_a = self.scalar_acc(ma, aadj);
-                let acc_b = self.scalar_acc(mb, badj);
+                let acc_a = self.broadcast_acc(ma, aadj);
+                let acc_b = self.broadcast_acc(mb, badj);
                 let (ma, mb) = (self.hoist(a, ma), self.hoist(b, mb));
                 // Operands and result are loaded only when a derivative reads them.
                 let (reads, want_y) = self.rev_reads(inst);
@@ -1735,7 +1739,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 for (k, pick) in [(1usize, true), (2usize, false)] {
                     let Some(aadj) = self.adj(args[k]) else { continue };
                     let m = self.mode(args[k], &shape);
-                    let acc = self.scalar_acc(m, Some(aadj));
+                    let acc = self.broadcast_acc(m, Some(aadj));
                     let rows = matches!(m, Mode::Row);
                     self.each_elem(&shape, rows, &mut |s, i, j| {
                         let g = s.ld(oadj, i);
@@ -2279,10 +2283,36 @@ impl<'a, 'f> Emitter<'a, 'f> {
         }
     }
 
+    /// A two-lane accumulator, in an elementwise loop, for a broadcast scalar's adjoint.
+    fn broadcast_acc(&mut self, m: Mode, adj: Option<Value>) -> Option<Variable> {
+        (adj.is_some() && matches!(m, Mode::Scalar)).then(|| self.pair_acc())
+    }
+
+    /// A sum over the elements of an elementwise loop ([`Self::each_elem`]) in pair order
+    /// ([`crate::ir::prim::pair_sum`]): lane 0 sums the elements of even index and lane 1
+    /// those of odd index, each from −0 (so the first addition is exact) and in index order.
+    /// [`Self::add_in_order`] adds to it, [`Self::close_pair`] ends it.
+    fn pair_acc(&mut self) -> Variable {
+        let v = self.b.declare_var(F64X2);
+        let z = self.b.ins().f64const(-0.0);
+        let z = self.b.ins().splat(F64X2, z);
+        self.b.def_var(v, z);
+        self.open_pairs.push(v);
+        v
+    }
+
+    /// The sum of a [`Self::pair_acc`]: its even part plus its odd part (in either order,
+    /// the same bits).
+    fn close_pair(&mut self, v: Variable) -> Value {
+        self.open_pairs.retain(|w| *w != v);
+        let t = self.b.use_var(v);
+        self.hsum(t)
+    }
+
     /// Add one element's (or, in a two-lane body, two elements') contribution `c` to an
-    /// operand's adjoint: its accumulator (a broadcast scalar, summed in element order, the
-    /// lanes one after the other, as the interpreter sums it), or its element i (a whole
-    /// operand) or j (a vector along the rows).
+    /// operand's adjoint: its accumulator (a broadcast scalar, summed in pair order, as the
+    /// interpreter sums it), or its element i (a whole operand) or j (a vector along the
+    /// rows).
     fn accumulate(&mut self, acc: Option<Variable>, adj: Value, m: Mode, i: Value, j: Value, c: Value) {
         match (acc, m) {
             (Some(v), _) => self.add_in_order(v, c),
@@ -2295,29 +2325,27 @@ impl<'a, 'f> Emitter<'a, 'f> {
         }
     }
 
-    /// Add one element's (or two elements', lane 0 then lane 1) `c` to the scalar variable `v`,
-    /// in element order.
+    /// Add one element's (or, in a two-lane body, two elements') `c` to the pair accumulator
+    /// `v`: lane by lane, or a last odd element to lane 0 (whose parity it has: the last of an
+    /// array of odd length, or of a row of odd length, after which the lanes swap).
     fn add_in_order(&mut self, v: Variable, c: Value) {
-        let mut t = self.b.use_var(v);
-        if self.vec {
-            let (c, neg) = match self.negated(c) {
-                Some(x) => (x, true),
-                None => (c, false),
-            };
-            for lane in 0..2u8 {
-                let x = self.b.ins().extractlane(c, lane);
-                t = if neg { self.b.ins().fsub(t, x) } else { self.b.ins().fadd(t, x) };
-            }
+        let t = self.b.use_var(v);
+        let t = if self.vec {
+            self.plus(t, c)
         } else {
-            t = self.plus(t, c);
-        }
+            let x = self.b.ins().extractlane(t, 0);
+            let x = self.plus(x, c);
+            self.b.ins().insertlane(t, x, 0)
+        };
         self.b.def_var(v, t);
     }
 
     fn flush_acc(&mut self, acc: Option<Variable>, adj: Option<Value>) {
-        if let (Some(v), Some(a)) = (acc, adj) {
-            let t = self.b.use_var(v);
-            self.add_to_scalar(a, t);
+        if let Some(v) = acc {
+            let t = self.close_pair(v);
+            if let Some(a) = adj {
+                self.add_to_scalar(a, t);
+            }
         }
     }
 
