@@ -179,3 +179,66 @@ fn bernoulli_logit_terms_sums_and_partials() {
     let c1: f64 = a.iter().map(|ai| vmath::bernoulli_logit_term(1.0, *ai)).sum();
     assert!((c - c1).abs() <= 1e-12 * c1.abs());
 }
+
+/// Two-argument log-sum-exp: its value and partials against the C library's `exp` and `log1p`,
+/// the array form (blocks of 32, groups of four, a tail; broadcast arguments) with the bits of
+/// the scalar form, and the infinities.
+#[test]
+fn log_add_exp_values_partials_and_arrays() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let mut worst = (0u64, 0u64, 0u64);
+    for scale in [1e-3, 1.0, 30.0, 800.0] {
+        for _ in 0..20_000 {
+            let a = scale * (2.0 * rng.random::<f64>() - 1.0);
+            let b = scale * (2.0 * rng.random::<f64>() - 1.0);
+            let (y, da, db) = vmath::log_add_exp(a, b);
+            let (m, e) = (a.max(b), (-(a - b).abs()).exp());
+            let want = m + e.ln_1p();
+            let (big, small) = (1.0 / (1.0 + e), e / (1.0 + e));
+            let (wa, wb) = if a >= b { (big, small) } else { (small, big) };
+            // m + ln(1 + e) can cancel: the error is measured against the terms' size.
+            let err = (y - want).abs() / (f64::EPSILON * (m.abs() + e.ln_1p()));
+            worst.0 = worst.0.max(err.ceil() as u64);
+            if wa > 1e-300 && wb > 1e-300 {
+                worst.1 = worst.1.max(ulps(da, wa));
+                worst.2 = worst.2.max(ulps(db, wb));
+            } else {
+                assert!((da - wa).abs() <= 1e-300 && (db - wb).abs() <= 1e-300, "partials at ({a}, {b})");
+            }
+        }
+    }
+    assert!(
+        worst.0 <= 2 && worst.1 <= 3 && worst.2 <= 3,
+        "value (in ε of its terms), partials (ulps) {worst:?} from the C library"
+    );
+    // Arrays of every length up to 70, and with either argument broadcast.
+    for n in 0..70 {
+        let a: Vec<f64> = (0..n).map(|_| 40.0 * rng.random::<f64>() - 20.0).collect();
+        let b: Vec<f64> = (0..n).map(|_| 40.0 * rng.random::<f64>() - 20.0).collect();
+        for (x, z) in [(&a[..], &b[..]), (&a[..], &[0.7][..]), (&[-1.5][..], &b[..])] {
+            if n == 0 && (x.len() == 1 || z.len() == 1) {
+                continue;
+            }
+            let at = |v: &[f64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+            let mut y = vec![f64::NAN; n];
+            let mut d = vec![f64::NAN; 2 * n];
+            vmath::log_add_exp_array(x, z, &mut y, Some(&mut d));
+            let mut y2 = vec![f64::NAN; n];
+            vmath::log_add_exp_array(x, z, &mut y2, None);
+            for i in 0..n {
+                let (v, da, db) = vmath::log_add_exp(at(x, i), at(z, i));
+                assert_eq!(y[i].to_bits(), v.to_bits(), "value {i} of {n}");
+                assert_eq!(y2[i].to_bits(), v.to_bits(), "value {i} of {n} without partials");
+                assert_eq!(d[i].to_bits(), da.to_bits(), "partial in a, {i} of {n}");
+                assert_eq!(d[n + i].to_bits(), db.to_bits(), "partial in b, {i} of {n}");
+            }
+        }
+    }
+    let inf = f64::INFINITY;
+    assert_eq!(vmath::log_add_exp(-inf, -inf).0, -inf);
+    assert_eq!(vmath::log_add_exp(inf, 3.0).0, inf);
+    assert_eq!(vmath::log_add_exp(inf, inf).0, inf);
+    assert_eq!(vmath::log_add_exp(-inf, 2.5), (2.5, 0.0, 1.0));
+    assert_eq!(vmath::log_add_exp(1.0, 1.0), (1.0 + std::f64::consts::LN_2, 0.5, 0.5));
+    assert!(vmath::log_add_exp(f64::NAN, 1.0).0.is_nan() && vmath::log_add_exp(1.0, f64::NAN).0.is_nan());
+}

@@ -306,7 +306,7 @@ impl Bin {
             Bin::Pow => a.powf(b),
             Bin::Min => a.min(b),
             Bin::Max => a.max(b),
-            Bin::LogSumExp => log_sum_exp2(a, b),
+            Bin::LogSumExp => vmath::log_add_exp(a, b).0,
             Bin::Eq => t(a == b),
             Bin::Ne => t(a != b),
             Bin::Lt => t(a < b),
@@ -344,7 +344,10 @@ impl Bin {
                     (0.0, 1.0)
                 }
             }
-            Bin::LogSumExp => ((a - y).exp(), (b - y).exp()),
+            Bin::LogSumExp => {
+                let (_, da, db) = vmath::log_add_exp(a, b);
+                (da, db)
+            }
             Bin::IntDiv | Bin::Mod | Bin::Eq | Bin::Ne | Bin::Lt | Bin::Le | Bin::Gt | Bin::Ge | Bin::And | Bin::Or => {
                 (0.0, 0.0)
             }

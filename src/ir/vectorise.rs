@@ -699,19 +699,13 @@ impl Cx<'_> {
                 Some(())
             }
             Prim::LogMix => {
-                // With u = ln θ + a and w = ln(1 − θ) + b: max(u, w) + log1p(exp(−|u − w|)).
+                // log_sum_exp(ln θ + a, ln(1 − θ) + b), elementwise.
                 let (t, a, bb) = (args[0], args[1], args[2]);
                 let lt = self.op(place, Prim::Unary(Un::Log), vec![t], out);
                 let l1t = self.op(place, Prim::Unary(Un::Log1m), vec![t], out);
                 let u = self.op(place, Prim::Binary(Bin::Add), vec![lt, a], out);
                 let w = self.op(place, Prim::Binary(Bin::Add), vec![l1t, bb], out);
-                let m = self.op(place, Prim::Binary(Bin::Max), vec![u, w], out);
-                let d = self.op(place, Prim::Binary(Bin::Sub), vec![u, w], out);
-                let ad = self.op(place, Prim::Unary(Un::Abs), vec![d], out);
-                let nd = self.op(place, Prim::Unary(Un::Neg), vec![ad], out);
-                let e = self.op(place, Prim::Unary(Un::Exp), vec![nd], out);
-                let l = self.op(place, Prim::Unary(Un::Log1p), vec![e], out);
-                out.push(Inst::Op { dst, prim: Prim::Binary(Bin::Add), args: vec![m, l] });
+                out.push(Inst::Op { dst, prim: Prim::Binary(Bin::LogSumExp), args: vec![u, w] });
                 self.define(b, place, dst, Class::Var);
                 Some(())
             }

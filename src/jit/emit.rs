@@ -1021,8 +1021,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// derivative built from its input and output) stays in the fused loop.
     fn fusion_groups(&self, b: BlockId, rev: bool) -> Vec<(usize, usize)> {
         let insts = self.p.block(b);
-        let array =
-            |inst: &Inst| !rev && matches!(inst, Inst::Op { prim: Prim::Unary(u), .. } if u.array_raw().is_some());
+        let array = |inst: &Inst| {
+            !rev && (matches!(inst, Inst::Op { prim: Prim::Unary(u), .. } if u.array_raw().is_some())
+                || self.log_add_exp_array(inst))
+        };
         let mut groups = Vec::new();
         let mut k = 0;
         while k < insts.len() {
@@ -1157,7 +1159,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let Inst::Op { dst, prim, args } = inst else { return (Vec::new(), false) };
         let from = usize::from(matches!(prim, Prim::Select));
         let n = args.len() - from;
-        if !self.lay.has_adj(*dst) {
+        // Kept partials: the reverse reads them, not the operands.
+        if !self.lay.has_adj(*dst) || self.lay.scratch[dst.0 as usize].is_some() {
             return (vec![false; n], false);
         }
         let h: Vec<bool> = args[from..].iter().map(|a| self.lay.has_adj(*a)).collect();
@@ -1205,6 +1208,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
             operands: Vec<Operand>,
             /// What its derivatives read: operands, result ([`Emitter::rev_reads`]).
             reads: (Vec<bool>, bool),
+            /// Its partials in each operand, kept by the forward sweep
+            /// ([`Emitter::kept_partials`]).
+            kept: Option<(Value, Value)>,
         }
         struct Operand {
             at: Value,
@@ -1260,7 +1266,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
             let reads = self.rev_reads(&ops[k]);
+            let kept = if self.log_add_exp_array(&ops[k]) { self.kept_partials(*dst) } else { None };
             steps.push(Some(Step {
+                kept,
                 prim: prim.clone(),
                 oadj,
                 reg: regs[k],
@@ -1312,8 +1320,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
                                 partial.push(g);
                                 continue;
                             }
-                            let d =
-                                if k == 0 { s.bin_da(*bn, xs[0], xs[1], y)? } else { s.bin_db(*bn, xs[0], xs[1], y)? };
+                            let d = match st.kept {
+                                Some((da, db)) => s.ld(if k == 0 { da } else { db }, i),
+                                None if k == 0 => s.bin_da(*bn, xs[0], xs[1], y)?,
+                                None => s.bin_db(*bn, xs[0], xs[1], y)?,
+                            };
                             partial.push(s.times_partial(g, d));
                         }
                     }
@@ -1451,6 +1462,29 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     s.st(o, i, y);
                     Ok(())
                 })
+            }
+            Prim::Binary(Bin::LogSumExp) if self.log_add_exp_array(inst) => {
+                // Four elements at a time, the partials kept for the reverse sweep.
+                let mut call = Vec::new();
+                for (ptr, len) in self.array_args(args)? {
+                    let stride = self.b.ins().icmp_imm_s(IntCC::NotEqual, len, 1);
+                    let stride = self.b.ins().uextend(types::I64, stride);
+                    call.extend([ptr, stride]);
+                }
+                call.push(self.addr(dst)?);
+                let d = match self.kept_partials(dst) {
+                    Some((da, _)) => da,
+                    None => self.int(0),
+                };
+                call.extend([d, self.int(n as i64)]);
+                let fr = self.func_sig(
+                    "bnnc_v_log_add_exp",
+                    &[PTR, types::I64, PTR, types::I64, PTR, PTR, types::I64],
+                    None,
+                )?;
+                self.b.ins().call(fr, &call);
+                self.array_ops += 1;
+                Ok(())
             }
             Prim::Binary(bn) => {
                 let (ma, mb) = (self.mode(args[0], &shape), self.mode(args[1], &shape));
@@ -1713,18 +1747,25 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 // Operands and result are loaded only when a derivative reads them.
                 let (reads, want_y) = self.rev_reads(inst);
                 let (want_a, want_b) = (reads[0], reads[1]);
+                let kept = if self.log_add_exp_array(inst) { self.kept_partials(dst) } else { None };
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let g = s.ld(oadj, i);
                     let x = if want_a { s.get(a, ma, i, j) } else { g };
                     let y = if want_b { s.get(b, mb, i, j) } else { g };
                     let r = if want_y { s.ld(o, i) } else { g };
                     if let Some(aa) = aadj {
-                        let d = s.bin_da(bn, x, y, r)?;
+                        let d = match kept {
+                            Some((da, _)) => s.ld(da, i),
+                            None => s.bin_da(bn, x, y, r)?,
+                        };
                         let c = s.times_partial(g, d);
                         s.accumulate(acc_a, aa, ma, i, j, c);
                     }
                     if let Some(ba) = badj {
-                        let d = s.bin_db(bn, x, y, r)?;
+                        let d = match kept {
+                            Some((_, db)) => s.ld(db, i),
+                            None => s.bin_db(bn, x, y, r)?,
+                        };
                         let c = s.times_partial(g, d);
                         s.accumulate(acc_b, ba, mb, i, j, c);
                     }
@@ -2171,6 +2212,21 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })?;
         self.density_flush(&accs, &adj, g);
         Ok(())
+    }
+
+    /// Where `dst = log_sum_exp(a, b)`, computed by the array function, keeps its partials in
+    /// a and in b for this execution of its block (`None` when the layout keeps none for it).
+    fn kept_partials(&mut self, dst: V) -> Option<(Value, Value)> {
+        let (off, len) = self.lay.scratch[dst.0 as usize]?;
+        let da = self.per_exec(off, self.p.info(dst).block, 2 * len);
+        let db = self.b.ins().iadd_imm_s(da, (len * 8) as i64);
+        Some((da, db))
+    }
+
+    /// Whether `inst` is a two-argument `log_sum_exp` that the array function computes
+    /// ([`layout::log_add_exp_arrays`]).
+    fn log_add_exp_array(&self, inst: &Inst) -> bool {
+        matches!(inst, Inst::Op { dst, prim: Prim::Binary(Bin::LogSumExp), args } if super::layout::log_add_exp_arrays(self.p, *dst, args))
     }
 
     /// Where the density `dst` keeps its partials for this execution of its block, and how many

@@ -2,6 +2,7 @@
 //! sized when the program is made (every size and block execution count is known then).
 
 use crate::ir::adjoint::{differentiate, Adjoint};
+use crate::ir::prim::Bin;
 use crate::ir::{BlockId, Inst, Prim, Program, V};
 use crate::math::dist::Family;
 
@@ -33,10 +34,11 @@ pub struct Layout {
     pub in_density: Vec<bool>,
     /// What to write into the arena once: (offset, values).
     pub init: Vec<(usize, Vec<f64>)>,
-    /// Per value: where a density that keeps its elements' partials from the forward sweep
-    /// for the reverse one (`bernoulli_logit`, whose partials reuse the forward's `exp`)
-    /// keeps them, one array of its element count per execution of its block: (offset, element
-    /// count).
+    /// Per value: where an operation that keeps its elements' partials from the forward sweep
+    /// for the reverse one keeps them, per execution of its block: (offset, element count).
+    /// `bernoulli_logit` keeps one array (its partials reuse the forward's `exp`), a
+    /// two-argument `log_sum_exp` over arrays ([`log_add_exp_arrays`]) two, the partials in
+    /// each argument one after the other.
     pub scratch: Vec<Option<(usize, usize)>>,
     /// Per block: a streamed loop body ([`Adjoint::streamed`]), whose reverse the forward
     /// sweep runs after each iteration, on the one copy of its values.
@@ -115,6 +117,14 @@ impl Layout {
                         size += copies(b) * len;
                     }
                 }
+                if let Inst::Op { dst, prim: Prim::Binary(Bin::LogSumExp), args } = inst {
+                    if log_add_exp_arrays(p, *dst, args) && useful[dst.0 as usize] {
+                        // Both partials: n elements each.
+                        let len = p.info(*dst).len();
+                        scratch[dst.0 as usize] = Some((size, len));
+                        size += copies(b) * 2 * len;
+                    }
+                }
             }
         }
         let adj_start = size;
@@ -162,4 +172,12 @@ impl Layout {
             Inst::Target { value } => self.has_adj(*value),
         })
     }
+}
+
+/// Whether `dst = log_sum_exp(args[0], args[1])` runs as one array function
+/// (`math::vmath::log_add_exp_raw`) that also keeps its partials: two or more elements, each
+/// argument a scalar or of the result's shape.
+pub fn log_add_exp_arrays(p: &Program, dst: V, args: &[V]) -> bool {
+    let out = p.info(dst);
+    out.len() >= 2 && args.iter().all(|a| p.info(*a).len() == 1 || p.info(*a).shape == out.shape)
 }

@@ -82,6 +82,7 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_bernoulli_logit", kernels::k_bernoulli_logit as *const u8);
         jb.symbol("bnnc_bernoulli_logit_keep", kernels::k_bernoulli_logit_keep as *const u8);
         jb.symbol("bnnc_partials_rev", kernels::k_partials_rev as *const u8);
+        jb.symbol("bnnc_v_log_add_exp", crate::math::vmath::log_add_exp_raw as *const u8);
         for u in crate::ir::prim::Un::ALL {
             if let Some((name, f)) = u.array_raw() {
                 jb.symbol(name, f as *const u8);

@@ -769,3 +769,152 @@ pub fn bernoulli_logit_term_da(y: f64, a: f64) -> f64 {
     bernoulli_logit_da_block(&[y], &[a], 0, &mut o);
     o[0]
 }
+
+// ---- log_sum_exp of two arguments -------------------------------------------------------------
+
+/// ln(eᵃ + eᵇ) = max(a, b) + ln(1 + e^−|a − b|), one `exp` and one `log1p`, and its partials
+/// in a and b, σ(a − b) and σ(b − a): 1/(1 + e) for the larger argument and e/(1 + e) for the
+/// other, with e = e^−|a − b| (½ and ½ at a tie). An infinite max(a, b) is the value (the
+/// partials are then what the formula gives). NaN propagates.
+#[inline(always)]
+fn log_add_exp_both<L: Lane>(a: L, b: L) -> (L, L, L) {
+    log_add_exp_rest(a, b, log_add_exp_e(a, b))
+}
+
+/// The first part of [`log_add_exp_both`]: e = e^−|a − b|.
+#[inline(always)]
+fn log_add_exp_e<L: Lane>(a: L, b: L) -> L {
+    exp_body(a.sub(b).abs().neg())
+}
+
+/// The rest of [`log_add_exp_both`], from e.
+#[inline(always)]
+fn log_add_exp_rest<L: Lane>(a: L, b: L, e: L) -> (L, L, L) {
+    let below = a.sub(b).lt(0.0);
+    let m = L::select(below, b, a);
+    // ln u for u = 1 + e in [1, 2]: u = 2ᵏ (1 + f) with k = 1 above √2 (f exact either way),
+    // plus the rounding of 1 + e, (e − (u − 1))/u to first order. 1/u, once, also makes the
+    // partials.
+    let u = e.add(L::splat(1.0));
+    let r = L::splat(1.0).div(u);
+    let hi = u.gt(std::f64::consts::SQRT_2);
+    let k = L::select(hi, L::splat(1.0), L::splat(0.0));
+    let f = L::select(hi, u.mul(L::splat(0.5)), u).sub(L::splat(1.0));
+    let c = e.sub(u.sub(L::splat(1.0))).mul(r);
+    let l = k.fma(L::splat(LN2_HI), ln1p_reduced(f).add(k.fma(L::splat(LN2_LO), c)));
+    let y = m.add(l);
+    let y = L::select(m.abs().eq(f64::INFINITY), m, y);
+    let er = e.mul(r);
+    (y, L::select(below, er, r), L::select(below, r, er))
+}
+
+/// [`log_add_exp_both`] of one pair of scalars, with the bits of the array form.
+pub fn log_add_exp(a: f64, b: f64) -> (f64, f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "fma")]
+        fn with_fma(a: f64, b: f64) -> (f64, f64, f64) {
+            log_add_exp_both(a, b)
+        }
+        if has_fma() {
+            // SAFETY: the CPU has FMA.
+            return unsafe { with_fma(a, b) };
+        }
+    }
+    log_add_exp_both(a, b)
+}
+
+/// `y[i] = ln(e^aᵢ + e^bᵢ)` for i < n, and, when `d` is not null, the partials in a and b in
+/// `d[i]` and `d[n + i]`. `sa` and `sb` are 1 for an array of n elements and 0 for a scalar
+/// (every element reads element 0).
+///
+/// # Safety
+/// `a` and `b` are readable for n elements (one when their stride is 0), `y` is writable for n
+/// and `d`, unless null, for 2n.
+pub unsafe extern "C" fn log_add_exp_raw(
+    a: *const f64,
+    sa: usize,
+    b: *const f64,
+    sb: usize,
+    y: *mut f64,
+    d: *mut f64,
+    n: usize,
+) {
+    if n == 0 {
+        return;
+    }
+    let a = std::slice::from_raw_parts(a, if sa == 0 { 1 } else { n });
+    let b = std::slice::from_raw_parts(b, if sb == 0 { 1 } else { n });
+    let y = std::slice::from_raw_parts_mut(y, n);
+    let d = if d.is_null() { None } else { Some(std::slice::from_raw_parts_mut(d, 2 * n)) };
+    log_add_exp_array(a, b, y, d)
+}
+
+/// `y[i] = ln(e^aᵢ + e^bᵢ)` ([`log_add_exp`], the same bits) over `y.len()` elements, `a` and
+/// `b` of that length or 1 (broadcast); with `d` (twice that length), the partials in a and b
+/// in its two halves.
+pub fn log_add_exp_array(a: &[f64], b: &[f64], y: &mut [f64], d: Option<&mut [f64]>) {
+    let n = y.len();
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn four(a: &[f64], b: &[f64], y: &mut [f64], mut d: Option<&mut [f64]>) {
+            let n = y.len();
+            let mut k = 0;
+            // In blocks of 32 elements, `exp` first, then the rest: shorter chains of dependent
+            // operations per step (an `exp`, then two divisions and a polynomial), so that
+            // more steps overlap. The same operations, so the same bits.
+            let mut eb = [V4::splat(0.0); 8];
+            while k + 32 <= n {
+                for (g, e) in eb.iter_mut().enumerate() {
+                    *e = log_add_exp_e(load_or_splat(a, k + 4 * g), load_or_splat(b, k + 4 * g));
+                }
+                for (g, e) in eb.iter().enumerate() {
+                    let i = k + 4 * g;
+                    let (v, da, db) = log_add_exp_rest(load_or_splat(a, i), load_or_splat(b, i), *e);
+                    _mm256_storeu_pd(y.as_mut_ptr().add(i), v.0);
+                    if let Some(d) = d.as_deref_mut() {
+                        _mm256_storeu_pd(d.as_mut_ptr().add(i), da.0);
+                        _mm256_storeu_pd(d.as_mut_ptr().add(n + i), db.0);
+                    }
+                }
+                k += 32;
+            }
+            while k + 4 <= n {
+                let (v, da, db) = log_add_exp_both(load_or_splat(a, k), load_or_splat(b, k));
+                _mm256_storeu_pd(y.as_mut_ptr().add(k), v.0);
+                if let Some(d) = d.as_deref_mut() {
+                    _mm256_storeu_pd(d.as_mut_ptr().add(k), da.0);
+                    _mm256_storeu_pd(d.as_mut_ptr().add(n + k), db.0);
+                }
+                k += 4;
+            }
+            if k < n {
+                // The last one to three elements, padded with the last one.
+                let (v, da, db) = log_add_exp_both(tail_lanes(a, k, n - 1), tail_lanes(b, k, n - 1));
+                let (mut rv, mut ra, mut rb) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+                _mm256_storeu_pd(rv.as_mut_ptr(), v.0);
+                _mm256_storeu_pd(ra.as_mut_ptr(), da.0);
+                _mm256_storeu_pd(rb.as_mut_ptr(), db.0);
+                y[k..n].copy_from_slice(&rv[..n - k]);
+                if let Some(d) = d {
+                    d[k..n].copy_from_slice(&ra[..n - k]);
+                    d[n + k..2 * n].copy_from_slice(&rb[..n - k]);
+                }
+            }
+        }
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; `a` and `b` hold n elements or one, `d` 2n.
+            return unsafe { four(a, b, y, d) };
+        }
+    }
+    let mut d = d;
+    for i in 0..n {
+        let (v, da, db) = log_add_exp(at(a, i), at(b, i));
+        y[i] = v;
+        if let Some(d) = d.as_deref_mut() {
+            d[i] = da;
+            d[n + i] = db;
+        }
+    }
+}
