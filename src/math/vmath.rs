@@ -392,9 +392,20 @@ fn expm1_body<L: Lane>(x: L) -> L {
 
 #[inline(always)]
 fn tanh_body<L: Lane>(x: L) -> L {
-    // Beyond 22, tanh rounds to 1, and so does t / (t + 2).
+    tanh_rest(x, tanh_first(x))
+}
+
+/// The first part of [`tanh_body`]: t = e^(2|x|) − 1. Beyond 22, tanh rounds to 1, and so
+/// does t / (t + 2).
+#[inline(always)]
+fn tanh_first<L: Lane>(x: L) -> L {
     let a = x.abs().min_c(22.0);
-    let t = expm1_core(a.add(a));
+    expm1_core(a.add(a))
+}
+
+/// The rest of [`tanh_body`], from t.
+#[inline(always)]
+fn tanh_rest<L: Lane>(x: L, t: L) -> L {
     let y = t.div(t.add(L::splat(2.0))).copysign(x);
     L::select(x.is_nan(), x, y)
 }
@@ -481,8 +492,14 @@ fn has_fma() -> bool {
     is_x86_feature_detected!("fma")
 }
 
+/// An elementary function's scalar, raw-pointer and slice forms from its generic body; with
+/// `blocks(first, rest)`, where body(x) = rest(x, first(x)), the four-lane form runs blocks
+/// of 32 elements in two passes.
 macro_rules! elementary {
     ($(#[$doc:meta])* $name:ident, $array:ident, $raw:ident, $body:ident) => {
+        elementary!($(#[$doc])* $name, $array, $raw, $body, whole);
+    };
+    ($(#[$doc:meta])* $name:ident, $array:ident, $raw:ident, $body:ident, $how:ident $(($first:ident, $rest:ident))?) => {
         $(#[$doc])*
         pub fn $name(x: f64) -> f64 {
             #[cfg(target_arch = "x86_64")]
@@ -509,6 +526,23 @@ macro_rules! elementary {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn four(x: *const f64, y: *mut f64, n: usize) {
                     let mut i = 0;
+                    $(
+                        // In blocks of 32 elements, the first part of the body for eight
+                        // groups of four, then the rest: shorter chains of dependent
+                        // operations per step, so more steps overlap. The same operations,
+                        // so the same bits.
+                        let mut part = [V4::splat(0.0); 8];
+                        while i + 32 <= n {
+                            for (g, t) in part.iter_mut().enumerate() {
+                                *t = $first(V4(_mm256_loadu_pd(x.add(i + 4 * g))));
+                            }
+                            for (g, t) in part.iter().enumerate() {
+                                let v = V4(_mm256_loadu_pd(x.add(i + 4 * g)));
+                                _mm256_storeu_pd(y.add(i + 4 * g), $rest(v, *t).0);
+                            }
+                            i += 32;
+                        }
+                    )?
                     while i + 4 <= n {
                         let v = V4(_mm256_loadu_pd(x.add(i)));
                         _mm256_storeu_pd(y.add(i), $body(v).0);
@@ -562,7 +596,7 @@ elementary!(
 );
 elementary!(
     /// tanh x, within 3 ulps.
-    tanh, tanh_array, tanh_raw, tanh_body
+    tanh, tanh_array, tanh_raw, tanh_body, blocks(tanh_first, tanh_rest)
 );
 
 // ---- bernoulli_logit --------------------------------------------------------------------------
