@@ -156,22 +156,35 @@ model {
     agree_at_random_points(&mut interp, &mut jit, 11, 20, "fused");
 }
 
-/// Log density and gradient of both backends at `points` random points in [−1.5, 1.5)ᵈ,
-/// to the rule of this file (gradient elements relative to the largest one).
-fn agree_at_random_points(interp: &mut Interp, jit: &mut Jit, seed: u64, points: usize, what: &str) {
+/// One backend's log density and gradient at a point.
+type Side<'a> = (f64, &'a [f64]);
+/// What [`at_random_points`] hands each point to: the compiled density, θ, and both sides.
+type Check<'c> = dyn FnMut(&mut Jit, &[f64], Side, Side) + 'c;
+
+/// Both backends' log density and gradient at `points` random points θ in [−r, r)ᵈ, handed
+/// to `check(jit, θ, (interpreter's logp, gradient), (compiled logp, gradient))`.
+fn at_random_points(interp: &mut Interp, jit: &mut Jit, seed: u64, points: usize, r: f64, check: &mut Check) {
     let dim = jit.dim();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
     for _ in 0..points {
-        let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.5..1.5)).collect();
+        let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-r..r)).collect();
         let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
         let b = jit.eval_grad(&theta, &mut gj).expect("finite");
-        assert!(close(a.logp, b.logp, a.logp.abs().max(1.0)), "{what}: logp {} vs {}", a.logp, b.logp);
+        check(jit, &theta, (a.logp, &gi), (b.logp, &gj));
+    }
+}
+
+/// Log density and gradient of both backends at `points` random points in [−1.5, 1.5)ᵈ,
+/// to the rule of this file (gradient elements relative to the largest one).
+fn agree_at_random_points(interp: &mut Interp, jit: &mut Jit, seed: u64, points: usize, what: &str) {
+    at_random_points(interp, jit, seed, points, 1.5, &mut |_, _, (la, gi), (lb, gj)| {
+        assert!(close(la, lb, la.abs().max(1.0)), "{what}: logp {la} vs {lb}");
         let scale = gi.iter().fold(1.0f64, |m, g| m.max(g.abs()));
-        for k in 0..dim {
+        for k in 0..gi.len() {
             assert!(close(gi[k], gj[k], scale), "{what}: gradient[{k}] {} vs {}", gi[k], gj[k]);
         }
-    }
+    });
 }
 
 /// Model `src` on `data`, compiled and interpreted, compared at ten random points
@@ -301,16 +314,10 @@ model {
     );
     let mut interp = Interp::new(&program);
     let mut jit = Jit::new(&program).expect("compiles");
-    let dim = program.dim();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
-    for _ in 0..20 {
-        let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-3.0..3.0)).collect();
-        let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
-        let b = jit.eval_grad(&theta, &mut gj).expect("finite");
-        assert_eq!(a.logp.to_bits(), b.logp.to_bits(), "logp {} vs {}", a.logp, b.logp);
+    at_random_points(&mut interp, &mut jit, 5, 20, 3.0, &mut |_, _, (la, gi), (lb, gj)| {
+        assert_eq!(la.to_bits(), lb.to_bits(), "logp {la} vs {lb}");
         assert_eq!(gi, gj);
-    }
+    });
 }
 
 /// Two networks over the same 15,000 data rows, each ending in a density read only by
@@ -469,16 +476,11 @@ model {
         let program = lower_temp("pairs", src, &data);
         let mut interp = Interp::new(&program);
         let mut jit = Jit::new(&program).expect("compiles");
-        let dim = program.dim();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
-        for _ in 0..10 {
-            let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
-            let b = jit.eval_grad(&theta, &mut gj).expect("finite");
-            assert_eq!(a.logp.to_bits(), b.logp.to_bits(), "{n}×{k}: logp {} vs {}", a.logp, b.logp);
+        at_random_points(&mut interp, &mut jit, 11, 10, 2.0, &mut |_, _, (la, gi), (lb, gj)| {
+            assert_eq!(la.to_bits(), lb.to_bits(), "{n}×{k}: logp {la} vs {lb}");
             // s and t, the last two coordinates, are broadcast scalars; b's elements take
             // the 1e-12 rule.
+            let dim = gi.len();
             for q in 0..dim {
                 if q + 2 >= dim {
                     assert_eq!(gi[q].to_bits(), gj[q].to_bits(), "{n}×{k}: gradient[{q}] {} vs {}", gi[q], gj[q]);
@@ -486,7 +488,7 @@ model {
                     assert!(close(gi[q], gj[q], 1.0), "{n}×{k}: gradient[{q}] {} vs {}", gi[q], gj[q]);
                 }
             }
-        }
+        });
     }
 }
 
@@ -526,19 +528,13 @@ model {
         let program = lower_temp("lse", src, &data);
         let mut interp = Interp::new(&program);
         let mut jit = Jit::new(&program).expect("compiles");
-        let dim = program.dim();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
-        let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
-        for _ in 0..10 {
-            let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
-            let b = jit.eval_grad(&theta, &mut gj).expect("finite");
-            assert_eq!(a.logp.to_bits(), b.logp.to_bits(), "{g}×{n}: logp {} vs {}", a.logp, b.logp);
-            for q in 0..dim {
+        at_random_points(&mut interp, &mut jit, 13, 10, 2.0, &mut |jit, theta, (la, gi), (lb, gj)| {
+            assert_eq!(la.to_bits(), lb.to_bits(), "{g}×{n}: logp {la} vs {lb}");
+            for q in 0..gi.len() {
                 assert!(close(gi[q], gj[q], 1.0), "{g}×{n}: gradient[{q}] {} vs {}", gi[q], gj[q]);
             }
-            let e = jit.eval(&theta).expect("finite");
-            assert_eq!(e.logp.to_bits(), b.logp.to_bits(), "{g}×{n}: logp without the gradient");
-        }
+            let e = jit.eval(theta).expect("finite");
+            assert_eq!(e.logp.to_bits(), lb.to_bits(), "{g}×{n}: logp without the gradient");
+        });
     }
 }

@@ -1266,7 +1266,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let cond = if matches!(prim, Prim::Select) { Some(self.cond_of(args[0])?) } else { None };
             let out = self.addr(*dst)?;
             let reads = self.rev_reads(&ops[k]);
-            let kept = if self.log_add_exp_array(&ops[k]) { self.kept_partials(*dst) } else { None };
+            let kept = self.kept_partials(&ops[k]);
             steps.push(Some(Step {
                 kept,
                 prim: prim.clone(),
@@ -1472,7 +1472,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     call.extend([ptr, stride]);
                 }
                 call.push(self.addr(dst)?);
-                let d = match self.kept_partials(dst) {
+                let d = match self.kept_partials(inst) {
                     Some((da, _)) => da,
                     None => self.int(0),
                 };
@@ -1747,7 +1747,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 // Operands and result are loaded only when a derivative reads them.
                 let (reads, want_y) = self.rev_reads(inst);
                 let (want_a, want_b) = (reads[0], reads[1]);
-                let kept = if self.log_add_exp_array(inst) { self.kept_partials(dst) } else { None };
+                let kept = self.kept_partials(inst);
                 self.each_elem(&shape, rows, &mut |s, i, j| {
                     let g = s.ld(oadj, i);
                     let x = if want_a { s.get(a, ma, i, j) } else { g };
@@ -2214,11 +2214,16 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(())
     }
 
-    /// Where `dst = log_sum_exp(a, b)`, computed by the array function, keeps its partials in
-    /// a and in b for this execution of its block (`None` when the layout keeps none for it).
-    fn kept_partials(&mut self, dst: V) -> Option<(Value, Value)> {
+    /// Where `inst`, a `log_sum_exp(a, b)` computed by the array function, keeps its partials
+    /// in a and in b for this execution of its block (`None` for any other instruction, or
+    /// when the layout keeps none for it).
+    fn kept_partials(&mut self, inst: &Inst) -> Option<(Value, Value)> {
+        let Inst::Op { dst, .. } = inst else { return None };
+        if !self.log_add_exp_array(inst) {
+            return None;
+        }
         let (off, len) = self.lay.scratch[dst.0 as usize]?;
-        let da = self.per_exec(off, self.p.info(dst).block, 2 * len);
+        let da = self.per_exec(off, self.p.info(*dst).block, 2 * len);
         let db = self.b.ins().iadd_imm_s(da, (len * 8) as i64);
         Some((da, db))
     }

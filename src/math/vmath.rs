@@ -182,6 +182,18 @@ impl Lane for f64 {
 pub(crate) struct V4(__m256d);
 
 #[cfg(target_arch = "x86_64")]
+impl V4 {
+    /// The four lanes, in order (to hand on the last one to three of an array).
+    #[inline(always)]
+    fn lanes(self) -> [f64; 4] {
+        let mut out = [0.0f64; 4];
+        // SAFETY: `out` holds four elements; a V4 exists only where the CPU has AVX2.
+        unsafe { _mm256_storeu_pd(out.as_mut_ptr(), self.0) };
+        out
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 impl Lane for V4 {
     type M = __m256d;
     #[inline(always)]
@@ -553,8 +565,7 @@ macro_rules! elementary {
                         for k in i..n {
                             buf[k - i] = *x.add(k);
                         }
-                        let v = $body(V4(_mm256_loadu_pd(buf.as_ptr())));
-                        _mm256_storeu_pd(buf.as_mut_ptr(), v.0);
+                        let buf = $body(V4(_mm256_loadu_pd(buf.as_ptr()))).lanes();
                         for k in i..n {
                             *y.add(k) = buf[k - i];
                         }
@@ -670,9 +681,7 @@ macro_rules! density_block {
                     if k < m {
                         // The last one to three elements, padded with the last one.
                         let last = i + m - 1;
-                        let v = $body(tail_lanes(y, i + k, last), tail_lanes(a, i + k, last));
-                        let mut r = [0.0f64; 4];
-                        _mm256_storeu_pd(r.as_mut_ptr(), v.0);
+                        let r = $body(tail_lanes(y, i + k, last), tail_lanes(a, i + k, last)).lanes();
                         out[k..m].copy_from_slice(&r[..m - k]);
                     }
                 }
@@ -747,17 +756,11 @@ pub fn bernoulli_logit_checked(y: &[f64], a: &[f64], n: usize, d: Option<&mut [f
                 }
                 k += 4;
             }
-            let mut lanes = [0.0f64; 4];
-            _mm256_storeu_pd(lanes.as_mut_ptr(), acc.0);
-            let mut bads = [0.0f64; 4];
-            _mm256_storeu_pd(bads.as_mut_ptr(), bad.0);
+            let (mut lanes, mut bads) = (acc.lanes(), bad.lanes());
             if k < n {
                 // The last one to three elements, padded with the last one.
                 let (lp, da, b) = bernoulli_logit_both(tail_lanes(y, k, n - 1), tail_lanes(a, k, n - 1));
-                let (mut r, mut rd, mut rb) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
-                _mm256_storeu_pd(r.as_mut_ptr(), lp.0);
-                _mm256_storeu_pd(rd.as_mut_ptr(), da.0);
-                _mm256_storeu_pd(rb.as_mut_ptr(), b.0);
+                let (r, rd, rb) = (lp.lanes(), da.lanes(), b.lanes());
                 for l in 0..n - k {
                     lanes[l] += r[l];
                     bads[l] += rb[l];
@@ -926,10 +929,7 @@ pub fn log_add_exp_array(a: &[f64], b: &[f64], y: &mut [f64], d: Option<&mut [f6
             if k < n {
                 // The last one to three elements, padded with the last one.
                 let (v, da, db) = log_add_exp_both(tail_lanes(a, k, n - 1), tail_lanes(b, k, n - 1));
-                let (mut rv, mut ra, mut rb) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
-                _mm256_storeu_pd(rv.as_mut_ptr(), v.0);
-                _mm256_storeu_pd(ra.as_mut_ptr(), da.0);
-                _mm256_storeu_pd(rb.as_mut_ptr(), db.0);
+                let (rv, ra, rb) = (v.lanes(), da.lanes(), db.lanes());
                 y[k..n].copy_from_slice(&rv[..n - k]);
                 if let Some(d) = d {
                     d[k..n].copy_from_slice(&ra[..n - k]);
