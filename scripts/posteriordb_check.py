@@ -1,5 +1,5 @@
 """Compare a bnnc run's summary.json with a posteriordb reference (the rule in
-../shared/posteriordb/README.md). Usage: posteriordb_check.py SUMMARY.json REFERENCE.json"""
+data/posteriordb/README.md). Usage: posteriordb_check.py SUMMARY.json REFERENCE.json"""
 import json, math, sys
 
 summ = json.load(open(sys.argv[1]))

@@ -53,7 +53,7 @@ fn count_per_evaluation(d: &mut dyn LogDensity, dim: usize) -> usize {
 
 /// Every posteriordb model and every example, with its data: (name, model, data).
 fn cases() -> Vec<(String, PathBuf, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/posteriordb");
     let mut out: Vec<(String, PathBuf, PathBuf)> = std::fs::read_dir(&root)
         .expect("posteriordb")
         .flatten()

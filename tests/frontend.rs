@@ -13,7 +13,7 @@ fn root() -> PathBuf {
 }
 
 fn posteriordb_models() -> Vec<PathBuf> {
-    let dir = root().join("../shared/posteriordb");
+    let dir = root().join("data/posteriordb");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{} must exist: {e}", dir.display()))
         .filter_map(|e| e.ok())
@@ -64,7 +64,7 @@ fn all_posteriordb_data_bind() {
         assert_eq!(bound.vars.len(), decls.len());
     }
     // Spot checks of values and shapes.
-    let dir = root().join("../shared/posteriordb/diamonds-diamonds");
+    let dir = root().join("data/posteriordb/diamonds-diamonds");
     let mut fe = frontend_file(&dir.join("model.bnn"));
     let bound = fe.bind_data(&dir.join("data.json")).expect("diamonds binds");
     assert_eq!(bound.int("N"), Some(5000));

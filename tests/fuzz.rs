@@ -91,7 +91,7 @@ const VOCAB: &[&str] = &[
 ];
 
 fn models() -> Vec<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/posteriordb");
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::read_to_string(e.path().join("model.bnn")).ok()).collect()

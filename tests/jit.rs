@@ -98,7 +98,7 @@ fn jit_equals_interpreter_on_every_model() {
 fn jit_reuses_its_buffers_after_an_error() {
     // A point where the density fails, then a good one: the result equals a fresh compile's.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = root.join("../shared/posteriordb/garch-garch11/model.bnn");
+    let model = root.join("data/posteriordb/garch-garch11/model.bnn");
     let data = model.with_file_name("data.json");
     let mut fe = frontend_file(&model);
     let program = fe.program(&model, Some(&data)).expect("lowers");

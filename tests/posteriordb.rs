@@ -1,6 +1,6 @@
-//! The correctness check of the sampler: every posterior in ../shared/posteriordb, sampled
+//! The correctness check of the sampler: every posterior in data/posteriordb, sampled
 //! with 4 chains of 1000 draws, matches its reference by the rule in
-//! ../shared/posteriordb/README.md. Slow (minutes per model on the interpreter), so ignored
+//! data/posteriordb/README.md. Slow (minutes per model on the interpreter), so ignored
 //! in the default run:
 //!
 //!     cargo test --release --test posteriordb -- --ignored --nocapture
@@ -54,7 +54,7 @@ fn matches(summary: &serde_json::Value, reference: &serde_json::Value) -> Vec<St
 #[test]
 #[ignore = "samples all 13 posteriors: minutes each; run before changing the sampler"]
 fn every_posterior_matches_its_reference() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/posteriordb");
     let only = std::env::var("BNNC_POSTERIOR").ok();
     let seed = std::env::var("BNNC_SEED").unwrap_or_else(|_| "20261122".into());
     let mut failures = Vec::new();

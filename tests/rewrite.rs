@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 use std::path::Path;
 
 fn program(name: &str) -> (Program, serde_json::Value) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/posteriordb").join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/posteriordb").join(name);
     let model = root.join("model.bnn");
     let data = root.join("data.json");
     let mut fe = frontend_file(&model);

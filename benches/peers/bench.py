@@ -15,9 +15,9 @@ default) too. The NumPyro ports are in numpyro_models.py; before timing, each po
 is checked against `bnnc logp` at two points (the change of the log density between the points
 must agree, so constant terms do not matter); the check is printed under the table.
 
-Models: the 13 posteriordb posteriors in ../shared/posteriordb/, examples/logistic_regression,
+Models: the 13 posteriordb posteriors in data/posteriordb/, examples/logistic_regression,
 and benches/models/bnn_protein (a 50-unit tanh BNN on 41,157 rows of UCI protein; its data file
-is written into a temporary directory from ../shared/uci/ at every run). For bnn_protein the
+is written into a temporary directory from data/uci/ at every run). For bnn_protein the
 achieved GFLOP/s of the matrix products is printed too.
 
 Run from the repository root, by hand (no test runs it; needs `pip install numpyro jax jaxlib`
@@ -41,9 +41,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-POSTERIORDB = os.path.join(SHARED, "posteriordb")
-PROTEIN = os.path.join(SHARED, "uci", "protein-tertiary-structure", "data")
+POSTERIORDB = os.path.join(ROOT, "data", "posteriordb")
+PROTEIN = os.path.join(ROOT, "data", "uci", "protein-tertiary-structure", "data")
 
 POSTERIORDB_MODELS = [
     "arK-arK",

@@ -1,4 +1,4 @@
-//! The models every backend test runs: the posteriordb models in ../shared/posteriordb and
+//! The models every backend test runs: the posteriordb models in data/posteriordb and
 //! the examples, each with its data file.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ pub fn models() -> Vec<(PathBuf, PathBuf)> {
     bnnc::ir::verify::verify_every_pass();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut v = Vec::new();
-    for e in std::fs::read_dir(root.join("../shared/posteriordb")).expect("posteriordb").flatten() {
+    for e in std::fs::read_dir(root.join("data/posteriordb")).expect("posteriordb").flatten() {
         let m = e.path().join("model.bnn");
         if m.exists() {
             v.push((m, e.path().join("data.json")));

@@ -30,8 +30,8 @@
 //! transforms (`exp`, logistic) it equals the constrained parameter's bulk ESS anyway.
 //!
 //! Run: `cargo run --release --manifest-path benches/nuts_rs_peer/Cargo.toml -- [models...]`
-//! where a model is a posteriordb directory name under `../shared/posteriordb` (relative to
-//! the repository; `POSTERIORDB` overrides) or a path to a directory holding `model.bnn`
+//! where a model is a posteriordb directory name under `data/posteriordb` (of this
+//! repository; `POSTERIORDB` overrides) or a path to a directory holding `model.bnn`
 //! and `data.json`. `--no-grad-metric` makes nuts-rs estimate its mass matrix from the draws'
 //! variance alone, as bnnc does, instead of its default mix of draw and gradient variances.
 
@@ -357,7 +357,7 @@ fn model_dir(arg: &str) -> PathBuf {
     }
     let root = std::env::var_os("POSTERIORDB")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/posteriordb"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/posteriordb"));
     root.join(arg)
 }
 
