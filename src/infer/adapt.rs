@@ -3,7 +3,7 @@
 //! iterations, windows of 25 doubling in length, a terminal buffer of 50).
 //!
 //! Two choices differ from Stan's, both measured against nuts-rs on the same compiled
-//! densities (book/src/performance.md, "ESS per gradient"):
+//! densities (book/src/performance.md, "NUTS against nuts-rs"):
 //! - the dual averaging restarts (after Stan's step size search) only when a metric update
 //!   moves some variance by more than a factor of 3, as the first update after the unit
 //!   metric usually does; otherwise it runs on. Stan restarts at every update, so its final

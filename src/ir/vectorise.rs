@@ -24,9 +24,8 @@
 //! `target += v` sums v. A `var` set at the top of each iteration before anything reads it is
 //! private to the iteration and becomes a vector (arK's running sum); nested loops stay loops,
 //! over vectors. A log density whose only use is `target +=` is summed over the vectors by
-//! the density itself; otherwise `normal_lpdf` is expanded into elementwise operations, as is
-//! `log_mix` (max(a, b) + log1p(exp(−|a − b|)), the form the interpreter's scalar `log_mix`
-//! uses).
+//! the density itself; otherwise `normal_lpdf` is expanded into elementwise operations, and
+//! `log_mix(θ, a, b)` into `log_sum_exp(ln θ + a, ln(1 − θ) + b)`, one array function.
 //!
 //! Before that, loops inside loops with at most eight iterations, bounds known and a
 //! straight-line body are unrolled (arK's loop over its lags), and within a vectorised body a
@@ -40,8 +39,7 @@
 //! an operation without an elementwise form, a value with more than one element per
 //! iteration — leaves the loop as it is.
 //!
-//! Differences from the loop: sums run in another order (last bits), and a `log_mix` whose two
-//! terms are both −∞ gives NaN instead of −∞ (both reject a proposal).
+//! Differences from the loop: sums run in another order (last bits).
 
 use std::collections::{HashMap, HashSet};
 
