@@ -419,14 +419,14 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
     let mut vars = serde_json::Map::new();
     let width = values
         .iter()
-        .flat_map(|(n, s, _)| crate::summary::stan_csv::element_names(n, s))
+        .flat_map(|(n, s, _)| crate::infer::stan_csv::element_names(n, s))
         .map(|(n, _)| n.len())
         .max()
         .unwrap_or(4)
         .max(4);
     println!("{:<width$} {:>12}", "", "Estimate");
     for (name, shape, vals) in &values {
-        for ((label, _), v) in crate::summary::stan_csv::element_names(name, shape).into_iter().zip(vals) {
+        for ((label, _), v) in crate::infer::stan_csv::element_names(name, shape).into_iter().zip(vals) {
             println!("{label:<width$} {:>12}", format!("{v:.6}"));
             vars.insert(label, serde_json::json!({ "estimate": v }));
         }
@@ -467,7 +467,7 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
         eprint!("{}", driver::render_diags(&fe, format_of(MessageFormat::Human, ColorChoice::Auto)));
         return 1;
     };
-    let mut density: Box<dyn crate::infer::density::LogDensity + '_> = match backend {
+    let mut density: Box<dyn crate::density::LogDensity + '_> = match backend {
         Backend::Interp => Box::new(crate::ir::interp::Interp::new(&program)),
         Backend::Jit => match crate::jit::Jit::new(&program) {
             Ok(j) => Box::new(j),
@@ -515,7 +515,20 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
     0
 }
 
-pub fn run() -> i32 {
+/// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested
+/// input is bounded by the parser, but elaborated programs can be big).
+pub fn main() -> i32 {
+    let handle = std::thread::Builder::new().stack_size(256 << 20).spawn(run);
+    match handle.map(|h| h.join()) {
+        Ok(Ok(code)) => code,
+        _ => {
+            eprintln!("error: internal compiler error (please report this with the model that caused it)");
+            101
+        }
+    }
+}
+
+fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -263,16 +263,3 @@ pub fn emit_elab(e: &Elaborated) -> String {
 pub fn render_diags(fe: &Frontend, format: Format) -> String {
     render(&fe.diags, &fe.sources, format)
 }
-
-/// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested
-/// input is bounded by the parser, but elaborated programs can be big).
-pub fn main_cli() -> i32 {
-    let handle = std::thread::Builder::new().stack_size(256 << 20).spawn(crate::cli::run);
-    match handle.map(|h| h.join()) {
-        Ok(Ok(code)) => code,
-        _ => {
-            eprintln!("error: internal compiler error (please report this with the model that caused it)");
-            101
-        }
-    }
-}

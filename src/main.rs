@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(bnnc::driver::main_cli());
+    std::process::exit(bnnc::cli::main());
 }

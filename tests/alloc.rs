@@ -2,8 +2,8 @@
 //! density and gradient evaluation (buffers are sized by the first one, or when compiling).
 //! Counted with a global allocator in this test binary.
 
+use bnnc::density::LogDensity;
 use bnnc::driver::frontend_file;
-use bnnc::infer::density::LogDensity;
 use bnnc::ir::interp::Interp;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -2,9 +2,9 @@
 //! every posteriordb model and example, at random points, and reports the same recoverable
 //! errors where the density is not finite.
 
+use bnnc::density::LogDensity;
 use bnnc::diag::{render, Format};
 use bnnc::driver::frontend_file;
-use bnnc::infer::density::LogDensity;
 use bnnc::ir::interp::Interp;
 use bnnc::jit::Jit;
 use rand::{RngExt, SeedableRng};

@@ -1,6 +1,6 @@
 //! The sampler on densities with known answers, written by hand against `LogDensity`.
 
-use bnnc::infer::density::{EvalError, LogDensity};
+use bnnc::density::{EvalError, LogDensity};
 use bnnc::infer::nuts::Stats;
 use bnnc::infer::run::{sample, Method, Settings};
 

@@ -3,7 +3,7 @@
 //! rank of the true value among (thinned) posterior draws is uniform when the sampler is
 //! right. Checked with a chi-square test on two small models, with fixed seeds.
 
-use bnnc::infer::density::{EvalError, LogDensity};
+use bnnc::density::{EvalError, LogDensity};
 use bnnc::infer::run::{sample, Method, Settings};
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal, Normal};

@@ -1,6 +1,6 @@
-//! Inference. Samplers and optimisers see a model only through [`density::LogDensity`].
+//! Inference. Samplers and optimisers see a model only through [`crate::density::LogDensity`].
 pub mod adapt;
-pub mod density;
 pub mod nuts;
 pub mod optim;
 pub mod run;
+pub mod stan_csv;

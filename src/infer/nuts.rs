@@ -4,7 +4,7 @@
 //! halves of every merged tree), a maximum tree depth, and divergence when the energy error
 //! exceeds 1000. Static HMC (a fixed number of leapfrog steps) shares the integrator.
 
-use crate::infer::density::{EvalError, LogDensity};
+use crate::density::{EvalError, LogDensity};
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 

@@ -1,7 +1,7 @@
 //! Posterior modes by L-BFGS (Nocedal & Wright 2006, Algorithms 7.4–7.5) on the
 //! unconstrained space, with a line search satisfying the strong Wolfe conditions.
 
-use crate::infer::density::LogDensity;
+use crate::density::LogDensity;
 
 #[derive(Clone, Debug)]
 pub struct Mode {
@@ -150,7 +150,7 @@ pub fn lbfgs<D: LogDensity + ?Sized>(d: &mut D, start: &[f64], max_iter: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::density::EvalError;
+    use crate::density::EvalError;
 
     /// Rosenbrock's function as a log density (maximum 0 at (1, 1)).
     struct Rosenbrock;

@@ -3,12 +3,12 @@
 //! generator seeded from (seed, chain), so results do not depend on the thread count. A
 //! stop request (Ctrl-C) ends every chain after its current iteration, keeping its draws.
 
+use crate::density::LogDensity;
 use crate::infer::adapt::{Moments, StepSizeAdapter, Windows, EARLY_UPDATE};
-use crate::infer::density::LogDensity;
 use crate::infer::nuts::{Metric, Sampler, State, Stats};
+use crate::infer::stan_csv;
 use crate::ir::interp::Interp;
 use crate::ir::Program;
-use crate::summary::stan_csv;
 use rand::{RngExt, SeedableRng};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ impl<'p> ModelDensity<'p> {
         &mut self,
         theta: &[f64],
         generated: bool,
-    ) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>, crate::infer::density::EvalError> {
+    ) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>, crate::density::EvalError> {
         self.interp.constrained(theta, generated)
     }
 }
@@ -82,7 +82,7 @@ impl LogDensity for ModelDensity<'_> {
         self.interp.dim()
     }
 
-    fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, crate::infer::density::EvalError> {
+    fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, crate::density::EvalError> {
         match &mut self.jit {
             Some(j) => j.logp_grad(theta, grad),
             None => self.interp.logp_grad(theta, grad),

@@ -13,7 +13,6 @@
 //! for the same statements (merging consecutive elementwise ones into one loop); `bnnc check
 //! --emit ir-ad` prints it.
 
-use crate::ir::interp::activity;
 use crate::ir::prim::Ix;
 use crate::ir::{BlockId, Inst, Prim, Program, Slot, ENTRY, V};
 
@@ -228,6 +227,41 @@ fn usefulness(p: &Program, active: &[bool], slot_active: &[bool], in_density: &[
         }
         if !changed {
             return useful;
+        }
+    }
+}
+
+/// Which values and slots depend on parameters (so need adjoints), to a fixed point: slots
+/// carry dependence around loops.
+pub fn activity(p: &Program) -> (Vec<bool>, Vec<bool>) {
+    let mut active = vec![false; p.values.len()];
+    let mut slot_active = vec![false; p.slots.len()];
+    loop {
+        let mut changed = false;
+        for block in &p.blocks {
+            for inst in block {
+                match inst {
+                    Inst::Op { dst, prim, args } => {
+                        let a = matches!(prim, Prim::Constrain(_))
+                            || args.iter().any(|x| active[x.0 as usize])
+                            || matches!(prim, Prim::Load(s, _) if slot_active[s.0 as usize]);
+                        if a && !active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
+                            active[dst.0 as usize] = true;
+                            changed = true;
+                        }
+                    }
+                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) }
+                        if active[value.0 as usize] && !slot_active[slot.0 as usize] =>
+                    {
+                        slot_active[slot.0 as usize] = true;
+                        changed = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !changed {
+            return (active, slot_active);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! reads) and one adjoint; slots keep their contents and adjoints. All buffers are sized by
 //! the first evaluation and reused after it.
 
-use crate::infer::density::{EvalError, LogDensity};
+use crate::density::{EvalError, LogDensity};
 use crate::ir::adjoint::{differentiate, Adjoint, Stmt};
 use crate::ir::prim::{self, Prim, Scratch};
 use crate::ir::{BlockId, Inst, Program, ENTRY, V};
@@ -482,41 +482,6 @@ impl<'p> Interp<'p> {
         adj_out.iter_mut().for_each(|a| *a = 0.0);
         self.adj[dst.0 as usize] = adj_out;
         r.map_err(EvalError::recoverable)
-    }
-}
-
-/// Which values and slots depend on parameters (so need adjoints), to a fixed point: slots
-/// carry dependence around loops.
-pub fn activity(p: &Program) -> (Vec<bool>, Vec<bool>) {
-    let mut active = vec![false; p.values.len()];
-    let mut slot_active = vec![false; p.slots.len()];
-    loop {
-        let mut changed = false;
-        for block in &p.blocks {
-            for inst in block {
-                match inst {
-                    Inst::Op { dst, prim, args } => {
-                        let a = matches!(prim, Prim::Constrain(_))
-                            || args.iter().any(|x| active[x.0 as usize])
-                            || matches!(prim, Prim::Load(s, _) if slot_active[s.0 as usize]);
-                        if a && !active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
-                            active[dst.0 as usize] = true;
-                            changed = true;
-                        }
-                    }
-                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) }
-                        if active[value.0 as usize] && !slot_active[slot.0 as usize] =>
-                    {
-                        slot_active[slot.0 as usize] = true;
-                        changed = true;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if !changed {
-            return (active, slot_active);
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Points of the parameter space: constrained values (as JSON, like data) to the
 //! unconstrained vector, for `bnnc logp --params` and `--init`.
 
-use crate::infer::density::EvalError;
+use crate::density::EvalError;
 use crate::ir::interp::Interp;
 use crate::ir::Program;
 use crate::math::transform;

@@ -14,7 +14,7 @@ pub mod gemm;
 pub mod kernels;
 pub mod layout;
 
-use crate::infer::density::{EvalError, LogDensity};
+use crate::density::{EvalError, LogDensity};
 use crate::ir::interp::Eval;
 use crate::ir::prim::Scratch;
 use crate::ir::Program;

@@ -1,5 +1,5 @@
-//! Posterior summaries: diagnostics, the table, summary.json and CmdStan CSV files.
-pub mod stan_csv;
+//! Posterior summaries of a run's chains: diagnostics, the table and summary.json. (The draws
+//! files are written while sampling, by `infer::stan_csv`.)
 pub mod stats;
 pub mod table;
 

@@ -35,7 +35,7 @@
 //! and `data.json`. `--no-grad-metric` makes nuts-rs estimate its mass matrix from the draws'
 //! variance alone, as bnnc does, instead of its default mix of draw and gradient variances.
 
-use bnnc::infer::density::{EvalError, LogDensity};
+use bnnc::density::{EvalError, LogDensity};
 use bnnc::infer::run::{sample, Method, Settings};
 use bnnc::jit::Jit;
 use bnnc::summary::stats::summarise;

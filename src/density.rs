@@ -1,4 +1,5 @@
-//! The boundary between a model and the algorithms that use it.
+//! The boundary between a model and the algorithms that use it. It sits below `ir` and
+//! `jit`, which implement [`LogDensity`], and `infer`, which uses it.
 
 use std::fmt;
 
