@@ -1,5 +1,6 @@
 //! The command line (clap): parses arguments and calls the driver.
 
+use crate::compiled::{Backend, CompiledModel};
 use crate::diag::Format;
 use crate::driver;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -138,14 +139,6 @@ enum Emit {
     IrAd,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Backend {
-    /// Native code compiled with Cranelift.
-    Jit,
-    /// The reference interpreter.
-    Interp,
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum MessageFormat {
     Human,
@@ -222,19 +215,13 @@ fn logp(
         }
     };
     let mut grad = vec![0.0; program.dim()];
-    let res = match backend {
-        Backend::Interp => {
-            let mut interp = crate::ir::interp::Interp::new(&program);
-            interp.eval(&theta).and_then(|e| interp.gradient(&mut grad).map(|_| e))
-        }
-        Backend::Jit => {
-            match crate::jit::Jit::new(&program) {
-                Ok(mut jit) => jit.eval_grad(&theta, &mut grad),
-                Err(e) => {
-                    eprintln!("error: internal compiler error: {e} (`--backend interp` evaluates the model without compiling it)");
-                    return 2;
-                }
-            }
+    let res = match CompiledModel::new(&program, backend) {
+        Ok(mut model) => model.eval_grad(&theta, &mut grad),
+        Err(e) => {
+            eprintln!(
+                "error: internal compiler error: {e} (`--backend interp` evaluates the model without compiling it)"
+            );
+            return 2;
         }
     };
     match res {
@@ -344,7 +331,7 @@ fn run_command(a: RunArgs) -> i32 {
         out_dir: out_dir.clone(),
         model_name: name,
         data_file,
-        jit: backend == Backend::Jit,
+        backend,
     };
     if map {
         return map_command(&program, &cfg);
@@ -388,7 +375,7 @@ fn run_command(a: RunArgs) -> i32 {
 /// (no log-Jacobian, as Stan's optimiser), printed and written to summary.json.
 fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) -> i32 {
     use rand::{RngExt, SeedableRng};
-    let mut interp = match crate::infer::run::ModelDensity::new(program, cfg.jit) {
+    let mut interp = match CompiledModel::new(program, cfg.backend) {
         Ok(d) => d.without_jacobian(),
         Err(e) => {
             eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
@@ -459,6 +446,7 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
 /// `bench`: compile time (source text to a callable density, data included) and the median
 /// gradient time over at least `seconds` of repeated evaluations at one random point.
 fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) -> i32 {
+    use crate::density::LogDensity;
     use rand::{RngExt, SeedableRng};
     let t0 = std::time::Instant::now();
     let mut fe = driver::frontend_file(&model);
@@ -467,15 +455,12 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
         eprint!("{}", driver::render_diags(&fe, format_of(MessageFormat::Human, ColorChoice::Auto)));
         return 1;
     };
-    let mut density: Box<dyn crate::density::LogDensity + '_> = match backend {
-        Backend::Interp => Box::new(crate::ir::interp::Interp::new(&program)),
-        Backend::Jit => match crate::jit::Jit::new(&program) {
-            Ok(j) => Box::new(j),
-            Err(e) => {
-                eprintln!("error: internal compiler error: {e}");
-                return 2;
-            }
-        },
+    let mut density = match CompiledModel::new(&program, backend) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e}");
+            return 2;
+        }
     };
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     let dim = program.dim();
@@ -505,7 +490,7 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
     let out = serde_json::json!({
-        "backend": match backend { Backend::Jit => "jit", Backend::Interp => "interp" },
+        "backend": backend.name(),
         "dim": dim,
         "compile_ms": compile_ms,
         "grad_us_median": median * 1e6,

@@ -21,6 +21,7 @@
 //! Each stage can be printed with `bnnc check --emit tokens|ast|elab|ir|ir-ad`.
 
 pub mod cli;
+pub mod compiled;
 pub mod data;
 pub mod density;
 pub mod diag;

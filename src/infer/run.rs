@@ -3,11 +3,11 @@
 //! generator seeded from (seed, chain), so results do not depend on the thread count. A
 //! stop request (Ctrl-C) ends every chain after its current iteration, keeping its draws.
 
+use crate::compiled::{Backend, CompiledModel};
 use crate::density::LogDensity;
 use crate::infer::adapt::{Moments, StepSizeAdapter, Windows, EARLY_UPDATE};
 use crate::infer::nuts::{Metric, Sampler, State, Stats};
 use crate::infer::stan_csv;
-use crate::ir::interp::Interp;
 use crate::ir::Program;
 use rand::{RngExt, SeedableRng};
 use std::io::{BufWriter, Write};
@@ -39,55 +39,8 @@ pub struct Config {
     pub out_dir: PathBuf,
     pub model_name: String,
     pub data_file: String,
-    /// Evaluate the density with compiled code (else with the interpreter).
-    pub jit: bool,
-}
-
-/// The density a chain works with: compiled code (or the interpreter) for the log density and
-/// its gradient, and the interpreter for each draw's constrained values and generated
-/// quantities (once per draw, no gradient).
-pub struct ModelDensity<'p> {
-    jit: Option<crate::jit::Jit<'p>>,
-    interp: Interp<'p>,
-}
-
-impl<'p> ModelDensity<'p> {
-    /// `Err` when the code generator fails (an internal error).
-    pub fn new(p: &'p Program, jit: bool) -> Result<ModelDensity<'p>, String> {
-        let jit = if jit { Some(crate::jit::Jit::new(p)?) } else { None };
-        Ok(ModelDensity { jit, interp: Interp::new(p) })
-    }
-
-    /// Leave the log-Jacobian out (for optimisation in the model's own parameterisation).
-    pub fn without_jacobian(self) -> Self {
-        ModelDensity { jit: self.jit.map(|j| j.without_jacobian()), interp: self.interp.without_jacobian() }
-    }
-
-    pub fn seed(&mut self, seed: u64) {
-        self.interp.seed(seed);
-    }
-
-    /// The constrained parameters and (when asked) generated quantities at `theta`.
-    pub fn constrained(
-        &mut self,
-        theta: &[f64],
-        generated: bool,
-    ) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>, crate::density::EvalError> {
-        self.interp.constrained(theta, generated)
-    }
-}
-
-impl LogDensity for ModelDensity<'_> {
-    fn dim(&self) -> usize {
-        self.interp.dim()
-    }
-
-    fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, crate::density::EvalError> {
-        match &mut self.jit {
-            Some(j) => j.logp_grad(theta, grad),
-            None => self.interp.logp_grad(theta, grad),
-        }
-    }
+    /// How the density is evaluated.
+    pub backend: Backend,
 }
 
 /// One chain's outcome.
@@ -179,7 +132,7 @@ fn run_chain(
 ) -> Chain {
     let seed = chain_seed(cfg.seed, c);
     let mut out = Chain::default();
-    let mut interp = match ModelDensity::new(p, cfg.jit) {
+    let mut interp = match CompiledModel::new(p, cfg.backend) {
         Ok(d) => d,
         Err(e) => {
             out.error = Some(format!("internal compiler error: {e} (`--backend interp` runs without compiling)"));
