@@ -16,7 +16,7 @@ is checked against `bnnc logp` at two points (the change of the log density betw
 must agree, so constant terms do not matter); the check is printed under the table.
 
 Models: the 13 posteriordb posteriors in data/posteriordb/, examples/logistic_regression,
-and benches/models/bnn_protein (a 50-unit tanh BNN on 41,157 rows of UCI protein; its data file
+examples/bnn_regression (the same network on 277 yacht rows), and benches/models/bnn_protein (a 50-unit tanh BNN on 41,157 rows of UCI protein; its data file
 is written into a temporary directory from data/uci/ at every run). For bnn_protein the
 achieved GFLOP/s of the matrix products is printed too.
 
@@ -59,7 +59,8 @@ POSTERIORDB_MODELS = [
     "nes1972-nes",
     "sblrc-blr",
 ]
-ALL_MODELS = POSTERIORDB_MODELS + ["logistic_regression", "bnn_protein"]
+EXAMPLES = ["logistic_regression", "bnn_regression"]
+ALL_MODELS = POSTERIORDB_MODELS + EXAMPLES + ["bnn_protein"]
 HIDDEN = 50  # bnn_protein's hidden units
 
 
@@ -89,9 +90,9 @@ def model_files(name, tmpdir):
     if name in POSTERIORDB_MODELS:
         d = os.path.join(POSTERIORDB, name)
         return os.path.join(d, "model.bnn"), os.path.join(d, "data.json")
-    if name == "logistic_regression":
+    if name in EXAMPLES:
         ex = os.path.join(ROOT, "examples")
-        return os.path.join(ex, "logistic_regression.bnn"), os.path.join(ex, "logistic_regression.json")
+        return os.path.join(ex, name + ".bnn"), os.path.join(ex, name + ".json")
     if name == "bnn_protein":
         data = os.path.join(tmpdir, "bnn_protein.json")
         if not os.path.exists(data):

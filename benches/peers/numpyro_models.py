@@ -291,4 +291,5 @@ PORTS = {
     "sblrc-blr": (prep_sblrc, model_sblrc),
     "logistic_regression": (prep_logistic, model_logistic),
     "bnn_protein": (prep_bnn, model_bnn),
+    "bnn_regression": (prep_bnn, model_bnn),
 }
