@@ -890,26 +890,33 @@ fn categorical(args: &[Arg], grads: Option<&mut [&mut [f64]]>, logit: bool, stri
     let row_of = |i: usize| if rows == 1 { 0 } else { i };
     let mut lp = 0.0;
     if logit {
-        let lse: Vec<f64> = (0..rows).map(|r| log_sum_exp(&p.values[r * k..(r + 1) * k])).collect();
-        let mut uses = vec![0.0; rows];
-        for (i, &l) in y.values.iter().enumerate() {
-            let r = row_of(i);
-            lp += p.values[r * k + l as usize] - lse[r];
-            uses[r] += 1.0;
-        }
-        if let Some(g) = grads {
-            let gp = &mut *g[1];
-            for (i, &l) in y.values.iter().enumerate() {
-                gp[row_of(i) * k + l as usize] += 1.0;
+        // Each row's log-sum-exp and how many labels use the row, in the working memory.
+        lp = with_work(2 * rows, |w| {
+            let (lse, uses) = w.split_at_mut(rows);
+            for (r, v) in lse.iter_mut().enumerate() {
+                *v = log_sum_exp(&p.values[r * k..(r + 1) * k]);
             }
-            for r in 0..rows {
-                if uses[r] > 0.0 {
-                    for j in 0..k {
-                        gp[r * k + j] -= uses[r] * (p.values[r * k + j] - lse[r]).exp();
+            let mut lp = 0.0;
+            for (i, &l) in y.values.iter().enumerate() {
+                let r = row_of(i);
+                lp += p.values[r * k + l as usize] - lse[r];
+                uses[r] += 1.0;
+            }
+            if let Some(g) = grads {
+                let gp = &mut *g[1];
+                for (i, &l) in y.values.iter().enumerate() {
+                    gp[row_of(i) * k + l as usize] += 1.0;
+                }
+                for r in 0..rows {
+                    if uses[r] > 0.0 {
+                        for j in 0..k {
+                            gp[r * k + j] -= uses[r] * (p.values[r * k + j] - lse[r]).exp();
+                        }
                     }
                 }
             }
-        }
+            lp
+        });
     } else {
         for (i, &l) in y.values.iter().enumerate() {
             lp += p.values[row_of(i) * k + l as usize].ln();
