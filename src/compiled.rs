@@ -114,3 +114,73 @@ impl LogDensity for CompiledModel<'_> {
         }
     }
 }
+
+/// The forward entry of a model ([`crate::ir::lower::Purpose::Forward`]): from one draw's
+/// constrained parameter values (in the order of the program's parameters, each flattened
+/// row-major) to the arguments of every observed variable's distribution.
+pub struct Forward<'p> {
+    p: &'p Program,
+    jit: Option<crate::jit::Jit<'p>>,
+    interp: Option<Interp<'p>>,
+}
+
+/// One site's values after [`Forward::eval`]: every execution's copy, in order; a constant
+/// has one copy, whatever the number of executions.
+pub struct SiteValues<'a> {
+    /// How many times the site ran (1 outside loops).
+    pub execs: usize,
+    pub lhs: &'a [f64],
+    pub args: Vec<&'a [f64]>,
+    /// The positions of the observed elements in their variable, when the site says
+    /// ([`crate::ir::Site::index`]).
+    pub index: Option<&'a [f64]>,
+}
+
+impl<'p> Forward<'p> {
+    pub fn new(p: &'p Program, backend: Backend) -> Result<Forward<'p>, String> {
+        match backend {
+            Backend::Jit => Ok(Forward { p, jit: Some(crate::jit::Jit::new(p)?), interp: None }),
+            Backend::Interp => Ok(Forward { p, jit: None, interp: Some(Interp::new(p)) }),
+        }
+    }
+
+    pub fn program(&self) -> &'p Program {
+        self.p
+    }
+
+    /// Run the entry at a draw (constrained values, `program().dim()` of them).
+    pub fn eval(&mut self, draw: &[f64]) -> Result<(), EvalError> {
+        match (&mut self.jit, &mut self.interp) {
+            (Some(j), _) => j.eval(draw).map(|_| ()),
+            (None, Some(i)) => i.eval(draw).map(|_| ()),
+            (None, None) => Err(EvalError { recoverable: false, message: "no backend".into() }),
+        }
+    }
+
+    fn values(&self, v: crate::ir::V) -> &[f64] {
+        match (&self.jit, &self.interp) {
+            (Some(j), _) => j.all_execs(v).unwrap_or(&[]),
+            (None, Some(i)) => i.all_execs(v),
+            (None, None) => &[],
+        }
+    }
+
+    /// Site `k`'s values at the last evaluated draw.
+    pub fn site(&self, k: usize) -> SiteValues<'_> {
+        let s = &self.p.sites[k];
+        let lhs = self.values(s.lhs);
+        // Constants keep one copy; everything else one per execution of the site.
+        let execs = std::iter::once(&s.lhs)
+            .chain(&s.args)
+            .chain(&s.index)
+            .map(|v| self.values(*v).len() / self.p.info(*v).len().max(1))
+            .max()
+            .unwrap_or(0);
+        SiteValues {
+            execs,
+            lhs,
+            args: s.args.iter().map(|a| self.values(*a)).collect(),
+            index: s.index.map(|v| self.values(v)),
+        }
+    }
+}

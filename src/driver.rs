@@ -204,6 +204,16 @@ impl Frontend {
     /// Bind the data (the file given, the one beside the model, or none when the model has
     /// no `data` block) and lower to the IR. Errors are in `self.diags`.
     pub fn program(&mut self, model: &Path, data: Option<&Path>) -> Option<crate::ir::Program> {
+        self.program_for(model, data, crate::ir::lower::Purpose::Density)
+    }
+
+    /// As [`Frontend::program`], for the given purpose.
+    pub fn program_for(
+        &mut self,
+        model: &Path,
+        data: Option<&Path>,
+        purpose: crate::ir::lower::Purpose,
+    ) -> Option<crate::ir::Program> {
         let el = self.elaborated.clone()?;
         let bound = match data_path(model, data) {
             Some(path) => self.bind_data(&path)?,
@@ -223,7 +233,7 @@ impl Frontend {
                 return None;
             }
         };
-        crate::ir::lower::lower(&el, &bound, &mut self.diags)
+        crate::ir::lower::lower_for(&el, &bound, purpose, &mut self.diags)
     }
 }
 

@@ -538,3 +538,59 @@ model {
         });
     }
 }
+
+/// The forward entry (each observed variable's distribution at a draw) is the same compiled
+/// and interpreted, on every model, at draws mapped from random points of the density's
+/// space.
+#[test]
+fn forward_entry_jit_equals_interpreter_on_every_model() {
+    use bnnc::compiled::{Backend, Forward};
+    use bnnc::ir::lower::Purpose;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut sites = 0;
+    for (model, data) in models() {
+        let mut fe = frontend_file(&model);
+        let density = fe.program(&model, Some(&data)).expect("lowers");
+        let forward = fe.program_for(&model, Some(&data), Purpose::Forward);
+        let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
+        let forward = forward.unwrap_or_else(|| panic!("{}: forward program:\n{shown}", model.display()));
+        assert_eq!(forward.dim(), density.params.iter().map(|p| p.len()).sum::<usize>(), "{}", model.display());
+        let mut interp = Interp::new(&density);
+        let mut fi = Forward::new(&forward, Backend::Interp).expect("interp");
+        let mut fj = Forward::new(&forward, Backend::Jit).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+        let mut compared = 0;
+        for _ in 0..40 {
+            if compared == 3 {
+                break;
+            }
+            let theta: Vec<f64> = (0..density.dim()).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let Ok(values) = interp.constrained(&theta, false) else { continue };
+            let draw: Vec<f64> = values.into_iter().flat_map(|(_, _, v)| v).collect();
+            match (fi.eval(&draw), fj.eval(&draw)) {
+                (Ok(()), Ok(())) => {}
+                (Err(a), Err(b)) => {
+                    assert!(a.recoverable && b.recoverable, "{}: {a} / {b}", model.display());
+                    continue;
+                }
+                (a, b) => panic!("{}: interpreter {a:?}, jit {b:?}", model.display()),
+            }
+            for k in 0..forward.sites.len() {
+                let (a, b) = (fi.site(k), fj.site(k));
+                assert_eq!(a.execs, b.execs, "{}: site {k} executions", model.display());
+                assert!(a.execs > 0, "{}: site {k} never ran", model.display());
+                assert_eq!(a.lhs, b.lhs, "{}: site {k} observed values", model.display());
+                for (x, y) in a.args.iter().zip(&b.args) {
+                    assert_eq!(x.len(), y.len(), "{}: site {k}", model.display());
+                    let scale = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                    for (u, v) in x.iter().zip(y.iter()) {
+                        assert!(close(*u, *v, scale), "{}: site {k}: {u} vs {v}", model.display());
+                    }
+                }
+                sites += 1;
+            }
+            compared += 1;
+        }
+        assert!(compared > 0, "{}: no finite draw found", model.display());
+    }
+    assert!(sites >= 13, "compared {sites} sites");
+}

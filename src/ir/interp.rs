@@ -178,6 +178,14 @@ impl<'p> Interp<'p> {
         Ok(out)
     }
 
+    /// Every execution's copy of value `v` after [`Interp::eval`], in execution order (one
+    /// copy for a value of the entry block).
+    pub fn all_execs(&self, v: V) -> &[f64] {
+        let info = &self.p.values[v.0 as usize];
+        let n = self.counter[info.block.0 as usize] * info.len();
+        &self.vals[v.0 as usize][..n.min(self.vals[v.0 as usize].len())]
+    }
+
     /// The bounds of parameter `i` when the earlier parameters are at `theta` (its own and
     /// later entries are not read): runs the density's top level up to that parameter.
     pub fn bounds_of(&mut self, theta: &[f64], i: usize) -> Res<(Vec<f64>, Vec<f64>)> {

@@ -80,15 +80,51 @@ struct Lower<'a> {
     cur: BlockId,
     /// Contents of values known while lowering.
     known: HashMap<V, Vec<f64>>,
+    /// Values and slots that depend on parameters (the rest depend on data alone, though
+    /// they may differ between loop iterations).
+    on_params: std::collections::HashSet<V>,
+    slots_on_params: std::collections::HashSet<Slot>,
     affine: HashMap<V, Affine>,
     scratch: prim::Scratch,
     /// In the generated block (draws allowed).
     generated: bool,
     /// Nested `fn` inlining depth (recursion guard).
     inline_depth: usize,
+    purpose: Purpose,
 }
 
+/// What a program is made for; it decides what is lowered and which rewrites run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The log density (`target` and the transforms' Jacobians) for samplers and optimisers,
+    /// with the generated quantities' block; every rewrite that lowers its cost runs.
+    Density,
+    /// The forward entry: from a draw's *constrained* values (the parameter vector is the
+    /// draws' columns, each parameter with the identity transform) to the distribution of
+    /// every observed variable ([`Program::sites`]). Nothing is added to `target`; only
+    /// dead code is removed, since the density rewrites reshape the likelihood the sites
+    /// are read from.
+    Forward,
+}
+
+/// The log density's program ([`Purpose::Density`]).
 pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Option<Program> {
+    lower_for(el, data, Purpose::Density, diags)
+}
+
+/// The rewrites each purpose runs, in order.
+fn passes(p: &mut Program, purpose: Purpose) -> Result<(), String> {
+    crate::ir::verify::after_pass(p, "lowering")?;
+    match purpose {
+        Purpose::Density => crate::ir::rewrite::rewrite(p).map(|_| ()),
+        Purpose::Forward => {
+            crate::ir::rewrite::dead_code(p);
+            crate::ir::verify::after_pass(p, "dead-code elimination")
+        }
+    }
+}
+
+pub fn lower_for(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Diagnostics) -> Option<Program> {
     let funcs = &el.checked.funcs;
     let mut lw = Lower {
         p: Program { blocks: vec![Vec::new()], execs: vec![1], ..Program::default() },
@@ -98,15 +134,17 @@ pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Opti
         scopes: vec![HashMap::new()],
         cur: ENTRY,
         known: HashMap::new(),
+        on_params: Default::default(),
+        slots_on_params: Default::default(),
         affine: HashMap::new(),
         scratch: prim::Scratch::default(),
         generated: false,
         inline_depth: 0,
+        purpose,
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
-    let checked = crate::ir::verify::after_pass(&p, "lowering").and_then(|()| crate::ir::rewrite::rewrite(&mut p));
-    if let Err(e) = checked {
+    if let Err(e) = passes(&mut p, purpose) {
         lw.diags.push(Diagnostic::error_nowhere(Code::Unsupported, format!("internal: the IR does not verify {e}")));
         return None;
     }
@@ -243,6 +281,10 @@ impl<'a> Lower<'a> {
         if matches!(prim, Prim::Index(_) | Prim::Load(..)) {
             self.p.origins.insert(dst, span);
         }
+        let from_slot = matches!(&prim, Prim::Load(s, _) if self.slots_on_params.contains(s));
+        if from_slot || args.iter().any(|a| self.on_params.contains(a)) {
+            self.on_params.insert(dst);
+        }
         // Track affine ints through + - * of ints.
         if int && self.p.info(dst).shape.is_empty() {
             if let Prim::Binary(b @ (Bin::Add | Bin::Sub | Bin::Mul)) = &prim {
@@ -304,7 +346,7 @@ impl<'a> Lower<'a> {
         }
         self.scopes.pop();
         // Generated quantities: their own entry block, run per draw.
-        if !ck.generated.is_empty() {
+        if !ck.generated.is_empty() && self.purpose == Purpose::Density {
             let b = self.new_block();
             self.p.execs[b.0 as usize] = 1;
             self.p.generated = Some(b);
@@ -408,8 +450,12 @@ impl<'a> Lower<'a> {
             },
         };
         let mut args = Vec::new();
-        for b in [&d.decl.lower, &d.decl.upper].into_iter().flatten() {
-            args.push(self.expr(b)?);
+        // The forward entry reads constrained values as they are.
+        let kind = if self.purpose == Purpose::Forward { Kind::Identity } else { kind };
+        if kind != Kind::Identity {
+            for b in [&d.decl.lower, &d.decl.upper].into_iter().flatten() {
+                args.push(self.expr(b)?);
+            }
         }
         let free_len = kind.free_len(n);
         let dst = self.new_value(shape.clone(), false);
@@ -417,6 +463,7 @@ impl<'a> Lower<'a> {
         *offset += free_len;
         self.p.values[dst.0 as usize].name = Some(d.name.clone());
         self.push(Inst::Op { dst, prim: Prim::Constrain(index), args });
+        self.on_params.insert(dst);
         Ok(dst)
     }
 
@@ -446,8 +493,10 @@ impl<'a> Lower<'a> {
             StmtKind::Assign { lhs, op, rhs } => self.assign(lhs, *op, rhs, s.span)?,
             StmtKind::Tilde { lhs, dist } => self.tilde(lhs, dist, s.span)?,
             StmtKind::Target { value } => {
-                let v = self.expr(value)?;
-                self.push(Inst::Target { value: v });
+                if self.purpose == Purpose::Density {
+                    let v = self.expr(value)?;
+                    self.push(Inst::Target { value: v });
+                }
             }
             StmtKind::For { var, lo, hi, body } => {
                 let (lo, hi) = (self.expr(lo)?, self.expr(hi)?);
@@ -536,6 +585,9 @@ impl<'a> Lower<'a> {
             value = self.op(Prim::Binary(b), &[cur, value], span)?;
         }
         self.p.store_origins.entry(value).or_insert(lhs.span);
+        if self.on_params.contains(&value) {
+            self.slots_on_params.insert(slot);
+        }
         self.push(Inst::Store { slot, ix, index: idx, value });
         Ok(())
     }
@@ -553,8 +605,50 @@ impl<'a> Lower<'a> {
             ));
         };
         let x = self.expr(lhs)?;
+        if self.purpose == Purpose::Forward && self.on_params.contains(&x) {
+            // A prior, or a parameter's hierarchical density: not observed, not predicted.
+            return Ok(());
+        }
         let params = self.dist_args(f, args)?;
         self.check_support(f, x, &params, lhs)?;
+        if self.purpose == Purpose::Forward {
+            let (name, index) = match &lhs.kind {
+                ExprKind::Index { base, indices } if base.as_name().is_some() => {
+                    // `y[t]` or `y[idx]` on a vector: the positions in `y` are the index's value.
+                    let index = match indices.as_slice() {
+                        [Index::Single(e)]
+                            if base.as_name().and_then(|n| self.data.get(n)).is_some_and(|d| d.dims.len() == 1) =>
+                        {
+                            Some(self.expr(e)?)
+                        }
+                        _ => None,
+                    };
+                    (base.as_name().unwrap_or_default().to_string(), index)
+                }
+                _ => (lhs.as_name().map(str::to_string).unwrap_or_else(|| crate::syntax::print::expr(lhs)), None),
+            };
+            // Every value a site reads is copied into the site's block unless it is a
+            // constant, so that each has one copy per execution of the site.
+            let here = self.cur;
+            let local = |lw: &mut Self, v: V| -> R<V> {
+                if lw.p.info(v).block == here || lw.known.contains_key(&v) {
+                    return Ok(v);
+                }
+                let shape = lw.p.info(v).shape.clone();
+                lw.op(Prim::Reshape(shape), &[v], span)
+            };
+            let x = local(self, x)?;
+            let mut args = Vec::with_capacity(params.len());
+            for v in params {
+                args.push(local(self, v)?);
+            }
+            let index = match index {
+                Some(i) => Some(local(self, i)?),
+                None => None,
+            };
+            self.p.sites.push(crate::ir::Site { name, family: f, lhs: x, args, index, span });
+            return Ok(());
+        }
         let mut all = vec![x];
         all.extend(params);
         let lp = self.op(Prim::LogDensity(f), &all, span)?;

@@ -113,6 +113,25 @@ impl ParamLayout {
     }
 }
 
+/// An observed variable's distribution, as the forward entry computes it: for
+/// `y ~ normal(f, sigma)` with `y` data, the family and the values holding `f` and `sigma`.
+/// A site inside a loop contributes one group of elements per execution, in order
+/// (`y[i] ~ ...` over `i` gives `y`'s elements one by one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Site {
+    /// The observed data variable (`y` for `y` and `y[i]`), or the printed left-hand side.
+    pub name: String,
+    pub family: crate::math::dist::Family,
+    /// The left-hand side (data: the observed values).
+    pub lhs: V,
+    /// The distribution's arguments in parameter order.
+    pub args: Vec<V>,
+    /// For `y[t] ~ ...` and `y[idx] ~ ...` on a vector `y`: the positions in `y` (an int or
+    /// int array per execution).
+    pub index: Option<V>,
+    pub span: crate::source::Span,
+}
+
 /// A generated quantity: its name and the value holding it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
@@ -135,6 +154,8 @@ pub struct Program {
     /// The generated-quantities program: its entry block (run per draw, no gradient).
     pub generated: Option<BlockId>,
     pub outputs: Vec<Output>,
+    /// The observed variables' distributions (forward programs only; see [`lower::Purpose`]).
+    pub sites: Vec<Site>,
     /// Where in the source an indexing operation (by its result) came from, and a store into
     /// a `var` (by the value it stores): an index that the data put out of range is reported
     /// there.
@@ -175,6 +196,10 @@ impl Program {
         }
         for o in &self.outputs {
             add(o.value);
+        }
+        for s in &self.sites {
+            add(s.lhs);
+            s.args.iter().chain(&s.index).for_each(|a| add(*a));
         }
         u
     }

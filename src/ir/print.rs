@@ -32,6 +32,11 @@ pub fn program(p: &Program) -> String {
         }
         out.push_str("}\n");
     }
+    for site in &p.sites {
+        let a: Vec<String> = site.args.iter().map(|v| v.to_string()).collect();
+        let at = site.index.map(|i| format!(" at {i}")).unwrap_or_default();
+        let _ = writeln!(out, "observe {}{at} = {} ~ {}({})", site.name, site.lhs, site.family.name(), a.join(", "));
+    }
     out
 }
 

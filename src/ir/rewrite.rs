@@ -428,7 +428,7 @@ fn replace(p: &mut Program, m: Match) {
 }
 
 /// Remove operations whose results nobody reads (transforms stay: they add to the Jacobian).
-fn dead_code(p: &mut Program) {
+pub fn dead_code(p: &mut Program) {
     loop {
         let u = p.uses();
         let mut removed = false;

@@ -17,7 +17,7 @@ pub mod layout;
 use crate::density::{EvalError, LogDensity};
 use crate::ir::interp::Eval;
 use crate::ir::prim::Scratch;
-use crate::ir::Program;
+use crate::ir::{Program, V};
 use cranelift_codegen::ir::{types, AbiParam};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -225,6 +225,25 @@ impl<'p> Jit<'p> {
     /// [`Jit::without_jacobian`]).
     pub fn eval_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<Eval, EvalError> {
         self.call(theta, Some(grad))
+    }
+
+    /// Every execution's copy of value `v` after an evaluation, in execution order; `None`
+    /// for a value the compiled code does not keep (a generated quantity, one computed in
+    /// registers only, or one of a loop body that keeps one copy at a time).
+    pub fn all_execs(&self, v: V) -> Option<&[f64]> {
+        let info = self.p.info(v);
+        let len = info.len();
+        match self.rt.lay.val[v.0 as usize] {
+            layout::Loc::Fixed(at) => Some(&self.arena[at..at + len]),
+            layout::Loc::PerExec(at) => {
+                let b = info.block.0 as usize;
+                if self.rt.lay.streamed[b] {
+                    return None;
+                }
+                Some(&self.arena[at..at + self.p.execs[b] * len])
+            }
+            layout::Loc::None => None,
+        }
     }
 
     /// Bytes of the arena (values, adjoints, slots and constants).
