@@ -73,6 +73,30 @@ struct RunArgs {
 enum Command {
     /// Sample the posterior (NUTS by default) and print a summary.
     Run(RunArgs),
+    /// Predict the observed variables on new data from a fit, with the uncertainty split.
+    Predict {
+        model: PathBuf,
+        /// The fit's directory (what `bnnc run --out DIR` wrote).
+        #[arg(long)]
+        fit: PathBuf,
+        /// New inputs, with or without the observed variables (default: MODEL.json beside
+        /// the model, the data it was fitted to).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Inputs from elsewhere: how well the uncertainty tells them from --data's.
+        #[arg(long)]
+        ood: Option<PathBuf>,
+        /// Where predictive.json and predictive.csv go (default: the fit's directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed of the predictive draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "jit")]
+        backend: Backend,
+        #[arg(long, value_enum, default_value = "human")]
+        message_format: MessageFormat,
+    },
     /// Time compiling the model and evaluating its gradient; print JSON.
     Bench {
         model: PathBuf,
@@ -137,6 +161,9 @@ enum Emit {
     Ir,
     /// The adjoint sweep of the IR, as the backends run it for the gradient.
     IrAd,
+    /// The forward entry's IR: from a draw to each observed variable's distribution
+    /// (`observe` lines), as `predict` runs it.
+    IrForward,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -431,6 +458,21 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
             "seconds": seconds,
         },
     });
+    // The mode as a one-row draws file, as CmdStan's optimiser writes it: `predict` reads it.
+    let mut columns = vec!["lp__".to_string()];
+    let mut row = vec![mode.logp];
+    for (name, shape, vals) in &values {
+        columns.extend(crate::infer::stan_csv::element_names(name, shape).into_iter().map(|(_, c)| c));
+        row.extend_from_slice(vals);
+    }
+    let mut csv = format!("# model = {}\n# method = optimize\n{}\n", cfg.model_name, columns.join(","));
+    csv.push_str(&row.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(","));
+    csv.push('\n');
+    let draws_path = cfg.out_dir.join("draws-1.csv");
+    if let Err(e) = std::fs::write(&draws_path, csv) {
+        eprintln!("error: cannot write `{}`: {e}", draws_path.display());
+        return 2;
+    }
     let path = cfg.out_dir.join("summary.json");
     if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
         eprintln!("error: cannot write `{}`: {e}", path.display());
@@ -524,6 +566,18 @@ fn run() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Predict { model, fit, data, ood, out, seed, backend, message_format } => {
+            crate::predict::command::run(crate::predict::command::Options {
+                model,
+                fit,
+                data,
+                ood,
+                out,
+                seed,
+                backend,
+                format: format_of(message_format, ColorChoice::Auto),
+            })
+        }
         Command::Bench { model, data, backend, seconds } => bench(model, data, backend, seconds),
         Command::Logp { model, data, params, unconstrained, backend, message_format } => {
             logp(model, data, params, unconstrained, backend, format_of(message_format, ColorChoice::Auto))
@@ -532,7 +586,7 @@ fn run() -> i32 {
             let mut fe = driver::frontend_file(&model);
             // With data at hand, go on to lowering, so size and index errors that only the
             // numbers reveal are reported now rather than when the model is run.
-            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir | Emit::IrAd)) {
+            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir | Emit::IrAd | Emit::IrForward)) {
                 if let Some(path) = driver::data_path(&model, data.as_deref()) {
                     if let Some(bound) = fe.bind_data(&path) {
                         if verbose {
@@ -559,6 +613,9 @@ fn run() -> i32 {
                     Emit::IrAd if !fe.diags.has_errors() => {
                         fe.program(&model, data.as_deref()).map(|p| crate::ir::print::adjoint(&p))
                     }
+                    Emit::IrForward if !fe.diags.has_errors() => fe
+                        .program_for(&model, data.as_deref(), crate::ir::lower::Purpose::Forward)
+                        .map(|p| crate::ir::print::program(&p)),
                     _ => None,
                 };
                 if let Some(p) = printed {

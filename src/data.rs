@@ -55,6 +55,9 @@ pub struct BoundData {
     pub vars: Vec<(String, DataVar)>,
     /// Names in the file the model does not declare.
     pub ignored: Vec<String>,
+    /// Variables the file did not hold and that were filled with a constant, as asked
+    /// ([`load_data_filling`]): observed variables that `predict` predicts.
+    pub filled: Vec<String>,
 }
 
 impl BoundData {
@@ -99,6 +102,19 @@ pub fn load_data(
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Option<BoundData> {
+    load_data_filling(path, data_decls, &[], 0.0, sources, diags)
+}
+
+/// As [`load_data`], except that the variables named in `optional` may be absent: each one
+/// missing is filled with `fill` in its declared shape and listed in [`BoundData::filled`].
+pub fn load_data_filling(
+    path: &Path,
+    data_decls: &[Decl],
+    optional: &[String],
+    fill: f64,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<BoundData> {
     let shown = path.display().to_string();
     let text = match std::fs::read(path) {
         Ok(b) => match String::from_utf8(b) {
@@ -127,7 +143,7 @@ pub fn load_data(
     let file = sources.add(shown.clone(), text.clone());
     let src = Source { file, name: shown, csv };
     let raw = if csv { read_csv(&text, &src, diags)? } else { read_json(&text, &src, diags)? };
-    bind(raw, data_decls, &src, diags)
+    bind(raw, data_decls, (optional, fill), &src, diags)
 }
 
 fn malformed(src: &Source, text: &str, line: usize, col: usize, msg: String) -> Diagnostic {
@@ -466,7 +482,13 @@ fn show_dims(dims: &[usize]) -> String {
 }
 
 /// Check raw values against the declarations, in order (sizes use earlier ints).
-fn bind(mut raw: BTreeMap<String, Raw>, decls: &[Decl], src: &Source, diags: &mut Diagnostics) -> Option<BoundData> {
+fn bind(
+    mut raw: BTreeMap<String, Raw>,
+    decls: &[Decl],
+    (optional, fill): (&[String], f64),
+    src: &Source,
+    diags: &mut Diagnostics,
+) -> Option<BoundData> {
     let mut data = BoundData::default();
     let declared: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
     data.ignored = raw.keys().filter(|k| !declared.contains(&k.as_str())).cloned().collect();
@@ -495,6 +517,13 @@ fn bind(mut raw: BTreeMap<String, Raw>, decls: &[Decl], src: &Source, diags: &mu
                     sizes_ok = false;
                 }
             }
+        }
+        if sizes_ok && optional.contains(&d.name) && !raw.contains_key(&d.name) {
+            let n = expected.iter().product();
+            let values = if elem_int { Values::Int(vec![fill as i64; n]) } else { Values::Real(vec![fill; n]) };
+            data.vars.push((d.name.clone(), DataVar { dims: expected.clone(), values }));
+            data.filled.push(d.name.clone());
+            continue;
         }
         let Some(r) = raw.remove(&d.name) else {
             let present: Vec<&str> = data.ignored.iter().map(String::as_str).collect();

@@ -95,6 +95,10 @@ codes! {
     BindIndex = "E0601", "index out of range";
     Unsupported = "E0602", "construct not supported by the compiler yet";
     NotFinite = "E0603", "log density not finite at this point";
+    // Prediction.
+    FitUnusable = "E0700", "fit cannot be used with this model and data";
+    NothingToPredict = "E0701", "no observed variable to predict";
+    ObservedIsInput = "E0702", "observed variable also read as an input";
 }
 
 impl fmt::Display for Code {

@@ -29,6 +29,7 @@ pub mod driver;
 pub mod infer;
 pub mod ir;
 pub mod jit;
+pub mod predict;
 pub mod math;
 pub mod sema;
 pub mod source;

@@ -1,0 +1,171 @@
+//! `bnnc predict MODEL.bnn --fit DIR [--data NEW.json] [--ood OOD.json] [--out DIR]`.
+
+use super::{fit, Variable};
+use crate::compiled::{Backend, Forward};
+use crate::diag::{Code, Diagnostic, Format};
+use crate::driver::{self, Frontend};
+use crate::ir::lower::{lower_for, Purpose};
+use std::path::{Path, PathBuf};
+
+pub struct Options {
+    pub model: PathBuf,
+    pub fit: PathBuf,
+    /// New data (default: the model's own data file).
+    pub data: Option<PathBuf>,
+    pub ood: Option<PathBuf>,
+    /// Where predictive.json and predictive.csv go (default: the fit's directory).
+    pub out: Option<PathBuf>,
+    pub seed: u64,
+    pub backend: Backend,
+    pub format: Format,
+}
+
+/// The forward program for the data at `path`: observed variables the file lacks are
+/// filled in and listed in the second value.
+fn forward_program(fe: &mut Frontend, path: &Path, observed: &[String], fill: f64) -> Option<(crate::ir::Program, Vec<String>)> {
+    let el = fe.elaborated.clone()?;
+    let bound = crate::data::load_data_filling(path, &el.checked.data, observed, fill, &mut fe.sources, &mut fe.diags)?;
+    let filled = bound.filled.clone();
+    let p = lower_for(&el, &bound, Purpose::Forward, &mut fe.diags)?;
+    Some((p, filled))
+}
+
+/// Predictions at the data in `path`; `Err` with the exit code once a diagnostic is pushed.
+fn predict_at(
+    fe: &mut Frontend,
+    path: &Path,
+    observed: &[String],
+    fit: &fit::Fit,
+    o: &Options,
+) -> Result<(Vec<Variable>, usize), i32> {
+    let (program, filled) = forward_program(fe, path, observed, 0.0).ok_or(1)?;
+    if program.sites.is_empty() {
+        fe.diags.push(
+            Diagnostic::error_nowhere(Code::NothingToPredict, "the model has no `~` statement on data: nothing to predict")
+                .with_help("predict summarises the observed variables, the data on the left of `~` in `model`"),
+        );
+        return Err(1);
+    }
+    let draws = match fit::draws_for(fit, &program) {
+        Ok(d) => d,
+        Err((param, why)) => {
+            let help = format!("`{}` must hold a fit of this model made by `bnnc run`", o.fit.display());
+            let decl = fe.elaborated.as_ref().and_then(|el| el.checked.params.iter().find(|d| d.name == param));
+            let d = match decl {
+                Some(d) => Diagnostic::error(Code::FitUnusable, d.span, why).with_label("declared here"),
+                None => Diagnostic::error_nowhere(Code::FitUnusable, why),
+            };
+            fe.diags.push(d.with_help(help));
+            return Err(1);
+        }
+    };
+    let with_observed: Vec<String> = observed.iter().filter(|n| !filled.contains(n)).cloned().collect();
+    let mut fw = Forward::new(&program, o.backend).map_err(|e| {
+        eprintln!("error: internal compiler error: {e} (`--backend interp` predicts without compiling)");
+        2
+    })?;
+    // A filled-in variable must not change the distribution it is predicted from: were it
+    // also an input (y[t] ~ normal(y[t-1], σ)), the prediction would use the filler.
+    if !filled.is_empty() {
+        let (other, _) = forward_program(fe, path, observed, 1.0).ok_or(1)?;
+        let mut fw2 = Forward::new(&other, o.backend).map_err(|_| 2)?;
+        if let (Ok(()), Ok(())) = (fw.eval(&draws[0]), fw2.eval(&draws[0])) {
+            for k in 0..program.sites.len() {
+                let (a, b) = (fw.site(k), fw2.site(k));
+                if a.args.iter().zip(&b.args).any(|(x, y)| x.iter().zip(y.iter()).any(|(u, v)| u.to_bits() != v.to_bits())) {
+                    let site = &program.sites[k];
+                    fe.diags.push(
+                        Diagnostic::error(
+                            Code::ObservedIsInput,
+                            site.span,
+                            format!("`{}` is missing from `{}`, and the model reads it to predict itself", site.name, path.display()),
+                        )
+                        .with_label("this distribution's arguments depend on the missing values")
+                        .with_help(format!("give `{}` in the new data: its values are inputs as well as observations", site.name)),
+                    );
+                    return Err(1);
+                }
+            }
+        }
+    }
+    match super::predict(&mut fw, &draws, &with_observed, o.seed) {
+        Ok(v) => Ok((v, draws.len())),
+        Err(e) => {
+            fe.diags.push(
+                Diagnostic::error_nowhere(Code::NotFinite, format!("the model cannot be evaluated at a draw of the fit: {e}"))
+                    .with_help("check the new data against the training data's ranges and units"),
+            );
+            Err(1)
+        }
+    }
+}
+
+pub fn run(o: Options) -> i32 {
+    let mut fe = driver::frontend_file(&o.model);
+    let code = run_in(&mut fe, &o);
+    if fe.diags.has_errors() || !fe.diags.is_empty() {
+        eprint!("{}", driver::render_diags(&fe, o.format));
+    }
+    code
+}
+
+fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
+    if fe.diags.has_errors() || fe.elaborated.is_none() {
+        return 1;
+    }
+    let fit = match fit::read_fit(&o.fit) {
+        Ok(f) => f,
+        Err(why) => {
+            fe.diags.push(Diagnostic::error_nowhere(Code::FitUnusable, why));
+            return 1;
+        }
+    };
+    let Some(el) = fe.elaborated.as_ref() else { return 1 };
+    let observed = super::observed_names(el);
+    let data = match driver::data_path(&o.model, o.data.as_deref()) {
+        Some(p) => p,
+        None if el.checked.data.is_empty() => {
+            fe.diags.push(Diagnostic::error_nowhere(
+                Code::NothingToPredict,
+                "the model has no data, so no observed variable to predict",
+            ));
+            return 1;
+        }
+        None => {
+            fe.diags.push(
+                Diagnostic::error_nowhere(Code::NoDataFile, "give the inputs to predict at with `--data NEW.json`")
+                    .with_help(format!(
+                        "without --data, predict reads `{}` beside the model",
+                        o.model.with_extension("json").display()
+                    )),
+            );
+            return 1;
+        }
+    };
+    let (vars, draws) = match predict_at(fe, &data, &observed, &fit, o) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let ood = match &o.ood {
+        None => None,
+        Some(path) => match predict_at(fe, path, &observed, &fit, o) {
+            Ok((ood_vars, _)) => super::ood_scores(&vars, &ood_vars),
+            Err(code) => return code,
+        },
+    };
+    let out_dir = o.out.clone().unwrap_or_else(|| o.fit.clone());
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("error: cannot create `{}`: {e}", out_dir.display());
+        return 2;
+    }
+    let json = super::to_json(&fit.method, draws, &vars, ood.clone());
+    let written = std::fs::write(out_dir.join("predictive.json"), serde_json::to_string_pretty(&json).unwrap_or_default())
+        .and_then(|()| std::fs::write(out_dir.join("predictive.csv"), super::to_csv(&vars)));
+    print!("{}", super::table(&vars, ood.as_ref()));
+    if let Err(e) = written {
+        eprintln!("error: cannot write predictions to `{}`: {e}", out_dir.display());
+        return 2;
+    }
+    println!("wrote {}", out_dir.join("predictive.json").display());
+    0
+}

@@ -1,0 +1,126 @@
+//! A fit directory as `run` leaves it: `summary.json` (the method) and `draws-<chain>.csv`
+//! (CmdStan's layout), read back into one constrained draw per row for the forward entry.
+
+use crate::ir::Program;
+use std::path::Path;
+
+/// The draws of a fit, every chain's rows one after the other.
+pub struct Fit {
+    pub method: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<f64>>,
+}
+
+/// Read `dir`. `Err` says what is missing or malformed.
+pub fn read_fit(dir: &Path) -> Result<Fit, String> {
+    let summary = dir.join("summary.json");
+    let method = match std::fs::read_to_string(&summary) {
+        Ok(t) => serde_json::from_str::<serde_json::Value>(&t)
+            .ok()
+            .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_string))
+            .ok_or_else(|| format!("`{}` has no \"method\"", summary.display()))?,
+        Err(_) => {
+            return Err(format!(
+                "`{}` holds no fit (no summary.json); `bnnc run MODEL.bnn --out {}` makes one",
+                dir.display(),
+                dir.display()
+            ))
+        }
+    };
+    let mut files: Vec<(usize, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let chain = name.strip_prefix("draws-")?.strip_suffix(".csv")?.parse().ok()?;
+            Some((chain, e.path()))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("`{}` holds no draws (draws-<chain>.csv)", dir.display()));
+    }
+    let mut columns: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for (_, path) in &files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let mut lines = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+        let header: Vec<String> = lines
+            .next()
+            .ok_or_else(|| format!("`{}` has no header", path.display()))?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        match &columns {
+            Some(c) if *c != header => {
+                return Err(format!("`{}` has other columns than the first chain's", path.display()))
+            }
+            _ => columns = Some(header.clone()),
+        }
+        for (i, line) in lines.enumerate() {
+            let row: Result<Vec<f64>, _> = line.split(',').map(|s| s.trim().parse::<f64>()).collect();
+            match row {
+                Ok(r) if r.len() == header.len() => rows.push(r),
+                _ => return Err(format!("`{}`: draw {} is not {} numbers", path.display(), i + 1, header.len())),
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(format!("`{}` holds no draws", dir.display()));
+    }
+    Ok(Fit { method, columns: columns.unwrap_or_default(), rows })
+}
+
+/// The shape a fit's columns give `name` (CmdStan's 1-based `name.i.j`), if it has any.
+fn fit_shape(columns: &[String], name: &str) -> Option<Vec<usize>> {
+    let prefix = format!("{name}.");
+    let mut shape: Option<Vec<usize>> = None;
+    for c in columns {
+        if c == name {
+            return Some(Vec::new());
+        }
+        if let Some(rest) = c.strip_prefix(&prefix) {
+            let idx: Option<Vec<usize>> = rest.split('.').map(|s| s.parse().ok()).collect();
+            if let Some(idx) = idx {
+                let s = shape.get_or_insert_with(|| vec![0; idx.len()]);
+                if s.len() == idx.len() {
+                    s.iter_mut().zip(&idx).for_each(|(d, i)| *d = (*d).max(*i));
+                }
+            }
+        }
+    }
+    shape
+}
+
+/// Each draw as the forward program's parameter vector (constrained values, parameter by
+/// parameter, row-major). `Err` when a parameter is missing from the fit or has another shape
+/// there (the new data give it other sizes), with the parameter's name.
+pub fn draws_for(fit: &Fit, p: &Program) -> Result<Vec<Vec<f64>>, (String, String)> {
+    let mut cols = Vec::with_capacity(p.dim());
+    for pl in &p.params {
+        match fit_shape(&fit.columns, &pl.name) {
+            None => {
+                return Err((
+                    pl.name.clone(),
+                    format!("the fit has no draws of parameter `{}`: was it made from this model?", pl.name),
+                ))
+            }
+            Some(s) if s != pl.shape => {
+                return Err((pl.name.clone(), format!(
+                    "parameter `{}` has shape {:?} with these data, but {:?} in the fit: sizes that shape parameters must be as in the training data",
+                    pl.name, pl.shape, s
+                )))
+            }
+            Some(_) => {}
+        }
+        for (_, col) in crate::infer::stan_csv::element_names(&pl.name, &pl.shape) {
+            let at = fit
+                .columns
+                .iter()
+                .position(|c| *c == col)
+                .ok_or_else(|| (pl.name.clone(), format!("the fit has no column `{col}`")))?;
+            cols.push(at);
+        }
+    }
+    Ok(fit.rows.iter().map(|r| cols.iter().map(|c| r[*c]).collect()).collect())
+}

@@ -1,0 +1,255 @@
+//! `bnnc predict` as a user runs it: its numbers against the draws it read, a posterior
+//! predictive known in closed form, classes, out-of-distribution scores and the fit kinds
+//! every method writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bnnc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bnnc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the bnnc binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bnnc-predict-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The draws of a fit: column names and rows, every chain.
+fn read_draws(dir: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut cols = Vec::new();
+    let mut rows = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fit dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("draws-")))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(f).expect("draws");
+        let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+        cols = lines.next().expect("header").split(',').map(str::to_string).collect();
+        rows.extend(lines.map(|l| l.split(',').map(|x| x.parse::<f64>().expect("number")).collect::<Vec<_>>()));
+    }
+    (cols, rows)
+}
+
+fn col(cols: &[String], rows: &[Vec<f64>], name: &str) -> Vec<f64> {
+    let k = cols.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name}"));
+    rows.iter().map(|r| r[k]).collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("json")).expect("valid json")
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Eight schools on its own data: every number predict writes is what the draws give,
+/// computed here again from draws-*.csv (θ_j = μ + τ η_j; y_j ~ normal(θ_j, σ_j)).
+#[test]
+fn predictions_are_the_draws_own_moments() {
+    let dir = temp("eight");
+    let (code, _, err) = bnnc(&[
+        "run", "examples/eight_schools.bnn", "--chains", "2", "--warmup", "300", "--draws", "300", "--out", s(&dir),
+    ]);
+    assert!(code == 0 || code == 3, "{err}");
+    let (code, out, err) = bnnc(&["predict", "examples/eight_schools.bnn", "--fit", s(&dir)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("y (normal, real): 8 rows") && out.contains("rmse"), "{out}");
+    let p = json(&dir.join("predictive.json"));
+    let (cols, rows) = read_draws(&dir);
+    assert_eq!(p["draws"].as_u64(), Some(rows.len() as u64));
+    assert_eq!(p["method"], "nuts");
+    let data = json(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/eight_schools.json")));
+    let (mu, tau) = (col(&cols, &rows, "mu"), col(&cols, &rows, "tau"));
+    let y = &p["observed"]["y"];
+    assert_eq!(y["kind"], "real");
+    let n = rows.len() as f64;
+    let mut ll_sum = 0.0;
+    for j in 0..8 {
+        let eta = col(&cols, &rows, &format!("eta.{}", j + 1));
+        let theta: Vec<f64> = (0..rows.len()).map(|s| mu[s] + tau[s] * eta[s]).collect();
+        let mean = theta.iter().sum::<f64>() / n;
+        let var = theta.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n;
+        let sigma = data["sigma"][j].as_f64().expect("sigma");
+        let obs = data["y"][j].as_f64().expect("y");
+        let row = &y["rows"][j];
+        let got = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("row {j} {k}"));
+        assert!(close(got("mean"), mean, 1e-9), "row {j}: mean {} vs {mean}", got("mean"));
+        assert!(close(got("var_epistemic"), var, 1e-9), "row {j}: epistemic {} vs {var}", got("var_epistemic"));
+        assert!(close(got("var_aleatoric"), sigma * sigma, 1e-12), "row {j}: aleatoric");
+        assert!(close(got("sd").powi(2), var + sigma * sigma, 1e-9), "row {j}: sd² = epistemic + aleatoric");
+        assert!(got("q5") < got("q50") && got("q50") < got("q95"), "row {j}: quantiles in order");
+        // log((1/S) Σ_s normal(y_j | θ_s, σ_j)), in a stable form.
+        let l: Vec<f64> = theta
+            .iter()
+            .map(|t| -0.5 * ((obs - t) / sigma).powi(2) - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln())
+            .collect();
+        let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        ll_sum += m + (l.iter().map(|x| (x - m).exp()).sum::<f64>() / n).ln();
+    }
+    let metrics = &y["metrics"];
+    assert!(close(metrics["log_lik"].as_f64().expect("log_lik"), ll_sum / 8.0, 1e-9), "{metrics}");
+    for k in ["coverage50", "coverage90", "coverage95"] {
+        let c = metrics[k].as_f64().expect("coverage");
+        assert!((0.0..=1.0).contains(&c) && (c * 8.0).fract() == 0.0, "{k} = {c}");
+    }
+    // predictive.csv: a header and one line per school.
+    let csv = std::fs::read_to_string(dir.join("predictive.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    assert!(csv.starts_with("variable,index,mean,sd,q5,q50,q95,var_epistemic,var_aleatoric,observed"), "{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bayesian linear regression with a known noise sd s and prior N(0, I) on (a, b): the
+/// posterior is N(m, Σ) with Σ = (I + XᵀX / s²)⁻¹, m = Σ Xᵀy / s², so at a new input x*
+/// (row z = [1, x*]) the predictive mean is zᵀm, its epistemic variance zᵀΣz and its aleatoric
+/// variance s². NUTS draws must give them within Monte Carlo error.
+#[test]
+fn conjugate_regression_predictive_matches_the_closed_form() {
+    let dir = temp("conjugate");
+    let model = dir.join("linreg.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  x: vector[N]\n  y: vector[N]\n  s: real<lower=0>\n}\n\
+         params {\n  a: real ~ normal(0, 1)\n  b: real ~ normal(0, 1)\n}\n\
+         model {\n  y ~ normal(a + b * x, s)\n}\n",
+    )
+    .expect("write");
+    // Ten points on a line with deterministic wiggles; s large enough that the prior matters.
+    let x: Vec<f64> = (0..10).map(|i| i as f64 / 3.0 - 1.5).collect();
+    let y: Vec<f64> = x.iter().enumerate().map(|(i, x)| 0.7 + 1.3 * x + 0.4 * ((i * 7 % 5) as f64 - 2.0)).collect();
+    let sd = 1.5;
+    let data = serde_json::json!({"N": 10, "x": x, "y": y, "s": sd});
+    std::fs::write(dir.join("linreg.json"), data.to_string()).expect("write");
+    let new_x = [-3.0, 0.0, 2.5];
+    std::fs::write(dir.join("new.json"), serde_json::json!({"N": 3, "x": new_x, "s": sd}).to_string()).expect("write");
+    let (code, _, err) = bnnc(&["run", s(&model), "--draws", "2000", "--out", s(&dir.join("fit"))]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) =
+        bnnc(&["predict", s(&model), "--fit", s(&dir.join("fit")), "--data", s(&dir.join("new.json"))]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("metrics"), "no observed y, no metrics: {out}");
+    // Closed form: precision P = I + XᵀX/s², Σ = P⁻¹ (2×2), m = Σ Xᵀy / s².
+    let s2 = sd * sd;
+    let (sx, sxx) = (x.iter().sum::<f64>(), x.iter().map(|v| v * v).sum::<f64>());
+    let (sy, sxy) = (y.iter().sum::<f64>(), x.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>());
+    let (p00, p01, p11) = (1.0 + 10.0 / s2, sx / s2, 1.0 + sxx / s2);
+    let det = p00 * p11 - p01 * p01;
+    let (c00, c01, c11) = (p11 / det, -p01 / det, p00 / det);
+    let (r0, r1) = (sy / s2, sxy / s2);
+    let (m0, m1) = (c00 * r0 + c01 * r1, c01 * r0 + c11 * r1);
+    let p = json(&dir.join("fit").join("predictive.json"));
+    let rows = &p["observed"]["y"]["rows"];
+    for (i, xs) in new_x.iter().enumerate() {
+        let mean = m0 + m1 * xs;
+        let epi = c00 + 2.0 * c01 * xs + c11 * xs * xs;
+        let got = |k: &str| rows[i][k].as_f64().expect("number");
+        // 8000 draws with an effective size of at least ~2000: the mean within 5 standard
+        // errors, the variance within 20%.
+        assert!((got("mean") - mean).abs() < 5.0 * (epi / 2000.0).sqrt(), "x* = {xs}: mean {} vs {mean}", got("mean"));
+        assert!((got("var_epistemic") / epi - 1.0).abs() < 0.2, "x* = {xs}: epistemic {} vs {epi}", got("var_epistemic"));
+        assert!(close(got("var_aleatoric"), s2, 1e-12), "x* = {xs}: aleatoric");
+        // The predictive is normal with variance epi + s²: its 5% and 95% quantiles.
+        let half = 1.6449 * (epi + s2).sqrt();
+        assert!((got("q95") - got("q5") - 2.0 * half).abs() < 0.1 * 2.0 * half, "x* = {xs}: 90% interval");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A network classifier on held-out rows and on a class it never saw: probabilities sum to
+/// one, entropy splits into expected entropy and mutual information, the metrics are in
+/// range, and the unseen class is flagged better than chance.
+#[test]
+fn classes_and_out_of_distribution_inputs() {
+    let dir = temp("classes");
+    let (code, _, err) = bnnc(&[
+        "run", "examples/bnn_classification.bnn", "--chains", "2", "--warmup", "300", "--draws", "300", "--out", s(&dir),
+    ]);
+    assert!(code == 0 || code == 3, "{err}");
+    let (code, out, err) = bnnc(&[
+        "predict",
+        "examples/bnn_classification.bnn",
+        "--fit",
+        s(&dir),
+        "--data",
+        "examples/bnn_classification_test.json",
+        "--ood",
+        "examples/bnn_classification_ood.json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ood auroc"), "{out}");
+    let p = json(&dir.join("predictive.json"));
+    let y = &p["observed"]["y"];
+    assert_eq!(y["kind"], "class");
+    let rows = y["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 39);
+    for r in rows {
+        let probs: Vec<f64> = r["probs"].as_array().expect("probs").iter().map(|v| v.as_f64().expect("p")).collect();
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{r}");
+        let (h, eh, mi) = (
+            r["entropy"].as_f64().expect("h"),
+            r["expected_entropy"].as_f64().expect("eh"),
+            r["mutual_information"].as_f64().expect("mi"),
+        );
+        assert!(mi >= 0.0 && eh >= 0.0 && (h - eh - mi).abs() < 1e-9, "{r}");
+        assert!(h <= std::f64::consts::LN_2 + 1e-12, "{r}");
+    }
+    let m = &y["metrics"];
+    for k in ["accuracy", "brier", "ece"] {
+        let v = m[k].as_f64().expect("metric");
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    assert!(m["accuracy"].as_f64().expect("accuracy") > 0.8, "{m}");
+    assert!(m["log_lik"].as_f64().expect("log_lik") < 0.0, "{m}");
+    let auroc = p["ood"]["auroc"]["entropy"].as_f64().expect("auroc");
+    assert!(auroc > 0.6, "entropy should flag the unseen cultivar: AUROC {auroc}");
+    let aupr = p["ood"]["aupr"]["mutual_information"].as_f64().expect("aupr");
+    assert!((0.0..=1.0).contains(&aupr), "{aupr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A MAP fit writes its mode as one draw: predict then reports no epistemic variance.
+#[test]
+fn predict_from_a_map_fit() {
+    let dir = temp("map");
+    let (code, _, err) = bnnc(&["run", "examples/logistic_regression.bnn", "--method", "map", "--out", s(&dir)]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bnnc(&["predict", "examples/logistic_regression.bnn", "--fit", s(&dir)]);
+    assert_eq!(code, 0, "{err}");
+    let p = json(&dir.join("predictive.json"));
+    assert_eq!(p["method"], "map");
+    assert_eq!(p["draws"], 1);
+    let r = &p["observed"]["y"]["rows"][0];
+    assert!(r["mutual_information"].as_f64().expect("mi").abs() < 1e-12, "{r}");
+    let acc = p["observed"]["y"]["metrics"]["accuracy"].as_f64().expect("accuracy");
+    assert!(acc > 0.85, "training accuracy of the mode: {acc}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_directory_without_a_fit_is_a_coded_error() {
+    let dir = temp("empty");
+    let (code, _, err) = bnnc(&["predict", "examples/eight_schools.bnn", "--fit", s(&dir)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0700") && err.contains("no summary.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
