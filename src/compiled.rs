@@ -3,7 +3,7 @@
 //! [`CompiledModel::new`] takes a lowered [`Program`] and a [`Backend`]: compiled code
 //! (Cranelift, `jit`) or the reference interpreter (`ir::interp`). Either evaluates the log
 //! density and its gradient; the interpreter also gives each draw's constrained values and
-//! generated quantities (once per draw, without a gradient). Commands and inference methods
+//! generated quantities, from the draws program, which does not evaluate the density. Commands and inference methods
 //! ask this module for an evaluator instead of building one of the backends themselves.
 
 use crate::density::{EvalError, LogDensity};
@@ -29,12 +29,14 @@ impl Backend {
 }
 
 /// A log density on the unconstrained space with its gradient, by the chosen backend, and
-/// the constrained values of a point. With compiled code, the interpreter that computes
-/// constrained values is made on first use: timing and evaluating the density never pay for it.
+/// the constrained values and generated quantities of a point. Those come from the program's
+/// draws program ([`Program::draws`]: the transforms and `generated`, not the density), run
+/// by the interpreter (generated quantities may draw random numbers), made on first use.
 pub struct CompiledModel<'p> {
     p: &'p Program,
     jit: Option<crate::jit::Jit<'p>>,
     interp: Option<Interp<'p>>,
+    draws: Option<Interp<'p>>,
     with_jacobian: bool,
     seed: Option<u64>,
 }
@@ -46,7 +48,7 @@ impl<'p> CompiledModel<'p> {
             Backend::Jit => (Some(crate::jit::Jit::new(p)?), None),
             Backend::Interp => (None, Some(Interp::new(p))),
         };
-        Ok(CompiledModel { p, jit, interp, with_jacobian: true, seed: None })
+        Ok(CompiledModel { p, jit, interp, draws: None, with_jacobian: true, seed: None })
     }
 
     /// Leave the log-Jacobian out (for optimisation in the model's own parameterisation).
@@ -62,23 +64,9 @@ impl<'p> CompiledModel<'p> {
     /// Seed the generator of `_rng` calls in generated quantities.
     pub fn seed(&mut self, seed: u64) {
         self.seed = Some(seed);
-        if let Some(i) = &mut self.interp {
+        if let Some(i) = &mut self.draws {
             i.seed(seed);
         }
-    }
-
-    fn interp(&mut self) -> &mut Interp<'p> {
-        let (p, with_jacobian, seed) = (self.p, self.with_jacobian, self.seed);
-        self.interp.get_or_insert_with(|| {
-            let mut i = Interp::new(p);
-            if !with_jacobian {
-                i = i.without_jacobian();
-            }
-            if let Some(s) = seed {
-                i.seed(s);
-            }
-            i
-        })
     }
 
     /// The log density and log-Jacobian apart, with the gradient in `grad`.
@@ -86,7 +74,7 @@ impl<'p> CompiledModel<'p> {
         if let Some(j) = &mut self.jit {
             return j.eval_grad(theta, grad);
         }
-        let interp = self.interp();
+        let interp = self.interp.get_or_insert_with(|| Interp::new(self.p));
         let e = interp.eval(theta)?;
         interp.gradient(grad)?;
         Ok(e)
@@ -98,7 +86,15 @@ impl<'p> CompiledModel<'p> {
         theta: &[f64],
         generated: bool,
     ) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>, EvalError> {
-        self.interp().constrained(theta, generated)
+        let (p, seed) = (self.p.draws.as_deref().unwrap_or(self.p), self.seed);
+        let draws = self.draws.get_or_insert_with(|| {
+            let mut i = Interp::new(p);
+            if let Some(s) = seed {
+                i.seed(s);
+            }
+            i
+        });
+        draws.constrained(theta, generated)
     }
 }
 
@@ -110,7 +106,18 @@ impl LogDensity for CompiledModel<'_> {
     fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, EvalError> {
         match &mut self.jit {
             Some(j) => j.logp_grad(theta, grad),
-            None => self.interp().logp_grad(theta, grad),
+            None => {
+                let with_jacobian = self.with_jacobian;
+                let interp = self.interp.get_or_insert_with(|| {
+                    let i = Interp::new(self.p);
+                    if with_jacobian {
+                        i
+                    } else {
+                        i.without_jacobian()
+                    }
+                });
+                interp.logp_grad(theta, grad)
+            }
         }
     }
 }

@@ -594,3 +594,35 @@ fn forward_entry_jit_equals_interpreter_on_every_model() {
     }
     assert!(sites >= 13, "compared {sites} sites");
 }
+
+/// A draw's constrained values and generated quantities come from the draws program, which
+/// holds no log density; they equal what a full evaluation of the density program gives.
+#[test]
+fn draws_program_gives_the_density_programs_values() {
+    use bnnc::compiled::{Backend, CompiledModel};
+    use bnnc::ir::{Inst, Prim};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for (model, data) in models() {
+        let mut fe = frontend_file(&model);
+        let density = fe.program(&model, Some(&data)).expect("lowers");
+        let draws = density.draws.as_deref().unwrap_or_else(|| panic!("{}: no draws program", model.display()));
+        let holds_density = draws.blocks.iter().flatten().any(|i| {
+            matches!(i, Inst::Target { .. } | Inst::Op { prim: Prim::LogDensity(_), .. })
+        });
+        assert!(!holds_density, "{}: the draws program evaluates a density", model.display());
+        let mut full = Interp::new(&density);
+        let mut cm = CompiledModel::new(&density, Backend::Jit).expect("compiles");
+        let mut compared = 0;
+        for _ in 0..20 {
+            let theta: Vec<f64> = (0..density.dim()).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let Ok(a) = full.constrained(&theta, true) else { continue };
+            let b = cm.constrained(&theta, true).expect("finite where the density is");
+            assert_eq!(a, b, "{}", model.display());
+            compared += 1;
+            if compared == 3 {
+                break;
+            }
+        }
+        assert!(compared > 0, "{}: no finite point", model.display());
+    }
+}

@@ -105,11 +105,25 @@ pub enum Purpose {
     /// dead code is removed, since the density rewrites reshape the likelihood the sites
     /// are read from.
     Forward,
+    /// A draw's constrained values and generated quantities from the unconstrained vector:
+    /// the parameters' transforms and the `generated` block, without the log density (its
+    /// `target` is 0). Samplers run it once per kept draw.
+    Draws,
 }
 
-/// The log density's program ([`Purpose::Density`]).
+/// The log density's program ([`Purpose::Density`]), carrying the program of its draws
+/// ([`Purpose::Draws`], in [`Program::draws`]).
 pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Option<Program> {
     lower_for(el, data, Purpose::Density, diags)
+}
+
+/// The program for `purpose`; a density's carries its draws program.
+pub fn lower_for(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Diagnostics) -> Option<Program> {
+    let mut p = lower_one(el, data, purpose, diags)?;
+    if purpose == Purpose::Density {
+        p.draws = Some(Box::new(lower_one(el, data, Purpose::Draws, diags)?));
+    }
+    Some(p)
 }
 
 /// The rewrites each purpose runs, in order.
@@ -117,14 +131,15 @@ fn passes(p: &mut Program, purpose: Purpose) -> Result<(), String> {
     crate::ir::verify::after_pass(p, "lowering")?;
     match purpose {
         Purpose::Density => crate::ir::rewrite::rewrite(p).map(|_| ()),
-        Purpose::Forward => {
+        Purpose::Forward | Purpose::Draws => {
             crate::ir::rewrite::dead_code(p);
+            crate::ir::rewrite::compact_consts(p);
             crate::ir::verify::after_pass(p, "dead-code elimination")
         }
     }
 }
 
-pub fn lower_for(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Diagnostics) -> Option<Program> {
+fn lower_one(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Diagnostics) -> Option<Program> {
     let funcs = &el.checked.funcs;
     let mut lw = Lower {
         p: Program { blocks: vec![Vec::new()], execs: vec![1], ..Program::default() },
@@ -330,7 +345,9 @@ impl<'a> Lower<'a> {
             self.bind(&d.name, Bound::Value(v));
         }
         let mut failed = false;
-        for d in &ck.params {
+        // A draw's values need the parameters and `generated` only.
+        let density = self.purpose != Purpose::Draws;
+        for d in ck.params.iter().filter(|_| density) {
             if let Some(prior) = &d.prior {
                 let lhs = Expr::new(ExprKind::Name(d.name.clone()), d.name_span);
                 if self.tilde(&lhs, prior, d.span).is_err() {
@@ -339,14 +356,14 @@ impl<'a> Lower<'a> {
             }
         }
         self.scopes.push(HashMap::new());
-        for s in &ck.model {
+        for s in ck.model.iter().filter(|_| density) {
             if self.stmt(s, None).is_err() {
                 failed = true;
             }
         }
         self.scopes.pop();
         // Generated quantities: their own entry block, run per draw.
-        if !ck.generated.is_empty() && self.purpose == Purpose::Density {
+        if !ck.generated.is_empty() && self.purpose != Purpose::Forward {
             let b = self.new_block();
             self.p.execs[b.0 as usize] = 1;
             self.p.generated = Some(b);

@@ -156,6 +156,9 @@ pub struct Program {
     pub outputs: Vec<Output>,
     /// The observed variables' distributions (forward programs only; see [`lower::Purpose`]).
     pub sites: Vec<Site>,
+    /// For a log density's program: the program that computes a draw's constrained values
+    /// and generated quantities without evaluating the density ([`lower::Purpose::Draws`]).
+    pub draws: Option<Box<Program>>,
     /// Where in the source an indexing operation (by its result) came from, and a store into
     /// a `var` (by the value it stores): an index that the data put out of range is reported
     /// there.

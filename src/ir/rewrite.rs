@@ -428,6 +428,34 @@ fn replace(p: &mut Program, m: Match) {
 }
 
 /// Remove operations whose results nobody reads (transforms stay: they add to the Jacobian).
+/// Drop the constant tensors no operation reads any more, renumbering the rest.
+pub fn compact_consts(p: &mut Program) {
+    let mut used = vec![false; p.consts.len()];
+    for block in &p.blocks {
+        for inst in block {
+            if let Inst::Op { prim: Prim::Const(c), .. } = inst {
+                used[*c as usize] = true;
+            }
+        }
+    }
+    let mut new_index = vec![0u32; p.consts.len()];
+    let mut kept = Vec::new();
+    for (i, c) in std::mem::take(&mut p.consts).into_iter().enumerate() {
+        if used[i] {
+            new_index[i] = kept.len() as u32;
+            kept.push(c);
+        }
+    }
+    p.consts = kept;
+    for block in &mut p.blocks {
+        for inst in block {
+            if let Inst::Op { prim: Prim::Const(c), .. } = inst {
+                *c = new_index[*c as usize];
+            }
+        }
+    }
+}
+
 pub fn dead_code(p: &mut Program) {
     loop {
         let u = p.uses();
