@@ -65,6 +65,9 @@ struct RunArgs {
     /// How the log density is evaluated.
     #[arg(long, value_enum, default_value = "jit")]
     backend: Backend,
+    /// Print every row of the summary, each weight of a network's layers included.
+    #[arg(long)]
+    all: bool,
     #[arg(long, value_enum, default_value = "human")]
     message_format: MessageFormat,
 }
@@ -290,6 +293,7 @@ fn run_command(a: RunArgs) -> i32 {
         steps,
         init,
         backend,
+        all,
         message_format,
     } = a;
     // MAP shares run's setup (model, data, init, output directory) but not the sampler.
@@ -395,7 +399,14 @@ fn run_command(a: RunArgs) -> i32 {
     for b in &bars {
         b.finish_and_clear();
     }
-    crate::summary::report(&program, &cfg, &results, &out_dir)
+    // A network's summary shows the predictions' convergence, from the forward entry.
+    let forward = if crate::summary::network::has_layers(&program) {
+        fe.program_for(&model, data.as_deref(), crate::ir::lower::Purpose::Forward)
+    } else {
+        None
+    };
+    let view = crate::summary::View { forward: forward.as_ref(), all };
+    crate::summary::report(&program, &cfg, &results, &out_dir, &view)
 }
 
 /// `run --method map`: the posterior mode by L-BFGS, in the model's own parameterisation

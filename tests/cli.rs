@@ -241,3 +241,28 @@ fn both_backends_agree_from_the_command_line() {
     assert_eq!(draws[0], draws[1]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A network's summary leads with what is identifiable and folds each layer into one line;
+/// `--all` prints every weight; summary.json keeps every variable and the predictions' rows.
+#[test]
+fn a_network_summary_folds_its_layers() {
+    let dir = std::env::temp_dir().join(format!("bnnc-cli-net-{}", std::process::id()));
+    let out = dir.to_str().expect("utf-8");
+    let args = ["run", "examples/bnn_classification.bnn", "--chains", "2", "--warmup", "150", "--draws", "150", "--out", out];
+    let (code, stdout, err) = bnnc(&args);
+    assert!(code == 0 || code == 3, "{err}");
+    assert!(!stdout.contains("h.W[0,0]"), "weights are folded:\n{stdout}");
+    assert!(stdout.contains("P(y[0]=0)") && stdout.contains("P(y[90]=1)"), "{stdout}");
+    let layer_line = stdout.lines().find(|l| l.starts_with("h ")).unwrap_or_else(|| panic!("no line for layer h:\n{stdout}"));
+    assert_eq!(layer_line.split_whitespace().nth(1), Some("112"), "13 × 8 weights and 8 biases: {layer_line}");
+    assert!(stdout.contains("not identifiable"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary")).expect("json");
+    assert!(summary["variables"]["h.W[12,7]"]["rhat"].is_number(), "every weight is kept");
+    assert_eq!(summary["predictive"].as_object().map(|m| m.len()), Some(4));
+    let mut all = args.to_vec();
+    all.push("--all");
+    let (_, stdout, _) = bnnc(&all);
+    assert!(stdout.contains("h.W[0,0]") && stdout.contains("logits.b[1]"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -637,3 +637,49 @@ pub fn table(vars: &[Variable], ood: Option<&serde_json::Value>) -> String {
     }
     out
 }
+
+/// The expected value of element `i` of site `k` given the draw last evaluated (for a class
+/// variable: the probability of the class observed there), or `None` for a family `predict`
+/// does not summarise or an element out of range.
+pub fn conditional(fw: &Forward, k: usize, i: usize) -> Option<f64> {
+    let p = fw.program();
+    let site = p.sites.get(k)?;
+    let kind = family::kind(site.family)?;
+    let sv = fw.site(k);
+    let n = p.info(site.lhs).len().max(1);
+    let (e, j) = (i / n, i % n);
+    if e >= sv.execs {
+        return None;
+    }
+    let lens: Vec<usize> = site.args.iter().map(|a| p.info(*a).len()).collect();
+    let y = *exec_slice(sv.lhs, n, e).get(j)?;
+    if kind == Kind::Class {
+        let a = exec_slice(sv.args[0], lens[0], e);
+        let row: &[f64] = match site.family {
+            Family::Categorical | Family::CategoricalLogit => {
+                let kk = p.info(site.args[0]).shape.last().copied().unwrap_or(1);
+                if lens[0] == kk {
+                    a
+                } else {
+                    a.get(j * kk..(j + 1) * kk)?
+                }
+            }
+            _ => std::slice::from_ref(a.get(at(j, lens[0], n))?),
+        };
+        let mut probs = Vec::new();
+        family::class_probs(site.family, row, &mut probs);
+        return probs.get(y as usize).copied();
+    }
+    let mut par = [0.0; 3];
+    for (a, len) in lens.iter().enumerate().take(3) {
+        par[a] = *exec_slice(sv.args[a], *len, e).get(at(j, *len, n))?;
+    }
+    Some(family::moments(site.family, &par).0)
+}
+
+/// The observed value of element `i` of site `k` (the data on the left of `~`).
+pub fn observed_value(fw: &Forward, k: usize, i: usize) -> Option<f64> {
+    let p = fw.program();
+    let n = p.info(p.sites.get(k)?.lhs).len().max(1);
+    exec_slice(fw.site(k).lhs, n, i / n).get(i % n).copied()
+}

@@ -1,5 +1,6 @@
 //! Posterior summaries of a run's chains: diagnostics, the table and summary.json. (The draws
 //! files are written while sampling, by `infer::stan_csv`.)
+pub mod network;
 pub mod stats;
 pub mod table;
 
@@ -7,9 +8,19 @@ use crate::infer::run::{column_names, Chain, Config, Method};
 use crate::ir::Program;
 use std::path::Path;
 
+/// How the summary is shown.
+#[derive(Default)]
+pub struct View<'a> {
+    /// The forward program on the training data, for the predictions' convergence rows of a
+    /// model with layers ([`network`]).
+    pub forward: Option<&'a Program>,
+    /// Every row, layer weights included.
+    pub all: bool,
+}
+
 /// Summarise a run: print the table and warnings, write summary.json. Returns the exit code
 /// (0, or 3 when inference failed its own checks).
-pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i32 {
+pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view: &View) -> i32 {
     let names = column_names(p);
     for (c, ch) in chains.iter().enumerate() {
         if let Some(e) = &ch.error {
@@ -34,8 +45,29 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
     }
     let lp: Vec<Vec<f64>> = ok.iter().map(|c| c.stats[..n].iter().map(|s| s.logp).collect()).collect();
     let mut with_lp = vec![("lp__".to_string(), stats::summarise(&lp))];
-    with_lp.extend(rows.iter().cloned());
-    print!("{}", table::table(&with_lp));
+    // A network: the identifiable rows one by one, each layer's weights folded into a line.
+    let layered = network::has_layers(p);
+    let predictive = match view.forward {
+        Some(f) if layered => network::predictive_rows(f, &ok, n, 4),
+        _ => Vec::new(),
+    };
+    let (shown, layers) = if layered { network::fold(p, &rows) } else { (rows.clone(), Vec::new()) };
+    // What the convergence warnings look at: for a network, not the weights.
+    let checked: Vec<(String, stats::Summary)> = shown.iter().chain(&predictive).cloned().collect();
+    if view.all || !layered {
+        with_lp.extend(rows.iter().cloned());
+        with_lp.extend(predictive.iter().cloned());
+        print!("{}", table::table(&with_lp));
+    } else {
+        with_lp.extend(checked.iter().cloned());
+        print!("{}", table::table(&with_lp));
+        println!();
+        print!("{}", network::layer_table(&layers));
+        println!("note: a network's weights are not identifiable: permuting hidden units or flipping signs");
+        println!("      leaves every prediction as it is, so the weights' R-hat is no convergence check.");
+        println!("      E[y[i]] (P(y[i]=label) for classes) are predictions at training rows: their R-hat is.");
+        println!("      --all prints every weight; summary.json holds them all.");
+    }
 
     let divergences: usize = ok.iter().map(|c| c.stats[..n].iter().filter(|s| s.divergent).count()).sum();
     let depth_hits: usize =
@@ -54,7 +86,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
     if depth_hits > 0 && cfg.method == Method::Nuts {
         warnings.push(format!("{depth_hits} of {total} transitions hit the maximum tree depth {}: the step size is small for this geometry; try --max-depth 12 or --metric dense", cfg.max_depth));
     }
-    let bad_rhat: Vec<&str> = rows.iter().filter(|(_, s)| s.rhat > 1.01).map(|(n, _)| n.as_str()).collect();
+    let bad_rhat: Vec<&str> = checked.iter().filter(|(_, s)| s.rhat > 1.01).map(|(n, _)| n.as_str()).collect();
     if !bad_rhat.is_empty() {
         warnings.push(format!(
             "R-hat above 1.01 for {} ({}): the chains disagree; run longer (--warmup, --draws), try --metric dense if parameters are strongly correlated, or reparameterise",
@@ -63,7 +95,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
         ));
     }
     let low_ess: Vec<&str> =
-        rows.iter().filter(|(_, s)| s.ess_bulk < 100.0 * ok.len() as f64).map(|(n, _)| n.as_str()).collect();
+        checked.iter().filter(|(_, s)| s.ess_bulk < 100.0 * ok.len() as f64).map(|(n, _)| n.as_str()).collect();
     if !low_ess.is_empty() {
         warnings.push(format!(
             "bulk ESS below {} for {} ({}): estimates are imprecise; run more draws",
@@ -106,11 +138,16 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path) -> i3
     for (name, s) in &rows {
         vars.insert(name.clone(), serde_json::to_value(s).unwrap_or(serde_json::Value::Null));
     }
+    let mut pred = serde_json::Map::new();
+    for (name, s) in &predictive {
+        pred.insert(name.clone(), serde_json::to_value(s).unwrap_or(serde_json::Value::Null));
+    }
     let json = serde_json::json!({
         "method": if cfg.method == Method::Nuts { "nuts" } else { "hmc" },
         "chains": ok.len(),
         "draws_per_chain": n,
         "variables": vars,
+        "predictive": pred,
         "sampler": {
             "divergences": divergences,
             "max_treedepth_hits": depth_hits,
