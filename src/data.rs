@@ -116,6 +116,31 @@ pub fn load_data_filling(
     diags: &mut Diagnostics,
 ) -> Option<BoundData> {
     let shown = path.display().to_string();
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if ext == "npz" || ext == "npy" {
+        let file = sources.add(shown.clone(), String::new());
+        let src = Source { file, name: shown.clone(), csv: false };
+        let raw = match read_numpy(path, ext == "npz") {
+            // Sizes may be left out, as in CSV: the arrays' shapes give them.
+            Ok(mut r) => {
+                infer_csv_sizes(&mut r, data_decls);
+                r
+            }
+            Err(why) => {
+                let why = if why.contains("Compression method") {
+                    "it is compressed (np.savez_compressed), which is not read".to_string()
+                } else {
+                    why
+                };
+                diags.push(
+                    Diagnostic::error_nowhere(Code::DataFileUnreadable, format!("cannot read data file `{shown}`: {why}"))
+                        .with_help("NumPy files are read as np.save (.npy, the array named after the file) and np.savez (.npz, uncompressed) write them"),
+                );
+                return None;
+            }
+        };
+        return bind(raw, data_decls, (optional, fill), &src, diags);
+    }
     let text = match std::fs::read(path) {
         Ok(b) => match String::from_utf8(b) {
             Ok(t) => t,
@@ -337,6 +362,91 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
         out.insert(base, Raw { dims: vec![rows, width], values });
     }
     Some(out)
+}
+
+/// The arrays of a `.npz` file by name, or of a `.npy` file under the file's stem. Floats and
+/// ints of every width and bools are read; anything else says what it is.
+fn read_numpy(path: &Path, npz: bool) -> Result<BTreeMap<String, Raw>, String> {
+    use ndarray::ArrayD;
+    use ndarray_npy::ReadNpyExt;
+    fn to_raw<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> Num) -> Raw {
+        Raw { dims: a.shape().to_vec(), values: a.iter().map(|x| f(*x)).collect() }
+    }
+    // Each element type in turn: a reader fails cleanly on a type it does not hold.
+    fn read_any(mut read: impl FnMut(u8) -> Option<Raw>) -> Option<Raw> {
+        (0..8).find_map(&mut read)
+    }
+    fn one<R: std::io::Read>(r: R, kind: u8) -> Option<Raw> {
+        let raw = match kind {
+            0 => to_raw(ArrayD::<f64>::read_npy(r).ok()?, Num::Real),
+            1 => to_raw(ArrayD::<f32>::read_npy(r).ok()?, |x| Num::Real(x as f64)),
+            2 => to_raw(ArrayD::<i64>::read_npy(r).ok()?, Num::Int),
+            3 => to_raw(ArrayD::<i32>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
+            4 => to_raw(ArrayD::<i16>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
+            5 => to_raw(ArrayD::<u8>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
+            6 => to_raw(ArrayD::<u32>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
+            _ => to_raw(ArrayD::<bool>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
+        };
+        Some(raw)
+    }
+    let mut out = BTreeMap::new();
+    if npz {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut z = ndarray_npy::NpzReader::new(file).map_err(|e| e.to_string())?;
+        for name in z.names().map_err(|e| e.to_string())? {
+            let raw = read_any(|k| read_typed(&mut z, &name, k)).ok_or_else(|| {
+                format!("array `{name}` is not of numbers (float, int or bool), or the file is compressed")
+            })?;
+            out.insert(name, raw);
+        }
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let raw = read_any(|k| one(&bytes[..], k)).ok_or("not an array of numbers (float, int or bool)")?;
+        out.insert(name, raw);
+    }
+    Ok(out)
+}
+
+/// Array `name` of an `.npz` file read as element type number `k` of [`read_numpy`]'s list.
+fn read_typed<R: std::io::Read + std::io::Seek>(z: &mut ndarray_npy::NpzReader<R>, name: &str, k: u8) -> Option<Raw> {
+    use ndarray::{ArrayD, IxDyn, OwnedRepr};
+    fn to_raw<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> Num) -> Raw {
+        Raw { dims: a.shape().to_vec(), values: a.iter().map(|x| f(*x)).collect() }
+    }
+    Some(match k {
+        0 => to_raw(z.by_name::<OwnedRepr<f64>, IxDyn>(name).ok()?, Num::Real),
+        1 => to_raw(z.by_name::<OwnedRepr<f32>, IxDyn>(name).ok()?, |x| Num::Real(x as f64)),
+        2 => to_raw(z.by_name::<OwnedRepr<i64>, IxDyn>(name).ok()?, Num::Int),
+        3 => to_raw(z.by_name::<OwnedRepr<i32>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
+        4 => to_raw(z.by_name::<OwnedRepr<i16>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
+        5 => to_raw(z.by_name::<OwnedRepr<u8>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
+        6 => to_raw(z.by_name::<OwnedRepr<u32>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
+        _ => to_raw(z.by_name::<OwnedRepr<bool>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
+    })
+}
+
+/// Bind arrays given in memory (name, dims, row-major values; `int` when they hold ints) to
+/// the model's data declarations, with the checks a data file gets; `optional` and `fill` as
+/// in [`load_data_filling`]. `origin` names them in diagnostics.
+pub fn bind_arrays(
+    arrays: &[(String, Vec<usize>, Vec<f64>, bool)],
+    data_decls: &[Decl],
+    (optional, fill): (&[String], f64),
+    origin: &str,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<BoundData> {
+    let file = sources.add(origin.to_string(), String::new());
+    let src = Source { file, name: origin.to_string(), csv: false };
+    let raw = arrays
+        .iter()
+        .map(|(name, dims, values, int)| {
+            let values = values.iter().map(|v| if *int { Num::Int(*v as i64) } else { Num::Real(*v) }).collect();
+            (name.clone(), Raw { dims: dims.clone(), values })
+        })
+        .collect();
+    bind(raw, data_decls, (optional, fill), &src, diags)
 }
 
 /// A value a data-only expression can have.
