@@ -359,7 +359,7 @@ fn run_command(a: RunArgs) -> i32 {
         dense: metric == MetricArg::Dense,
         hmc_steps: steps.max(1),
         init,
-        out_dir: out_dir.clone(),
+        out_dir: Some(out_dir.clone()),
         model_name: name,
         data_file,
         backend,
@@ -479,12 +479,13 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
     let mut csv = format!("# model = {}\n# method = optimize\n{}\n", cfg.model_name, columns.join(","));
     csv.push_str(&row.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(","));
     csv.push('\n');
-    let draws_path = cfg.out_dir.join("draws-1.csv");
+    let Some(out_dir) = &cfg.out_dir else { return 2 };
+    let draws_path = out_dir.join("draws-1.csv");
     if let Err(e) = std::fs::write(&draws_path, csv) {
         eprintln!("error: cannot write `{}`: {e}", draws_path.display());
         return 2;
     }
-    let path = cfg.out_dir.join("summary.json");
+    let path = out_dir.join("summary.json");
     if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
         eprintln!("error: cannot write `{}`: {e}", path.display());
         return 2;

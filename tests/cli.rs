@@ -248,12 +248,14 @@ fn both_backends_agree_from_the_command_line() {
 fn a_network_summary_folds_its_layers() {
     let dir = std::env::temp_dir().join(format!("bnnc-cli-net-{}", std::process::id()));
     let out = dir.to_str().expect("utf-8");
-    let args = ["run", "examples/bnn_classification.bnn", "--chains", "2", "--warmup", "150", "--draws", "150", "--out", out];
+    let args =
+        ["run", "examples/bnn_classification.bnn", "--chains", "2", "--warmup", "150", "--draws", "150", "--out", out];
     let (code, stdout, err) = bnnc(&args);
     assert!(code == 0 || code == 3, "{err}");
     assert!(!stdout.contains("h.W[0,0]"), "weights are folded:\n{stdout}");
     assert!(stdout.contains("P(y[0]=0)") && stdout.contains("P(y[90]=1)"), "{stdout}");
-    let layer_line = stdout.lines().find(|l| l.starts_with("h ")).unwrap_or_else(|| panic!("no line for layer h:\n{stdout}"));
+    let layer_line =
+        stdout.lines().find(|l| l.starts_with("h ")).unwrap_or_else(|| panic!("no line for layer h:\n{stdout}"));
     assert_eq!(layer_line.split_whitespace().nth(1), Some("112"), "13 × 8 weights and 8 biases: {layer_line}");
     assert!(stdout.contains("not identifiable"), "{stdout}");
     let summary: serde_json::Value =

@@ -606,9 +606,11 @@ fn draws_program_gives_the_density_programs_values() {
         let mut fe = frontend_file(&model);
         let density = fe.program(&model, Some(&data)).expect("lowers");
         let draws = density.draws.as_deref().unwrap_or_else(|| panic!("{}: no draws program", model.display()));
-        let holds_density = draws.blocks.iter().flatten().any(|i| {
-            matches!(i, Inst::Target { .. } | Inst::Op { prim: Prim::LogDensity(_), .. })
-        });
+        let holds_density = draws
+            .blocks
+            .iter()
+            .flatten()
+            .any(|i| matches!(i, Inst::Target { .. } | Inst::Op { prim: Prim::LogDensity(_), .. }));
         assert!(!holds_density, "{}: the draws program evaluates a density", model.display());
         let mut full = Interp::new(&density);
         let mut cm = CompiledModel::new(&density, Backend::Jit).expect("compiles");

@@ -68,7 +68,16 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 fn predictions_are_the_draws_own_moments() {
     let dir = temp("eight");
     let (code, _, err) = bnnc(&[
-        "run", "examples/eight_schools.bnn", "--chains", "2", "--warmup", "300", "--draws", "300", "--out", s(&dir),
+        "run",
+        "examples/eight_schools.bnn",
+        "--chains",
+        "2",
+        "--warmup",
+        "300",
+        "--draws",
+        "300",
+        "--out",
+        s(&dir),
     ]);
     assert!(code == 0 || code == 3, "{err}");
     let (code, out, err) = bnnc(&["predict", "examples/eight_schools.bnn", "--fit", s(&dir)]);
@@ -166,7 +175,11 @@ fn conjugate_regression_predictive_matches_the_closed_form() {
         // 8000 draws with an effective size of at least ~2000: the mean within 5 standard
         // errors, the variance within 20%.
         assert!((got("mean") - mean).abs() < 5.0 * (epi / 2000.0).sqrt(), "x* = {xs}: mean {} vs {mean}", got("mean"));
-        assert!((got("var_epistemic") / epi - 1.0).abs() < 0.2, "x* = {xs}: epistemic {} vs {epi}", got("var_epistemic"));
+        assert!(
+            (got("var_epistemic") / epi - 1.0).abs() < 0.2,
+            "x* = {xs}: epistemic {} vs {epi}",
+            got("var_epistemic")
+        );
         assert!(close(got("var_aleatoric"), s2, 1e-12), "x* = {xs}: aleatoric");
         // The predictive is normal with variance epi + s²: its 5% and 95% quantiles.
         let half = 1.6449 * (epi + s2).sqrt();
@@ -182,7 +195,16 @@ fn conjugate_regression_predictive_matches_the_closed_form() {
 fn classes_and_out_of_distribution_inputs() {
     let dir = temp("classes");
     let (code, _, err) = bnnc(&[
-        "run", "examples/bnn_classification.bnn", "--chains", "2", "--warmup", "300", "--draws", "300", "--out", s(&dir),
+        "run",
+        "examples/bnn_classification.bnn",
+        "--chains",
+        "2",
+        "--warmup",
+        "300",
+        "--draws",
+        "300",
+        "--out",
+        s(&dir),
     ]);
     assert!(code == 0 || code == 3, "{err}");
     let (code, out, err) = bnnc(&[
@@ -251,5 +273,52 @@ fn a_directory_without_a_fit_is_a_coded_error() {
     let (code, _, err) = bnnc(&["predict", "examples/eight_schools.bnn", "--fit", s(&dir)]);
     assert_eq!(code, 1);
     assert!(err.contains("E0700") && err.contains("no summary.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// New data from NumPy's `.npz` (sizes left out, as NumPy users write them) predict exactly as
+/// the same data in JSON.
+#[test]
+fn npz_data_predict_as_json_does() {
+    use ndarray::{Array1, Array2};
+    let dir = temp("npz");
+    let fit = dir.join("fit");
+    let (code, _, err) = bnnc(&[
+        "run",
+        "examples/eight_schools.bnn",
+        "--chains",
+        "1",
+        "--warmup",
+        "100",
+        "--draws",
+        "100",
+        "--out",
+        s(&fit),
+    ]);
+    assert!(code == 0 || code == 3, "{err}");
+    let data = json(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/eight_schools.json")));
+    let v =
+        |k: &str| -> Vec<f64> { data[k].as_array().expect("array").iter().map(|x| x.as_f64().expect("num")).collect() };
+    let npz = dir.join("schools.npz");
+    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&npz).expect("create"));
+    w.add_array("y", &Array1::from(v("y"))).expect("y");
+    w.add_array("sigma", &Array1::from(v("sigma"))).expect("sigma");
+    w.add_array("unused", &Array2::<f64>::zeros((2, 2))).expect("unused");
+    w.finish().expect("finish");
+    let (code, _, err) = bnnc(&["predict", "examples/eight_schools.bnn", "--fit", s(&fit), "--out", s(&dir.join("a"))]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bnnc(&[
+        "predict",
+        "examples/eight_schools.bnn",
+        "--fit",
+        s(&fit),
+        "--data",
+        s(&npz),
+        "--out",
+        s(&dir.join("b")),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (a, b) = (json(&dir.join("a/predictive.json")), json(&dir.join("b/predictive.json")));
+    assert_eq!(a["observed"], b["observed"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

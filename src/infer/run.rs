@@ -36,7 +36,8 @@ pub struct Config {
     pub hmc_steps: usize,
     /// An unconstrained starting point for every chain.
     pub init: Option<Vec<f64>>,
-    pub out_dir: PathBuf,
+    /// Where each chain's `draws-<chain>.csv` is written as it goes (none when `None`).
+    pub out_dir: Option<PathBuf>,
     pub model_name: String,
     pub data_file: String,
     /// How the density is evaluated.
@@ -141,12 +142,17 @@ fn run_chain(
     };
     interp.seed(seed ^ 0x5DEE_CE66);
     // The draws file, written as the chain goes.
-    let path = cfg.out_dir.join(format!("draws-{}.csv", c + 1));
-    let mut file = match std::fs::File::create(&path) {
-        Ok(f) => BufWriter::new(f),
-        Err(e) => {
-            out.error = Some(format!("cannot write `{}`: {e}", path.display()));
-            return out;
+    let mut file: Box<dyn Write> = match &cfg.out_dir {
+        None => Box::new(std::io::sink()),
+        Some(dir) => {
+            let path = dir.join(format!("draws-{}.csv", c + 1));
+            match std::fs::File::create(&path) {
+                Ok(f) => Box::new(BufWriter::new(f)),
+                Err(e) => {
+                    out.error = Some(format!("cannot write `{}`: {e}", path.display()));
+                    return out;
+                }
+            }
         }
     };
     let mut columns: Vec<String> = stan_csv::SAMPLER_COLUMNS.iter().map(|s| s.to_string()).collect();

@@ -22,7 +22,12 @@ pub struct Options {
 
 /// The forward program for the data at `path`: observed variables the file lacks are
 /// filled in and listed in the second value.
-fn forward_program(fe: &mut Frontend, path: &Path, observed: &[String], fill: f64) -> Option<(crate::ir::Program, Vec<String>)> {
+fn forward_program(
+    fe: &mut Frontend,
+    path: &Path,
+    observed: &[String],
+    fill: f64,
+) -> Option<(crate::ir::Program, Vec<String>)> {
     let el = fe.elaborated.clone()?;
     let bound = crate::data::load_data_filling(path, &el.checked.data, observed, fill, &mut fe.sources, &mut fe.diags)?;
     let filled = bound.filled.clone();
@@ -41,8 +46,11 @@ fn predict_at(
     let (program, filled) = forward_program(fe, path, observed, 0.0).ok_or(1)?;
     if program.sites.is_empty() {
         fe.diags.push(
-            Diagnostic::error_nowhere(Code::NothingToPredict, "the model has no `~` statement on data: nothing to predict")
-                .with_help("predict summarises the observed variables, the data on the left of `~` in `model`"),
+            Diagnostic::error_nowhere(
+                Code::NothingToPredict,
+                "the model has no `~` statement on data: nothing to predict",
+            )
+            .with_help("predict summarises the observed variables, the data on the left of `~` in `model`"),
         );
         return Err(1);
     }
@@ -72,16 +80,27 @@ fn predict_at(
         if let (Ok(()), Ok(())) = (fw.eval(&draws[0]), fw2.eval(&draws[0])) {
             for k in 0..program.sites.len() {
                 let (a, b) = (fw.site(k), fw2.site(k));
-                if a.args.iter().zip(&b.args).any(|(x, y)| x.iter().zip(y.iter()).any(|(u, v)| u.to_bits() != v.to_bits())) {
+                if a.args
+                    .iter()
+                    .zip(&b.args)
+                    .any(|(x, y)| x.iter().zip(y.iter()).any(|(u, v)| u.to_bits() != v.to_bits()))
+                {
                     let site = &program.sites[k];
                     fe.diags.push(
                         Diagnostic::error(
                             Code::ObservedIsInput,
                             site.span,
-                            format!("`{}` is missing from `{}`, and the model reads it to predict itself", site.name, path.display()),
+                            format!(
+                                "`{}` is missing from `{}`, and the model reads it to predict itself",
+                                site.name,
+                                path.display()
+                            ),
                         )
                         .with_label("this distribution's arguments depend on the missing values")
-                        .with_help(format!("give `{}` in the new data: its values are inputs as well as observations", site.name)),
+                        .with_help(format!(
+                            "give `{}` in the new data: its values are inputs as well as observations",
+                            site.name
+                        )),
                     );
                     return Err(1);
                 }
@@ -92,8 +111,11 @@ fn predict_at(
         Ok(v) => Ok((v, draws.len())),
         Err(e) => {
             fe.diags.push(
-                Diagnostic::error_nowhere(Code::NotFinite, format!("the model cannot be evaluated at a draw of the fit: {e}"))
-                    .with_help("check the new data against the training data's ranges and units"),
+                Diagnostic::error_nowhere(
+                    Code::NotFinite,
+                    format!("the model cannot be evaluated at a draw of the fit: {e}"),
+                )
+                .with_help("check the new data against the training data's ranges and units"),
             );
             Err(1)
         }
@@ -159,8 +181,9 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
         return 2;
     }
     let json = super::to_json(&fit.method, draws, &vars, ood.clone());
-    let written = std::fs::write(out_dir.join("predictive.json"), serde_json::to_string_pretty(&json).unwrap_or_default())
-        .and_then(|()| std::fs::write(out_dir.join("predictive.csv"), super::to_csv(&vars)));
+    let written =
+        std::fs::write(out_dir.join("predictive.json"), serde_json::to_string_pretty(&json).unwrap_or_default())
+            .and_then(|()| std::fs::write(out_dir.join("predictive.csv"), super::to_csv(&vars)));
     print!("{}", super::table(&vars, ood.as_ref()));
     if let Err(e) = written {
         eprintln!("error: cannot write predictions to `{}`: {e}", out_dir.display());

@@ -105,7 +105,8 @@ pub fn moments(f: Family, p: &[f64; 3]) -> (f64, f64) {
 /// One draw of an elementwise family (NaN for invalid parameters).
 pub fn draw<R: Rng + ?Sized>(f: Family, p: &[f64; 3], rng: &mut R) -> f64 {
     let n = f.n_params();
-    let args: Vec<dist::Arg> = p[..n].iter().map(|v| dist::Arg { values: std::slice::from_ref(v), dims: &[] }).collect();
+    let args: Vec<dist::Arg> =
+        p[..n].iter().map(|v| dist::Arg { values: std::slice::from_ref(v), dims: &[] }).collect();
     let mut out = [0.0];
     dist::sample(f, &args, &mut out, rng);
     out[0]

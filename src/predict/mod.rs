@@ -106,6 +106,31 @@ pub struct Variable {
     pub rows: Vec<Row>,
 }
 
+impl Variable {
+    /// The predictive mean of each row (for classes, the probability of class 1 when there
+    /// are two, else of the predicted class).
+    pub fn means(&self) -> ndarray::Array1<f64> {
+        self.rows
+            .iter()
+            .map(|r| match r {
+                Row::Real { mean, .. } => *mean,
+                Row::Class { probs, pred, .. } => {
+                    if probs.len() == 2 {
+                        probs[1]
+                    } else {
+                        probs[*pred]
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The predictive sd of each real or int row (NaN for class rows).
+    pub fn sds(&self) -> ndarray::Array1<f64> {
+        self.rows.iter().map(|r| if let Row::Real { sd, .. } = r { *sd } else { f64::NAN }).collect()
+    }
+}
+
 /// Where element `j` of an execution reads a broadcast argument of `len` elements per
 /// execution, for a variate of `n` elements: the same element, the one scalar, or the
 /// column (a vector along the rows of a matrix).
@@ -280,7 +305,11 @@ pub fn predict(
                         acc.mean += d / acc.n;
                         acc.m2 += d * (m - acc.mean);
                         acc.var_sum += v;
-                        log_add(&mut acc.lmax, &mut acc.lsum, crate::math::dist::elem_log_density(site.family, y, &par));
+                        log_add(
+                            &mut acc.lmax,
+                            &mut acc.lsum,
+                            crate::math::dist::elem_log_density(site.family, y, &par),
+                        );
                         if s % stride == 0 {
                             for _ in 0..reps {
                                 acc.draws.push(family::draw(site.family, &par, &mut rng));
@@ -385,7 +414,8 @@ pub fn metrics(v: &Variable) -> Option<serde_json::Value> {
                 let Row::Class { probs, pred, log_lik, .. } = row else { continue };
                 conf.push(probs[*pred]);
                 correct.push(*pred == *y as usize);
-                brier += probs.iter().enumerate().map(|(k, p)| (p - (k == *y as usize) as u8 as f64).powi(2)).sum::<f64>();
+                brier +=
+                    probs.iter().enumerate().map(|(k, p)| (p - (k == *y as usize) as u8 as f64).powi(2)).sum::<f64>();
                 ll += log_lik;
             }
             let n = conf.len() as f64;
@@ -576,7 +606,11 @@ pub fn table(vars: &[Variable], ood: Option<&serde_json::Value>) -> String {
         let _ = writeln!(out, "{} ({}, {}): {} rows", v.name, v.family.name(), v.kind.name(), v.rows.len());
         match v.kind {
             Kind::Class => {
-                let _ = writeln!(out, "  {:>6} {:>5} {:>8} {:>8} {:>8} {:>9}", "row", "pred", "p(pred)", "entropy", "mi", "observed");
+                let _ = writeln!(
+                    out,
+                    "  {:>6} {:>5} {:>8} {:>8} {:>8} {:>9}",
+                    "row", "pred", "p(pred)", "entropy", "mi", "observed"
+                );
                 for (i, r) in v.rows.iter().enumerate().take(SHOWN) {
                     if let Row::Class { probs, pred, entropy, mutual_information, .. } = r {
                         let obs = v.observed.as_ref().map(|o| format!("{}", o[i])).unwrap_or_default();
@@ -584,7 +618,11 @@ pub fn table(vars: &[Variable], ood: Option<&serde_json::Value>) -> String {
                             out,
                             "  {:>6} {:>5} {:>8.3} {:>8.3} {:>8.3} {:>9}",
                             v.index.get(i).copied().unwrap_or(i),
-                            pred, probs[*pred], entropy, mutual_information, obs
+                            pred,
+                            probs[*pred],
+                            entropy,
+                            mutual_information,
+                            obs
                         );
                     }
                 }
@@ -629,7 +667,9 @@ pub fn table(vars: &[Variable], ood: Option<&serde_json::Value>) -> String {
             if let Some(serde_json::Value::Object(m)) = o.get(what) {
                 let shown: Vec<String> = m
                     .iter()
-                    .map(|(k, x)| format!("{k} {}", x.as_f64().map(|f| format!("{f:.3}")).unwrap_or_else(|| "-".into())))
+                    .map(|(k, x)| {
+                        format!("{k} {}", x.as_f64().map(|f| format!("{f:.3}")).unwrap_or_else(|| "-".into()))
+                    })
                     .collect();
                 let _ = writeln!(out, "ood {what}: {}", shown.join(", "));
             }

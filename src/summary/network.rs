@@ -121,7 +121,11 @@ pub fn layer_table(layers: &[Layer]) -> String {
     use std::fmt::Write;
     let width = layers.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
     let mut out = String::new();
-    let _ = writeln!(out, "{:<width$} {:>8} {:>12} {:>10} {:>12}", "layer", "weights", "R_hat median", "R_hat max", "ESS_bulk min");
+    let _ = writeln!(
+        out,
+        "{:<width$} {:>8} {:>12} {:>10} {:>12}",
+        "layer", "weights", "R_hat median", "R_hat max", "ESS_bulk min"
+    );
     for l in layers {
         let _ = writeln!(
             out,
