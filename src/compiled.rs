@@ -69,6 +69,16 @@ impl<'p> CompiledModel<'p> {
         }
     }
 
+    /// Set runtime input buffer `k` of the density (a dropout mask, say) for the evaluations
+    /// that follow.
+    pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
+        match (&mut self.jit, &mut self.interp) {
+            (Some(j), _) => j.set_input(k, values),
+            (None, Some(i)) => i.set_input(k, values),
+            (None, None) => Err("no backend".into()),
+        }
+    }
+
     /// The log density and log-Jacobian apart, with the gradient in `grad`.
     pub fn eval_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<Eval, EvalError> {
         if let Some(j) = &mut self.jit {
@@ -153,6 +163,15 @@ impl<'p> Forward<'p> {
 
     pub fn program(&self) -> &'p Program {
         self.p
+    }
+
+    /// Set runtime input buffer `k` (a dropout mask, say) for the evaluations that follow.
+    pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
+        match (&mut self.jit, &mut self.interp) {
+            (Some(j), _) => j.set_input(k, values),
+            (None, Some(i)) => i.set_input(k, values),
+            (None, None) => Err("no backend".into()),
+        }
     }
 
     /// Run the entry at a draw (constrained values, `program().dim()` of them).

@@ -628,3 +628,82 @@ fn draws_program_gives_the_density_programs_values() {
         assert!(compared > 0, "{}: no finite point", model.display());
     }
 }
+
+/// Runtime input buffers, tried on dropout masks: a model compiled with masks reads one mask
+/// per dropout call; the compiled code and the interpreter agree for any mask; the forward
+/// entry computes ((x ⊙ m) / (1 − p)) @ w; and a mask filled with 1 − p gives the density
+/// without masks.
+#[test]
+fn dropout_masks_are_runtime_inputs() {
+    use bnnc::compiled::{Backend, Forward};
+    use bnnc::ir::lower::{lower_with, Options, Purpose};
+    use bnnc::ir::InputKind;
+    let dir = std::env::temp_dir().join(format!("bnnc-jit-dropout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let model = dir.join("drop.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\n\
+         params {\n  w: vector[D] ~ normal(0, 1)\n  s: real<lower=0> ~ normal(0, 1)\n}\n\
+         model {\n  let h = dropout(x, 0.25)\n  y ~ normal(h @ w, s)\n}\n",
+    )
+    .expect("write");
+    let (n, d) = (6usize, 3usize);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let x: Vec<f64> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let y: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let rows: Vec<Vec<f64>> = x.chunks(d).map(|r| r.to_vec()).collect();
+    std::fs::write(model.with_extension("json"), serde_json::json!({"N": n, "D": d, "x": rows, "y": y}).to_string())
+        .expect("write");
+    let mut fe = frontend_file(&model);
+    let bound = fe.bind_data(&model.with_extension("json")).expect("data");
+    let el = fe.elaborated.clone().expect("elaborated");
+    let masked = Options { dropout_masks: true };
+    let density = lower_with(&el, &bound, Purpose::Density, masked, &mut fe.diags).expect("lowers");
+    let plain = lower_with(&el, &bound, Purpose::Density, Options::default(), &mut fe.diags).expect("lowers");
+    let forward = lower_with(&el, &bound, Purpose::Forward, masked, &mut fe.diags).expect("lowers");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(density.inputs.len(), 1);
+    assert_eq!(density.inputs[0].shape, vec![n, d]);
+    assert_eq!(density.inputs[0].kind, InputKind::DropoutMask { p: 0.25 });
+    assert!(plain.inputs.is_empty());
+
+    let mut interp = Interp::new(&density);
+    let mut jit = Jit::new(&density).expect("compiles");
+    let dim = density.dim();
+    let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
+    for _ in 0..5 {
+        let mask: Vec<f64> = (0..n * d).map(|_| if rng.random_range(0.0..1.0) < 0.25 { 0.0 } else { 1.0 }).collect();
+        interp.set_input(0, &mask).expect("mask");
+        jit.set_input(0, &mask).expect("mask");
+        let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let a = interp.eval(&theta).and_then(|e| interp.gradient(&mut gi).map(|_| e)).expect("finite");
+        let b = jit.eval_grad(&theta, &mut gj).expect("finite");
+        assert!(close(a.logp, b.logp, 1.0), "logp {} vs {}", a.logp, b.logp);
+        for k in 0..dim {
+            assert!(close(gi[k], gj[k], 1.0), "gradient[{k}] {} vs {}", gi[k], gj[k]);
+        }
+        // The forward entry's mean is ((x ⊙ m) / 0.75) @ w.
+        let w = &theta[..d];
+        let mut draw = w.to_vec();
+        draw.push(0.5);
+        for backend in [Backend::Interp, Backend::Jit] {
+            let mut fw = Forward::new(&forward, backend).expect("forward");
+            fw.set_input(0, &mask).expect("mask");
+            fw.eval(&draw).expect("finite");
+            let site = fw.site(0);
+            for i in 0..n {
+                let want: f64 = (0..d).map(|j| x[i * d + j] * mask[i * d + j] / 0.75 * w[j]).sum();
+                assert!(close(site.args[0][i], want, 1.0), "{backend:?} row {i}: {} vs {want}", site.args[0][i]);
+            }
+        }
+        // A mask of 1 − p everywhere undoes the rescaling: the density without masks.
+        interp.set_input(0, &vec![0.75; n * d]).expect("mask");
+        let c = interp.eval(&theta).expect("finite");
+        let mut unmasked = Interp::new(&plain);
+        let e = unmasked.eval(&theta).expect("finite");
+        assert!(close(c.logp, e.logp, 1.0), "{} vs {}", c.logp, e.logp);
+    }
+    // A mask of the wrong length is refused.
+    assert!(jit.set_input(0, &[1.0]).is_err() && interp.set_input(0, &[1.0]).is_err());
+}

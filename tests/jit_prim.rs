@@ -534,6 +534,7 @@ fn covered_by(p: &Prim) -> &'static str {
     match p {
         Prim::Const(_) | Prim::Lit(_) => "every test (data and weights)",
         Prim::Constrain(_) => "constrain_every_kind",
+        Prim::Input(_) => "tests/jit.rs: dropout_masks_are_runtime_inputs",
         Prim::Unary(_) => "unary_every_function",
         Prim::Binary(_) => "binary_every_function_and_broadcast",
         Prim::Select => "select_both_branches",

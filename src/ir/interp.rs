@@ -43,6 +43,8 @@ pub struct Interp<'p> {
     /// Whether `logp_grad` includes the transforms' log-Jacobian (sampling: yes; a posterior
     /// mode in the model's own parameterisation: no).
     with_jacobian: bool,
+    /// The runtime input buffers' contents (zeros until set).
+    inputs: Vec<Vec<f64>>,
 }
 
 /// What failed while the parameter-free part of a program ran ([`Interp::count_execs`]).
@@ -86,7 +88,19 @@ impl<'p> Interp<'p> {
             rng: rand::rngs::StdRng::seed_from_u64(0),
             with_jacobian: true,
             bound_adj: (Vec::new(), Vec::new()),
+            inputs: p.inputs.iter().map(|i| vec![0.0; i.len()]).collect(),
         }
+    }
+
+    /// Set runtime input buffer `k` for the evaluations that follow. `Err` when `values` has
+    /// the wrong length.
+    pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
+        let buf = self.inputs.get_mut(k).ok_or_else(|| format!("no input {k}"))?;
+        if buf.len() != values.len() {
+            return Err(format!("input `{}` has {} values, {} given", self.p.inputs[k].name, buf.len(), values.len()));
+        }
+        buf.copy_from_slice(values);
+        Ok(())
     }
 
     /// Leave the log-Jacobian out of `logp_grad` and of the gradient (for optimisation).
@@ -340,6 +354,10 @@ impl<'p> Interp<'p> {
             let out_shape = &p.values[dst.0 as usize].shape;
             match prim {
                 Prim::Constrain(i) => constrain_param(p, *i, &self.theta, &argv, o).map(|lj| self.jacobian += lj),
+                Prim::Input(k) => {
+                    o.copy_from_slice(&self.inputs[*k as usize]);
+                    Ok(())
+                }
                 Prim::Rng(f, _) => {
                     let dargs: Vec<dist::Arg> =
                         argv.iter().zip(&shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();

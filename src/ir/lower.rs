@@ -91,6 +91,9 @@ struct Lower<'a> {
     /// Nested `fn` inlining depth (recursion guard).
     inline_depth: usize,
     purpose: Purpose,
+    options: Options,
+    /// Names whose `let` failed (already reported): their uses fail without a second report.
+    failed_lets: std::collections::HashSet<String>,
 }
 
 /// What a program is made for; it decides what is lowered and which rewrites run.
@@ -119,9 +122,28 @@ pub fn lower(el: &Elaborated, data: &BoundData, diags: &mut Diagnostics) -> Opti
 
 /// The program for `purpose`; a density's carries its draws program.
 pub fn lower_for(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Diagnostics) -> Option<Program> {
-    let mut p = lower_one(el, data, purpose, diags)?;
+    lower_with(el, data, purpose, Options::default(), diags)
+}
+
+/// What a program's stochastic layers do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `dropout` multiplies by a mask read from a runtime input ([`crate::ir::InputKind`])
+    /// and rescales, instead of being the identity.
+    pub dropout_masks: bool,
+}
+
+/// [`lower_for`] with options.
+pub fn lower_with(
+    el: &Elaborated,
+    data: &BoundData,
+    purpose: Purpose,
+    options: Options,
+    diags: &mut Diagnostics,
+) -> Option<Program> {
+    let mut p = lower_one(el, data, purpose, options, diags)?;
     if purpose == Purpose::Density {
-        p.draws = Some(Box::new(lower_one(el, data, Purpose::Draws, diags)?));
+        p.draws = Some(Box::new(lower_one(el, data, Purpose::Draws, Options::default(), diags)?));
     }
     Some(p)
 }
@@ -139,7 +161,13 @@ fn passes(p: &mut Program, purpose: Purpose) -> Result<(), String> {
     }
 }
 
-fn lower_one(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Diagnostics) -> Option<Program> {
+fn lower_one(
+    el: &Elaborated,
+    data: &BoundData,
+    purpose: Purpose,
+    options: Options,
+    diags: &mut Diagnostics,
+) -> Option<Program> {
     let funcs = &el.checked.funcs;
     let mut lw = Lower {
         p: Program { blocks: vec![Vec::new()], execs: vec![1], ..Program::default() },
@@ -156,6 +184,8 @@ fn lower_one(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mut Di
         generated: false,
         inline_depth: 0,
         purpose,
+        options,
+        failed_lets: Default::default(),
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
@@ -321,6 +351,35 @@ impl<'a> Lower<'a> {
         }
         self.push(Inst::Op { dst, prim, args: args.to_vec() });
         Ok(dst)
+    }
+
+    /// `dropout(x, p)`: the identity, or with masks asked for, `x * mask / (1 - p)` where the
+    /// mask is a runtime input of x's shape.
+    fn dropout(&mut self, x: V, p: V, p_expr: &Expr, span: Span) -> R<V> {
+        let prob = match self.known.get(&p) {
+            Some(v) if v.len() == 1 && (0.0..1.0).contains(&v[0]) => v[0],
+            _ => return Err(self.err(
+                Code::NotConstant,
+                p_expr.span,
+                "dropout's probability must be a number from 0 up to (not including) 1, known when the data is read",
+                "not such a number",
+            )),
+        };
+        if !self.options.dropout_masks {
+            return Ok(x);
+        }
+        let shape = self.p.info(x).shape.clone();
+        let k = self.p.inputs.len() as u32;
+        self.p.inputs.push(crate::ir::InputInfo {
+            name: format!("dropout.{k}"),
+            shape: shape.clone(),
+            kind: crate::ir::InputKind::DropoutMask { p: prob },
+        });
+        let mask = self.new_value(shape, false);
+        self.push(Inst::Op { dst: mask, prim: Prim::Input(k), args: vec![] });
+        let kept = self.op(Prim::Binary(Bin::Mul), &[x, mask], span)?;
+        let scale = self.lit(1.0 / (1.0 - prob), false);
+        self.op(Prim::Binary(Bin::Mul), &[kept, scale], span)
     }
 
     fn int_const(&self, v: V) -> Option<i64> {
@@ -490,7 +549,13 @@ impl<'a> Lower<'a> {
     fn stmt(&mut self, s: &Stmt, ret: Option<&mut Option<V>>) -> R<()> {
         match &s.kind {
             StmtKind::Let { name, value } => {
-                let v = self.expr(value)?;
+                let v = match self.expr(value) {
+                    Ok(v) => v,
+                    Err(f) => {
+                        self.failed_lets.insert(name.name.clone());
+                        return Err(f);
+                    }
+                };
                 if self.p.values[v.0 as usize].name.is_none() {
                     self.p.values[v.0 as usize].name = Some(name.name.clone());
                 }
@@ -751,6 +816,7 @@ impl<'a> Lower<'a> {
             ExprKind::Name(n) => match self.lookup(n) {
                 Some(Bound::Value(v)) => Ok(v),
                 Some(Bound::Slot(s)) => self.op(Prim::Load(s, vec![]), &[], span),
+                None if self.failed_lets.contains(n) => Err(Fail),
                 None => Err(self.err(Code::UnknownName, span, format!("unknown name `{n}`"), "not declared")),
             },
             ExprKind::Unary { op, operand } => {
@@ -898,6 +964,9 @@ impl<'a> Lower<'a> {
         let shape = |lw: &Self, i: usize| lw.p.info(vals[i]).shape.clone();
         if name == "identity" {
             return Ok(vals[0]);
+        }
+        if name == "dropout" {
+            return self.dropout(vals[0], vals[1], &args[1].value, span);
         }
         if name == "join" {
             // The mean of the inputs (drop-path is applied by inference methods that use it).

@@ -132,6 +132,30 @@ pub struct Site {
     pub span: crate::source::Span,
 }
 
+/// A runtime input buffer ([`Prim::Input`]): what the caller fills before an evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: InputKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputKind {
+    /// A dropout layer's mask: each element 1 with probability `1 − p`, else 0.
+    DropoutMask { p: f64 },
+}
+
+impl InputInfo {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A generated quantity: its name and the value holding it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
@@ -154,6 +178,8 @@ pub struct Program {
     /// The generated-quantities program: its entry block (run per draw, no gradient).
     pub generated: Option<BlockId>,
     pub outputs: Vec<Output>,
+    /// The runtime input buffers, by [`Prim::Input`] number.
+    pub inputs: Vec<InputInfo>,
     /// The observed variables' distributions (forward programs only; see [`lower::Purpose`]).
     pub sites: Vec<Site>,
     /// For a log density's program: the program that computes a draw's constrained values

@@ -440,6 +440,9 @@ pub enum Prim {
     /// Parameter `p` mapped to its support; args are its bounds (as its kind needs). Adds
     /// log|J| to the Jacobian sum.
     Constrain(u32),
+    /// Runtime input buffer `k` (`Program::inputs`): values the caller sets before each
+    /// evaluation (random masks, a batch's rows, weights). No gradient flows into it.
+    Input(u32),
     Unary(Un),
     Binary(Bin),
     /// `cond ? a : b` (cond a scalar; a and b broadcast to the result).
@@ -569,7 +572,7 @@ impl Prim {
         };
         let scalar = |s: &[usize]| s.iter().product::<usize>() == 1 && s.len() <= 1;
         match self {
-            Prim::Const(_) | Prim::Lit(_) | Prim::Constrain(_) => {
+            Prim::Const(_) | Prim::Lit(_) | Prim::Constrain(_) | Prim::Input(_) => {
                 let _ = consts;
                 Err("the shape of a leaf is given when it is made".into())
             }
@@ -863,6 +866,7 @@ pub fn eval(
         Prim::Const(c) => out.copy_from_slice(&consts[*c as usize]),
         Prim::Lit(v) => out[0] = *v,
         Prim::Constrain(_) => return Err("Constrain is evaluated by the interpreter".into()),
+        Prim::Input(_) => return Err("an input is read by the backend".into()),
         Prim::Unary(u) => {
             if let Some(f) = u.array() {
                 f(args[0], out);
@@ -1070,7 +1074,7 @@ pub fn vjp(
     slot_adj: Option<(&mut [f64], &[usize])>,
 ) -> Result<(), String> {
     match prim {
-        Prim::Const(_) | Prim::Lit(_) | Prim::Rng(..) => {}
+        Prim::Const(_) | Prim::Lit(_) | Prim::Rng(..) | Prim::Input(_) => {}
         Prim::Constrain(_) => return Err("Constrain is differentiated by the interpreter".into()),
         Prim::Unary(u) => {
             if let Some(g) = adj_args[0].as_deref_mut() {

@@ -463,7 +463,8 @@ pub fn dead_code(p: &mut Program) {
         for block in p.blocks.iter_mut() {
             block.retain(|inst| match inst {
                 Inst::Op { dst, prim, .. } => {
-                    let keep = u[dst.0 as usize] > 0 || matches!(prim, Prim::Constrain(_) | Prim::Rng(..));
+                    let keep =
+                        u[dst.0 as usize] > 0 || matches!(prim, Prim::Constrain(_) | Prim::Rng(..) | Prim::Input(_));
                     removed |= !keep;
                     keep
                 }

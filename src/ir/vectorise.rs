@@ -568,7 +568,7 @@ impl Cx<'_> {
         let scalar_args = args.iter().all(|a| self.scalar(p, *a));
         let copy = |out: &mut Vec<Inst>| out.push(Inst::Op { dst, prim: prim.clone(), args: args.to_vec() });
         match prim {
-            Prim::Rng(..) | Prim::Constrain(_) => return None,
+            Prim::Rng(..) | Prim::Constrain(_) | Prim::Input(_) => return None,
             Prim::Load(s, ix) if self.private.contains(s) => {
                 if !ix.is_empty() || !args.is_empty() {
                     return None;

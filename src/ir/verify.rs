@@ -61,7 +61,7 @@ fn check_block(p: &Program, b: BlockId, defined: &mut [bool], visible: &mut Vec<
                     return Err(format!("{dst} defined in the wrong block"));
                 }
                 defined[d] = true;
-                let leaf = matches!(prim, Prim::Const(_) | Prim::Lit(_) | Prim::Constrain(_));
+                let leaf = matches!(prim, Prim::Const(_) | Prim::Lit(_) | Prim::Constrain(_) | Prim::Input(_));
                 if !leaf {
                     let shapes: Vec<&[usize]> = args.iter().map(|a| p.values[a.0 as usize].shape.as_slice()).collect();
                     let slot_shape = match prim {

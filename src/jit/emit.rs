@@ -1444,7 +1444,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let shape = p.info(dst).shape.clone();
         let n = p.info(dst).len();
         match prim {
-            Prim::Const(_) | Prim::Lit(_) => Ok(()),
+            Prim::Const(_) | Prim::Lit(_) | Prim::Input(_) => Ok(()),
             Prim::Unary(u) => {
                 let (o, a) = (self.addr(dst)?, self.addr(args[0])?);
                 let u = *u;
@@ -1715,7 +1715,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let n = p.info(dst).len();
         let Some(oadj) = self.adj(dst) else { return Ok(()) };
         match prim {
-            Prim::Const(_) | Prim::Lit(_) => Ok(()),
+            Prim::Const(_) | Prim::Lit(_) | Prim::Input(_) => Ok(()),
             Prim::Unary(u) => {
                 if let Some(aadj) = self.adj(args[0]) {
                     let (o, a) = (self.addr(dst)?, self.addr(args[0])?);

@@ -34,6 +34,8 @@ pub struct Layout {
     pub in_density: Vec<bool>,
     /// What to write into the arena once: (offset, values).
     pub init: Vec<(usize, Vec<f64>)>,
+    /// Where each runtime input buffer lives (`None` when the density does not read it).
+    pub inputs: Vec<Option<usize>>,
     /// Per value: where an operation that keeps its elements' partials from the forward sweep
     /// for the reverse one keeps them, per execution of its block: (offset, element count).
     /// `bernoulli_logit` keeps one array (its partials reuse the forward's `exp`), a
@@ -63,6 +65,7 @@ impl Layout {
         let mut val = vec![Loc::None; n];
         let mut init = Vec::new();
         let mut const_at = vec![None; p.consts.len()];
+        let mut inputs: Vec<Option<usize>> = vec![None; p.inputs.len()];
         for (b, block) in p.blocks.iter().enumerate() {
             if !in_density[b] {
                 continue;
@@ -82,6 +85,14 @@ impl Layout {
                         let at = size;
                         size += 1;
                         init.push((at, vec![*x]));
+                        (*dst, Some(at))
+                    }
+                    Inst::Op { dst, prim: Prim::Input(k), .. } => {
+                        let at = *inputs[*k as usize].get_or_insert_with(|| {
+                            let at = size;
+                            size += p.inputs[*k as usize].len();
+                            at
+                        });
                         (*dst, Some(at))
                     }
                     Inst::Op { dst, .. } => (*dst, None),
@@ -152,6 +163,7 @@ impl Layout {
             active,
             in_density,
             init,
+            inputs,
             scratch,
             streamed: ad.streamed.clone(),
         }

@@ -227,6 +227,19 @@ impl<'p> Jit<'p> {
         self.call(theta, Some(grad))
     }
 
+    /// Set runtime input buffer `k` ([`crate::ir::Program::inputs`]) for the evaluations
+    /// that follow. `Err` when `values` has the wrong length.
+    pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
+        let info = self.p.inputs.get(k).ok_or_else(|| format!("no input {k}"))?;
+        if values.len() != info.len() {
+            return Err(format!("input `{}` has {} values, {} given", info.name, info.len(), values.len()));
+        }
+        if let Some(Some(at)) = self.rt.lay.inputs.get(k) {
+            self.arena[*at..*at + values.len()].copy_from_slice(values);
+        }
+        Ok(())
+    }
+
     /// Every execution's copy of value `v` after an evaluation, in execution order; `None`
     /// for a value the compiled code does not keep (a generated quantity, one computed in
     /// registers only, or one of a loop body that keeps one copy at a time).

@@ -184,6 +184,7 @@ pub const OTHER_FUNCTIONS: &[&str] = &[
     "rowsums",
     "to_vector",
     "join",
+    "dropout",
 ];
 
 pub fn is_builtin_function(name: &str) -> bool {

@@ -450,6 +450,17 @@ impl<'a> Checker<'a> {
                 }
                 Info::new(Ty::real_of_dims(dims), var)
             }
+            "dropout" => {
+                // The identity on its first argument; p is a real (checked for range when
+                // the model is compiled).
+                if n != 2 {
+                    return want(self, "2");
+                }
+                if !t(1).dims().is_empty() {
+                    return self.shape_err(&args[1], name, "a real drop probability");
+                }
+                Info::new(t(0).to_real(), var)
+            }
             "to_vector" => {
                 if n != 1 {
                     return want(self, "1");
