@@ -58,6 +58,9 @@ pub struct BoundData {
     /// Variables the file did not hold and that were filled with a constant, as asked
     /// ([`load_data_filling`]): observed variables that `predict` predicts.
     pub filled: Vec<String>,
+    /// For a minibatch program: the row-count variable (whose value is then the batch size)
+    /// and the data's own row count.
+    pub rows: Option<(String, usize)>,
 }
 
 impl BoundData {

@@ -61,6 +61,13 @@ fn jit_equals_interpreter_on_every_model() {
                     let scale = a.logp.abs().max(1.0);
                     assert!(close(a.logp, b.logp, scale), "{}: logp {} vs {}", model.display(), a.logp, b.logp);
                     assert!(
+                        close(a.likelihood, b.likelihood, scale),
+                        "{}: likelihood part {} vs {}",
+                        model.display(),
+                        a.likelihood,
+                        b.likelihood
+                    );
+                    assert!(
                         close(a.jacobian, b.jacobian, 1.0),
                         "{}: jacobian {} vs {}",
                         model.display(),
@@ -658,7 +665,7 @@ fn dropout_masks_are_runtime_inputs() {
     let mut fe = frontend_file(&model);
     let bound = fe.bind_data(&model.with_extension("json")).expect("data");
     let el = fe.elaborated.clone().expect("elaborated");
-    let masked = Options { dropout_masks: true };
+    let masked = Options { dropout_masks: true, ..Default::default() };
     let density = lower_with(&el, &bound, Purpose::Density, masked, &mut fe.diags).expect("lowers");
     let plain = lower_with(&el, &bound, Purpose::Density, Options::default(), &mut fe.diags).expect("lowers");
     let forward = lower_with(&el, &bound, Purpose::Forward, masked, &mut fe.diags).expect("lowers");
@@ -706,4 +713,122 @@ fn dropout_masks_are_runtime_inputs() {
     }
     // A mask of the wrong length is refused.
     assert!(jit.set_input(0, &[1.0]).is_err() && interp.set_input(0, &[1.0]).is_err());
+}
+
+/// The density in parts on a minibatch: compiled for B rows chosen at call time, with the
+/// likelihood weighted by N/B, it equals prior + (N/B) × (the likelihood of a model whose data
+/// hold only those rows); its prior part equals the full density's; compiled code and
+/// interpreter agree on the value, the likelihood part and the gradient; and all N rows at
+/// weight 1 give the full density.
+#[test]
+fn minibatch_parts_match_the_density_on_the_same_rows() {
+    use bnnc::data::{BoundData, DataVar, Values};
+    use bnnc::ir::lower::{lower_for, lower_with, row_size, row_variables, Options, Purpose};
+    use bnnc::ir::InputKind;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for name in ["logistic_regression", "bnn_regression", "bnn_classification"] {
+        let model = root.join("examples").join(format!("{name}.bnn"));
+        let mut fe = frontend_file(&model);
+        let bound = fe.bind_data(&model.with_extension("json")).expect("data");
+        let el = fe.elaborated.clone().expect("elaborated");
+        let size = row_size(&el).unwrap_or_else(|| panic!("{name}: no row size"));
+        let rowvars = row_variables(&el);
+        let n = bound.int(&size).expect("row count") as usize;
+        let b = n.min(7);
+        let opts = Options { batch: Some(b), part_weights: true, ..Default::default() };
+        let batch = lower_with(&el, &bound, Purpose::Density, opts, &mut fe.diags).expect("batch lowers");
+        let full = lower_for(&el, &bound, Purpose::Density, &mut fe.diags).expect("lowers");
+        // B distinct rows, and the data holding only them.
+        let mut rows: Vec<usize> = (0..n).collect();
+        for i in 0..b {
+            let j = rng.random_range(i..n);
+            rows.swap(i, j);
+        }
+        rows.truncate(b);
+        let subset = BoundData {
+            vars: bound
+                .vars
+                .iter()
+                .map(|(v, d)| {
+                    if *v == size {
+                        return (v.clone(), DataVar { dims: vec![], values: Values::Int(vec![b as i64]) });
+                    }
+                    if !rowvars.contains(v) {
+                        return (v.clone(), d.clone());
+                    }
+                    let width: usize = d.dims[1..].iter().product();
+                    let pick =
+                        |i: usize| rows.iter().flat_map(move |r| (r * width..(r + 1) * width).map(move |k| (k, i)));
+                    let values = match &d.values {
+                        Values::Int(x) => Values::Int(pick(0).map(|(k, _)| x[k]).collect()),
+                        Values::Real(x) => Values::Real(pick(0).map(|(k, _)| x[k]).collect()),
+                    };
+                    let mut dims = d.dims.clone();
+                    dims[0] = b;
+                    (v.clone(), DataVar { dims, values })
+                })
+                .collect(),
+            ..BoundData::default()
+        };
+        let sub = lower_for(&el, &subset, Purpose::Density, &mut fe.diags).expect("subset lowers");
+        let input = |kind: &InputKind| batch.inputs.iter().position(|i| i.kind == *kind);
+        let rows_at = batch.inputs.iter().position(|i| matches!(i.kind, InputKind::Rows { .. })).expect("rows input");
+        let lik_w = input(&InputKind::Weight(bnnc::ir::Part::Likelihood)).expect("likelihood weight");
+        let scale = n as f64 / b as f64;
+        let rows_f: Vec<f64> = rows.iter().map(|r| *r as f64).collect();
+        let mut bi = Interp::new(&batch);
+        let mut bj = Jit::new(&batch).expect("compiles");
+        for (k, v) in [(rows_at, rows_f.clone()), (lik_w, vec![scale])] {
+            bi.set_input(k, &v).expect("input");
+            bj.set_input(k, &v).expect("input");
+        }
+        let (mut si, mut fi) = (Interp::new(&sub), Interp::new(&full));
+        let dim = batch.dim();
+        let (mut gi, mut gj) = (vec![0.0; dim], vec![0.0; dim]);
+        let mut compared = 0;
+        for _ in 0..40 {
+            let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let Ok(s) = si.eval(&theta) else { continue };
+            let f = fi.eval(&theta).expect("full finite where the subset is");
+            let a = bi.eval(&theta).and_then(|e| bi.gradient(&mut gi).map(|_| e)).expect("batch finite");
+            let c = bj.eval_grad(&theta, &mut gj).expect("batch finite (jit)");
+            let big = f.logp.abs().max(1.0);
+            assert!(
+                close(a.likelihood, scale * s.likelihood, big),
+                "{name}: {} vs {}",
+                a.likelihood,
+                scale * s.likelihood
+            );
+            assert!(close(a.logp - a.likelihood, f.logp - f.likelihood, big), "{name}: prior part");
+            assert!(close(a.logp, c.logp, big) && close(a.likelihood, c.likelihood, big), "{name}: jit vs interp");
+            let gscale = gi.iter().fold(1.0f64, |m, g| m.max(g.abs()));
+            for k in 0..dim {
+                assert!(close(gi[k], gj[k], gscale), "{name}: gradient[{k}] {} vs {}", gi[k], gj[k]);
+            }
+            compared += 1;
+            if compared == 3 {
+                break;
+            }
+        }
+        assert!(compared > 0, "{name}: no finite point");
+        // Every row at weight 1: the full density.
+        let all = Options { batch: Some(n), part_weights: true, ..Default::default() };
+        let whole = lower_with(&el, &bound, Purpose::Density, all, &mut fe.diags).expect("lowers");
+        let mut wi = Interp::new(&whole);
+        let k = whole.inputs.iter().position(|i| matches!(i.kind, InputKind::Rows { .. })).expect("rows");
+        wi.set_input(k, &(0..n).map(|r| r as f64).collect::<Vec<_>>()).expect("rows");
+        let theta = vec![0.1; dim];
+        let (w, f) = (wi.eval(&theta).expect("finite"), fi.eval(&theta).expect("finite"));
+        assert!(close(w.logp, f.logp, f.logp.abs().max(1.0)), "{name}: {} vs {}", w.logp, f.logp);
+    }
+    // Eight schools has a parameter per school, its rows: no minibatch can update it.
+    let model = root.join("examples/eight_schools.bnn");
+    let mut fe = frontend_file(&model);
+    let bound = fe.bind_data(&model.with_extension("json")).expect("data");
+    let el = fe.elaborated.clone().expect("elaborated");
+    let opts = Options { batch: Some(4), ..Default::default() };
+    assert!(lower_with(&el, &bound, Purpose::Density, opts, &mut fe.diags).is_none());
+    let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
+    assert!(shown.contains("E0602") && shown.contains("`eta` has a value per observation row"), "{shown}");
 }

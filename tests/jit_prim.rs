@@ -240,7 +240,7 @@ impl B {
     }
 
     fn target(&mut self, v: V) {
-        self.push(Inst::Target { value: v });
+        self.push(Inst::Target { value: v, part: bnnc::ir::Part::Prior });
     }
 
     /// `target += Σ w ⊙ v` with fixed random weights w (each away from zero), so every element

@@ -156,7 +156,7 @@ fn reverse(p: &Program, a: &Adjoint, b: BlockId) -> Vec<Stmt> {
                     out.push(Stmt::Uninit { slot: *slot, value: value.and_then(adj) });
                 }
             }
-            Inst::Target { value } => {
+            Inst::Target { value, .. } => {
                 if a.has_adj(*value) {
                     out.push(Stmt::Seed { value: *value });
                 }
@@ -199,7 +199,7 @@ fn usefulness(p: &Program, active: &[bool], slot_active: &[bool], in_density: &[
             }
             for inst in block.iter().rev() {
                 match inst {
-                    Inst::Target { value } => set(*value, &mut useful, &mut changed),
+                    Inst::Target { value, .. } => set(*value, &mut useful, &mut changed),
                     Inst::Op { dst, prim, args } => {
                         if matches!(prim, Prim::Constrain(_)) {
                             set(*dst, &mut useful, &mut changed);

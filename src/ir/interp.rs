@@ -33,6 +33,7 @@ pub struct Interp<'p> {
     ad: std::sync::Arc<Adjoint>,
     target: f64,
     jacobian: f64,
+    likelihood: f64,
     sc: Scratch,
     tmp: Vec<Vec<f64>>,
     pos: Vec<usize>,
@@ -63,6 +64,8 @@ pub struct Eval {
     pub logp: f64,
     /// The log-Jacobian of the constraint transforms.
     pub jacobian: f64,
+    /// The likelihood's part of `logp` ([`crate::ir::Part`]); the prior's is the rest.
+    pub likelihood: f64,
 }
 
 type Res<T> = Result<T, EvalError>;
@@ -81,6 +84,7 @@ impl<'p> Interp<'p> {
             ad: std::sync::Arc::new(differentiate(p)),
             target: 0.0,
             jacobian: 0.0,
+            likelihood: 0.0,
             sc: Scratch::default(),
             tmp: vec![Vec::new(); 8],
             pos: Vec::new(),
@@ -88,7 +92,7 @@ impl<'p> Interp<'p> {
             rng: rand::rngs::StdRng::seed_from_u64(0),
             with_jacobian: true,
             bound_adj: (Vec::new(), Vec::new()),
-            inputs: p.inputs.iter().map(|i| vec![0.0; i.len()]).collect(),
+            inputs: p.inputs.iter().map(|i| i.initial()).collect(),
         }
     }
 
@@ -130,6 +134,7 @@ impl<'p> Interp<'p> {
         self.counter.iter_mut().for_each(|c| *c = 0);
         self.target = 0.0;
         self.jacobian = 0.0;
+        self.likelihood = 0.0;
         self.run_block(ENTRY)?;
         if !self.target.is_finite() || !self.jacobian.is_finite() {
             return Err(EvalError::recoverable(format!(
@@ -137,7 +142,7 @@ impl<'p> Interp<'p> {
                 self.target + self.jacobian
             )));
         }
-        Ok(Eval { logp: self.target, jacobian: self.jacobian })
+        Ok(Eval { logp: self.target, jacobian: self.jacobian, likelihood: self.likelihood })
     }
 
     /// The gradient of logp + jacobian (of logp alone after [`Interp::without_jacobian`])
@@ -310,7 +315,13 @@ impl<'p> Interp<'p> {
                     self.run_block(if c { *then } else { *else_ })?;
                 }
                 Inst::Store { .. } | Inst::Init { .. } => self.run_store(inst)?,
-                Inst::Target { value } => self.target += prim::pair_sum(self.slice(*value)),
+                Inst::Target { value, part } => {
+                    let s = prim::pair_sum(self.slice(*value));
+                    self.target += s;
+                    if *part == crate::ir::Part::Likelihood {
+                        self.likelihood += s;
+                    }
+                }
             }
         }
         Ok(())

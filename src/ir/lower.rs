@@ -66,6 +66,83 @@ impl Affine {
     }
 }
 
+/// The names of the data variables that are observed: the roots of left-hand sides of `~`
+/// in `model` (`y` for `y ~ ...` and `y[i] ~ ...`) that are declared as data.
+pub fn observed_names(el: &Elaborated) -> Vec<String> {
+    use crate::syntax::ast::{ExprKind, Stmt, StmtKind};
+    fn walk(stmts: &[Stmt], data: &[String], out: &mut Vec<String>) {
+        for s in stmts {
+            match &s.kind {
+                StmtKind::Tilde { lhs, .. } => {
+                    let root = match &lhs.kind {
+                        ExprKind::Index { base, .. } => base.as_name(),
+                        _ => lhs.as_name(),
+                    };
+                    if let Some(n) = root {
+                        if data.iter().any(|d| d == n) && !out.iter().any(|o| o == n) {
+                            out.push(n.to_string());
+                        }
+                    }
+                }
+                StmtKind::For { body, .. } => walk(body, data, out),
+                StmtKind::If { then, else_, .. } => {
+                    walk(then, data, out);
+                    if let Some(e) = else_ {
+                        walk(e, data, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let data: Vec<String> = el.checked.data.iter().map(|d| d.name.clone()).collect();
+    let mut out = Vec::new();
+    walk(&el.checked.model, &data, &mut out);
+    out
+}
+
+/// The int data whose value is the number of observation rows (`N` in `y: vector[N]`), when
+/// every observed variable's first dimension is that one name.
+pub fn row_size(el: &Elaborated) -> Option<String> {
+    let observed = observed_names(el);
+    let sizes: Vec<Option<String>> = observed
+        .iter()
+        .map(|name| {
+            let d = el.checked.data.iter().find(|d| d.name == *name)?;
+            let (dims, _) = type_dims(&d.type_expr);
+            dims.first()?.as_name().map(str::to_string)
+        })
+        .collect();
+    match sizes.first() {
+        Some(Some(n)) if sizes.iter().all(|s| s.as_deref() == Some(n.as_str())) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+/// The model's observation rows: the data variables whose first dimension is the size that
+/// indexes the rows of every observed variable (`N` in `y: vector[N]`, so also `x: matrix[N,
+/// D]`). When the observed variables do not share such a size (a scalar observation, sizes
+/// that differ), the observed variables themselves.
+pub fn row_variables(el: &Elaborated) -> Vec<String> {
+    let observed = observed_names(el);
+    let first_dim = |name: &str| -> Option<String> {
+        let d = el.checked.data.iter().find(|d| d.name == name)?;
+        let (dims, _) = type_dims(&d.type_expr);
+        dims.first()?.as_name().map(str::to_string)
+    };
+    let sizes: Vec<Option<String>> = observed.iter().map(|n| first_dim(n)).collect();
+    match sizes.first() {
+        Some(Some(n)) if sizes.iter().all(|s| s.as_deref() == Some(n.as_str())) => el
+            .checked
+            .data
+            .iter()
+            .filter(|d| first_dim(&d.name).as_deref() == Some(n.as_str()))
+            .map(|d| d.name.clone())
+            .collect(),
+        _ => observed,
+    }
+}
+
 /// A recoverable lowering failure: already reported.
 struct Fail;
 
@@ -84,6 +161,10 @@ struct Lower<'a> {
     /// they may differ between loop iterations).
     on_params: std::collections::HashSet<V>,
     slots_on_params: std::collections::HashSet<Slot>,
+    /// Values and slots that read the observation rows ([`row_variables`]): a `target +=` of
+    /// one is the likelihood's.
+    on_rows: std::collections::HashSet<V>,
+    slots_on_rows: std::collections::HashSet<Slot>,
     affine: HashMap<V, Affine>,
     scratch: prim::Scratch,
     /// In the generated block (draws allowed).
@@ -125,12 +206,19 @@ pub fn lower_for(el: &Elaborated, data: &BoundData, purpose: Purpose, diags: &mu
     lower_with(el, data, purpose, Options::default(), diags)
 }
 
-/// What a program's stochastic layers do.
+/// Variants of a program, each reading runtime inputs ([`crate::ir::InputKind`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// `dropout` multiplies by a mask read from a runtime input ([`crate::ir::InputKind`])
-    /// and rescales, instead of being the identity.
+    /// `dropout` multiplies by a mask read from a runtime input and rescales, instead of
+    /// being the identity.
     pub dropout_masks: bool,
+    /// Evaluate the model on `B` observation rows chosen at call time (a minibatch): the row
+    /// variables ([`row_variables`]) are read at the rows of a `Rows` input and their size
+    /// is `B` throughout the model.
+    pub batch: Option<usize>,
+    /// Multiply each part of the density by a `Weight` input (the likelihood by N/B for a
+    /// minibatch, a tempered or annealed part), so that the gradient is of the weighted sum.
+    pub part_weights: bool,
 }
 
 /// [`lower_for`] with options.
@@ -169,6 +257,33 @@ fn lower_one(
     diags: &mut Diagnostics,
 ) -> Option<Program> {
     let funcs = &el.checked.funcs;
+    // A minibatch: the rows' size is B wherever the model uses it.
+    let batched;
+    let data = match options.batch {
+        None => data,
+        Some(b) => {
+            let Some(size) = row_size(el) else {
+                diags.push(
+                    Diagnostic::error_nowhere(
+                        Code::Unsupported,
+                        "this model's observation rows cannot be found: its observed variables do not share a first dimension given by an int in `data`",
+                    )
+                    .with_help("declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`"),
+                );
+                return None;
+            };
+            let mut d = data.clone();
+            let full = d.int(&size).unwrap_or(0).max(0) as usize;
+            for (name, var) in &mut d.vars {
+                if *name == size {
+                    var.values = crate::data::Values::Int(vec![b as i64]);
+                }
+            }
+            d.rows = Some((size, full));
+            batched = d;
+            &batched
+        }
+    };
     let mut lw = Lower {
         p: Program { blocks: vec![Vec::new()], execs: vec![1], ..Program::default() },
         data,
@@ -179,6 +294,8 @@ fn lower_one(
         known: HashMap::new(),
         on_params: Default::default(),
         slots_on_params: Default::default(),
+        on_rows: Default::default(),
+        slots_on_rows: Default::default(),
         affine: HashMap::new(),
         scratch: prim::Scratch::default(),
         generated: false,
@@ -315,8 +432,10 @@ impl<'a> Lower<'a> {
             let mut out = vec![0.0; shape.iter().product()];
             match prim::eval(&prim, &refs, &shape_refs, &shape, &mut out, &self.p.consts, &mut self.scratch, None) {
                 Ok(()) => {
-                    // Affine ints.
                     let v = self.constant(out, shape, int);
+                    if args.iter().any(|a| self.on_rows.contains(a)) {
+                        self.on_rows.insert(v);
+                    }
                     return Ok(v);
                 }
                 Err(why) => return Err(self.err(Code::BindIndex, span, why, "evaluated when the data is read")),
@@ -329,6 +448,10 @@ impl<'a> Lower<'a> {
         let from_slot = matches!(&prim, Prim::Load(s, _) if self.slots_on_params.contains(s));
         if from_slot || args.iter().any(|a| self.on_params.contains(a)) {
             self.on_params.insert(dst);
+        }
+        let from_rows = matches!(&prim, Prim::Load(s, _) if self.slots_on_rows.contains(s));
+        if from_rows || args.iter().any(|a| self.on_rows.contains(a)) {
+            self.on_rows.insert(dst);
         }
         // Track affine ints through + - * of ints.
         if int && self.p.info(dst).shape.is_empty() {
@@ -382,6 +505,75 @@ impl<'a> Lower<'a> {
         self.op(Prim::Binary(Bin::Mul), &[kept, scale], span)
     }
 
+    /// Row variable `v` (all `n` rows) read at the `b` rows of the `Rows` input.
+    fn batch_rows(&mut self, v: V, b: usize, n: usize) -> R<V> {
+        let rows = match self.p.inputs.iter().position(|i| matches!(i.kind, crate::ir::InputKind::Rows { .. })) {
+            Some(k) => self.input_value(k as u32),
+            None => {
+                let k = self.p.inputs.len() as u32;
+                self.p.inputs.push(crate::ir::InputInfo {
+                    name: "rows".into(),
+                    shape: vec![b],
+                    kind: crate::ir::InputKind::Rows { n },
+                });
+                self.input_value(k)
+            }
+        };
+        let rank = self.p.info(v).shape.len();
+        let mut ix = vec![Ix::Gather];
+        ix.extend(std::iter::repeat_n(Ix::All, rank.saturating_sub(1)));
+        let span = Span::default();
+        self.op(Prim::Index(ix), &[v, rows], span)
+    }
+
+    /// A value reading input `k` (its shape and int-ness from the input).
+    fn input_value(&mut self, k: u32) -> V {
+        let info = &self.p.inputs[k as usize];
+        let int = matches!(info.kind, crate::ir::InputKind::Rows { .. });
+        let dst = self.new_value(info.shape.clone(), int);
+        self.push(Inst::Op { dst, prim: Prim::Input(k), args: vec![] });
+        dst
+    }
+
+    /// `target += v` in its part, weighted when asked.
+    fn add_target(&mut self, v: V, span: Span) -> R<()> {
+        let part = self.part_of(v);
+        let v = if self.options.part_weights {
+            let k = match self.p.inputs.iter().position(|i| i.kind == crate::ir::InputKind::Weight(part)) {
+                Some(k) => k as u32,
+                None => {
+                    self.p.inputs.push(crate::ir::InputInfo {
+                        name: format!(
+                            "weight.{}",
+                            if part == crate::ir::Part::Likelihood { "likelihood" } else { "prior" }
+                        ),
+                        shape: vec![],
+                        kind: crate::ir::InputKind::Weight(part),
+                    });
+                    self.p.inputs.len() as u32 - 1
+                }
+            };
+            let w = self.input_value(k);
+            let weighted = self.op(Prim::Binary(Bin::Mul), &[v, w], span)?;
+            if part == crate::ir::Part::Likelihood {
+                self.on_rows.insert(weighted);
+            }
+            weighted
+        } else {
+            v
+        };
+        self.push(Inst::Target { value: v, part });
+        Ok(())
+    }
+
+    fn part_of(&self, v: V) -> crate::ir::Part {
+        if self.on_rows.contains(&v) {
+            crate::ir::Part::Likelihood
+        } else {
+            crate::ir::Part::Prior
+        }
+    }
+
     fn int_const(&self, v: V) -> Option<i64> {
         self.known.get(&v).filter(|k| k.len() == 1).map(|k| k[0] as i64)
     }
@@ -390,12 +582,34 @@ impl<'a> Lower<'a> {
 
     fn lower_all(&mut self, el: &Elaborated) -> R<()> {
         let ck = &el.checked;
+        let rows = row_variables(el);
         for (name, var) in &self.data.vars {
             let int = matches!(var.values, Values::Int(_));
             let vals: Vec<f64> = (0..var.values.len()).map(|i| var.values.get_f64(i)).collect();
-            let v = self.constant(vals, var.dims.clone(), int);
+            let mut v = self.constant(vals, var.dims.clone(), int);
             self.p.values[v.0 as usize].name = Some(name.clone());
+            if rows.contains(name) {
+                if let (Some(b), Some((_, n))) = (self.options.batch, &self.data.rows) {
+                    v = self.batch_rows(v, b, *n)?;
+                    self.p.values[v.0 as usize].name = Some(name.clone());
+                }
+                self.on_rows.insert(v);
+            }
             self.bind(name, Bound::Value(v));
+        }
+        // A minibatch cannot update a parameter with one value per row.
+        if let (Some(_), Some((size, _))) = (self.options.batch, &self.data.rows) {
+            for d in &ck.params {
+                let (dims, _) = type_dims(&d.type_expr);
+                if dims.iter().any(|e| e.as_name() == Some(size.as_str())) {
+                    return Err(self.err(
+                        Code::Unsupported,
+                        d.span,
+                        format!("`{}` has a value per observation row (its size is `{size}`), so a minibatch of rows cannot update it", d.name),
+                        "one value per row",
+                    ));
+                }
+            }
         }
         // Parameters, in order (bounds may use earlier ones), then their priors.
         let mut offset = 0;
@@ -577,7 +791,7 @@ impl<'a> Lower<'a> {
             StmtKind::Target { value } => {
                 if self.purpose == Purpose::Density {
                     let v = self.expr(value)?;
-                    self.push(Inst::Target { value: v });
+                    self.add_target(v, s.span)?;
                 }
             }
             StmtKind::For { var, lo, hi, body } => {
@@ -670,6 +884,9 @@ impl<'a> Lower<'a> {
         if self.on_params.contains(&value) {
             self.slots_on_params.insert(slot);
         }
+        if self.on_rows.contains(&value) {
+            self.slots_on_rows.insert(slot);
+        }
         self.push(Inst::Store { slot, ix, index: idx, value });
         Ok(())
     }
@@ -734,7 +951,7 @@ impl<'a> Lower<'a> {
         let mut all = vec![x];
         all.extend(params);
         let lp = self.op(Prim::LogDensity(f), &all, span)?;
-        self.push(Inst::Target { value: lp });
+        self.add_target(lp, span)?;
         Ok(())
     }
 

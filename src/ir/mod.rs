@@ -86,8 +86,17 @@ pub enum Inst {
     Store { slot: Slot, ix: Vec<prim::Ix>, index: Vec<V>, value: V },
     /// Reset a slot to NaN (a `var` declared without a value), or to `value` (with one).
     Init { slot: Slot, value: Option<V> },
-    /// `target += sum(value)`
-    Target { value: V },
+    /// `target += sum(value)`, counted in `part` of the density.
+    Target { value: V, part: Part },
+}
+
+/// Which part of the log density a `target +=` adds to: the likelihood — terms that read the
+/// model's observation rows, which a minibatch scales by N/B — or the rest, the prior
+/// (parameters' densities, and terms on data that are not per row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Prior,
+    Likelihood,
 }
 
 /// How one parameter maps from the unconstrained vector.
@@ -144,11 +153,22 @@ pub struct InputInfo {
 pub enum InputKind {
     /// A dropout layer's mask: each element 1 with probability `1 − p`, else 0.
     DropoutMask { p: f64 },
+    /// The observation rows a minibatch evaluates (0-based, each below `n`, the data's row
+    /// count): the row variables are read at these rows.
+    Rows { n: usize },
+    /// A scalar weight multiplying one part of the log density (1 until set).
+    Weight(Part),
 }
 
 impl InputInfo {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// What the buffer holds until the caller sets it: weights 1, everything else 0.
+    pub fn initial(&self) -> Vec<f64> {
+        let v = if matches!(self.kind, InputKind::Weight(_)) { 1.0 } else { 0.0 };
+        vec![v; self.len()]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -216,7 +236,7 @@ impl Program {
                             add(*v);
                         }
                     }
-                    Inst::Target { value } => add(*value),
+                    Inst::Target { value, .. } => add(*value),
                 }
             }
         }

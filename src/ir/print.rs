@@ -84,8 +84,9 @@ fn block(p: &Program, b: BlockId, depth: usize, out: &mut String) {
                     value.map(|v| v.to_string()).unwrap_or_else(|| "nan".into())
                 );
             }
-            Inst::Target { value } => {
-                let _ = writeln!(out, "{pad}target += {value}");
+            Inst::Target { value, part } => {
+                let to = if *part == crate::ir::Part::Likelihood { " (likelihood)" } else { "" };
+                let _ = writeln!(out, "{pad}target += {value}{to}");
             }
         }
     }

@@ -78,7 +78,7 @@ fn find(p: &Program) -> Option<Chain> {
         }
     }
     for (t, inst) in insts.iter().enumerate() {
-        let Inst::Target { value } = inst else { continue };
+        let Inst::Target { value, .. } = inst else { continue };
         let Some(&d) = def.get(value) else { continue };
         let Inst::Op { prim: Prim::LogDensity(_), args, .. } = &insts[d] else { continue };
         if uses[value.0 as usize] != 1 {
@@ -295,8 +295,8 @@ fn copy(
         out.push(Inst::Op { dst: v, prim: prim.clone(), args });
         map.insert(*dst, v);
     }
-    if let Inst::Target { value } = target {
-        out.push(Inst::Target { value: map[value] });
+    if let Inst::Target { value, part } = target {
+        out.push(Inst::Target { value: map[value], part: *part });
     }
 }
 

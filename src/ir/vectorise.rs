@@ -173,7 +173,7 @@ fn unrolled(
                     out.push(Inst::Store { slot, ix, index, value: nv });
                 }
                 Inst::Init { slot, value } => out.push(Inst::Init { slot, value: value.as_ref().map(m) }),
-                Inst::Target { value } => out.push(Inst::Target { value: m(&value) }),
+                Inst::Target { value, part } => out.push(Inst::Target { value: m(&value), part }),
                 Inst::For { .. } | Inst::If { .. } => return None,
             }
         }
@@ -476,7 +476,7 @@ impl Cx<'_> {
                 Inst::Store { slot: *slot, ix: ix.clone(), index: index.iter().map(m).collect(), value: m(value) }
             }
             Inst::Init { slot, value } => Inst::Init { slot: *slot, value: value.as_ref().map(m) },
-            Inst::Target { value } => Inst::Target { value: m(value) },
+            Inst::Target { value, part } => Inst::Target { value: m(value), part: *part },
         };
         match inst {
             Inst::Op { dst, prim, args } => self.op_inst(p, b, place, *dst, prim, args, out),
@@ -528,7 +528,7 @@ impl Cx<'_> {
                 }
                 Some(())
             }
-            Inst::Target { value } => match self.class(*value) {
+            Inst::Target { value, part } => match self.class(*value) {
                 Class::Var | Class::Summed => {
                     out.push(inst.clone());
                     Some(())
@@ -540,7 +540,7 @@ impl Cx<'_> {
                     }
                     let w = self.new_value(place, true, false);
                     out.push(Inst::Op { dst: w, prim: Prim::Fill(vec![self.n]), args: vec![*value] });
-                    out.push(Inst::Target { value: w });
+                    out.push(Inst::Target { value: w, part: *part });
                     Some(())
                 }
                 Class::Aff { .. } => None,
@@ -672,7 +672,7 @@ impl Cx<'_> {
             Prim::LogDensity(f)
                 if f.is_elementwise()
                     && self.g.uses[dst.0 as usize] == 1
-                    && p.block(b).contains(&Inst::Target { value: dst }) =>
+                    && p.block(b).iter().any(|i| matches!(i, Inst::Target { value, .. } if *value == dst)) =>
             {
                 copy(out);
                 self.define(b, place, dst, Class::Summed);

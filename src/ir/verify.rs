@@ -96,7 +96,7 @@ fn check_block(p: &Program, b: BlockId, defined: &mut [bool], visible: &mut Vec<
                     use_ok(p, *v, defined, visible)?;
                 }
             }
-            Inst::Target { value } => use_ok(p, *value, defined, visible)?,
+            Inst::Target { value, .. } => use_ok(p, *value, defined, visible)?,
         }
     }
     visible.pop();
@@ -113,7 +113,7 @@ mod tests {
         let info = ValueInfo { shape: vec![], int: false, block: ENTRY, name: None };
         let p = Program {
             values: vec![info],
-            blocks: vec![vec![Inst::Target { value: V(0) }]],
+            blocks: vec![vec![Inst::Target { value: V(0), part: crate::ir::Part::Prior }]],
             execs: vec![1],
             ..Program::default()
         };

@@ -8,7 +8,7 @@
 //! pointers to the current execution's values. Counters per block (Cranelift variables) give
 //! the execution whose storage a value uses, exactly as the interpreter's.
 
-use super::kernels::{self, CTX_ARENA, CTX_GRAD, CTX_JACOBIAN, CTX_JAC_WEIGHT, CTX_TARGET, CTX_THETA};
+use super::kernels::{self, CTX_ARENA, CTX_GRAD, CTX_JACOBIAN, CTX_JAC_WEIGHT, CTX_LIKELIHOOD, CTX_TARGET, CTX_THETA};
 use super::layout::{Layout, Loc};
 use crate::ir::prim::{Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
@@ -60,6 +60,7 @@ pub struct Emitter<'a, 'f> {
     cnt: Vec<Variable>,
     cur: Vec<Variable>,
     target: Variable,
+    likelihood: Variable,
     /// Whether this call runs the reverse sweep (the function's second parameter).
     want: Value,
     err: Block,
@@ -153,6 +154,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let target = b.declare_var(F64);
         let fz = b.ins().f64const(0.0);
         b.def_var(target, fz);
+        let likelihood = b.declare_var(F64);
+        b.def_var(likelihood, fz);
         let err = b.create_block();
         Emitter {
             p,
@@ -165,6 +168,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             cnt,
             cur,
             target,
+            likelihood,
             want,
             err,
             ids: HashMap::new(),
@@ -192,11 +196,25 @@ impl<'a, 'f> Emitter<'a, 'f> {
         }
     }
 
+    /// `target += s`, and the likelihood's part too when `s` is the likelihood's.
+    fn add_target(&mut self, s: Value, part: crate::ir::Part) {
+        let t = self.b.use_var(self.target);
+        let t = self.b.ins().fadd(t, s);
+        self.b.def_var(self.target, t);
+        if part == crate::ir::Part::Likelihood {
+            let l = self.b.use_var(self.likelihood);
+            let l = self.b.ins().fadd(l, s);
+            self.b.def_var(self.likelihood, l);
+        }
+    }
+
     /// The whole function: forward, then (when the second parameter is non-zero) reverse.
     pub fn finish(mut self) -> R<Emitted> {
         self.insts_fwd(ENTRY)?;
         let t = self.b.use_var(self.target);
         self.b.ins().store(self.mf, t, self.ctx, CTX_TARGET);
+        let l = self.b.use_var(self.likelihood);
+        self.b.ins().store(self.mf, l, self.ctx, CTX_LIKELIHOOD);
         let rev = self.b.create_block();
         let done = self.b.create_block();
         self.b.ins().brif(self.want, rev, &[], done, &[]);
@@ -708,9 +726,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let s = self.fused_fwd(ops, summed)?;
                 skip_to = end;
                 if let Some(s) = s {
-                    let t = self.b.use_var(self.target);
-                    let t = self.b.ins().fadd(t, s);
-                    self.b.def_var(self.target, t);
+                    let part = match &p.block(b)[end] {
+                        Inst::Target { part, .. } => *part,
+                        _ => crate::ir::Part::Prior,
+                    };
+                    self.add_target(s, part);
                     skip_to = end + 1;
                 }
                 continue;
@@ -795,11 +815,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         }
                     }
                 }
-                Inst::Target { value } => {
+                Inst::Target { value, part } => {
                     let s = self.sum(*value)?;
-                    let t = self.b.use_var(self.target);
-                    let t = self.b.ins().fadd(t, s);
-                    self.b.def_var(self.target, t);
+                    self.add_target(s, *part);
                 }
             }
         }
@@ -862,7 +880,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             groups.iter().any(|&(s, e)| p.block(b)[s..e].iter().any(|o| matches!(o, Inst::Op { dst, .. } if *dst == v)))
         };
         for inst in p.block(b) {
-            if let Inst::Target { value } = inst {
+            if let Inst::Target { value, .. } = inst {
                 if self.uses[value.0 as usize] == 1 && self.adj(*value).is_some() && fused(*value) {
                     self.ones.insert(*value);
                 }
@@ -965,7 +983,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                         Ok(())
                     })?;
                 }
-                Inst::Target { value } => {
+                Inst::Target { value, .. } => {
                     if self.ones.contains(value) {
                         continue;
                     }
@@ -1057,7 +1075,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// Whether `insts[at]` is `target += v` and that is v's one use: a loop computing v then
     /// sums it as it goes, and (its adjoint being 1) its reverse takes no seeding.
     fn summed_into_target(&self, insts: &[Inst], at: usize, v: V) -> bool {
-        matches!(insts.get(at), Some(Inst::Target { value }) if *value == v) && self.uses[v.0 as usize] == 1
+        matches!(insts.get(at), Some(Inst::Target { value, .. }) if *value == v) && self.uses[v.0 as usize] == 1
     }
 
     /// The operands of a fused operation: produced earlier in the same loop (by position in

@@ -28,6 +28,8 @@ pub struct Ctx {
     pub jacobian: f64,
     /// 1 when the gradient includes the log-Jacobian's, 0 when not.
     pub jac_weight: f64,
+    /// The likelihood's part of `target`.
+    pub likelihood: f64,
 }
 
 pub const CTX_ARENA: i32 = 0;
@@ -36,6 +38,7 @@ pub const CTX_GRAD: i32 = 16;
 pub const CTX_TARGET: i32 = 32;
 pub const CTX_JACOBIAN: i32 = 40;
 pub const CTX_JAC_WEIGHT: i32 = 48;
+pub const CTX_LIKELIHOOD: i32 = 56;
 
 /// What kernels need besides the pointers they are given.
 pub struct Runtime {

@@ -91,6 +91,7 @@ impl Layout {
                         let at = *inputs[*k as usize].get_or_insert_with(|| {
                             let at = size;
                             size += p.inputs[*k as usize].len();
+                            init.push((at, p.inputs[*k as usize].initial()));
                             at
                         });
                         (*dst, Some(at))
@@ -181,7 +182,7 @@ impl Layout {
             Inst::For { body, .. } => self.has_reverse_work(p, *body),
             Inst::If { then, else_, .. } => self.has_reverse_work(p, *then) || self.has_reverse_work(p, *else_),
             Inst::Store { slot, .. } | Inst::Init { slot, .. } => self.slot_adj[slot.0 as usize].is_some(),
-            Inst::Target { value } => self.has_adj(*value),
+            Inst::Target { value, .. } => self.has_adj(*value),
         })
     }
 }

@@ -192,6 +192,7 @@ impl<'p> Jit<'p> {
             target: 0.0,
             jacobian: 0.0,
             jac_weight: if self.with_jacobian { 1.0 } else { 0.0 },
+            likelihood: 0.0,
         };
         // SAFETY: the arena, theta and grad have the sizes the code was generated for; kernels
         // get the runtime through the context and the program outlives `self`.
@@ -213,7 +214,7 @@ impl<'p> Jit<'p> {
                 return Err(EvalError::recoverable(format!("the gradient is not finite (element {i})")));
             }
         }
-        Ok(Eval { logp: ctx.target, jacobian: ctx.jacobian })
+        Ok(Eval { logp: ctx.target, jacobian: ctx.jacobian, likelihood: ctx.likelihood })
     }
 
     /// The log density at `theta`, without the gradient.

@@ -30,40 +30,7 @@ use crate::math::dist::Family;
 use family::Kind;
 use rand::SeedableRng;
 
-/// The names of the data variables that are observed: the roots of left-hand sides of `~`
-/// in `model` (`y` for `y ~ ...` and `y[i] ~ ...`) that are declared as data.
-pub fn observed_names(el: &crate::sema::elaborate::Elaborated) -> Vec<String> {
-    use crate::syntax::ast::{ExprKind, Stmt, StmtKind};
-    fn walk(stmts: &[Stmt], data: &[String], out: &mut Vec<String>) {
-        for s in stmts {
-            match &s.kind {
-                StmtKind::Tilde { lhs, .. } => {
-                    let root = match &lhs.kind {
-                        ExprKind::Index { base, .. } => base.as_name(),
-                        _ => lhs.as_name(),
-                    };
-                    if let Some(n) = root {
-                        if data.iter().any(|d| d == n) && !out.iter().any(|o| o == n) {
-                            out.push(n.to_string());
-                        }
-                    }
-                }
-                StmtKind::For { body, .. } => walk(body, data, out),
-                StmtKind::If { then, else_, .. } => {
-                    walk(then, data, out);
-                    if let Some(e) = else_ {
-                        walk(e, data, out);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let data: Vec<String> = el.checked.data.iter().map(|d| d.name.clone()).collect();
-    let mut out = Vec::new();
-    walk(&el.checked.model, &data, &mut out);
-    out
-}
+pub use crate::ir::lower::observed_names;
 
 /// One observed element's predictive summary.
 #[derive(Clone, Debug)]
