@@ -322,3 +322,22 @@ fn npz_data_predict_as_json_does() {
     assert_eq!(a["observed"], b["observed"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A likelihood added with `target += normal_lpdf(y, ...)` observes `y` as `~` does.
+#[test]
+fn a_likelihood_added_to_target_is_predicted() {
+    let dir = temp("target");
+    let model = "data/posteriordb/sblrc-blr/model.bnn";
+    let data = "data/posteriordb/sblrc-blr/data.json";
+    let (code, _, err) =
+        bnnc(&["run", model, "--data", data, "--chains", "1", "--warmup", "200", "--draws", "200", "--out", s(&dir)]);
+    assert!(code == 0 || code == 3, "{err}");
+    let (code, out, err) = bnnc(&["predict", model, "--data", data, "--fit", s(&dir)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("y (normal, real): 100 rows"), "{out}");
+    let p = json(&dir.join("predictive.json"));
+    // The regression fits: the test rows' coverage of the 90% interval is near 0.9.
+    let c = p["observed"]["y"]["metrics"]["coverage90"].as_f64().expect("coverage");
+    assert!(c > 0.75, "{c}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -67,13 +67,27 @@ impl Affine {
 }
 
 /// The names of the data variables that are observed: the roots of left-hand sides of `~`
-/// in `model` (`y` for `y ~ ...` and `y[i] ~ ...`) that are declared as data.
+/// in `model` (`y` for `y ~ ...` and `y[i] ~ ...`), and of the first argument of a density
+/// added with `target += normal_lpdf(y, ...)`, that are declared as data.
 pub fn observed_names(el: &Elaborated) -> Vec<String> {
     use crate::syntax::ast::{ExprKind, Stmt, StmtKind};
     fn walk(stmts: &[Stmt], data: &[String], out: &mut Vec<String>) {
         for s in stmts {
+            let observed = match &s.kind {
+                StmtKind::Tilde { lhs, .. } => Some(lhs),
+                StmtKind::Target { value } => match &value.kind {
+                    ExprKind::Call { callee, args }
+                        if callee.name.ends_with("_lpdf") || callee.name.ends_with("_lpmf") =>
+                    {
+                        args.first().map(|a| &a.value)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
             match &s.kind {
-                StmtKind::Tilde { lhs, .. } => {
+                StmtKind::Tilde { .. } | StmtKind::Target { .. } => {
+                    let Some(lhs) = observed else { continue };
                     let root = match &lhs.kind {
                         ExprKind::Index { base, .. } => base.as_name(),
                         _ => lhs.as_name(),
@@ -792,6 +806,25 @@ impl<'a> Lower<'a> {
                 if self.purpose == Purpose::Density {
                     let v = self.expr(value)?;
                     self.add_target(v, s.span)?;
+                } else if self.purpose == Purpose::Forward {
+                    // `target += normal_lpdf(y, mu, sigma)` observes `y` as `y ~ normal(mu,
+                    // sigma)` does.
+                    if let ExprKind::Call { callee, args } = &value.kind {
+                        let family = ["_lpdf", "_lpmf"]
+                            .iter()
+                            .find_map(|sfx| callee.name.strip_suffix(sfx))
+                            .filter(|f| Family::from_name(f).is_some());
+                        if let (Some(f), Some(first)) = (family, args.first()) {
+                            let dist = Expr::new(
+                                ExprKind::Call {
+                                    callee: Ident { name: f.to_string(), span: callee.span },
+                                    args: args[1..].to_vec(),
+                                },
+                                value.span,
+                            );
+                            self.tilde(&first.value, &dist, s.span)?;
+                        }
+                    }
                 }
             }
             StmtKind::For { var, lo, hi, body } => {

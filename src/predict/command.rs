@@ -48,11 +48,42 @@ fn predict_at(
         fe.diags.push(
             Diagnostic::error_nowhere(
                 Code::NothingToPredict,
-                "the model has no `~` statement on data: nothing to predict",
+                "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict",
             )
-            .with_help("predict summarises the observed variables, the data on the left of `~` in `model`"),
+            .with_help("predict summarises the observed variables, the data on the left of `~` in `model`; a density of a quantity computed from parameters (a residual) observes no data"),
         );
         return Err(1);
+    }
+    // Multivariate families (multi_normal, dirichlet, ...) are not summarised element by element.
+    let skipped: Vec<&crate::ir::Site> =
+        program.sites.iter().filter(|s| super::family::kind(s.family).is_none()).collect();
+    if !skipped.is_empty() {
+        let d = |s: &crate::ir::Site, code| {
+            Diagnostic::error(
+                code,
+                s.span,
+                format!(
+                    "`{}` follows {}, a multivariate distribution, which predict does not summarise",
+                    s.name,
+                    s.family.name()
+                ),
+            )
+            .with_label("not summarised")
+        };
+        if skipped.len() == program.sites.len() {
+            fe.diags.push(
+                d(skipped[0], Code::NothingToPredict)
+                    .with_help("predict summarises variables with an elementwise or class distribution (normal, poisson, bernoulli, categorical, ...)"),
+            );
+            return Err(1);
+        }
+        for s in skipped {
+            eprintln!(
+                "warning: `{}` follows {}, a multivariate distribution, which predict does not summarise; the other observed variables are predicted",
+                s.name,
+                s.family.name()
+            );
+        }
     }
     let draws = match fit::draws_for(fit, &program) {
         Ok(d) => d,
