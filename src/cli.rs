@@ -167,6 +167,9 @@ enum Emit {
     /// The forward entry's IR: from a draw to each observed variable's distribution
     /// (`observe` lines), as `predict` runs it.
     IrForward,
+    /// The draws program's IR: a draw's constrained values and generated quantities, as
+    /// samplers run it once per kept draw.
+    IrDraws,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -598,7 +601,8 @@ fn run() -> i32 {
             let mut fe = driver::frontend_file(&model);
             // With data at hand, go on to lowering, so size and index errors that only the
             // numbers reveal are reported now rather than when the model is run.
-            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir | Emit::IrAd | Emit::IrForward)) {
+            if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir | Emit::IrAd | Emit::IrForward | Emit::IrDraws))
+            {
                 if let Some(path) = driver::data_path(&model, data.as_deref()) {
                     if let Some(bound) = fe.bind_data(&path) {
                         if verbose {
@@ -625,6 +629,9 @@ fn run() -> i32 {
                     Emit::IrAd if !fe.diags.has_errors() => {
                         fe.program(&model, data.as_deref()).map(|p| crate::ir::print::adjoint(&p))
                     }
+                    Emit::IrDraws if !fe.diags.has_errors() => fe
+                        .program(&model, data.as_deref())
+                        .and_then(|p| p.draws.as_deref().map(crate::ir::print::program)),
                     Emit::IrForward if !fe.diags.has_errors() => fe
                         .program_for(&model, data.as_deref(), crate::ir::lower::Purpose::Forward)
                         .map(|p| crate::ir::print::program(&p)),

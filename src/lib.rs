@@ -25,7 +25,7 @@
 //! what `infer` produced; `infer` sees a model only through [`density::LogDensity`], which
 //! `ir::interp` and `jit` implement and which therefore sits beneath them.
 //!
-//! Each stage can be printed with `bnnc check --emit tokens|ast|elab|ir|ir-ad|ir-forward`.
+//! Each stage can be printed with `bnnc check --emit tokens|ast|elab|ir|ir-ad|ir-forward|ir-draws`.
 
 pub mod api;
 pub mod cli;

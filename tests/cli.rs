@@ -44,6 +44,12 @@ fn emit_stages() {
     let (code, out, _) = bnnc(&["check", "examples/eight_schools.bnn", "--emit", "ast"]);
     assert_eq!(code, 0);
     assert!(out.contains("tau: real<lower=0> ~ cauchy(0, 5)"), "{out}");
+    let (code, out, _) = bnnc(&["check", "examples/eight_schools.bnn", "--emit", "ir-draws"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("output theta") && !out.contains("LogDensity"), "the draws program has no density: {out}");
+    let (code, out, _) = bnnc(&["check", "examples/bnn_regression.bnn", "--emit", "ir-forward"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("observe y = ") && out.contains("~ normal(") && !out.contains("target +="), "{out}");
     let (code, out, _) = bnnc(&["check", "examples/bnn_regression.bnn", "--emit", "elab"]);
     assert_eq!(code, 0);
     assert!(
