@@ -167,13 +167,15 @@ impl Fit {
             method: self.method.clone(),
             columns: self.stan_names.clone(),
             rows: self.draws.rows().into_iter().map(|r| r.to_vec()).collect(),
+            chains: vec![self.draws.nrows()],
+            data_file: None,
         }
     }
 }
 
 /// `eta.1` → `eta[0]`, `W.2.3` → `W[1,2]` (a layer's path keeps its dots: only the trailing
 /// numeric parts are indices).
-fn bnnc_name(stan: &str) -> String {
+pub(crate) fn bnnc_name(stan: &str) -> String {
     let parts: Vec<&str> = stan.split('.').collect();
     let k = parts.iter().rev().take_while(|p| p.parse::<usize>().is_ok()).count();
     if k == 0 {

@@ -100,6 +100,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },
+    /// Inspect a fit interactively: expressions over draws, summaries, runs and predictions.
+    Repl {
+        /// The model to load.
+        model: Option<PathBuf>,
+        /// A fit's directory to load (what `bnnc run --out DIR` wrote).
+        #[arg(long)]
+        fit: Option<PathBuf>,
+    },
     /// Time compiling the model and evaluating its gradient; print JSON.
     Bench {
         model: PathBuf,
@@ -479,7 +487,12 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
         columns.extend(crate::infer::stan_csv::element_names(name, shape).into_iter().map(|(_, c)| c));
         row.extend_from_slice(vals);
     }
-    let mut csv = format!("# model = {}\n# method = optimize\n{}\n", cfg.model_name, columns.join(","));
+    let mut csv = format!(
+        "# model = {}\n# method = optimize\n# data\n#   file = {}\n{}\n",
+        cfg.model_name,
+        cfg.data_file,
+        columns.join(",")
+    );
     csv.push_str(&row.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(","));
     csv.push('\n');
     let Some(out_dir) = &cfg.out_dir else { return 2 };
@@ -581,6 +594,18 @@ fn run() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Repl { model, fit } => crate::repl::run(model, fit, &|args: &[String]| {
+            let mut full = vec!["bnnc".to_string(), "run".to_string()];
+            full.extend(args.iter().cloned());
+            match Cli::try_parse_from(&full) {
+                Ok(Cli { command: Command::Run(a) }) => run_command(a),
+                Ok(_) => 2,
+                Err(e) => {
+                    let _ = e.print();
+                    2
+                }
+            }
+        }),
         Command::Predict { model, fit, data, ood, out, seed, backend, message_format } => {
             crate::predict::command::run(crate::predict::command::Options {
                 model,

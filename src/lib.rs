@@ -39,6 +39,7 @@ pub mod ir;
 pub mod jit;
 pub mod math;
 pub mod predict;
+pub mod repl;
 pub mod sema;
 pub mod source;
 pub mod summary;

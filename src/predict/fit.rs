@@ -9,6 +9,10 @@ pub struct Fit {
     pub method: String,
     pub columns: Vec<String>,
     pub rows: Vec<Vec<f64>>,
+    /// How many of the rows each chain holds, in order.
+    pub chains: Vec<usize>,
+    /// The data file the fit was made with, as its draws file records it.
+    pub data_file: Option<String>,
 }
 
 /// Read `dir`. `Err` says what is missing or malformed.
@@ -42,8 +46,19 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     }
     let mut columns: Option<Vec<String>> = None;
     let mut rows = Vec::new();
+    let mut chains = Vec::new();
+    let mut data_file = None;
     for (_, path) in &files {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        // CmdStan's header: `# data` then `#   file = PATH`.
+        if data_file.is_none() {
+            data_file = text
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("file = ").map(str::to_string))
+                .filter(|f| !f.is_empty());
+        }
+        let before = rows.len();
         let mut lines = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty());
         let header: Vec<String> = lines
             .next()
@@ -64,11 +79,12 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
                 _ => return Err(format!("`{}`: draw {} is not {} numbers", path.display(), i + 1, header.len())),
             }
         }
+        chains.push(rows.len() - before);
     }
     if rows.is_empty() {
         return Err(format!("`{}` holds no draws", dir.display()));
     }
-    Ok(Fit { method, columns: columns.unwrap_or_default(), rows })
+    Ok(Fit { method, columns: columns.unwrap_or_default(), rows, chains, data_file })
 }
 
 /// The shape a fit's columns give `name` (CmdStan's 1-based `name.i.j`), if it has any.

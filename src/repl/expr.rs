@@ -1,0 +1,148 @@
+//! Expressions over draws: a line in the model's language, compiled once with the same front
+//! end (names, types, shapes, coded diagnostics) and evaluated at every draw of a fit.
+//!
+//! The line becomes the one output of a small model whose parameters are the fit's variables
+//! with their concrete shapes (no bounds: each is its own identity transform, so a draw's
+//! values are the parameter vector) and whose data are the model's: its draws program
+//! ([`crate::ir::lower::Purpose::Draws`]) computes the line from a draw. Earlier `let` lines
+//! come before it as outputs of their own. Layer parameters (`h.W`) are not names in the
+//! language, so they are not visible to expressions.
+
+use crate::data::BoundData;
+use crate::diag::Diagnostics;
+use crate::source::SourceMap;
+
+/// A fit's variable: its name and shape, and its columns among the draws.
+#[derive(Clone, Debug)]
+pub struct Var {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub columns: Vec<usize>,
+}
+
+/// The fit's variables from its column names (`eta.1` … `eta.8` → `eta`, shape [8]), in order.
+pub fn variables(columns: &[String]) -> Vec<Var> {
+    let mut out: Vec<Var> = Vec::new();
+    for (j, c) in columns.iter().enumerate() {
+        if c.ends_with("__") {
+            continue;
+        }
+        let parts: Vec<&str> = c.split('.').collect();
+        let k = parts.iter().rev().take_while(|p| p.parse::<usize>().is_ok()).count();
+        let name = parts[..parts.len() - k].join(".");
+        let idx: Vec<usize> = parts[parts.len() - k..].iter().filter_map(|p| p.parse().ok()).collect();
+        match out.last_mut() {
+            Some(v) if v.name == name => {
+                v.shape.iter_mut().zip(&idx).for_each(|(d, i)| *d = (*d).max(*i));
+                v.columns.push(j);
+            }
+            _ => out.push(Var { name, shape: idx, columns: vec![j] }),
+        }
+    }
+    out
+}
+
+fn type_of(shape: &[usize]) -> String {
+    match shape {
+        [] => "real".into(),
+        [n] => format!("vector[{n}]"),
+        [r, c] => format!("matrix[{r}, {c}]"),
+        d => format!("tensor[{}]", d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// A compiled line: its values at each draw, element by element.
+pub struct Compiled {
+    program: crate::ir::Program,
+    /// Which fit columns make each draw's parameter vector.
+    columns: Vec<usize>,
+    /// The output holding the line's value.
+    output: usize,
+}
+
+/// The source of the small model for `line` after the `lets` (each `name = expr`), or the
+/// diagnostics when it does not compile. `data_decls` is the model's `data` block's text.
+pub fn compile(
+    vars: &[Var],
+    data_decls: &str,
+    data: Option<&BoundData>,
+    lets: &[(String, String)],
+    line: &str,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<Compiled> {
+    let visible: Vec<&Var> = vars.iter().filter(|v| !v.name.contains('.')).collect();
+    let mut text = String::new();
+    if data.is_some() && !data_decls.trim().is_empty() {
+        text.push_str(&format!("data {{\n{data_decls}\n}}\n"));
+    }
+    text.push_str("params {\n");
+    for v in &visible {
+        text.push_str(&format!("  {}: {}\n", v.name, type_of(&v.shape)));
+    }
+    text.push_str("}\nmodel {\n}\ngenerated {\n");
+    for (name, e) in lets {
+        text.push_str(&format!("  {name} = {e}\n"));
+    }
+    // The typed line last, alone on its line, so a diagnostic shows it as typed.
+    text.push_str(&format!("  __value = {line}\n}}\n"));
+    let mut fe = crate::driver::frontend_text("<input>", &text, None);
+    let p = if fe.diags.has_errors() {
+        None
+    } else {
+        let el = fe.elaborated.clone()?;
+        let bound = data.cloned().unwrap_or_default();
+        crate::ir::lower::lower_for(&el, &bound, crate::ir::lower::Purpose::Draws, &mut fe.diags)
+    };
+    for d in fe.diags.items() {
+        diags.push(d.clone());
+    }
+    *sources = fe.sources;
+    let program = p?;
+    let output = program.outputs.iter().position(|o| o.name == "__value")?;
+    let columns = visible.iter().flat_map(|v| v.columns.iter().copied()).collect();
+    Some(Compiled { program, columns, output })
+}
+
+impl Compiled {
+    /// The shape of the line's value.
+    pub fn shape(&self) -> Vec<usize> {
+        self.program.values[self.program.outputs[self.output].value.0 as usize].shape.clone()
+    }
+
+    /// The value at every draw (`rows`: the fit's rows), element-major: `out[e][d]` is
+    /// element `e` at draw `d`. `Err` names the first draw where it cannot be computed.
+    pub fn evaluate(&self, rows: &[Vec<f64>], seed: u64) -> Result<Vec<Vec<f64>>, String> {
+        let mut interp = crate::ir::interp::Interp::new(&self.program);
+        interp.seed(seed);
+        let n: usize = self.shape().iter().product();
+        let mut out = vec![Vec::with_capacity(rows.len()); n];
+        let mut theta = vec![0.0; self.columns.len()];
+        for (d, r) in rows.iter().enumerate() {
+            theta.iter_mut().zip(&self.columns).for_each(|(t, c)| *t = r[*c]);
+            let vals = interp.constrained(&theta, true).map_err(|e| format!("at draw {}: {e}", d + 1))?;
+            let v = &vals[self.program.params.len() + self.output].2;
+            for (e, x) in v.iter().enumerate() {
+                out[e].push(*x);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_from_columns() {
+        let cols: Vec<String> = ["lp__", "mu", "eta.1", "eta.2", "W.1.1", "W.1.2", "W.2.1", "W.2.2", "h.b.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let v = variables(&cols);
+        let got: Vec<(&str, Vec<usize>)> = v.iter().map(|v| (v.name.as_str(), v.shape.clone())).collect();
+        assert_eq!(got, vec![("mu", vec![]), ("eta", vec![2]), ("W", vec![2, 2]), ("h.b", vec![1])]);
+        assert_eq!(v[2].columns, vec![4, 5, 6, 7]);
+    }
+}

@@ -1,0 +1,420 @@
+//! `bnnc repl [MODEL.bnn] [--fit DIR]`: inspect a fit interactively. A line that is not a
+//! command is an expression in the model's language, evaluated at every draw and summarised
+//! as rows of `run`'s table ([`expr`]); commands load a model or a fit, run a method,
+//! summarise variables and predict. On a terminal, lines are edited with history and
+//! completion ([`line`]); otherwise they are read one per line from standard input and the
+//! output is plain text, so a session is a script.
+
+pub mod expr;
+mod line;
+
+use crate::diag::{Diagnostics, Format};
+use crate::driver::{self, Frontend};
+use crate::predict::fit::{self, Fit};
+use crate::source::SourceMap;
+use crate::summary::stats::{self, Summary};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// What `:run` calls: `bnnc run` with these arguments (the model first), returning its exit
+/// code. The command line passes its own, so that the REPL runs exactly what `run` runs.
+pub type Runner<'a> = &'a dyn Fn(&[String]) -> i32;
+
+const HELP: &[(&str, &str)] = &[
+    (":load MODEL.bnn", "check a model and make it the session's"),
+    (":fit DIR", "load the fit `bnnc run --out DIR` wrote"),
+    (
+        ":run [OPTIONS]",
+        "fit the model with `bnnc run`'s options (--method, --chains, --data, --out, ...) and load the fit",
+    ),
+    (":summary [NAME...]", "summarise variables; `eta` is all of eta's elements, `h.*` a layer's weights"),
+    (":predict NEW.json [--ood OOD.json]", "predict the observed variables at new data, as `bnnc predict`"),
+    (":vars", "list the fit's variables with their shapes"),
+    (":help [COMMAND]", "this list, or one command's"),
+    (":quit", "leave (Ctrl-D too)"),
+    ("EXPR", "an expression over the fit's variables, evaluated at every draw: `tau > 5` is P(tau > 5)"),
+    ("let NAME = EXPR", "name an expression for later lines"),
+];
+
+struct Session<'a> {
+    model: Option<PathBuf>,
+    fe: Option<Frontend>,
+    fit_dir: Option<PathBuf>,
+    fit: Option<Fit>,
+    vars: Vec<expr::Var>,
+    data: Option<crate::data::BoundData>,
+    lets: Vec<(String, String)>,
+    format: Format,
+    runner: Runner<'a>,
+}
+
+pub fn run(model: Option<PathBuf>, fit: Option<PathBuf>, runner: Runner) -> i32 {
+    let tty = std::io::stdin().is_terminal();
+    let mut s = Session {
+        model: None,
+        fe: None,
+        fit_dir: None,
+        fit: None,
+        vars: Vec::new(),
+        data: None,
+        lets: Vec::new(),
+        format: Format::Human { color: tty && std::io::stderr().is_terminal() },
+        runner,
+    };
+    // Ctrl-C stops a running command (a sampler finishes its iteration), not the session.
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    if let Some(m) = model {
+        s.load(&m);
+    }
+    if let Some(f) = fit {
+        s.load_fit(&f);
+    }
+    let mut input = line::Input::new(tty);
+    while let Some(l) = input.read(&s.completions()) {
+        crate::infer::run::STOP.store(false, std::sync::atomic::Ordering::SeqCst);
+        if !tty {
+            // A script's output shows which line each answer belongs to.
+            println!("> {l}");
+        }
+        if !s.line(l.trim()) {
+            break;
+        }
+    }
+    input.save();
+    0
+}
+
+/// A command's words, with `"..."` quoting for paths with spaces.
+fn words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `*` matches any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let mut rest = name;
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(p) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(p);
+        } else {
+            let Some(at) = rest.find(p) else { return false };
+            rest = &rest[at + p.len()..];
+        }
+    }
+    true
+}
+
+impl Session<'_> {
+    fn error(&self, msg: impl std::fmt::Display) {
+        eprintln!("error: {msg}");
+    }
+
+    fn diags(&self, d: &Diagnostics, sources: &SourceMap) {
+        eprint!("{}", crate::diag::render(d, sources, self.format));
+    }
+
+    fn completions(&self) -> Vec<String> {
+        let mut c: Vec<String> = HELP
+            .iter()
+            .filter(|(k, _)| k.starts_with(':'))
+            .map(|(k, _)| k.split(' ').next().unwrap_or("").to_string())
+            .collect();
+        c.extend(self.vars.iter().map(|v| v.name.clone()));
+        c.extend(self.lets.iter().map(|(n, _)| n.clone()));
+        c
+    }
+
+    /// Handle one line; `false` to leave.
+    fn line(&mut self, l: &str) -> bool {
+        if l.is_empty() || l.starts_with("//") {
+            return true;
+        }
+        let Some(cmd) = l.strip_prefix(':') else {
+            self.expression(l);
+            return true;
+        };
+        let w = words(cmd);
+        let args = &w[1.min(w.len())..];
+        match w.first().map(String::as_str).unwrap_or("") {
+            "q" | "quit" | "exit" => return false,
+            "help" | "h" => self.help(args.first().map(String::as_str)),
+            "load" => match args {
+                [m] => self.load(Path::new(m)),
+                _ => self.error("`:load MODEL.bnn` takes one model file"),
+            },
+            "fit" => match args {
+                [d] => self.load_fit(Path::new(d)),
+                _ => self.error("`:fit DIR` takes the directory `bnnc run --out DIR` wrote"),
+            },
+            "run" => self.run(args),
+            "summary" | "s" => self.summary(args),
+            "predict" => self.predict(args),
+            "vars" => self.list_vars(),
+            other => self.error(format!("no command `:{other}`; `:help` lists them")),
+        }
+        true
+    }
+
+    fn help(&self, which: Option<&str>) {
+        for (k, v) in HELP {
+            let name = k.split(' ').next().unwrap_or("");
+            if which.is_none_or(|w| name.trim_start_matches(':') == w.trim_start_matches(':')) {
+                println!("  {k:<36} {v}");
+            }
+        }
+    }
+
+    fn load(&mut self, path: &Path) {
+        let fe = driver::frontend_file(path);
+        if fe.diags.has_errors() || fe.elaborated.is_none() {
+            self.diags(&fe.diags, &fe.sources);
+            return;
+        }
+        let n = fe.elaborated.as_ref().map(|e| e.checked.params.len()).unwrap_or(0);
+        println!("loaded {} ({n} parameters)", path.display());
+        self.model = Some(path.to_path_buf());
+        self.fe = Some(fe);
+        self.data = None;
+        if let Some(dir) = self.fit_dir.clone() {
+            self.load_fit(&dir);
+        }
+    }
+
+    fn load_fit(&mut self, dir: &Path) {
+        let f = match fit::read_fit(dir) {
+            Ok(f) => f,
+            Err(why) => return self.error(why),
+        };
+        self.vars = expr::variables(&f.columns);
+        // The data the fit was made with, for expressions that use data (N, x, ...).
+        self.data = None;
+        if let (Some(fe), Some(path)) = (self.fe.as_mut(), f.data_file.as_ref()) {
+            let p = PathBuf::from(path);
+            if p.exists() {
+                let mut scratch = Diagnostics::new();
+                if let Some(el) = fe.elaborated.as_ref() {
+                    self.data = crate::data::load_data(&p, &el.checked.data, &mut fe.sources, &mut scratch);
+                }
+            }
+        }
+        println!(
+            "fit {}: method {}, {} chain{} of {} draws, {} variables",
+            dir.display(),
+            f.method,
+            f.chains.len(),
+            if f.chains.len() == 1 { "" } else { "s" },
+            f.chains.iter().min().copied().unwrap_or(0),
+            self.vars.len()
+        );
+        self.fit = Some(f);
+        self.fit_dir = Some(dir.to_path_buf());
+    }
+
+    fn list_vars(&self) {
+        if self.fit.is_none() {
+            return self.error("no fit loaded: `:fit DIR` or `:run`");
+        }
+        for v in &self.vars {
+            let shape = if v.shape.is_empty() {
+                "scalar".to_string()
+            } else {
+                format!("[{}]", v.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+            };
+            println!("  {:<24} {shape}", v.name);
+        }
+    }
+
+    fn run(&mut self, args: &[String]) {
+        let Some(model) = self.model.clone() else {
+            return self.error("no model loaded: `:load MODEL.bnn` first");
+        };
+        let mut full = vec![model.display().to_string()];
+        full.extend(args.iter().cloned());
+        let code = (self.runner)(&full);
+        if code == 1 || code == 2 {
+            return;
+        }
+        let out = match args.iter().position(|a| a == "--out") {
+            Some(i) => args.get(i + 1).map(PathBuf::from),
+            None => model.file_stem().map(|s| PathBuf::from("bnnc-out").join(s)),
+        };
+        if let Some(dir) = out {
+            self.load_fit(&dir);
+        }
+    }
+
+    /// The rows of one chain-split series of draws.
+    fn chains_of(&self, f: &Fit, values: &[f64]) -> Vec<Vec<f64>> {
+        let n = f.chains.iter().copied().min().unwrap_or(0);
+        let mut at = 0;
+        let mut out = Vec::new();
+        for len in &f.chains {
+            out.push(values[at..at + n].to_vec());
+            at += len;
+        }
+        out
+    }
+
+    fn summary(&self, pats: &[String]) {
+        let Some(f) = &self.fit else {
+            return self.error("no fit loaded: `:fit DIR` or `:run`");
+        };
+        let names: Vec<String> = f.columns.iter().map(|c| crate::api::bnnc_name(c)).collect();
+        let mut rows: Vec<(String, Summary)> = Vec::new();
+        let mut unmatched = Vec::new();
+        for pat in pats.iter().map(String::as_str).chain(pats.is_empty().then_some("*")) {
+            let before = rows.len();
+            for (j, name) in names.iter().enumerate() {
+                let base = name.split('[').next().unwrap_or(name);
+                if (f.columns[j].ends_with("__") && pat != f.columns[j]) || !(glob(pat, name) || glob(pat, base)) {
+                    continue;
+                }
+                let col: Vec<f64> = f.rows.iter().map(|r| r[j]).collect();
+                rows.push((name.clone(), stats::summarise(&self.chains_of(f, &col))));
+            }
+            if rows.len() == before {
+                unmatched.push(pat);
+            }
+        }
+        if !unmatched.is_empty() {
+            let known: Vec<&str> = self.vars.iter().map(|v| v.name.as_str()).collect();
+            let hint = crate::diag::did_you_mean(unmatched[0], known.iter().copied())
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            self.error(format!("no variable matches {}{hint}; `:vars` lists them", unmatched.join(", ")));
+        }
+        if !rows.is_empty() {
+            print!("{}", crate::summary::table::table(&rows));
+        }
+    }
+
+    fn expression(&mut self, l: &str) {
+        let Some(f) = &self.fit else {
+            return self.error("no fit loaded: `:fit DIR` or `:run` (expressions are evaluated at a fit's draws)");
+        };
+        let (name, e) = match l.strip_prefix("let ").and_then(|r| r.split_once('=')) {
+            Some((n, e)) if !e.starts_with('=') => (Some(n.trim().to_string()), e.trim().to_string()),
+            _ => (None, l.to_string()),
+        };
+        let data_decls = self.data_decls();
+        let mut sources = SourceMap::new();
+        let mut diags = Diagnostics::new();
+        let Some(c) =
+            expr::compile(&self.vars, &data_decls, self.data.as_ref(), &self.lets, &e, &mut sources, &mut diags)
+        else {
+            return self.diags(&diags, &sources);
+        };
+        let values = match c.evaluate(&f.rows, 1) {
+            Ok(v) => v,
+            Err(why) => return self.error(format!("cannot evaluate `{e}` {why}")),
+        };
+        let label = match &name {
+            Some(n) => n.clone(),
+            // `(mu + tau * eta)[0]`: the element of the whole expression.
+            None if c.shape().is_empty() || e.chars().all(|ch| ch.is_alphanumeric() || ch == '_') => e.clone(),
+            None => format!("({e})"),
+        };
+        let shape = c.shape();
+        let rows: Vec<(String, Summary)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let lab = if shape.is_empty() { label.clone() } else { format!("{label}{}", index_label(&shape, i)) };
+                (lab, stats::summarise(&self.chains_of(f, v)))
+            })
+            .collect();
+        print!("{}", crate::summary::table::table(&rows));
+        if let Some(n) = name {
+            self.lets.retain(|(m, _)| *m != n);
+            self.lets.push((n, e));
+        }
+    }
+
+    fn data_decls(&self) -> String {
+        let (Some(fe), Some(m)) = (&self.fe, &self.model) else { return String::new() };
+        let _ = m;
+        fe.elaborated
+            .as_ref()
+            .map(|el| {
+                el.checked
+                    .data
+                    .iter()
+                    .map(|d| format!("  {}: {}", d.name, crate::syntax::print::ty(&d.type_expr)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
+    fn predict(&self, args: &[String]) {
+        let (Some(model), Some(dir)) = (&self.model, &self.fit_dir) else {
+            return self.error("`:predict` needs a model and a fit: `:load MODEL.bnn`, then `:fit DIR` or `:run`");
+        };
+        let mut data = None;
+        let mut ood = None;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--ood" => ood = it.next().map(PathBuf::from),
+                s if !s.starts_with("--") && data.is_none() => data = Some(PathBuf::from(s)),
+                other => return self.error(format!("`:predict NEW.json [--ood OOD.json]` does not take `{other}`")),
+            }
+        }
+        crate::predict::command::run(crate::predict::command::Options {
+            model: model.clone(),
+            fit: dir.clone(),
+            data,
+            ood,
+            out: None,
+            seed: 1,
+            backend: crate::compiled::Backend::Jit,
+            format: self.format,
+        });
+    }
+}
+
+/// `[i]` or `[i,j]` for flat element `k` of `shape` (0-based, row-major).
+fn index_label(shape: &[usize], mut k: usize) -> String {
+    let mut idx = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        idx[d] = k % shape[d].max(1);
+        k /= shape[d].max(1);
+    }
+    format!("[{}]", idx.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_words() {
+        assert!(glob("h.*", "h.W[0,1]") && glob("*", "mu") && glob("eta", "eta") && !glob("h.*", "f.W[0,0]"));
+        assert!(glob("*.b*", "f.fractal.1.dense.b[3]"));
+        assert_eq!(words(r#"predict "my data.json" --ood x.json"#), vec!["predict", "my data.json", "--ood", "x.json"]);
+        assert_eq!(index_label(&[2, 3], 4), "[1,1]");
+    }
+}

@@ -1,0 +1,97 @@
+//! The REPL as a script: every `tests/repl/*.session` (input lines) is run with `bnnc repl
+//! tests/repl/linreg.bnn --fit tests/ui/fits/linreg`, standard input not a terminal, and its
+//! output (commands echoed, errors interleaved) compared with the sibling `.transcript`.
+//! `BLESS=1 cargo test --test repl` rewrites the transcripts (read the diff first). Also:
+//! expressions against the draws they are computed from.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run a session with `input` on standard input; standard output and error merged in order.
+fn session(args: &[&str], input: &str) -> (i32, String) {
+    let mut cmd = String::from("\"$BNNC\" repl");
+    for a in args {
+        cmd.push_str(&format!(" '{a}'"));
+    }
+    cmd.push_str(" 2>&1");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .env("BNNC", env!("CARGO_BIN_EXE_bnnc"))
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bnnc runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write");
+    }
+    let out = child.wait_with_output().expect("finishes");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn sessions_match_their_transcripts() {
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let mut names: Vec<String> = std::fs::read_dir(root().join("tests/repl"))
+        .expect("tests/repl")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".session"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    for name in names {
+        let input = std::fs::read_to_string(root().join("tests/repl").join(&name)).expect("session");
+        let (code, out) = session(&["tests/repl/linreg.bnn", "--fit", "tests/ui/fits/linreg"], &input);
+        assert_eq!(code, 0, "{name}: the session ends with status 0 even after errors\n{out}");
+        assert!(!out.contains("panicked"), "{name}:\n{out}");
+        let expected = root().join("tests/repl").join(name.replace(".session", ".transcript"));
+        if bless {
+            std::fs::write(&expected, &out).expect("write");
+        } else {
+            let want =
+                std::fs::read_to_string(&expected).unwrap_or_else(|_| panic!("no {} (BLESS=1)", expected.display()));
+            assert_eq!(out, want, "{name}: output differs from {}", expected.display());
+        }
+    }
+}
+
+/// `theta[2] - theta[0]` and `tau > 5` on a real fit equal what the draws give.
+#[test]
+fn expressions_are_computed_at_every_draw() {
+    let dir = std::env::temp_dir().join(format!("bnnc-repl-{}", std::process::id()));
+    let d = dir.to_str().expect("utf-8");
+    let (code, out) = session(
+        &["examples/eight_schools.bnn"],
+        &format!(":run --chains 2 --warmup 200 --draws 200 --out {d}\ntheta[2] - theta[0]\ntau > 5\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    // The draws, from the CSV files.
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    let mut cols: Vec<String> = Vec::new();
+    for c in 1..=2 {
+        let text = std::fs::read_to_string(dir.join(format!("draws-{c}.csv"))).expect("draws");
+        let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+        cols = lines.next().expect("header").split(',').map(str::to_string).collect();
+        rows.extend(lines.map(|l| l.split(',').map(|x| x.parse::<f64>().expect("num")).collect::<Vec<_>>()));
+    }
+    let col = |n: &str| cols.iter().position(|c| c == n).expect("column");
+    let (t0, t2, tau) = (col("theta.1"), col("theta.3"), col("tau"));
+    let n = rows.len() as f64;
+    let contrast = rows.iter().map(|r| r[t2] - r[t0]).sum::<f64>() / n;
+    let p = rows.iter().filter(|r| r[tau] > 5.0).count() as f64 / n;
+    let mean_of = |label: &str| -> f64 {
+        let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label}:\n{out}"));
+        line[label.len()..].split_whitespace().next().expect("mean").parse().expect("number")
+    };
+    assert!((mean_of("theta[2] - theta[0]") - contrast).abs() < 5e-4 * contrast.abs().max(1.0), "{out}");
+    assert!((mean_of("tau > 5") - p).abs() < 1e-3, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
