@@ -100,6 +100,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         message_format: MessageFormat,
     },
+    /// Plot a fit's draws: in the terminal, or to an SVG file with --out.
+    Plot {
+        /// The fit's directory (what `bnnc run --out DIR` wrote).
+        fit: PathBuf,
+        #[arg(value_enum)]
+        kind: crate::plot::Kind,
+        /// Scalars to plot (`mu`, `theta[0]`); `pair` takes two.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Write the plot to FILE.svg instead of the terminal.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Inspect a fit interactively: expressions over draws, summaries, runs and predictions.
     Repl {
         /// The model to load.
@@ -594,6 +607,20 @@ fn run() -> i32 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Plot { fit, kind, names, out } => {
+            let drawn =
+                crate::predict::fit::read_fit(&fit).and_then(|f| crate::plot::draw(&f, kind, &names, out.as_deref()));
+            match drawn {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(why) => {
+                    eprintln!("error: {why}");
+                    1
+                }
+            }
+        }
         Command::Repl { model, fit } => crate::repl::run(model, fit, &|args: &[String]| {
             let mut full = vec!["bnnc".to_string(), "run".to_string()];
             full.extend(args.iter().cloned());

@@ -274,3 +274,37 @@ fn a_network_summary_folds_its_layers() {
     assert!(stdout.contains("h.W[0,0]") && stdout.contains("logits.b[1]"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every plot kind draws in the terminal and writes an SVG file; names that are not scalars
+/// of the fit and other file types are errors.
+#[test]
+fn plots_draw_in_the_terminal_and_to_svg() {
+    let dir = std::env::temp_dir().join(format!("bnnc-cli-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let fit = "tests/ui/fits/linreg";
+    for (kind, names) in
+        [("trace", vec!["a", "b"]), ("density", vec!["sigma"]), ("rank", vec!["a"]), ("pair", vec!["a", "b"])]
+    {
+        let mut args = vec!["plot", fit, kind];
+        args.extend(&names);
+        let (code, out, err) = bnnc(&args);
+        assert_eq!(code, 0, "{kind}: {err}");
+        assert!(out.starts_with(kind) && out.lines().count() >= 2, "{kind}:\n{out}");
+        let svg = dir.join(format!("{kind}.svg"));
+        args.extend(["--out", svg.to_str().expect("utf-8")]);
+        let (code, _, err) = bnnc(&args);
+        assert_eq!(code, 0, "{kind}: {err}");
+        let text = std::fs::read_to_string(&svg).expect("svg written");
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>") && text.len() > 1000, "{kind}");
+    }
+    let (code, _, err) = bnnc(&["plot", fit, "trace", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no `nosuch`"), "{err}");
+    let (code, _, err) = bnnc(&["plot", fit, "pair", "a"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("two variables"), "{err}");
+    let (code, _, err) = bnnc(&["plot", fit, "trace", "a", "--out", "x.png"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("SVG"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

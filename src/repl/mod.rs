@@ -29,6 +29,10 @@ const HELP: &[(&str, &str)] = &[
     ),
     (":summary [NAME...]", "summarise variables; `eta` is all of eta's elements, `h.*` a layer's weights"),
     (":predict NEW.json [--ood OOD.json]", "predict the observed variables at new data, as `bnnc predict`"),
+    (
+        ":plot KIND NAME... [--out FILE.svg]",
+        "trace, density or rank of scalars, pair of two: in the terminal or to SVG",
+    ),
     (":vars", "list the fit's variables with their shapes"),
     (":help [COMMAND]", "this list, or one command's"),
     (":quit", "leave (Ctrl-D too)"),
@@ -173,6 +177,7 @@ impl Session<'_> {
             "summary" | "s" => self.summary(args),
             "predict" => self.predict(args),
             "vars" => self.list_vars(),
+            "plot" => self.plot(args),
             other => self.error(format!("no command `:{other}`; `:help` lists them")),
         }
         true
@@ -231,6 +236,29 @@ impl Session<'_> {
         );
         self.fit = Some(f);
         self.fit_dir = Some(dir.to_path_buf());
+    }
+
+    fn plot(&self, args: &[String]) {
+        let Some(f) = &self.fit else {
+            return self.error("no fit loaded: `:fit DIR` or `:run`");
+        };
+        let Some(kind) = args.first().and_then(|k| crate::plot::Kind::from_name(k)) else {
+            return self.error("`:plot trace|density|rank|pair NAME... [--out FILE.svg]`");
+        };
+        let mut names = Vec::new();
+        let mut out = None;
+        let mut it = args[1..].iter();
+        while let Some(a) = it.next() {
+            if a == "--out" {
+                out = it.next().map(PathBuf::from);
+            } else {
+                names.push(a.clone());
+            }
+        }
+        match crate::plot::draw(f, kind, &names, out.as_deref()) {
+            Ok(t) => print!("{t}"),
+            Err(why) => self.error(why),
+        }
     }
 
     fn list_vars(&self) {

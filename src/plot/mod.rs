@@ -1,0 +1,327 @@
+//! Plots of a fit's draws: in the terminal (Unicode braille, the window's width) and to SVG
+//! (plotters). Kinds: `trace` (each chain's draws in order), `density` (a kernel density
+//! estimate per chain), `rank` (each chain's histogram of the pooled draws' ranks, flat when
+//! the chains agree) and `pair` (two variables' joint draws).
+
+mod canvas;
+
+use canvas::Canvas;
+use plotters::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Trace,
+    Density,
+    Rank,
+    Pair,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Trace => "trace",
+            Kind::Density => "density",
+            Kind::Rank => "rank",
+            Kind::Pair => "pair",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Kind> {
+        [Kind::Trace, Kind::Density, Kind::Rank, Kind::Pair].into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// One variable's draws, chain by chain.
+pub struct Series {
+    pub name: String,
+    pub chains: Vec<Vec<f64>>,
+}
+
+/// A Gaussian kernel density estimate at `n` points over `[lo, hi]` (Silverman's bandwidth).
+fn kde(x: &[f64], lo: f64, hi: f64, n: usize) -> Vec<(f64, f64)> {
+    let m = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / m;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0).max(1.0)).sqrt();
+    let h = (1.06 * sd * m.powf(-0.2)).max(1e-12 * (hi - lo).abs().max(1e-300));
+    let c = 1.0 / (m * h * (2.0 * std::f64::consts::PI).sqrt());
+    (0..n)
+        .map(|i| {
+            let t = lo + (hi - lo) * i as f64 / (n - 1).max(1) as f64;
+            (t, c * x.iter().map(|v| (-0.5 * ((t - v) / h).powi(2)).exp()).sum::<f64>())
+        })
+        .collect()
+}
+
+/// Each chain's counts of the pooled draws' ranks in `bins` equal bins.
+fn rank_counts(chains: &[Vec<f64>], bins: usize) -> Vec<Vec<usize>> {
+    let mut all: Vec<(f64, usize)> =
+        chains.iter().enumerate().flat_map(|(c, v)| v.iter().map(move |x| (*x, c))).collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = all.len().max(1);
+    let mut counts = vec![vec![0; bins]; chains.len()];
+    for (r, (_, c)) in all.iter().enumerate() {
+        counts[*c][(r * bins / n).min(bins - 1)] += 1;
+    }
+    counts
+}
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !(lo < hi) {
+        let c = if lo.is_finite() { lo } else { 0.0 };
+        return (c - 0.5, c + 0.5);
+    }
+    (lo, hi)
+}
+
+/// The plot drawn in the terminal, `width` characters wide.
+pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, String> {
+    let w = width.clamp(30, 200) - 12;
+    let h = 12;
+    let mut out = String::new();
+    match kind {
+        Kind::Trace | Kind::Density => {
+            for s in series {
+                let mut cv = Canvas::new(w, h);
+                let (xlabel, (ylo, yhi)) = if kind == Kind::Trace {
+                    let n = s.chains.iter().map(Vec::len).max().unwrap_or(1);
+                    let r = range(s.chains.iter().flatten().copied());
+                    cv.set_ranges((0.0, (n.max(2) - 1) as f64), r);
+                    for c in &s.chains {
+                        cv.line(c.iter().enumerate().map(|(i, y)| (i as f64, *y)));
+                    }
+                    (format!("draw 0 .. {}", n - 1), r)
+                } else {
+                    let (lo, hi) = range(s.chains.iter().flatten().copied());
+                    let curves: Vec<Vec<(f64, f64)>> = s.chains.iter().map(|c| kde(c, lo, hi, 2 * w)).collect();
+                    let top = curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
+                    cv.set_ranges((lo, hi), (0.0, top));
+                    for c in &curves {
+                        cv.line(c.iter().copied());
+                    }
+                    (format!("{} .. {}", short(lo), short(hi)), (0.0, top))
+                };
+                out.push_str(&format!("{} {} ({} chains)\n", kind.name(), s.name, s.chains.len()));
+                out.push_str(&cv.render(&short(yhi), &short(ylo)));
+                out.push_str(&format!("{:>10}  {xlabel}\n", ""));
+            }
+        }
+        Kind::Rank => {
+            const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+            for s in series {
+                let bins = 20;
+                let counts = rank_counts(&s.chains, bins);
+                let top = counts.iter().flatten().copied().max().unwrap_or(1).max(1);
+                out.push_str(&format!(
+                    "rank {} (each chain's ranks among all draws; flat when chains agree)\n",
+                    s.name
+                ));
+                for (c, row) in counts.iter().enumerate() {
+                    let bars: String = row.iter().map(|k| BARS[(k * 7 / top).min(7)]).collect();
+                    out.push_str(&format!("  chain {:<3} {bars}\n", c + 1));
+                }
+            }
+        }
+        Kind::Pair => {
+            let [a, b] = series else { return Err("`pair` plots two variables".into()) };
+            let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
+            let ys: Vec<f64> = b.chains.iter().flatten().copied().collect();
+            let mut cv = Canvas::new(w, h + 6);
+            let (rx, ry) = (range(xs.iter().copied()), range(ys.iter().copied()));
+            cv.set_ranges(rx, ry);
+            for (x, y) in xs.iter().zip(&ys) {
+                cv.point(*x, *y);
+            }
+            out.push_str(&format!("pair {} (across) against {} (up)\n", a.name, b.name));
+            out.push_str(&cv.render(&short(ry.1), &short(ry.0)));
+            out.push_str(&format!("{:>10}  {} .. {}\n", "", short(rx.0), short(rx.1)));
+        }
+    }
+    Ok(out)
+}
+
+fn short(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e5).contains(&x.abs()) {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("cannot draw the plot: {e:?}")
+}
+
+/// The plot as an SVG file at `path`.
+pub fn svg(kind: Kind, series: &[Series], path: &std::path::Path) -> Result<(), String> {
+    let panels = if kind == Kind::Pair { 1 } else { series.len().max(1) };
+    let root = SVGBackend::new(path, (800, 300 * panels as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    let areas = root.split_evenly((panels, 1));
+    match kind {
+        Kind::Pair => {
+            let [a, b] = series else { return Err("`pair` plots two variables".into()) };
+            let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
+            let ys: Vec<f64> = b.chains.iter().flatten().copied().collect();
+            let (rx, ry) = (range(xs.iter().copied()), range(ys.iter().copied()));
+            let mut ch = ChartBuilder::on(&areas[0])
+                .caption(format!("{} against {}", b.name, a.name), ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(rx.0..rx.1, ry.0..ry.1)
+                .map_err(err)?;
+            ch.configure_mesh().x_desc(a.name.as_str()).y_desc(b.name.as_str()).draw().map_err(err)?;
+            ch.draw_series(xs.iter().zip(&ys).map(|(x, y)| Circle::new((*x, *y), 1, BLUE.mix(0.4).filled())))
+                .map_err(err)?;
+        }
+        _ => {
+            for (s, area) in series.iter().zip(areas.iter()) {
+                let (xr, yr, curves): ((f64, f64), (f64, f64), Vec<Vec<(f64, f64)>>) = match kind {
+                    Kind::Trace => {
+                        let n = s.chains.iter().map(Vec::len).max().unwrap_or(1);
+                        let curves = s
+                            .chains
+                            .iter()
+                            .map(|c| c.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect())
+                            .collect();
+                        ((0.0, (n.max(2) - 1) as f64), range(s.chains.iter().flatten().copied()), curves)
+                    }
+                    Kind::Density => {
+                        let (lo, hi) = range(s.chains.iter().flatten().copied());
+                        let curves: Vec<Vec<(f64, f64)>> = s.chains.iter().map(|c| kde(c, lo, hi, 200)).collect();
+                        let top = curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
+                        ((lo, hi), (0.0, top * 1.05), curves)
+                    }
+                    _ => {
+                        let bins = 20;
+                        let counts = rank_counts(&s.chains, bins);
+                        let top = counts.iter().flatten().copied().max().unwrap_or(1) as f64;
+                        let curves = counts
+                            .iter()
+                            .map(|row| {
+                                row.iter()
+                                    .enumerate()
+                                    .flat_map(|(b, k)| [(b as f64, *k as f64), (b as f64 + 1.0, *k as f64)])
+                                    .collect()
+                            })
+                            .collect();
+                        ((0.0, bins as f64), (0.0, top * 1.1), curves)
+                    }
+                };
+                let mut ch = ChartBuilder::on(area)
+                    .caption(format!("{} {}", kind.name(), s.name), ("sans-serif", 18))
+                    .margin(10)
+                    .x_label_area_size(30)
+                    .y_label_area_size(60)
+                    .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+                    .map_err(err)?;
+                ch.configure_mesh().draw().map_err(err)?;
+                for (c, curve) in curves.into_iter().enumerate() {
+                    let color = colors[c % colors.len()];
+                    ch.draw_series(LineSeries::new(curve, color.stroke_width(1)))
+                        .map_err(err)?
+                        .label(format!("chain {}", c + 1))
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+                }
+                ch.configure_series_labels()
+                    .border_style(BLACK)
+                    .background_style(WHITE.mix(0.8))
+                    .draw()
+                    .map_err(err)?;
+            }
+        }
+    }
+    root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_of_agreeing_chains_are_flat_and_of_separate_chains_are_not() {
+        let a: Vec<f64> = (0..400).map(|i| (i * 37 % 400) as f64).collect();
+        let b: Vec<f64> = (0..400).map(|i| (i * 91 % 400) as f64 + 0.5).collect();
+        let flat = rank_counts(&[a.clone(), b], 4);
+        assert!(flat.iter().flatten().all(|k| (90..=110).contains(k)), "{flat:?}");
+        let apart = rank_counts(&[a.clone(), a.iter().map(|x| x + 1000.0).collect()], 4);
+        assert_eq!(apart[0], vec![200, 200, 0, 0]);
+    }
+
+    #[test]
+    fn density_integrates_to_one() {
+        let x: Vec<f64> = (0..1000).map(|i| ((i as f64 + 0.5) / 1000.0 - 0.5) * 2.0).collect();
+        let pts = kde(&x, -3.0, 3.0, 601);
+        let area: f64 = pts.windows(2).map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0).sum();
+        assert!((area - 1.0).abs() < 1e-3, "{area}");
+    }
+
+    #[test]
+    fn terminal_plots_draw_braille() {
+        let s = Series { name: "mu".into(), chains: vec![(0..100).map(|i| (i as f64 / 10.0).sin()).collect()] };
+        for k in [Kind::Trace, Kind::Density, Kind::Rank] {
+            let t = terminal(k, std::slice::from_ref(&s), 60).expect("draws");
+            assert!(t.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c) || "▁▂▃▄▅▆▇█".contains(c)), "{t}");
+        }
+        assert!(terminal(Kind::Pair, std::slice::from_ref(&s), 60).is_err());
+    }
+}
+
+/// The draws of each named scalar (`mu`, `theta[0]`, `h.W[1,2]`) of a fit, chain by chain
+/// (chains cut to the shortest). `Err` names what is not a scalar of the fit.
+pub fn series_of(fit: &crate::predict::fit::Fit, names: &[String]) -> Result<Vec<Series>, String> {
+    let bnnc: Vec<String> = fit.columns.iter().map(|c| crate::api::bnnc_name(c)).collect();
+    let n = fit.chains.iter().copied().min().unwrap_or(0);
+    let mut out = Vec::new();
+    for name in names {
+        let Some(j) = bnnc.iter().position(|b| b == name) else {
+            let elements = bnnc.iter().filter(|b| b.starts_with(&format!("{name}["))).count();
+            return Err(if elements > 0 {
+                format!("`{name}` has {elements} elements: name one, as `{name}[0]`")
+            } else {
+                format!("the fit has no `{name}`")
+            });
+        };
+        let mut chains = Vec::new();
+        let mut at = 0;
+        for len in &fit.chains {
+            chains.push(fit.rows[at..at + n].iter().map(|r| r[j]).collect());
+            at += len;
+        }
+        out.push(Series { name: name.clone(), chains });
+    }
+    if out.is_empty() {
+        return Err("name the variables to plot".into());
+    }
+    Ok(out)
+}
+
+/// Draw `kind` of `names` from `fit`: to the terminal, or to `out` (SVG). Returns what to print.
+pub fn draw(
+    fit: &crate::predict::fit::Fit,
+    kind: Kind,
+    names: &[String],
+    out: Option<&std::path::Path>,
+) -> Result<String, String> {
+    let series = series_of(fit, names)?;
+    if kind == Kind::Pair && series.len() != 2 {
+        return Err("`pair` plots two variables".into());
+    }
+    match out {
+        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) => {
+            svg(kind, &series, p)?;
+            Ok(format!("wrote {}\n", p.display()))
+        }
+        Some(p) => Err(format!("`{}`: plots are written as SVG (FILE.svg)", p.display())),
+        None => {
+            let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80);
+            terminal(kind, &series, width)
+        }
+    }
+}
