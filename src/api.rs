@@ -169,6 +169,7 @@ impl Fit {
             rows: self.draws.rows().into_iter().map(|r| r.to_vec()).collect(),
             chains: vec![self.draws.nrows()],
             data_file: None,
+            model_hash: None,
         }
     }
 }
@@ -287,6 +288,7 @@ impl Model {
             init: None,
             out_dir: opts.out_dir.clone(),
             model_name: self.name.clone(),
+            model_hash: self.fe.model_hash(),
             data_file: data.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             backend: Backend::Jit,
         };
@@ -309,7 +311,7 @@ impl Model {
             chains: ok.len(),
         };
         if let Some(dir) = &opts.out_dir {
-            write_summary(dir, &fit, n)?;
+            write_summary(dir, &fit, n, &self.fe.model_hash())?;
         }
         Ok(fit)
     }
@@ -357,7 +359,7 @@ impl Model {
 }
 
 /// A `summary.json` for a fit made through the library, so that `bnnc predict` reads it.
-fn write_summary(dir: &Path, fit: &Fit, per_chain: usize) -> Result<(), Error> {
+fn write_summary(dir: &Path, fit: &Fit, per_chain: usize, model_hash: &str) -> Result<(), Error> {
     let mut vars = serde_json::Map::new();
     for (j, name) in fit.names.iter().enumerate() {
         let col = fit.draws.column(j);
@@ -366,7 +368,13 @@ fn write_summary(dir: &Path, fit: &Fit, per_chain: usize) -> Result<(), Error> {
         let s = crate::summary::stats::summarise(&chains);
         vars.insert(name.clone(), serde_json::to_value(s).unwrap_or(serde_json::Value::Null));
     }
-    let json = serde_json::json!({"method": fit.method, "chains": fit.chains, "draws_per_chain": per_chain, "variables": vars});
+    let json = serde_json::json!({
+        "method": fit.method,
+        "model_hash": model_hash,
+        "chains": fit.chains,
+        "draws_per_chain": per_chain,
+        "variables": vars,
+    });
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&json).unwrap_or_default())
         .map_err(|e| Error::msg(format!("cannot write `{}`: {e}", dir.display())))
 }

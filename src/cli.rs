@@ -385,6 +385,7 @@ fn run_command(a: RunArgs) -> i32 {
         init,
         out_dir: Some(out_dir.clone()),
         model_name: name,
+        model_hash: fe.model_hash(),
         data_file,
         backend,
     };
@@ -482,6 +483,7 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
     }
     let json = serde_json::json!({
         "method": "map",
+        "model_hash": cfg.model_hash,
         "variables": vars,
         "optimizer": {
             "logp": mode.logp,

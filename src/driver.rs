@@ -188,6 +188,11 @@ pub fn data_path(model: &Path, given: Option<&Path>) -> Option<PathBuf> {
 }
 
 impl Frontend {
+    /// The fingerprint of the model file's text ([`crate::source::fingerprint`]).
+    pub fn model_hash(&self) -> String {
+        self.user_file.map(|id| crate::source::fingerprint(&self.sources.get(id).text)).unwrap_or_default()
+    }
+
     /// A model that could not be read or parsed: only its diagnostics.
     fn unparsed(sources: SourceMap, diags: Diagnostics, user_file: Option<FileId>) -> Frontend {
         Frontend { sources, diags, program: Program::default(), checked: None, elaborated: None, user_file }

@@ -51,6 +51,17 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// A fingerprint of a model's text (64-bit FNV-1a, printed in hex), kept with a fit so that a
+/// fit is not read back with another version of its model.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// All files of one compilation: the user's model, its imports and the standard library.
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {

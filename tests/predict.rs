@@ -341,3 +341,24 @@ fn a_likelihood_added_to_target_is_predicted() {
     assert!(c > 0.75, "{c}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fit is not read back with another version of its model.
+#[test]
+fn a_fit_of_an_edited_model_is_refused() {
+    let dir = temp("edited");
+    let model = dir.join("schools.bnn");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("examples/eight_schools.bnn"), &model).expect("copy");
+    std::fs::copy(root.join("examples/eight_schools.json"), dir.join("schools.json")).expect("copy");
+    let fit = dir.join("fit");
+    let (code, _, err) =
+        bnnc(&["run", s(&model), "--chains", "1", "--warmup", "50", "--draws", "50", "--out", s(&fit)]);
+    assert!(code == 0 || code == 3, "{err}");
+    assert_eq!(bnnc(&["predict", s(&model), "--fit", s(&fit)]).0, 0);
+    let text = std::fs::read_to_string(&model).expect("read");
+    std::fs::write(&model, text.replace("cauchy(0, 5)", "cauchy(0, 2)")).expect("edit");
+    let (code, _, err) = bnnc(&["predict", s(&model), "--fit", s(&fit)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0700") && err.contains("another version"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,6 +39,8 @@ pub struct Config {
     /// Where each chain's `draws-<chain>.csv` is written as it goes (none when `None`).
     pub out_dir: Option<PathBuf>,
     pub model_name: String,
+    /// [`crate::source::fingerprint`] of the model's text, written to summary.json.
+    pub model_hash: String,
     pub data_file: String,
     /// How the density is evaluated.
     pub backend: Backend,

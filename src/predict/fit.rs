@@ -13,16 +13,20 @@ pub struct Fit {
     pub chains: Vec<usize>,
     /// The data file the fit was made with, as its draws file records it.
     pub data_file: Option<String>,
+    /// The fingerprint of the model text the fit was made from, when recorded.
+    pub model_hash: Option<String>,
 }
 
 /// Read `dir`. `Err` says what is missing or malformed.
 pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     let summary = dir.join("summary.json");
-    let method = match std::fs::read_to_string(&summary) {
-        Ok(t) => serde_json::from_str::<serde_json::Value>(&t)
-            .ok()
-            .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_string))
-            .ok_or_else(|| format!("`{}` has no \"method\"", summary.display()))?,
+    let (method, model_hash) = match std::fs::read_to_string(&summary) {
+        Ok(t) => {
+            let v = serde_json::from_str::<serde_json::Value>(&t).ok();
+            let get = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|m| m.as_str()).map(str::to_string);
+            let method = get("method").ok_or_else(|| format!("`{}` has no \"method\"", summary.display()))?;
+            (method, get("model_hash").filter(|h| !h.is_empty()))
+        }
         Err(_) => {
             return Err(format!(
                 "`{}` holds no fit (no summary.json); `bnnc run MODEL.bnn --out {}` makes one",
@@ -84,7 +88,7 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     if rows.is_empty() {
         return Err(format!("`{}` holds no draws", dir.display()));
     }
-    Ok(Fit { method, columns: columns.unwrap_or_default(), rows, chains, data_file })
+    Ok(Fit { method, columns: columns.unwrap_or_default(), rows, chains, data_file, model_hash })
 }
 
 /// The shape a fit's columns give `name` (CmdStan's 1-based `name.i.j`), if it has any.

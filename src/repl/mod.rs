@@ -213,6 +213,15 @@ impl Session<'_> {
             Ok(f) => f,
             Err(why) => return self.error(why),
         };
+        if let (Some(h), Some(fe), Some(m)) = (&f.model_hash, &self.fe, &self.model) {
+            if *h != fe.model_hash() {
+                return self.error(format!(
+                    "`{}` was fitted with another version of `{}`: the model file changed since; `:run` fits it again",
+                    dir.display(),
+                    m.display()
+                ));
+            }
+        }
         self.vars = expr::variables(&f.columns);
         // The data the fit was made with, for expressions that use data (N, x, ...).
         self.data = None;

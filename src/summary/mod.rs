@@ -144,6 +144,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     }
     let json = serde_json::json!({
         "method": if cfg.method == Method::Nuts { "nuts" } else { "hmc" },
+        "model_hash": cfg.model_hash,
         "chains": ok.len(),
         "draws_per_chain": n,
         "variables": vars,
