@@ -106,8 +106,9 @@ enum Command {
         fit: PathBuf,
         #[arg(value_enum)]
         kind: crate::plot::Kind,
-        /// Scalars to plot (`mu`, `theta[0]`); `pair` takes two.
-        #[arg(required = true)]
+        /// Scalars to plot (`mu`, `theta[0]`); `pair` takes two; `predictive` and
+        /// `calibration` take the observed variable (default: the first) of the predictions
+        /// `bnnc predict` wrote into FIT_DIR.
         names: Vec<String>,
         /// Write the plot to FILE.svg instead of the terminal.
         #[arg(long)]
@@ -610,8 +611,13 @@ fn run() -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Plot { fit, kind, names, out } => {
-            let drawn =
-                crate::predict::fit::read_fit(&fit).and_then(|f| crate::plot::draw(&f, kind, &names, out.as_deref()));
+            let drawn = match kind {
+                crate::plot::Kind::Predictive | crate::plot::Kind::Calibration => {
+                    crate::plot::draw_prediction(&fit, kind, names.first().map(String::as_str), out.as_deref())
+                }
+                _ => crate::predict::fit::read_fit(&fit)
+                    .and_then(|f| crate::plot::draw(&f, kind, &names, out.as_deref())),
+            };
             match drawn {
                 Ok(text) => {
                     print!("{text}");

@@ -308,3 +308,32 @@ fn plots_draw_in_the_terminal_and_to_svg() {
     assert!(err.contains("SVG"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The prediction plots read what `predict` wrote into the fit's directory.
+#[test]
+fn prediction_plots_follow_predict() {
+    let dir = std::env::temp_dir().join(format!("bnnc-cli-predplot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for f in ["summary.json", "draws-1.csv"] {
+        std::fs::copy(format!("{}/tests/ui/fits/linreg/{f}", env!("CARGO_MANIFEST_DIR")), dir.join(f)).expect("copy");
+    }
+    let fit = dir.to_str().expect("utf-8");
+    let (code, _, err) = bnnc(&["plot", fit, "calibration"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("holds no predictions"), "{err}");
+    let (code, _, err) = bnnc(&["predict", "tests/repl/linreg.bnn", "--fit", fit, "--data", "tests/repl/linreg.json"]);
+    assert_eq!(code, 0, "{err}");
+    for kind in ["predictive", "calibration"] {
+        let (code, out, err) = bnnc(&["plot", fit, kind, "y"]);
+        assert_eq!(code, 0, "{kind}: {err}");
+        assert!(out.starts_with(kind) && out.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c)), "{out}");
+        let svg = dir.join(format!("{kind}.svg"));
+        let (code, _, err) = bnnc(&["plot", fit, kind, "--out", svg.to_str().expect("utf-8")]);
+        assert_eq!(code, 0, "{kind}: {err}");
+        assert!(std::fs::read_to_string(&svg).expect("svg").trim_end().ends_with("</svg>"));
+    }
+    let (code, _, err) = bnnc(&["plot", fit, "predictive", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no variable `nosuch`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

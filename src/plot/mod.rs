@@ -1,9 +1,11 @@
 //! Plots of a fit's draws: in the terminal (Unicode braille, the window's width) and to SVG
 //! (plotters). Kinds: `trace` (each chain's draws in order), `density` (a kernel density
 //! estimate per chain), `rank` (each chain's histogram of the pooled draws' ranks, flat when
-//! the chains agree) and `pair` (two variables' joint draws).
+//! the chains agree) and `pair` (two variables' joint draws); and of a prediction
+//! ([`predictive`]): `predictive` and `calibration`.
 
 mod canvas;
+pub mod predictive;
 
 use canvas::Canvas;
 use plotters::prelude::*;
@@ -14,6 +16,10 @@ pub enum Kind {
     Density,
     Rank,
     Pair,
+    /// Predicted against observed, from the fit directory's predictive.csv.
+    Predictive,
+    /// Interval coverage (real) or reliability (classes), from predictive.csv.
+    Calibration,
 }
 
 impl Kind {
@@ -23,11 +29,15 @@ impl Kind {
             Kind::Density => "density",
             Kind::Rank => "rank",
             Kind::Pair => "pair",
+            Kind::Predictive => "predictive",
+            Kind::Calibration => "calibration",
         }
     }
 
     pub fn from_name(s: &str) -> Option<Kind> {
-        [Kind::Trace, Kind::Density, Kind::Rank, Kind::Pair].into_iter().find(|k| k.name() == s)
+        [Kind::Trace, Kind::Density, Kind::Rank, Kind::Pair, Kind::Predictive, Kind::Calibration]
+            .into_iter()
+            .find(|k| k.name() == s)
     }
 }
 
@@ -126,6 +136,7 @@ pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, S
                 }
             }
         }
+        Kind::Predictive | Kind::Calibration => return Err("a prediction's plot is drawn from predictive.csv".into()),
         Kind::Pair => {
             let [a, b] = series else { return Err("`pair` plots two variables".into()) };
             let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
@@ -270,6 +281,77 @@ mod tests {
             assert!(t.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c) || "▁▂▃▄▅▆▇█".contains(c)), "{t}");
         }
         assert!(terminal(Kind::Pair, std::slice::from_ref(&s), 60).is_err());
+    }
+}
+
+/// A prediction's figure in the terminal.
+fn figure_terminal(f: &predictive::Figure, width: usize) -> String {
+    let w = width.clamp(30, 200) - 12;
+    let mut cv = Canvas::new(w, 16);
+    cv.set_ranges(f.x, f.y);
+    for (_, c) in &f.curves {
+        cv.line(c.iter().copied());
+    }
+    for (a, b) in &f.segments {
+        cv.line([*a, *b].into_iter());
+    }
+    for (x, y) in &f.points {
+        cv.point(*x, *y);
+    }
+    let mut out = format!("{}\n", f.title);
+    out.push_str(&cv.render(&short(f.y.1), &short(f.y.0)));
+    out.push_str(&format!("{:>10}  {} .. {} ({}; up: {})\n", "", short(f.x.0), short(f.x.1), f.x_name, f.y_name));
+    out
+}
+
+/// A prediction's figure as SVG.
+fn figure_svg(f: &predictive::Figure, path: &std::path::Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut ch = ChartBuilder::on(&root)
+        .caption(&f.title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(f.x.0..f.x.1, f.y.0..f.y.1)
+        .map_err(err)?;
+    ch.configure_mesh().x_desc(f.x_name.as_str()).y_desc(f.y_name.as_str()).draw().map_err(err)?;
+    ch.draw_series(f.segments.iter().map(|(a, b)| PathElement::new(vec![*a, *b], BLUE.mix(0.3)))).map_err(err)?;
+    ch.draw_series(f.points.iter().map(|p| Circle::new(*p, 2, BLUE.filled()))).map_err(err)?;
+    let colors = [BLACK, RED, GREEN];
+    for (k, (label, c)) in f.curves.iter().enumerate() {
+        let color = colors[k % colors.len()];
+        ch.draw_series(LineSeries::new(c.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+    }
+    if !f.curves.is_empty() {
+        ch.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Draw a prediction's plot from `dir/predictive.csv` (`name`: the observed variable, the
+/// first when `None`).
+pub fn draw_prediction(
+    dir: &std::path::Path,
+    kind: Kind,
+    name: Option<&str>,
+    out: Option<&std::path::Path>,
+) -> Result<String, String> {
+    let rows = predictive::read(dir, name)?;
+    let fig = match kind {
+        Kind::Predictive => predictive::predictive(&rows),
+        _ => predictive::calibration(&rows)?,
+    };
+    match out {
+        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) => {
+            figure_svg(&fig, p)?;
+            Ok(format!("wrote {}\n", p.display()))
+        }
+        Some(p) => Err(format!("`{}`: plots are written as SVG (FILE.svg)", p.display())),
+        None => Ok(figure_terminal(&fig, std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80))),
     }
 }
 

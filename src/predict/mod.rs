@@ -48,6 +48,10 @@ pub enum Row {
         crps: f64,
         /// Whether the observed value lies in the central 50, 90 and 95% intervals.
         covered: [bool; 3],
+        /// The fraction of predictive draws at or below the observed value (its probability
+        /// integral transform; uniform on [0, 1] across rows when the predictive is
+        /// calibrated); NaN without one.
+        pit: f64,
     },
     Class {
         probs: Vec<f64>,
@@ -344,6 +348,14 @@ pub fn predict(
                         log_lik: if has_obs { acc.lmax + (acc.lsum / sf).ln() } else { f64::NAN },
                         crps: if has_obs { metrics::crps(d, *y) } else { f64::NAN },
                         covered: [inside(0.25, 0.75), inside(0.05, 0.95), inside(0.025, 0.975)],
+                        pit: if has_obs && !d.is_empty() {
+                            // Ties (counts) count one half.
+                            let below = d.partition_point(|x| *x < *y);
+                            let at_or_below = d.partition_point(|x| *x <= *y);
+                            (below + at_or_below) as f64 / 2.0 / d.len() as f64
+                        } else {
+                            f64::NAN
+                        },
                     }
                 })
                 .collect();
@@ -503,6 +515,10 @@ pub fn to_json(method: &str, draws: usize, vars: &[Variable], ood: Option<serde_
     out
 }
 
+fn has_real_rows(vars: &[Variable]) -> bool {
+    vars.iter().any(|v| v.kind != Kind::Class)
+}
+
 fn cell(x: f64) -> String {
     if x.is_finite() {
         format!("{x}")
@@ -534,6 +550,9 @@ pub fn to_csv(vars: &[Variable]) -> String {
         header.extend((0..kmax).map(|k| format!("p{k}")));
     }
     header.push("observed".into());
+    if has_real_rows(vars) {
+        header.push("pit".into());
+    }
     out.push_str(&header.join(","));
     out.push('\n');
     let has_real = header.iter().any(|h| h == "mean");
@@ -557,6 +576,9 @@ pub fn to_csv(vars: &[Variable]) -> String {
                 }
             }
             f.push(v.observed.as_ref().map(|o| cell(o[i])).unwrap_or_default());
+            if has_real_rows(vars) {
+                f.push(if let Row::Real { pit, .. } = r { cell(*pit) } else { String::new() });
+            }
             out.push_str(&f.join(","));
             out.push('\n');
         }

@@ -31,7 +31,7 @@ const HELP: &[(&str, &str)] = &[
     (":predict NEW.json [--ood OOD.json]", "predict the observed variables at new data, as `bnnc predict`"),
     (
         ":plot KIND NAME... [--out FILE.svg]",
-        "trace, density or rank of scalars, pair of two: in the terminal or to SVG",
+        "trace, density, rank of scalars, pair of two; predictive, calibration of the last :predict",
     ),
     (":vars", "list the fit's variables with their shapes"),
     (":help [COMMAND]", "this list, or one command's"),
@@ -252,7 +252,7 @@ impl Session<'_> {
             return self.error("no fit loaded: `:fit DIR` or `:run`");
         };
         let Some(kind) = args.first().and_then(|k| crate::plot::Kind::from_name(k)) else {
-            return self.error("`:plot trace|density|rank|pair NAME... [--out FILE.svg]`");
+            return self.error("`:plot trace|density|rank|pair|predictive|calibration NAME... [--out FILE.svg]`");
         };
         let mut names = Vec::new();
         let mut out = None;
@@ -264,7 +264,13 @@ impl Session<'_> {
                 names.push(a.clone());
             }
         }
-        match crate::plot::draw(f, kind, &names, out.as_deref()) {
+        let drawn = match (kind, &self.fit_dir) {
+            (crate::plot::Kind::Predictive | crate::plot::Kind::Calibration, Some(dir)) => {
+                crate::plot::draw_prediction(dir, kind, names.first().map(String::as_str), out.as_deref())
+            }
+            _ => crate::plot::draw(f, kind, &names, out.as_deref()),
+        };
+        match drawn {
             Ok(t) => print!("{t}"),
             Err(why) => self.error(why),
         }
