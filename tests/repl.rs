@@ -95,3 +95,37 @@ fn expressions_are_computed_at_every_draw() {
     assert!((mean_of("tau > 5") - p).abs() < 1e-3, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a terminal: a prompt, Tab completes a variable name, the line is edited before it is
+/// run, history is written to the data directory, and Ctrl-D leaves.
+#[test]
+fn line_editing_and_completion_on_a_terminal() {
+    let data = std::env::temp_dir().join(format!("bnnc-repl-pty-{}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bnnc"));
+    cmd.args(["repl", "tests/repl/linreg.bnn", "--fit", "tests/ui/fits/linreg"])
+        .current_dir(root())
+        .env("XDG_DATA_HOME", &data)
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).expect("a pseudo-terminal");
+    p.exp_string("bnnc> ").expect("prompt");
+    // `sig` + Tab completes to `sigma`; then the rest of the line.
+    p.send("sig").expect("send");
+    p.send("\t").expect("tab");
+    p.flush().expect("flush");
+    p.exp_string("sigma").expect("completed");
+    p.send_line(" > 0.5").expect("line");
+    p.exp_string("sigma > 0.5      0.500").expect("evaluated the completed line");
+    p.exp_string("bnnc> ").expect("prompt again");
+    // A command, completed from `:su`.
+    p.send(":su\t").expect("send");
+    p.flush().expect("flush");
+    p.exp_string(":summary").expect("completed command");
+    p.send_line(" a").expect("line");
+    p.exp_string("R_hat").expect("summary");
+    p.exp_string("bnnc> ").expect("prompt");
+    p.send_control('d').expect("ctrl-d");
+    p.exp_eof().expect("leaves");
+    let history = std::fs::read_to_string(data.join("bnnc/history")).expect("history written");
+    assert!(history.contains("sigma > 0.5") && history.contains(":summary a"), "{history}");
+    let _ = std::fs::remove_dir_all(&data);
+}
