@@ -239,22 +239,8 @@ pub fn predict(
                 for j in 0..n {
                     let idx = base + e * n + j;
                     let y = exec_slice(sv.lhs, n, e)[j];
-                    if vars[vi].kind == Kind::Class {
-                        let row: &[f64] = match site.family {
-                            Family::Categorical | Family::CategoricalLogit => {
-                                let kk = p.info(site.args[0]).shape.last().copied().unwrap_or(1);
-                                let a = exec_slice(sv.args[0], lens[0], e);
-                                if lens[0] == kk {
-                                    a
-                                } else {
-                                    &a[j * kk..(j + 1) * kk]
-                                }
-                            }
-                            _ => {
-                                let a = exec_slice(sv.args[0], lens[0], e);
-                                std::slice::from_ref(&a[at(j, lens[0], n)])
-                            }
-                        };
+                    let Some(el) = element(p, site, &sv, &lens, e, j) else { continue };
+                    if let Element::Class(row) = el {
                         family::class_probs(site.family, row, &mut probs);
                         let acc = &mut class[vi][idx];
                         if acc.probs.is_empty() {
@@ -264,11 +250,7 @@ pub fn predict(
                         acc.ent_sum += family::entropy(&probs);
                         let l = probs.get(y as usize).map(|q| q.ln()).unwrap_or(f64::NEG_INFINITY);
                         log_add(&mut acc.lmax, &mut acc.lsum, l);
-                    } else {
-                        let mut par = [0.0; 3];
-                        for (a, len) in lens.iter().enumerate().take(3) {
-                            par[a] = exec_slice(sv.args[a], *len, e)[at(j, *len, n)];
-                        }
+                    } else if let Element::Real(par) = el {
                         let (m, v) = family::moments(site.family, &par);
                         let acc = &mut real[vi][idx];
                         acc.n += 1.0;
@@ -682,9 +664,38 @@ pub fn conditional(fw: &Forward, k: usize, i: usize) -> Option<f64> {
     }
     let lens: Vec<usize> = site.args.iter().map(|a| p.info(*a).len()).collect();
     let y = *exec_slice(sv.lhs, n, e).get(j)?;
-    if kind == Kind::Class {
+    match element(p, site, &sv, &lens, e, j)? {
+        Element::Class(row) => {
+            let mut probs = Vec::new();
+            family::class_probs(site.family, row, &mut probs);
+            probs.get(y as usize).copied()
+        }
+        Element::Real(par) => (kind != Kind::Class).then(|| family::moments(site.family, &par).0),
+    }
+}
+
+/// What one observed element's distribution is at the draw last evaluated.
+enum Element<'a> {
+    /// A class variable: its probabilities' source (a `[K]` row, or θ / the logit).
+    Class(&'a [f64]),
+    /// An elementwise family's parameters.
+    Real([f64; 3]),
+}
+
+/// Element `j` of execution `e` of `site` (`lens`: each argument's length per execution),
+/// reading broadcast arguments where they broadcast from; `None` when out of range.
+fn element<'a>(
+    p: &crate::ir::Program,
+    site: &crate::ir::Site,
+    sv: &crate::compiled::SiteValues<'a>,
+    lens: &[usize],
+    e: usize,
+    j: usize,
+) -> Option<Element<'a>> {
+    let n = p.info(site.lhs).len().max(1);
+    if family::kind(site.family)? == Kind::Class {
         let a = exec_slice(sv.args[0], lens[0], e);
-        let row: &[f64] = match site.family {
+        return Some(Element::Class(match site.family {
             Family::Categorical | Family::CategoricalLogit => {
                 let kk = p.info(site.args[0]).shape.last().copied().unwrap_or(1);
                 if lens[0] == kk {
@@ -694,16 +705,13 @@ pub fn conditional(fw: &Forward, k: usize, i: usize) -> Option<f64> {
                 }
             }
             _ => std::slice::from_ref(a.get(at(j, lens[0], n))?),
-        };
-        let mut probs = Vec::new();
-        family::class_probs(site.family, row, &mut probs);
-        return probs.get(y as usize).copied();
+        }));
     }
     let mut par = [0.0; 3];
     for (a, len) in lens.iter().enumerate().take(3) {
         par[a] = *exec_slice(sv.args[a], *len, e).get(at(j, *len, n))?;
     }
-    Some(family::moments(site.family, &par).0)
+    Some(Element::Real(par))
 }
 
 /// The observed value of element `i` of site `k` (the data on the left of `~`).
