@@ -12,9 +12,13 @@ use plotters::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// Each chain's draws in order.
     Trace,
+    /// A kernel density estimate per chain.
     Density,
+    /// Each chain's histogram of the pooled draws' ranks (flat when chains agree).
     Rank,
+    /// Two scalars' joint draws.
     Pair,
     /// Predicted against observed, from the fit directory's predictive.csv.
     Predictive,
@@ -115,7 +119,9 @@ pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, S
                     }
                     (format!("{} .. {}", short(lo), short(hi)), (0.0, top))
                 };
-                out.push_str(&format!("{} {} ({} chains)\n", kind.name(), s.name, s.chains.len()));
+                let chains =
+                    if s.chains.len() == 1 { "1 chain".to_string() } else { format!("{} chains", s.chains.len()) };
+                out.push_str(&format!("{} {} ({chains})\n", kind.name(), s.name));
                 out.push_str(&cv.render(&short(yhi), &short(ylo)));
                 out.push_str(&format!("{:>10}  {xlabel}\n", ""));
             }
