@@ -225,13 +225,13 @@ impl Session<'_> {
         self.vars = expr::variables(&f.columns);
         // The data the fit was made with, for expressions that use data (N, x, ...).
         self.data = None;
-        if let (Some(fe), Some(path)) = (self.fe.as_mut(), f.data_file.as_ref()) {
-            let p = PathBuf::from(path);
-            if p.exists() {
-                let mut scratch = Diagnostics::new();
-                if let Some(el) = fe.elaborated.as_ref() {
-                    self.data = crate::data::load_data(&p, &el.checked.data, &mut fe.sources, &mut scratch);
-                }
+        // As the fit recorded it, or else the data file beside the model.
+        let recorded = f.data_file.as_ref().map(PathBuf::from).filter(|p| p.exists());
+        let beside = self.model.as_ref().map(|m| m.with_extension("json")).filter(|p| p.exists());
+        if let (Some(fe), Some(p)) = (self.fe.as_mut(), recorded.or(beside)) {
+            let mut scratch = Diagnostics::new();
+            if let Some(el) = fe.elaborated.as_ref() {
+                self.data = crate::data::load_data(&p, &el.checked.data, &mut fe.sources, &mut scratch);
             }
         }
         println!(
