@@ -45,12 +45,18 @@ fn predict_at(
 ) -> Result<(Vec<Variable>, usize), i32> {
     let (program, filled) = forward_program(fe, path, observed, 0.0).ok_or(1)?;
     if program.sites.is_empty() {
+        let msg = "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict";
+        // At the `model` block, whose statements observe nothing.
+        let model_kw = fe.program.items.iter().find_map(|it| match it {
+            crate::syntax::ast::Item::Block(b) if b.kind == crate::syntax::ast::BlockKind::Model => Some(b.kw_span),
+            _ => None,
+        });
+        let d = match model_kw {
+            Some(span) => Diagnostic::error(Code::NothingToPredict, span, msg).with_label("no data observed here"),
+            None => Diagnostic::error_nowhere(Code::NothingToPredict, msg),
+        };
         fe.diags.push(
-            Diagnostic::error_nowhere(
-                Code::NothingToPredict,
-                "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict",
-            )
-            .with_help("predict summarises the observed variables, the data on the left of `~` in `model`; a density of a quantity computed from parameters (a residual) observes no data"),
+            d.with_help("predict summarises the observed variables, the data on the left of `~` in `model`; a density of a quantity computed from parameters (a residual) observes no data"),
         );
         return Err(1);
     }
