@@ -85,7 +85,9 @@ pub fn compile(
         text.push_str(&format!("  {name} = {e}\n"));
     }
     // The typed line last, alone on its line, so a diagnostic shows it as typed.
-    text.push_str(&format!("  __value = {line}\n}}\n"));
+    text.push_str("  __value = ");
+    let line_end = (text.len() + line.len()) as u32;
+    text.push_str(&format!("{line}\n}}\n"));
     let mut fe = crate::driver::frontend_text("<input>", &text, None);
     let p = if fe.diags.has_errors() {
         None
@@ -95,7 +97,23 @@ pub fn compile(
         crate::ir::lower::lower_for(&el, &bound, crate::ir::lower::Purpose::Draws, &mut fe.diags)
     };
     for d in fe.diags.items() {
-        diags.push(d.clone());
+        // A syntax error past the typed line (after `a +`, the closing brace) is the line
+        // ending too soon: say so at its end.
+        let past = d.span.is_some_and(|sp| fe.user_file == Some(sp.file) && sp.lo >= line_end);
+        if past && matches!(d.code, crate::diag::Code::UnexpectedToken | crate::diag::Code::UnexpectedEof) {
+            let at =
+                crate::source::Span { file: d.span.map(|sp| sp.file).unwrap_or_default(), lo: line_end, hi: line_end };
+            diags.push(
+                crate::diag::Diagnostic::error(
+                    crate::diag::Code::UnexpectedEof,
+                    at,
+                    "the line ends before the expression does",
+                )
+                .with_label("more expected here"),
+            );
+        } else {
+            diags.push(d.clone());
+        }
     }
     *sources = fe.sources;
     let program = p?;
