@@ -391,7 +391,7 @@ fn run_command(a: RunArgs) -> i32 {
         backend,
     };
     if map {
-        return map_command(&program, &cfg);
+        return map_command(&program, &cfg, all);
     }
     let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     // A progress bar per chain on a terminal; nothing when stderr is not one.
@@ -437,7 +437,7 @@ fn run_command(a: RunArgs) -> i32 {
 
 /// `run --method map`: the posterior mode by L-BFGS, in the model's own parameterisation
 /// (no log-Jacobian, as Stan's optimiser), printed and written to summary.json.
-fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) -> i32 {
+fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: bool) -> i32 {
     use rand::{RngExt, SeedableRng};
     let mut interp = match CompiledModel::new(program, cfg.backend) {
         Ok(d) => d.without_jacobian(),
@@ -475,12 +475,31 @@ fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config) ->
         .max()
         .unwrap_or(4)
         .max(4);
+    // A network's weights fold into a line per layer, as in the sampler's summary.
+    let fold = !all && crate::summary::network::has_layers(program);
     println!("{:<width$} {:>12}", "", "Estimate");
+    let mut layers: Vec<(String, usize, f64)> = Vec::new();
     for (name, shape, vals) in &values {
+        let layer = crate::summary::network::layer_of(name).filter(|_| fold);
         for ((label, _), v) in crate::infer::stan_csv::element_names(name, shape).into_iter().zip(vals) {
-            println!("{label:<width$} {:>12}", format!("{v:.6}"));
+            match layer {
+                Some(l) => match layers.iter_mut().find(|(n, ..)| n == l) {
+                    Some(e) => {
+                        e.1 += 1;
+                        e.2 = e.2.max(v.abs());
+                    }
+                    None => layers.push((l.to_string(), 1, v.abs())),
+                },
+                None => println!("{label:<width$} {:>12}", format!("{v:.6}")),
+            }
             vars.insert(label, serde_json::json!({ "estimate": v }));
         }
+    }
+    for (l, n, max) in &layers {
+        println!("{l:<width$} {n} weights, largest |w| {max:.3}");
+    }
+    if !layers.is_empty() {
+        println!("(--all prints every weight; summary.json holds them all)");
     }
     let json = serde_json::json!({
         "method": "map",

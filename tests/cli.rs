@@ -272,6 +272,12 @@ fn a_network_summary_folds_its_layers() {
     all.push("--all");
     let (_, stdout, _) = bnnc(&all);
     assert!(stdout.contains("h.W[0,0]") && stdout.contains("logits.b[1]"), "{stdout}");
+    // The mode too: a line per layer, every weight with --all.
+    let (_, stdout, _) = bnnc(&["run", "examples/bnn_classification.bnn", "--method", "map", "--out", out]);
+    let folded = stdout.lines().any(|l| l.starts_with("h ") && l.contains("112 weights"));
+    assert!(folded && !stdout.contains("h.W[0,0]"), "{stdout}");
+    let (_, stdout, _) = bnnc(&["run", "examples/bnn_classification.bnn", "--method", "map", "--out", out, "--all"]);
+    assert!(stdout.contains("h.W[0,0]"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
