@@ -110,7 +110,7 @@ enum Command {
         /// `calibration` take the observed variable (default: the first) of the predictions
         /// `bnnc predict` wrote into FIT_DIR.
         names: Vec<String>,
-        /// Write the plot to FILE.svg instead of the terminal.
+        /// Write the plot to FILE.svg or FILE.png instead of the terminal.
         #[arg(long)]
         out: Option<PathBuf>,
     },

@@ -302,6 +302,16 @@ fn plots_draw_in_the_terminal_and_to_svg() {
         assert_eq!(code, 0, "{kind}: {err}");
         let text = std::fs::read_to_string(&svg).expect("svg written");
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>") && text.len() > 1000, "{kind}");
+        let png = dir.join(format!("{kind}.png"));
+        let mut args = vec!["plot", fit, kind];
+        args.extend(&names);
+        args.extend(["--out", png.to_str().expect("utf-8")]);
+        let (code, _, err) = bnnc(&args);
+        assert_eq!(code, 0, "{kind}: {err}");
+        let (w, h, inked) = decode_png(&png);
+        let panels = if kind == "pair" { 1 } else { names.len() };
+        assert_eq!((w, h), (800, 320 * panels as u32), "{kind}");
+        assert!(inked > 2000, "{kind}: only {inked} pixels drawn");
     }
     let (code, _, err) = bnnc(&["plot", fit, "trace", "nosuch"]);
     assert_eq!(code, 1);
@@ -309,10 +319,21 @@ fn plots_draw_in_the_terminal_and_to_svg() {
     let (code, _, err) = bnnc(&["plot", fit, "pair", "a"]);
     assert_eq!(code, 1);
     assert!(err.contains("two variables"), "{err}");
-    let (code, _, err) = bnnc(&["plot", fit, "trace", "a", "--out", "x.png"]);
+    let (code, _, err) = bnnc(&["plot", fit, "trace", "a", "--out", "x.jpg"]);
     assert_eq!(code, 1);
-    assert!(err.contains("SVG"), "{err}");
+    assert!(err.contains("FILE.svg or FILE.png"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PNG's width, height and how many of its pixels are not white; panics when it does not
+/// decode.
+fn decode_png(path: &std::path::Path) -> (u32, u32, usize) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).expect("png written")));
+    let mut reader = dec.read_info().expect("a PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("PNG data decode");
+    let inked = buf[..info.buffer_size()].chunks(3).filter(|p| p.iter().any(|c| *c != 255)).count();
+    (info.width, info.height, inked)
 }
 
 /// The prediction plots read what `predict` wrote into the fit's directory.
@@ -337,6 +358,11 @@ fn prediction_plots_follow_predict() {
         let (code, _, err) = bnnc(&["plot", fit, kind, "--out", svg.to_str().expect("utf-8")]);
         assert_eq!(code, 0, "{kind}: {err}");
         assert!(std::fs::read_to_string(&svg).expect("svg").trim_end().ends_with("</svg>"));
+        let png = dir.join(format!("{kind}.png"));
+        let (code, _, err) = bnnc(&["plot", fit, kind, "--out", png.to_str().expect("utf-8")]);
+        assert_eq!(code, 0, "{kind}: {err}");
+        let (w, h, inked) = decode_png(&png);
+        assert!(w == 800 && h == 320 && inked > 1000, "{kind}: {w}×{h}, {inked} pixels drawn");
     }
     let (code, _, err) = bnnc(&["plot", fit, "predictive", "nosuch"]);
     assert_eq!(code, 1);

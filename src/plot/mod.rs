@@ -6,6 +6,7 @@
 
 mod canvas;
 pub mod predictive;
+mod raster;
 
 use canvas::Canvas;
 use plotters::prelude::*;
@@ -161,6 +162,11 @@ pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, S
     Ok(out)
 }
 
+/// A number as axis labels show it.
+fn short_label(x: f64) -> String {
+    short(x)
+}
+
 fn short(x: f64) -> String {
     if x != 0.0 && !(1e-3..1e5).contains(&x.abs()) {
         format!("{x:.2e}")
@@ -173,88 +179,69 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("cannot draw the plot: {e:?}")
 }
 
-/// The plot as an SVG file at `path`.
-pub fn svg(kind: Kind, series: &[Series], path: &std::path::Path) -> Result<(), String> {
-    let panels = if kind == Kind::Pair { 1 } else { series.len().max(1) };
-    let root = SVGBackend::new(path, (800, 300 * panels as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-    let areas = root.split_evenly((panels, 1));
-    match kind {
-        Kind::Pair => {
-            let [a, b] = series else { return Err("`pair` plots two variables".into()) };
-            let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
-            let ys: Vec<f64> = b.chains.iter().flatten().copied().collect();
-            let (rx, ry) = (range(xs.iter().copied()), range(ys.iter().copied()));
-            let mut ch = ChartBuilder::on(&areas[0])
-                .caption(format!("{} against {}", b.name, a.name), ("sans-serif", 18))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(60)
-                .build_cartesian_2d(rx.0..rx.1, ry.0..ry.1)
-                .map_err(err)?;
-            ch.configure_mesh().x_desc(a.name.as_str()).y_desc(b.name.as_str()).draw().map_err(err)?;
-            ch.draw_series(xs.iter().zip(&ys).map(|(x, y)| Circle::new((*x, *y), 1, BLUE.mix(0.4).filled())))
-                .map_err(err)?;
-        }
-        _ => {
-            for (s, area) in series.iter().zip(areas.iter()) {
-                let (xr, yr, curves): ((f64, f64), (f64, f64), Vec<Vec<(f64, f64)>>) = match kind {
-                    Kind::Trace => {
-                        let n = s.chains.iter().map(Vec::len).max().unwrap_or(1);
-                        let curves = s
-                            .chains
-                            .iter()
-                            .map(|c| c.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect())
-                            .collect();
-                        ((0.0, (n.max(2) - 1) as f64), range(s.chains.iter().flatten().copied()), curves)
-                    }
-                    Kind::Density => {
-                        let (lo, hi) = range(s.chains.iter().flatten().copied());
-                        let curves: Vec<Vec<(f64, f64)>> = s.chains.iter().map(|c| kde(c, lo, hi, 200)).collect();
-                        let top = curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-                        ((lo, hi), (0.0, top * 1.05), curves)
-                    }
-                    _ => {
-                        let bins = 20;
-                        let counts = rank_counts(&s.chains, bins);
-                        let top = counts.iter().flatten().copied().max().unwrap_or(1) as f64;
-                        let curves = counts
-                            .iter()
-                            .map(|row| {
-                                row.iter()
-                                    .enumerate()
-                                    .flat_map(|(b, k)| [(b as f64, *k as f64), (b as f64 + 1.0, *k as f64)])
-                                    .collect()
-                            })
-                            .collect();
-                        ((0.0, bins as f64), (0.0, top * 1.1), curves)
-                    }
-                };
-                let mut ch = ChartBuilder::on(area)
-                    .caption(format!("{} {}", kind.name(), s.name), ("sans-serif", 18))
-                    .margin(10)
-                    .x_label_area_size(30)
-                    .y_label_area_size(60)
-                    .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-                    .map_err(err)?;
-                ch.configure_mesh().draw().map_err(err)?;
-                for (c, curve) in curves.into_iter().enumerate() {
-                    let color = colors[c % colors.len()];
-                    ch.draw_series(LineSeries::new(curve, color.stroke_width(1)))
-                        .map_err(err)?
-                        .label(format!("chain {}", c + 1))
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-                }
-                ch.configure_series_labels()
-                    .border_style(BLACK)
-                    .background_style(WHITE.mix(0.8))
-                    .draw()
-                    .map_err(err)?;
-            }
-        }
+/// The draws' plots as figures, one per scalar (one for `pair`).
+fn figures(kind: Kind, series: &[Series]) -> Result<Vec<predictive::Figure>, String> {
+    use predictive::Figure;
+    let chains = |n: usize| (1..=n).map(|c| format!("chain {c}"));
+    if kind == Kind::Pair {
+        let [a, b] = series else { return Err("`pair` plots two variables".into()) };
+        let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
+        let ys: Vec<f64> = b.chains.iter().flatten().copied().collect();
+        return Ok(vec![Figure {
+            title: format!("{} against {}", b.name, a.name),
+            x: range(xs.iter().copied()),
+            y: range(ys.iter().copied()),
+            x_name: a.name.clone(),
+            y_name: b.name.clone(),
+            curves: Vec::new(),
+            points: xs.into_iter().zip(ys).collect(),
+            segments: Vec::new(),
+        }]);
     }
-    root.present().map_err(err)
+    Ok(series
+        .iter()
+        .map(|s| {
+            let (x, y, x_name, curves): ((f64, f64), (f64, f64), &str, Vec<Vec<(f64, f64)>>) = match kind {
+                Kind::Trace => {
+                    let n = s.chains.iter().map(Vec::len).max().unwrap_or(1);
+                    let curves =
+                        s.chains.iter().map(|c| c.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect()).collect();
+                    ((0.0, (n.max(2) - 1) as f64), range(s.chains.iter().flatten().copied()), "draw", curves)
+                }
+                Kind::Density => {
+                    let (lo, hi) = range(s.chains.iter().flatten().copied());
+                    let curves: Vec<Vec<(f64, f64)>> = s.chains.iter().map(|c| kde(c, lo, hi, 200)).collect();
+                    let top = curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
+                    ((lo, hi), (0.0, top * 1.05), "value", curves)
+                }
+                _ => {
+                    let bins = 20;
+                    let counts = rank_counts(&s.chains, bins);
+                    let top = counts.iter().flatten().copied().max().unwrap_or(1) as f64;
+                    let curves = counts
+                        .iter()
+                        .map(|row| {
+                            row.iter()
+                                .enumerate()
+                                .flat_map(|(b, k)| [(b as f64, *k as f64), (b as f64 + 1.0, *k as f64)])
+                                .collect()
+                        })
+                        .collect();
+                    ((0.0, bins as f64), (0.0, top * 1.1), "rank bin", curves)
+                }
+            };
+            Figure {
+                title: format!("{} {}", kind.name(), s.name),
+                x,
+                y,
+                x_name: x_name.into(),
+                y_name: s.name.clone(),
+                curves: chains(curves.len()).zip(curves).collect(),
+                points: Vec::new(),
+                segments: Vec::new(),
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -310,32 +297,44 @@ fn figure_terminal(f: &predictive::Figure, width: usize) -> String {
     out
 }
 
-/// A prediction's figure as SVG.
-fn figure_svg(f: &predictive::Figure, path: &std::path::Path) -> Result<(), String> {
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+/// Figures stacked top to bottom, as SVG.
+fn figure_svg(figs: &[predictive::Figure], path: &std::path::Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (800, 320 * figs.len().max(1) as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let mut ch = ChartBuilder::on(&root)
-        .caption(&f.title, ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(f.x.0..f.x.1, f.y.0..f.y.1)
-        .map_err(err)?;
-    ch.configure_mesh().x_desc(f.x_name.as_str()).y_desc(f.y_name.as_str()).draw().map_err(err)?;
-    ch.draw_series(f.segments.iter().map(|(a, b)| PathElement::new(vec![*a, *b], BLUE.mix(0.3)))).map_err(err)?;
-    ch.draw_series(f.points.iter().map(|p| Circle::new(*p, 2, BLUE.filled()))).map_err(err)?;
-    let colors = [BLACK, RED, GREEN];
-    for (k, (label, c)) in f.curves.iter().enumerate() {
-        let color = colors[k % colors.len()];
-        ch.draw_series(LineSeries::new(c.iter().copied(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-    }
-    if !f.curves.is_empty() {
-        ch.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(err)?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (f, area) in figs.iter().zip(root.split_evenly((figs.len().max(1), 1)).iter()) {
+        let mut ch = ChartBuilder::on(area)
+            .caption(&f.title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(f.x.0..f.x.1, f.y.0..f.y.1)
+            .map_err(err)?;
+        ch.configure_mesh().x_desc(f.x_name.as_str()).y_desc(f.y_name.as_str()).draw().map_err(err)?;
+        ch.draw_series(f.segments.iter().map(|(a, b)| PathElement::new(vec![*a, *b], BLUE.mix(0.3)))).map_err(err)?;
+        ch.draw_series(f.points.iter().map(|p| Circle::new(*p, 2, BLUE.mix(0.6).filled()))).map_err(err)?;
+        for (k, (label, c)) in f.curves.iter().enumerate() {
+            let color = colors[k % colors.len()];
+            ch.draw_series(LineSeries::new(c.iter().copied(), color.stroke_width(1)))
+                .map_err(err)?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        if !f.curves.is_empty() {
+            ch.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(err)?;
+        }
     }
     root.present().map_err(err)
+}
+
+/// Figures to `path`: SVG or PNG by its extension.
+fn write_figures(figs: &[predictive::Figure], path: &std::path::Path) -> Result<String, String> {
+    match path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).as_deref() {
+        Some("svg") => figure_svg(figs, path)?,
+        Some("png") => raster::png(figs, path)?,
+        _ => return Err(format!("`{}`: plots are written as FILE.svg or FILE.png", path.display())),
+    }
+    Ok(format!("wrote {}\n", path.display()))
 }
 
 /// Draw a prediction's plot from `dir/predictive.csv` (`name`: the observed variable, the
@@ -352,11 +351,7 @@ pub fn draw_prediction(
         _ => predictive::calibration(&rows)?,
     };
     match out {
-        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) => {
-            figure_svg(&fig, p)?;
-            Ok(format!("wrote {}\n", p.display()))
-        }
-        Some(p) => Err(format!("`{}`: plots are written as SVG (FILE.svg)", p.display())),
+        Some(p) => write_figures(std::slice::from_ref(&fig), p),
         None => Ok(figure_terminal(&fig, std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80))),
     }
 }
@@ -402,11 +397,7 @@ pub fn draw(
         return Err("`pair` plots two variables".into());
     }
     match out {
-        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) => {
-            svg(kind, &series, p)?;
-            Ok(format!("wrote {}\n", p.display()))
-        }
-        Some(p) => Err(format!("`{}`: plots are written as SVG (FILE.svg)", p.display())),
+        Some(p) => write_figures(&figures(kind, &series)?, p),
         None => {
             let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80);
             terminal(kind, &series, width)

@@ -30,7 +30,7 @@ const HELP: &[(&str, &str)] = &[
     (":summary [NAME...]", "summarise variables; `eta` is all of eta's elements, `h.*` a layer's weights"),
     (":predict NEW.json [--ood OOD.json]", "predict the observed variables at new data, as `bnnc predict`"),
     (
-        ":plot KIND NAME... [--out FILE.svg]",
+        ":plot KIND NAME... [--out FILE.svg|.png]",
         "trace, density, rank of scalars, pair of two; predictive, calibration of the last :predict",
     ),
     (":vars", "list the fit's variables with their shapes"),
@@ -252,7 +252,8 @@ impl Session<'_> {
             return self.error("no fit loaded: `:fit DIR` or `:run`");
         };
         let Some(kind) = args.first().and_then(|k| crate::plot::Kind::from_name(k)) else {
-            return self.error("`:plot trace|density|rank|pair|predictive|calibration NAME... [--out FILE.svg]`");
+            return self
+                .error("`:plot trace|density|rank|pair|predictive|calibration NAME... [--out FILE.svg|FILE.png]`");
         };
         let mut names = Vec::new();
         let mut out = None;
