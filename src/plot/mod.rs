@@ -162,6 +162,25 @@ pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, S
     Ok(out)
 }
 
+/// The terminal's width in characters: `$COLUMNS` when set, else the window of standard
+/// output when it is a terminal, else 80.
+pub fn terminal_width() -> usize {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return c;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills a `winsize` for a terminal and fails otherwise; the struct
+        // is ours and zeroed.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+        if ok && ws.ws_col > 0 {
+            return ws.ws_col as usize;
+        }
+    }
+    80
+}
+
 /// A number as axis labels show it.
 fn short_label(x: f64) -> String {
     short(x)
@@ -352,7 +371,7 @@ pub fn draw_prediction(
     };
     match out {
         Some(p) => write_figures(std::slice::from_ref(&fig), p),
-        None => Ok(figure_terminal(&fig, std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80))),
+        None => Ok(figure_terminal(&fig, terminal_width())),
     }
 }
 
@@ -399,7 +418,7 @@ pub fn draw(
     match out {
         Some(p) => write_figures(&figures(kind, &series)?, p),
         None => {
-            let width = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(80);
+            let width = terminal_width();
             terminal(kind, &series, width)
         }
     }
