@@ -95,40 +95,10 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// The plot drawn in the terminal, `width` characters wide.
 pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, String> {
-    let w = width.clamp(30, 200) - 12;
-    let h = 12;
-    let mut out = String::new();
     match kind {
-        Kind::Trace | Kind::Density => {
-            for s in series {
-                let mut cv = Canvas::new(w, h);
-                let (xlabel, (ylo, yhi)) = if kind == Kind::Trace {
-                    let n = s.chains.iter().map(Vec::len).max().unwrap_or(1);
-                    let r = range(s.chains.iter().flatten().copied());
-                    cv.set_ranges((0.0, (n.max(2) - 1) as f64), r);
-                    for c in &s.chains {
-                        cv.line(c.iter().enumerate().map(|(i, y)| (i as f64, *y)));
-                    }
-                    (format!("draw 0 .. {}", n - 1), r)
-                } else {
-                    let (lo, hi) = range(s.chains.iter().flatten().copied());
-                    let curves: Vec<Vec<(f64, f64)>> = s.chains.iter().map(|c| kde(c, lo, hi, 2 * w)).collect();
-                    let top = curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max);
-                    cv.set_ranges((lo, hi), (0.0, top));
-                    for c in &curves {
-                        cv.line(c.iter().copied());
-                    }
-                    (format!("{} .. {}", short(lo), short(hi)), (0.0, top))
-                };
-                let chains =
-                    if s.chains.len() == 1 { "1 chain".to_string() } else { format!("{} chains", s.chains.len()) };
-                out.push_str(&format!("{} {} ({chains})\n", kind.name(), s.name));
-                out.push_str(&cv.render(&short(yhi), &short(ylo)));
-                out.push_str(&format!("{:>10}  {xlabel}\n", ""));
-            }
-        }
         Kind::Rank => {
             const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+            let mut out = String::new();
             for s in series {
                 let bins = 20;
                 let counts = rank_counts(&s.chains, bins);
@@ -142,24 +112,11 @@ pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, S
                     out.push_str(&format!("  chain {:<3} {bars}\n", c + 1));
                 }
             }
+            Ok(out)
         }
-        Kind::Predictive | Kind::Calibration => return Err("a prediction's plot is drawn from predictive.csv".into()),
-        Kind::Pair => {
-            let [a, b] = series else { return Err("`pair` plots two variables".into()) };
-            let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
-            let ys: Vec<f64> = b.chains.iter().flatten().copied().collect();
-            let mut cv = Canvas::new(w, h + 6);
-            let (rx, ry) = (range(xs.iter().copied()), range(ys.iter().copied()));
-            cv.set_ranges(rx, ry);
-            for (x, y) in xs.iter().zip(&ys) {
-                cv.point(*x, *y);
-            }
-            out.push_str(&format!("pair {} (across) against {} (up)\n", a.name, b.name));
-            out.push_str(&cv.render(&short(ry.1), &short(ry.0)));
-            out.push_str(&format!("{:>10}  {} .. {}\n", "", short(rx.0), short(rx.1)));
-        }
+        Kind::Predictive | Kind::Calibration => Err("a prediction's plot is drawn from predictive.csv".into()),
+        _ => Ok(figures(kind, series)?.iter().map(|f| figure_terminal(f, width)).collect()),
     }
-    Ok(out)
 }
 
 /// The terminal's width in characters: `$COLUMNS` when set, else the window of standard
@@ -207,7 +164,7 @@ fn figures(kind: Kind, series: &[Series]) -> Result<Vec<predictive::Figure>, Str
         let xs: Vec<f64> = a.chains.iter().flatten().copied().collect();
         let ys: Vec<f64> = b.chains.iter().flatten().copied().collect();
         return Ok(vec![Figure {
-            title: format!("{} against {}", b.name, a.name),
+            title: format!("pair {} against {}", b.name, a.name),
             x: range(xs.iter().copied()),
             y: range(ys.iter().copied()),
             x_name: a.name.clone(),
