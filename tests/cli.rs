@@ -1,19 +1,8 @@
 //! The `bnnc` command line as a user runs it: exit codes, emitted stages, JSON diagnostics.
 
-use std::process::Command;
-
-fn bnnc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bnnc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the bnnc binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::bnnc;
 
 #[test]
 fn check_clean_model_exits_zero_silently() {
