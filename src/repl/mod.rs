@@ -235,12 +235,13 @@ impl Session<'_> {
             }
         }
         println!(
-            "fit {}: method {}, {} chain{} of {} draws, {} variables",
+            "fit {}: method {}, {} chain{} of {} draw{}, {} variables",
             dir.display(),
             f.method,
             f.chains.len(),
             if f.chains.len() == 1 { "" } else { "s" },
             f.chains.iter().min().copied().unwrap_or(0),
+            if f.chains.iter().min() == Some(&1) { "" } else { "s" },
             self.vars.len()
         );
         self.fit = Some(f);
