@@ -2,9 +2,10 @@
 //!
 //! [`CompiledModel::new`] takes a lowered [`Program`] and a [`Backend`]: compiled code
 //! (Cranelift, `jit`) or the reference interpreter (`ir::interp`). Either evaluates the log
-//! density and its gradient; the interpreter also gives each draw's constrained values and
-//! generated quantities, from the draws program, which does not evaluate the density. Commands and inference methods
-//! ask this module for an evaluator instead of building one of the backends themselves.
+//! density and its gradient; each draw's constrained values and generated quantities come
+//! from the draws program, which does not evaluate the density. [`Forward`] is the forward
+//! entry on either backend. Commands and inference methods ask this module for an evaluator
+//! instead of building one of the backends themselves.
 
 use crate::density::{EvalError, LogDensity};
 use crate::ir::interp::{Eval, Interp};
@@ -28,37 +29,52 @@ impl Backend {
     }
 }
 
+/// A program on the chosen backend.
+enum Engine<'p> {
+    Jit(crate::jit::Jit<'p>),
+    Interp(Interp<'p>),
+}
+
+impl<'p> Engine<'p> {
+    fn new(p: &'p Program, backend: Backend) -> Result<Engine<'p>, String> {
+        Ok(match backend {
+            Backend::Jit => Engine::Jit(crate::jit::Jit::new(p)?),
+            Backend::Interp => Engine::Interp(Interp::new(p)),
+        })
+    }
+
+    fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
+        match self {
+            Engine::Jit(j) => j.set_input(k, values),
+            Engine::Interp(i) => i.set_input(k, values),
+        }
+    }
+}
+
 /// A log density on the unconstrained space with its gradient, by the chosen backend, and
 /// the constrained values and generated quantities of a point. Those come from the program's
 /// draws program ([`Program::draws`]: the transforms and `generated`, not the density), run
 /// by the interpreter (generated quantities may draw random numbers), made on first use.
 pub struct CompiledModel<'p> {
     p: &'p Program,
-    jit: Option<crate::jit::Jit<'p>>,
-    interp: Option<Interp<'p>>,
+    engine: Engine<'p>,
     draws: Option<Interp<'p>>,
-    with_jacobian: bool,
     seed: Option<u64>,
 }
 
 impl<'p> CompiledModel<'p> {
     /// `Err` when the code generator fails (an internal error; the interpreter still works).
     pub fn new(p: &'p Program, backend: Backend) -> Result<CompiledModel<'p>, String> {
-        let (jit, interp) = match backend {
-            Backend::Jit => (Some(crate::jit::Jit::new(p)?), None),
-            Backend::Interp => (None, Some(Interp::new(p))),
-        };
-        Ok(CompiledModel { p, jit, interp, draws: None, with_jacobian: true, seed: None })
+        Ok(CompiledModel { p, engine: Engine::new(p, backend)?, draws: None, seed: None })
     }
 
     /// Leave the log-Jacobian out (for optimisation in the model's own parameterisation).
     pub fn without_jacobian(self) -> Self {
-        CompiledModel {
-            jit: self.jit.map(|j| j.without_jacobian()),
-            interp: self.interp.map(|i| i.without_jacobian()),
-            with_jacobian: false,
-            ..self
-        }
+        let engine = match self.engine {
+            Engine::Jit(j) => Engine::Jit(j.without_jacobian()),
+            Engine::Interp(i) => Engine::Interp(i.without_jacobian()),
+        };
+        CompiledModel { engine, ..self }
     }
 
     /// Seed the generator of `_rng` calls in generated quantities.
@@ -72,22 +88,19 @@ impl<'p> CompiledModel<'p> {
     /// Set runtime input buffer `k` of the density (a dropout mask, say) for the evaluations
     /// that follow.
     pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
-        match (&mut self.jit, &mut self.interp) {
-            (Some(j), _) => j.set_input(k, values),
-            (None, Some(i)) => i.set_input(k, values),
-            (None, None) => Err("no backend".into()),
-        }
+        self.engine.set_input(k, values)
     }
 
     /// The log density and log-Jacobian apart, with the gradient in `grad`.
     pub fn eval_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<Eval, EvalError> {
-        if let Some(j) = &mut self.jit {
-            return j.eval_grad(theta, grad);
+        match &mut self.engine {
+            Engine::Jit(j) => j.eval_grad(theta, grad),
+            Engine::Interp(i) => {
+                let e = i.eval(theta)?;
+                i.gradient(grad)?;
+                Ok(e)
+            }
         }
-        let interp = self.interp.get_or_insert_with(|| Interp::new(self.p));
-        let e = interp.eval(theta)?;
-        interp.gradient(grad)?;
-        Ok(e)
     }
 
     /// The constrained parameters and (when asked) generated quantities at `theta`.
@@ -114,20 +127,9 @@ impl LogDensity for CompiledModel<'_> {
     }
 
     fn logp_grad(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64, EvalError> {
-        match &mut self.jit {
-            Some(j) => j.logp_grad(theta, grad),
-            None => {
-                let with_jacobian = self.with_jacobian;
-                let interp = self.interp.get_or_insert_with(|| {
-                    let i = Interp::new(self.p);
-                    if with_jacobian {
-                        i
-                    } else {
-                        i.without_jacobian()
-                    }
-                });
-                interp.logp_grad(theta, grad)
-            }
+        match &mut self.engine {
+            Engine::Jit(j) => j.logp_grad(theta, grad),
+            Engine::Interp(i) => i.logp_grad(theta, grad),
         }
     }
 }
@@ -137,8 +139,7 @@ impl LogDensity for CompiledModel<'_> {
 /// row-major) to the arguments of every observed variable's distribution.
 pub struct Forward<'p> {
     p: &'p Program,
-    jit: Option<crate::jit::Jit<'p>>,
-    interp: Option<Interp<'p>>,
+    engine: Engine<'p>,
 }
 
 /// One site's values after [`Forward::eval`]: every execution's copy, in order; a constant
@@ -155,10 +156,7 @@ pub struct SiteValues<'a> {
 
 impl<'p> Forward<'p> {
     pub fn new(p: &'p Program, backend: Backend) -> Result<Forward<'p>, String> {
-        match backend {
-            Backend::Jit => Ok(Forward { p, jit: Some(crate::jit::Jit::new(p)?), interp: None }),
-            Backend::Interp => Ok(Forward { p, jit: None, interp: Some(Interp::new(p)) }),
-        }
+        Ok(Forward { p, engine: Engine::new(p, backend)? })
     }
 
     pub fn program(&self) -> &'p Program {
@@ -167,27 +165,21 @@ impl<'p> Forward<'p> {
 
     /// Set runtime input buffer `k` (a dropout mask, say) for the evaluations that follow.
     pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
-        match (&mut self.jit, &mut self.interp) {
-            (Some(j), _) => j.set_input(k, values),
-            (None, Some(i)) => i.set_input(k, values),
-            (None, None) => Err("no backend".into()),
-        }
+        self.engine.set_input(k, values)
     }
 
     /// Run the entry at a draw (constrained values, `program().dim()` of them).
     pub fn eval(&mut self, draw: &[f64]) -> Result<(), EvalError> {
-        match (&mut self.jit, &mut self.interp) {
-            (Some(j), _) => j.eval(draw).map(|_| ()),
-            (None, Some(i)) => i.eval(draw).map(|_| ()),
-            (None, None) => Err(EvalError { recoverable: false, message: "no backend".into() }),
+        match &mut self.engine {
+            Engine::Jit(j) => j.eval(draw).map(|_| ()),
+            Engine::Interp(i) => i.eval(draw).map(|_| ()),
         }
     }
 
     fn values(&self, v: crate::ir::V) -> &[f64] {
-        match (&self.jit, &self.interp) {
-            (Some(j), _) => j.all_execs(v).unwrap_or(&[]),
-            (None, Some(i)) => i.all_execs(v),
-            (None, None) => &[],
+        match &self.engine {
+            Engine::Jit(j) => j.all_execs(v).unwrap_or(&[]),
+            Engine::Interp(i) => i.all_execs(v),
         }
     }
 
