@@ -139,10 +139,6 @@ pub fn terminal_width() -> usize {
 }
 
 /// A number as axis labels show it.
-fn short_label(x: f64) -> String {
-    short(x)
-}
-
 fn short(x: f64) -> String {
     if x != 0.0 && !(1e-3..1e5).contains(&x.abs()) {
         format!("{x:.2e}")

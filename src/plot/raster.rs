@@ -53,7 +53,7 @@ impl Image {
 fn ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
     let span = hi - lo;
     if !(span > 0.0) || !span.is_finite() {
-        return vec![(lo, super::short_label(lo))];
+        return vec![(lo, super::short(lo))];
     }
     let mag = 10f64.powf((span / 5.0).log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 6.0).unwrap_or(10.0 * mag);

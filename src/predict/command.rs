@@ -179,17 +179,15 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
             return 1;
         }
     };
-    if let Some(h) = &fit.model_hash {
-        if *h != fe.model_hash() {
-            fe.diags.push(
-                Diagnostic::error_nowhere(
-                    Code::FitUnusable,
-                    format!("`{}` was fitted with another version of `{}`", o.fit.display(), o.model.display()),
-                )
-                .with_help("the model file changed since the fit was made: fit it again with `bnnc run`, or predict with the model as it was"),
-            );
-            return 1;
-        }
+    if !fit.made_from(&fe.model_hash()) {
+        fe.diags.push(
+            Diagnostic::error_nowhere(
+                Code::FitUnusable,
+                format!("`{}` was fitted with another version of `{}`", o.fit.display(), o.model.display()),
+            )
+            .with_help("the model file changed since the fit was made: fit it again with `bnnc run`, or predict with the model as it was"),
+        );
+        return 1;
     }
     let Some(el) = fe.elaborated.as_ref() else { return 1 };
     let observed = super::observed_names(el);

@@ -17,6 +17,14 @@ pub struct Fit {
     pub model_hash: Option<String>,
 }
 
+impl Fit {
+    /// Whether the fit may have been made from a model whose text has `fingerprint`
+    /// ([`crate::source::fingerprint`]): it is, or the fit recorded none.
+    pub fn made_from(&self, fingerprint: &str) -> bool {
+        self.model_hash.as_deref().is_none_or(|h| h == fingerprint)
+    }
+}
+
 /// Read `dir`. `Err` says what is missing or malformed.
 pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     let summary = dir.join("summary.json");

@@ -213,8 +213,8 @@ impl Session<'_> {
             Ok(f) => f,
             Err(why) => return self.error(why),
         };
-        if let (Some(h), Some(fe), Some(m)) = (&f.model_hash, &self.fe, &self.model) {
-            if *h != fe.model_hash() {
+        if let (Some(fe), Some(m)) = (&self.fe, &self.model) {
+            if !f.made_from(&fe.model_hash()) {
                 return self.error(format!(
                     "`{}` was fitted with another version of `{}`: the model file changed since; `:run` fits it again",
                     dir.display(),
@@ -399,8 +399,7 @@ impl Session<'_> {
     }
 
     fn data_decls(&self) -> String {
-        let (Some(fe), Some(m)) = (&self.fe, &self.model) else { return String::new() };
-        let _ = m;
+        let Some(fe) = &self.fe else { return String::new() };
         fe.elaborated
             .as_ref()
             .map(|el| {
