@@ -391,7 +391,7 @@ fn run_command(a: RunArgs) -> i32 {
         backend,
     };
     if map {
-        return map_command(&program, &cfg, all);
+        return crate::methods::map::run(&program, &cfg, all);
     }
     let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     // A progress bar per chain on a terminal; nothing when stderr is not one.
@@ -433,119 +433,6 @@ fn run_command(a: RunArgs) -> i32 {
     };
     let view = crate::summary::View { forward: forward.as_ref(), all };
     crate::summary::report(&program, &cfg, &results, &out_dir, &view)
-}
-
-/// `run --method map`: the posterior mode by L-BFGS, in the model's own parameterisation
-/// (no log-Jacobian, as Stan's optimiser), printed and written to summary.json.
-fn map_command(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: bool) -> i32 {
-    use rand::{RngExt, SeedableRng};
-    let mut interp = match CompiledModel::new(program, cfg.backend) {
-        Ok(d) => d.without_jacobian(),
-        Err(e) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
-            return 2;
-        }
-    };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let start: Vec<f64> = match &cfg.init {
-        Some(t) => t.clone(),
-        None => (0..program.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
-    };
-    let t = std::time::Instant::now();
-    let mode = match crate::infer::optim::lbfgs(&mut interp, &start, 2000) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
-    };
-    let seconds = t.elapsed().as_secs_f64();
-    let values = match interp.constrained(&mode.theta, true) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
-    };
-    let mut vars = serde_json::Map::new();
-    let width = values
-        .iter()
-        .flat_map(|(n, s, _)| crate::infer::stan_csv::element_names(n, s))
-        .map(|(n, _)| n.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    // A network's weights fold into a line per layer, as in the sampler's summary.
-    let fold = !all && crate::summary::network::has_layers(program);
-    println!("{:<width$} {:>12}", "", "Estimate");
-    let mut layers: Vec<(String, usize, f64)> = Vec::new();
-    for (name, shape, vals) in &values {
-        let layer = crate::summary::network::layer_of(name).filter(|_| fold);
-        for ((label, _), v) in crate::infer::stan_csv::element_names(name, shape).into_iter().zip(vals) {
-            match layer {
-                Some(l) => match layers.iter_mut().find(|(n, ..)| n == l) {
-                    Some(e) => {
-                        e.1 += 1;
-                        e.2 = e.2.max(v.abs());
-                    }
-                    None => layers.push((l.to_string(), 1, v.abs())),
-                },
-                None => println!("{label:<width$} {:>12}", format!("{v:.6}")),
-            }
-            vars.insert(label, serde_json::json!({ "estimate": v }));
-        }
-    }
-    for (l, n, max) in &layers {
-        println!("{l:<width$} {n} weights, largest |w| {max:.3}");
-    }
-    if !layers.is_empty() {
-        println!("(--all prints every weight; summary.json holds them all)");
-    }
-    let json = serde_json::json!({
-        "method": "map",
-        "model_hash": cfg.model_hash,
-        "variables": vars,
-        "optimizer": {
-            "logp": mode.logp,
-            "iterations": mode.iterations,
-            "grad_norm": mode.grad_norm,
-            "converged": mode.converged,
-            "message": mode.message,
-            "grad_evals": mode.grad_evals,
-            "seconds": seconds,
-        },
-    });
-    // The mode as a one-row draws file, as CmdStan's optimiser writes it: `predict` reads it.
-    let mut columns = vec!["lp__".to_string()];
-    let mut row = vec![mode.logp];
-    for (name, shape, vals) in &values {
-        columns.extend(crate::infer::stan_csv::element_names(name, shape).into_iter().map(|(_, c)| c));
-        row.extend_from_slice(vals);
-    }
-    let mut csv = format!(
-        "# model = {}\n# method = optimize\n# data\n#   file = {}\n{}\n",
-        cfg.model_name,
-        cfg.data_file,
-        columns.join(",")
-    );
-    csv.push_str(&row.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(","));
-    csv.push('\n');
-    let Some(out_dir) = &cfg.out_dir else { return 2 };
-    let draws_path = out_dir.join("draws-1.csv");
-    if let Err(e) = std::fs::write(&draws_path, csv) {
-        eprintln!("error: cannot write `{}`: {e}", draws_path.display());
-        return 2;
-    }
-    let path = out_dir.join("summary.json");
-    if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
-        eprintln!("error: cannot write `{}`: {e}", path.display());
-        return 2;
-    }
-    if !mode.converged {
-        eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
-        return 3;
-    }
-    0
 }
 
 /// `bench`: compile time (source text to a callable density, data included) and the median

@@ -38,6 +38,7 @@ pub mod infer;
 pub mod ir;
 pub mod jit;
 pub mod math;
+pub mod methods;
 pub mod plot;
 pub mod predict;
 pub mod repl;

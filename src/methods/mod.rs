@@ -1,0 +1,4 @@
+//! The inference methods other than the samplers, as `bnnc run --method M` runs them: each
+//! takes the compiled program and the run's configuration, prints its summary, writes what
+//! `predict` reads, and returns the exit code.
+pub mod map;
