@@ -19,6 +19,7 @@ enum MethodArg {
     Nuts,
     Hmc,
     Map,
+    Advi,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -27,38 +28,26 @@ enum MetricArg {
     Dense,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum AlgorithmArg {
+    Meanfield,
+    Fullrank,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     model: PathBuf,
     /// Data file (default: MODEL.json beside the model).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI).
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
-    #[arg(long, default_value_t = 4)]
-    chains: usize,
-    #[arg(long, default_value_t = 1000)]
-    warmup: usize,
-    #[arg(long, default_value_t = 1000)]
-    draws: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Output directory (default: ./bnnc-out/MODEL-NAME/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Threads for the chains (default: the number of cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    #[arg(long, default_value_t = 10)]
-    max_depth: usize,
-    /// Target acceptance statistic of step-size adaptation.
-    #[arg(long, default_value_t = 0.8)]
-    adapt_delta: f64,
-    #[arg(long, value_enum, default_value = "diag")]
-    metric: MetricArg,
-    /// Leapfrog steps per transition for --method hmc.
-    #[arg(long, default_value_t = 16)]
-    steps: usize,
     /// Initial values: constrained, by name, in the same JSON form as data.
     #[arg(long)]
     init: Option<PathBuf>,
@@ -70,6 +59,78 @@ struct RunArgs {
     all: bool,
     #[arg(long, value_enum, default_value = "human")]
     message_format: MessageFormat,
+
+    /// [nuts, hmc] Chains (default 4).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    chains: Option<usize>,
+    /// [nuts, hmc] Warmup iterations per chain (default 1000).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    warmup: Option<usize>,
+    /// [nuts, hmc] Draws per chain after warmup (default 1000).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    draws: Option<usize>,
+    /// [nuts, hmc] Threads for the chains (default: the number of cores).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    threads: Option<usize>,
+    /// [nuts] Maximum tree depth (default 10).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    max_depth: Option<usize>,
+    /// [nuts, hmc] Target acceptance statistic of step-size adaptation (default 0.8).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    adapt_delta: Option<f64>,
+    /// [nuts, hmc] Mass matrix (default diag).
+    #[arg(long, value_enum, help_heading = "Sampling (nuts, hmc)")]
+    metric: Option<MetricArg>,
+    /// [hmc] Leapfrog steps per transition (default 16).
+    #[arg(long, help_heading = "Sampling (nuts, hmc)")]
+    steps: Option<usize>,
+
+    /// [advi] Mean-field (independent) or full-rank Gaussian (default meanfield).
+    #[arg(long, value_enum, help_heading = "Variational (advi)")]
+    algorithm: Option<AlgorithmArg>,
+    /// [advi] The most iterations (default 10000).
+    #[arg(long, help_heading = "Variational (advi)")]
+    iter: Option<usize>,
+    /// [advi] Draws from q per gradient (default 1).
+    #[arg(long, help_heading = "Variational (advi)")]
+    grad_samples: Option<usize>,
+    /// [advi] Draws from q per ELBO estimate (default 100).
+    #[arg(long, help_heading = "Variational (advi)")]
+    elbo_samples: Option<usize>,
+    /// [advi] Step size (default: chosen from 100, 10, 1, 0.1, 0.01 as Stan does).
+    #[arg(long, help_heading = "Variational (advi)")]
+    eta: Option<f64>,
+    /// [advi] Converged when the relative ELBO change falls below this (default 0.01).
+    #[arg(long, help_heading = "Variational (advi)")]
+    tol_rel_obj: Option<f64>,
+    /// [advi] Draws from q written and summarised (default 1000).
+    #[arg(long, help_heading = "Variational (advi)")]
+    output_draws: Option<usize>,
+}
+
+impl RunArgs {
+    /// The first option given that `method` does not take, with the methods that do.
+    fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
+        use MethodArg::*;
+        let options: [(&str, bool, &[MethodArg], &str); 15] = [
+            ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--threads", self.threads.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--max-depth", self.max_depth.is_some(), &[Nuts], "nuts"),
+            ("--adapt-delta", self.adapt_delta.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--metric", self.metric.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--steps", self.steps.is_some(), &[Hmc], "hmc"),
+            ("--algorithm", self.algorithm.is_some(), &[Advi], "advi"),
+            ("--iter", self.iter.is_some(), &[Advi], "advi"),
+            ("--grad-samples", self.grad_samples.is_some(), &[Advi], "advi"),
+            ("--elbo-samples", self.elbo_samples.is_some(), &[Advi], "advi"),
+            ("--eta", self.eta.is_some(), &[Advi], "advi"),
+            ("--tol-rel-obj", self.tol_rel_obj.is_some(), &[Advi], "advi"),
+            ("--output-draws", self.output_draws.is_some(), &[Advi], "advi"),
+        ];
+        options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
+    }
 }
 
 #[derive(Subcommand)]
@@ -302,37 +363,48 @@ fn logp(
 }
 
 fn run_command(a: RunArgs) -> i32 {
-    let RunArgs {
-        model,
-        data,
-        method,
-        chains,
-        warmup,
-        draws,
-        seed,
-        out,
-        threads,
-        max_depth,
-        adapt_delta,
-        metric,
-        steps,
-        init,
-        backend,
-        all,
-        message_format,
-    } = a;
-    // MAP shares run's setup (model, data, init, output directory) but not the sampler.
-    let map = method == MethodArg::Map;
+    if let Some((flag, takes)) = a.misapplied(a.method) {
+        eprintln!(
+            "error: {flag} does not apply to --method {}; it is an option of {takes}",
+            a.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+        );
+        return 2;
+    }
+    let chains = a.chains.unwrap_or(4);
+    let warmup = a.warmup.unwrap_or(1000);
+    let draws = a.draws.unwrap_or(1000);
+    let max_depth = a.max_depth.unwrap_or(10);
+    let adapt_delta = a.adapt_delta.unwrap_or(0.8);
+    let RunArgs { model, data, method, seed, out, threads, metric, steps, init, backend, all, message_format, .. } = a;
     let format = format_of(message_format, ColorChoice::Auto);
     use crate::diag::{Code, Diagnostic};
     use crate::infer::run::{self, Config, Method};
-    let method = match method {
-        MethodArg::Nuts => Method::Nuts,
+    let sampler = match method {
         MethodArg::Hmc => Method::Hmc,
-        MethodArg::Map => Method::Nuts,
+        _ => Method::Nuts,
     };
     if chains == 0 || (draws == 0 && warmup == 0) || !(0.0..1.0).contains(&adapt_delta) || max_depth == 0 {
         eprintln!("error: --chains and --max-depth must be at least 1, --adapt-delta in (0, 1), and some iterations asked for");
+        return 2;
+    }
+    let advi = crate::infer::vi::advi::Settings {
+        full_rank: a.algorithm == Some(AlgorithmArg::Fullrank),
+        iter: a.iter.unwrap_or(10_000),
+        grad_samples: a.grad_samples.unwrap_or(1),
+        elbo_samples: a.elbo_samples.unwrap_or(100),
+        eta: a.eta,
+        tol_rel_obj: a.tol_rel_obj.unwrap_or(0.01),
+        ..Default::default()
+    };
+    let output_draws = a.output_draws.unwrap_or(1000);
+    if advi.iter == 0
+        || advi.grad_samples == 0
+        || advi.elbo_samples == 0
+        || output_draws == 0
+        || advi.eta.is_some_and(|e| !(e > 0.0 && e.is_finite()))
+        || !(advi.tol_rel_obj > 0.0)
+    {
+        eprintln!("error: --iter, --grad-samples, --elbo-samples and --output-draws must be at least 1, --eta and --tol-rel-obj positive");
         return 2;
     }
     let mut fe = driver::frontend_file(&model);
@@ -373,7 +445,7 @@ fn run_command(a: RunArgs) -> i32 {
     let data_file = driver::data_path(&model, data.as_deref()).map(|p| p.display().to_string()).unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cfg = Config {
-        method,
+        method: sampler,
         chains,
         warmup,
         draws,
@@ -381,8 +453,8 @@ fn run_command(a: RunArgs) -> i32 {
         threads: threads.unwrap_or(cores).max(1),
         max_depth,
         adapt_delta,
-        dense: metric == MetricArg::Dense,
-        hmc_steps: steps.max(1),
+        dense: metric == Some(MetricArg::Dense),
+        hmc_steps: steps.unwrap_or(16).max(1),
         init,
         out_dir: Some(out_dir.clone()),
         model_name: name,
@@ -390,8 +462,10 @@ fn run_command(a: RunArgs) -> i32 {
         data_file,
         backend,
     };
-    if map {
-        return crate::methods::map::run(&program, &cfg, all);
+    match method {
+        MethodArg::Map => return crate::methods::map::run(&program, &cfg, all),
+        MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
+        MethodArg::Nuts | MethodArg::Hmc => {}
     }
     let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     // A progress bar per chain on a terminal; nothing when stderr is not one.

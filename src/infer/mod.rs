@@ -4,3 +4,4 @@ pub mod nuts;
 pub mod optim;
 pub mod run;
 pub mod stan_csv;
+pub mod vi;

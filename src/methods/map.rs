@@ -114,4 +114,3 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
     }
     0
 }
-

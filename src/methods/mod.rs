@@ -1,4 +1,6 @@
 //! The inference methods other than the samplers, as `bnnc run --method M` runs them: each
 //! takes the compiled program and the run's configuration, prints its summary, writes what
 //! `predict` reads, and returns the exit code.
+pub mod advi;
 pub mod map;
+pub mod vi;

@@ -71,6 +71,8 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
                 .filter(|f| !f.is_empty());
         }
         let before = rows.len();
+        // A variational fit's first row is q's mean, not a draw (CmdStan's layout).
+        let variational = text.lines().take_while(|l| l.starts_with('#')).any(|l| l.trim() == "# method = variational");
         let mut lines = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty());
         let header: Vec<String> = lines
             .next()
@@ -84,7 +86,7 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
             }
             _ => columns = Some(header.clone()),
         }
-        for (i, line) in lines.enumerate() {
+        for (i, line) in lines.enumerate().skip(usize::from(variational)) {
             let row: Result<Vec<f64>, _> = line.split(',').map(|s| s.trim().parse::<f64>()).collect();
             match row {
                 Ok(r) if r.len() == header.len() => rows.push(r),

@@ -1,0 +1,95 @@
+//! `run --method advi`: Stan's ADVI on the full data, then draws from q.
+
+use crate::compiled::CompiledModel;
+use crate::infer::run::Config;
+use crate::infer::vi::advi::{self, Progress, Settings};
+use crate::ir::Program;
+use rand::{RngExt, SeedableRng};
+use std::io::IsTerminal;
+
+pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bool) -> i32 {
+    let mut density = match CompiledModel::new(p, cfg.backend) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            return 2;
+        }
+    };
+    density.seed(cfg.seed ^ 0x5DEE_CE66);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let start: Vec<f64> = match &cfg.init {
+        Some(t) => t.clone(),
+        None => (0..p.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
+    };
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(s.iter as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("advi {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t = std::time::Instant::now();
+    let fitted = advi::fit(&mut density, start, s, &mut rng, &mut |pr| match pr {
+        Progress::Adapting { eta } => bar.set_message(format!("adapting: trying eta = {eta}")),
+        Progress::Iteration { iter, elbo } => {
+            bar.set_position(iter as u64);
+            if let Some(e) = elbo {
+                bar.set_message(format!("ELBO {e:.2}"));
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let seconds = t.elapsed().as_secs_f64();
+    let o = match fitted {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: ADVI failed: {e}");
+            return 3;
+        }
+    };
+    let algorithm = if s.full_rank { "fullrank" } else { "meanfield" };
+    eprintln!(
+        "advi ({algorithm}): ELBO {:.3} after {} iterations, eta = {} ({})",
+        o.elbo,
+        o.iterations,
+        o.eta,
+        if o.converged { "converged".to_string() } else { o.message.clone() }
+    );
+    let mut warnings = Vec::new();
+    if o.stopped {
+        warnings.push(format!("stopped early after {} iterations: the draws are from q as it was then", o.iterations));
+    } else if !o.converged {
+        warnings.push(format!(
+            "the ELBO did not converge in {} iterations (relative change above --tol-rel-obj {}); run more --iter, or try another --eta",
+            s.iter, s.tol_rel_obj
+        ));
+    }
+    let mut record = serde_json::Map::new();
+    record.insert("algorithm".into(), algorithm.into());
+    record.insert("elbo".into(), o.elbo.into());
+    record.insert("iterations".into(), o.iterations.into());
+    record.insert("converged".into(), o.converged.into());
+    record.insert("eta".into(), o.eta.into());
+    record.insert("message".into(), o.message.clone().into());
+    record.insert("seconds".into(), seconds.into());
+    record.insert(
+        "trace".into(),
+        o.trace.iter().map(|(i, e, r)| serde_json::json!({"iter": i, "elbo": e, "rel_change": r})).collect(),
+    );
+    let settings = vec![
+        "variational".to_string(),
+        format!("  algorithm = {algorithm}"),
+        format!("  iter = {}", s.iter),
+        format!("  grad_samples = {}", s.grad_samples),
+        format!("  elbo_samples = {}", s.elbo_samples),
+        format!("  eta = {}", o.eta),
+        format!("  adapt engaged = {}", s.eta.is_none()),
+        format!("  tol_rel_obj = {}", s.tol_rel_obj),
+        format!("  eval_elbo = {}", s.eval_elbo),
+    ];
+    let out = crate::methods::vi::Output { method: "advi", settings, record, warnings, output_draws, all };
+    crate::methods::vi::write(p, cfg, &mut density, &o.q, &mut rng, out)
+}
