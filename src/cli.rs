@@ -20,6 +20,7 @@ enum MethodArg {
     Hmc,
     Map,
     Advi,
+    Bbb,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -40,7 +41,8 @@ struct RunArgs {
     /// Data file (default: MODEL.json beside the model).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI).
+    /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI);
+    /// bbb: Bayes by Backprop on minibatches.
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
     #[arg(long, default_value_t = 1)]
@@ -103,16 +105,47 @@ struct RunArgs {
     /// [advi] Converged when the relative ELBO change falls below this (default 0.01).
     #[arg(long, help_heading = "Variational (advi)")]
     tol_rel_obj: Option<f64>,
-    /// [advi] Draws from q written and summarised (default 1000).
+    /// [advi, bbb] Draws from q written and summarised (default 1000).
     #[arg(long, help_heading = "Variational (advi)")]
     output_draws: Option<usize>,
+
+    /// [bbb] Passes over the training rows (default: enough for 20,000 steps, 10 to 1,000).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    epochs: Option<usize>,
+    /// [bbb] Observation rows per step (default 128, or all rows when fewer).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    batch_size: Option<usize>,
+    /// [bbb] Learning rate (default 0.01).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    lr: Option<f64>,
+    /// [bbb] The optimiser (default adam).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb)")]
+    optimizer: Option<OptimizerArg>,
+    /// [bbb] Momentum of --optimizer sgd (default 0.9).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    momentum: Option<f64>,
+    /// [bbb] Fraction of rows held out: training stops when their log-likelihood stops improving (default 0).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    val_frac: Option<f64>,
+    /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    kl_anneal: Option<usize>,
+    /// [bbb] The likelihood is weighted by 1/T (default 1).
+    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    temperature: Option<f64>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum OptimizerArg {
+    Adam,
+    Sgd,
 }
 
 impl RunArgs {
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
-        let options: [(&str, bool, &[MethodArg], &str); 15] = [
+        let options: [(&str, bool, &[MethodArg], &str); 23] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -127,7 +160,20 @@ impl RunArgs {
             ("--elbo-samples", self.elbo_samples.is_some(), &[Advi], "advi"),
             ("--eta", self.eta.is_some(), &[Advi], "advi"),
             ("--tol-rel-obj", self.tol_rel_obj.is_some(), &[Advi], "advi"),
-            ("--output-draws", self.output_draws.is_some(), &[Advi], "advi"),
+            ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb], "advi, bbb"),
+            ("--epochs", self.epochs.is_some(), &[Bbb], "bbb"),
+            ("--batch-size", self.batch_size.is_some(), &[Bbb], "bbb"),
+            ("--lr", self.lr.is_some(), &[Bbb], "bbb"),
+            ("--optimizer", self.optimizer.is_some(), &[Bbb], "bbb"),
+            (
+                "--momentum",
+                self.momentum.is_some() && self.optimizer != Some(OptimizerArg::Sgd),
+                &[],
+                "--optimizer sgd",
+            ),
+            ("--val-frac", self.val_frac.is_some(), &[Bbb], "bbb"),
+            ("--kl-anneal", self.kl_anneal.is_some(), &[Bbb], "bbb"),
+            ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
     }
@@ -397,12 +443,33 @@ fn run_command(a: RunArgs) -> i32 {
         ..Default::default()
     };
     let output_draws = a.output_draws.unwrap_or(1000);
+    let bbb = crate::methods::bbb::Options {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr.unwrap_or(0.01),
+        sgd_momentum: (a.optimizer == Some(OptimizerArg::Sgd)).then_some(a.momentum.unwrap_or(0.9)),
+        kl_anneal: a.kl_anneal.unwrap_or(0),
+        temperature: a.temperature.unwrap_or(1.0),
+        val_frac: a.val_frac.unwrap_or(0.0),
+        output_draws,
+    };
+    if bbb.epochs == Some(0)
+        || bbb.batch_size == Some(0)
+        || !(bbb.lr > 0.0 && bbb.lr.is_finite())
+        || bbb.sgd_momentum.is_some_and(|m| !(0.0..1.0).contains(&m))
+        || !(bbb.temperature > 0.0 && bbb.temperature.is_finite())
+        || !(0.0..1.0).contains(&bbb.val_frac)
+    {
+        eprintln!("error: --epochs and --batch-size must be at least 1, --lr and --temperature positive, --momentum and --val-frac in [0, 1)");
+        return 2;
+    }
     if advi.iter == 0
         || advi.grad_samples == 0
         || advi.elbo_samples == 0
         || output_draws == 0
         || advi.eta.is_some_and(|e| !(e > 0.0 && e.is_finite()))
-        || !(advi.tol_rel_obj > 0.0)
+        || advi.tol_rel_obj.is_nan()
+        || advi.tol_rel_obj <= 0.0
     {
         eprintln!("error: --iter, --grad-samples, --elbo-samples and --output-draws must be at least 1, --eta and --tol-rel-obj positive");
         return 2;
@@ -465,6 +532,9 @@ fn run_command(a: RunArgs) -> i32 {
     match method {
         MethodArg::Map => return crate::methods::map::run(&program, &cfg, all),
         MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
+        MethodArg::Bbb => {
+            return crate::methods::bbb::run(&mut fe, &model, data.as_deref(), &program, &cfg, &bbb, all, format)
+        }
         MethodArg::Nuts | MethodArg::Hmc => {}
     }
     let _ = ctrlc::set_handler(|| run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));

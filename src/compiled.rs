@@ -103,6 +103,14 @@ impl<'p> CompiledModel<'p> {
         }
     }
 
+    /// The log density and log-Jacobian apart, without the gradient.
+    pub fn eval(&mut self, theta: &[f64]) -> Result<Eval, EvalError> {
+        match &mut self.engine {
+            Engine::Jit(j) => j.eval(theta),
+            Engine::Interp(i) => i.eval(theta),
+        }
+    }
+
     /// The constrained parameters and (when asked) generated quantities at `theta`.
     pub fn constrained(
         &mut self,

@@ -64,6 +64,30 @@ pub struct BoundData {
 }
 
 impl BoundData {
+    /// The data restricted to observation rows `rows` (0-based): each variable in
+    /// `row_vars` keeps those rows of its first dimension, and the row count `size` becomes
+    /// their number (held-out rows, a split of the data).
+    pub fn select_rows(&self, size: &str, row_vars: &[String], rows: &[usize]) -> BoundData {
+        let mut out = self.clone();
+        for (name, var) in &mut out.vars {
+            if name == size {
+                var.values = Values::Int(vec![rows.len() as i64]);
+            } else if row_vars.contains(name) && !var.dims.is_empty() {
+                let per: usize = var.dims[1..].iter().product();
+                var.values = match &var.values {
+                    Values::Int(v) => {
+                        Values::Int(rows.iter().flat_map(|&r| v[r * per..(r + 1) * per].to_vec()).collect())
+                    }
+                    Values::Real(v) => {
+                        Values::Real(rows.iter().flat_map(|&r| v[r * per..(r + 1) * per].to_vec()).collect())
+                    }
+                };
+                var.dims[0] = rows.len();
+            }
+        }
+        out
+    }
+
     pub fn get(&self, name: &str) -> Option<&DataVar> {
         self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }

@@ -219,6 +219,17 @@ impl Frontend {
         data: Option<&Path>,
         purpose: crate::ir::lower::Purpose,
     ) -> Option<crate::ir::Program> {
+        let (el, bound) = self.elaborated_with_data(model, data)?;
+        crate::ir::lower::lower_for(&el, &bound, purpose, &mut self.diags)
+    }
+
+    /// The elaborated model and its data bound (the file given, the one beside the model, or
+    /// none when the model has no `data` block), for lowering programs of several kinds.
+    pub fn elaborated_with_data(
+        &mut self,
+        model: &Path,
+        data: Option<&Path>,
+    ) -> Option<(Elaborated, crate::data::BoundData)> {
         let el = self.elaborated.clone()?;
         let bound = match data_path(model, data) {
             Some(path) => self.bind_data(&path)?,
@@ -238,7 +249,7 @@ impl Frontend {
                 return None;
             }
         };
-        crate::ir::lower::lower_for(&el, &bound, purpose, &mut self.diags)
+        Some((el, bound))
     }
 }
 

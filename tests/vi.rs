@@ -196,3 +196,81 @@ fn advi_fits_are_read_by_predict_and_options_of_other_methods_are_refused() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--chains does not apply to --method advi"), "{stderr}");
 }
+
+#[test]
+fn bayes_by_backprop_on_batches_of_five_percent_reaches_the_mean_field_optimum() {
+    let p = problem("bbb", 200);
+    let args = [
+        "--method",
+        "bbb",
+        "--batch-size",
+        "10",
+        "--epochs",
+        "4000",
+        "--lr",
+        "0.0005",
+        "--output-draws",
+        "10000",
+        "--seed",
+        "3",
+    ];
+    let fit = run(&p, "fit", &args);
+    let (mean, cov) = read_q(&fit);
+    assert_mean(&p, &mean, "Bayes by Backprop");
+    for a in 0..D {
+        assert_close(cov[a][a], 1.0 / p.precision[a][a], 0.12, &format!("Bayes by Backprop: var[{a}]"));
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "bbb");
+    assert_eq!(summary["vi"]["exact_kl"], serde_json::json!(["beta"]));
+    assert_eq!(summary["vi"]["iterations"], 4000 * 20);
+}
+
+#[test]
+fn bayes_by_backprop_trains_the_example_network_with_held_out_rows_and_predict_reads_its_fit() {
+    let dir = std::env::temp_dir().join(format!("bnnc-vi-bbb-net-{}", std::process::id()));
+    let fit = dir.join("fit");
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "bbb",
+        "--epochs",
+        "300",
+        "--batch-size",
+        "32",
+        "--val-frac",
+        "0.1",
+        "--output-draws",
+        "100",
+        "--out",
+        fit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("layer") && stdout.contains("sigma"), "{stdout}");
+    assert!(stderr.contains("local reparameterisation for h.W, f.W"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["vi"]["held_out_rows"], 28);
+    let trace = summary["vi"]["trace"].as_array().unwrap();
+    assert!(trace.iter().all(|e| e["val_log_lik"].is_f64()));
+    // Training improved the ELBO.
+    let elbo = |e: &serde_json::Value| e["elbo"].as_f64().unwrap();
+    assert!(elbo(trace.last().unwrap()) > elbo(&trace[0]) + 100.0);
+    let (code, _, stderr) = bnnc(&[
+        "predict",
+        "examples/bnn_regression.bnn",
+        "--fit",
+        fit.to_str().unwrap(),
+        "--data",
+        "examples/bnn_regression_test.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let pred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit.join("predictive.json")).unwrap()).unwrap();
+    // Standardised yacht targets: the network explains most of their variance.
+    let rmse = pred["observed"]["y"]["metrics"]["rmse"].as_f64().unwrap();
+    assert!(rmse < 0.5, "test RMSE {rmse}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -157,6 +157,15 @@ pub fn row_variables(el: &Elaborated) -> Vec<String> {
     }
 }
 
+/// Why a model without observation rows ([`row_size`]) cannot be minibatched.
+pub fn no_rows_diagnostic() -> Diagnostic {
+    Diagnostic::error_nowhere(
+        Code::Unsupported,
+        "this model's observation rows cannot be found: its observed variables do not share a first dimension given by an int in `data`",
+    )
+    .with_help("declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`; or train on the full data (--method advi)")
+}
+
 /// A recoverable lowering failure: already reported.
 struct Fail;
 
@@ -189,6 +198,9 @@ struct Lower<'a> {
     options: Options,
     /// Names whose `let` failed (already reported): their uses fail without a second report.
     failed_lets: std::collections::HashSet<String>,
+    /// In a variational program, each locally reparameterised matrix by name: its means,
+    /// its standard deviations, and a draw of it once one is needed.
+    local: HashMap<String, (V, V, Option<V>)>,
 }
 
 /// What a program is made for; it decides what is lowered and which rewrites run.
@@ -233,6 +245,14 @@ pub struct Options {
     /// Multiply each part of the density by a `Weight` input (the likelihood by N/B for a
     /// minibatch, a tempered or annealed part), so that the gradient is of the weighted sum.
     pub part_weights: bool,
+    /// The program a mean-field variational trainer differentiates ([`crate::ir::variational`]):
+    /// Gaussian priors left to the trainer's closed-form KL, matrices used as `A @ W` taken
+    /// as their means and standard deviations with the local reparameterisation. Its layout
+    /// is in [`Program::variational`]; the `generated` block is not lowered.
+    pub variational: bool,
+    /// In a variational program, apply the local reparameterisation where it applies (else
+    /// every parameter is drawn once per evaluation by the trainer).
+    pub local_reparam: bool,
 }
 
 /// [`lower_for`] with options.
@@ -277,13 +297,7 @@ fn lower_one(
         None => data,
         Some(b) => {
             let Some(size) = row_size(el) else {
-                diags.push(
-                    Diagnostic::error_nowhere(
-                        Code::Unsupported,
-                        "this model's observation rows cannot be found: its observed variables do not share a first dimension given by an int in `data`",
-                    )
-                    .with_help("declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`"),
-                );
+                diags.push(no_rows_diagnostic());
                 return None;
             };
             let mut d = data.clone();
@@ -317,6 +331,7 @@ fn lower_one(
         purpose,
         options,
         failed_lets: Default::default(),
+        local: HashMap::new(),
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
@@ -540,6 +555,88 @@ impl<'a> Lower<'a> {
         self.op(Prim::Index(ix), &[v, rows], span)
     }
 
+    /// Lay out a variational program ([`crate::ir::variational::Layout`]): after the model's
+    /// parameters (ending at `offset`), a block of standard deviations per locally
+    /// reparameterised matrix.
+    fn variational_layout(&mut self, plan: &crate::ir::variational::Plan, mut offset: usize) {
+        if !self.options.variational || self.purpose != Purpose::Density {
+            return;
+        }
+        let index = |p: &Program, n: &str| p.params.iter().position(|pl| pl.name == n);
+        let mut layout = crate::ir::variational::Layout { model_params: self.p.params.len(), ..Default::default() };
+        for (name, loc, scale) in &plan.gaussian {
+            if let Some(i) = index(&self.p, name) {
+                layout.gaussian.push((i, *loc, *scale));
+            }
+        }
+        for name in &plan.local {
+            let Some(i) = index(&self.p, name) else { continue };
+            let (shape, mean) = (self.p.params[i].shape.clone(), self.p.params[i].value);
+            let n: usize = shape.iter().product();
+            let sd = self.new_value(shape.clone(), false);
+            let k = self.p.params.len();
+            self.p.params.push(ParamLayout {
+                name: format!("{name}.sd"),
+                shape,
+                kind: Kind::Identity,
+                offset,
+                free_len: n,
+                value: sd,
+            });
+            offset += n;
+            self.push(Inst::Op { dst: sd, prim: Prim::Constrain(k as u32), args: vec![] });
+            self.on_params.insert(sd);
+            self.local.insert(name.clone(), (mean, sd, None));
+            layout.local.push((i, k));
+        }
+        self.p.variational = Some(layout);
+    }
+
+    /// `a @ W` for a locally reparameterised `W`: on a minibatch's rows (a matrix per row)
+    /// `a @ M + sqrt((a ⊙ a) @ (S ⊙ S)) ⊙ ε` with ε an input of fresh standard normals per
+    /// row and unit; otherwise `a @ (M + S ⊙ ε)` with one draw of W.
+    fn local_matmul(&mut self, a: V, name: &str, span: Span) -> R<V> {
+        let Some(&(mean, sd, drawn)) = self.local.get(name) else { return Err(Fail) };
+        let per_row = self.on_rows.contains(&a) && self.p.info(a).shape.len() == 2;
+        if !per_row {
+            let w = match drawn {
+                Some(w) => w,
+                None => {
+                    let shape = self.p.info(mean).shape.clone();
+                    let eps = self.noise(shape, name);
+                    let spread = self.op(Prim::Binary(Bin::Mul), &[sd, eps], span)?;
+                    let w = self.op(Prim::Binary(Bin::Add), &[mean, spread], span)?;
+                    self.local.insert(name.to_string(), (mean, sd, Some(w)));
+                    w
+                }
+            };
+            return self.op(Prim::MatMul, &[a, w], span);
+        }
+        let m = self.op(Prim::MatMul, &[a, mean], span)?;
+        let a2 = self.op(Prim::Binary(Bin::Mul), &[a, a], span)?;
+        let s2 = self.op(Prim::Binary(Bin::Mul), &[sd, sd], span)?;
+        let var = self.op(Prim::MatMul, &[a2, s2], span)?;
+        // Keeps the square root's derivative finite where a row of `a` is all zeros.
+        let tiny = self.lit(1e-12, false);
+        let var = self.op(Prim::Binary(Bin::Add), &[var, tiny], span)?;
+        let spread = self.op(Prim::Unary(Un::Sqrt), &[var], span)?;
+        let shape = self.p.info(m).shape.clone();
+        let eps = self.noise(shape, name);
+        let noise = self.op(Prim::Binary(Bin::Mul), &[spread, eps], span)?;
+        self.op(Prim::Binary(Bin::Add), &[m, noise], span)
+    }
+
+    /// A new input of standard normal noise.
+    fn noise(&mut self, shape: Vec<usize>, name: &str) -> V {
+        let k = self.p.inputs.len() as u32;
+        self.p.inputs.push(crate::ir::InputInfo {
+            name: format!("noise.{name}"),
+            shape,
+            kind: crate::ir::InputKind::Noise,
+        });
+        self.input_value(k)
+    }
+
     /// A value reading input `k` (its shape and int-ness from the input).
     fn input_value(&mut self, k: u32) -> V {
         let info = &self.p.inputs[k as usize];
@@ -631,10 +728,18 @@ impl<'a> Lower<'a> {
             let v = self.lower_param(i as u32, d, &mut offset)?;
             self.bind(&d.name, Bound::Value(v));
         }
+        let mut plan = (self.options.variational && self.purpose == Purpose::Density)
+            .then(|| crate::ir::variational::plan(el))
+            .unwrap_or_default();
+        if !self.options.local_reparam {
+            plan.local.clear();
+        }
+        self.variational_layout(&plan, offset);
         let mut failed = false;
         // A draw's values need the parameters and `generated` only.
         let density = self.purpose != Purpose::Draws;
-        for d in ck.params.iter().filter(|_| density) {
+        let closed_form = |d: &&Decl| !plan.gaussian.iter().any(|(n, ..)| *n == d.name);
+        for d in ck.params.iter().filter(|_| density).filter(closed_form) {
             if let Some(prior) = &d.prior {
                 let lhs = Expr::new(ExprKind::Name(d.name.clone()), d.name_span);
                 if self.tilde(&lhs, prior, d.span).is_err() {
@@ -650,7 +755,7 @@ impl<'a> Lower<'a> {
         }
         self.scopes.pop();
         // Generated quantities: their own entry block, run per draw.
-        if !ck.generated.is_empty() && self.purpose != Purpose::Forward {
+        if !ck.generated.is_empty() && self.purpose != Purpose::Forward && !self.options.variational {
             let b = self.new_block();
             self.p.execs[b.0 as usize] = 1;
             self.p.generated = Some(b);
@@ -1076,6 +1181,12 @@ impl<'a> Lower<'a> {
                     UnOp::Neg => self.op(Prim::Unary(Un::Neg), &[v], span),
                     UnOp::Not => self.op(Prim::Unary(Un::Not), &[v], span),
                 }
+            }
+            ExprKind::Binary { op: BinOp::MatMul, lhs, rhs }
+                if rhs.as_name().is_some_and(|n| self.local.contains_key(n)) =>
+            {
+                let a = self.expr(lhs)?;
+                self.local_matmul(a, rhs.as_name().unwrap_or_default(), span)
             }
             ExprKind::Binary { op, lhs, rhs } => {
                 let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);

@@ -20,6 +20,7 @@ pub mod prim;
 pub mod print;
 pub mod rewrite;
 pub mod rowblock;
+pub mod variational;
 pub mod vectorise;
 pub mod verify;
 
@@ -158,6 +159,9 @@ pub enum InputKind {
     Rows { n: usize },
     /// A scalar weight multiplying one part of the log density (1 until set).
     Weight(Part),
+    /// Standard normal noise, drawn afresh by the caller for each evaluation (the local
+    /// reparameterisation's; see [`variational`]).
+    Noise,
 }
 
 impl InputInfo {
@@ -205,6 +209,9 @@ pub struct Program {
     /// For a log density's program: the program that computes a draw's constrained values
     /// and generated quantities without evaluating the density ([`lower::Purpose::Draws`]).
     pub draws: Option<Box<Program>>,
+    /// For a variational program ([`lower::Options::variational`]): how its parameter vector
+    /// is laid out and which priors it leaves to the trainer.
+    pub variational: Option<variational::Layout>,
     /// Where in the source an indexing operation (by its result) came from, and a store into
     /// a `var` (by the value it stores): an index that the data put out of range is reported
     /// there.

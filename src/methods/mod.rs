@@ -2,5 +2,6 @@
 //! takes the compiled program and the run's configuration, prints its summary, writes what
 //! `predict` reads, and returns the exit code.
 pub mod advi;
+pub mod bbb;
 pub mod map;
 pub mod vi;

@@ -5,7 +5,6 @@
 //! method's record.
 
 use crate::compiled::CompiledModel;
-use crate::density::LogDensity;
 use crate::infer::run::{column_names, Config};
 use crate::infer::vi::{psis, Gaussian};
 use crate::ir::Program;
@@ -43,7 +42,6 @@ pub fn write(
 ) -> i32 {
     let names = column_names(p);
     let n = q.dim();
-    let mut grad = vec![0.0; n];
     let (mut eps, mut theta) = (vec![0.0; n], vec![0.0; n]);
     let flat = |density: &mut CompiledModel, theta: &[f64]| -> Option<Vec<f64>> {
         let v = density.constrained(theta, true).ok()?;
@@ -61,7 +59,7 @@ pub fn write(
         eps.iter_mut().for_each(|e| *e = StandardNormal.sample(rng));
         q.transform(&eps, &mut theta);
         let Some(values) = flat(density, &theta) else { continue };
-        let log_p = LogDensity::logp_grad(density, &theta, &mut grad).unwrap_or(f64::NEG_INFINITY);
+        let log_p = density.eval(&theta).map_or(f64::NEG_INFINITY, |e| e.logp + e.jacobian);
         let log_g = q.log_density_at(&eps);
         log_ratio.push(log_p - log_g);
         let mut row = vec![0.0, log_p, log_g];

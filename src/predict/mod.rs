@@ -674,6 +674,48 @@ pub fn conditional(fw: &Forward, k: usize, i: usize) -> Option<f64> {
     }
 }
 
+/// The pointwise log predictive density of every observed element the data hold,
+/// log((1/S) Σ_s p(y_i | θ_s)) over `draws` (constrained parameter vectors of the forward
+/// program), sites in program order. For a held-out score while training.
+pub fn pointwise_log_lik(fw: &mut Forward, draws: &[Vec<f64>]) -> Result<Vec<f64>, EvalError> {
+    let mut acc: Vec<(f64, f64)> = Vec::new();
+    let mut probs = Vec::new();
+    for draw in draws {
+        fw.eval(draw)?;
+        let p = fw.program();
+        let mut at = 0;
+        for (k, site) in p.sites.iter().enumerate() {
+            if family::kind(site.family).is_none() {
+                continue;
+            }
+            let sv = fw.site(k);
+            let n = p.info(site.lhs).len().max(1);
+            let lens: Vec<usize> = site.args.iter().map(|a| p.info(*a).len()).collect();
+            for e in 0..sv.execs {
+                for j in 0..n {
+                    let y = exec_slice(sv.lhs, n, e).get(j).copied().unwrap_or(f64::NAN);
+                    let l = match element(p, site, &sv, &lens, e, j) {
+                        Some(Element::Class(row)) => {
+                            family::class_probs(site.family, row, &mut probs);
+                            probs.get(y as usize).map_or(f64::NEG_INFINITY, |q| q.ln())
+                        }
+                        Some(Element::Real(par)) => crate::math::dist::elem_log_density(site.family, y, &par),
+                        None => f64::NAN,
+                    };
+                    if acc.len() <= at {
+                        acc.push((f64::NEG_INFINITY, 0.0));
+                    }
+                    let (lmax, lsum) = &mut acc[at];
+                    log_add(lmax, lsum, l);
+                    at += 1;
+                }
+            }
+        }
+    }
+    let s = draws.len() as f64;
+    Ok(acc.into_iter().map(|(lmax, lsum)| lmax + (lsum / s).ln()).collect())
+}
+
 /// What one observed element's distribution is at the draw last evaluated.
 enum Element<'a> {
     /// A class variable: its probabilities' source (a `[K]` row, or θ / the logit).

@@ -8,7 +8,7 @@
 //!   trusted.
 pub mod adam;
 pub mod advi;
-// pub mod bbb;
+pub mod bbb;
 pub mod psis;
 
 use crate::density::{EvalError, LogDensity};

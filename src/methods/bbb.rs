@@ -1,0 +1,280 @@
+//! `run --method bbb`: Bayes by Backprop on minibatches of the observation rows the compiler
+//! found, then draws from q.
+
+use crate::compiled::{CompiledModel, Forward};
+use crate::diag::Format;
+use crate::driver::Frontend;
+use crate::infer::run::Config;
+use crate::infer::vi::bbb::{self, Programs, Settings};
+use crate::infer::vi::Gaussian;
+use crate::ir::lower::{self, Options as LowerOptions, Purpose};
+use crate::ir::Program;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// What the command line gave (`None`: the default).
+pub struct Options {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: f64,
+    pub sgd_momentum: Option<f64>,
+    pub kl_anneal: usize,
+    pub temperature: f64,
+    pub val_frac: f64,
+    pub output_draws: usize,
+}
+
+/// Steps a run takes when `--epochs` is not given (the epochs are rounded up, between 10 and
+/// 1,000).
+pub const DEFAULT_STEPS: usize = 20_000;
+/// Draws from q that score the held-out rows after each epoch.
+const VAL_DRAWS: usize = 20;
+
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    program: &Program,
+    cfg: &Config,
+    o: &Options,
+    all: bool,
+    format: Format,
+) -> i32 {
+    let fail = |fe: &Frontend| {
+        eprint!("{}", crate::driver::render_diags(fe, format));
+        1
+    };
+    let Some((el, bound)) = fe.elaborated_with_data(model, data) else { return fail(fe) };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
+    // The rows: all of them, less those held out.
+    let Some(size) = lower::row_size(&el) else {
+        fe.diags.push(lower::no_rows_diagnostic());
+        return fail(fe);
+    };
+    let n = bound.int(&size).unwrap_or(0).max(0) as usize;
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.shuffle(&mut rng);
+    let n_val =
+        if o.val_frac > 0.0 { ((o.val_frac * n as f64).round() as usize).clamp(1, n.saturating_sub(1)) } else { 0 };
+    let (val_rows, train_rows) = rows.split_at(n_val);
+    let mut val_rows = val_rows.to_vec();
+    val_rows.sort_unstable();
+    let n_train = train_rows.len();
+    if n_train == 0 {
+        eprintln!("error: no rows to train on (the data have {n} observation rows)");
+        return 1;
+    }
+    let b = o.batch_size.unwrap_or(128).clamp(1, n_train);
+    let options = |batch| LowerOptions {
+        batch: Some(batch),
+        part_weights: true,
+        variational: true,
+        local_reparam: true,
+        ..Default::default()
+    };
+    let Some(full) = lower::lower_with(&el, &bound, Purpose::Density, options(b), &mut fe.diags) else {
+        return fail(fe);
+    };
+    let rest = n_train % b;
+    let last = if rest > 0 {
+        match lower::lower_with(&el, &bound, Purpose::Density, options(rest), &mut fe.diags) {
+            Some(p) => Some(p),
+            None => return fail(fe),
+        }
+    } else {
+        None
+    };
+    // Held-out rows: the forward entry on them.
+    let val_program = if n_val > 0 {
+        let held = bound.select_rows(&size, &lower::row_variables(&el), &val_rows);
+        match lower::lower_for(&el, &held, Purpose::Forward, &mut fe.diags) {
+            Some(p) => Some(p),
+            None => return fail(fe),
+        }
+    } else {
+        None
+    };
+    let compile = |p| CompiledModel::new(p, cfg.backend);
+    let (full_m, last_m, mut density) = match (compile(&full), last.as_ref().map(compile).transpose(), compile(program))
+    {
+        (Ok(f), Ok(l), Ok(d)) => (f, l, d),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            return 2;
+        }
+    };
+    density.seed(cfg.seed ^ 0x5DEE_CE66);
+    let mut progs = Programs { full: full_m, full_program: &full, last: last_m.zip(last.as_ref()) };
+    let steps_per_epoch = n_train.div_ceil(b);
+    let epochs = o.epochs.unwrap_or_else(|| DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 1000));
+    let settings = Settings {
+        epochs,
+        batch_size: b,
+        lr: o.lr,
+        sgd_momentum: o.sgd_momentum,
+        kl_anneal: o.kl_anneal,
+        temperature: o.temperature,
+        patience: (epochs / 10).max(20),
+        init_sd: 1e-2,
+    };
+    let layout = full.variational.clone().unwrap_or_default();
+    let names = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| full.params[i].name.clone()).collect() };
+    let local = names(&layout.local.iter().map(|l| l.0).collect::<Vec<_>>());
+    let exact_kl = names(&layout.gaussian.iter().map(|g| g.0).collect::<Vec<_>>());
+    eprintln!(
+        "bbb: {n_train} training rows{}, batches of {b}, {epochs} epochs of {steps_per_epoch} steps; exact KL for {}; local reparameterisation for {}",
+        if n_val > 0 { format!(" ({n_val} held out)") } else { String::new() },
+        list(&exact_kl),
+        list(&local),
+    );
+
+    // The held-out score: the mean log predictive density over draws from q.
+    let mut val_fw = match val_program.as_ref().map(|p| Forward::new(p, cfg.backend)).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e}");
+            return 2;
+        }
+    };
+    let mut val_rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed ^ 0xA5A5);
+    let mut scorer = |q: &Gaussian| -> Option<f64> {
+        let fw = val_fw.as_mut()?;
+        let draws = constrained_draws(&mut density, q, VAL_DRAWS, &mut val_rng);
+        let ll = crate::predict::pointwise_log_lik(fw, &draws).ok()?;
+        let finite: Vec<f64> = ll.into_iter().filter(|v| !v.is_nan()).collect();
+        (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+    };
+    let mut validate: Option<&mut dyn FnMut(&Gaussian) -> Option<f64>> =
+        if n_val > 0 { Some(&mut scorer) } else { None };
+
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(epochs as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("bbb epoch {pos}/{len} {bar:30} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mu = bbb::initial_means(program, &mut rng);
+    let t = std::time::Instant::now();
+    let trained = bbb::train(&mut progs, mu, train_rows, &settings, &mut rng, &mut validate, &mut |e, _| {
+        bar.set_position(e.epoch as u64);
+        bar.set_message(match e.val_log_lik {
+            Some(v) => format!("ELBO {:.2}  held-out log-lik {v:.4}", e.elbo),
+            None => format!("ELBO {:.2}", e.elbo),
+        });
+    });
+    bar.finish_and_clear();
+    drop(validate);
+    let seconds = t.elapsed().as_secs_f64();
+    let o_ = match trained {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: Bayes by Backprop failed: {e}");
+            return 3;
+        }
+    };
+    let mut times: Vec<f64> = o_.epochs.iter().map(|e| e.seconds).collect();
+    times.sort_by(f64::total_cmp);
+    let per_epoch = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    let elbo = o_.epochs.last().map_or(f64::NAN, |e| e.elbo);
+    let converged = settled(&o_.epochs);
+    eprintln!(
+        "bbb: ELBO {elbo:.3} after {} epochs ({} steps, {:.3} s per epoch){}",
+        o_.epochs.len(),
+        o_.steps,
+        per_epoch,
+        if o_.early_stopped { format!("; stopped early, keeping epoch {}", o_.best_epoch) } else { String::new() }
+    );
+    let mut warnings = Vec::new();
+    if o_.stopped {
+        warnings.push(format!("stopped early after {} steps: the draws are from q as it was then", o_.steps));
+    } else if !converged && !o_.early_stopped {
+        warnings.push("the ELBO was still changing by more than 1% over the last epochs; train for more --epochs or with another --lr".into());
+    }
+    let mut record = serde_json::Map::new();
+    for (k, v) in [
+        ("elbo", serde_json::json!(elbo)),
+        ("iterations", serde_json::json!(o_.steps)),
+        ("epochs", serde_json::json!(o_.epochs.len())),
+        ("best_epoch", serde_json::json!(o_.best_epoch)),
+        ("converged", serde_json::json!(converged)),
+        ("early_stopped", serde_json::json!(o_.early_stopped)),
+        ("batch_size", serde_json::json!(b)),
+        ("training_rows", serde_json::json!(n_train)),
+        ("held_out_rows", serde_json::json!(n_val)),
+        ("lr", serde_json::json!(o.lr)),
+        ("temperature", serde_json::json!(o.temperature)),
+        ("kl_anneal", serde_json::json!(o.kl_anneal)),
+        ("exact_kl", serde_json::json!(exact_kl)),
+        ("local_reparameterisation", serde_json::json!(local)),
+        ("seconds", serde_json::json!(seconds)),
+        ("seconds_per_epoch", serde_json::json!(per_epoch)),
+        ("trace", serde_json::to_value(&o_.epochs).unwrap_or_default()),
+    ] {
+        record.insert(k.into(), v);
+    }
+    let settings_lines = vec![
+        "variational".to_string(),
+        "  algorithm = bbb (mean-field, softplus scales)".to_string(),
+        format!("  epochs = {}", o_.epochs.len()),
+        format!("  batch_size = {b}"),
+        format!("  lr = {}", o.lr),
+        format!("  optimizer = {}", if o.sgd_momentum.is_some() { "sgd" } else { "adam" }),
+        format!("  temperature = {}", o.temperature),
+        format!("  kl_anneal = {}", o.kl_anneal),
+        format!("  val_frac = {}", o.val_frac),
+    ];
+    let out = crate::methods::vi::Output {
+        method: "bbb",
+        settings: settings_lines,
+        record,
+        warnings,
+        output_draws: o.output_draws,
+        all,
+    };
+    crate::methods::vi::write(program, cfg, &mut density, &o_.q, &mut rng, out)
+}
+
+/// `S` draws from q as forward-program vectors (constrained parameters, in order).
+fn constrained_draws(density: &mut CompiledModel, q: &Gaussian, s: usize, rng: &mut impl rand::Rng) -> Vec<Vec<f64>> {
+    use rand_distr::{Distribution, StandardNormal};
+    let n = q.dim();
+    let (mut eps, mut theta) = (vec![0.0; n], vec![0.0; n]);
+    let mut out = Vec::with_capacity(s);
+    for _ in 0..s {
+        eps.iter_mut().for_each(|e| *e = StandardNormal.sample(rng));
+        q.transform(&eps, &mut theta);
+        if let Ok(v) = density.constrained(&theta, false) {
+            out.push(v.into_iter().flat_map(|(_, _, x)| x).collect());
+        }
+    }
+    out
+}
+
+/// Whether the mean ELBO of the last tenth of the epochs (at least 5) is within 1% of the
+/// tenth before.
+fn settled(epochs: &[bbb::Epoch]) -> bool {
+    let w = (epochs.len() / 10).max(5);
+    if epochs.len() < 2 * w {
+        return false;
+    }
+    let mean = |s: &[bbb::Epoch]| s.iter().map(|e| e.elbo).sum::<f64>() / s.len() as f64;
+    let (a, b) = (mean(&epochs[epochs.len() - 2 * w..epochs.len() - w]), mean(&epochs[epochs.len() - w..]));
+    ((b - a) / b).abs() < 0.01
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else if v.len() > 4 {
+        format!("{}, ... ({} parameters)", v[..4].join(", "), v.len())
+    } else {
+        v.join(", ")
+    }
+}
