@@ -299,6 +299,10 @@ enum Emit {
     /// The draws program's IR: a draw's constrained values and generated quantities, as
     /// samplers run it once per kept draw.
     IrDraws,
+    /// What minibatches are made of: the observation rows the compiler found (the row
+    /// count and the data read per row), and what Bayes by Backprop does with each
+    /// parameter.
+    Rows,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -742,6 +746,7 @@ fn run() -> i32 {
                     Emit::IrDraws if !fe.diags.has_errors() => fe
                         .program(&model, data.as_deref())
                         .and_then(|p| p.draws.as_deref().map(crate::ir::print::program)),
+                    Emit::Rows if !fe.diags.has_errors() => fe.elaborated.as_ref().map(driver::emit_rows),
                     Emit::IrForward if !fe.diags.has_errors() => fe
                         .program_for(&model, data.as_deref(), crate::ir::lower::Purpose::Forward)
                         .map(|p| crate::ir::print::program(&p)),

@@ -95,6 +95,11 @@ codes! {
     BindIndex = "E0601", "index out of range";
     Unsupported = "E0602", "construct not supported by the compiler yet";
     NotFinite = "E0603", "log density not finite at this point";
+    // Minibatches of observation rows.
+    NoRows = "E0610", "observation rows cannot be found";
+    ParamPerRow = "E0611", "parameter with a value per observation row";
+    RowsCoupled = "E0612", "likelihood couples observation rows";
+    RowCountUsed = "E0613", "row count used as a number";
     // Prediction.
     FitUnusable = "E0700", "fit cannot be used with this model and data";
     NothingToPredict = "E0701", "no observed variable to predict";

@@ -285,6 +285,42 @@ pub fn emit_elab(e: &Elaborated) -> String {
     out
 }
 
+/// The printed form of `--emit rows`: the observation rows minibatches are drawn from, and
+/// how Bayes by Backprop treats each parameter ([`crate::ir::variational::plan`]).
+pub fn emit_rows(e: &Elaborated) -> String {
+    use crate::ir::lower::{observed_names, row_size, row_variables};
+    let mut out = String::new();
+    let observed = observed_names(e);
+    out.push_str(&format!(
+        "observed:         {}\n",
+        if observed.is_empty() { "(none)".into() } else { observed.join(", ") }
+    ));
+    match row_size(e) {
+        Some(n) => {
+            out.push_str(&format!("row count:        {n}\n"));
+            out.push_str(&format!("read per row:     {}\n", row_variables(e).join(", ")));
+        }
+        None => out.push_str("row count:        (none found: the model cannot be minibatched)\n"),
+    }
+    let plan = crate::ir::variational::plan(e);
+    let size = row_size(e);
+    out.push_str("\nBayes by Backprop, parameter by parameter:\n");
+    for p in &e.checked.params {
+        let (dims, _) = crate::data::type_dims(&p.type_expr);
+        let per_row = size.as_deref().is_some_and(|n| dims.iter().any(|d| d.as_name() == Some(n)));
+        let how = match plan.gaussian.iter().find(|(n, ..)| *n == p.name) {
+            _ if per_row => "one value per row: a minibatch cannot update it (E0611)".to_string(),
+            Some((_, loc, scale)) if plan.local.contains(&p.name) => {
+                format!("exact KL to normal({loc}, {scale}); local reparameterisation")
+            }
+            Some((_, loc, scale)) => format!("exact KL to normal({loc}, {scale})"),
+            None => "sampled; KL estimated from the draw".to_string(),
+        };
+        out.push_str(&format!("  {:<28} {how}\n", p.name));
+    }
+    out
+}
+
 /// Render diagnostics for the terminal or as JSON lines.
 pub fn render_diags(fe: &Frontend, format: Format) -> String {
     render(&fe.diags, &fe.sources, format)

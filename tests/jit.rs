@@ -830,5 +830,5 @@ fn minibatch_parts_match_the_density_on_the_same_rows() {
     let opts = Options { batch: Some(4), ..Default::default() };
     assert!(lower_with(&el, &bound, Purpose::Density, opts, &mut fe.diags).is_none());
     let shown = render(&fe.diags, &fe.sources, Format::Human { color: false });
-    assert!(shown.contains("E0602") && shown.contains("`eta` has a value per observation row"), "{shown}");
+    assert!(shown.contains("E0611") && shown.contains("`eta` has a value per observation row"), "{shown}");
 }

@@ -157,13 +157,24 @@ pub fn row_variables(el: &Elaborated) -> Vec<String> {
     }
 }
 
+/// What to do instead of minibatching.
+const FULL_BATCH_HELP: &str =
+    "minibatches need a likelihood that is a sum of one term per observation row; fit on the full data instead (--method advi, or nuts)";
+
 /// Why a model without observation rows ([`row_size`]) cannot be minibatched.
-pub fn no_rows_diagnostic() -> Diagnostic {
-    Diagnostic::error_nowhere(
-        Code::Unsupported,
-        "this model's observation rows cannot be found: its observed variables do not share a first dimension given by an int in `data`",
+pub fn no_rows_diagnostic(el: &Elaborated) -> Diagnostic {
+    let observed = observed_names(el);
+    let why = if observed.is_empty() {
+        "this model's observation rows cannot be found: no data variable is observed (on the left of `~`, or as the first argument of a density in `target +=`)".to_string()
+    } else {
+        format!(
+            "this model's observation rows cannot be found: its observed data ({}) do not share a first dimension given by an int in `data`",
+            observed.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    Diagnostic::error_nowhere(Code::NoRows, why).with_help(
+        "declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`, and observe them with `~`; or fit on the full data (--method advi, or nuts)",
     )
-    .with_help("declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`; or train on the full data (--method advi)")
 }
 
 /// A recoverable lowering failure: already reported.
@@ -297,9 +308,21 @@ fn lower_one(
         None => data,
         Some(b) => {
             let Some(size) = row_size(el) else {
-                diags.push(no_rows_diagnostic());
+                diags.push(no_rows_diagnostic(el));
                 return None;
             };
+            if let Some(span) = crate::ir::rowcheck::row_count_as_number(&el.checked.model, &size) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::RowCountUsed,
+                        span,
+                        format!("`{size}` is used as a number, but in a minibatch it would be the batch size"),
+                    )
+                    .with_label("the row count as a number")
+                    .with_help(FULL_BATCH_HELP),
+                );
+                return None;
+            }
             let mut d = data.clone();
             let full = d.int(&size).unwrap_or(0).max(0) as usize;
             for (name, var) in &mut d.vars {
@@ -335,6 +358,20 @@ fn lower_one(
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
+    if let Some(b) = options.batch {
+        if let Err(c) = crate::ir::rowcheck::check(&p, b) {
+            lw.diags.push(
+                Diagnostic::error(
+                    Code::RowsCoupled,
+                    c.span,
+                    format!("the likelihood is not a sum over observation rows: {}", c.why),
+                )
+                .with_label("couples rows")
+                .with_help(FULL_BATCH_HELP),
+            );
+            return None;
+        }
+    }
     if let Err(e) = passes(&mut p, purpose) {
         lw.diags.push(Diagnostic::error_nowhere(Code::Unsupported, format!("internal: the IR does not verify {e}")));
         return None;
@@ -471,7 +508,9 @@ impl<'a> Lower<'a> {
             }
         }
         let dst = self.new_value(shape, int);
-        if matches!(prim, Prim::Index(_) | Prim::Load(..)) {
+        // A minibatch program's row check names the operation that couples rows.
+        if matches!(prim, Prim::Index(_) | Prim::Load(..)) || (self.options.batch.is_some() && span != Span::default())
+        {
             self.p.origins.insert(dst, span);
         }
         let from_slot = matches!(&prim, Prim::Load(s, _) if self.slots_on_params.contains(s));
@@ -713,12 +752,16 @@ impl<'a> Lower<'a> {
             for d in &ck.params {
                 let (dims, _) = type_dims(&d.type_expr);
                 if dims.iter().any(|e| e.as_name() == Some(size.as_str())) {
-                    return Err(self.err(
-                        Code::Unsupported,
-                        d.span,
-                        format!("`{}` has a value per observation row (its size is `{size}`), so a minibatch of rows cannot update it", d.name),
-                        "one value per row",
-                    ));
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::ParamPerRow,
+                            d.span,
+                            format!("`{}` has a value per observation row (its size is `{size}`), so a minibatch of rows cannot update it", d.name),
+                        )
+                        .with_label("one value per row")
+                        .with_help(FULL_BATCH_HELP),
+                    );
+                    return Err(Fail);
                 }
             }
         }

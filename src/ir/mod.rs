@@ -20,6 +20,7 @@ pub mod prim;
 pub mod print;
 pub mod rewrite;
 pub mod rowblock;
+pub mod rowcheck;
 pub mod variational;
 pub mod vectorise;
 pub mod verify;

@@ -51,7 +51,7 @@ pub fn run(
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
     // The rows: all of them, less those held out.
     let Some(size) = lower::row_size(&el) else {
-        fe.diags.push(lower::no_rows_diagnostic());
+        fe.diags.push(lower::no_rows_diagnostic(&el));
         return fail(fe);
     };
     let n = bound.int(&size).unwrap_or(0).max(0) as usize;
