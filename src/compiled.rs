@@ -49,6 +49,13 @@ impl<'p> Engine<'p> {
             Engine::Interp(i) => i.set_input(k, values),
         }
     }
+
+    fn input_mut(&mut self, k: usize) -> Option<&mut [f64]> {
+        match self {
+            Engine::Jit(j) => j.input_mut(k),
+            Engine::Interp(i) => i.input_mut(k),
+        }
+    }
 }
 
 /// A log density on the unconstrained space with its gradient, by the chosen backend, and
@@ -89,6 +96,12 @@ impl<'p> CompiledModel<'p> {
     /// that follow.
     pub fn set_input(&mut self, k: usize, values: &[f64]) -> Result<(), String> {
         self.engine.set_input(k, values)
+    }
+
+    /// Input buffer `k` to fill in place (noise drawn for each evaluation), or `None` when the
+    /// compiled code does not read it.
+    pub fn input_mut(&mut self, k: usize) -> Option<&mut [f64]> {
+        self.engine.input_mut(k)
     }
 
     /// The log density and log-Jacobian apart, with the gradient in `grad`.

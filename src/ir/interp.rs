@@ -107,6 +107,11 @@ impl<'p> Interp<'p> {
         Ok(())
     }
 
+    /// Runtime input buffer `k` to write in place.
+    pub fn input_mut(&mut self, k: usize) -> Option<&mut [f64]> {
+        self.inputs.get_mut(k).map(|b| b.as_mut_slice())
+    }
+
     /// Leave the log-Jacobian out of `logp_grad` and of the gradient (for optimisation).
     pub fn without_jacobian(mut self) -> Self {
         self.with_jacobian = false;

@@ -937,6 +937,17 @@ pub fn eval(
                 }
             }
         }
+        // Whole rows picked by an index array (a minibatch's rows): row copies.
+        Prim::Index(ix) if matches!(ix.first(), Some(Ix::Gather)) && ix[1..].iter().all(|i| *i == Ix::All) => {
+            let (n, width) = (shapes[0][0], shapes[0][1..].iter().product::<usize>());
+            for (o, &r) in out.chunks_exact_mut(width.max(1)).zip(args[1]) {
+                if !(r >= 0.0) || r.fract() != 0.0 || r >= n as f64 {
+                    return Err(format!("index {r} is out of range for a dimension of size {n}"));
+                }
+                let r = r as usize;
+                o.copy_from_slice(&args[0][r * width..(r + 1) * width]);
+            }
+        }
         Prim::Index(ix) => {
             index_positions(ix, shapes[0], &args[1..], &mut sc.pos)?;
             for (o, p) in out.iter_mut().zip(&sc.pos) {

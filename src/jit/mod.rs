@@ -241,6 +241,14 @@ impl<'p> Jit<'p> {
         Ok(())
     }
 
+    /// Runtime input buffer `k` to write in place, or `None` when the compiled code does not
+    /// read it.
+    pub fn input_mut(&mut self, k: usize) -> Option<&mut [f64]> {
+        let len = self.p.inputs.get(k)?.len();
+        let at = (*self.rt.lay.inputs.get(k)?)?;
+        Some(&mut self.arena[at..at + len])
+    }
+
     /// Every execution's copy of value `v` after an evaluation, in execution order; `None`
     /// for a value the compiled code does not keep (a generated quantity, one computed in
     /// registers only, or one of a loop body that keeps one copy at a time).

@@ -115,16 +115,32 @@ impl Coords {
     }
 }
 
+impl Coords {
+    /// −KL for the closed-form coordinates plus the entropy of the others (whose prior the
+    /// program holds), at q's parameters `x` (μ then ρ).
+    fn kl_free_part(&self, x: &[f64]) -> f64 {
+        let dim = self.gaussian.len();
+        let mut v = 0.0;
+        for j in 0..dim {
+            let sd = softplus(x[dim + j]);
+            v += match self.gaussian[j] {
+                Some((loc, scale)) => {
+                    let z = (x[j] - loc) / scale;
+                    -((scale / sd).ln() + 0.5 * ((sd / scale).powi(2) + z * z) - 0.5)
+                }
+                None => sd.ln() + 0.5 * (1.0 + super::LOG_2PI),
+            };
+        }
+        v
+    }
+}
+
 fn softplus(x: f64) -> f64 {
     if x > 30.0 {
         x
     } else {
         x.exp().ln_1p()
     }
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// ρ with softplus(ρ) = σ.
@@ -165,7 +181,7 @@ pub fn train(
     let mut velocity = vec![0.0; 2 * dim];
     let (mut theta, mut vgrad, mut g) = (vec![0.0; vdim], vec![0.0; vdim], vec![0.0; 2 * dim]);
     let mut eps = vec![0.0; dim];
-    let mut noise: Vec<f64> = Vec::new();
+    let (mut e_rho, mut sd, mut dsd) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
     let mut order: Vec<usize> = train_rows.to_vec();
     let mut rows_f = Vec::with_capacity(b);
     let mut epochs = Vec::new();
@@ -206,23 +222,29 @@ pub fn train(
             set(model, inputs.rows, &rows_f)?;
             set(model, inputs.lik, &[n as f64 / chunk.len() as f64 / s.temperature])?;
             set(model, inputs.prior, &[beta])?;
-            for &(k, len) in &inputs.noise {
-                noise.clear();
-                noise.extend((0..len).map(|_| -> f64 { StandardNormal.sample(rng) }));
-                model.set_input(k, &noise)?;
+            for &(k, _) in &inputs.noise {
+                if let Some(buf) = model.input_mut(k) {
+                    buf.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+                }
+            }
+            // σ = softplus(ρ) and its derivative, the logistic function, for every coordinate.
+            crate::math::vmath::exp_array(&x[dim..], &mut e_rho);
+            crate::math::vmath::ln_1p_array(&e_rho, &mut sd);
+            for j in 0..dim {
+                dsd[j] = if e_rho[j].is_finite() { e_rho[j] / (1.0 + e_rho[j]) } else { 1.0 };
+                if !sd[j].is_finite() {
+                    sd[j] = x[dim + j];
+                }
             }
             // θ: a draw for sampled coordinates, the means and sds for local ones.
+            eps.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
             for j in 0..dim {
-                let sd = softplus(x[dim + j]);
                 match coords.local[j] {
                     Some(at) => {
                         theta[j] = x[j];
-                        theta[at] = sd;
+                        theta[at] = sd[j];
                     }
-                    None => {
-                        eps[j] = StandardNormal.sample(rng);
-                        theta[j] = x[j] + sd * eps[j];
-                    }
+                    None => theta[j] = x[j] + sd[j] * eps[j],
                 }
             }
             let e = match model.eval_grad(&theta, &mut vgrad) {
@@ -235,29 +257,24 @@ pub fn train(
                 }
                 Err(err) => return Err(format!("at step {}: {err}; a smaller --lr may help", steps + 1)),
             };
-            // The rest of −β·KL: closed forms, and the entropy of sampled coordinates whose
-            // prior is in the program.
-            let mut value = e.logp + e.jacobian;
+            // The gradient of the rest of −β·KL: the closed forms, and the entropy of sampled
+            // coordinates whose prior is in the program (their values are added per epoch).
+            let value = e.logp + e.jacobian;
             for j in 0..dim {
-                let (m, sd) = (x[j], softplus(x[dim + j]));
+                let (m, sdj) = (x[j], sd[j]);
                 let (mut gm, mut gs) = match coords.local[j] {
                     Some(at) => (vgrad[j], vgrad[at]),
                     None => (vgrad[j], vgrad[j] * eps[j]),
                 };
                 match coords.gaussian[j] {
                     Some((loc, scale)) => {
-                        let z = (m - loc) / scale;
-                        value -= beta * ((scale / sd).ln() + 0.5 * ((sd / scale).powi(2) + z * z) - 0.5);
-                        gm -= beta * z / scale;
-                        gs -= beta * (sd / (scale * scale) - 1.0 / sd);
+                        gm -= beta * (m - loc) / (scale * scale);
+                        gs -= beta * (sdj / (scale * scale) - 1.0 / sdj);
                     }
-                    None => {
-                        value += beta * sd.ln();
-                        gs += beta / sd;
-                    }
+                    None => gs += beta / sdj,
                 }
                 g[j] = gm;
-                g[dim + j] = gs * sigmoid(x[dim + j]);
+                g[dim + j] = gs * dsd[j];
             }
             objective += value;
             batches += 1;
@@ -272,9 +289,8 @@ pub fn train(
             }
             steps += 1;
         }
-        // The entropy's constant, so that the objective is the ELBO.
-        let constant =
-            beta * 0.5 * (1.0 + super::LOG_2PI) * coords.gaussian.iter().filter(|g| g.is_none()).count() as f64;
+        // −β·KL's terms that do not depend on the draw, at the epoch's q.
+        let constant = beta * coords.kl_free_part(&x);
         let val = validate.as_mut().and_then(|f| f(&as_q(&x)));
         let rec = Epoch {
             epoch,
