@@ -109,7 +109,7 @@ struct RunArgs {
     #[arg(long, help_heading = "Variational (advi)")]
     output_draws: Option<usize>,
 
-    /// [bbb] Passes over the training rows (default: enough for 20,000 steps, 10 to 1,000).
+    /// [bbb] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
     #[arg(long, help_heading = "Minibatch training (bbb)")]
     epochs: Option<usize>,
     /// [bbb] Observation rows per step (default 128, or all rows when fewer).

@@ -27,7 +27,7 @@ pub struct Options {
 }
 
 /// Steps a run takes when `--epochs` is not given (the epochs are rounded up, between 10 and
-/// 1,000).
+/// 10,000).
 pub const DEFAULT_STEPS: usize = 20_000;
 /// Draws from q that score the held-out rows after each epoch.
 const VAL_DRAWS: usize = 20;
@@ -109,7 +109,7 @@ pub fn run(
     density.seed(cfg.seed ^ 0x5DEE_CE66);
     let mut progs = Programs { full: full_m, full_program: &full, last: last_m.zip(last.as_ref()) };
     let steps_per_epoch = n_train.div_ceil(b);
-    let epochs = o.epochs.unwrap_or_else(|| DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 1000));
+    let epochs = o.epochs.unwrap_or_else(|| DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
     let settings = Settings {
         epochs,
         batch_size: b,
@@ -182,13 +182,15 @@ pub fn run(
     let mut times: Vec<f64> = o_.epochs.iter().map(|e| e.seconds).collect();
     times.sort_by(f64::total_cmp);
     let per_epoch = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
-    let elbo = o_.epochs.last().map_or(f64::NAN, |e| e.elbo);
+    // The per-epoch estimates are noisy: the mean over the last tenth of the epochs.
+    let tail = &o_.epochs[o_.epochs.len() - (o_.epochs.len() / 10).max(1).min(o_.epochs.len())..];
+    let elbo = if tail.is_empty() { f64::NAN } else { tail.iter().map(|e| e.elbo).sum::<f64>() / tail.len() as f64 };
     let converged = settled(&o_.epochs);
     eprintln!(
-        "bbb: ELBO {elbo:.3} after {} epochs ({} steps, {:.3} s per epoch){}",
+        "bbb: ELBO {elbo:.3} after {} epochs ({} steps, {:.3} ms per epoch){}",
         o_.epochs.len(),
         o_.steps,
-        per_epoch,
+        per_epoch * 1e3,
         if o_.early_stopped { format!("; stopped early, keeping epoch {}", o_.best_epoch) } else { String::new() }
     );
     let mut warnings = Vec::new();
@@ -257,16 +259,22 @@ fn constrained_draws(density: &mut CompiledModel, q: &Gaussian, s: usize, rng: &
     out
 }
 
-/// Whether the mean ELBO of the last tenth of the epochs (at least 5) is within 1% of the
-/// tenth before.
+/// Whether the ELBO has stopped rising: the mean over the last tenth of the epochs (at least
+/// 5) exceeds the mean over the tenth before by less than 1%, or by less than three
+/// standard errors (the per-epoch values are noisy with few steps per epoch).
 fn settled(epochs: &[bbb::Epoch]) -> bool {
     let w = (epochs.len() / 10).max(5);
     if epochs.len() < 2 * w {
         return false;
     }
-    let mean = |s: &[bbb::Epoch]| s.iter().map(|e| e.elbo).sum::<f64>() / s.len() as f64;
-    let (a, b) = (mean(&epochs[epochs.len() - 2 * w..epochs.len() - w]), mean(&epochs[epochs.len() - w..]));
-    ((b - a) / b).abs() < 0.01
+    let stats = |s: &[bbb::Epoch]| {
+        let m = s.iter().map(|e| e.elbo).sum::<f64>() / s.len() as f64;
+        let v = s.iter().map(|e| (e.elbo - m).powi(2)).sum::<f64>() / (s.len() - 1) as f64;
+        (m, v / s.len() as f64)
+    };
+    let ((a, va), (b, vb)) =
+        (stats(&epochs[epochs.len() - 2 * w..epochs.len() - w]), stats(&epochs[epochs.len() - w..]));
+    b - a < 0.01 * b.abs() || b - a < 3.0 * (va + vb).sqrt()
 }
 
 fn list(v: &[String]) -> String {
