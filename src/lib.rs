@@ -11,9 +11,11 @@
 //!         Density: target and Jacobian, every cost-lowering rewrite (+ its Draws program:
 //!                  the transforms and `generated`, run once per kept draw)
 //!         Forward: a draw's constrained values → each observed variable's distribution
+//!         (options) minibatch rows, part weights, dropout masks; the variational program
+//!         of Bayes by Backprop (closed-form KL, local reparameterisation)   ir::variational
 //!    ──differentiate──▶ the adjoint sweep (reverse mode, IR to IR)                     ir::adjoint
 //!    ──▶ interp (the reference) | jit (Cranelift), chosen in one place                 compiled
-//!    ──▶ NUTS, HMC, MAP ──▶ draws (CmdStan CSV) ──▶ summary                            infer, summary
+//!    ──▶ NUTS, HMC, MAP, ADVI, BBB ──▶ draws (CmdStan CSV) ──▶ summary         infer, methods, summary
 //!    ──▶ predict: the forward entry at every draw ──▶ moments, draws, metrics         predict
 //! ```
 //!
