@@ -18,16 +18,14 @@ likelihood of a batch is scaled by N/B, the KL is counted once per step, Adam (-
   reparameterisation (AutoNormal draws the weights once per step). float64 by default (as
   bnnc computes), float32 too unless --no-f32.
 - bnnc: `bnnc run benches/models/bnn_protein.bnn --method bbb --epochs 1+E --batch-size 128
-  --lr LR --val-frac 0 --seed 1`; the epoch times come from summary.json's vi.trace (its
-  first epoch dropped as the warm-up), else vi.seconds_per_epoch. If the command fails,
-  "bnnc: not available (...)" is printed and the peers are still measured.
+  --lr LR --val-frac 0 --seed 1`; epoch times from summary.json's vi.trace less its first
+  epoch (else vi.seconds_per_epoch). If it fails, "bnnc: not available (...)" is printed.
 
-Every framework runs in its own process pinned with `taskset -c CORE` (default 0), with
-XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" and
-OMP/MKL/OpenBLAS threads set to 1. Each does one warm-up epoch (compilation and tracing land
-there), then --epochs timed epochs; reported are the median seconds per epoch, its min-max,
-ms per step, the ratio peer/bnnc, and the mean loss (negative ELBO estimate over the epoch's
-steps) of the first and last timed epoch, which must decrease.
+Each framework runs in its own process pinned with `taskset -c CORE` (default 0), with
+XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" and OMP/MKL/
+OpenBLAS threads at 1: one warm-up epoch (compilation, tracing), then --epochs timed epochs.
+Printed: median s/epoch, its min-max, ms/step, peer/bnnc, and the mean loss (negative ELBO
+estimate over an epoch's steps) of the warm-up and the last epoch, which must decrease.
 
 Run from the repository root (needs `cargo build --release`, `pip install torch numpyro jax`;
 torch's CPU-only wheels: `pip install torch --index-url https://download.pytorch.org/whl/cpu`):
@@ -86,11 +84,9 @@ def torch_worker(a):
         t = 0.1 * torch.randn(*shape, dtype=dtype) if mean else torch.full(shape, rho0, dtype=dtype)
         return t.requires_grad_()
 
-    p = {"M1": param(d, HIDDEN), "R1": param(d, HIDDEN, mean=False),
-         "m1": param(HIDDEN), "r1": param(HIDDEN, mean=False),
-         "M2": param(HIDDEN, 1), "R2": param(HIDDEN, 1, mean=False),
-         "m2": param(1), "r2": param(1, mean=False),
-         "ls_m": param(1), "ls_r": param(1, mean=False)}
+    p = {"M1": param(d, HIDDEN), "R1": param(d, HIDDEN, mean=False), "m1": param(HIDDEN),
+         "r1": param(HIDDEN, mean=False), "M2": param(HIDDEN, 1), "R2": param(HIDDEN, 1, mean=False),
+         "m2": param(1), "r2": param(1, mean=False), "ls_m": param(1), "ls_r": param(1, mean=False)}
     opt = torch.optim.Adam(p.values(), lr=a.lr)
     half_log_2pi = 0.5 * float(np.log(2 * np.pi))
 
@@ -105,8 +101,7 @@ def torch_worker(a):
     def step(idx):
         xb, yb = X[idx], Y[idx]
         S1, s1, S2, s2 = (F.softplus(p[k]) for k in ("R1", "r1", "R2", "r2"))
-        b1 = p["m1"] + s1 * torch.randn_like(s1)
-        b2 = p["m2"] + s2 * torch.randn_like(s2)
+        b1, b2 = p["m1"] + s1 * torch.randn_like(s1), p["m2"] + s2 * torch.randn_like(s2)
         f = dense(torch.tanh(dense(xb, p["M1"], S1, b1)), p["M2"], S2, b2)[:, 0]
         ls_s = F.softplus(p["ls_r"])
         eps = torch.randn_like(ls_s)
@@ -128,9 +123,8 @@ def torch_worker(a):
     def epoch():
         idxs = [torch.from_numpy(b) for b in batches(rng, n)]
         t0 = time.perf_counter()
-        losses = [step(i) for i in idxs]
-        total = float(torch.stack(losses).sum())
-        return time.perf_counter() - t0, total / len(losses), len(losses)
+        losses = torch.stack([step(i) for i in idxs])
+        return time.perf_counter() - t0, float(losses.mean()), len(idxs)
 
     return run_epochs(epoch, a.epochs, f"torch {torch.__version__}")
 
@@ -175,9 +169,8 @@ def numpyro_worker(a):
         for idx in idxs:
             state, loss = update(state, idx)
             losses.append(loss)
-        total = float(jnp.sum(jnp.stack(losses)))  # waits for the last step
-        jax.block_until_ready(state)
-        return time.perf_counter() - t0, total / len(losses), len(losses)
+        jax.block_until_ready((state, losses))  # waits for the last step (dispatch is async)
+        return time.perf_counter() - t0, float(jnp.mean(jnp.stack(losses))), len(idxs)
 
     return run_epochs(epoch, a.epochs, f"numpyro {numpyro.__version__}, jax {jax.__version__}")
 
@@ -201,18 +194,14 @@ def run_bnnc(bnnc, data, epochs, lr, core, tmp):
     except OSError as e:
         return {"error": str(e)}
     if p.returncode != 0:
-        lines = (p.stderr or p.stdout).strip().splitlines()
-        return {"error": lines[0] if lines else f"exit code {p.returncode}"}
+        return {"error": ((p.stderr or p.stdout).strip().splitlines() or [f"exit {p.returncode}"])[0]}
     with open(os.path.join(out, "summary.json")) as f:
         vi = json.load(f)["vi"]
-    trace = vi.get("trace") or []
-    res = {"version": "bnnc " + bnnc, "steps": vi.get("iterations", 0) // max(vi.get("epochs", 1), 1)}
-    if len(trace) > 1:
-        res["epoch_seconds"] = [t["seconds"] for t in trace[1:]]
-        res["loss"] = [-t["elbo"] for t in trace]
-    else:
-        res["epoch_seconds"] = [vi["seconds_per_epoch"]]
-    return res
+    timed = (vi.get("trace") or [])[1:] or [{"seconds": vi["seconds_per_epoch"]}]
+    v = subprocess.run([bnnc, "--version"], capture_output=True, text=True).stdout.strip()
+    return {"version": v or bnnc, "steps": vi["iterations"] // vi["epochs"],
+            "epoch_seconds": [t["seconds"] for t in timed],
+            "loss": [-t["elbo"] for t in vi.get("trace") or [] if "elbo" in t]}
 
 
 # ---------------------------------------------------------------- driver
@@ -227,9 +216,8 @@ def run_worker(kind, precision, a, data, tmp):
                          "--precision", precision, "--data", data, "--worker-out", out,
                          "--epochs", str(a.epochs), "--lr", str(a.lr), "--seed", str(a.seed)]
     p = subprocess.run(cmd, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
-    if p.returncode != 0:
-        lines = (p.stderr or p.stdout).strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit code {p.returncode}"}
+    if p.returncode != 0:  # the last line of a traceback
+        return {"error": ((p.stderr or p.stdout).strip().splitlines() or [f"exit {p.returncode}"])[-1]}
     with open(out) as f:
         return json.load(f)
 
@@ -252,10 +240,8 @@ def main():
     ap.add_argument("--no-f64", action="store_true", help="PyTorch in float32 only")
     ap.add_argument("--no-f32", action="store_true", help="NumPyro in float64 only")
     ap.add_argument("--json", default=os.path.join(HERE, "bbb_results.json"))
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--precision", help=argparse.SUPPRESS)
-    ap.add_argument("--data", help=argparse.SUPPRESS)
-    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    for internal in ("--worker", "--precision", "--data", "--worker-out"):
+        ap.add_argument(internal, help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.worker:
@@ -268,8 +254,9 @@ def main():
     from bench import make_protein_data
 
     only = set(a.only.split(","))
-    runs = [("torch", "f32")] * ("torch" in only) + [("torch", "f64")] * ("torch" in only and not a.no_f64) \
-        + [("numpyro", "f64")] * ("numpyro" in only) + [("numpyro", "f32")] * ("numpyro" in only and not a.no_f32)
+    runs = [(k, p) for k, p, skip in [("torch", "f32", False), ("torch", "f64", a.no_f64),
+                                      ("numpyro", "f64", False), ("numpyro", "f32", a.no_f32)]
+            if k in only and not skip]
     if not pin(a.core):
         print("warning: taskset not found; the runs are not pinned to one core")
     results = {}
