@@ -115,10 +115,84 @@ pub fn observed_names(el: &Elaborated) -> Vec<String> {
     out
 }
 
+/// The data behind the observations, for finding the rows: the observed data variables, and
+/// for an observed `let` computed from data alone (`let log_earn = log(earn)` then
+/// `log_earn ~ ...`), the data it is computed from.
+fn observed_data(el: &Elaborated) -> Vec<String> {
+    use crate::syntax::ast::{Stmt, StmtKind};
+    let data: Vec<&str> = el.checked.data.iter().map(|d| d.name.as_str()).collect();
+    // Each `let` of the model made from data alone, with the data it reads.
+    fn names(e: &Expr, out: &mut Vec<String>) {
+        if let ExprKind::Name(n) = &e.kind {
+            out.push(n.clone());
+        }
+        e.kind.children().for_each(|c| names(c, out));
+    }
+    let mut lets: HashMap<String, Vec<String>> = HashMap::new();
+    fn walk(stmts: &[Stmt], data: &[&str], lets: &mut HashMap<String, Vec<String>>) {
+        for s in stmts {
+            match &s.kind {
+                StmtKind::Let { name, value } => {
+                    let mut read = Vec::new();
+                    names(value, &mut read);
+                    let mut from = Vec::new();
+                    let only_data = read.iter().all(|n| {
+                        if data.contains(&n.as_str()) {
+                            from.push(n.clone());
+                            true
+                        } else if let Some(d) = lets.get(n) {
+                            from.extend(d.iter().cloned());
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                    if only_data && !from.is_empty() {
+                        lets.insert(name.name.clone(), from);
+                    }
+                }
+                StmtKind::For { body, .. } => walk(body, data, lets),
+                _ => {}
+            }
+        }
+    }
+    walk(&el.checked.model, &data, &mut lets);
+    let mut out = observed_names(el);
+    let mut roots = Vec::new();
+    fn roots_of(stmts: &[Stmt], out: &mut Vec<String>) {
+        for s in stmts {
+            match &s.kind {
+                StmtKind::Tilde { lhs, .. } => {
+                    let root = match &lhs.kind {
+                        ExprKind::Index { base, .. } => base.as_name(),
+                        _ => lhs.as_name(),
+                    };
+                    out.extend(root.map(str::to_string));
+                }
+                StmtKind::For { body, .. } => roots_of(body, out),
+                StmtKind::If { then, else_, .. } => {
+                    roots_of(then, out);
+                    roots_of(else_.as_deref().unwrap_or(&[]), out);
+                }
+                _ => {}
+            }
+        }
+    }
+    roots_of(&el.checked.model, &mut roots);
+    for r in roots {
+        for d in lets.get(&r).into_iter().flatten() {
+            if !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+    }
+    out
+}
+
 /// The int data whose value is the number of observation rows (`N` in `y: vector[N]`), when
 /// every observed variable's first dimension is that one name.
 pub fn row_size(el: &Elaborated) -> Option<String> {
-    let observed = observed_names(el);
+    let observed = observed_data(el);
     let sizes: Vec<Option<String>> = observed
         .iter()
         .map(|name| {
@@ -138,7 +212,7 @@ pub fn row_size(el: &Elaborated) -> Option<String> {
 /// D]`). When the observed variables do not share such a size (a scalar observation, sizes
 /// that differ), the observed variables themselves.
 pub fn row_variables(el: &Elaborated) -> Vec<String> {
-    let observed = observed_names(el);
+    let observed = observed_data(el);
     let first_dim = |name: &str| -> Option<String> {
         let d = el.checked.data.iter().find(|d| d.name == name)?;
         let (dims, _) = type_dims(&d.type_expr);

@@ -7,6 +7,9 @@ use crate::ir::Program;
 use rand::{RngExt, SeedableRng};
 use std::io::IsTerminal;
 
+/// Random starting points tried.
+const START_TRIES: usize = 20;
+
 pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bool) -> i32 {
     let mut density = match CompiledModel::new(p, cfg.backend) {
         Ok(d) => d,
@@ -17,9 +20,28 @@ pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bo
     };
     density.seed(cfg.seed ^ 0x5DEE_CE66);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    // From --init, or the best of a few uniform draws on (−2, 2): a start where the density
+    // is astronomically small (a recursion that explodes) leaves the ELBO's gradient useless.
     let start: Vec<f64> = match &cfg.init {
         Some(t) => t.clone(),
-        None => (0..p.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
+        None => {
+            let mut best: Option<(f64, Vec<f64>)> = None;
+            let mut grad = vec![0.0; p.dim()];
+            for _ in 0..START_TRIES {
+                let theta: Vec<f64> = (0..p.dim()).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let lp = crate::density::LogDensity::logp_grad(&mut density, &theta, &mut grad).unwrap_or(f64::NAN);
+                if lp.is_finite() && best.as_ref().is_none_or(|(b, _)| lp > *b) {
+                    best = Some((lp, theta));
+                }
+            }
+            match best {
+                Some((_, theta)) => theta,
+                None => {
+                    eprintln!("error: the log density is not finite at any of {START_TRIES} random starting points; give --init");
+                    return 3;
+                }
+            }
+        }
     };
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     let bar = if std::io::stderr().is_terminal() {
@@ -59,6 +81,13 @@ pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bo
         if o.converged { "converged".to_string() } else { o.message.clone() }
     );
     let mut warnings = Vec::new();
+    if !o.retries.is_empty() {
+        warnings.push(format!(
+            "the adapted step size was too large: {}; eta = {} was used",
+            o.retries.join("; "),
+            o.eta
+        ));
+    }
     if o.stopped {
         warnings.push(format!("stopped early after {} iterations: the draws are from q as it was then", o.iterations));
     } else if !o.converged {

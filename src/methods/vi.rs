@@ -76,6 +76,9 @@ pub fn write(
             "Pareto k-hat is {k:.2} (above {K_HAT_UNRELIABLE}): the importance ratios p/q have a heavy tail, so q misses much of the posterior and its means and intervals are unreliable; run --method nuts for this model"
         ));
     }
+    if k_hat.is_none() {
+        out.warnings.push("Pareto k-hat cannot be computed: the importance ratios p/q are not finite, or one dwarfs all the others, so q is far from the posterior; run --method nuts for this model".into());
+    }
     out.record.insert("pareto_k".into(), k_hat.map_or(serde_json::Value::Null, serde_json::Value::from));
 
     // The draws file.

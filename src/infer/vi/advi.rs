@@ -56,6 +56,8 @@ pub struct Outcome {
     pub trace: Vec<(usize, f64, f64)>,
     /// Stopped by a request; `q` is where it was.
     pub stopped: bool,
+    /// Why runs with larger adapted step sizes were given up, in order.
+    pub retries: Vec<String>,
 }
 
 /// What the progress callback is told.
@@ -66,7 +68,9 @@ pub enum Progress {
 
 const ETAS: [f64; 5] = [100.0, 10.0, 1.0, 0.1, 0.01];
 
-/// Fit q from `start` (the mean; unit variances).
+/// Fit q from `start` (the mean; unit variances). When η was adapted and the run with it
+/// fails (a draw where the density cannot be evaluated) or ends with an ELBO below the
+/// start's, the run starts again with the next smaller candidate, and says so.
 pub fn fit<D: LogDensity + ?Sized>(
     d: &mut D,
     start: Vec<f64>,
@@ -78,10 +82,37 @@ pub fn fit<D: LogDensity + ?Sized>(
     let elbo0 = q0
         .elbo(d, rng, s.elbo_samples)
         .map_err(|e| format!("the ELBO cannot be estimated at the starting point: {e}"))?;
-    let eta = match s.eta {
-        Some(eta) => eta,
-        None => adapt_eta(d, &q0, elbo0, s, rng, progress)?,
-    };
+    if let Some(eta) = s.eta {
+        return run_at(d, q0, elbo0, eta, s, rng, progress);
+    }
+    let first = adapt_eta(d, &q0, elbo0, s, rng, progress)?;
+    let mut notes = Vec::new();
+    for eta in ETAS.into_iter().filter(|e| *e <= first) {
+        let why = match run_at(d, q0.clone(), elbo0, eta, s, rng, progress) {
+            Ok(o) if o.stopped || o.elbo >= elbo0 => {
+                let mut o = o;
+                o.retries = notes;
+                return Ok(o);
+            }
+            Ok(o) => format!("with eta = {eta} the ELBO fell from {elbo0:.4e} to {:.4e}", o.elbo),
+            Err(e) => format!("with eta = {eta}: {e}"),
+        };
+        notes.push(why);
+    }
+    Err(format!("{}; give a smaller --eta, or --init a better start", notes.join("; ")))
+}
+
+/// One run of stochastic gradient ascent with step size `eta`.
+#[allow(clippy::too_many_arguments)]
+fn run_at<D: LogDensity + ?Sized>(
+    d: &mut D,
+    q0: Gaussian,
+    elbo0: f64,
+    eta: f64,
+    s: &Settings,
+    rng: &mut impl Rng,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome, String> {
     let mut q = q0;
     let mut sgd = StepSequence::new(q.params().len(), eta);
     let mut g = vec![0.0; q.params().len()];
@@ -135,7 +166,7 @@ pub fn fit<D: LogDensity + ?Sized>(
         }
     }
     let _ = prev;
-    Ok(Outcome { q, elbo, iterations, converged, eta, message, trace, stopped })
+    Ok(Outcome { q, elbo, iterations, converged, eta, message, trace, stopped, retries: Vec::new() })
 }
 
 /// Stan's choice of η: each candidate runs `adapt_iter` iterations from the start; the first

@@ -5,7 +5,7 @@
 //! trusted.
 
 /// k̂ from log importance ratios (any additive constant). `None` with fewer than 10 finite
-/// ratios or a tail without spread.
+/// ratios, or a tail without spread (one ratio dwarfing all the others).
 pub fn pareto_k(log_ratios: &[f64]) -> Option<f64> {
     let mut lw: Vec<f64> = log_ratios.iter().copied().filter(|v| v.is_finite()).collect();
     let s = lw.len();
@@ -22,7 +22,8 @@ pub fn pareto_k(log_ratios: &[f64]) -> Option<f64> {
     if tail.last().is_none_or(|&t| t <= 0.0) {
         return None;
     }
-    Some(gpd_shape(&tail))
+    // A tail of one dominating ratio and zeros has no shape to fit.
+    Some(gpd_shape(&tail)).filter(|k| k.is_finite())
 }
 
 /// The shape of a generalised Pareto distribution fitted to exceedances `x` (ascending,
