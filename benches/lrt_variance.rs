@@ -10,7 +10,8 @@
 
 use bnnc::compiled::{Backend, CompiledModel};
 use bnnc::driver::frontend_file;
-use bnnc::infer::vi::bbb::{self, Programs, Settings};
+use bnnc::infer::minibatch::{self, Programs};
+use bnnc::infer::vi::bbb::{self, Settings};
 use bnnc::ir::lower::{lower_with, Options, Purpose};
 use bnnc::ir::{InputKind, Part, Program};
 use rand::SeedableRng;
@@ -48,19 +49,14 @@ fn main() {
         full_program: &local,
         last: Some((CompiledModel::new(&last, Backend::Jit).expect("compiles"), &last)),
     };
-    let settings = Settings {
-        epochs: 300,
-        batch_size: BATCH,
-        lr: 0.01,
-        sgd_momentum: None,
-        kl_anneal: 0,
-        temperature: 1.0,
-        patience: 300,
-        init_sd: 1e-2,
-    };
+    let loop_settings =
+        minibatch::Settings { epochs: 300, batch_size: BATCH, lr: 0.01, sgd_momentum: None, patience: 300 };
+    let settings = Settings { kl_anneal: 0, temperature: 1.0, init_sd: 1e-2 };
     let rows: Vec<usize> = (0..n).collect();
     let mu = bbb::initial_means(&full, &mut rng);
-    let q = bbb::train(&mut progs, mu, &rows, &settings, &mut rng, &mut None, &mut |_, _| {}).expect("trains").q;
+    let q = bbb::train(&mut progs, mu, &rows, &loop_settings, &settings, &mut rng, &mut None, &mut |_, _| {})
+        .expect("trains")
+        .q;
     let sd = q.sd();
 
     // The first layer's weights, by coordinate of the model's vector.

@@ -1,5 +1,6 @@
 //! Inference. Samplers and optimisers see a model only through [`crate::density::LogDensity`].
 pub mod adapt;
+pub mod minibatch;
 pub mod nuts;
 pub mod optim;
 pub mod run;

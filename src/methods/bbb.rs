@@ -4,8 +4,9 @@
 use crate::compiled::{CompiledModel, Forward};
 use crate::diag::Format;
 use crate::driver::Frontend;
+use crate::infer::minibatch::{self, Epoch, Programs};
 use crate::infer::run::Config;
-use crate::infer::vi::bbb::{self, Programs, Settings};
+use crate::infer::vi::bbb::{self, Settings};
 use crate::infer::vi::Gaussian;
 use crate::ir::lower::{self, Options as LowerOptions, Purpose};
 use crate::ir::Program;
@@ -110,16 +111,14 @@ pub fn run(
     let mut progs = Programs { full: full_m, full_program: &full, last: last_m.zip(last.as_ref()) };
     let steps_per_epoch = n_train.div_ceil(b);
     let epochs = o.epochs.unwrap_or_else(|| DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
-    let settings = Settings {
+    let loop_settings = minibatch::Settings {
         epochs,
         batch_size: b,
         lr: o.lr,
         sgd_momentum: o.sgd_momentum,
-        kl_anneal: o.kl_anneal,
-        temperature: o.temperature,
         patience: (epochs / 10).max(20),
-        init_sd: 1e-2,
     };
+    let settings = Settings { kl_anneal: o.kl_anneal, temperature: o.temperature, init_sd: 1e-2 };
     let layout = full.variational.clone().unwrap_or_default();
     let names = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| full.params[i].name.clone()).collect() };
     let local = names(&layout.local.iter().map(|l| l.0).collect::<Vec<_>>());
@@ -162,18 +161,19 @@ pub fn run(
     );
     let mu = bbb::initial_means(program, &mut rng);
     let t = std::time::Instant::now();
-    let trained = bbb::train(&mut progs, mu, train_rows, &settings, &mut rng, &mut validate, &mut |e, _| {
-        bar.set_position(e.epoch as u64);
-        bar.set_message(match e.val_log_lik {
-            Some(v) => format!("ELBO {:.2}  held-out log-lik {v:.4}", e.elbo),
-            None => format!("ELBO {:.2}", e.elbo),
+    let trained =
+        bbb::train(&mut progs, mu, train_rows, &loop_settings, &settings, &mut rng, &mut validate, &mut |e, _| {
+            bar.set_position(e.epoch as u64);
+            bar.set_message(match e.val_log_lik {
+                Some(v) => format!("ELBO {:.2}  held-out log-lik {v:.4}", e.objective),
+                None => format!("ELBO {:.2}", e.objective),
+            });
         });
-    });
     bar.finish_and_clear();
     drop(validate);
     let seconds = t.elapsed().as_secs_f64();
-    let o_ = match trained {
-        Ok(o) => o,
+    let (q, o_) = match trained {
+        Ok(o) => (o.q, o.run),
         Err(e) => {
             eprintln!("error: Bayes by Backprop failed: {e}");
             return 3;
@@ -184,7 +184,8 @@ pub fn run(
     let per_epoch = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     // The per-epoch estimates are noisy: the mean over the last tenth of the epochs.
     let tail = &o_.epochs[o_.epochs.len() - (o_.epochs.len() / 10).max(1).min(o_.epochs.len())..];
-    let elbo = if tail.is_empty() { f64::NAN } else { tail.iter().map(|e| e.elbo).sum::<f64>() / tail.len() as f64 };
+    let elbo =
+        if tail.is_empty() { f64::NAN } else { tail.iter().map(|e| e.objective).sum::<f64>() / tail.len() as f64 };
     let converged = settled(&o_.epochs);
     eprintln!(
         "bbb: ELBO {elbo:.3} after {} epochs ({} steps, {:.3} ms per epoch){}",
@@ -217,7 +218,13 @@ pub fn run(
         ("local_reparameterisation", serde_json::json!(local)),
         ("seconds", serde_json::json!(seconds)),
         ("seconds_per_epoch", serde_json::json!(per_epoch)),
-        ("trace", serde_json::to_value(&o_.epochs).unwrap_or_default()),
+        (
+            "trace",
+            o_.epochs
+                .iter()
+                .map(|e| serde_json::json!({"epoch": e.epoch, "elbo": e.objective, "val_log_lik": e.val_log_lik, "seconds": e.seconds}))
+                .collect(),
+        ),
     ] {
         record.insert(k.into(), v);
     }
@@ -240,7 +247,7 @@ pub fn run(
         output_draws: o.output_draws,
         all,
     };
-    crate::methods::vi::write(program, cfg, &mut density, &o_.q, &mut rng, out)
+    crate::methods::vi::write(program, cfg, &mut density, &q, &mut rng, out)
 }
 
 /// `S` draws from q as forward-program vectors (constrained parameters, in order).
@@ -262,14 +269,14 @@ fn constrained_draws(density: &mut CompiledModel, q: &Gaussian, s: usize, rng: &
 /// Whether the ELBO has stopped rising: the mean over the last tenth of the epochs (at least
 /// 5) exceeds the mean over the tenth before by less than 1%, or by less than three
 /// standard errors (the per-epoch values are noisy with few steps per epoch).
-fn settled(epochs: &[bbb::Epoch]) -> bool {
+fn settled(epochs: &[Epoch]) -> bool {
     let w = (epochs.len() / 10).max(5);
     if epochs.len() < 2 * w {
         return false;
     }
-    let stats = |s: &[bbb::Epoch]| {
-        let m = s.iter().map(|e| e.elbo).sum::<f64>() / s.len() as f64;
-        let v = s.iter().map(|e| (e.elbo - m).powi(2)).sum::<f64>() / (s.len() - 1) as f64;
+    let stats = |s: &[Epoch]| {
+        let m = s.iter().map(|e| e.objective).sum::<f64>() / s.len() as f64;
+        let v = s.iter().map(|e| (e.objective - m).powi(2)).sum::<f64>() / (s.len() - 1) as f64;
         (m, v / s.len() as f64)
     };
     let ((a, va), (b, vb)) =

@@ -10,85 +10,28 @@
 //! one-draw estimate, log q(θ) − log p(θ), for the others; locally reparameterised matrices
 //! ([`Layout::local`]) enter the program as their means and standard deviations.
 
-use super::adam::Adam;
 use super::{Gaussian, Scale};
 use crate::compiled::CompiledModel;
+use crate::infer::minibatch::{self, Batch, Inputs, Objective, Programs};
 use crate::ir::variational::Layout;
-use crate::ir::{InputKind, Part, Program};
-use rand::seq::SliceRandom;
+use crate::ir::Program;
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
-use std::sync::atomic::Ordering;
 
+/// Bayes by Backprop's own settings; the loop's are [`minibatch::Settings`].
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    /// `None`: Adam; `Some(m)`: SGD with momentum m.
-    pub sgd_momentum: Option<f64>,
     /// Epochs over which the KL weight rises linearly from 0 to 1 (0: always 1).
     pub kl_anneal: usize,
     pub temperature: f64,
-    /// Epochs without a better held-out score before training stops.
-    pub patience: usize,
     /// q's standard deviation at the start.
     pub init_sd: f64,
 }
 
-/// One epoch's record.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Epoch {
-    pub epoch: usize,
-    /// The mean over the epoch's steps of the objective (the ELBO once β = 1 and T = 1).
-    pub elbo: f64,
-    /// The held-out mean log predictive density, when rows are held out.
-    pub val_log_lik: Option<f64>,
-    pub seconds: f64,
-}
-
 pub struct Outcome {
     pub q: Gaussian,
-    pub epochs: Vec<Epoch>,
-    pub steps: usize,
-    /// The epoch whose q is returned (the best held-out score, or the last).
-    pub best_epoch: usize,
-    pub stopped: bool,
-    pub early_stopped: bool,
-}
-
-/// The compiled minibatch programs: one for full batches, one for the last, shorter batch
-/// of an epoch when the batch size does not divide the training rows.
-pub struct Programs<'p> {
-    pub full: CompiledModel<'p>,
-    pub full_program: &'p Program,
-    pub last: Option<(CompiledModel<'p>, &'p Program)>,
-}
-
-/// Where each of a program's inputs comes from.
-struct Inputs {
-    rows: Option<usize>,
-    lik: Option<usize>,
-    prior: Option<usize>,
-    noise: Vec<(usize, usize)>,
-}
-
-impl Inputs {
-    fn of(p: &Program) -> Inputs {
-        let find = |k: &InputKind| p.inputs.iter().position(|i| i.kind == *k);
-        Inputs {
-            rows: p.inputs.iter().position(|i| matches!(i.kind, InputKind::Rows { .. })),
-            lik: find(&InputKind::Weight(Part::Likelihood)),
-            prior: find(&InputKind::Weight(Part::Prior)),
-            noise: p
-                .inputs
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| i.kind == InputKind::Noise)
-                .map(|(k, i)| (k, i.len()))
-                .collect(),
-        }
-    }
+    /// The loop's record; each epoch's objective is the ELBO once β = 1 and T = 1.
+    pub run: minibatch::Outcome,
 }
 
 /// How each coordinate of the model's unconstrained vector is treated.
@@ -152,169 +95,139 @@ pub fn softplus_inverse(s: f64) -> f64 {
     }
 }
 
-/// Train from means `mu`. `train_rows` are the rows batches are drawn from; `validate`
-/// scores a q on held-out rows (higher is better) after each epoch, or is `None`;
-/// `progress` is told each epoch's record.
+/// A step's objective and gradient with respect to q's parameters (μ then ρ).
+struct Elbo<'a> {
+    coords: Coords,
+    s: &'a Settings,
+    dim: usize,
+    theta: Vec<f64>,
+    vgrad: Vec<f64>,
+    eps: Vec<f64>,
+    e_rho: Vec<f64>,
+    sd: Vec<f64>,
+    dsd: Vec<f64>,
+}
+
+impl Elbo<'_> {
+    fn beta(&self, epoch: usize) -> f64 {
+        if self.s.kl_anneal == 0 {
+            1.0
+        } else {
+            (epoch as f64 / self.s.kl_anneal as f64).min(1.0)
+        }
+    }
+}
+
+impl Objective for Elbo<'_> {
+    fn step<R: Rng + ?Sized>(
+        &mut self,
+        model: &mut CompiledModel,
+        inputs: &Inputs,
+        batch: &Batch,
+        x: &[f64],
+        g: &mut [f64],
+        rng: &mut R,
+    ) -> Result<f64, String> {
+        let (dim, beta) = (self.dim, self.beta(batch.epoch));
+        inputs.set_weights(model, batch.scale / self.s.temperature, beta)?;
+        for &k in &inputs.noise {
+            if let Some(buf) = model.input_mut(k) {
+                buf.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+            }
+        }
+        // σ = softplus(ρ) and its derivative, the logistic function, for every coordinate.
+        let (theta, vgrad, eps, sd, dsd) =
+            (&mut self.theta, &mut self.vgrad, &mut self.eps, &mut self.sd, &mut self.dsd);
+        crate::math::vmath::exp_array(&x[dim..], &mut self.e_rho);
+        crate::math::vmath::ln_1p_array(&self.e_rho, sd);
+        for j in 0..dim {
+            let e = self.e_rho[j];
+            dsd[j] = if e.is_finite() { e / (1.0 + e) } else { 1.0 };
+            if !sd[j].is_finite() {
+                sd[j] = x[dim + j];
+            }
+        }
+        // θ: a draw for sampled coordinates, the means and sds for local ones.
+        eps.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+        for j in 0..dim {
+            match self.coords.local[j] {
+                Some(at) => {
+                    theta[j] = x[j];
+                    theta[at] = sd[j];
+                }
+                None => theta[j] = x[j] + sd[j] * eps[j],
+            }
+        }
+        let e = match model.eval_grad(theta, vgrad) {
+            Ok(e) if e.logp.is_finite() && vgrad.iter().all(|v| v.is_finite()) => e,
+            Ok(_) => return Err("the objective or its gradient is not finite; a smaller --lr may help".into()),
+            Err(err) => return Err(format!("{err}; a smaller --lr may help")),
+        };
+        // The gradient of the rest of −β·KL: the closed forms, and the entropy of sampled
+        // coordinates whose prior is in the program (their values are added per epoch).
+        for j in 0..dim {
+            let (m, sdj) = (x[j], sd[j]);
+            let (mut gm, mut gs) = match self.coords.local[j] {
+                Some(at) => (vgrad[j], vgrad[at]),
+                None => (vgrad[j], vgrad[j] * eps[j]),
+            };
+            match self.coords.gaussian[j] {
+                Some((loc, scale)) => {
+                    gm -= beta * (m - loc) / (scale * scale);
+                    gs -= beta * (sdj / (scale * scale) - 1.0 / sdj);
+                }
+                None => gs += beta / sdj,
+            }
+            g[j] = gm;
+            g[dim + j] = gs * dsd[j];
+        }
+        Ok(e.logp + e.jacobian)
+    }
+
+    fn epoch_constant(&self, x: &[f64], epoch: usize) -> f64 {
+        self.beta(epoch) * self.coords.kl_free_part(x)
+    }
+}
+
+/// q as a Gaussian from its trained parameters (μ then ρ).
+pub fn as_gaussian(x: &[f64]) -> Gaussian {
+    let dim = x.len() / 2;
+    Gaussian { mu: x[..dim].to_vec(), scale: Scale::LogSd(x[dim..].iter().map(|r| softplus(*r).ln()).collect()) }
+}
+
+/// Train q from means `mu` with the minibatch loop. `validate` scores a q on held-out rows.
 #[allow(clippy::too_many_arguments)]
-pub fn train(
+pub fn train<R: Rng>(
     progs: &mut Programs,
     mu: Vec<f64>,
     train_rows: &[usize],
+    loop_settings: &minibatch::Settings,
     s: &Settings,
-    rng: &mut impl Rng,
+    rng: &mut R,
     validate: &mut Option<&mut dyn FnMut(&Gaussian) -> Option<f64>>,
-    progress: &mut dyn FnMut(&Epoch, usize),
+    progress: &mut dyn FnMut(&minibatch::Epoch, usize),
 ) -> Result<Outcome, String> {
     let p = progs.full_program;
     let layout = p.variational.clone().ok_or("internal: the program is not a variational one")?;
-    let coords = Coords::of(p, &layout);
     let dim = mu.len();
-    let vdim = p.dim();
-    let n = train_rows.len();
-    let b = s.batch_size.min(n).max(1);
-    let full_in = Inputs::of(p);
-    let last_in = progs.last.as_ref().map(|(_, lp)| Inputs::of(lp));
-    // q's parameters: μ then ρ.
+    let mut objective = Elbo {
+        coords: Coords::of(p, &layout),
+        s,
+        dim,
+        theta: vec![0.0; p.dim()],
+        vgrad: vec![0.0; p.dim()],
+        eps: vec![0.0; dim],
+        e_rho: vec![0.0; dim],
+        sd: vec![0.0; dim],
+        dsd: vec![0.0; dim],
+    };
     let mut x = mu;
     x.extend(std::iter::repeat_n(softplus_inverse(s.init_sd), dim));
-    let mut adam = Adam::new(2 * dim, s.lr);
-    let mut velocity = vec![0.0; 2 * dim];
-    let (mut theta, mut vgrad, mut g) = (vec![0.0; vdim], vec![0.0; vdim], vec![0.0; 2 * dim]);
-    let mut eps = vec![0.0; dim];
-    let (mut e_rho, mut sd, mut dsd) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
-    let mut order: Vec<usize> = train_rows.to_vec();
-    let mut rows_f = Vec::with_capacity(b);
-    let mut epochs = Vec::new();
-    let mut best: Option<(f64, Vec<f64>, usize)> = None;
-    let (mut steps, mut stopped, mut early_stopped) = (0, false, false);
-    let as_q = |x: &[f64]| Gaussian {
-        mu: x[..dim].to_vec(),
-        scale: Scale::LogSd(x[dim..].iter().map(|r| softplus(*r).ln()).collect()),
-    };
-    'epochs: for epoch in 1..=s.epochs {
-        let t0 = std::time::Instant::now();
-        let beta = if s.kl_anneal == 0 { 1.0 } else { (epoch as f64 / s.kl_anneal as f64).min(1.0) };
-        order.shuffle(rng);
-        let mut objective = 0.0;
-        let mut batches = 0;
-        for chunk in order.chunks(b) {
-            if crate::infer::run::STOP.load(Ordering::Relaxed) {
-                stopped = true;
-                break 'epochs;
-            }
-            let (model, inputs) = if chunk.len() == b {
-                (&mut progs.full, &full_in)
-            } else {
-                match (&mut progs.last, &last_in) {
-                    (Some((m, _)), Some(i)) => (m, i),
-                    _ => continue,
-                }
-            };
-            // The batch, weights and fresh noise.
-            rows_f.clear();
-            rows_f.extend(chunk.iter().map(|&r| r as f64));
-            let set = |m: &mut CompiledModel, k: Option<usize>, v: &[f64]| -> Result<(), String> {
-                match k {
-                    Some(k) => m.set_input(k, v),
-                    None => Ok(()),
-                }
-            };
-            set(model, inputs.rows, &rows_f)?;
-            set(model, inputs.lik, &[n as f64 / chunk.len() as f64 / s.temperature])?;
-            set(model, inputs.prior, &[beta])?;
-            for &(k, _) in &inputs.noise {
-                if let Some(buf) = model.input_mut(k) {
-                    buf.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
-                }
-            }
-            // σ = softplus(ρ) and its derivative, the logistic function, for every coordinate.
-            crate::math::vmath::exp_array(&x[dim..], &mut e_rho);
-            crate::math::vmath::ln_1p_array(&e_rho, &mut sd);
-            for j in 0..dim {
-                dsd[j] = if e_rho[j].is_finite() { e_rho[j] / (1.0 + e_rho[j]) } else { 1.0 };
-                if !sd[j].is_finite() {
-                    sd[j] = x[dim + j];
-                }
-            }
-            // θ: a draw for sampled coordinates, the means and sds for local ones.
-            eps.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
-            for j in 0..dim {
-                match coords.local[j] {
-                    Some(at) => {
-                        theta[j] = x[j];
-                        theta[at] = sd[j];
-                    }
-                    None => theta[j] = x[j] + sd[j] * eps[j],
-                }
-            }
-            let e = match model.eval_grad(&theta, &mut vgrad) {
-                Ok(e) if e.logp.is_finite() && vgrad.iter().all(|v| v.is_finite()) => e,
-                Ok(_) => {
-                    return Err(format!(
-                        "at step {} the objective or its gradient is not finite; a smaller --lr may help",
-                        steps + 1
-                    ))
-                }
-                Err(err) => return Err(format!("at step {}: {err}; a smaller --lr may help", steps + 1)),
-            };
-            // The gradient of the rest of −β·KL: the closed forms, and the entropy of sampled
-            // coordinates whose prior is in the program (their values are added per epoch).
-            let value = e.logp + e.jacobian;
-            for j in 0..dim {
-                let (m, sdj) = (x[j], sd[j]);
-                let (mut gm, mut gs) = match coords.local[j] {
-                    Some(at) => (vgrad[j], vgrad[at]),
-                    None => (vgrad[j], vgrad[j] * eps[j]),
-                };
-                match coords.gaussian[j] {
-                    Some((loc, scale)) => {
-                        gm -= beta * (m - loc) / (scale * scale);
-                        gs -= beta * (sdj / (scale * scale) - 1.0 / sdj);
-                    }
-                    None => gs += beta / sdj,
-                }
-                g[j] = gm;
-                g[dim + j] = gs * dsd[j];
-            }
-            objective += value;
-            batches += 1;
-            match s.sgd_momentum {
-                None => adam.ascend(&mut x, &g),
-                Some(mom) => {
-                    for i in 0..2 * dim {
-                        velocity[i] = mom * velocity[i] + g[i];
-                        x[i] += s.lr * velocity[i];
-                    }
-                }
-            }
-            steps += 1;
-        }
-        // −β·KL's terms that do not depend on the draw, at the epoch's q.
-        let constant = beta * coords.kl_free_part(&x);
-        let val = validate.as_mut().and_then(|f| f(&as_q(&x)));
-        let rec = Epoch {
-            epoch,
-            elbo: objective / batches.max(1) as f64 + constant,
-            val_log_lik: val,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        progress(&rec, steps);
-        epochs.push(rec);
-        if let Some(v) = val {
-            if best.as_ref().is_none_or(|(bv, ..)| v > *bv) {
-                best = Some((v, x.clone(), epoch));
-            } else if best.as_ref().is_some_and(|(_, _, be)| epoch - be >= s.patience) {
-                early_stopped = true;
-                break;
-            }
-        }
-    }
-    let last_epoch = epochs.last().map_or(0, |e| e.epoch);
-    let (x, best_epoch) = match best {
-        Some((_, bx, be)) if !stopped => (bx, be),
-        _ => (x, last_epoch),
-    };
-    Ok(Outcome { q: as_q(&x), epochs, steps, best_epoch, stopped, early_stopped })
+    let mut score = validate.as_mut().map(|f| move |x: &[f64]| f(&as_gaussian(x)));
+    let mut val: Option<&mut dyn FnMut(&[f64]) -> Option<f64>> =
+        score.as_mut().map(|f| f as &mut dyn FnMut(&[f64]) -> Option<f64>);
+    let run = minibatch::train(progs, x, train_rows, loop_settings, &mut objective, rng, &mut val, progress)?;
+    Ok(Outcome { q: as_gaussian(&run.x), run })
 }
 
 /// Initial means: a matrix parameter's (a layer's weights) uniform in ±1/√(rows), its
