@@ -3,5 +3,6 @@
 //! `predict` reads, and returns the exit code.
 pub mod advi;
 pub mod bbb;
+pub mod draws;
 pub mod map;
 pub mod vi;
