@@ -199,3 +199,38 @@ pub fn train<O: Objective, R: Rng>(
     };
     Ok(Outcome { x, epochs, steps, best_epoch, stopped, early_stopped })
 }
+
+/// The posterior mode's objective: log prior + (N/B) Σ_batch log lik at x itself, in the
+/// model's own parameterisation (the program is compiled without the transforms'
+/// log-Jacobian, as for MAP on the full data).
+pub struct Mode {
+    grad: Vec<f64>,
+}
+
+impl Mode {
+    pub fn new(dim: usize) -> Mode {
+        Mode { grad: vec![0.0; dim] }
+    }
+}
+
+impl Objective for Mode {
+    fn step<R: Rng + ?Sized>(
+        &mut self,
+        model: &mut CompiledModel,
+        inputs: &Inputs,
+        batch: &Batch,
+        x: &[f64],
+        g: &mut [f64],
+        _rng: &mut R,
+    ) -> Result<f64, String> {
+        inputs.set_weights(model, batch.scale, 1.0)?;
+        match model.eval_grad(x, &mut self.grad) {
+            Ok(e) if e.logp.is_finite() && self.grad.iter().all(|v| v.is_finite()) => {
+                g.copy_from_slice(&self.grad);
+                Ok(e.logp)
+            }
+            Ok(_) => Err("the log density or its gradient is not finite; a smaller --lr may help".into()),
+            Err(err) => Err(format!("{err}; a smaller --lr may help")),
+        }
+    }
+}

@@ -69,7 +69,7 @@ pub struct Chain {
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// The seed of chain `c`: a fixed mix of the run's seed and the chain number.
-fn chain_seed(seed: u64, c: usize) -> u64 {
+pub fn chain_seed(seed: u64, c: usize) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(c as u64 + 1));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -8,9 +8,8 @@ use crate::infer::minibatch::{self, Epoch, Programs};
 use crate::infer::run::Config;
 use crate::infer::vi::bbb::{self, Settings};
 use crate::infer::vi::Gaussian;
-use crate::ir::lower::{self, Options as LowerOptions, Purpose};
+use crate::ir::lower::Options as LowerOptions;
 use crate::ir::Program;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -44,60 +43,16 @@ pub fn run(
     all: bool,
     format: Format,
 ) -> i32 {
-    let fail = |fe: &Frontend| {
-        eprint!("{}", crate::driver::render_diags(fe, format));
-        1
-    };
-    let Some((el, bound)) = fe.elaborated_with_data(model, data) else { return fail(fe) };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    // The rows: all of them, less those held out.
-    let Some(size) = lower::row_size(&el) else {
-        fe.diags.push(lower::no_rows_diagnostic(&el));
-        return fail(fe);
-    };
-    let n = bound.int(&size).unwrap_or(0).max(0) as usize;
-    let mut rows: Vec<usize> = (0..n).collect();
-    rows.shuffle(&mut rng);
-    let n_val =
-        if o.val_frac > 0.0 { ((o.val_frac * n as f64).round() as usize).clamp(1, n.saturating_sub(1)) } else { 0 };
-    let (val_rows, train_rows) = rows.split_at(n_val);
-    let mut val_rows = val_rows.to_vec();
-    val_rows.sort_unstable();
-    let n_train = train_rows.len();
-    if n_train == 0 {
-        eprintln!("error: no rows to train on (the data have {n} observation rows)");
-        return 1;
-    }
-    let b = o.batch_size.unwrap_or(128).clamp(1, n_train);
-    let options = |batch| LowerOptions {
-        batch: Some(batch),
-        part_weights: true,
-        variational: true,
-        local_reparam: true,
-        ..Default::default()
-    };
-    let Some(full) = lower::lower_with(&el, &bound, Purpose::Density, options(b), &mut fe.diags) else {
-        return fail(fe);
-    };
-    let rest = n_train % b;
-    let last = if rest > 0 {
-        match lower::lower_with(&el, &bound, Purpose::Density, options(rest), &mut fe.diags) {
-            Some(p) => Some(p),
-            None => return fail(fe),
-        }
-    } else {
-        None
-    };
-    // Held-out rows: the forward entry on them.
-    let val_program = if n_val > 0 {
-        let held = bound.select_rows(&size, &lower::row_variables(&el), &val_rows);
-        match lower::lower_for(&el, &held, Purpose::Forward, &mut fe.diags) {
-            Some(p) => Some(p),
-            None => return fail(fe),
-        }
-    } else {
-        None
-    };
+    let options = LowerOptions { variational: true, local_reparam: true, ..Default::default() };
+    let setup =
+        match crate::methods::batches::setup(fe, model, data, o.val_frac, o.batch_size, options, &mut rng, format) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+    let (full, last, val_program) = (setup.full, setup.last, setup.val_program);
+    let (n_train, n_val, b) = (setup.train_rows.len(), setup.val_rows.len(), setup.batch_size);
+    let train_rows = &setup.train_rows[..];
     let compile = |p| CompiledModel::new(p, cfg.backend);
     let (full_m, last_m, mut density) = match (compile(&full), last.as_ref().map(compile).transpose(), compile(program))
     {
@@ -142,9 +97,7 @@ pub fn run(
     let mut scorer = |q: &Gaussian| -> Option<f64> {
         let fw = val_fw.as_mut()?;
         let draws = constrained_draws(&mut density, q, VAL_DRAWS, &mut val_rng);
-        let ll = crate::predict::pointwise_log_lik(fw, &draws).ok()?;
-        let finite: Vec<f64> = ll.into_iter().filter(|v| !v.is_nan()).collect();
-        (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+        crate::methods::batches::score(fw, &draws)
     };
     let mut validate: Option<&mut dyn FnMut(&Gaussian) -> Option<f64>> =
         if n_val > 0 { Some(&mut scorer) } else { None };

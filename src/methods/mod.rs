@@ -2,6 +2,7 @@
 //! takes the compiled program and the run's configuration, prints its summary, writes what
 //! `predict` reads, and returns the exit code.
 pub mod advi;
+pub mod batches;
 pub mod bbb;
 pub mod draws;
 pub mod map;

@@ -1,0 +1,93 @@
+//! What every method that trains on minibatches sets up before its first step: the
+//! observation rows the compiler found, split into training and held-out rows, and the
+//! minibatch programs (full batches, and the last, shorter one) with the forward entry on the
+//! held-out rows.
+
+use crate::diag::Format;
+use crate::driver::Frontend;
+use crate::ir::lower::{self, Options as LowerOptions, Purpose};
+use crate::ir::Program;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::path::Path;
+
+pub struct Setup {
+    /// All observation rows.
+    pub rows: usize,
+    pub train_rows: Vec<usize>,
+    /// Held out, in order.
+    pub val_rows: Vec<usize>,
+    pub batch_size: usize,
+    /// The minibatch program of `batch_size` rows, and of the last batch's when it is shorter.
+    pub full: Program,
+    pub last: Option<Program>,
+    /// The forward entry on the held-out rows.
+    pub val_program: Option<Program>,
+}
+
+/// Find the rows, hold out `val_frac` of them (at random, from `rng`), and lower the programs
+/// with `options` (its batch size set here). `Err` holds the exit code after the diagnostics
+/// are printed.
+#[allow(clippy::too_many_arguments)]
+pub fn setup(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    val_frac: f64,
+    batch_size: Option<usize>,
+    options: LowerOptions,
+    rng: &mut impl Rng,
+    format: Format,
+) -> Result<Setup, i32> {
+    let fail = |fe: &Frontend| {
+        eprint!("{}", crate::driver::render_diags(fe, format));
+        1
+    };
+    let Some((el, bound)) = fe.elaborated_with_data(model, data) else { return Err(fail(fe)) };
+    let Some(size) = lower::row_size(&el) else {
+        fe.diags.push(lower::no_rows_diagnostic(&el));
+        return Err(fail(fe));
+    };
+    let n = bound.int(&size).unwrap_or(0).max(0) as usize;
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.shuffle(rng);
+    let n_val = if val_frac > 0.0 { ((val_frac * n as f64).round() as usize).clamp(1, n.saturating_sub(1)) } else { 0 };
+    let (val_rows, train_rows) = rows.split_at(n_val);
+    let mut val_rows = val_rows.to_vec();
+    val_rows.sort_unstable();
+    if train_rows.is_empty() {
+        eprintln!("error: no rows to train on (the data have {n} observation rows)");
+        return Err(1);
+    }
+    let b = batch_size.unwrap_or(128).clamp(1, train_rows.len());
+    let opts = |batch| LowerOptions { batch: Some(batch), part_weights: true, ..options };
+    let Some(full) = lower::lower_with(&el, &bound, Purpose::Density, opts(b), &mut fe.diags) else {
+        return Err(fail(fe));
+    };
+    let rest = train_rows.len() % b;
+    let last = if rest > 0 {
+        match lower::lower_with(&el, &bound, Purpose::Density, opts(rest), &mut fe.diags) {
+            Some(p) => Some(p),
+            None => return Err(fail(fe)),
+        }
+    } else {
+        None
+    };
+    let val_program = if n_val > 0 {
+        let held = bound.select_rows(&size, &lower::row_variables(&el), &val_rows);
+        match lower::lower_for(&el, &held, Purpose::Forward, &mut fe.diags) {
+            Some(p) => Some(p),
+            None => return Err(fail(fe)),
+        }
+    } else {
+        None
+    };
+    Ok(Setup { rows: n, train_rows: train_rows.to_vec(), val_rows, batch_size: b, full, last, val_program })
+}
+
+/// The mean held-out log predictive density of `draws` (forward-program vectors), or `None`.
+pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f64> {
+    let ll = crate::predict::pointwise_log_lik(fw, draws).ok()?;
+    let finite: Vec<f64> = ll.into_iter().filter(|v| !v.is_nan()).collect();
+    (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+}
