@@ -21,6 +21,7 @@ enum MethodArg {
     Map,
     Advi,
     Bbb,
+    Ensemble,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -42,7 +43,7 @@ struct RunArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI);
-    /// bbb: Bayes by Backprop on minibatches.
+    /// bbb: Bayes by Backprop on minibatches; ensemble: deep ensembles of posterior modes.
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
     #[arg(long, default_value_t = 1)]
@@ -71,7 +72,7 @@ struct RunArgs {
     /// [nuts, hmc] Draws per chain after warmup (default 1000).
     #[arg(long, help_heading = "Sampling (nuts, hmc)")]
     draws: Option<usize>,
-    /// [nuts, hmc] Threads for the chains (default: the number of cores).
+    /// [nuts, hmc, ensemble] Threads for the chains or members (default: the number of cores).
     #[arg(long, help_heading = "Sampling (nuts, hmc)")]
     threads: Option<usize>,
     /// [nuts] Maximum tree depth (default 10).
@@ -109,29 +110,32 @@ struct RunArgs {
     #[arg(long, help_heading = "Variational (advi)")]
     output_draws: Option<usize>,
 
-    /// [bbb] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    members: Option<usize>,
+    /// [bbb, ensemble] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     epochs: Option<usize>,
-    /// [bbb] Observation rows per step (default 128, or all rows when fewer).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    /// [bbb, ensemble] Observation rows per step (default 128, or all rows when fewer).
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     batch_size: Option<usize>,
-    /// [bbb] Learning rate (default 0.01).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    /// [bbb, ensemble] Learning rate (default 0.01).
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     lr: Option<f64>,
-    /// [bbb] The optimiser (default adam).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb)")]
+    /// [bbb, ensemble] The optimiser (default adam).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, ensemble)")]
     optimizer: Option<OptimizerArg>,
     /// [bbb] Momentum of --optimizer sgd (default 0.9).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     momentum: Option<f64>,
-    /// [bbb] Fraction of rows held out: training stops when their log-likelihood stops improving (default 0).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    /// [bbb, ensemble] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, ensemble 0.1).
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     val_frac: Option<f64>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     kl_anneal: Option<usize>,
     /// [bbb] The likelihood is weighted by 1/T (default 1).
-    #[arg(long, help_heading = "Minibatch training (bbb)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     temperature: Option<f64>,
 }
 
@@ -145,11 +149,11 @@ impl RunArgs {
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
-        let options: [(&str, bool, &[MethodArg], &str); 23] = [
+        let options: [(&str, bool, &[MethodArg], &str); 24] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
-            ("--threads", self.threads.is_some(), &[Nuts, Hmc], "nuts, hmc"),
+            ("--threads", self.threads.is_some(), &[Nuts, Hmc, Ensemble], "nuts, hmc, ensemble"),
             ("--max-depth", self.max_depth.is_some(), &[Nuts], "nuts"),
             ("--adapt-delta", self.adapt_delta.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--metric", self.metric.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -161,19 +165,20 @@ impl RunArgs {
             ("--eta", self.eta.is_some(), &[Advi], "advi"),
             ("--tol-rel-obj", self.tol_rel_obj.is_some(), &[Advi], "advi"),
             ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb], "advi, bbb"),
-            ("--epochs", self.epochs.is_some(), &[Bbb], "bbb"),
-            ("--batch-size", self.batch_size.is_some(), &[Bbb], "bbb"),
-            ("--lr", self.lr.is_some(), &[Bbb], "bbb"),
-            ("--optimizer", self.optimizer.is_some(), &[Bbb], "bbb"),
+            ("--epochs", self.epochs.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
+            ("--batch-size", self.batch_size.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
+            ("--lr", self.lr.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
+            ("--optimizer", self.optimizer.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
             (
                 "--momentum",
                 self.momentum.is_some() && self.optimizer != Some(OptimizerArg::Sgd),
                 &[],
                 "--optimizer sgd",
             ),
-            ("--val-frac", self.val_frac.is_some(), &[Bbb], "bbb"),
+            ("--val-frac", self.val_frac.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
             ("--kl-anneal", self.kl_anneal.is_some(), &[Bbb], "bbb"),
             ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
+            ("--members", self.members.is_some(), &[Ensemble], "ensemble"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
     }
@@ -538,6 +543,22 @@ fn run_command(a: RunArgs) -> i32 {
         MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
         MethodArg::Bbb => {
             return crate::methods::bbb::run(&mut fe, &model, data.as_deref(), &program, &cfg, &bbb, all, format)
+        }
+        MethodArg::Ensemble => {
+            let o = crate::methods::ensemble::Options {
+                members: a.members.unwrap_or(5),
+                epochs: bbb.epochs,
+                batch_size: bbb.batch_size,
+                lr: bbb.lr,
+                sgd_momentum: bbb.sgd_momentum,
+                val_frac: a.val_frac.unwrap_or(0.1),
+                threads: cfg.threads,
+            };
+            if o.members == 0 {
+                eprintln!("error: --members must be at least 1");
+                return 2;
+            }
+            return crate::methods::ensemble::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
         MethodArg::Nuts | MethodArg::Hmc => {}
     }

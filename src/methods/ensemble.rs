@@ -1,0 +1,247 @@
+//! `run --method ensemble`: deep ensembles (Lakshminarayanan et al. 2017). M posterior modes
+//! found on minibatches from independent initial points and batch orders, each stopped early
+//! on the same held-out rows; the predictive is their equal mixture. Members run on threads,
+//! each from its own seed, so the result does not depend on the thread count.
+
+use crate::compiled::{CompiledModel, Forward};
+use crate::diag::Format;
+use crate::driver::Frontend;
+use crate::infer::minibatch::{self, Mode, Programs};
+use crate::infer::run::{chain_seed, Config};
+use crate::ir::lower::Options as LowerOptions;
+use crate::ir::Program;
+use rand::SeedableRng;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the command line gave (`None`: the default).
+pub struct Options {
+    pub members: usize,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: f64,
+    pub sgd_momentum: Option<f64>,
+    pub val_frac: f64,
+    pub threads: usize,
+}
+
+/// One member's outcome.
+struct Member {
+    /// The log density at the mode (without the Jacobian) and the constrained values.
+    logp: f64,
+    values: Vec<f64>,
+    run: minibatch::Outcome,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    program: &Program,
+    cfg: &Config,
+    o: &Options,
+    all: bool,
+    format: Format,
+) -> i32 {
+    // The rows and the held-out split are the ensemble's, shared by its members.
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
+    let setup = match crate::methods::batches::setup(
+        fe,
+        model,
+        data,
+        o.val_frac,
+        o.batch_size,
+        LowerOptions::default(),
+        &mut rng,
+        format,
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let b = setup.batch_size;
+    let steps_per_epoch = setup.train_rows.len().div_ceil(b);
+    let epochs =
+        o.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
+    let settings = minibatch::Settings {
+        epochs,
+        batch_size: b,
+        lr: o.lr,
+        sgd_momentum: o.sgd_momentum,
+        patience: (epochs / 10).max(20),
+    };
+    eprintln!(
+        "ensemble: {} members, {} training rows{}, batches of {b}, at most {epochs} epochs of {steps_per_epoch} steps each",
+        o.members,
+        setup.train_rows.len(),
+        if setup.val_rows.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} held out to stop each member)", setup.val_rows.len())
+        },
+    );
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new((o.members * epochs) as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("ensemble {bar:30} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let t = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Member, String>>> = (0..o.members).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..o.threads.clamp(1, o.members))
+            .map(|_| {
+                let (next, done, setup, settings, bar) = (&next, &done, &setup, &settings, &bar);
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let m = next.fetch_add(1, Ordering::SeqCst);
+                        if m >= o.members || crate::infer::run::STOP.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let r = member(program, setup, settings, cfg, m, &mut |e, _| {
+                            bar.inc(1);
+                            if let Some(v) = e.val_log_lik {
+                                bar.set_message(format!("member {} epoch {}: held-out log-lik {v:.4}", m + 1, e.epoch));
+                            }
+                        });
+                        done.fetch_add(1, Ordering::SeqCst);
+                        mine.push((m, r));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(mine) = h.join() {
+                for (m, r) in mine {
+                    results[m] = Some(r);
+                }
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let seconds = t.elapsed().as_secs_f64();
+    let mut members = Vec::new();
+    for (m, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(member)) => members.push(member),
+            Some(Err(e)) => eprintln!("error: member {}: {e}", m + 1),
+            None => {}
+        }
+    }
+    if members.is_empty() {
+        eprintln!("error: no member of the ensemble could be trained");
+        return 3;
+    }
+    let stopped = crate::infer::run::STOP.load(Ordering::Relaxed);
+    let mut warnings = Vec::new();
+    if members.len() < o.members {
+        warnings.push(format!(
+            "{} of {} members trained{}: the predictive mixes those",
+            members.len(),
+            o.members,
+            if stopped { " before the stop request" } else { "" }
+        ));
+    }
+    eprintln!(
+        "ensemble: {} members in {seconds:.1} s; epochs kept {}",
+        members.len(),
+        members.iter().map(|m| m.run.best_epoch.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let rows: Vec<Vec<f64>> = members.iter().map(|m| [vec![m.logp], m.values.clone()].concat()).collect();
+    let record = serde_json::json!({
+        "ensemble": {
+            "members": members.len(),
+            "batch_size": b,
+            "training_rows": setup.train_rows.len(),
+            "held_out_rows": setup.val_rows.len(),
+            "lr": o.lr,
+            "seconds": seconds,
+            "per_member": members.iter().map(|m| serde_json::json!({
+                "logp": m.logp,
+                "epochs": m.run.epochs.len(),
+                "best_epoch": m.run.best_epoch,
+                "steps": m.run.steps,
+                "early_stopped": m.run.early_stopped,
+                "val_log_lik": m.run.epochs.iter().find(|e| e.epoch == m.run.best_epoch).and_then(|e| e.val_log_lik),
+            })).collect::<Vec<_>>(),
+        }
+    });
+    let settings_lines = vec![
+        "ensemble".to_string(),
+        format!("  members = {}", members.len()),
+        format!("  batch_size = {b}"),
+        format!("  lr = {}", o.lr),
+        format!("  val_frac = {}", o.val_frac),
+    ];
+    let leading = ["lp__".to_string()];
+    let draws = crate::methods::draws::Draws {
+        method: "ensemble",
+        csv_method: "ensemble",
+        settings: &settings_lines,
+        leading: &leading,
+        first_row: None,
+        rows: &rows,
+    };
+    crate::methods::draws::write(program, cfg, &draws, record, warnings, all)
+}
+
+/// Train member `m`: its own initial point and batch order from its seed.
+fn member(
+    program: &Program,
+    setup: &crate::methods::batches::Setup,
+    settings: &minibatch::Settings,
+    cfg: &Config,
+    m: usize,
+    progress: &mut dyn FnMut(&minibatch::Epoch, usize),
+) -> Result<Member, String> {
+    let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
+    let ice = |e: String| format!("internal compiler error: {e} (`--backend interp` runs without compiling)");
+    let full = compile(&setup.full).map_err(ice)?;
+    let last = match &setup.last {
+        Some(p) => Some((compile(p).map_err(ice)?, p)),
+        None => None,
+    };
+    let mut progs = Programs { full, full_program: &setup.full, last };
+    let mut density = compile(program).map_err(ice)?;
+    let mut val_fw = setup.val_program.as_ref().map(|p| Forward::new(p, cfg.backend)).transpose().map_err(ice)?;
+    let has_val = val_fw.is_some();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(chain_seed(cfg.seed, m));
+    let start = crate::infer::vi::bbb::initial_means(program, &mut rng);
+    let mut score = |x: &[f64]| -> Option<f64> {
+        let fw = val_fw.as_mut()?;
+        let v = density.constrained(x, false).ok()?;
+        let draw: Vec<f64> = v.into_iter().flat_map(|(_, _, x)| x).collect();
+        crate::methods::batches::score(fw, &[draw])
+    };
+    let mut validate: Option<&mut dyn FnMut(&[f64]) -> Option<f64>> = if has_val { Some(&mut score) } else { None };
+    let mut objective = Mode::new(setup.full.dim());
+    let run = minibatch::train(
+        &mut progs,
+        start,
+        &setup.train_rows,
+        settings,
+        &mut objective,
+        &mut rng,
+        &mut validate,
+        progress,
+    )?;
+    drop(validate);
+    let theta = run.x.clone();
+    let logp = density.eval(&theta).map(|e| e.logp).unwrap_or(f64::NAN);
+    let values = density
+        .constrained(&theta, true)
+        .map_err(|e| format!("the mode cannot be mapped to the constrained space: {e}"))?
+        .into_iter()
+        .flat_map(|(_, _, x)| x)
+        .collect();
+    Ok(Member { logp, values, run })
+}
