@@ -116,7 +116,7 @@ struct RunArgs {
     /// [bbb, ensemble] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
     #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     epochs: Option<usize>,
-    /// [bbb, ensemble] Observation rows per step (default 128, or all rows when fewer).
+    /// [map, bbb, ensemble] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
     #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
     batch_size: Option<usize>,
     /// [bbb, ensemble] Learning rate (default 0.01).
@@ -165,17 +165,37 @@ impl RunArgs {
             ("--eta", self.eta.is_some(), &[Advi], "advi"),
             ("--tol-rel-obj", self.tol_rel_obj.is_some(), &[Advi], "advi"),
             ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb], "advi, bbb"),
-            ("--epochs", self.epochs.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
-            ("--batch-size", self.batch_size.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
-            ("--lr", self.lr.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
-            ("--optimizer", self.optimizer.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
+            (
+                "--epochs",
+                self.epochs.is_some() && !(method == Map && self.batch_size.is_some()),
+                &[Bbb, Ensemble],
+                "bbb, ensemble, and map with --batch-size",
+            ),
+            ("--batch-size", self.batch_size.is_some(), &[Map, Bbb, Ensemble], "map, bbb, ensemble"),
+            (
+                "--lr",
+                self.lr.is_some() && !(method == Map && self.batch_size.is_some()),
+                &[Bbb, Ensemble],
+                "bbb, ensemble, and map with --batch-size",
+            ),
+            (
+                "--optimizer",
+                self.optimizer.is_some() && !(method == Map && self.batch_size.is_some()),
+                &[Bbb, Ensemble],
+                "bbb, ensemble, and map with --batch-size",
+            ),
             (
                 "--momentum",
                 self.momentum.is_some() && self.optimizer != Some(OptimizerArg::Sgd),
                 &[],
                 "--optimizer sgd",
             ),
-            ("--val-frac", self.val_frac.is_some(), &[Bbb, Ensemble], "bbb, ensemble"),
+            (
+                "--val-frac",
+                self.val_frac.is_some() && !(method == Map && self.batch_size.is_some()),
+                &[Bbb, Ensemble],
+                "bbb, ensemble, and map with --batch-size",
+            ),
             ("--kl-anneal", self.kl_anneal.is_some(), &[Bbb], "bbb"),
             ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
             ("--members", self.members.is_some(), &[Ensemble], "ensemble"),
@@ -539,6 +559,18 @@ fn run_command(a: RunArgs) -> i32 {
         backend,
     };
     match method {
+        MethodArg::Map if a.batch_size.is_some() => {
+            let o = crate::methods::ensemble::Options {
+                members: 1,
+                epochs: bbb.epochs,
+                batch_size: bbb.batch_size,
+                lr: bbb.lr,
+                sgd_momentum: bbb.sgd_momentum,
+                val_frac: a.val_frac.unwrap_or(0.1),
+                threads: 1,
+            };
+            return crate::methods::ensemble::map(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
+        }
         MethodArg::Map => return crate::methods::map::run(&program, &cfg, all),
         MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
         MethodArg::Bbb => {

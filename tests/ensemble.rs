@@ -69,3 +69,38 @@ fn options_of_an_ensemble_are_refused_elsewhere() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--members does not apply to --method nuts"), "{stderr}");
 }
+
+#[test]
+fn map_on_minibatches_stops_on_held_out_rows_and_predict_reads_its_mode() {
+    let dir = std::env::temp_dir().join(format!("bnnc-map-batches-{}", std::process::id()));
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "map",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("Estimate") && stderr.contains("28 held out"), "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "map");
+    assert_eq!(summary["optimizer"]["batch_size"], 32);
+    // Held-out rows choose the epoch kept, before the last.
+    let best = summary["optimizer"]["best_epoch"].as_u64().unwrap();
+    assert!(best >= 1 && best <= summary["optimizer"]["epochs"].as_u64().unwrap());
+    assert_eq!(draws(&dir).len(), 2);
+    let (code, _, stderr) = bnnc(&[
+        "predict",
+        "examples/bnn_regression.bnn",
+        "--fit",
+        dir.to_str().unwrap(),
+        "--data",
+        "examples/bnn_regression_test.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,6 +31,7 @@ struct Member {
     /// The log density at the mode (without the Jacobian) and the constrained values.
     logp: f64,
     values: Vec<f64>,
+    named: Vec<(String, Vec<usize>, Vec<f64>)>,
     run: minibatch::Outcome,
 }
 
@@ -194,6 +195,74 @@ pub fn run(
     crate::methods::draws::write(program, cfg, &draws, record, warnings, all)
 }
 
+/// `run --method map --batch-size B`: one posterior mode found on minibatches with the
+/// ensemble's loop (early stopping on held-out rows by default), reported as MAP's.
+#[allow(clippy::too_many_arguments)]
+pub fn map(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    program: &Program,
+    cfg: &Config,
+    o: &Options,
+    all: bool,
+    format: Format,
+) -> i32 {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
+    let setup = match crate::methods::batches::setup(
+        fe,
+        model,
+        data,
+        o.val_frac,
+        o.batch_size,
+        LowerOptions::default(),
+        &mut rng,
+        format,
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let b = setup.batch_size;
+    let steps_per_epoch = setup.train_rows.len().div_ceil(b);
+    let epochs =
+        o.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
+    let settings = minibatch::Settings {
+        epochs,
+        batch_size: b,
+        lr: o.lr,
+        sgd_momentum: o.sgd_momentum,
+        patience: (epochs / 10).max(20),
+    };
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    let t = std::time::Instant::now();
+    let m = match member(program, &setup, &settings, cfg, 0, &mut |_, _| {}) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    eprintln!(
+        "map: {} epochs of {steps_per_epoch} steps on {} training rows{}; kept epoch {}",
+        m.run.epochs.len(),
+        setup.train_rows.len(),
+        if setup.val_rows.is_empty() { String::new() } else { format!(" ({} held out)", setup.val_rows.len()) },
+        m.run.best_epoch
+    );
+    let optimizer = serde_json::json!({
+        "logp": m.logp,
+        "batch_size": b,
+        "iterations": m.run.steps,
+        "epochs": m.run.epochs.len(),
+        "best_epoch": m.run.best_epoch,
+        "early_stopped": m.run.early_stopped,
+        "stopped": m.run.stopped,
+        "held_out_rows": setup.val_rows.len(),
+        "seconds": t.elapsed().as_secs_f64(),
+    });
+    crate::methods::map::report(program, cfg, &m.named, m.logp, optimizer, all)
+}
+
 /// Train member `m`: its own initial point and batch order from its seed.
 fn member(
     program: &Program,
@@ -237,11 +306,9 @@ fn member(
     drop(validate);
     let theta = run.x.clone();
     let logp = density.eval(&theta).map(|e| e.logp).unwrap_or(f64::NAN);
-    let values = density
+    let named = density
         .constrained(&theta, true)
-        .map_err(|e| format!("the mode cannot be mapped to the constrained space: {e}"))?
-        .into_iter()
-        .flat_map(|(_, _, x)| x)
-        .collect();
-    Ok(Member { logp, values, run })
+        .map_err(|e| format!("the mode cannot be mapped to the constrained space: {e}"))?;
+    let values = named.iter().flat_map(|(_, _, x)| x.iter().copied()).collect();
+    Ok(Member { logp, values, named, run })
 }

@@ -34,6 +34,33 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
             return 3;
         }
     };
+    let optimizer = serde_json::json!({
+        "logp": mode.logp,
+        "iterations": mode.iterations,
+        "grad_norm": mode.grad_norm,
+        "converged": mode.converged,
+        "message": mode.message,
+        "grad_evals": mode.grad_evals,
+        "seconds": seconds,
+    });
+    let code = report(program, cfg, &values, mode.logp, optimizer, all);
+    if code == 0 && !mode.converged {
+        eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
+        return 3;
+    }
+    code
+}
+
+/// Print a mode's estimates, and write summary.json (with the optimiser's record) and the
+/// one-row draws file. Returns the exit code.
+pub fn report(
+    program: &crate::ir::Program,
+    cfg: &crate::infer::run::Config,
+    values: &[(String, Vec<usize>, Vec<f64>)],
+    logp: f64,
+    optimizer: serde_json::Value,
+    all: bool,
+) -> i32 {
     let mut vars = serde_json::Map::new();
     let width = values
         .iter()
@@ -46,7 +73,7 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
     let fold = !all && crate::summary::network::has_layers(program);
     println!("{:<width$} {:>12}", "", "Estimate");
     let mut layers: Vec<(String, usize, f64)> = Vec::new();
-    for (name, shape, vals) in &values {
+    for (name, shape, vals) in values {
         let layer = crate::summary::network::layer_of(name).filter(|_| fold);
         for ((label, _), v) in crate::infer::stan_csv::element_names(name, shape).into_iter().zip(vals) {
             match layer {
@@ -72,20 +99,12 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
         "method": "map",
         "model_hash": cfg.model_hash,
         "variables": vars,
-        "optimizer": {
-            "logp": mode.logp,
-            "iterations": mode.iterations,
-            "grad_norm": mode.grad_norm,
-            "converged": mode.converged,
-            "message": mode.message,
-            "grad_evals": mode.grad_evals,
-            "seconds": seconds,
-        },
+        "optimizer": optimizer,
     });
     // The mode as a one-row draws file, as CmdStan's optimiser writes it: `predict` reads it.
     let mut columns = vec!["lp__".to_string()];
-    let mut row = vec![mode.logp];
-    for (name, shape, vals) in &values {
+    let mut row = vec![logp];
+    for (name, shape, vals) in values {
         columns.extend(crate::infer::stan_csv::element_names(name, shape).into_iter().map(|(_, c)| c));
         row.extend_from_slice(vals);
     }
@@ -107,10 +126,6 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
     if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
         eprintln!("error: cannot write `{}`: {e}", path.display());
         return 2;
-    }
-    if !mode.converged {
-        eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
-        return 3;
     }
     0
 }
