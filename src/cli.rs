@@ -21,6 +21,7 @@ enum MethodArg {
     Map,
     Advi,
     Bbb,
+    McDropout,
     Ensemble,
 }
 
@@ -43,7 +44,8 @@ struct RunArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI);
-    /// bbb: Bayes by Backprop on minibatches; ensemble: deep ensembles of posterior modes.
+    /// bbb: Bayes by Backprop on minibatches; mc-dropout: a network trained with its dropout;
+    /// ensemble: deep ensembles of posterior modes.
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
     #[arg(long, default_value_t = 1)]
@@ -110,32 +112,35 @@ struct RunArgs {
     #[arg(long, help_heading = "Variational (advi)")]
     output_draws: Option<usize>,
 
+    /// [mc-dropout] Passes with fresh dropout masks that `predict` averages (default 100).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    mc_samples: Option<usize>,
     /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     members: Option<usize>,
-    /// [bbb, ensemble] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    /// [bbb, mc-dropout, ensemble] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     epochs: Option<usize>,
-    /// [map, bbb, ensemble] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    /// [map, bbb, mc-dropout, ensemble] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     batch_size: Option<usize>,
-    /// [bbb, ensemble] Learning rate (default 0.01).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    /// [bbb, mc-dropout, ensemble] Learning rate (default 0.01).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     lr: Option<f64>,
-    /// [bbb, ensemble] The optimiser (default adam).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, ensemble)")]
+    /// [bbb, mc-dropout, ensemble] The optimiser (default adam).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     optimizer: Option<OptimizerArg>,
     /// [bbb] Momentum of --optimizer sgd (default 0.9).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     momentum: Option<f64>,
-    /// [bbb, ensemble] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, ensemble 0.1).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    /// [bbb, mc-dropout, ensemble] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     val_frac: Option<f64>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     kl_anneal: Option<usize>,
     /// [bbb] The likelihood is weighted by 1/T (default 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
     temperature: Option<f64>,
 }
 
@@ -149,7 +154,7 @@ impl RunArgs {
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
-        let options: [(&str, bool, &[MethodArg], &str); 24] = [
+        let options: [(&str, bool, &[MethodArg], &str); 25] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -171,7 +176,12 @@ impl RunArgs {
                 &[Bbb, Ensemble],
                 "bbb, ensemble, and map with --batch-size",
             ),
-            ("--batch-size", self.batch_size.is_some(), &[Map, Bbb, Ensemble], "map, bbb, ensemble"),
+            (
+                "--batch-size",
+                self.batch_size.is_some(),
+                &[Map, Bbb, McDropout, Ensemble],
+                "map, bbb, mc-dropout, ensemble",
+            ),
             (
                 "--lr",
                 self.lr.is_some() && !(method == Map && self.batch_size.is_some()),
@@ -199,6 +209,7 @@ impl RunArgs {
             ("--kl-anneal", self.kl_anneal.is_some(), &[Bbb], "bbb"),
             ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
             ("--members", self.members.is_some(), &[Ensemble], "ensemble"),
+            ("--mc-samples", self.mc_samples.is_some(), &[McDropout], "mc-dropout"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
     }
@@ -560,7 +571,7 @@ fn run_command(a: RunArgs) -> i32 {
     };
     match method {
         MethodArg::Map if a.batch_size.is_some() => {
-            let o = crate::methods::ensemble::Options {
+            let o = crate::methods::modes::Options {
                 members: 1,
                 epochs: bbb.epochs,
                 batch_size: bbb.batch_size,
@@ -569,15 +580,52 @@ fn run_command(a: RunArgs) -> i32 {
                 val_frac: a.val_frac.unwrap_or(0.1),
                 threads: 1,
             };
-            return crate::methods::ensemble::map(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
+            return crate::methods::modes::single(
+                &mut fe,
+                &model,
+                data.as_deref(),
+                &program,
+                &cfg,
+                &o,
+                crate::methods::modes::Single::Map,
+                all,
+                format,
+            );
         }
         MethodArg::Map => return crate::methods::map::run(&program, &cfg, all),
         MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
         MethodArg::Bbb => {
             return crate::methods::bbb::run(&mut fe, &model, data.as_deref(), &program, &cfg, &bbb, all, format)
         }
+        MethodArg::McDropout => {
+            let o = crate::methods::modes::Options {
+                members: 1,
+                epochs: bbb.epochs,
+                batch_size: bbb.batch_size,
+                lr: bbb.lr,
+                sgd_momentum: bbb.sgd_momentum,
+                val_frac: a.val_frac.unwrap_or(0.1),
+                threads: 1,
+            };
+            let samples = a.mc_samples.unwrap_or(100);
+            if samples == 0 {
+                eprintln!("error: --mc-samples must be at least 1");
+                return 2;
+            }
+            return crate::methods::modes::single(
+                &mut fe,
+                &model,
+                data.as_deref(),
+                &program,
+                &cfg,
+                &o,
+                crate::methods::modes::Single::McDropout { samples },
+                all,
+                format,
+            );
+        }
         MethodArg::Ensemble => {
-            let o = crate::methods::ensemble::Options {
+            let o = crate::methods::modes::Options {
                 members: a.members.unwrap_or(5),
                 epochs: bbb.epochs,
                 batch_size: bbb.batch_size,
@@ -590,7 +638,7 @@ fn run_command(a: RunArgs) -> i32 {
                 eprintln!("error: --members must be at least 1");
                 return 2;
             }
-            return crate::methods::ensemble::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
+            return crate::methods::modes::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
         MethodArg::Nuts | MethodArg::Hmc => {}
     }

@@ -161,6 +161,29 @@ impl LogDensity for CompiledModel<'_> {
 pub struct Forward<'p> {
     p: &'p Program,
     engine: Engine<'p>,
+    /// With dropout masks drawn for each evaluation: the seed, and the evaluations so far.
+    masks: Option<(u64, u64)>,
+}
+
+/// Element `i` of dropout mask `k` at evaluation `e` under `seed`: kept (1) with probability
+/// 1 − p. A counter-based draw (a hash of the four numbers), so any backend, thread or order
+/// of evaluation gives the same masks.
+pub fn dropout_mask_element(seed: u64, e: u64, k: u64, i: u64, p: f64) -> f64 {
+    let mut z = seed
+        ^ e.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ k.wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ i.wrapping_mul(0x8CB9_2BA7_2F3D_8DD7);
+    for _ in 0..2 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    let u = (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    if u >= p {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 /// One site's values after [`Forward::eval`]: every execution's copy, in order; a constant
@@ -177,7 +200,14 @@ pub struct SiteValues<'a> {
 
 impl<'p> Forward<'p> {
     pub fn new(p: &'p Program, backend: Backend) -> Result<Forward<'p>, String> {
-        Ok(Forward { p, engine: Engine::new(p, backend)? })
+        Ok(Forward { p, engine: Engine::new(p, backend)?, masks: None })
+    }
+
+    /// Draw the program's dropout masks afresh for every evaluation from here on (MC
+    /// Dropout's passes), from `seed` ([`dropout_mask_element`]).
+    pub fn with_dropout(mut self, seed: u64) -> Self {
+        self.masks = Some((seed, 0));
+        self
     }
 
     pub fn program(&self) -> &'p Program {
@@ -191,6 +221,18 @@ impl<'p> Forward<'p> {
 
     /// Run the entry at a draw (constrained values, `program().dim()` of them).
     pub fn eval(&mut self, draw: &[f64]) -> Result<(), EvalError> {
+        if let Some((seed, e)) = &mut self.masks {
+            for (k, info) in self.p.inputs.iter().enumerate() {
+                if let crate::ir::InputKind::DropoutMask { p } = info.kind {
+                    if let Some(buf) = self.engine.input_mut(k) {
+                        for (i, m) in buf.iter_mut().enumerate() {
+                            *m = dropout_mask_element(*seed, *e, k as u64, i as u64, p);
+                        }
+                    }
+                }
+            }
+            *e += 1;
+        }
         match &mut self.engine {
             Engine::Jit(j) => j.eval(draw).map(|_| ()),
             Engine::Interp(i) => i.eval(draw).map(|_| ()),

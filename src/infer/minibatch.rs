@@ -9,7 +9,7 @@ use crate::compiled::CompiledModel;
 use crate::infer::vi::adam::Adam;
 use crate::ir::{InputKind, Part, Program};
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, RngExt};
 use std::sync::atomic::Ordering;
 
 #[derive(Clone, Debug)]
@@ -38,6 +38,8 @@ pub struct Inputs {
     pub prior: Option<usize>,
     /// Standard normal noise inputs.
     pub noise: Vec<usize>,
+    /// Dropout masks, with their drop probabilities.
+    pub masks: Vec<(usize, f64)>,
 }
 
 impl Inputs {
@@ -48,6 +50,24 @@ impl Inputs {
             likelihood: find(&InputKind::Weight(Part::Likelihood)),
             prior: find(&InputKind::Weight(Part::Prior)),
             noise: p.inputs.iter().enumerate().filter(|(_, i)| i.kind == InputKind::Noise).map(|(k, _)| k).collect(),
+            masks: p
+                .inputs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, i)| match i.kind {
+                    InputKind::DropoutMask { p } => Some((k, p)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Fresh dropout masks: each element kept (1) with probability 1 − p.
+    pub fn draw_masks<R: Rng + ?Sized>(&self, m: &mut CompiledModel, rng: &mut R) {
+        for &(k, p) in &self.masks {
+            if let Some(buf) = m.input_mut(k) {
+                buf.iter_mut().for_each(|v| *v = if rng.random::<f64>() >= p { 1.0 } else { 0.0 });
+            }
         }
     }
 
@@ -221,9 +241,10 @@ impl Objective for Mode {
         batch: &Batch,
         x: &[f64],
         g: &mut [f64],
-        _rng: &mut R,
+        rng: &mut R,
     ) -> Result<f64, String> {
         inputs.set_weights(model, batch.scale, 1.0)?;
+        inputs.draw_masks(model, rng);
         match model.eval_grad(x, &mut self.grad) {
             Ok(e) if e.logp.is_finite() && self.grad.iter().all(|v| v.is_finite()) => {
                 g.copy_from_slice(&self.grad);

@@ -43,7 +43,7 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
         "grad_evals": mode.grad_evals,
         "seconds": seconds,
     });
-    let code = report(program, cfg, &values, mode.logp, optimizer, all);
+    let code = report(program, cfg, "map", &values, mode.logp, ("optimizer", optimizer), all);
     if code == 0 && !mode.converged {
         eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
         return 3;
@@ -51,14 +51,15 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
     code
 }
 
-/// Print a mode's estimates, and write summary.json (with the optimiser's record) and the
-/// one-row draws file. Returns the exit code.
+/// Print a mode's estimates, and write summary.json (`method`, and the method's record under
+/// `record_key`) and the one-row draws file. Returns the exit code.
 pub fn report(
     program: &crate::ir::Program,
     cfg: &crate::infer::run::Config,
+    method: &str,
     values: &[(String, Vec<usize>, Vec<f64>)],
     logp: f64,
-    optimizer: serde_json::Value,
+    (record_key, record): (&str, serde_json::Value),
     all: bool,
 ) -> i32 {
     let mut vars = serde_json::Map::new();
@@ -95,12 +96,12 @@ pub fn report(
     if !layers.is_empty() {
         println!("(--all prints every weight; summary.json holds them all)");
     }
-    let json = serde_json::json!({
-        "method": "map",
+    let mut json = serde_json::json!({
+        "method": method,
         "model_hash": cfg.model_hash,
         "variables": vars,
-        "optimizer": optimizer,
     });
+    json[record_key] = record;
     // The mode as a one-row draws file, as CmdStan's optimiser writes it: `predict` reads it.
     let mut columns = vec!["lp__".to_string()];
     let mut row = vec![logp];

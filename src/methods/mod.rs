@@ -5,6 +5,6 @@ pub mod advi;
 pub mod batches;
 pub mod bbb;
 pub mod draws;
-pub mod ensemble;
 pub mod map;
+pub mod modes;
 pub mod vi;

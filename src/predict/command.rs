@@ -4,7 +4,7 @@ use super::{fit, Variable};
 use crate::compiled::{Backend, Forward};
 use crate::diag::{Code, Diagnostic, Format};
 use crate::driver::{self, Frontend};
-use crate::ir::lower::{lower_for, Purpose};
+use crate::ir::lower::{lower_with, Options as LowerOptions, Purpose};
 use std::path::{Path, PathBuf};
 
 pub struct Options {
@@ -27,11 +27,13 @@ fn forward_program(
     path: &Path,
     observed: &[String],
     fill: f64,
+    dropout: bool,
 ) -> Option<(crate::ir::Program, Vec<String>)> {
     let el = fe.elaborated.clone()?;
     let bound = crate::data::load_data_filling(path, &el.checked.data, observed, fill, &mut fe.sources, &mut fe.diags)?;
     let filled = bound.filled.clone();
-    let p = lower_for(&el, &bound, Purpose::Forward, &mut fe.diags)?;
+    let options = LowerOptions { dropout_masks: dropout, ..Default::default() };
+    let p = lower_with(&el, &bound, Purpose::Forward, options, &mut fe.diags)?;
     Some((p, filled))
 }
 
@@ -43,7 +45,9 @@ fn predict_at(
     fit: &fit::Fit,
     o: &Options,
 ) -> Result<(Vec<Variable>, usize), i32> {
-    let (program, filled) = forward_program(fe, path, observed, 0.0).ok_or(1)?;
+    // An MC Dropout fit predicts with fresh dropout masks at each of its passes.
+    let passes = fit.mc_samples.filter(|_| fit.method == "mc-dropout");
+    let (program, filled) = forward_program(fe, path, observed, 0.0, passes.is_some()).ok_or(1)?;
     if program.sites.is_empty() {
         let msg = "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict";
         // At the `model` block, whose statements observe nothing.
@@ -109,11 +113,22 @@ fn predict_at(
         eprintln!("error: internal compiler error: {e} (`--backend interp` predicts without compiling)");
         2
     })?;
+    // MC Dropout: its mode, once per pass, each pass with masks of its own.
+    let draws = match passes {
+        Some(t) => {
+            fw = fw.with_dropout(o.seed);
+            vec![draws[0].clone(); t]
+        }
+        None => draws,
+    };
     // A filled-in variable must not change the distribution it is predicted from: were it
     // also an input (y[t] ~ normal(y[t-1], σ)), the prediction would use the filler.
     if !filled.is_empty() {
-        let (other, _) = forward_program(fe, path, observed, 1.0).ok_or(1)?;
+        let (other, _) = forward_program(fe, path, observed, 1.0, passes.is_some()).ok_or(1)?;
         let mut fw2 = Forward::new(&other, o.backend).map_err(|_| 2)?;
+        if passes.is_some() {
+            fw2 = fw2.with_dropout(o.seed);
+        }
         if let (Ok(()), Ok(())) = (fw.eval(&draws[0]), fw2.eval(&draws[0])) {
             for k in 0..program.sites.len() {
                 let (a, b) = (fw.site(k), fw2.site(k));

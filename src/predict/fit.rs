@@ -15,6 +15,8 @@ pub struct Fit {
     pub data_file: Option<String>,
     /// The fingerprint of the model text the fit was made from, when recorded.
     pub model_hash: Option<String>,
+    /// For an MC Dropout fit: the passes with fresh dropout masks its predictive averages.
+    pub mc_samples: Option<usize>,
 }
 
 impl Fit {
@@ -28,12 +30,13 @@ impl Fit {
 /// Read `dir`. `Err` says what is missing or malformed.
 pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     let summary = dir.join("summary.json");
-    let (method, model_hash) = match std::fs::read_to_string(&summary) {
+    let (method, model_hash, mc_samples) = match std::fs::read_to_string(&summary) {
         Ok(t) => {
             let v = serde_json::from_str::<serde_json::Value>(&t).ok();
             let get = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|m| m.as_str()).map(str::to_string);
             let method = get("method").ok_or_else(|| format!("`{}` has no \"method\"", summary.display()))?;
-            (method, get("model_hash").filter(|h| !h.is_empty()))
+            let mc = v.as_ref().and_then(|v| v["mc_dropout"]["mc_samples"].as_u64()).map(|n| n as usize);
+            (method, get("model_hash").filter(|h| !h.is_empty()), mc)
         }
         Err(_) => {
             return Err(format!(
@@ -98,7 +101,7 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     if rows.is_empty() {
         return Err(format!("`{}` holds no draws", dir.display()));
     }
-    Ok(Fit { method, columns: columns.unwrap_or_default(), rows, chains, data_file, model_hash })
+    Ok(Fit { method, columns: columns.unwrap_or_default(), rows, chains, data_file, model_hash, mc_samples })
 }
 
 /// The shape a fit's columns give `name` (CmdStan's 1-based `name.i.j`), if it has any.

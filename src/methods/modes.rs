@@ -1,7 +1,14 @@
-//! `run --method ensemble`: deep ensembles (Lakshminarayanan et al. 2017). M posterior modes
-//! found on minibatches from independent initial points and batch orders, each stopped early
-//! on the same held-out rows; the predictive is their equal mixture. Members run on threads,
-//! each from its own seed, so the result does not depend on the thread count.
+//! The methods built on posterior modes found on minibatches of the observation rows, each
+//! stopped early on held-out rows:
+//!
+//! - `run --method ensemble`: deep ensembles (Lakshminarayanan et al. 2017). M modes from
+//!   independent initial points and batch orders; the predictive is their equal mixture.
+//!   Members run on threads, each from its own seed, so the result does not depend on the
+//!   thread count.
+//! - `run --method map --batch-size B`: one mode.
+//! - `run --method mc-dropout`: one mode trained with the network's dropout masks drawn
+//!   afresh at every step (Gal & Ghahramani 2016); `predict` averages `--mc-samples` passes
+//!   with fresh masks.
 
 use crate::compiled::{CompiledModel, Forward};
 use crate::diag::Format;
@@ -195,33 +202,35 @@ pub fn run(
     crate::methods::draws::write(program, cfg, &draws, record, warnings, all)
 }
 
-/// `run --method map --batch-size B`: one posterior mode found on minibatches with the
-/// ensemble's loop (early stopping on held-out rows by default), reported as MAP's.
+/// A single mode: `map --batch-size`, or MC Dropout's network trained with its masks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Single {
+    Map,
+    McDropout { samples: usize },
+}
+
+/// `run --method map --batch-size B` or `--method mc-dropout`: one posterior mode found on
+/// minibatches with the ensemble's loop (early stopping on held-out rows by default),
+/// reported as MAP's.
 #[allow(clippy::too_many_arguments)]
-pub fn map(
+pub fn single(
     fe: &mut Frontend,
     model: &Path,
     data: Option<&Path>,
     program: &Program,
     cfg: &Config,
     o: &Options,
+    kind: Single,
     all: bool,
     format: Format,
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    let setup = match crate::methods::batches::setup(
-        fe,
-        model,
-        data,
-        o.val_frac,
-        o.batch_size,
-        LowerOptions::default(),
-        &mut rng,
-        format,
-    ) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let options = LowerOptions { dropout_masks: matches!(kind, Single::McDropout { .. }), ..Default::default() };
+    let setup =
+        match crate::methods::batches::setup(fe, model, data, o.val_frac, o.batch_size, options, &mut rng, format) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
     let b = setup.batch_size;
     let steps_per_epoch = setup.train_rows.len().div_ceil(b);
     let epochs =
@@ -242,14 +251,19 @@ pub fn map(
             return 3;
         }
     };
+    let masks = setup.full.inputs.iter().filter(|i| matches!(i.kind, crate::ir::InputKind::DropoutMask { .. })).count();
+    if matches!(kind, Single::McDropout { .. }) && masks == 0 {
+        eprintln!("warning: the model has no `dropout` layer, so MC Dropout's passes all give the same prediction: this is MAP on minibatches");
+    }
     eprintln!(
-        "map: {} epochs of {steps_per_epoch} steps on {} training rows{}; kept epoch {}",
+        "{}: {} epochs of {steps_per_epoch} steps on {} training rows{}; kept epoch {}",
+        if kind == Single::Map { "map" } else { "mc-dropout" },
         m.run.epochs.len(),
         setup.train_rows.len(),
         if setup.val_rows.is_empty() { String::new() } else { format!(" ({} held out)", setup.val_rows.len()) },
         m.run.best_epoch
     );
-    let optimizer = serde_json::json!({
+    let mut optimizer = serde_json::json!({
         "logp": m.logp,
         "batch_size": b,
         "iterations": m.run.steps,
@@ -260,7 +274,16 @@ pub fn map(
         "held_out_rows": setup.val_rows.len(),
         "seconds": t.elapsed().as_secs_f64(),
     });
-    crate::methods::map::report(program, cfg, &m.named, m.logp, optimizer, all)
+    match kind {
+        Single::Map => {
+            crate::methods::map::report(program, cfg, "map", &m.named, m.logp, ("optimizer", optimizer), all)
+        }
+        Single::McDropout { samples } => {
+            optimizer["mc_samples"] = samples.into();
+            optimizer["dropout_layers"] = masks.into();
+            crate::methods::map::report(program, cfg, "mc-dropout", &m.named, m.logp, ("mc_dropout", optimizer), all)
+        }
+    }
 }
 
 /// Train member `m`: its own initial point and batch order from its seed.

@@ -1,0 +1,199 @@
+//! The methods built on posterior modes found on minibatches, each stopped early on
+//! held-out rows: deep ensembles (members mixed equally by `predict`), MAP with
+//! `--batch-size`, and MC Dropout (its mode predicted with fresh dropout masks per pass).
+
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::bnnc;
+
+fn draws(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("draws-1.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_ensemble_of_the_yacht_network_predicts_calibrated_intervals_and_does_not_depend_on_threads() {
+    let dir = std::env::temp_dir().join(format!("bnnc-ensemble-{}", std::process::id()));
+    let fit = |threads: &str| {
+        let out = dir.join(format!("fit-{threads}"));
+        let (code, stdout, stderr) = bnnc(&[
+            "run",
+            "examples/bnn_regression.bnn",
+            "--method",
+            "ensemble",
+            "--members",
+            "3",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        assert!(stderr.contains("3 members"), "{stderr}");
+        out
+    };
+    let (one, two) = (fit("1"), fit("2"));
+    let (a, b) = (draws(&one), draws(&two));
+    // A header and one row per member, the same whatever the threads.
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, b);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(one.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "ensemble");
+    assert_eq!(summary["ensemble"]["held_out_rows"], 28);
+    let (code, _, stderr) = bnnc(&[
+        "predict",
+        "examples/bnn_regression.bnn",
+        "--fit",
+        one.to_str().unwrap(),
+        "--data",
+        "examples/bnn_regression_test.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let pred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(one.join("predictive.json")).unwrap()).unwrap();
+    assert_eq!(pred["draws"], 3);
+    let m = &pred["observed"]["y"]["metrics"];
+    let coverage = m["coverage90"].as_f64().unwrap();
+    assert!((0.8..=0.97).contains(&coverage), "90% coverage {coverage}");
+    assert!(m["rmse"].as_f64().unwrap() < 0.1, "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn options_of_an_ensemble_are_refused_elsewhere() {
+    let (code, _, stderr) = bnnc(&["run", "examples/eight_schools.bnn", "--members", "3"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--members does not apply to --method nuts"), "{stderr}");
+}
+
+#[test]
+fn map_on_minibatches_stops_on_held_out_rows_and_predict_reads_its_mode() {
+    let dir = std::env::temp_dir().join(format!("bnnc-map-batches-{}", std::process::id()));
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "map",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("Estimate") && stderr.contains("28 held out"), "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "map");
+    assert_eq!(summary["optimizer"]["batch_size"], 32);
+    // Held-out rows choose the epoch kept, before the last.
+    let best = summary["optimizer"]["best_epoch"].as_u64().unwrap();
+    assert!(best >= 1 && best <= summary["optimizer"]["epochs"].as_u64().unwrap());
+    assert_eq!(draws(&dir).len(), 2);
+    let (code, _, stderr) = bnnc(&[
+        "predict",
+        "examples/bnn_regression.bnn",
+        "--fit",
+        dir.to_str().unwrap(),
+        "--data",
+        "examples/bnn_regression_test.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The yacht network with a dropout layer, written beside a copy of its data.
+fn dropout_model(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("examples/bnn_regression.json"), dir.join("drop.json")).unwrap();
+    let model = dir.join("drop.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int<lower=1>\n  D: int<lower=1>\n  x: matrix[N, D]\n  y: vector[N]\n}\n\
+         params {\n  sigma: real<lower=0> ~ normal(0, 1)\n}\n\
+         model {\n  let h = dropout(dense(x, 50, act = tanh, prior = normal(0, 1)), 0.1)\n  \
+         let f = dense(h, 1, prior = normal(0, 1))\n  y ~ normal(col(f, 0), sigma)\n}\n",
+    )
+    .unwrap();
+    model
+}
+
+#[test]
+fn mc_dropout_predicts_with_fresh_masks_the_same_on_both_backends() {
+    let dir = std::env::temp_dir().join(format!("bnnc-mc-dropout-{}", std::process::id()));
+    let model = dropout_model(&dir);
+    let fit = dir.join("fit");
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        model.to_str().unwrap(),
+        "--method",
+        "mc-dropout",
+        "--mc-samples",
+        "50",
+        "--out",
+        fit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "mc-dropout");
+    assert_eq!(summary["mc_dropout"]["mc_samples"], 50);
+    assert_eq!(summary["mc_dropout"]["dropout_layers"], 1);
+    let test = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bnn_regression_test.json");
+    let mut seen = Vec::new();
+    for backend in ["jit", "interp"] {
+        let out = dir.join(format!("pred-{backend}"));
+        let (code, _, stderr) = bnnc(&[
+            "predict",
+            model.to_str().unwrap(),
+            "--fit",
+            fit.to_str().unwrap(),
+            "--data",
+            test.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        seen.push(std::fs::read_to_string(out.join("predictive.csv")).unwrap());
+        let pred: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("predictive.json")).unwrap()).unwrap();
+        assert_eq!(pred["draws"], 50);
+        // The passes differ: the mode alone would have no epistemic variance.
+        let rows = pred["observed"]["y"]["rows"].as_array().unwrap();
+        assert!(rows.iter().all(|r| r["var_epistemic"].as_f64().unwrap() > 0.0));
+    }
+    // The masks come from a counter-based generator, the same for both backends, so their
+    // predictions agree to rounding (the backends sum products in different orders).
+    let numbers = |t: &str| -> Vec<f64> {
+        t.lines().skip(1).flat_map(|l| l.split(',').skip(2)).map(|v| v.parse().unwrap()).collect()
+    };
+    let (a, b) = (numbers(&seen[0]), numbers(&seen[1]));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dropout_masks_keep_each_unit_with_probability_one_minus_p() {
+    for p in [0.1, 0.5, 0.8] {
+        let n = 200_000u64;
+        let kept: f64 = (0..n).map(|i| bnnc::compiled::dropout_mask_element(7, i / 1000, 3, i % 1000, p)).sum();
+        let rate = kept / n as f64;
+        // Three binomial standard deviations.
+        let sd = (p * (1.0 - p) / n as f64).sqrt();
+        assert!((rate - (1.0 - p)).abs() < 3.0 * sd + 1e-9, "p = {p}: kept {rate}");
+    }
+    // Different evaluations give different masks, the same evaluation the same one.
+    let mask = |e| (0..64).map(|i| bnnc::compiled::dropout_mask_element(1, e, 0, i, 0.5)).collect::<Vec<_>>();
+    assert_eq!(mask(4), mask(4));
+    assert_ne!(mask(4), mask(5));
+}
