@@ -23,6 +23,7 @@ enum MethodArg {
     Bbb,
     McDropout,
     Ensemble,
+    Swag,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -45,7 +46,7 @@ struct RunArgs {
     data: Option<PathBuf>,
     /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI);
     /// bbb: Bayes by Backprop on minibatches; mc-dropout: a network trained with its dropout;
-    /// ensemble: deep ensembles of posterior modes.
+    /// ensemble: deep ensembles of posterior modes; swag: SWA-Gaussian around a mode.
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
     #[arg(long, default_value_t = 1)]
@@ -108,39 +109,49 @@ struct RunArgs {
     /// [advi] Converged when the relative ELBO change falls below this (default 0.01).
     #[arg(long, help_heading = "Variational (advi)")]
     tol_rel_obj: Option<f64>,
-    /// [advi, bbb] Draws from q written and summarised (default 1000).
+    /// [advi, bbb, swag] Draws written and summarised (default 1000).
     #[arg(long, help_heading = "Variational (advi)")]
     output_draws: Option<usize>,
 
     /// [mc-dropout] Passes with fresh dropout masks that `predict` averages (default 100).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     mc_samples: Option<usize>,
+    /// [swag] Epochs of SGD after the mode, one iterate collected per epoch (default 50).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    swag_epochs: Option<usize>,
+    /// [swag] SGD's learning rate per training row in those epochs (default: the largest of 0.01,
+    /// 0.001, ... whose iterates stay near the mode).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    swag_lr: Option<f64>,
+    /// [swag] Deviations kept for the low-rank part of the covariance (default 20).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    swag_rank: Option<usize>,
     /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     members: Option<usize>,
-    /// [bbb, mc-dropout, ensemble] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    /// [bbb, mc-dropout, ensemble, swag] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     epochs: Option<usize>,
-    /// [map, bbb, mc-dropout, ensemble] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    /// [map, bbb, mc-dropout, ensemble, swag] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     batch_size: Option<usize>,
-    /// [bbb, mc-dropout, ensemble] Learning rate (default 0.01).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    /// [bbb, mc-dropout, ensemble, swag] Learning rate (default 0.01).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     lr: Option<f64>,
-    /// [bbb, mc-dropout, ensemble] The optimiser (default adam).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    /// [bbb, mc-dropout, ensemble, swag] The optimiser (default adam).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     optimizer: Option<OptimizerArg>,
     /// [bbb] Momentum of --optimizer sgd (default 0.9).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     momentum: Option<f64>,
-    /// [bbb, mc-dropout, ensemble] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    /// [bbb, mc-dropout, ensemble, swag] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     val_frac: Option<f64>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     kl_anneal: Option<usize>,
     /// [bbb] The likelihood is weighted by 1/T (default 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
     temperature: Option<f64>,
 }
 
@@ -154,7 +165,7 @@ impl RunArgs {
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
-        let options: [(&str, bool, &[MethodArg], &str); 25] = [
+        let options: [(&str, bool, &[MethodArg], &str); 28] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -169,7 +180,7 @@ impl RunArgs {
             ("--elbo-samples", self.elbo_samples.is_some(), &[Advi], "advi"),
             ("--eta", self.eta.is_some(), &[Advi], "advi"),
             ("--tol-rel-obj", self.tol_rel_obj.is_some(), &[Advi], "advi"),
-            ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb], "advi, bbb"),
+            ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb, Swag], "advi, bbb, swag"),
             (
                 "--epochs",
                 self.epochs.is_some() && !(method == Map && self.batch_size.is_some()),
@@ -210,6 +221,9 @@ impl RunArgs {
             ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
             ("--members", self.members.is_some(), &[Ensemble], "ensemble"),
             ("--mc-samples", self.mc_samples.is_some(), &[McDropout], "mc-dropout"),
+            ("--swag-epochs", self.swag_epochs.is_some(), &[Swag], "swag"),
+            ("--swag-lr", self.swag_lr.is_some(), &[Swag], "swag"),
+            ("--swag-rank", self.swag_rank.is_some(), &[Swag], "swag"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
     }
@@ -623,6 +637,28 @@ fn run_command(a: RunArgs) -> i32 {
                 all,
                 format,
             );
+        }
+        MethodArg::Swag => {
+            let o = crate::methods::swag::Options {
+                modes: crate::methods::modes::Options {
+                    members: 1,
+                    epochs: bbb.epochs,
+                    batch_size: bbb.batch_size,
+                    lr: bbb.lr,
+                    sgd_momentum: bbb.sgd_momentum,
+                    val_frac: a.val_frac.unwrap_or(0.1),
+                    threads: 1,
+                },
+                swag_epochs: a.swag_epochs.unwrap_or(50),
+                swag_lr: a.swag_lr,
+                rank: a.swag_rank.unwrap_or(20),
+                output_draws,
+            };
+            if o.swag_epochs < 2 || o.rank == 0 || o.swag_lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
+                eprintln!("error: --swag-epochs must be at least 2, --swag-rank at least 1, --swag-lr positive");
+                return 2;
+            }
+            return crate::methods::swag::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
         MethodArg::Ensemble => {
             let o = crate::methods::modes::Options {

@@ -197,3 +197,39 @@ fn dropout_masks_keep_each_unit_with_probability_one_minus_p() {
     assert_eq!(mask(4), mask(4));
     assert_ne!(mask(4), mask(5));
 }
+
+#[test]
+fn swag_around_the_yacht_networks_mode_predicts_calibrated_intervals() {
+    let dir = std::env::temp_dir().join(format!("bnnc-swag-{}", std::process::id()));
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "swag",
+        "--output-draws",
+        "200",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "swag");
+    assert_eq!(summary["swag"]["rank"], 20);
+    assert_eq!(summary["swag"]["swag_epochs"], 50);
+    assert_eq!(draws(&dir).len(), 201);
+    let (code, _, stderr) = bnnc(&[
+        "predict",
+        "examples/bnn_regression.bnn",
+        "--fit",
+        dir.to_str().unwrap(),
+        "--data",
+        "examples/bnn_regression_test.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let pred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+    let coverage = pred["observed"]["y"]["metrics"]["coverage90"].as_f64().unwrap();
+    assert!((0.8..=0.97).contains(&coverage), "90% coverage {coverage}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

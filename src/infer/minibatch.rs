@@ -130,9 +130,11 @@ pub struct Outcome {
     pub early_stopped: bool,
 }
 
-/// Train `x` on shuffled batches of `train_rows`. `validate` scores a vector on held-out rows
-/// after each epoch (higher is better); `progress` is told each epoch's record and the
-/// steps so far.
+/// Train `x` on shuffled batches of `train_rows`. `validate` is called with `x` after each
+/// epoch: a score it returns (a held-out log-likelihood, higher is better) keeps the best
+/// epoch's `x` and stops training when it has not improved for `patience` epochs; a hook
+/// that only watches the iterates returns `None`. `progress` is told each epoch's record and
+/// the steps so far.
 #[allow(clippy::too_many_arguments)]
 pub fn train<O: Objective, R: Rng>(
     progs: &mut Programs,

@@ -7,4 +7,5 @@ pub mod bbb;
 pub mod draws;
 pub mod map;
 pub mod modes;
+pub mod swag;
 pub mod vi;

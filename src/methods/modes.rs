@@ -34,12 +34,12 @@ pub struct Options {
 }
 
 /// One member's outcome.
-struct Member {
+pub(crate) struct Member {
     /// The log density at the mode (without the Jacobian) and the constrained values.
-    logp: f64,
-    values: Vec<f64>,
-    named: Vec<(String, Vec<usize>, Vec<f64>)>,
-    run: minibatch::Outcome,
+    pub logp: f64,
+    pub values: Vec<f64>,
+    pub named: Vec<(String, Vec<usize>, Vec<f64>)>,
+    pub run: minibatch::Outcome,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -287,7 +287,7 @@ pub fn single(
 }
 
 /// Train member `m`: its own initial point and batch order from its seed.
-fn member(
+pub(crate) fn member(
     program: &Program,
     setup: &crate::methods::batches::Setup,
     settings: &minibatch::Settings,
