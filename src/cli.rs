@@ -24,6 +24,13 @@ enum MethodArg {
     McDropout,
     Ensemble,
     Swag,
+    Sgmcmc,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum SamplerArg {
+    Sgld,
+    Sghmc,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -46,7 +53,8 @@ struct RunArgs {
     data: Option<PathBuf>,
     /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI);
     /// bbb: Bayes by Backprop on minibatches; mc-dropout: a network trained with its dropout;
-    /// ensemble: deep ensembles of posterior modes; swag: SWA-Gaussian around a mode.
+    /// ensemble: deep ensembles of posterior modes; swag: SWA-Gaussian around a mode; sgmcmc:
+    /// cyclical stochastic-gradient MCMC.
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
     #[arg(long, default_value_t = 1)]
@@ -114,44 +122,50 @@ struct RunArgs {
     output_draws: Option<usize>,
 
     /// [mc-dropout] Passes with fresh dropout masks that `predict` averages (default 100).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     mc_samples: Option<usize>,
     /// [swag] Epochs of SGD after the mode, one iterate collected per epoch (default 50).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     swag_epochs: Option<usize>,
     /// [swag] SGD's learning rate per training row in those epochs (default: the largest of 0.01,
     /// 0.001, ... whose iterates stay near the mode).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     swag_lr: Option<f64>,
     /// [swag] Deviations kept for the low-rank part of the covariance (default 20).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     swag_rank: Option<usize>,
+    /// [sgmcmc] Langevin dynamics, or Hamiltonian with friction (default sghmc).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    sampler: Option<SamplerArg>,
+    /// [sgmcmc] Cycles of the cosine step size; 5 draws at the end of each (default 20).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    cycles: Option<usize>,
     /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     members: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     epochs: Option<usize>,
-    /// [map, bbb, mc-dropout, ensemble, swag] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    /// [map, bbb, mc-dropout, ensemble, swag, sgmcmc] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     batch_size: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag] Learning rate (default 0.01).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] Learning rate (default 0.01).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     lr: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag] The optimiser (default adam).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] The optimiser (default adam).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     optimizer: Option<OptimizerArg>,
     /// [bbb] Momentum of --optimizer sgd (default 0.9).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     momentum: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     val_frac: Option<f64>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     kl_anneal: Option<usize>,
     /// [bbb] The likelihood is weighted by 1/T (default 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
     temperature: Option<f64>,
 }
 
@@ -165,7 +179,7 @@ impl RunArgs {
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
-        let options: [(&str, bool, &[MethodArg], &str); 28] = [
+        let options: [(&str, bool, &[MethodArg], &str); 30] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -224,6 +238,8 @@ impl RunArgs {
             ("--swag-epochs", self.swag_epochs.is_some(), &[Swag], "swag"),
             ("--swag-lr", self.swag_lr.is_some(), &[Swag], "swag"),
             ("--swag-rank", self.swag_rank.is_some(), &[Swag], "swag"),
+            ("--sampler", self.sampler.is_some(), &[Sgmcmc], "sgmcmc"),
+            ("--cycles", self.cycles.is_some(), &[Sgmcmc], "sgmcmc"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
     }
@@ -659,6 +675,29 @@ fn run_command(a: RunArgs) -> i32 {
                 return 2;
             }
             return crate::methods::swag::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
+        }
+        MethodArg::Sgmcmc => {
+            let o = crate::methods::sgmcmc::Options {
+                modes: crate::methods::modes::Options {
+                    members: 1,
+                    epochs: bbb.epochs,
+                    batch_size: bbb.batch_size,
+                    lr: bbb.lr,
+                    sgd_momentum: bbb.sgd_momentum,
+                    val_frac: a.val_frac.unwrap_or(0.1),
+                    threads: 1,
+                },
+                sampler: match a.sampler {
+                    Some(SamplerArg::Sgld) => crate::infer::sgmcmc::Sampler::Sgld,
+                    _ => crate::infer::sgmcmc::Sampler::Sghmc,
+                },
+                cycles: a.cycles.unwrap_or(20),
+            };
+            if o.cycles == 0 || o.cycles > 2000 {
+                eprintln!("error: --cycles must be from 1 to 2000");
+                return 2;
+            }
+            return crate::methods::sgmcmc::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
         MethodArg::Ensemble => {
             let o = crate::methods::modes::Options {

@@ -128,7 +128,7 @@ fn run_rejects_unknown_methods_and_bad_settings() {
     // A method that is not built is not offered: clap rejects it and lists those that are.
     let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "laplace"]);
     assert_eq!(code, 2);
-    assert!(err.contains("[possible values: nuts, hmc, map, advi, bbb, mc-dropout, ensemble, swag]"), "{err}");
+    assert!(err.contains("[possible values: nuts, hmc, map, advi, bbb, mc-dropout, ensemble, swag, sgmcmc]"), "{err}");
 }
 
 #[test]

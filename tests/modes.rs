@@ -233,3 +233,43 @@ fn swag_around_the_yacht_networks_mode_predicts_calibrated_intervals() {
     assert!((0.8..=0.97).contains(&coverage), "90% coverage {coverage}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cyclical_sgmcmc_on_the_yacht_network_predicts_calibrated_intervals() {
+    for sampler in ["sghmc", "sgld"] {
+        let dir = std::env::temp_dir().join(format!("bnnc-sgmcmc-{sampler}-{}", std::process::id()));
+        let (code, stdout, stderr) = bnnc(&[
+            "run",
+            "examples/bnn_regression.bnn",
+            "--method",
+            "sgmcmc",
+            "--sampler",
+            sampler,
+            "--cycles",
+            "10",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["method"], "sgmcmc");
+        assert_eq!(summary["sgmcmc"]["sampler"], sampler);
+        // Five draws at the end of each cycle's sampling part.
+        assert_eq!(draws(&dir).len(), 51);
+        let (code, _, stderr) = bnnc(&[
+            "predict",
+            "examples/bnn_regression.bnn",
+            "--fit",
+            dir.to_str().unwrap(),
+            "--data",
+            "examples/bnn_regression_test.json",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let pred: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+        let coverage = pred["observed"]["y"]["metrics"]["coverage90"].as_f64().unwrap();
+        assert!((0.8..=0.97).contains(&coverage), "{sampler}: 90% coverage {coverage}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

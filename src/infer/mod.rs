@@ -4,5 +4,6 @@ pub mod minibatch;
 pub mod nuts;
 pub mod optim;
 pub mod run;
+pub mod sgmcmc;
 pub mod stan_csv;
 pub mod vi;

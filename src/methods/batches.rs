@@ -91,3 +91,12 @@ pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f6
     let finite: Vec<f64> = ll.into_iter().filter(|v| !v.is_nan()).collect();
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }
+
+/// Whether iterates whose log density is on average `drop` below a mode's are among the
+/// posterior's bulk, for a model of `dim` coordinates: draws from a Gaussian posterior lie
+/// dim/2 below its mode on average, with a standard deviation of √(dim/2); three of those are
+/// allowed.
+pub fn within_bulk(drop: f64, dim: usize) -> bool {
+    let half = dim as f64 / 2.0;
+    drop.is_finite() && drop <= half + 3.0 * half.sqrt()
+}

@@ -7,5 +7,6 @@ pub mod bbb;
 pub mod draws;
 pub mod map;
 pub mod modes;
+pub mod sgmcmc;
 pub mod swag;
 pub mod vi;

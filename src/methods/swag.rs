@@ -98,10 +98,11 @@ pub fn run(
     let mut tried = Vec::new();
     for &lr in &rates {
         let phase = swa_phase(&mut progs, &setup, &mode.run.x, o, lr, n, &mut srng);
-        // Iterates that stay among the posterior's bulk: their log density within about the
-        // dimension of the mode's (a Gaussian posterior's draws lie dim/2 below it).
+        // Iterates that stay among the posterior's bulk.
         let (ok, why) = match &phase {
-            Ok((_, mean_objective)) if at_mode - mean_objective <= dim as f64 => (true, String::new()),
+            Ok((_, mean_objective)) if crate::methods::batches::within_bulk(at_mode - mean_objective, dim) => {
+                (true, String::new())
+            }
             Ok((_, mean_objective)) => (
                 false,
                 format!("at lr {lr} the iterates' log density fell {:.3e} below the mode's", at_mode - mean_objective),

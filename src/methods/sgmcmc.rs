@@ -1,0 +1,173 @@
+//! `run --method sgmcmc`: cyclical SGLD or SGHMC ([`crate::infer::sgmcmc`]) from a posterior
+//! mode found on minibatches (as `map --batch-size`). The largest step size is chosen as
+//! SWAG's learning rate is: the largest per-row rate, of 10⁻², 10⁻³, …, whose draws keep the
+//! log density of a posterior's bulk ([`crate::methods::batches::within_bulk`]).
+
+use crate::compiled::CompiledModel;
+use crate::diag::Format;
+use crate::driver::Frontend;
+use crate::infer::minibatch::{self, Programs};
+use crate::infer::run::Config;
+use crate::infer::sgmcmc::{self, Sampler};
+use crate::ir::lower::Options as LowerOptions;
+use crate::ir::Program;
+use rand::SeedableRng;
+use std::path::Path;
+
+pub struct Options {
+    /// The pretraining's (as `map --batch-size`).
+    pub modes: crate::methods::modes::Options,
+    pub sampler: Sampler,
+    pub cycles: usize,
+}
+
+/// Steps of sampling in all, over the cycles.
+const STEPS: usize = 20_000;
+const DRAWS_PER_CYCLE: usize = 5;
+const EXPLORE: f64 = 0.8;
+const RATES: [f64; 7] = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
+
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    program: &Program,
+    cfg: &Config,
+    o: &Options,
+    all: bool,
+    format: Format,
+) -> i32 {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
+    let m = &o.modes;
+    let setup = match crate::methods::batches::setup(
+        fe,
+        model,
+        data,
+        m.val_frac,
+        m.batch_size,
+        LowerOptions::default(),
+        &mut rng,
+        format,
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (b, n) = (setup.batch_size, setup.train_rows.len());
+    let steps_per_epoch = n.div_ceil(b);
+    let epochs =
+        m.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
+    let pre = minibatch::Settings {
+        epochs,
+        batch_size: b,
+        lr: m.lr,
+        sgd_momentum: m.sgd_momentum,
+        patience: (epochs / 10).max(20),
+    };
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    let t = std::time::Instant::now();
+    let mode = match crate::methods::modes::member(program, &setup, &pre, cfg, 0, &mut |_, _| {}) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
+    let (full, last, mut density) =
+        match (compile(&setup.full), setup.last.as_ref().map(compile).transpose(), compile(program)) {
+            (Ok(f), Ok(l), Ok(d)) => (f, l, d),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+                return 2;
+            }
+        };
+    let mut progs = Programs { full, full_program: &setup.full, last: last.zip(setup.last.as_ref()) };
+    let at_mode = mode.run.epochs.iter().find(|e| e.epoch == mode.run.best_epoch).map_or(f64::NAN, |e| e.objective);
+    let dim = program.dim();
+    let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
+    let mut tried = Vec::new();
+    let mut chosen = None;
+    for rate in RATES {
+        let s = sgmcmc::Settings {
+            sampler: o.sampler,
+            cycles: o.cycles,
+            cycle_steps: (STEPS / o.cycles).max(10),
+            step: rate / n as f64,
+            explore: EXPLORE,
+            draws_per_cycle: DRAWS_PER_CYCLE,
+            batch_size: b,
+            friction: 0.1,
+        };
+        match sgmcmc::sample(&mut progs, mode.run.x.clone(), &setup.train_rows, &s, &mut srng, &mut |_, _| {}) {
+            Ok(out) if out.stopped => {
+                chosen = Some((rate, out));
+                break;
+            }
+            Ok(out) => {
+                let mean = out.objectives.iter().sum::<f64>() / out.objectives.len().max(1) as f64;
+                if crate::methods::batches::within_bulk(at_mode - mean, dim) {
+                    chosen = Some((rate, out));
+                    break;
+                }
+                tried.push(format!(
+                    "at rate {rate} the draws' log density fell {:.3e} below the mode's",
+                    at_mode - mean
+                ));
+            }
+            Err(e) => tried.push(format!("at rate {rate}: {e}")),
+        }
+    }
+    let Some((rate, out)) = chosen else {
+        eprintln!("error: the sampler left the mode at every step size tried ({})", tried.join("; "));
+        return 3;
+    };
+    let mut rows = Vec::new();
+    for theta in &out.draws {
+        let Ok(v) = density.constrained(theta, true) else { continue };
+        let lp = density.eval(theta).map(|e| e.logp).unwrap_or(f64::NAN);
+        rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
+    }
+    if rows.is_empty() {
+        eprintln!("error: no draw was made");
+        return 3;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let name = if o.sampler == Sampler::Sgld { "sgld" } else { "sghmc" };
+    eprintln!(
+        "sgmcmc: {} draws from {} cycles of cyclical {name} at rate {rate} per row, {seconds:.1} s",
+        rows.len(),
+        o.cycles
+    );
+    let mut warnings = Vec::new();
+    if out.stopped {
+        warnings.push(format!("stopped early: {} draws kept", rows.len()));
+    }
+    let record = serde_json::json!({
+        "sgmcmc": {
+            "sampler": name,
+            "cycles": o.cycles,
+            "rate": rate,
+            "steps": out.steps,
+            "batch_size": b,
+            "held_out_rows": setup.val_rows.len(),
+            "seconds": seconds,
+        }
+    });
+    let settings = vec![
+        format!("sgmcmc"),
+        format!("  sampler = {name}"),
+        format!("  cycles = {}", o.cycles),
+        format!("  rate = {rate}"),
+    ];
+    let leading = ["lp__".to_string()];
+    let draws = crate::methods::draws::Draws {
+        method: "sgmcmc",
+        csv_method: "sgmcmc",
+        settings: &settings,
+        leading: &leading,
+        first_row: None,
+        rows: &rows,
+    };
+    crate::methods::draws::write(program, cfg, &draws, record, warnings, all)
+}
