@@ -599,17 +599,20 @@ fn run_command(a: RunArgs) -> i32 {
         data_file,
         backend,
     };
+    // The minibatch methods built on one mode (map --batch-size, mc-dropout, swag, sgmcmc)
+    // train it alike; an ensemble trains several.
+    let one_mode = crate::methods::modes::Options {
+        members: 1,
+        epochs: bbb.epochs,
+        batch_size: bbb.batch_size,
+        lr: bbb.lr,
+        sgd_momentum: bbb.sgd_momentum,
+        val_frac: a.val_frac.unwrap_or(0.1),
+        threads: 1,
+    };
     match method {
         MethodArg::Map if a.batch_size.is_some() => {
-            let o = crate::methods::modes::Options {
-                members: 1,
-                epochs: bbb.epochs,
-                batch_size: bbb.batch_size,
-                lr: bbb.lr,
-                sgd_momentum: bbb.sgd_momentum,
-                val_frac: a.val_frac.unwrap_or(0.1),
-                threads: 1,
-            };
+            let o = one_mode;
             return crate::methods::modes::single(
                 &mut fe,
                 &model,
@@ -628,15 +631,7 @@ fn run_command(a: RunArgs) -> i32 {
             return crate::methods::bbb::run(&mut fe, &model, data.as_deref(), &program, &cfg, &bbb, all, format)
         }
         MethodArg::McDropout => {
-            let o = crate::methods::modes::Options {
-                members: 1,
-                epochs: bbb.epochs,
-                batch_size: bbb.batch_size,
-                lr: bbb.lr,
-                sgd_momentum: bbb.sgd_momentum,
-                val_frac: a.val_frac.unwrap_or(0.1),
-                threads: 1,
-            };
+            let o = one_mode;
             let samples = a.mc_samples.unwrap_or(100);
             if samples == 0 {
                 eprintln!("error: --mc-samples must be at least 1");
@@ -656,15 +651,7 @@ fn run_command(a: RunArgs) -> i32 {
         }
         MethodArg::Swag => {
             let o = crate::methods::swag::Options {
-                modes: crate::methods::modes::Options {
-                    members: 1,
-                    epochs: bbb.epochs,
-                    batch_size: bbb.batch_size,
-                    lr: bbb.lr,
-                    sgd_momentum: bbb.sgd_momentum,
-                    val_frac: a.val_frac.unwrap_or(0.1),
-                    threads: 1,
-                },
+                modes: one_mode,
                 swag_epochs: a.swag_epochs.unwrap_or(50),
                 swag_lr: a.swag_lr,
                 rank: a.swag_rank.unwrap_or(20),
@@ -678,15 +665,7 @@ fn run_command(a: RunArgs) -> i32 {
         }
         MethodArg::Sgmcmc => {
             let o = crate::methods::sgmcmc::Options {
-                modes: crate::methods::modes::Options {
-                    members: 1,
-                    epochs: bbb.epochs,
-                    batch_size: bbb.batch_size,
-                    lr: bbb.lr,
-                    sgd_momentum: bbb.sgd_momentum,
-                    val_frac: a.val_frac.unwrap_or(0.1),
-                    threads: 1,
-                },
+                modes: one_mode,
                 sampler: match a.sampler {
                     Some(SamplerArg::Sgld) => crate::infer::sgmcmc::Sampler::Sgld,
                     _ => crate::infer::sgmcmc::Sampler::Sghmc,
@@ -700,15 +679,8 @@ fn run_command(a: RunArgs) -> i32 {
             return crate::methods::sgmcmc::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
         MethodArg::Ensemble => {
-            let o = crate::methods::modes::Options {
-                members: a.members.unwrap_or(5),
-                epochs: bbb.epochs,
-                batch_size: bbb.batch_size,
-                lr: bbb.lr,
-                sgd_momentum: bbb.sgd_momentum,
-                val_frac: a.val_frac.unwrap_or(0.1),
-                threads: cfg.threads,
-            };
+            let o =
+                crate::methods::modes::Options { members: a.members.unwrap_or(5), threads: cfg.threads, ..one_mode };
             if o.members == 0 {
                 eprintln!("error: --members must be at least 1");
                 return 2;
