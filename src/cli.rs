@@ -791,7 +791,13 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
 /// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested
 /// input is bounded by the parser, but elaborated programs can be big).
 pub fn main() -> i32 {
-    let handle = std::thread::Builder::new().stack_size(256 << 20).spawn(run);
+    main_with(std::env::args_os().collect())
+}
+
+/// The CLI on the given arguments (the first is the program's name), as the `bnnc` binary
+/// runs it: for programs that drive `bnnc` in-process, such as the UCI benchmark runner.
+pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
+    let handle = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(args));
     match handle.map(|h| h.join()) {
         Ok(Ok(code)) => code,
         _ => {
@@ -801,8 +807,8 @@ pub fn main() -> i32 {
     }
 }
 
-fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+fn run(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
