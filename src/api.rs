@@ -171,6 +171,7 @@ impl Fit {
             data_file: None,
             model_hash: None,
             mc_samples: None,
+            linearise_at: None,
         }
     }
 }

@@ -24,6 +24,7 @@ enum MethodArg {
     McDropout,
     Ensemble,
     Swag,
+    Laplace,
     Sgmcmc,
 }
 
@@ -31,6 +32,13 @@ enum MethodArg {
 enum SamplerArg {
     Sgld,
     Sghmc,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum HessianArg {
+    Full,
+    Diag,
+    LastLayer,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -53,8 +61,8 @@ struct RunArgs {
     data: Option<PathBuf>,
     /// nuts, hmc: samplers; map: the posterior mode; advi: a Gaussian approximation (Stan's ADVI);
     /// bbb: Bayes by Backprop on minibatches; mc-dropout: a network trained with its dropout;
-    /// ensemble: deep ensembles of posterior modes; swag: SWA-Gaussian around a mode; sgmcmc:
-    /// cyclical stochastic-gradient MCMC.
+    /// ensemble: deep ensembles of posterior modes; swag: SWA-Gaussian around a mode; laplace: a
+    /// Gaussian at a mode from the curvature; sgmcmc: cyclical stochastic-gradient MCMC.
     #[arg(long, value_enum, default_value = "nuts")]
     method: MethodArg,
     #[arg(long, default_value_t = 1)]
@@ -122,51 +130,61 @@ struct RunArgs {
     output_draws: Option<usize>,
 
     /// [mc-dropout] Passes with fresh dropout masks that `predict` averages (default 100).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     mc_samples: Option<usize>,
     /// [swag] Epochs of SGD after the mode, one iterate collected per epoch (default 50).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     swag_epochs: Option<usize>,
     /// [swag] SGD's learning rate per training row in those epochs (default: the largest of 0.01,
     /// 0.001, ... whose iterates stay near the mode).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     swag_lr: Option<f64>,
     /// [swag] Deviations kept for the low-rank part of the covariance (default 20).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     swag_rank: Option<usize>,
     /// [sgmcmc] Langevin dynamics, or Hamiltonian with friction (default sghmc).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     sampler: Option<SamplerArg>,
     /// [sgmcmc] Cycles of the cosine step size; 5 draws at the end of each (default 20).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     cycles: Option<usize>,
     /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     members: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     epochs: Option<usize>,
     /// [map, bbb, mc-dropout, ensemble, swag, sgmcmc] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     batch_size: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] Learning rate (default 0.01).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Learning rate (default 0.01).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     lr: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] The optimiser (default adam).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] The optimiser (default adam).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     optimizer: Option<OptimizerArg>,
     /// [bbb] Momentum of --optimizer sgd (default 0.9).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     momentum: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag, sgmcmc] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     val_frac: Option<f64>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     kl_anneal: Option<usize>,
     /// [bbb] The likelihood is weighted by 1/T (default 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, sgmcmc)")]
+    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     temperature: Option<f64>,
+
+    /// [laplace] The curvature: the log-likelihood's Hessian over every coordinate (full), over the
+    /// last layer and the model's own parameters (last-layer), or the empirical Fisher's diagonal
+    /// (diag) (default: last-layer for a network, full otherwise).
+    #[arg(long, value_enum, help_heading = "Laplace (laplace)")]
+    hessian: Option<HessianArg>,
+    /// [laplace] Precision of the isotropic Gaussian prior added to the curvature (default: the
+    /// one maximising the marginal likelihood).
+    #[arg(long, help_heading = "Laplace (laplace)")]
+    prior_precision: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -179,7 +197,9 @@ impl RunArgs {
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
-        let options: [(&str, bool, &[MethodArg], &str); 30] = [
+        const MINIBATCH: &[MethodArg] = &[Bbb, McDropout, Ensemble, Swag, Laplace, Sgmcmc];
+        const MINIBATCH_NAMES: &str = "bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, and map with --batch-size";
+        let options: [(&str, bool, &[MethodArg], &str); 32] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -194,30 +214,25 @@ impl RunArgs {
             ("--elbo-samples", self.elbo_samples.is_some(), &[Advi], "advi"),
             ("--eta", self.eta.is_some(), &[Advi], "advi"),
             ("--tol-rel-obj", self.tol_rel_obj.is_some(), &[Advi], "advi"),
-            ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb, Swag], "advi, bbb, swag"),
+            ("--output-draws", self.output_draws.is_some(), &[Advi, Bbb, Swag, Laplace], "advi, bbb, swag, laplace"),
             (
                 "--epochs",
                 self.epochs.is_some() && !(method == Map && self.batch_size.is_some()),
-                &[Bbb, Ensemble],
-                "bbb, ensemble, and map with --batch-size",
+                MINIBATCH,
+                MINIBATCH_NAMES,
             ),
             (
                 "--batch-size",
                 self.batch_size.is_some(),
-                &[Map, Bbb, McDropout, Ensemble],
-                "map, bbb, mc-dropout, ensemble",
+                &[Map, Bbb, McDropout, Ensemble, Swag, Laplace, Sgmcmc],
+                "map, bbb, mc-dropout, ensemble, swag, laplace, sgmcmc",
             ),
-            (
-                "--lr",
-                self.lr.is_some() && !(method == Map && self.batch_size.is_some()),
-                &[Bbb, Ensemble],
-                "bbb, ensemble, and map with --batch-size",
-            ),
+            ("--lr", self.lr.is_some() && !(method == Map && self.batch_size.is_some()), MINIBATCH, MINIBATCH_NAMES),
             (
                 "--optimizer",
                 self.optimizer.is_some() && !(method == Map && self.batch_size.is_some()),
-                &[Bbb, Ensemble],
-                "bbb, ensemble, and map with --batch-size",
+                MINIBATCH,
+                MINIBATCH_NAMES,
             ),
             (
                 "--momentum",
@@ -228,8 +243,8 @@ impl RunArgs {
             (
                 "--val-frac",
                 self.val_frac.is_some() && !(method == Map && self.batch_size.is_some()),
-                &[Bbb, Ensemble],
-                "bbb, ensemble, and map with --batch-size",
+                MINIBATCH,
+                MINIBATCH_NAMES,
             ),
             ("--kl-anneal", self.kl_anneal.is_some(), &[Bbb], "bbb"),
             ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
@@ -240,6 +255,8 @@ impl RunArgs {
             ("--swag-rank", self.swag_rank.is_some(), &[Swag], "swag"),
             ("--sampler", self.sampler.is_some(), &[Sgmcmc], "sgmcmc"),
             ("--cycles", self.cycles.is_some(), &[Sgmcmc], "sgmcmc"),
+            ("--hessian", self.hessian.is_some(), &[Laplace], "laplace"),
+            ("--prior-precision", self.prior_precision.is_some(), &[Laplace], "laplace"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))
     }
@@ -662,6 +679,24 @@ fn run_command(a: RunArgs) -> i32 {
                 return 2;
             }
             return crate::methods::swag::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
+        }
+        MethodArg::Laplace => {
+            use crate::methods::laplace::Hessian;
+            let o = crate::methods::laplace::Options {
+                modes: one_mode,
+                hessian: a.hessian.map(|h| match h {
+                    HessianArg::Full => Hessian::Full,
+                    HessianArg::Diag => Hessian::Diag,
+                    HessianArg::LastLayer => Hessian::LastLayer,
+                }),
+                prior_precision: a.prior_precision,
+                output_draws,
+            };
+            if o.prior_precision.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+                eprintln!("error: --prior-precision must be positive");
+                return 2;
+            }
+            return crate::methods::laplace::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
         MethodArg::Sgmcmc => {
             let o = crate::methods::sgmcmc::Options {

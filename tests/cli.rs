@@ -125,10 +125,17 @@ fn run_writes_summary_and_cmdstan_csv() {
 fn run_rejects_unknown_methods_and_bad_settings() {
     assert_eq!(bnnc(&["run", "examples/eight_schools.bnn", "--method", "gibbs"]).0, 2);
     assert_eq!(bnnc(&["run", "examples/eight_schools.bnn", "--adapt-delta", "1.5"]).0, 2);
-    // A method that is not built is not offered: clap rejects it and lists those that are.
-    let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "laplace"]);
+    // An unknown method: clap rejects it and lists those there are (SPEC §10's).
+    let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "vi"]);
     assert_eq!(code, 2);
-    assert!(err.contains("[possible values: nuts, hmc, map, advi, bbb, mc-dropout, ensemble, swag, sgmcmc]"), "{err}");
+    assert!(
+        err.contains("[possible values: nuts, hmc, map, advi, bbb, mc-dropout, ensemble, swag, laplace, sgmcmc]"),
+        "{err}"
+    );
+    // A minibatch option on a method that does not train on minibatches.
+    let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "nuts", "--hessian", "diag"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--hessian") && err.contains("laplace"), "{err}");
 }
 
 #[test]

@@ -85,6 +85,22 @@ pub fn setup(
     Ok(Setup { rows: n, train_rows: train_rows.to_vec(), val_rows, batch_size: b, full, last, val_program })
 }
 
+/// The minibatch program of one row (as [`setup`] lowers its batches), for what needs each
+/// row's gradient on its own.
+pub fn row_program(fe: &mut Frontend, model: &Path, data: Option<&Path>, format: Format) -> Result<Program, i32> {
+    let fail = |fe: &Frontend| {
+        eprint!("{}", crate::driver::render_diags(fe, format));
+        1
+    };
+    let Some((el, bound)) = fe.elaborated_with_data(model, data) else { return Err(fail(fe)) };
+    if lower::row_size(&el).is_none() {
+        fe.diags.push(lower::no_rows_diagnostic(&el));
+        return Err(fail(fe));
+    }
+    let opts = LowerOptions { batch: Some(1), part_weights: true, ..LowerOptions::default() };
+    lower::lower_with(&el, &bound, Purpose::Density, opts, &mut fe.diags).ok_or_else(|| fail(fe))
+}
+
 /// The mean held-out log predictive density of `draws` (forward-program vectors), or `None`.
 pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f64> {
     let ll = crate::predict::pointwise_log_lik(fw, draws).ok()?;

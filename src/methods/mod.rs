@@ -5,6 +5,7 @@ pub mod advi;
 pub mod batches;
 pub mod bbb;
 pub mod draws;
+pub mod laplace;
 pub mod map;
 pub mod modes;
 pub mod sgmcmc;

@@ -335,3 +335,47 @@ pub(crate) fn member(
     let values = named.iter().flat_map(|(_, _, x)| x.iter().copied()).collect();
     Ok(Member { logp, values, named, run })
 }
+
+/// The pretraining of the methods that start from one mode found on minibatches (SWAG,
+/// SG-MCMC, Laplace): the rows split as `o` says, the default epochs, and member 0 trained
+/// with early stopping. `Err` holds the exit code, the error already printed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pretrain(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    program: &Program,
+    cfg: &Config,
+    o: &Options,
+    rng: &mut rand::rngs::SmallRng,
+    format: Format,
+) -> Result<(crate::methods::batches::Setup, Member), i32> {
+    let setup = crate::methods::batches::setup(
+        fe,
+        model,
+        data,
+        o.val_frac,
+        o.batch_size,
+        LowerOptions::default(),
+        rng,
+        format,
+    )?;
+    let steps_per_epoch = setup.train_rows.len().div_ceil(setup.batch_size);
+    let epochs =
+        o.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
+    let settings = minibatch::Settings {
+        epochs,
+        batch_size: setup.batch_size,
+        lr: o.lr,
+        sgd_momentum: o.sgd_momentum,
+        patience: (epochs / 10).max(20),
+    };
+    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    match member(program, &setup, &settings, cfg, 0, &mut |_, _| {}) {
+        Ok(m) => Ok((setup, m)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(3)
+        }
+    }
+}

@@ -159,7 +159,15 @@ fn predict_at(
             }
         }
     }
-    match super::predict(&mut fw, &draws, &with_observed, o.seed) {
+    // A Laplace fit of a network: the linearised predictive at its mode.
+    let mode = match &fit.linearise_at {
+        Some(m) => {
+            let one = fit::Fit { rows: vec![m.clone()], chains: vec![1], linearise_at: None, ..fit.clone() };
+            fit::draws_for(&one, &program).ok().and_then(|d| d.into_iter().next())
+        }
+        None => None,
+    };
+    match super::predict_with(&mut fw, &draws, mode.as_deref(), &with_observed, o.seed) {
         Ok(v) => Ok((v, draws.len())),
         Err(e) => {
             fe.diags.push(

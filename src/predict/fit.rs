@@ -5,6 +5,7 @@ use crate::ir::Program;
 use std::path::Path;
 
 /// The draws of a fit, every chain's rows one after the other.
+#[derive(Clone)]
 pub struct Fit {
     pub method: String,
     pub columns: Vec<String>,
@@ -17,6 +18,9 @@ pub struct Fit {
     pub model_hash: Option<String>,
     /// For an MC Dropout fit: the passes with fresh dropout masks its predictive averages.
     pub mc_samples: Option<usize>,
+    /// For a Laplace fit of a network: the mode, a row of the draws' columns, at which its
+    /// predictive is linearised ([`super::linear`]).
+    pub linearise_at: Option<Vec<f64>>,
 }
 
 impl Fit {
@@ -30,12 +34,17 @@ impl Fit {
 /// Read `dir`. `Err` says what is missing or malformed.
 pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     let summary = dir.join("summary.json");
+    let linearise_at: Option<Vec<f64>>;
     let (method, model_hash, mc_samples) = match std::fs::read_to_string(&summary) {
         Ok(t) => {
             let v = serde_json::from_str::<serde_json::Value>(&t).ok();
             let get = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|m| m.as_str()).map(str::to_string);
             let method = get("method").ok_or_else(|| format!("`{}` has no \"method\"", summary.display()))?;
             let mc = v.as_ref().and_then(|v| v["mc_dropout"]["mc_samples"].as_u64()).map(|n| n as usize);
+            linearise_at = v
+                .as_ref()
+                .and_then(|v| v["laplace"]["linearise_at"].as_array())
+                .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect());
             (method, get("model_hash").filter(|h| !h.is_empty()), mc)
         }
         Err(_) => {
@@ -101,7 +110,11 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     if rows.is_empty() {
         return Err(format!("`{}` holds no draws", dir.display()));
     }
-    Ok(Fit { method, columns: columns.unwrap_or_default(), rows, chains, data_file, model_hash, mc_samples })
+    let columns = columns.unwrap_or_default();
+    if linearise_at.as_ref().is_some_and(|m| m.len() != columns.len()) {
+        return Err(format!("`{}`: the Laplace mode has not one value per column of the draws", summary.display()));
+    }
+    Ok(Fit { method, columns, rows, chains, data_file, model_hash, mc_samples, linearise_at })
 }
 
 /// The shape a fit's columns give `name` (CmdStan's 1-based `name.i.j`), if it has any.

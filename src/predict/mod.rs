@@ -22,6 +22,7 @@
 pub mod command;
 pub mod family;
 pub mod fit;
+pub mod linear;
 pub mod metrics;
 
 use crate::compiled::Forward;
@@ -167,6 +168,19 @@ pub fn predict(
     with_observed: &[String],
     seed: u64,
 ) -> Result<Vec<Variable>, EvalError> {
+    predict_with(fw, draws, None, with_observed, seed)
+}
+
+/// [`predict`], with the distributions' arguments expanded to first order at a mode when
+/// `linearise` holds one ([`linear::Linearised`]).
+pub fn predict_with(
+    fw: &mut Forward,
+    draws: &[Vec<f64>],
+    linearise: Option<&[f64]>,
+    with_observed: &[String],
+    seed: u64,
+) -> Result<Vec<Variable>, EvalError> {
+    let mut lin = linearise.map(|mode| linear::Linearised::new(fw, mode)).transpose()?;
     let p = fw.program();
     let s_total = draws.len();
     // Group sites by variable, keeping program order.
@@ -203,10 +217,16 @@ pub fn predict(
     let mut stride = 1;
     let mut site_base = vec![0; p.sites.len()];
     for (s, draw) in draws.iter().enumerate() {
-        fw.eval(draw)?;
+        match &mut lin {
+            Some(l) => l.eval(fw, draw)?,
+            None => fw.eval(draw)?,
+        }
         for (k, site) in p.sites.iter().enumerate() {
             let Some(vi) = site_var[k] else { continue };
-            let sv = fw.site(k);
+            let sv = match &lin {
+                Some(l) => l.site(fw, k),
+                None => fw.site(k),
+            };
             let n = p.info(site.lhs).len();
             let lens: Vec<usize> = site.args.iter().map(|a| p.info(*a).len()).collect();
             if s == 0 {

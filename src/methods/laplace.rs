@@ -1,0 +1,496 @@
+//! `run --method laplace`: a Gaussian at a posterior mode (MacKay 1992; for networks as
+//! Daxberger et al. 2021 build it in laplace-torch). The mode is found on minibatches as
+//! `map --batch-size` finds it (stopped early on held-out rows); its covariance is the
+//! inverse of the log-likelihood's curvature there plus an isotropic Gaussian prior's
+//! precision δ on the unconstrained coordinates:
+//!
+//! - `--hessian full`: the Hessian of −Σ log p(yᵢ | θ) over all coordinates, by central
+//!   differences of the compiled gradient (2·dim gradients over the training rows);
+//! - `--hessian last-layer` (the default for networks): the same Hessian over the last
+//!   layer's weights and the model's own (non-layer) parameters, the rest fixed at the mode.
+//!   A dense output layer is linear in its weights, so there the Hessian is the generalised
+//!   Gauss-Newton matrix and draws give the linearised (GLM) predictive exactly;
+//! - `--hessian diag`: the diagonal of the empirical Fisher Σᵢ ∇log p(yᵢ|θ)², one gradient
+//!   per training row, for networks too large for the others.
+//!
+//! δ maximises the Laplace approximation of the marginal likelihood,
+//! log p(y | δ) ≈ log p(y | θ*) − δ‖θ*‖²/2 + (k/2) log δ − ½ log det(H + δI) + const,
+//! unless `--prior-precision` gives it.
+
+use crate::compiled::CompiledModel;
+use crate::diag::Format;
+use crate::driver::Frontend;
+use crate::infer::minibatch::Inputs;
+use crate::infer::run::{Config, STOP};
+use crate::ir::Program;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hessian {
+    Full,
+    Diag,
+    LastLayer,
+}
+
+impl Hessian {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hessian::Full => "full",
+            Hessian::Diag => "diag",
+            Hessian::LastLayer => "last-layer",
+        }
+    }
+}
+
+pub struct Options {
+    /// The mode's training (as `map --batch-size`).
+    pub modes: crate::methods::modes::Options,
+    /// `None`: last-layer for a model with layers, else full.
+    pub hessian: Option<Hessian>,
+    /// `None`: chosen by the marginal likelihood.
+    pub prior_precision: Option<f64>,
+    pub output_draws: usize,
+}
+
+/// The coordinates of the last layer's parameters (those whose path shares the prefix of
+/// the last layer parameter in program order) and of the model's own parameters.
+pub fn last_layer(program: &Program) -> Vec<usize> {
+    let prefix = |name: &str| name.rsplit_once('.').map(|(p, _)| p.to_string());
+    let last = program.params.iter().rev().find_map(|p| prefix(&p.name));
+    program
+        .params
+        .iter()
+        .filter(|p| {
+            let pre = prefix(&p.name);
+            pre.is_none() || pre == last
+        })
+        .flat_map(|p| p.offset..p.offset + p.free_len)
+        .collect()
+}
+
+/// Whether the model has layers (parameters named by a layer's path).
+fn has_layers(program: &Program) -> bool {
+    program.params.iter().any(|p| p.name.contains('.'))
+}
+
+/// The log-likelihood of the training rows and its gradient, batch by batch through the
+/// minibatch programs with the prior's weight 0.
+struct Likelihood<'p> {
+    full: CompiledModel<'p>,
+    full_in: Inputs,
+    last: Option<(CompiledModel<'p>, Inputs)>,
+    rows: &'p [usize],
+    batch: usize,
+    g: Vec<f64>,
+}
+
+impl Likelihood<'_> {
+    fn grad(&mut self, x: &[f64], out: &mut [f64]) -> Result<f64, String> {
+        out.fill(0.0);
+        let mut total = 0.0;
+        for chunk in self.rows.chunks(self.batch) {
+            let (m, inputs) = if chunk.len() == self.batch {
+                (&mut self.full, &self.full_in)
+            } else {
+                match &mut self.last {
+                    Some((m, i)) => (m, &*i),
+                    None => return Err("no program for the last batch".into()),
+                }
+            };
+            if let Some(k) = inputs.rows {
+                let r: Vec<f64> = chunk.iter().map(|&r| r as f64).collect();
+                m.set_input(k, &r)?;
+            }
+            inputs.set_weights(m, 1.0, 0.0)?;
+            let e = m.eval_grad(x, &mut self.g).map_err(|e| e.to_string())?;
+            total += e.logp;
+            out.iter_mut().zip(&self.g).for_each(|(o, g)| *o += g);
+        }
+        if total.is_finite() && out.iter().all(|v| v.is_finite()) {
+            Ok(total)
+        } else {
+            Err("the log-likelihood or its gradient is not finite at the mode".into())
+        }
+    }
+}
+
+/// The Hessian of −log-likelihood over the coordinates `block` (k × k, row-major), by
+/// central differences of the gradient, symmetrised. `None` when stopped.
+fn hessian(
+    lik: &mut Likelihood,
+    theta: &[f64],
+    block: &[usize],
+    bar: &indicatif::ProgressBar,
+) -> Result<Option<Vec<f64>>, String> {
+    let k = block.len();
+    let dim = theta.len();
+    let mut h = vec![0.0; k * k];
+    let (mut gp, mut gm) = (vec![0.0; dim], vec![0.0; dim]);
+    let mut x = theta.to_vec();
+    for (c, &j) in block.iter().enumerate() {
+        if STOP.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let step = 1e-4 * theta[j].abs().max(1.0);
+        x[j] = theta[j] + step;
+        lik.grad(&x, &mut gp)?;
+        x[j] = theta[j] - step;
+        lik.grad(&x, &mut gm)?;
+        x[j] = theta[j];
+        for (r, &i) in block.iter().enumerate() {
+            h[r * k + c] = -(gp[i] - gm[i]) / (2.0 * step);
+        }
+        bar.inc(1);
+    }
+    for r in 0..k {
+        for c in 0..r {
+            let s = 0.5 * (h[r * k + c] + h[c * k + r]);
+            h[r * k + c] = s;
+            h[c * k + r] = s;
+        }
+    }
+    Ok(Some(h))
+}
+
+/// The empirical Fisher's diagonal Σᵢ (∂ log p(yᵢ|θ))², one training row at a time through
+/// a one-row program. `None` when stopped.
+fn fisher_diagonal(
+    one: &mut CompiledModel,
+    inputs: &Inputs,
+    rows: &[usize],
+    theta: &[f64],
+    bar: &indicatif::ProgressBar,
+) -> Result<Option<Vec<f64>>, String> {
+    let mut d = vec![0.0; theta.len()];
+    let mut g = vec![0.0; theta.len()];
+    inputs.set_weights(one, 1.0, 0.0)?;
+    for (n, &r) in rows.iter().enumerate() {
+        if STOP.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if let Some(k) = inputs.rows {
+            one.set_input(k, &[r as f64])?;
+        }
+        one.eval_grad(theta, &mut g).map_err(|e| e.to_string())?;
+        d.iter_mut().zip(&g).for_each(|(d, g)| *d += g * g);
+        if n % 256 == 0 {
+            bar.inc(256);
+        }
+    }
+    if d.iter().all(|v| v.is_finite()) {
+        Ok(Some(d))
+    } else {
+        Err("a training row's log-likelihood gradient is not finite at the mode".into())
+    }
+}
+
+/// The curvature H: its eigenvalues (negative ones, directions in which the point found is
+/// not a mode, set to 0) and eigenvectors, or its diagonal.
+enum Curvature {
+    Eigen { values: Vec<f64>, vectors: Vec<f64>, clipped: usize },
+    Diagonal(Vec<f64>),
+}
+
+impl Curvature {
+    fn dense(h: &[f64], k: usize) -> Curvature {
+        let (mut values, vectors) = crate::math::eigen::symmetric(h, k);
+        let clipped = values.iter().filter(|v| **v < 0.0).count();
+        values.iter_mut().for_each(|v| *v = v.max(0.0));
+        Curvature::Eigen { values, vectors, clipped }
+    }
+
+    fn values(&self) -> &[f64] {
+        match self {
+            Curvature::Eigen { values, .. } => values,
+            Curvature::Diagonal(d) => d,
+        }
+    }
+
+    /// The δ-dependent part of the Laplace log marginal likelihood, `norm2` = ‖θ*‖² over the
+    /// block.
+    fn log_evidence(&self, delta: f64, norm2: f64) -> f64 {
+        let v = self.values();
+        -0.5 * delta * norm2 + 0.5 * v.len() as f64 * delta.ln() - 0.5 * v.iter().map(|l| (l + delta).ln()).sum::<f64>()
+    }
+
+    /// A draw from N(0, (H + δI)⁻¹) from standard normal `z` (overwritten).
+    fn draw(&self, delta: f64, z: &mut [f64]) {
+        let w: Vec<f64> = z.iter().zip(self.values()).map(|(z, l)| z / (l + delta).sqrt()).collect();
+        match self {
+            Curvature::Eigen { vectors, .. } => {
+                let k = w.len();
+                for (i, zi) in z.iter_mut().enumerate() {
+                    *zi = (0..k).map(|m| vectors[i * k + m] * w[m]).sum();
+                }
+            }
+            Curvature::Diagonal(_) => z.copy_from_slice(&w),
+        }
+    }
+}
+
+/// The prior precision maximising the evidence: a grid over 10⁻⁴…10⁶ by half decades, then
+/// golden-section search between the best point's neighbours (in log δ).
+fn tune_prior_precision(curv: &Curvature, norm2: f64) -> Option<(f64, f64)> {
+    let f = |ld: f64| curv.log_evidence(10f64.powf(ld), norm2);
+    let grid: Vec<f64> = (0..=20).map(|i| -4.0 + 0.5 * i as f64).collect();
+    let vals: Vec<f64> = grid.iter().map(|&g| f(g)).collect();
+    let best = (0..grid.len()).filter(|&i| vals[i].is_finite()).max_by(|&a, &b| vals[a].total_cmp(&vals[b]))?;
+    let (mut a, mut b) = (grid[best.saturating_sub(1)], grid[(best + 1).min(grid.len() - 1)]);
+    let r = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..30 {
+        let (c, d) = (b - r * (b - a), a + r * (b - a));
+        if f(c) >= f(d) {
+            b = d;
+        } else {
+            a = c;
+        }
+    }
+    let ld = 0.5 * (a + b);
+    let (ld, v) = if f(ld) >= vals[best] { (ld, f(ld)) } else { (grid[best], vals[best]) };
+    Some((10f64.powf(ld), v))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    fe: &mut Frontend,
+    model: &Path,
+    data: Option<&Path>,
+    program: &Program,
+    cfg: &Config,
+    o: &Options,
+    all: bool,
+    format: Format,
+) -> i32 {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
+    let structure = o.hessian.unwrap_or(if has_layers(program) { Hessian::LastLayer } else { Hessian::Full });
+    let one_row = if structure == Hessian::Diag {
+        match crate::methods::batches::row_program(fe, model, data, format) {
+            Ok(p) => Some(p),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let (setup, mode) = match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format)
+    {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let t = std::time::Instant::now();
+    let theta = mode.run.x.clone();
+    let block: Vec<usize> = match structure {
+        Hessian::LastLayer => last_layer(program),
+        _ => (0..theta.len()).collect(),
+    };
+    let ice = |e: String| {
+        eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+        2
+    };
+    let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(if structure == Hessian::Diag { setup.train_rows.len() } else { block.len() } as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "laplace: {} curvature {{bar:30}} {{pos}}/{{len}}",
+            structure.name()
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let curvature = match &one_row {
+        Some(p) => {
+            let mut one = match compile(p) {
+                Ok(m) => m,
+                Err(e) => return ice(e),
+            };
+            fisher_diagonal(&mut one, &Inputs::of(p), &setup.train_rows, &theta, &bar)
+                .map(|d| d.map(Curvature::Diagonal))
+        }
+        None => {
+            let (full, last) = match (compile(&setup.full), setup.last.as_ref().map(compile).transpose()) {
+                (Ok(f), Ok(l)) => (f, l),
+                (Err(e), _) | (_, Err(e)) => return ice(e),
+            };
+            let mut lik = Likelihood {
+                full,
+                full_in: Inputs::of(&setup.full),
+                last: last.zip(setup.last.as_ref().map(Inputs::of)),
+                rows: &setup.train_rows,
+                batch: setup.batch_size,
+                g: vec![0.0; theta.len()],
+            };
+            hessian(&mut lik, &theta, &block, &bar).map(|h| h.map(|h| Curvature::dense(&h, block.len())))
+        }
+    };
+    bar.finish_and_clear();
+    let curvature = match curvature {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            eprintln!("warning: stopped before the curvature was complete; the mode is written as `map` writes it");
+            let record = serde_json::json!({"logp": mode.logp, "stopped": true, "epochs": mode.run.epochs.len()});
+            return crate::methods::map::report(
+                program,
+                cfg,
+                "map",
+                &mode.named,
+                mode.logp,
+                ("optimizer", record),
+                all,
+            );
+        }
+        Err(e) => {
+            eprintln!("error: the curvature at the mode: {e}");
+            return 3;
+        }
+    };
+    let norm2: f64 = block.iter().map(|&j| theta[j] * theta[j]).sum();
+    let (delta, evidence, tuned) = match o.prior_precision {
+        Some(d) => (d, Some(curvature.log_evidence(d, norm2)), false),
+        None => match tune_prior_precision(&curvature, norm2) {
+            Some((d, v)) => (d, Some(v), true),
+            None => (f64::NAN, None, true),
+        },
+    };
+    if !delta.is_finite() {
+        eprintln!("error: no prior precision gives a finite marginal likelihood; give --prior-precision");
+        return 3;
+    }
+    // Draws: the mode, with the block's coordinates moved by N(0, (H + δI)⁻¹).
+    let mut density = match compile(program) {
+        Ok(d) => d,
+        Err(e) => return ice(e),
+    };
+    let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
+    let mut z = vec![0.0; block.len()];
+    let mut x = theta.clone();
+    let mut rows = Vec::with_capacity(o.output_draws);
+    for _ in 0..o.output_draws * 10 {
+        if rows.len() == o.output_draws {
+            break;
+        }
+        z.iter_mut().for_each(|v| *v = StandardNormal.sample(&mut srng));
+        curvature.draw(delta, &mut z);
+        for (&j, dz) in block.iter().zip(&z) {
+            x[j] = theta[j] + dz;
+        }
+        let Ok(v) = density.constrained(&x, true) else { continue };
+        let lp = density.eval(&x).map(|e| e.logp).unwrap_or(f64::NAN);
+        rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
+    }
+    if rows.is_empty() {
+        eprintln!("error: no Laplace draw could be mapped to the constrained space");
+        return 3;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    eprintln!(
+        "laplace: {} curvature over {} of {} coordinates at the mode of epoch {}; prior precision {delta:.4} ({}), {seconds:.1} s",
+        structure.name(),
+        block.len(),
+        theta.len(),
+        mode.run.best_epoch,
+        if tuned { "by marginal likelihood" } else { "given" },
+    );
+    // A network predicts with the linearised predictive at the mode (a row of the draws).
+    let linearise_at = if has_layers(program) {
+        match density.constrained(&theta, true) {
+            Ok(v) => Some([vec![mode.logp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat()),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let record = serde_json::json!({
+        "laplace": {
+            "predictive": if linearise_at.is_some() { "linearised" } else { "sampled" },
+            "linearise_at": linearise_at,
+            "hessian": structure.name(),
+            "coordinates": block.len(),
+            "negative_eigenvalues_set_to_zero": match &curvature {
+                Curvature::Eigen { clipped, .. } => *clipped,
+                Curvature::Diagonal(_) => 0,
+            },
+            "prior_precision": delta,
+            "prior_precision_tuned": tuned,
+            "log_evidence": evidence,
+            "pretraining_epochs": mode.run.epochs.len(),
+            "best_epoch": mode.run.best_epoch,
+            "batch_size": setup.batch_size,
+            "held_out_rows": setup.val_rows.len(),
+            "seconds": seconds,
+        }
+    });
+    let settings = vec![
+        "laplace".to_string(),
+        format!("  hessian = {}", structure.name()),
+        format!("  prior_precision = {delta}"),
+        format!("  coordinates = {}", block.len()),
+    ];
+    let leading = ["lp__".to_string()];
+    let draws = crate::methods::draws::Draws {
+        method: "laplace",
+        csv_method: "laplace",
+        settings: &settings,
+        leading: &leading,
+        first_row: None,
+        rows: &rows,
+    };
+    crate::methods::draws::write(program, cfg, &draws, record, Vec::new(), all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_is_largest_at_the_fixed_point() {
+        // H = diag(λ): the evidence's stationary point satisfies δ‖θ‖² = Σ λ/(λ + δ)
+        // (MacKay's effective number of parameters).
+        let lam = vec![0.5, 3.0, 40.0, 200.0];
+        let norm2 = 1.7;
+        let (d, _) = tune_prior_precision(&Curvature::Diagonal(lam.clone()), norm2).unwrap();
+        let gamma: f64 = lam.iter().map(|l| l / (l + d)).sum();
+        assert!((d * norm2 - gamma).abs() < 1e-5, "δ = {d}, γ = {gamma}");
+        // The dense form, rotated, gives the same δ.
+        let (c, s) = (0.6, 0.8);
+        let k = lam.len();
+        let mut h = vec![0.0; k * k];
+        (0..k).for_each(|i| h[i * k + i] = lam[i]);
+        let (a, b) = (lam[0], lam[1]);
+        h[0] = c * c * a + s * s * b;
+        h[1] = c * s * (a - b);
+        h[k] = h[1];
+        h[k + 1] = s * s * a + c * c * b;
+        let (d2, _) = tune_prior_precision(&Curvature::dense(&h, k), norm2).unwrap();
+        assert!((d2 / d - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn draws_have_the_inverse_precision_as_covariance() {
+        let c = Curvature::dense(&[4.0, 1.0, 1.0, 2.0], 2);
+        // Covariance by pushing the unit vectors through, compared with (H + δI)⁻¹.
+        let mut cols = [[1.0, 0.0], [0.0, 1.0]];
+        cols.iter_mut().for_each(|z| c.draw(0.5, z));
+        let cov = |i: usize, j: usize| cols[0][i] * cols[0][j] + cols[1][i] * cols[1][j];
+        let (a, b, d) = (4.5, 1.0, 2.5);
+        let det = a * d - b * b;
+        assert!((cov(0, 0) - d / det).abs() < 1e-12);
+        assert!((cov(0, 1) + b / det).abs() < 1e-12);
+        assert!((cov(1, 1) - a / det).abs() < 1e-12);
+    }
+
+    #[test]
+    fn negative_curvature_is_set_to_zero() {
+        let c = Curvature::dense(&[1.0, 0.0, 0.0, -3.0], 2);
+        let Curvature::Eigen { values, clipped, .. } = &c else { panic!() };
+        assert_eq!(*clipped, 1);
+        assert!(values.iter().all(|v| *v >= 0.0));
+        // The evidence stays finite for every δ.
+        assert!(c.log_evidence(1e-6, 1.0).is_finite());
+    }
+}

@@ -1,0 +1,174 @@
+//! `run --method laplace`: the curvature at a mode against the one a linear regression has
+//! in closed form, and the network's linearised predictive on held-out rows.
+
+#[path = "common/cli.rs"]
+mod common_cli;
+use common_cli::bnnc;
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The draws' rows (without the header) as numbers.
+fn draw_rows(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(dir.join("draws-1.csv")).unwrap();
+    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let rows = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    (header, rows)
+}
+
+#[test]
+fn the_full_hessian_of_a_linear_regression_is_its_closed_form() {
+    // y ~ normal(x β, s) with s known: −∇² log-lik = xᵀx / s², so with prior precision δ the
+    // draws' covariance is (xᵀx / s² + δ I)⁻¹.
+    let dir = std::env::temp_dir().join(format!("bnnc-laplace-linear-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (n, k, s) = (60usize, 3usize, 0.5);
+    let x: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let t = i as f64 / n as f64;
+            vec![1.0, (7.0 * t).sin(), t * t - 0.3]
+        })
+        .collect();
+    let y: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, r)| 0.5 * r[0] - r[1] + 2.0 * r[2] + 0.3 * ((i * 13 % 7) as f64 - 3.0) / 3.0)
+        .collect();
+    std::fs::write(dir.join("lin.json"), serde_json::json!({"N": n, "K": k, "x": x, "y": y, "s": s}).to_string())
+        .unwrap();
+    std::fs::write(
+        dir.join("lin.bnn"),
+        "data {\n  N: int<lower=1>\n  K: int<lower=1>\n  x: matrix[N, K]\n  y: vector[N]\n  s: real<lower=0>\n}\n\
+         params {\n  beta: vector[K] ~ normal(0, 10)\n}\nmodel {\n  y ~ normal(x @ beta, s)\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("fit");
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        dir.join("lin.bnn").to_str().unwrap(),
+        "--method",
+        "laplace",
+        "--prior-precision",
+        "2",
+        "--val-frac",
+        "0",
+        "--output-draws",
+        "40000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let summary = read_json(&out.join("summary.json"));
+    assert_eq!(summary["laplace"]["hessian"], "full", "a model without layers gets the full Hessian");
+    assert_eq!(summary["laplace"]["predictive"], "sampled");
+    // The closed form.
+    let delta = 2.0;
+    let mut p = vec![vec![0.0; k]; k];
+    for r in &x {
+        for a in 0..k {
+            for b in 0..k {
+                p[a][b] += r[a] * r[b] / (s * s);
+            }
+        }
+    }
+    (0..k).for_each(|a| p[a][a] += delta);
+    let cov = invert(&p);
+    let (header, rows) = draw_rows(&out);
+    let col = |a: usize| header.iter().position(|h| *h == format!("beta.{}", a + 1)).unwrap();
+    let m = rows.len() as f64;
+    for a in 0..k {
+        for b in 0..=a {
+            let (ca, cb) = (col(a), col(b));
+            let (ma, mb) = (rows.iter().map(|r| r[ca]).sum::<f64>() / m, rows.iter().map(|r| r[cb]).sum::<f64>() / m);
+            let c = rows.iter().map(|r| (r[ca] - ma) * (r[cb] - mb)).sum::<f64>() / (m - 1.0);
+            // Sampling error of a covariance from 40,000 draws: about 1% of √(Σaa Σbb).
+            let tol = 0.04 * (cov[a][a] * cov[b][b]).sqrt();
+            assert!((c - cov[a][b]).abs() < tol, "cov[{a}][{b}]: draws {c}, closed form {}", cov[a][b]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Gauss-Jordan inverse of a small SPD matrix.
+fn invert(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let k = a.len();
+    let mut m: Vec<Vec<f64>> = a
+        .iter()
+        .enumerate()
+        .map(|(i, r)| [r.clone(), (0..k).map(|j| f64::from(u8::from(i == j))).collect()].concat())
+        .collect();
+    for c in 0..k {
+        let piv = m[c][c];
+        m[c].iter_mut().for_each(|v| *v /= piv);
+        for r in 0..k {
+            if r != c {
+                let f = m[r][c];
+                let row_c = m[c].clone();
+                m[r].iter_mut().zip(&row_c).for_each(|(v, w)| *v -= f * w);
+            }
+        }
+    }
+    m.into_iter().map(|r| r[k..].to_vec()).collect()
+}
+
+fn run_and_predict(structure: &str, model: &str, data: &str, test: &str) -> (serde_json::Value, serde_json::Value) {
+    let dir = std::env::temp_dir().join(format!("bnnc-laplace-{structure}-{}", std::process::id()));
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        model,
+        "--data",
+        data,
+        "--method",
+        "laplace",
+        "--hessian",
+        structure,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, _, stderr) = bnnc(&["predict", model, "--fit", dir.to_str().unwrap(), "--data", test]);
+    assert_eq!(code, 0, "{stderr}");
+    let out = (read_json(&dir.join("summary.json")), read_json(&dir.join("predictive.json")));
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn the_yacht_networks_laplace_predicts_calibrated_intervals() {
+    for structure in ["last-layer", "diag"] {
+        let (summary, pred) = run_and_predict(
+            structure,
+            "examples/bnn_regression.bnn",
+            "examples/bnn_regression.json",
+            "examples/bnn_regression_test.json",
+        );
+        assert_eq!(summary["method"], "laplace");
+        assert_eq!(summary["laplace"]["predictive"], "linearised");
+        assert_eq!(summary["laplace"]["prior_precision_tuned"], true);
+        let m = &pred["observed"]["y"]["metrics"];
+        let cov = m["coverage90"].as_f64().unwrap();
+        assert!((0.8..=0.97).contains(&cov), "{structure}: 90% coverage {cov}");
+        // Better than the data's spread alone (the target is standardised: sd 1).
+        assert!(m["rmse"].as_f64().unwrap() < 0.2, "{structure}: {m}");
+        assert!(m["log_lik"].as_f64().unwrap() > 1.0, "{structure}: {m}");
+    }
+}
+
+#[test]
+fn the_wine_classifiers_laplace_separates_the_held_out_cultivars() {
+    let (summary, pred) = run_and_predict(
+        "last-layer",
+        "examples/bnn_classification.bnn",
+        "examples/bnn_classification.json",
+        "examples/bnn_classification_test.json",
+    );
+    assert_eq!(summary["laplace"]["predictive"], "linearised");
+    let m = &pred["observed"]["y"]["metrics"];
+    assert!(m["accuracy"].as_f64().unwrap() >= 0.9, "{m}");
+    // Better than the uniform guess's log 2.
+    assert!(m["log_lik"].as_f64().unwrap() > -0.3, "{m}");
+    let rows = pred["observed"]["y"]["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["mutual_information"].as_f64().unwrap() >= 0.0));
+}
