@@ -6,10 +6,9 @@
 use crate::compiled::CompiledModel;
 use crate::diag::Format;
 use crate::driver::Frontend;
-use crate::infer::minibatch::{self, Programs};
+use crate::infer::minibatch::Programs;
 use crate::infer::run::Config;
 use crate::infer::sgmcmc::{self, Sampler};
-use crate::ir::lower::Options as LowerOptions;
 use crate::ir::Program;
 use rand::SeedableRng;
 use std::path::Path;
@@ -39,40 +38,13 @@ pub fn run(
     format: Format,
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    let m = &o.modes;
-    let setup = match crate::methods::batches::setup(
-        fe,
-        model,
-        data,
-        m.val_frac,
-        m.batch_size,
-        LowerOptions::default(),
-        &mut rng,
-        format,
-    ) {
-        Ok(s) => s,
+    let t = std::time::Instant::now();
+    let (setup, mode) = match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format)
+    {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let (b, n) = (setup.batch_size, setup.train_rows.len());
-    let steps_per_epoch = n.div_ceil(b);
-    let epochs =
-        m.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
-    let pre = minibatch::Settings {
-        epochs,
-        batch_size: b,
-        lr: m.lr,
-        sgd_momentum: m.sgd_momentum,
-        patience: (epochs / 10).max(20),
-    };
-    let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
-    let t = std::time::Instant::now();
-    let mode = match crate::methods::modes::member(program, &setup, &pre, cfg, 0, &mut |_, _| {}) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
-    };
     let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
     let (full, last, mut density) =
         match (compile(&setup.full), setup.last.as_ref().map(compile).transpose(), compile(program)) {
