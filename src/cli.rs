@@ -169,6 +169,15 @@ struct RunArgs {
     /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
     #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     val_frac: Option<f64>,
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] FractalNet's drop-path for networks
+    /// with `join`: LOCAL drops each input of each join with that probability (keeping one),
+    /// GLOBAL is the fraction of steps that keep one column of the whole network (default 0).
+    #[arg(
+        long,
+        value_name = "LOCAL[,GLOBAL]",
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)"
+    )]
+    drop_path: Option<String>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
     #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     kl_anneal: Option<usize>,
@@ -199,7 +208,7 @@ impl RunArgs {
         use MethodArg::*;
         const MINIBATCH: &[MethodArg] = &[Bbb, McDropout, Ensemble, Swag, Laplace, Sgmcmc];
         const MINIBATCH_NAMES: &str = "bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, and map with --batch-size";
-        let options: [(&str, bool, &[MethodArg], &str); 32] = [
+        let options: [(&str, bool, &[MethodArg], &str); 33] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -243,6 +252,12 @@ impl RunArgs {
             (
                 "--val-frac",
                 self.val_frac.is_some() && !(method == Map && self.batch_size.is_some()),
+                MINIBATCH,
+                MINIBATCH_NAMES,
+            ),
+            (
+                "--drop-path",
+                self.drop_path.is_some() && !(method == Map && self.batch_size.is_some()),
                 MINIBATCH,
                 MINIBATCH_NAMES,
             ),
@@ -530,6 +545,13 @@ fn run_command(a: RunArgs) -> i32 {
         ..Default::default()
     };
     let output_draws = a.output_draws.unwrap_or(1000);
+    let drop_path = match a.drop_path.as_deref().map(parse_drop_path).transpose() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("error: --drop-path {why}");
+            return 2;
+        }
+    };
     let bbb = crate::methods::bbb::Options {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -539,6 +561,7 @@ fn run_command(a: RunArgs) -> i32 {
         temperature: a.temperature.unwrap_or(1.0),
         val_frac: a.val_frac.unwrap_or(0.0),
         output_draws,
+        drop_path,
     };
     if bbb.epochs == Some(0)
         || bbb.batch_size == Some(0)
@@ -626,6 +649,7 @@ fn run_command(a: RunArgs) -> i32 {
         sgd_momentum: bbb.sgd_momentum,
         val_frac: a.val_frac.unwrap_or(0.1),
         threads: 1,
+        drop_path,
     };
     match method {
         MethodArg::Map if a.batch_size.is_some() => {
@@ -821,6 +845,20 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
     });
     println!("{out}");
     0
+}
+
+/// `LOCAL[,GLOBAL]`: drop-path's probabilities, LOCAL below 1 and GLOBAL at most 1.
+fn parse_drop_path(s: &str) -> Result<(f64, f64), String> {
+    let mut parts = s.split(',').map(|p| p.trim().parse::<f64>());
+    let (local, global) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(l)), None, None) => (l, 0.0),
+        (Some(Ok(l)), Some(Ok(g)), None) => (l, g),
+        _ => return Err(format!("takes LOCAL or LOCAL,GLOBAL (numbers), not `{s}`")),
+    };
+    if !(0.0..1.0).contains(&local) || !(0.0..=1.0).contains(&global) {
+        return Err(format!("probabilities must have LOCAL from 0 up to 1 and GLOBAL from 0 to 1, not `{s}`"));
+    }
+    Ok((local, global))
 }
 
 /// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested

@@ -273,3 +273,52 @@ fn cyclical_sgmcmc_on_the_yacht_network_predicts_calibrated_intervals() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn drop_path_trains_the_fractal_network_and_is_refused_without_a_join() {
+    let dir = std::env::temp_dir().join(format!("bnnc-drop-path-{}", std::process::id()));
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        "examples/fractal_regression.bnn",
+        "--method",
+        "map",
+        "--batch-size",
+        "32",
+        "--drop-path",
+        "0.15,0.5",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // Prediction averages every path (drop-path is a training-time regulariser).
+    let (code, _, stderr) = bnnc(&[
+        "predict",
+        "examples/fractal_regression.bnn",
+        "--fit",
+        dir.to_str().unwrap(),
+        "--data",
+        "examples/bnn_regression_test.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let pred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+    assert!(pred["observed"]["y"]["metrics"]["rmse"].as_f64().unwrap() < 0.3);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, _, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "ensemble",
+        "--drop-path",
+        "0.1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("has none"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, _, stderr) =
+        bnnc(&["run", "examples/fractal_regression.bnn", "--method", "ensemble", "--drop-path", "0.1,2"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("GLOBAL"), "{stderr}");
+}

@@ -21,6 +21,8 @@ pub struct Settings {
     pub sgd_momentum: Option<f64>,
     /// Epochs without a better held-out score before training stops.
     pub patience: usize,
+    /// Drop-path's probabilities (local, global) for a program lowered with join masks.
+    pub drop_path: (f64, f64),
 }
 
 /// The compiled minibatch programs: one for full batches, one for the last, shorter batch
@@ -40,6 +42,11 @@ pub struct Inputs {
     pub noise: Vec<usize>,
     /// Dropout masks, with their drop probabilities.
     pub masks: Vec<(usize, f64)>,
+    /// Each join's masks (input buffers, in the join's input order) and the columns each of
+    /// its inputs carries.
+    pub joins: Vec<(Vec<usize>, Vec<usize>)>,
+    /// Drop-path's probabilities (local, global); (0, 0) keeps every path.
+    pub drop_path: (f64, f64),
 }
 
 impl Inputs {
@@ -59,14 +66,35 @@ impl Inputs {
                     _ => None,
                 })
                 .collect(),
+            joins: {
+                let mut joins: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+                for (k, i) in p.inputs.iter().enumerate() {
+                    if let InputKind::JoinMask { join, columns, .. } = &i.kind {
+                        if joins.len() <= *join {
+                            joins.resize(join + 1, (Vec::new(), columns.clone()));
+                        }
+                        joins[*join].0.push(k);
+                    }
+                }
+                joins
+            },
+            drop_path: (0.0, 0.0),
         }
     }
 
-    /// Fresh dropout masks: each element kept (1) with probability 1 − p.
+    /// Fresh dropout masks: each element kept (1) with probability 1 − p; and drop-path's
+    /// join masks.
     pub fn draw_masks<R: Rng + ?Sized>(&self, m: &mut CompiledModel, rng: &mut R) {
         for &(k, p) in &self.masks {
             if let Some(buf) = m.input_mut(k) {
                 buf.iter_mut().for_each(|v| *v = if rng.random::<f64>() >= p { 1.0 } else { 0.0 });
+            }
+        }
+        if !self.joins.is_empty() {
+            for (k, keep) in drop_path_masks(&self.joins, self.drop_path, rng) {
+                if let Some(buf) = m.input_mut(k) {
+                    buf.fill(if keep { 1.0 } else { 0.0 });
+                }
             }
         }
     }
@@ -81,6 +109,43 @@ impl Inputs {
         }
         Ok(())
     }
+}
+
+/// FractalNet's drop-path (Larsson et al. 2017) for one step: with probability `global`, one
+/// column is drawn for the whole network and each join keeps the input that carries it (every
+/// input of a join the column does not reach); otherwise each join drops each input with
+/// probability `local`, keeping at least one (drawn uniformly when all would be dropped).
+/// Yields (mask input, kept).
+pub fn drop_path_masks<R: Rng + ?Sized>(
+    joins: &[(Vec<usize>, Vec<usize>)],
+    (local, global): (f64, f64),
+    rng: &mut R,
+) -> Vec<(usize, bool)> {
+    let mut out = Vec::new();
+    let total = |cols: &[usize]| cols.iter().sum::<usize>();
+    let widest = joins.iter().map(|(_, c)| total(c)).max().unwrap_or(1).max(1);
+    if global > 0.0 && rng.random::<f64>() < global {
+        let column = rng.random_range(0..widest);
+        for (inputs, cols) in joins {
+            let mut start = 0;
+            let carrier = cols.iter().position(|&c| {
+                start += c;
+                column < start
+            });
+            for (i, &k) in inputs.iter().enumerate() {
+                out.push((k, carrier.is_none_or(|c| c == i)));
+            }
+        }
+        return out;
+    }
+    for (inputs, _) in joins {
+        let kept: Vec<bool> = inputs.iter().map(|_| rng.random::<f64>() >= local).collect();
+        let forced = (!kept.iter().any(|k| *k)).then(|| rng.random_range(0..inputs.len()));
+        for (i, &k) in inputs.iter().enumerate() {
+            out.push((k, kept[i] || forced == Some(i)));
+        }
+    }
+    out
 }
 
 /// One step's batch.
@@ -148,8 +213,8 @@ pub fn train<O: Objective, R: Rng>(
 ) -> Result<Outcome, String> {
     let n = train_rows.len();
     let b = s.batch_size.min(n).max(1);
-    let full_in = Inputs::of(progs.full_program);
-    let last_in = progs.last.as_ref().map(|(_, lp)| Inputs::of(lp));
+    let full_in = Inputs { drop_path: s.drop_path, ..Inputs::of(progs.full_program) };
+    let last_in = progs.last.as_ref().map(|(_, lp)| Inputs { drop_path: s.drop_path, ..Inputs::of(lp) });
     let mut adam = Adam::new(x.len(), s.lr);
     let mut velocity = vec![0.0; x.len()];
     let mut g = vec![0.0; x.len()];
@@ -255,5 +320,67 @@ impl Objective for Mode {
             Ok(_) => Err("the log density or its gradient is not finite; a smaller --lr may help".into()),
             Err(err) => Err(format!("{err}; a smaller --lr may help")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The fractal example's minibatch program with join masks.
+    fn fractal_inputs() -> Inputs {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let model = root.join("examples/fractal_regression.bnn");
+        let mut fe = crate::driver::frontend_file(&model);
+        let (el, bound) = fe.elaborated_with_data(&model, None).expect("the example checks");
+        let options =
+            crate::ir::lower::Options { batch: Some(8), part_weights: true, drop_path: true, ..Default::default() };
+        let p = crate::ir::lower::lower_with(&el, &bound, crate::ir::lower::Purpose::Density, options, &mut fe.diags)
+            .expect("the example lowers");
+        Inputs::of(&p)
+    }
+
+    #[test]
+    fn a_depth_three_fractal_has_three_joins_and_three_columns() {
+        let inputs = fractal_inputs();
+        // f(3) = join(f(2) ∘ f(2), block), each f(2) = join(block ∘ block, block).
+        let mut columns: Vec<Vec<usize>> = inputs.joins.iter().map(|(_, c)| c.clone()).collect();
+        columns.sort();
+        assert_eq!(columns, vec![vec![1, 1], vec![1, 1], vec![2, 1]]);
+        assert!(inputs.joins.iter().all(|(k, _)| k.len() == 2));
+    }
+
+    #[test]
+    fn drop_path_keeps_an_input_of_every_join_and_one_column_globally() {
+        let joins = fractal_inputs().joins;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let mut dropped = 0;
+        let mut total = 0;
+        for _ in 0..2000 {
+            let masks = drop_path_masks(&joins, (0.5, 0.0), &mut rng);
+            for (inputs, _) in &joins {
+                let kept = inputs.iter().filter(|k| masks.iter().any(|(m, keep)| m == *k && *keep)).count();
+                assert!(kept >= 1, "a join lost every input");
+                dropped += inputs.len() - kept;
+                total += inputs.len();
+            }
+        }
+        // Each input is dropped with probability 0.5, unless it is the one kept: P(drop) =
+        // 0.5 − P(both dropped and it is the one restored) = 0.5 − 0.25/2.
+        let rate = dropped as f64 / total as f64;
+        assert!((rate - 0.375).abs() < 0.02, "drop rate {rate}");
+        // Global: every join the chosen column reaches passes exactly one input, and the top
+        // join (3 columns) passes its shallow input a third of the time.
+        let top = joins.iter().find(|(_, c)| *c == vec![2, 1]).unwrap();
+        let mut shallow = 0;
+        for _ in 0..3000 {
+            let masks = drop_path_masks(&joins, (0.5, 1.0), &mut rng);
+            let keep = |k: usize| masks.iter().any(|(m, kept)| *m == k && *kept);
+            assert_eq!(top.0.iter().filter(|k| keep(**k)).count(), 1);
+            shallow += usize::from(keep(top.0[1]));
+        }
+        let share = shallow as f64 / 3000.0;
+        assert!((share - 1.0 / 3.0).abs() < 0.03, "shallow column share {share}");
     }
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub batch_size: usize,
     /// SGHMC's friction.
     pub friction: f64,
+    /// Drop-path's probabilities (local, global).
+    pub drop_path: (f64, f64),
 }
 
 pub struct Outcome {
@@ -59,8 +61,8 @@ pub fn sample<R: Rng>(
 ) -> Result<Outcome, String> {
     let n = train_rows.len();
     let b = s.batch_size.min(n).max(1);
-    let full_in = Inputs::of(progs.full_program);
-    let last_in = progs.last.as_ref().map(|(_, lp)| Inputs::of(lp));
+    let full_in = Inputs { drop_path: s.drop_path, ..Inputs::of(progs.full_program) };
+    let last_in = progs.last.as_ref().map(|(_, lp)| Inputs { drop_path: s.drop_path, ..Inputs::of(lp) });
     let dim = start.len();
     let mut x = start;
     let mut v = vec![0.0; dim];

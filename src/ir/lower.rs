@@ -286,6 +286,10 @@ struct Lower<'a> {
     /// In a variational program, each locally reparameterised matrix by name: its means,
     /// its standard deviations, and a draw of it once one is needed.
     local: HashMap<String, (V, V, Option<V>)>,
+    /// Each `join`'s output: how many columns it joins (the sum over its inputs of theirs,
+    /// an input that is no join's output counting 1), for global drop-path.
+    join_columns: HashMap<V, usize>,
+    joins: usize,
 }
 
 /// What a program is made for; it decides what is lowered and which rewrites run.
@@ -338,6 +342,9 @@ pub struct Options {
     /// In a variational program, apply the local reparameterisation where it applies (else
     /// every parameter is drawn once per evaluation by the trainer).
     pub local_reparam: bool,
+    /// `join` multiplies each input by a `JoinMask` input and averages those kept, instead of
+    /// averaging all (FractalNet's drop-path, drawn by the trainer).
+    pub drop_path: bool,
 }
 
 /// [`lower_for`] with options.
@@ -429,6 +436,8 @@ fn lower_one(
         options,
         failed_lets: Default::default(),
         local: HashMap::new(),
+        join_columns: HashMap::new(),
+        joins: 0,
     };
     lw.lower_all(el).ok()?;
     let mut p = std::mem::take(&mut lw.p);
@@ -645,6 +654,46 @@ impl<'a> Lower<'a> {
         let kept = self.op(Prim::Binary(Bin::Mul), &[x, mask], span)?;
         let scale = self.lit(1.0 / (1.0 - prob), false);
         self.op(Prim::Binary(Bin::Mul), &[kept, scale], span)
+    }
+
+    /// `join(a, b, ...)`: the mean of the inputs; with drop-path, Σ mᵢ aᵢ / Σ mᵢ with each
+    /// mᵢ a `JoinMask` input the trainer draws (1, all kept, until it does).
+    fn join(&mut self, vals: &[V], span: Span) -> R<V> {
+        let columns: Vec<usize> = vals.iter().map(|v| self.join_columns.get(v).copied().unwrap_or(1)).collect();
+        let out = if self.options.drop_path {
+            let join = self.joins;
+            self.joins += 1;
+            let (mut num, mut den) = (None, None);
+            for (i, v) in vals.iter().enumerate() {
+                let k = self.p.inputs.len() as u32;
+                self.p.inputs.push(crate::ir::InputInfo {
+                    name: format!("join.{join}.{i}"),
+                    shape: vec![],
+                    kind: crate::ir::InputKind::JoinMask { join, input: i, columns: columns.clone() },
+                });
+                let m = self.input_value(k);
+                let t = self.op(Prim::Binary(Bin::Mul), &[*v, m], span)?;
+                num = Some(match num {
+                    None => t,
+                    Some(a) => self.op(Prim::Binary(Bin::Add), &[a, t], span)?,
+                });
+                den = Some(match den {
+                    None => m,
+                    Some(a) => self.op(Prim::Binary(Bin::Add), &[a, m], span)?,
+                });
+            }
+            let (num, den) = (num.unwrap_or(vals[0]), den.unwrap_or(vals[0]));
+            self.op(Prim::Binary(Bin::Div), &[num, den], span)?
+        } else {
+            let mut acc = vals[0];
+            for v in &vals[1..] {
+                acc = self.op(Prim::Binary(Bin::Add), &[acc, *v], span)?;
+            }
+            let k = self.lit(vals.len() as f64, false);
+            self.op(Prim::Binary(Bin::Div), &[acc, k], span)?
+        };
+        self.join_columns.insert(out, columns.iter().sum());
+        Ok(out)
     }
 
     /// Row variable `v` (all `n` rows) read at the `b` rows of the `Rows` input.
@@ -1447,13 +1496,7 @@ impl<'a> Lower<'a> {
             return self.dropout(vals[0], vals[1], &args[1].value, span);
         }
         if name == "join" {
-            // The mean of the inputs (drop-path is applied by inference methods that use it).
-            let mut acc = vals[0];
-            for v in &vals[1..] {
-                acc = self.op(Prim::Binary(Bin::Add), &[acc, *v], span)?;
-            }
-            let k = self.lit(n as f64, false);
-            return self.op(Prim::Binary(Bin::Div), &[acc, k], span);
+            return self.join(&vals, span);
         }
         if let Some(u) = Un::from_name(name) {
             return self.op(Prim::Unary(u), &vals, span);

@@ -163,6 +163,11 @@ pub enum InputKind {
     /// Standard normal noise, drawn afresh by the caller for each evaluation (the local
     /// reparameterisation's; see [`variational`]).
     Noise,
+    /// Drop-path's mask of input `input` of the program's join number `join`: 1 (kept) or 0.
+    /// `columns` holds how many of FractalNet's columns each of that join's inputs carries,
+    /// in order, so that a column chosen for the whole network (global drop-path) names one
+    /// input of each join.
+    JoinMask { join: usize, input: usize, columns: Vec<usize> },
 }
 
 impl InputInfo {
@@ -172,7 +177,7 @@ impl InputInfo {
 
     /// What the buffer holds until the caller sets it: weights 1, everything else 0.
     pub fn initial(&self) -> Vec<f64> {
-        let v = if matches!(self.kind, InputKind::Weight(_)) { 1.0 } else { 0.0 };
+        let v = if matches!(self.kind, InputKind::Weight(_) | InputKind::JoinMask { .. }) { 1.0 } else { 0.0 };
         vec![v; self.len()]
     }
 

@@ -64,6 +64,10 @@ pub fn setup(
     let Some(full) = lower::lower_with(&el, &bound, Purpose::Density, opts(b), &mut fe.diags) else {
         return Err(fail(fe));
     };
+    if options.drop_path && !full.inputs.iter().any(|i| matches!(i.kind, crate::ir::InputKind::JoinMask { .. })) {
+        eprintln!("error: --drop-path applies to networks with `join` (a `fractal` layer), and this model has none");
+        return Err(2);
+    }
     let rest = train_rows.len() % b;
     let last = if rest > 0 {
         match lower::lower_with(&el, &bound, Purpose::Density, opts(rest), &mut fe.diags) {

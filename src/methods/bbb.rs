@@ -24,6 +24,8 @@ pub struct Options {
     pub temperature: f64,
     pub val_frac: f64,
     pub output_draws: usize,
+    /// Drop-path's probabilities (local, global), for networks with `join`.
+    pub drop_path: Option<(f64, f64)>,
 }
 
 /// Steps a run takes when `--epochs` is not given (the epochs are rounded up, between 10 and
@@ -44,7 +46,8 @@ pub fn run(
     format: Format,
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    let options = LowerOptions { variational: true, local_reparam: true, ..Default::default() };
+    let options =
+        LowerOptions { variational: true, local_reparam: true, drop_path: o.drop_path.is_some(), ..Default::default() };
     let setup =
         match crate::methods::batches::setup(fe, model, data, o.val_frac, o.batch_size, options, &mut rng, format) {
             Ok(s) => s,
@@ -72,6 +75,7 @@ pub fn run(
         lr: o.lr,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
+        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
     };
     let settings = Settings { kl_anneal: o.kl_anneal, temperature: o.temperature, init_sd: 1e-2 };
     let layout = full.variational.clone().unwrap_or_default();

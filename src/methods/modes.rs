@@ -31,6 +31,8 @@ pub struct Options {
     pub sgd_momentum: Option<f64>,
     pub val_frac: f64,
     pub threads: usize,
+    /// Drop-path's probabilities (local, global), for networks with `join`.
+    pub drop_path: Option<(f64, f64)>,
 }
 
 /// One member's outcome.
@@ -61,7 +63,7 @@ pub fn run(
         data,
         o.val_frac,
         o.batch_size,
-        LowerOptions::default(),
+        LowerOptions { drop_path: o.drop_path.is_some(), ..LowerOptions::default() },
         &mut rng,
         format,
     ) {
@@ -78,6 +80,7 @@ pub fn run(
         lr: o.lr,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
+        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
     };
     eprintln!(
         "ensemble: {} members, {} training rows{}, batches of {b}, at most {epochs} epochs of {steps_per_epoch} steps each",
@@ -225,7 +228,11 @@ pub fn single(
     format: Format,
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    let options = LowerOptions { dropout_masks: matches!(kind, Single::McDropout { .. }), ..Default::default() };
+    let options = LowerOptions {
+        dropout_masks: matches!(kind, Single::McDropout { .. }),
+        drop_path: o.drop_path.is_some(),
+        ..Default::default()
+    };
     let setup =
         match crate::methods::batches::setup(fe, model, data, o.val_frac, o.batch_size, options, &mut rng, format) {
             Ok(s) => s,
@@ -241,6 +248,7 @@ pub fn single(
         lr: o.lr,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
+        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
     };
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     let t = std::time::Instant::now();
@@ -356,7 +364,7 @@ pub(crate) fn pretrain(
         data,
         o.val_frac,
         o.batch_size,
-        LowerOptions::default(),
+        LowerOptions { drop_path: o.drop_path.is_some(), ..LowerOptions::default() },
         rng,
         format,
     )?;
@@ -369,6 +377,7 @@ pub(crate) fn pretrain(
         lr: o.lr,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
+        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
     };
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     match member(program, &setup, &settings, cfg, 0, &mut |_, _| {}) {

@@ -70,6 +70,7 @@ pub fn run(
             draws_per_cycle: DRAWS_PER_CYCLE,
             batch_size: b,
             friction: 0.1,
+            drop_path: o.modes.drop_path.unwrap_or((0.0, 0.0)),
         };
         match sgmcmc::sample(&mut progs, mode.run.x.clone(), &setup.train_rows, &s, &mut srng, &mut |_, _| {}) {
             Ok(out) if out.stopped => {

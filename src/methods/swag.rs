@@ -211,6 +211,7 @@ fn swa_phase(
         lr: lr / n as f64,
         sgd_momentum: Some(0.9),
         patience: usize::MAX,
+        drop_path: o.modes.drop_path.unwrap_or((0.0, 0.0)),
     };
     let mut after: Option<&mut dyn FnMut(&[f64]) -> Option<f64>> = Some(&mut collect);
     let run = minibatch::train(

@@ -130,6 +130,7 @@ impl Objective for Elbo<'_> {
     ) -> Result<f64, String> {
         let (dim, beta) = (self.dim, self.beta(batch.epoch));
         inputs.set_weights(model, batch.scale / self.s.temperature, beta)?;
+        inputs.draw_masks(model, rng);
         for &k in &inputs.noise {
             if let Some(buf) = model.input_mut(k) {
                 buf.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
