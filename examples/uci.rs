@@ -5,6 +5,10 @@
 //! Every method tunes itself only on the training part (its defaults hold out a validation
 //! part of it); the test rows are read only by `bnnc predict`. Run from the repository root:
 //!
+//! A method's name followed by `-hetero` (`ensemble-hetero`) runs it on the heteroscedastic
+//! network instead, whose output layer gives each row its own noise scale
+//! (`y ~ normal(col(o, 0), softplus(col(o, 1)) + 0.001)`, as Lakshminarayanan et al. 2017).
+//!
 //! ```console
 //! cargo run --release --example uci -- --methods ensemble,mc-dropout
 //! cargo run --release --example uci -- --methods nuts --sets yacht,boston --run-args "--chains 2"
@@ -66,19 +70,26 @@ const SETS: [Set; 9] = [
 /// The protocol's network: one hidden layer of ReLU units, a Gaussian likelihood whose scale
 /// is a parameter, normal(0, 1) priors on every weight (inputs and target are standardised).
 /// For `mc-dropout` the hidden layer is followed by `dropout(h, 0.05)`, the middle of the
-/// rates Gal & Ghahramani (2016) searched.
-fn model(hidden: usize, method: &str) -> String {
+/// rates Gal & Ghahramani (2016) searched. `hetero`: the output layer gives each row its mean
+/// and, through a softplus, its noise scale.
+fn model(hidden: usize, method: &str, hetero: bool) -> String {
     let h = if method == "mc-dropout" {
         format!("dropout(dense(x, {hidden}, act = relu, prior = normal(0, 1)), 0.05)")
     } else {
         format!("dense(x, {hidden}, act = relu, prior = normal(0, 1))")
     };
-    format!(
-        "data {{\n  N: int<lower=1>\n  D: int<lower=1>\n  x: matrix[N, D]\n  y: vector[N]\n}}\n\
-         params {{\n  sigma: real<lower=0> ~ normal(0, 1)\n}}\n\
-         model {{\n  let h = {h}\n\
-         \x20 let f = dense(h, 1, prior = normal(0, 1))\n  y ~ normal(col(f, 0), sigma)\n}}\n"
-    )
+    let data = "data {\n  N: int<lower=1>\n  D: int<lower=1>\n  x: matrix[N, D]\n  y: vector[N]\n}\n";
+    if hetero {
+        format!(
+            "{data}model {{\n  let h = {h}\n  let o = dense(h, 2, prior = normal(0, 1))\n\
+             \x20 y ~ normal(col(o, 0), softplus(col(o, 1)) + 0.001)\n}}\n"
+        )
+    } else {
+        format!(
+            "{data}params {{\n  sigma: real<lower=0> ~ normal(0, 1)\n}}\n\
+             model {{\n  let h = {h}\n  let f = dense(h, 1, prior = normal(0, 1))\n  y ~ normal(col(f, 0), sigma)\n}}\n"
+        )
+    }
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -220,11 +231,16 @@ fn result_path(out: &Path, method: &str, set: &str, split: usize) -> PathBuf {
 /// One split: write its standardised training and test data, `bnnc run` on the training part,
 /// `bnnc predict` on the test part, and the metrics back in the target's original units.
 fn child(args: &[String]) -> Res<()> {
-    let [method, short, split, out, data, run_args @ ..] = args else { return Err("bad --split arguments".into()) };
+    let [label, short, split, out, data, run_args @ ..] = args else { return Err("bad --split arguments".into()) };
+    let (method, hetero) = match label.strip_suffix("-hetero") {
+        Some(m) => (m.to_string(), true),
+        None => (label.clone(), false),
+    };
+    let method = &method;
     let set = SETS.iter().find(|s| s.short == short).ok_or("unknown set")?;
     let split: usize = split.parse()?;
     let (out, data) = (PathBuf::from(out), PathBuf::from(data));
-    let dir = result_path(&out, method, short, split).parent().unwrap().to_path_buf();
+    let dir = result_path(&out, label, short, split).parent().unwrap().to_path_buf();
     let d = data.join(set.dir).join("data");
     let table = std::fs::read_to_string(d.join("data.txt"))?;
     let rows: Vec<Vec<f64>> = table
@@ -259,7 +275,7 @@ fn child(args: &[String]) -> Res<()> {
     };
     let (train_json, test_json) = (write("train", &train)?, write("test", &test)?);
     let model_path = dir.join("model.bnn");
-    std::fs::write(&model_path, model(hidden, method))?;
+    std::fs::write(&model_path, model(hidden, method, hetero))?;
     let fit = dir.join("fit");
 
     let mut run: Vec<String> = ["bnnc", "run"].map(String::from).to_vec();
@@ -301,7 +317,7 @@ fn child(args: &[String]) -> Res<()> {
     let num = |k: &str| m[k].as_f64().ok_or_else(|| format!("predictive.json has no metric {k}"));
     // Back to the original units: y = my + sy * z, so errors scale by sy and densities by 1/sy.
     let result = json!({
-        "method": method, "set": short, "split": split,
+        "method": label, "set": short, "split": split,
         "rmse": num("rmse")? * sy,
         "log_lik": num("log_lik")? - sy.ln(),
         "coverage90": num("coverage90")?,
@@ -313,7 +329,7 @@ fn child(args: &[String]) -> Res<()> {
     }
     let _ = std::fs::remove_file(&train_json);
     let _ = std::fs::remove_file(&test_json);
-    std::fs::write(result_path(&out, method, short, split), result.to_string())?;
+    std::fs::write(result_path(&out, label, short, split), result.to_string())?;
     Ok(())
 }
 

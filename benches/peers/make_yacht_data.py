@@ -32,3 +32,23 @@ t = rows(test)
 t["y_mean"], t["y_sd"] = round(float(my), 6), round(float(sy), 6)
 with open("examples/bnn_regression_test.json", "w") as f:
     json.dump(t, f)
+
+# examples/bnn_heteroscedastic{,_test}.json: the same rows with the Froude number alone as the
+# input (the last feature): at a given speed the hull shapes the model does not see spread
+# the resistance more the faster the hull goes, so the noise grows with the input.
+FROUDE = feats.shape[0] - 1
+
+
+def froude_rows(idx):
+    r = rows(idx)
+    r["D"] = 1
+    r["x"] = [[row[FROUDE]] for row in r["x"]]
+    return r
+
+
+with open("examples/bnn_heteroscedastic.json", "w") as f:
+    json.dump(froude_rows(train), f)
+t = froude_rows(test)
+t["y_mean"], t["y_sd"] = round(float(my), 6), round(float(sy), 6)
+with open("examples/bnn_heteroscedastic_test.json", "w") as f:
+    json.dump(t, f)
