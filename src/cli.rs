@@ -35,6 +35,13 @@ enum SamplerArg {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+    Cyclical,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 enum HessianArg {
     Full,
     Diag,
@@ -145,9 +152,15 @@ struct RunArgs {
     /// [sgmcmc] Langevin dynamics, or Hamiltonian with friction (default sghmc).
     #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     sampler: Option<SamplerArg>,
-    /// [sgmcmc] Cycles of the cosine step size; 5 draws at the end of each (default 20).
+    /// [sgmcmc] Cycles of the cosine step size; 5 draws at the end of each (default 20). With
+    /// --lr-schedule cyclical: the learning rate's cycles (default 4).
     #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     cycles: Option<usize>,
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] The learning rate over the training
+    /// epochs: constant, a cosine decay to 0, or cyclical (the cosine decay restarted --cycles
+    /// times) (default constant).
+    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    lr_schedule: Option<ScheduleArg>,
     /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
     #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     members: Option<usize>,
@@ -208,7 +221,7 @@ impl RunArgs {
         use MethodArg::*;
         const MINIBATCH: &[MethodArg] = &[Bbb, McDropout, Ensemble, Swag, Laplace, Sgmcmc];
         const MINIBATCH_NAMES: &str = "bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, and map with --batch-size";
-        let options: [(&str, bool, &[MethodArg], &str); 33] = [
+        let options: [(&str, bool, &[MethodArg], &str); 34] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -269,7 +282,18 @@ impl RunArgs {
             ("--swag-lr", self.swag_lr.is_some(), &[Swag], "swag"),
             ("--swag-rank", self.swag_rank.is_some(), &[Swag], "swag"),
             ("--sampler", self.sampler.is_some(), &[Sgmcmc], "sgmcmc"),
-            ("--cycles", self.cycles.is_some(), &[Sgmcmc], "sgmcmc"),
+            (
+                "--cycles",
+                self.cycles.is_some() && self.lr_schedule != Some(ScheduleArg::Cyclical),
+                &[Sgmcmc],
+                "sgmcmc, and --lr-schedule cyclical",
+            ),
+            (
+                "--lr-schedule",
+                self.lr_schedule.is_some() && !(method == Map && self.batch_size.is_some()),
+                MINIBATCH,
+                MINIBATCH_NAMES,
+            ),
             ("--hessian", self.hessian.is_some(), &[Laplace], "laplace"),
             ("--prior-precision", self.prior_precision.is_some(), &[Laplace], "laplace"),
         ];
@@ -552,6 +576,11 @@ fn run_command(a: RunArgs) -> i32 {
             return 2;
         }
     };
+    let schedule = match a.lr_schedule {
+        None | Some(ScheduleArg::Constant) => crate::infer::minibatch::Schedule::Constant,
+        Some(ScheduleArg::Cosine) => crate::infer::minibatch::Schedule::Cosine,
+        Some(ScheduleArg::Cyclical) => crate::infer::minibatch::Schedule::Cyclical { cycles: a.cycles.unwrap_or(4) },
+    };
     let bbb = crate::methods::bbb::Options {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -562,6 +591,7 @@ fn run_command(a: RunArgs) -> i32 {
         val_frac: a.val_frac.unwrap_or(0.0),
         output_draws,
         drop_path,
+        schedule,
     };
     if bbb.epochs == Some(0)
         || bbb.batch_size == Some(0)
@@ -650,6 +680,7 @@ fn run_command(a: RunArgs) -> i32 {
         val_frac: a.val_frac.unwrap_or(0.1),
         threads: 1,
         drop_path,
+        schedule,
     };
     match method {
         MethodArg::Map if a.batch_size.is_some() => {

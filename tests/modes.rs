@@ -69,6 +69,14 @@ fn options_of_an_ensemble_are_refused_elsewhere() {
     let (code, _, stderr) = bnnc(&["run", "examples/eight_schools.bnn", "--members", "3"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--members does not apply to --method nuts"), "{stderr}");
+    // --cycles belongs to sgmcmc, and to a cyclical learning rate.
+    let (code, _, stderr) =
+        bnnc(&["run", "examples/bnn_regression.bnn", "--method", "ensemble", "--cycles", "3", "--out", "/tmp/x"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--lr-schedule cyclical"), "{stderr}");
+    let (code, _, stderr) = bnnc(&["run", "examples/eight_schools.bnn", "--lr-schedule", "cosine"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--lr-schedule does not apply to --method nuts"), "{stderr}");
 }
 
 #[test]

@@ -12,11 +12,39 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 use std::sync::atomic::Ordering;
 
+/// How the learning rate moves over the run's steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Cosine decay from the rate to 0 over all the epochs (Loshchilov & Hutter 2017).
+    Cosine,
+    /// The cosine decay restarted `cycles` times (warm restarts; the cyclical schedule of
+    /// snapshot ensembles and Zhang et al. 2020).
+    Cyclical { cycles: usize },
+}
+
+impl Schedule {
+    /// The factor on the rate at `step` of `total`.
+    pub fn factor(self, step: usize, total: usize) -> f64 {
+        let cosine = |t: f64| 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => cosine(step as f64 / total.max(1) as f64),
+            Schedule::Cyclical { cycles } => {
+                let len = total.div_ceil(cycles.max(1)).max(1);
+                cosine((step % len) as f64 / len as f64)
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    pub schedule: Schedule,
     /// `None`: Adam; `Some(m)`: SGD with momentum m.
     pub sgd_momentum: Option<f64>,
     /// Epochs without a better held-out score before training stops.
@@ -223,6 +251,7 @@ pub fn train<O: Objective, R: Rng>(
     let mut epochs = Vec::new();
     let mut best: Option<(f64, Vec<f64>, usize)> = None;
     let (mut steps, mut stopped, mut early_stopped) = (0, false, false);
+    let total_steps = s.epochs * n.div_ceil(b);
     'epochs: for epoch in 1..=s.epochs {
         let t0 = std::time::Instant::now();
         order.shuffle(rng);
@@ -250,12 +279,16 @@ pub fn train<O: Objective, R: Rng>(
                 .step(model, inputs, &batch, &x, &mut g, rng)
                 .map_err(|e| format!("at step {}: {e}", steps + 1))?;
             batches += 1;
+            let lr = s.lr * s.schedule.factor(steps, total_steps);
             match s.sgd_momentum {
-                None => adam.ascend(&mut x, &g),
+                None => {
+                    adam.lr = lr;
+                    adam.ascend(&mut x, &g)
+                }
                 Some(mom) => {
                     for i in 0..x.len() {
                         velocity[i] = mom * velocity[i] + g[i];
-                        x[i] += s.lr * velocity[i];
+                        x[i] += lr * velocity[i];
                     }
                 }
             }
@@ -339,6 +372,17 @@ mod tests {
         let p = crate::ir::lower::lower_with(&el, &bound, crate::ir::lower::Purpose::Density, options, &mut fe.diags)
             .expect("the example lowers");
         Inputs::of(&p)
+    }
+
+    #[test]
+    fn schedules_decay_and_restart() {
+        assert_eq!(Schedule::Constant.factor(70, 100), 1.0);
+        assert_eq!(Schedule::Cosine.factor(0, 100), 1.0);
+        assert!((Schedule::Cosine.factor(50, 100) - 0.5).abs() < 1e-12);
+        assert!(Schedule::Cosine.factor(99, 100) < 1e-3);
+        let c = Schedule::Cyclical { cycles: 4 };
+        assert_eq!(c.factor(25, 100), 1.0, "a restart at each quarter");
+        assert!((c.factor(37, 100) - Schedule::Cosine.factor(12, 25)).abs() < 1e-12);
     }
 
     #[test]

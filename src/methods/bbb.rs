@@ -26,6 +26,7 @@ pub struct Options {
     pub output_draws: usize,
     /// Drop-path's probabilities (local, global), for networks with `join`.
     pub drop_path: Option<(f64, f64)>,
+    pub schedule: minibatch::Schedule,
 }
 
 /// Steps a run takes when `--epochs` is not given (the epochs are rounded up, between 10 and
@@ -73,6 +74,7 @@ pub fn run(
         epochs,
         batch_size: b,
         lr: o.lr,
+        schedule: o.schedule,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
         drop_path: o.drop_path.unwrap_or((0.0, 0.0)),

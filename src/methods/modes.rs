@@ -33,6 +33,7 @@ pub struct Options {
     pub threads: usize,
     /// Drop-path's probabilities (local, global), for networks with `join`.
     pub drop_path: Option<(f64, f64)>,
+    pub schedule: minibatch::Schedule,
 }
 
 /// One member's outcome.
@@ -78,6 +79,7 @@ pub fn run(
         epochs,
         batch_size: b,
         lr: o.lr,
+        schedule: o.schedule,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
         drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
@@ -246,6 +248,7 @@ pub fn single(
         epochs,
         batch_size: b,
         lr: o.lr,
+        schedule: o.schedule,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
         drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
@@ -375,6 +378,7 @@ pub(crate) fn pretrain(
         epochs,
         batch_size: setup.batch_size,
         lr: o.lr,
+        schedule: o.schedule,
         sgd_momentum: o.sgd_momentum,
         patience: (epochs / 10).max(20),
         drop_path: o.drop_path.unwrap_or((0.0, 0.0)),

@@ -209,6 +209,7 @@ fn swa_phase(
         epochs: o.swag_epochs,
         batch_size: setup.batch_size,
         lr: lr / n as f64,
+        schedule: minibatch::Schedule::Constant,
         sgd_momentum: Some(0.9),
         patience: usize::MAX,
         drop_path: o.modes.drop_path.unwrap_or((0.0, 0.0)),
