@@ -161,7 +161,8 @@ struct RunArgs {
     /// times) (default constant).
     #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     lr_schedule: Option<ScheduleArg>,
-    /// [ensemble] Members: posterior modes from independent starts and batch orders (default 5).
+    /// [ensemble, swag] Members: posterior modes from independent starts and batch orders (default:
+    /// ensemble 5; swag 1, more make MultiSWAG).
     #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     members: Option<usize>,
     /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
@@ -276,7 +277,7 @@ impl RunArgs {
             ),
             ("--kl-anneal", self.kl_anneal.is_some(), &[Bbb], "bbb"),
             ("--temperature", self.temperature.is_some(), &[Bbb], "bbb"),
-            ("--members", self.members.is_some(), &[Ensemble], "ensemble"),
+            ("--members", self.members.is_some(), &[Ensemble, Swag], "ensemble, swag"),
             ("--mc-samples", self.mc_samples.is_some(), &[McDropout], "mc-dropout"),
             ("--swag-epochs", self.swag_epochs.is_some(), &[Swag], "swag"),
             ("--swag-lr", self.swag_lr.is_some(), &[Swag], "swag"),
@@ -723,14 +724,20 @@ fn run_command(a: RunArgs) -> i32 {
         }
         MethodArg::Swag => {
             let o = crate::methods::swag::Options {
-                modes: one_mode,
+                modes: crate::methods::modes::Options { members: a.members.unwrap_or(1), ..one_mode },
                 swag_epochs: a.swag_epochs.unwrap_or(50),
                 swag_lr: a.swag_lr,
                 rank: a.swag_rank.unwrap_or(20),
                 output_draws,
             };
-            if o.swag_epochs < 2 || o.rank == 0 || o.swag_lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite())) {
-                eprintln!("error: --swag-epochs must be at least 2, --swag-rank at least 1, --swag-lr positive");
+            if o.swag_epochs < 2
+                || o.modes.members == 0
+                || o.rank == 0
+                || o.swag_lr.is_some_and(|lr| !(lr > 0.0 && lr.is_finite()))
+            {
+                eprintln!(
+                    "error: --swag-epochs must be at least 2, --swag-rank and --members at least 1, --swag-lr positive"
+                );
                 return 2;
             }
             return crate::methods::swag::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);

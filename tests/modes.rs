@@ -243,6 +243,36 @@ fn swag_around_the_yacht_networks_mode_predicts_calibrated_intervals() {
 }
 
 #[test]
+fn multiswag_shares_the_draws_among_its_members() {
+    let dir = std::env::temp_dir().join(format!("bnnc-multiswag-{}", std::process::id()));
+    let (code, stdout, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "swag",
+        "--members",
+        "3",
+        "--output-draws",
+        "100",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["swag"]["members"], 3);
+    assert_eq!(summary["swag"]["per_member"].as_array().unwrap().len(), 3);
+    // 33 + 33 + 34 draws, and the members' modes differ: their draws' means do.
+    let rows = draws(&dir);
+    assert_eq!(rows.len(), 101);
+    let col = |r: &str| r.split(',').nth(2).unwrap().parse::<f64>().unwrap();
+    let mean =
+        |range: std::ops::Range<usize>| range.clone().map(|i| col(&rows[1 + i])).sum::<f64>() / range.len() as f64;
+    assert!((mean(0..33) - mean(66..100)).abs() > 1e-6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn cyclical_sgmcmc_on_the_yacht_network_predicts_calibrated_intervals() {
     for sampler in ["sghmc", "sgld"] {
         let dir = std::env::temp_dir().join(format!("bnnc-sgmcmc-{sampler}-{}", std::process::id()));

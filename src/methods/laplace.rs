@@ -275,11 +275,11 @@ pub fn run(
     } else {
         None
     };
-    let (setup, mode) = match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format)
-    {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (setup, _, mode) =
+        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
     let t = std::time::Instant::now();
     let theta = mode.run.x.clone();
     let block: Vec<usize> = match structure {

@@ -360,7 +360,7 @@ pub(crate) fn pretrain(
     o: &Options,
     rng: &mut rand::rngs::SmallRng,
     format: Format,
-) -> Result<(crate::methods::batches::Setup, Member), i32> {
+) -> Result<(crate::methods::batches::Setup, minibatch::Settings, Member), i32> {
     let setup = crate::methods::batches::setup(
         fe,
         model,
@@ -385,7 +385,7 @@ pub(crate) fn pretrain(
     };
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     match member(program, &setup, &settings, cfg, 0, &mut |_, _| {}) {
-        Ok(m) => Ok((setup, m)),
+        Ok(m) => Ok((setup, settings, m)),
         Err(e) => {
             eprintln!("error: {e}");
             Err(3)

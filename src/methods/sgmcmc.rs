@@ -39,11 +39,11 @@ pub fn run(
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
-    let (setup, mode) = match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format)
-    {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (setup, _, mode) =
+        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
     let (b, n) = (setup.batch_size, setup.train_rows.len());
     let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
     let (full, last, mut density) =

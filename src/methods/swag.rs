@@ -38,15 +38,11 @@ pub fn run(
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
-    let (setup, mode) = match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format)
-    {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let (b, n) = (setup.batch_size, setup.train_rows.len());
-    eprintln!("swag: the mode after {} epochs (kept epoch {})", mode.run.epochs.len(), mode.run.best_epoch);
-
-    // The SWA phase: SGD with momentum from the mode, moments after every epoch.
+    let (setup, settings, first) =
+        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
     let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
     let (full, last, mut density) =
         match (compile(&setup.full), setup.last.as_ref().map(compile).transpose(), compile(program)) {
@@ -57,18 +53,113 @@ pub fn run(
             }
         };
     let mut progs = Programs { full, full_program: &setup.full, last: last.zip(setup.last.as_ref()) };
-    let dim = program.dim();
+    // MultiSWAG (Wilson & Izmailov 2020): a SWAG Gaussian around each of --members modes, the
+    // draws shared out equally.
+    let members = o.modes.members.max(1);
+    let mut first = Some(first);
+    let (mut rows, mut records) = (Vec::with_capacity(o.output_draws), Vec::new());
+    for m in 0..members {
+        if crate::infer::run::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let mode = match first.take() {
+            Some(mode) => mode,
+            None => match crate::methods::modes::member(program, &setup, &settings, cfg, m, &mut |_, _| {}) {
+                Ok(mode) => mode,
+                Err(e) => {
+                    eprintln!("error: member {}: {e}", m + 1);
+                    continue;
+                }
+            },
+        };
+        let share = o.output_draws * (m + 1) / members - o.output_draws * m / members;
+        let seed = crate::infer::run::chain_seed(cfg.seed.wrapping_add(7919 * m as u64), 1);
+        match around(&mut progs, &mut density, &setup, &mode, o, share, seed) {
+            Ok((mut r, record)) => {
+                rows.append(&mut r);
+                records.push(record);
+            }
+            Err(e) => {
+                eprintln!("error: {}{e}", if members > 1 { format!("member {}: ", m + 1) } else { String::new() })
+            }
+        }
+    }
+    if rows.is_empty() {
+        return 3;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let b = setup.batch_size;
+    let first = &records[0];
+    eprintln!(
+        "swag: {} iterates of SGD at lr {} collected, rank {}{}, {seconds:.1} s",
+        first["swag_epochs"],
+        first["swag_lr"],
+        first["rank"],
+        if members > 1 { format!(", around {} of {members} modes", records.len()) } else { String::new() }
+    );
+    let mut warnings = Vec::new();
+    if records.len() < members {
+        warnings.push(format!("{} of {members} SWAG members trained: the predictive mixes those", records.len()));
+    }
+    let mut record = serde_json::json!({
+        "pretraining_epochs": first["pretraining_epochs"],
+        "best_epoch": first["best_epoch"],
+        "swag_epochs": first["swag_epochs"],
+        "swag_lr": first["swag_lr"],
+        "rank": first["rank"],
+        "batch_size": b,
+        "held_out_rows": setup.val_rows.len(),
+        "seconds": seconds,
+    });
+    if members > 1 {
+        record["members"] = records.len().into();
+        record["per_member"] = records.clone().into();
+    }
+    let settings_lines = vec![
+        "swag".to_string(),
+        format!("  members = {}", records.len()),
+        format!("  swag_epochs = {}", first["swag_epochs"]),
+        format!("  swag_lr = {}", first["swag_lr"]),
+        format!("  rank = {}", first["rank"]),
+        format!("  batch_size = {b}"),
+    ];
+    let leading = ["lp__".to_string()];
+    let draws = crate::methods::draws::Draws {
+        method: "swag",
+        csv_method: "swag",
+        settings: &settings_lines,
+        leading: &leading,
+        first_row: None,
+        rows: &rows,
+    };
+    crate::methods::draws::write(program, cfg, &draws, serde_json::json!({ "swag": record }), warnings, all)
+}
+
+/// One SWAG Gaussian around `mode`: the SGD phase at the largest learning rate whose iterates
+/// stay in the posterior's bulk (or --swag-lr), then `share` draws (with their log density
+/// first) and the member's record.
+fn around(
+    progs: &mut Programs,
+    density: &mut CompiledModel,
+    setup: &crate::methods::batches::Setup,
+    mode: &crate::methods::modes::Member,
+    o: &Options,
+    share: usize,
+    seed: u64,
+) -> Result<(Vec<Vec<f64>>, serde_json::Value), String> {
+    let n = setup.train_rows.len();
+    let dim = mode.run.x.len();
     // The mode's objective (the scaled log density of a batch, averaged over its best epoch).
     let at_mode = mode.run.epochs.iter().find(|e| e.epoch == mode.run.best_epoch).map_or(f64::NAN, |e| e.objective);
     let rates: Vec<f64> = match o.swag_lr {
         Some(lr) => vec![lr],
         None => LEARNING_RATES.to_vec(),
     };
-    let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
+    let mut srng = rand::rngs::SmallRng::seed_from_u64(seed);
     let mut chosen = None;
     let mut tried = Vec::new();
     for &lr in &rates {
-        let phase = swa_phase(&mut progs, &setup, &mode.run.x, o, lr, n, &mut srng);
+        let phase = swa_phase(progs, setup, &mode.run.x, o, lr, n, &mut srng);
         // Iterates that stay among the posterior's bulk.
         let (ok, why) = match &phase {
             Ok((_, mean_objective)) if crate::methods::batches::within_bulk(at_mode - mean_objective, dim) => {
@@ -86,85 +177,47 @@ pub fn run(
             }
             match phase {
                 Ok((m, _)) => chosen = Some((lr, m)),
-                Err(e) => {
-                    eprintln!("error: SWAG's SGD phase failed: {e}; a smaller --swag-lr may help");
-                    return 3;
-                }
+                Err(e) => return Err(format!("SWAG's SGD phase failed: {e}; a smaller --swag-lr may help")),
             }
             break;
         }
         tried.push(why);
     }
-    let Some((lr, Moments { mean, sq, deviations, count })) = chosen else {
-        eprintln!(
-            "error: SWAG's SGD phase left the mode at every learning rate tried ({}); give --swag-lr",
+    let Some((lr, moments)) = chosen else {
+        return Err(format!(
+            "SWAG's SGD phase left the mode at every learning rate tried ({}); give --swag-lr",
             tried.join("; ")
-        );
-        return 3;
+        ));
     };
+    let count = moments.count;
     if count < 2 {
-        eprintln!("error: SWAG needs at least two epochs of its SGD phase to estimate a covariance");
-        return 3;
+        return Err("SWAG needs at least two epochs of its SGD phase to estimate a covariance".into());
     }
     // Draws from the SWAG Gaussian.
-    let k = deviations.len();
-    let diag: Vec<f64> = (0..dim).map(|j| (sq[j] - mean[j] * mean[j]).max(1e-30).sqrt()).collect();
-    let mut rows = Vec::with_capacity(o.output_draws);
+    let k = moments.deviations.len();
+    let diag = moments.diagonal();
+    let mut rows = Vec::with_capacity(share);
     let mut theta = vec![0.0; dim];
-    for _ in 0..o.output_draws * 10 {
-        if rows.len() == o.output_draws {
+    for _ in 0..share * 10 {
+        if rows.len() == share {
             break;
         }
-        for j in 0..dim {
-            let z: f64 = StandardNormal.sample(&mut srng);
-            theta[j] = mean[j] + diag[j] * z / std::f64::consts::SQRT_2;
-        }
-        if k > 1 {
-            let scale = 1.0 / (2.0 * (k - 1) as f64).sqrt();
-            for d in &deviations {
-                let z: f64 = StandardNormal.sample(&mut srng);
-                theta.iter_mut().zip(d).for_each(|(t, d)| *t += scale * z * d);
-            }
-        }
+        moments.draw(&diag, &mut srng, &mut theta);
         let Ok(v) = density.constrained(&theta, true) else { continue };
         let lp = density.eval(&theta).map(|e| e.logp).unwrap_or(f64::NAN);
         rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
     }
     if rows.is_empty() {
-        eprintln!("error: no SWAG draw could be mapped to the constrained space");
-        return 3;
+        return Err("no SWAG draw could be mapped to the constrained space".into());
     }
-    let seconds = t.elapsed().as_secs_f64();
-    eprintln!("swag: {count} iterates of SGD at lr {lr} collected, rank {k}, {seconds:.1} s");
     let record = serde_json::json!({
-        "swag": {
-            "pretraining_epochs": mode.run.epochs.len(),
-            "best_epoch": mode.run.best_epoch,
-            "swag_epochs": count,
-            "swag_lr": lr,
-            "rank": k,
-            "batch_size": b,
-            "held_out_rows": setup.val_rows.len(),
-            "seconds": seconds,
-        }
+        "pretraining_epochs": mode.run.epochs.len(),
+        "best_epoch": mode.run.best_epoch,
+        "swag_epochs": count,
+        "swag_lr": lr,
+        "rank": k,
     });
-    let settings = vec![
-        "swag".to_string(),
-        format!("  swag_epochs = {count}"),
-        format!("  swag_lr = {lr}"),
-        format!("  rank = {k}"),
-        format!("  batch_size = {b}"),
-    ];
-    let leading = ["lp__".to_string()];
-    let draws = crate::methods::draws::Draws {
-        method: "swag",
-        csv_method: "swag",
-        settings: &settings,
-        leading: &leading,
-        first_row: None,
-        rows: &rows,
-    };
-    crate::methods::draws::write(program, cfg, &draws, record, Vec::new(), all)
+    Ok((rows, record))
 }
 
 /// Learning rates tried, largest first, when `--swag-lr` is not given.
@@ -176,6 +229,48 @@ struct Moments {
     sq: Vec<f64>,
     deviations: std::collections::VecDeque<Vec<f64>>,
     count: usize,
+}
+
+impl Moments {
+    fn new(dim: usize) -> Moments {
+        Moments { mean: vec![0.0; dim], sq: vec![0.0; dim], deviations: Default::default(), count: 0 }
+    }
+
+    /// One more iterate: the running mean and second moment, and its deviation from the
+    /// mean so far among the last `rank`.
+    fn add(&mut self, x: &[f64], rank: usize) {
+        self.count += 1;
+        let w = 1.0 / self.count as f64;
+        for j in 0..x.len() {
+            self.mean[j] += w * (x[j] - self.mean[j]);
+            self.sq[j] += w * (x[j] * x[j] - self.sq[j]);
+        }
+        if self.deviations.len() == rank {
+            self.deviations.pop_front();
+        }
+        self.deviations.push_back(x.iter().zip(&self.mean).map(|(a, b)| a - b).collect());
+    }
+
+    /// The diagonal part's standard deviations.
+    fn diagonal(&self) -> Vec<f64> {
+        self.mean.iter().zip(&self.sq).map(|(m, s)| (s - m * m).max(1e-30).sqrt()).collect()
+    }
+
+    /// A draw θ̄ + Σ_diag^{1/2} z₁ / √2 + D z₂ / √(2(K − 1)) into `theta`.
+    fn draw<R: rand::Rng + ?Sized>(&self, diag: &[f64], rng: &mut R, theta: &mut [f64]) {
+        for j in 0..theta.len() {
+            let z: f64 = StandardNormal.sample(rng);
+            theta[j] = self.mean[j] + diag[j] * z / std::f64::consts::SQRT_2;
+        }
+        let k = self.deviations.len();
+        if k > 1 {
+            let scale = 1.0 / (2.0 * (k - 1) as f64).sqrt();
+            for d in &self.deviations {
+                let z: f64 = StandardNormal.sample(rng);
+                theta.iter_mut().zip(d).for_each(|(t, d)| *t += scale * z * d);
+            }
+        }
+    }
 }
 
 /// SGD with momentum from `start` at learning rate `lr` per row, the moments collected after
@@ -191,18 +286,9 @@ fn swa_phase(
     rng: &mut rand::rngs::SmallRng,
 ) -> Result<(Moments, f64), String> {
     let dim = start.len();
-    let mut m = Moments { mean: vec![0.0; dim], sq: vec![0.0; dim], deviations: Default::default(), count: 0 };
+    let mut m = Moments::new(dim);
     let mut collect = |x: &[f64]| -> Option<f64> {
-        m.count += 1;
-        let w = 1.0 / m.count as f64;
-        for j in 0..dim {
-            m.mean[j] += w * (x[j] - m.mean[j]);
-            m.sq[j] += w * (x[j] * x[j] - m.sq[j]);
-        }
-        if m.deviations.len() == o.rank {
-            m.deviations.pop_front();
-        }
-        m.deviations.push_back(x.iter().zip(&m.mean).map(|(a, b)| a - b).collect());
+        m.add(x, o.rank);
         None
     };
     let swa = minibatch::Settings {
@@ -229,4 +315,40 @@ fn swa_phase(
     let objectives: Vec<f64> = run.epochs.iter().map(|e| e.objective).collect();
     let mean = objectives.iter().sum::<f64>() / objectives.len().max(1) as f64;
     Ok((m, if mean.is_finite() { mean } else { f64::NEG_INFINITY }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swag_moments_of_gaussian_iterates_give_the_swag_covariance() {
+        // Iterates from N(μ, Σ), as SGD at a constant rate leaves them on a quadratic: the
+        // running moments recover μ and diag Σ, the last K deviations Σ's low-rank part, and
+        // the draws have covariance (diag Σ + D Dᵀ / (K − 1)) / 2 ≈ (diag Σ + Σ) / 2.
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+        let (mu, l) = ([1.0, -2.0], [[1.0, 0.0], [0.8, 0.6]]); // Σ = L Lᵀ = [[1, .8], [.8, 1]]
+        let mut m = Moments::new(2);
+        for _ in 0..20_000 {
+            let (a, b): (f64, f64) = (StandardNormal.sample(&mut rng), StandardNormal.sample(&mut rng));
+            m.add(&[mu[0] + l[0][0] * a, mu[1] + l[1][0] * a + l[1][1] * b], 2_000);
+        }
+        assert_eq!(m.deviations.len(), 2_000);
+        assert!((m.mean[0] - 1.0).abs() < 0.03 && (m.mean[1] + 2.0).abs() < 0.03, "{:?}", m.mean);
+        let diag = m.diagonal();
+        assert!((diag[0] - 1.0).abs() < 0.03 && (diag[1] - 1.0).abs() < 0.03, "{diag:?}");
+        let n = 40_000;
+        let (mut c00, mut c01, mut c11) = (0.0, 0.0, 0.0);
+        let mut theta = [0.0; 2];
+        for _ in 0..n {
+            m.draw(&diag, &mut rng, &mut theta);
+            let (x, y) = (theta[0] - m.mean[0], theta[1] - m.mean[1]);
+            c00 += x * x;
+            c01 += x * y;
+            c11 += y * y;
+        }
+        let (c00, c01, c11) = (c00 / n as f64, c01 / n as f64, c11 / n as f64);
+        assert!((c00 - 1.0).abs() < 0.08 && (c11 - 1.0).abs() < 0.08, "variances {c00} {c11}");
+        assert!((c01 - 0.4).abs() < 0.06, "covariance {c01}: half the off-diagonal");
+    }
 }
