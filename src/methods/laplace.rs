@@ -280,6 +280,9 @@ pub fn run(
             Ok(x) => x,
             Err(code) => return code,
         };
+    if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "laplace", &mode, all) {
+        return code;
+    }
     let t = std::time::Instant::now();
     let theta = mode.run.x.clone();
     let block: Vec<usize> = match structure {

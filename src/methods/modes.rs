@@ -255,7 +255,10 @@ pub fn single(
     };
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     let t = std::time::Instant::now();
-    let m = match member(program, &setup, &settings, cfg, 0, &mut |_, _| {}) {
+    let bar = progress_bar(if kind == Single::Map { "map" } else { "mc-dropout" }, settings.epochs);
+    let trained = member(program, &setup, &settings, cfg, 0, &mut epoch_progress(&bar));
+    bar.finish_and_clear();
+    let m = match trained {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -347,6 +350,53 @@ pub(crate) fn member(
     Ok(Member { logp, values, named, run })
 }
 
+/// When a stop was requested (Ctrl-C) during a method's pretraining: the mode reached is
+/// written as `map --batch-size` writes one, so that what was learnt is kept. `None` when no
+/// stop was requested.
+pub(crate) fn keep_stopped_mode(
+    program: &Program,
+    cfg: &Config,
+    method: &str,
+    mode: &Member,
+    all: bool,
+) -> Option<i32> {
+    if !crate::infer::run::STOP.load(Ordering::Relaxed) {
+        return None;
+    }
+    eprintln!("warning: stopped while finding the mode; it is written as `map` writes one, without {method}'s spread");
+    let record = serde_json::json!({
+        "logp": mode.logp,
+        "epochs": mode.run.epochs.len(),
+        "best_epoch": mode.run.best_epoch,
+        "stopped": true,
+    });
+    Some(crate::methods::map::report(program, cfg, "map", &mode.named, mode.logp, ("optimizer", record), all))
+}
+
+/// A progress bar of `len` steps labelled `label` on a terminal; hidden otherwise.
+pub(crate) fn progress_bar(label: &str, len: usize) -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!("{label} {{bar:30}} {{pos}}/{{len}} {{msg}}"))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The progress of one mode's training on `bar`: an epoch a step, the held-out score shown.
+pub(crate) fn epoch_progress(bar: &indicatif::ProgressBar) -> impl FnMut(&minibatch::Epoch, usize) + '_ {
+    move |e, _| {
+        bar.inc(1);
+        if let Some(v) = e.val_log_lik {
+            bar.set_message(format!("epoch {}: held-out log-lik {v:.4}", e.epoch));
+        }
+    }
+}
+
 /// The pretraining of the methods that start from one mode found on minibatches (SWAG,
 /// SG-MCMC, Laplace): the rows split as `o` says, the default epochs, and member 0 trained
 /// with early stopping. `Err` holds the exit code, the error already printed.
@@ -384,7 +434,10 @@ pub(crate) fn pretrain(
         drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
     };
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
-    match member(program, &setup, &settings, cfg, 0, &mut |_, _| {}) {
+    let bar = progress_bar("mode", settings.epochs);
+    let trained = member(program, &setup, &settings, cfg, 0, &mut epoch_progress(&bar));
+    bar.finish_and_clear();
+    match trained {
         Ok(m) => Ok((setup, settings, m)),
         Err(e) => {
             eprintln!("error: {e}");

@@ -44,6 +44,9 @@ pub fn run(
             Ok(x) => x,
             Err(code) => return code,
         };
+    if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "sgmcmc", &mode, all) {
+        return code;
+    }
     let (b, n) = (setup.batch_size, setup.train_rows.len());
     let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
     let (full, last, mut density) =
@@ -72,7 +75,12 @@ pub fn run(
             friction: 0.1,
             drop_path: o.modes.drop_path.unwrap_or((0.0, 0.0)),
         };
-        match sgmcmc::sample(&mut progs, mode.run.x.clone(), &setup.train_rows, &s, &mut srng, &mut |_, _| {}) {
+        let bar = crate::methods::modes::progress_bar(&format!("sgmcmc (rate {rate:e})"), s.cycles);
+        let sampled = sgmcmc::sample(&mut progs, mode.run.x.clone(), &setup.train_rows, &s, &mut srng, &mut |c, _| {
+            bar.set_position(c as u64)
+        });
+        bar.finish_and_clear();
+        match sampled {
             Ok(out) if out.stopped => {
                 chosen = Some((rate, out));
                 break;

@@ -43,6 +43,9 @@ pub fn run(
             Ok(x) => x,
             Err(code) => return code,
         };
+    if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "swag", &first, all) {
+        return code;
+    }
     let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
     let (full, last, mut density) =
         match (compile(&setup.full), setup.last.as_ref().map(compile).transpose(), compile(program)) {
@@ -301,6 +304,7 @@ fn swa_phase(
         drop_path: o.modes.drop_path.unwrap_or((0.0, 0.0)),
     };
     let mut after: Option<&mut dyn FnMut(&[f64]) -> Option<f64>> = Some(&mut collect);
+    let bar = crate::methods::modes::progress_bar(&format!("swag (lr {lr:e})"), o.swag_epochs);
     let run = minibatch::train(
         progs,
         start.to_vec(),
@@ -309,8 +313,9 @@ fn swa_phase(
         &mut Mode::new(setup.full.dim()),
         rng,
         &mut after,
-        &mut |_, _| {},
+        &mut |_, _| bar.inc(1),
     )?;
+    bar.finish_and_clear();
     drop(after);
     let objectives: Vec<f64> = run.epochs.iter().map(|e| e.objective).collect();
     let mean = objectives.iter().sum::<f64>() / objectives.len().max(1) as f64;
