@@ -3,11 +3,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::bnnc;
-
-fn read_json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common_cli::{bnnc, predict_fit, read_json};
 
 /// The draws' rows (without the header) as numbers.
 fn draw_rows(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
@@ -114,7 +110,8 @@ fn invert(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
 }
 
 fn run_and_predict(structure: &str, model: &str, data: &str, test: &str) -> (serde_json::Value, serde_json::Value) {
-    let dir = std::env::temp_dir().join(format!("bnnc-laplace-{structure}-{}", std::process::id()));
+    let stem = std::path::Path::new(model).file_stem().unwrap().to_string_lossy().into_owned();
+    let dir = std::env::temp_dir().join(format!("bnnc-laplace-{stem}-{structure}-{}", std::process::id()));
     let (code, stdout, stderr) = bnnc(&[
         "run",
         model,
@@ -128,9 +125,7 @@ fn run_and_predict(structure: &str, model: &str, data: &str, test: &str) -> (ser
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let (code, _, stderr) = bnnc(&["predict", model, "--fit", dir.to_str().unwrap(), "--data", test]);
-    assert_eq!(code, 0, "{stderr}");
-    let out = (read_json(&dir.join("summary.json")), read_json(&dir.join("predictive.json")));
+    let out = (read_json(&dir.join("summary.json")), predict_fit(model, &dir, test));
     let _ = std::fs::remove_dir_all(&dir);
     out
 }

@@ -4,7 +4,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::bnnc;
+use common_cli::{bnnc, predict_fit, read_json};
 
 fn draws(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("draws-1.csv"))
@@ -41,21 +41,10 @@ fn an_ensemble_of_the_yacht_network_predicts_calibrated_intervals_and_does_not_d
     // A header and one row per member, the same whatever the threads.
     assert_eq!(a.len(), 4);
     assert_eq!(a, b);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(one.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(&one.join("summary.json"));
     assert_eq!(summary["method"], "ensemble");
     assert_eq!(summary["ensemble"]["held_out_rows"], 28);
-    let (code, _, stderr) = bnnc(&[
-        "predict",
-        "examples/bnn_regression.bnn",
-        "--fit",
-        one.to_str().unwrap(),
-        "--data",
-        "examples/bnn_regression_test.json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let pred: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(one.join("predictive.json")).unwrap()).unwrap();
+    let pred = predict_fit("examples/bnn_regression.bnn", &one, "examples/bnn_regression_test.json");
     assert_eq!(pred["draws"], 3);
     let m = &pred["observed"]["y"]["metrics"];
     let coverage = m["coverage90"].as_f64().unwrap();
@@ -94,8 +83,7 @@ fn map_on_minibatches_stops_on_held_out_rows_and_predict_reads_its_mode() {
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("Estimate") && stderr.contains("28 held out"), "{stdout}\n{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(&dir.join("summary.json"));
     assert_eq!(summary["method"], "map");
     assert_eq!(summary["optimizer"]["batch_size"], 32);
     // Held-out rows choose the epoch kept, before the last.
@@ -147,8 +135,7 @@ fn mc_dropout_predicts_with_fresh_masks_the_same_on_both_backends() {
         fit.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fit.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(&fit.join("summary.json"));
     assert_eq!(summary["method"], "mc-dropout");
     assert_eq!(summary["mc_dropout"]["mc_samples"], 50);
     assert_eq!(summary["mc_dropout"]["dropout_layers"], 1);
@@ -170,8 +157,7 @@ fn mc_dropout_predicts_with_fresh_masks_the_same_on_both_backends() {
         ]);
         assert_eq!(code, 0, "{stderr}");
         seen.push(std::fs::read_to_string(out.join("predictive.csv")).unwrap());
-        let pred: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("predictive.json")).unwrap()).unwrap();
+        let pred: serde_json::Value = read_json(&out.join("predictive.json"));
         assert_eq!(pred["draws"], 50);
         // The passes differ: the mode alone would have no epistemic variance.
         let rows = pred["observed"]["y"]["rows"].as_array().unwrap();
@@ -220,23 +206,12 @@ fn swag_around_the_yacht_networks_mode_predicts_calibrated_intervals() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(&dir.join("summary.json"));
     assert_eq!(summary["method"], "swag");
     assert_eq!(summary["swag"]["rank"], 20);
     assert_eq!(summary["swag"]["swag_epochs"], 50);
     assert_eq!(draws(&dir).len(), 201);
-    let (code, _, stderr) = bnnc(&[
-        "predict",
-        "examples/bnn_regression.bnn",
-        "--fit",
-        dir.to_str().unwrap(),
-        "--data",
-        "examples/bnn_regression_test.json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let pred: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+    let pred = predict_fit("examples/bnn_regression.bnn", &dir, "examples/bnn_regression_test.json");
     let coverage = pred["observed"]["y"]["metrics"]["coverage90"].as_f64().unwrap();
     assert!((0.8..=0.97).contains(&coverage), "90% coverage {coverage}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -258,8 +233,7 @@ fn multiswag_shares_the_draws_among_its_members() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(&dir.join("summary.json"));
     assert_eq!(summary["swag"]["members"], 3);
     assert_eq!(summary["swag"]["per_member"].as_array().unwrap().len(), 3);
     // 33 + 33 + 34 draws, and the members' modes differ: their draws' means do.
@@ -289,23 +263,12 @@ fn cyclical_sgmcmc_on_the_yacht_network_predicts_calibrated_intervals() {
             dir.to_str().unwrap(),
         ]);
         assert_eq!(code, 0, "{stdout}\n{stderr}");
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value = read_json(&dir.join("summary.json"));
         assert_eq!(summary["method"], "sgmcmc");
         assert_eq!(summary["sgmcmc"]["sampler"], sampler);
         // Five draws at the end of each cycle's sampling part.
         assert_eq!(draws(&dir).len(), 51);
-        let (code, _, stderr) = bnnc(&[
-            "predict",
-            "examples/bnn_regression.bnn",
-            "--fit",
-            dir.to_str().unwrap(),
-            "--data",
-            "examples/bnn_regression_test.json",
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        let pred: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+        let pred = predict_fit("examples/bnn_regression.bnn", &dir, "examples/bnn_regression_test.json");
         let coverage = pred["observed"]["y"]["metrics"]["coverage90"].as_f64().unwrap();
         assert!((0.8..=0.97).contains(&coverage), "{sampler}: 90% coverage {coverage}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -329,17 +292,7 @@ fn drop_path_trains_the_fractal_network_and_is_refused_without_a_join() {
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     // Prediction averages every path (drop-path is a training-time regulariser).
-    let (code, _, stderr) = bnnc(&[
-        "predict",
-        "examples/fractal_regression.bnn",
-        "--fit",
-        dir.to_str().unwrap(),
-        "--data",
-        "examples/bnn_regression_test.json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let pred: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+    let pred = predict_fit("examples/fractal_regression.bnn", &dir, "examples/bnn_regression_test.json");
     assert!(pred["observed"]["y"]["metrics"]["rmse"].as_f64().unwrap() < 0.3);
     let _ = std::fs::remove_dir_all(&dir);
     let (code, _, stderr) = bnnc(&[
@@ -382,17 +335,7 @@ fn every_network_method_classifies_the_held_out_wines_with_calibrated_probabilit
         args.extend_from_slice(&["--out", dir.to_str().unwrap()]);
         let (code, stdout, stderr) = bnnc(&args);
         assert_eq!(code, 0, "{m:?}: {stdout}\n{stderr}");
-        let (code, _, stderr) = bnnc(&[
-            "predict",
-            "examples/bnn_classification.bnn",
-            "--fit",
-            dir.to_str().unwrap(),
-            "--data",
-            "examples/bnn_classification_test.json",
-        ]);
-        assert_eq!(code, 0, "{m:?}: {stderr}");
-        let pred: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("predictive.json")).unwrap()).unwrap();
+        let pred = predict_fit("examples/bnn_classification.bnn", &dir, "examples/bnn_classification_test.json");
         let y = &pred["observed"]["y"];
         assert_eq!(y["kind"], "class");
         let metric = |k: &str| y["metrics"][k].as_f64().unwrap();

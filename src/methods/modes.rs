@@ -36,6 +36,27 @@ pub struct Options {
     pub schedule: minibatch::Schedule,
 }
 
+impl Options {
+    /// The training loop's settings for `setup`'s rows: by default epochs enough for 20,000
+    /// steps (10 to 10,000), stopping after a tenth of them (at least 20) without a better
+    /// held-out score.
+    pub(crate) fn settings(&self, setup: &crate::methods::batches::Setup) -> minibatch::Settings {
+        let steps_per_epoch = setup.train_rows.len().div_ceil(setup.batch_size);
+        let epochs = self
+            .epochs
+            .unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
+        minibatch::Settings {
+            epochs,
+            batch_size: setup.batch_size,
+            lr: self.lr,
+            schedule: self.schedule,
+            sgd_momentum: self.sgd_momentum,
+            patience: (epochs / 10).max(20),
+            drop_path: self.drop_path.unwrap_or((0.0, 0.0)),
+        }
+    }
+}
+
 /// One member's outcome.
 pub(crate) struct Member {
     /// The log density at the mode (without the Jacobian) and the constrained values.
@@ -73,17 +94,8 @@ pub fn run(
     };
     let b = setup.batch_size;
     let steps_per_epoch = setup.train_rows.len().div_ceil(b);
-    let epochs =
-        o.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
-    let settings = minibatch::Settings {
-        epochs,
-        batch_size: b,
-        lr: o.lr,
-        schedule: o.schedule,
-        sgd_momentum: o.sgd_momentum,
-        patience: (epochs / 10).max(20),
-        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
-    };
+    let settings = o.settings(&setup);
+    let epochs = settings.epochs;
     eprintln!(
         "ensemble: {} members, {} training rows{}, batches of {b}, at most {epochs} epochs of {steps_per_epoch} steps each",
         o.members,
@@ -242,17 +254,7 @@ pub fn single(
         };
     let b = setup.batch_size;
     let steps_per_epoch = setup.train_rows.len().div_ceil(b);
-    let epochs =
-        o.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
-    let settings = minibatch::Settings {
-        epochs,
-        batch_size: b,
-        lr: o.lr,
-        schedule: o.schedule,
-        sgd_momentum: o.sgd_momentum,
-        patience: (epochs / 10).max(20),
-        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
-    };
+    let settings = o.settings(&setup);
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     let t = std::time::Instant::now();
     let bar = progress_bar(if kind == Single::Map { "map" } else { "mc-dropout" }, settings.epochs);
@@ -421,18 +423,7 @@ pub(crate) fn pretrain(
         rng,
         format,
     )?;
-    let steps_per_epoch = setup.train_rows.len().div_ceil(setup.batch_size);
-    let epochs =
-        o.epochs.unwrap_or_else(|| crate::methods::bbb::DEFAULT_STEPS.div_ceil(steps_per_epoch).clamp(10, 10_000));
-    let settings = minibatch::Settings {
-        epochs,
-        batch_size: setup.batch_size,
-        lr: o.lr,
-        schedule: o.schedule,
-        sgd_momentum: o.sgd_momentum,
-        patience: (epochs / 10).max(20),
-        drop_path: o.drop_path.unwrap_or((0.0, 0.0)),
-    };
+    let settings = o.settings(&setup);
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     let bar = progress_bar("mode", settings.epochs);
     let trained = member(program, &setup, &settings, cfg, 0, &mut epoch_progress(&bar));

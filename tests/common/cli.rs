@@ -13,3 +13,17 @@ pub fn bnnc(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `bnnc predict MODEL --fit DIR --data TEST`, which must succeed: its `predictive.json`.
+#[allow(dead_code)]
+pub fn predict_fit(model: &str, fit: &std::path::Path, test: &str) -> serde_json::Value {
+    let (code, _, stderr) = bnnc(&["predict", model, "--fit", fit.to_str().unwrap(), "--data", test]);
+    assert_eq!(code, 0, "{stderr}");
+    read_json(&fit.join("predictive.json"))
+}
+
+/// A JSON file.
+#[allow(dead_code)]
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
