@@ -46,6 +46,9 @@ impl Hessian {
     }
 }
 
+/// The most coordinates a dense curvature is built over.
+const MAX_DENSE: usize = 3000;
+
 pub struct Options {
     /// The mode's training (as `map --batch-size`).
     pub modes: crate::methods::modes::Options,
@@ -267,6 +270,20 @@ pub fn run(
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
     let structure = o.hessian.unwrap_or(if has_layers(program) { Hessian::LastLayer } else { Hessian::Full });
+    let block: Vec<usize> = match structure {
+        Hessian::LastLayer => last_layer(program),
+        _ => (0..program.dim()).collect(),
+    };
+    // The dense curvature's eigendecomposition costs O(k³) per sweep.
+    if structure != Hessian::Diag && block.len() > MAX_DENSE {
+        eprintln!(
+            "error: --hessian {} would build a {k} × {k} curvature; above {MAX_DENSE} coordinates use --hessian diag{}",
+            structure.name(),
+            if structure == Hessian::Full && has_layers(program) { " or last-layer" } else { "" },
+            k = block.len(),
+        );
+        return 2;
+    }
     let one_row = if structure == Hessian::Diag {
         match crate::methods::batches::row_program(fe, model, data, format) {
             Ok(p) => Some(p),
@@ -285,10 +302,6 @@ pub fn run(
     }
     let t = std::time::Instant::now();
     let theta = mode.run.x.clone();
-    let block: Vec<usize> = match structure {
-        Hessian::LastLayer => last_layer(program),
-        _ => (0..theta.len()).collect(),
-    };
     let ice = |e: String| {
         eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
         2
