@@ -103,6 +103,8 @@ struct Options {
     out: PathBuf,
     data: PathBuf,
     run_args: Vec<String>,
+    /// Only tabulate the results there are.
+    table_only: bool,
 }
 
 fn main() {
@@ -136,6 +138,7 @@ fn options(args: &[String]) -> Res<Options> {
         out: PathBuf::from("target/uci"),
         data: PathBuf::from("data/uci"),
         run_args: vec![],
+        table_only: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -157,9 +160,10 @@ fn options(args: &[String]) -> Res<Options> {
             "--out" => o.out = PathBuf::from(value()?),
             "--data" => o.data = PathBuf::from(value()?),
             "--run-args" => o.run_args = value()?.split_whitespace().map(str::to_string).collect(),
+            "--table-only" => o.table_only = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: uci [--methods m1,m2] [--sets s1,s2] [--splits K] [--jobs J] [--out DIR] [--data DIR] [--run-args \"...\"]"
+                    "usage: uci [--methods m1,m2] [--sets s1,s2] [--splits K] [--jobs J] [--out DIR] [--data DIR] [--run-args \"...\"] [--table-only]"
                 );
                 std::process::exit(0);
             }
@@ -189,7 +193,8 @@ fn parent(o: &Options) -> Res<()> {
             }
         }
     }
-    let todo: Vec<_> = tasks.iter().filter(|(m, s, k)| !result_path(&o.out, m, s, *k).exists()).cloned().collect();
+    let todo: Vec<_> =
+        tasks.iter().filter(|(m, s, k)| !o.table_only && !result_path(&o.out, m, s, *k).exists()).cloned().collect();
     eprintln!("uci: {} splits, {} to run, {} at a time", tasks.len(), todo.len(), o.jobs);
     let queue = Mutex::new(todo.into_iter());
     let done = Mutex::new(0usize);
@@ -373,12 +378,18 @@ fn tabulate(o: &Options, tasks: &[(String, &str, usize)]) -> Res<()> {
     let pick = |m: &str, s: &str, key: &str| -> Vec<f64> {
         results.iter().filter(|r| r["method"] == m && r["set"] == s).filter_map(|r| r[key].as_f64()).collect()
     };
-    let cell = |v: &[f64], digits: usize| {
+    let cell = |v: &[f64], digits: usize, set: &Set| {
         if v.is_empty() {
             "—".to_string()
         } else {
             let (m, se) = mean_se(v);
-            format!("{m:.digits$} ± {se:.digits$}")
+            let all = n_splits(&o.data, set).unwrap_or(v.len());
+            let part = match v.len() {
+                n if n >= all => String::new(),
+                1 => " (1 split)".to_string(),
+                n => format!(" ({n} splits)"),
+            };
+            format!("{m:.digits$} ± {se:.digits$}{part}")
         }
     };
     let mut md = String::new();
@@ -406,7 +417,7 @@ fn tabulate(o: &Options, tasks: &[(String, &str, usize)]) -> Res<()> {
                 pub_(s.ensembles)
             );
             for m in &o.methods {
-                md += &format!(" {} |", cell(&pick(m, s.short, key), digits));
+                md += &format!(" {} |", cell(&pick(m, s.short, key), digits, s));
             }
             md += "\n";
         }
@@ -430,16 +441,17 @@ fn tabulate(o: &Options, tasks: &[(String, &str, usize)]) -> Res<()> {
         }
         md += "\n";
     }
-    // The yardstick: the best bnnc method's mean test log-likelihood per set against
-    // MC Dropout (Gal 2016) and Deep Ensembles.
+    // The yardstick: the best bnnc method's mean test log-likelihood per set (among those
+    // run on all its splits) against MC Dropout (Gal 2016) and Deep Ensembles.
     let (mut beat_dropout, mut beat_ensembles, mut counted) = (0, 0, 0);
     for s in &o.sets {
         let best = o
             .methods
             .iter()
             .filter_map(|m| {
+                // Only methods run on every split of the set.
                 let v = pick(m, s.short, "log_lik");
-                (!v.is_empty()).then(|| mean_se(&v).0)
+                (!v.is_empty() && v.len() == n_splits(&o.data, s).unwrap_or(0)).then(|| mean_se(&v).0)
             })
             .fold(f64::NEG_INFINITY, f64::max);
         if best.is_finite() {
