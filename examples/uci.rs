@@ -394,50 +394,60 @@ fn tabulate(o: &Options, tasks: &[(String, &str, usize)]) -> Res<()> {
     };
     let mut md = String::new();
     let mut summary = vec![];
-    for (title, key, digits) in [("Test log-likelihood", "log_lik", 2), ("Test RMSE", "rmse", 2)] {
-        md += &format!("### {title} (mean ± standard error over splits)\n\n| set | PBP | MC Dropout | MC Dropout, tuned | Deep Ensembles |");
-        for m in &o.methods {
-            md += &format!(" bnnc {m} |");
-        }
-        md += "\n|---|---|---|---|---|";
-        md += &"---|".repeat(o.methods.len());
-        md += "\n";
+    // One table per metric: a row per method (the published ones first), a column per set.
+    let header = |md: &mut String| {
+        *md += "| method |";
         for s in &o.sets {
-            let ll = key == "log_lik";
-            let pub_ = |p: (f64, f64)| if ll { p.1 } else { p.0 };
+            *md += &format!(" {} |", s.short);
+        }
+        *md += "\n|---|";
+        *md += &"---|".repeat(o.sets.len());
+        *md += "\n";
+    };
+    for (title, key, digits) in [("Test log-likelihood", "log_lik", 2), ("Test RMSE", "rmse", 2)] {
+        let ll = key == "log_lik";
+        md += &format!("#### {title} (mean ± standard error over splits)\n\n");
+        header(&mut md);
+        let published: [(&str, fn(&Set) -> (f64, f64)); 3] =
+            [("PBP", |s| s.pbp), ("MC Dropout (Gal 2016)", |s| s.dropout), ("Deep Ensembles", |s| s.ensembles)];
+        for (name, get) in published {
+            md += &format!("| {name} |");
+            for s in &o.sets {
+                let p = get(s);
+                md += &format!(" {:.2} |", if ll { p.1 } else { p.0 });
+            }
+            md += "\n";
+        }
+        md += "| MC Dropout, tuned (`results/`) |";
+        for s in &o.sets {
             let tuned = tuned_dropout(&o.data, s).map_or("—".to_string(), |(l, r)| {
                 let (m, se) = if ll { l } else { r };
                 format!("{m:.digits$} ± {se:.digits$}")
             });
-            md += &format!(
-                "| {} | {:.2} | {:.2} | {tuned} | {:.2} |",
-                s.short,
-                pub_(s.pbp),
-                pub_(s.dropout),
-                pub_(s.ensembles)
-            );
-            for m in &o.methods {
+            md += &format!(" {tuned} |");
+        }
+        md += "\n";
+        for m in &o.methods {
+            md += &format!("| bnnc `{m}` |");
+            for s in &o.sets {
                 md += &format!(" {} |", cell(&pick(m, s.short, key), digits, s));
             }
             md += "\n";
         }
         md += "\n";
     }
-    md += "### 90% interval coverage and seconds per split (run, not predict)\n\n| set |";
-    for m in &o.methods {
-        md += &format!(" {m} coverage | {m} s |");
-    }
-    md += "\n|---|";
-    md += &"---|---|".repeat(o.methods.len());
-    md += "\n";
-    for s in &o.sets {
-        md += &format!("| {} |", s.short);
+    for (title, key, digits) in [("90% interval coverage", "coverage90", 2), ("Seconds per split (run)", "seconds", 1)]
+    {
+        md += &format!("#### {title} (mean over splits)\n\n");
+        header(&mut md);
         for m in &o.methods {
-            let cov = pick(m, s.short, "coverage90");
-            let sec = pick(m, s.short, "seconds");
-            let c = if cov.is_empty() { "—".into() } else { format!("{:.2}", mean_se(&cov).0) };
-            let t = if sec.is_empty() { "—".into() } else { format!("{:.1}", mean_se(&sec).0) };
-            md += &format!(" {c} | {t} |");
+            md += &format!("| bnnc `{m}` |");
+            for s in &o.sets {
+                let v = pick(m, s.short, key);
+                let c = if v.is_empty() { "—".into() } else { format!("{:.digits$}", mean_se(&v).0) };
+                md += &format!(" {c} |");
+            }
+            md += "\n";
         }
         md += "\n";
     }
