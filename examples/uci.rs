@@ -364,7 +364,8 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 fn tuned_dropout(data: &Path, set: &Set) -> Option<((f64, f64), (f64, f64))> {
     let r = data.join(set.dir).join("results");
     let ll = read_numbers(&r.join("test_ll_100_xepochs_1_hidden_layers.txt")).ok()?;
-    let rmse = read_numbers(&r.join("test_rmse_100_xepochs_1_hidden_layers.txt")).ok()?;
+    // The RMSE of the MC-averaged prediction, the one comparable with a predictive mean.
+    let rmse = read_numbers(&r.join("test_MC_rmse_100_xepochs_1_hidden_layers.txt")).ok()?;
     Some((mean_se(&ll), mean_se(&rmse)))
 }
 
