@@ -25,6 +25,26 @@ pub struct Setup {
     pub val_program: Option<Program>,
 }
 
+impl Setup {
+    /// The minibatch programs and the model's density (`program`), compiled without the
+    /// transforms' log-Jacobian as a mode's training needs; `Err` says what failed.
+    pub fn compile<'p>(
+        &'p self,
+        program: &'p Program,
+        backend: crate::compiled::Backend,
+    ) -> Result<(crate::infer::minibatch::Programs<'p>, crate::compiled::CompiledModel<'p>), String> {
+        let compile = |p| crate::compiled::CompiledModel::new(p, backend).map(|c| c.without_jacobian());
+        let ice = |e: String| format!("internal compiler error: {e} (`--backend interp` runs without compiling)");
+        let full = compile(&self.full).map_err(ice)?;
+        let last = match &self.last {
+            Some(p) => Some((compile(p).map_err(ice)?, p)),
+            None => None,
+        };
+        let density = compile(program).map_err(ice)?;
+        Ok((crate::infer::minibatch::Programs { full, full_program: &self.full, last }, density))
+    }
+}
+
 /// Find the rows, hold out `val_frac` of them (at random, from `rng`), and lower the programs
 /// with `options` (its batch size set here). `Err` holds the exit code after the diagnostics
 /// are printed.

@@ -10,10 +10,10 @@
 //!   afresh at every step (Gal & Ghahramani 2016); `predict` averages `--mc-samples` passes
 //!   with fresh masks.
 
-use crate::compiled::{CompiledModel, Forward};
+use crate::compiled::Forward;
 use crate::diag::Format;
 use crate::driver::Frontend;
-use crate::infer::minibatch::{self, Mode, Programs};
+use crate::infer::minibatch::{self, Mode};
 use crate::infer::run::{chain_seed, Config};
 use crate::ir::lower::Options as LowerOptions;
 use crate::ir::Program;
@@ -311,15 +311,8 @@ pub(crate) fn member(
     m: usize,
     progress: &mut dyn FnMut(&minibatch::Epoch, usize),
 ) -> Result<Member, String> {
-    let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
+    let (mut progs, mut density) = setup.compile(program, cfg.backend)?;
     let ice = |e: String| format!("internal compiler error: {e} (`--backend interp` runs without compiling)");
-    let full = compile(&setup.full).map_err(ice)?;
-    let last = match &setup.last {
-        Some(p) => Some((compile(p).map_err(ice)?, p)),
-        None => None,
-    };
-    let mut progs = Programs { full, full_program: &setup.full, last };
-    let mut density = compile(program).map_err(ice)?;
     let mut val_fw = setup.val_program.as_ref().map(|p| Forward::new(p, cfg.backend)).transpose().map_err(ice)?;
     let has_val = val_fw.is_some();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(chain_seed(cfg.seed, m));

@@ -3,10 +3,8 @@
 //! SWAG's learning rate is: the largest per-row rate, of 10⁻², 10⁻³, …, whose draws keep the
 //! log density of a posterior's bulk ([`crate::methods::batches::within_bulk`]).
 
-use crate::compiled::CompiledModel;
 use crate::diag::Format;
 use crate::driver::Frontend;
-use crate::infer::minibatch::Programs;
 use crate::infer::run::Config;
 use crate::infer::sgmcmc::{self, Sampler};
 use crate::ir::Program;
@@ -48,16 +46,13 @@ pub fn run(
         return code;
     }
     let (b, n) = (setup.batch_size, setup.train_rows.len());
-    let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
-    let (full, last, mut density) =
-        match (compile(&setup.full), setup.last.as_ref().map(compile).transpose(), compile(program)) {
-            (Ok(f), Ok(l), Ok(d)) => (f, l, d),
-            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-                eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
-                return 2;
-            }
-        };
-    let mut progs = Programs { full, full_program: &setup.full, last: last.zip(setup.last.as_ref()) };
+    let (mut progs, mut density) = match setup.compile(program, cfg.backend) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let at_mode = mode.run.epochs.iter().find(|e| e.epoch == mode.run.best_epoch).map_or(f64::NAN, |e| e.objective);
     let dim = program.dim();
     let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));

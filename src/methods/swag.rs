@@ -46,16 +46,13 @@ pub fn run(
     if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "swag", &first, all) {
         return code;
     }
-    let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());
-    let (full, last, mut density) =
-        match (compile(&setup.full), setup.last.as_ref().map(compile).transpose(), compile(program)) {
-            (Ok(f), Ok(l), Ok(d)) => (f, l, d),
-            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-                eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
-                return 2;
-            }
-        };
-    let mut progs = Programs { full, full_program: &setup.full, last: last.zip(setup.last.as_ref()) };
+    let (mut progs, mut density) = match setup.compile(program, cfg.backend) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     // MultiSWAG (Wilson & Izmailov 2020): a SWAG Gaussian around each of --members modes, the
     // draws shared out equally.
     let members = o.modes.members.max(1);
