@@ -61,6 +61,35 @@ pub struct Programs<'p> {
     pub last: Option<(CompiledModel<'p>, &'p Program)>,
 }
 
+impl<'p> Programs<'p> {
+    /// The program for a batch of `chunk`'s rows with its inputs, the rows set: the full
+    /// batches' program, or the last, shorter batch's; `None` when there is none of that
+    /// length. `rows` is scratch.
+    pub fn for_batch<'a>(
+        &'a mut self,
+        chunk: &[usize],
+        b: usize,
+        full_in: &'a Inputs,
+        last_in: Option<&'a Inputs>,
+        rows: &mut Vec<f64>,
+    ) -> Result<Option<(&'a mut CompiledModel<'p>, &'a Inputs)>, String> {
+        let (model, inputs) = if chunk.len() == b {
+            (&mut self.full, full_in)
+        } else {
+            match (&mut self.last, last_in) {
+                (Some((m, _)), Some(i)) => (m, i),
+                _ => return Ok(None),
+            }
+        };
+        rows.clear();
+        rows.extend(chunk.iter().map(|&r| r as f64));
+        if let Some(k) = inputs.rows {
+            model.set_input(k, rows)?;
+        }
+        Ok(Some((model, inputs)))
+    }
+}
+
 /// Where each of a minibatch program's inputs is.
 pub struct Inputs {
     pub rows: Option<usize>,
@@ -261,19 +290,9 @@ pub fn train<O: Objective, R: Rng>(
                 stopped = true;
                 break 'epochs;
             }
-            let (model, inputs) = if chunk.len() == b {
-                (&mut progs.full, &full_in)
-            } else {
-                match (&mut progs.last, &last_in) {
-                    (Some((m, _)), Some(i)) => (m, i),
-                    _ => continue,
-                }
+            let Some((model, inputs)) = progs.for_batch(chunk, b, &full_in, last_in.as_ref(), &mut rows_f)? else {
+                continue;
             };
-            rows_f.clear();
-            rows_f.extend(chunk.iter().map(|&r| r as f64));
-            if let Some(k) = inputs.rows {
-                model.set_input(k, &rows_f)?;
-            }
             let batch = Batch { scale: n as f64 / chunk.len() as f64, epoch };
             total += objective
                 .step(model, inputs, &batch, &x, &mut g, rng)

@@ -10,7 +10,6 @@
 //! scaled by N/B) and ξ standard normal. Draws are taken at evenly spaced steps of each
 //! cycle's sampling part, the last at its end.
 
-use crate::compiled::CompiledModel;
 use crate::infer::minibatch::{Batch, Inputs, Mode, Objective, Programs};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -89,19 +88,9 @@ pub fn sample<R: Rng>(
                 batches = order.chunks(b).map(|c| c.to_vec()).rev().collect();
             }
             let chunk = batches.pop().unwrap_or_default();
-            let (model, inputs): (&mut CompiledModel, &Inputs) = if chunk.len() == b {
-                (&mut progs.full, &full_in)
-            } else {
-                match (&mut progs.last, &last_in) {
-                    (Some((m, _)), Some(i)) => (m, i),
-                    _ => continue,
-                }
+            let Some((model, inputs)) = progs.for_batch(&chunk, b, &full_in, last_in.as_ref(), &mut rows_f)? else {
+                continue;
             };
-            rows_f.clear();
-            rows_f.extend(chunk.iter().map(|&r| r as f64));
-            if let Some(r) = inputs.rows {
-                model.set_input(r, &rows_f)?;
-            }
             let batch = Batch { scale: n as f64 / chunk.len() as f64, epoch: cycle + 1 };
             let value = objective
                 .step(model, inputs, &batch, &x, &mut g, rng)
