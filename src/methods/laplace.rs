@@ -292,14 +292,12 @@ pub fn run(
     } else {
         None
     };
-    let (setup, _, mode) =
-        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-    if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "laplace", &mode, all) {
-        return code;
-    }
+    let (setup, _, mode) = match crate::methods::modes::pretrain(
+        fe, model, data, program, cfg, &o.modes, &mut rng, format, "laplace", all,
+    ) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let t = std::time::Instant::now();
     let theta = mode.run.x.clone();
     let ice = |e: String| {

@@ -348,13 +348,7 @@ pub(crate) fn member(
 /// When a stop was requested (Ctrl-C) during a method's pretraining: the mode reached is
 /// written as `map --batch-size` writes one, so that what was learnt is kept. `None` when no
 /// stop was requested.
-pub(crate) fn keep_stopped_mode(
-    program: &Program,
-    cfg: &Config,
-    method: &str,
-    mode: &Member,
-    all: bool,
-) -> Option<i32> {
+fn keep_stopped_mode(program: &Program, cfg: &Config, method: &str, mode: &Member, all: bool) -> Option<i32> {
     if !crate::infer::run::STOP.load(Ordering::Relaxed) {
         return None;
     }
@@ -394,7 +388,8 @@ pub(crate) fn epoch_progress(bar: &indicatif::ProgressBar) -> impl FnMut(&miniba
 
 /// The pretraining of the methods that start from one mode found on minibatches (SWAG,
 /// SG-MCMC, Laplace): the rows split as `o` says, the default epochs, and member 0 trained
-/// with early stopping. `Err` holds the exit code, the error already printed.
+/// with early stopping. `Err` holds the exit code, the error already printed — or, when a
+/// stop was requested meanwhile, the mode written as `map` writes it ([`keep_stopped_mode`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pretrain(
     fe: &mut Frontend,
@@ -405,6 +400,8 @@ pub(crate) fn pretrain(
     o: &Options,
     rng: &mut rand::rngs::SmallRng,
     format: Format,
+    method: &str,
+    all: bool,
 ) -> Result<(crate::methods::batches::Setup, minibatch::Settings, Member), i32> {
     let setup = crate::methods::batches::setup(
         fe,
@@ -422,7 +419,10 @@ pub(crate) fn pretrain(
     let trained = member(program, &setup, &settings, cfg, 0, &mut epoch_progress(&bar));
     bar.finish_and_clear();
     match trained {
-        Ok(m) => Ok((setup, settings, m)),
+        Ok(m) => match keep_stopped_mode(program, cfg, method, &m, all) {
+            Some(code) => Err(code),
+            None => Ok((setup, settings, m)),
+        },
         Err(e) => {
             eprintln!("error: {e}");
             Err(3)

@@ -38,13 +38,11 @@ pub fn run(
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
     let (setup, _, mode) =
-        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format) {
+        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format, "sgmcmc", all)
+        {
             Ok(x) => x,
             Err(code) => return code,
         };
-    if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "sgmcmc", &mode, all) {
-        return code;
-    }
     let (b, n) = (setup.batch_size, setup.train_rows.len());
     let (mut progs, mut density) = match setup.compile(program, cfg.backend) {
         Ok(x) => x,

@@ -39,13 +39,10 @@ pub fn run(
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
     let (setup, settings, first) =
-        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format) {
+        match crate::methods::modes::pretrain(fe, model, data, program, cfg, &o.modes, &mut rng, format, "swag", all) {
             Ok(x) => x,
             Err(code) => return code,
         };
-    if let Some(code) = crate::methods::modes::keep_stopped_mode(program, cfg, "swag", &first, all) {
-        return code;
-    }
     let (mut progs, mut density) = match setup.compile(program, cfg.backend) {
         Ok(x) => x,
         Err(e) => {
