@@ -49,8 +49,15 @@ fn main() {
         full_program: &local,
         last: Some((CompiledModel::new(&last, Backend::Jit).expect("compiles"), &last)),
     };
-    let loop_settings =
-        minibatch::Settings { epochs: 300, batch_size: BATCH, lr: 0.01, sgd_momentum: None, patience: 300 };
+    let loop_settings = minibatch::Settings {
+        epochs: 300,
+        batch_size: BATCH,
+        lr: 0.01,
+        schedule: minibatch::Schedule::Constant,
+        sgd_momentum: None,
+        patience: 300,
+        drop_path: (0.0, 0.0),
+    };
     let settings = Settings { kl_anneal: 0, temperature: 1.0, init_sd: 1e-2 };
     let rows: Vec<usize> = (0..n).collect();
     let mu = bbb::initial_means(&full, &mut rng);

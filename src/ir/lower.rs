@@ -13,6 +13,7 @@ use crate::ir::prim::{self, Bin, Ix, Red, Un};
 use crate::ir::{BlockId, Inst, Output, ParamLayout, Prim, Program, Slot, SlotInfo, ValueInfo, ENTRY, V};
 use crate::math::dist::Family;
 use crate::math::transform::Kind;
+use crate::sema::builtins::Func;
 use crate::sema::check::{Constraint, Decl};
 use crate::sema::elaborate::Elaborated;
 use crate::source::Span;
@@ -1489,62 +1490,62 @@ impl<'a> Lower<'a> {
         let vals: Vec<V> = args.iter().map(|a| self.expr(&a.value)).collect::<R<Vec<V>>>()?;
         let n = vals.len();
         let shape = |lw: &Self, i: usize| lw.p.info(vals[i]).shape.clone();
-        if name == "identity" {
-            return Ok(vals[0]);
-        }
-        if name == "dropout" {
-            return self.dropout(vals[0], vals[1], &args[1].value, span);
-        }
-        if name == "join" {
-            return self.join(&vals, span);
-        }
-        if let Some(u) = Un::from_name(name) {
-            return self.op(Prim::Unary(u), &vals, span);
-        }
-        let prim = match (name, n) {
-            ("pow", 2) => Prim::Binary(Bin::Pow),
-            ("min", 1) => Prim::Reduce(Red::Min),
-            ("max", 1) => Prim::Reduce(Red::Max),
-            ("min", 2) => Prim::Binary(Bin::Min),
-            ("max", 2) => Prim::Binary(Bin::Max),
-            ("log_sum_exp", 1) => Prim::Reduce(Red::LogSumExp),
-            ("log_sum_exp", 2) => Prim::Binary(Bin::LogSumExp),
-            ("sum", 1) => Prim::Reduce(Red::Sum),
-            ("mean", 1) => Prim::Reduce(Red::Mean),
-            ("sd", 1) => Prim::Reduce(Red::Sd),
-            ("variance", 1) => Prim::Reduce(Red::Variance),
-            ("prod", 1) => Prim::Reduce(Red::Prod),
-            ("log_mix", 3) => Prim::LogMix,
-            ("log_mix", 2) => Prim::LogMixVec,
-            ("softmax", 1) => Prim::Softmax,
-            ("log_softmax", 1) => Prim::LogSoftmax,
-            ("dot", 2) | ("matmul", 2) => Prim::MatMul,
-            ("transpose", 1) => Prim::Transpose,
-            ("colmeans", 1) => Prim::ColMeans,
-            ("colsums", 1) => Prim::ColSums,
-            ("rowmeans", 1) => Prim::RowMeans,
-            ("rowsums", 1) => Prim::RowSums,
-            ("diag_matrix", 1) => Prim::DiagMatrix,
-            ("diagonal", 1) => Prim::Diagonal,
-            ("cholesky", 1) => Prim::Cholesky,
-            ("gp_exp_quad_cov", 3) => Prim::GpExpQuadCov,
-            ("to_vector", 1) => Prim::Reshape(vec![shape(self, 0).iter().product()]),
-            ("col", 2) => return self.op(Prim::Index(vec![Ix::All, Ix::Single]), &vals, span),
-            ("row", 2) => return self.op(Prim::Index(vec![Ix::Single]), &vals, span),
-            ("rows", 1) | ("cols", 1) | ("size", 1) => {
+        let Some(func) = Func::from_name(name) else {
+            return Err(self.err(
+                Code::Unsupported,
+                span,
+                format!("`{name}` is not a function the compiler knows"),
+                "here",
+            ));
+        };
+        let prim = match (func, n) {
+            (Func::Identity, 1) => return Ok(vals[0]),
+            (Func::Dropout, 2) => return self.dropout(vals[0], vals[1], &args[1].value, span),
+            (Func::Join, _) => return self.join(&vals, span),
+            (Func::Elementwise(u), 1) => Prim::Unary(u),
+            (Func::Pow, 2) => Prim::Binary(Bin::Pow),
+            (Func::Min, 1) => Prim::Reduce(Red::Min),
+            (Func::Max, 1) => Prim::Reduce(Red::Max),
+            (Func::Min, 2) => Prim::Binary(Bin::Min),
+            (Func::Max, 2) => Prim::Binary(Bin::Max),
+            (Func::LogSumExp, 1) => Prim::Reduce(Red::LogSumExp),
+            (Func::LogSumExp, 2) => Prim::Binary(Bin::LogSumExp),
+            (Func::Sum, 1) => Prim::Reduce(Red::Sum),
+            (Func::Mean, 1) => Prim::Reduce(Red::Mean),
+            (Func::Sd, 1) => Prim::Reduce(Red::Sd),
+            (Func::Variance, 1) => Prim::Reduce(Red::Variance),
+            (Func::Prod, 1) => Prim::Reduce(Red::Prod),
+            (Func::LogMix, 3) => Prim::LogMix,
+            (Func::LogMix, 2) => Prim::LogMixVec,
+            (Func::Softmax, 1) => Prim::Softmax,
+            (Func::LogSoftmax, 1) => Prim::LogSoftmax,
+            (Func::Dot, 2) => Prim::MatMul,
+            (Func::Transpose, 1) => Prim::Transpose,
+            (Func::ColMeans, 1) => Prim::ColMeans,
+            (Func::ColSums, 1) => Prim::ColSums,
+            (Func::RowMeans, 1) => Prim::RowMeans,
+            (Func::RowSums, 1) => Prim::RowSums,
+            (Func::DiagMatrix, 1) => Prim::DiagMatrix,
+            (Func::Diagonal, 1) => Prim::Diagonal,
+            (Func::Cholesky, 1) => Prim::Cholesky,
+            (Func::GpExpQuadCov, 3) => Prim::GpExpQuadCov,
+            (Func::ToVector, 1) => Prim::Reshape(vec![shape(self, 0).iter().product()]),
+            (Func::Col, 2) => return self.op(Prim::Index(vec![Ix::All, Ix::Single]), &vals, span),
+            (Func::Row, 2) => return self.op(Prim::Index(vec![Ix::Single]), &vals, span),
+            (Func::Rows | Func::Cols | Func::Size, 1) => {
                 let s = shape(self, 0);
-                let v = match name {
-                    "rows" => s.first().copied().unwrap_or(1),
-                    "cols" => s.get(1).copied().unwrap_or(1),
+                let v = match func {
+                    Func::Rows => s.first().copied().unwrap_or(1),
+                    Func::Cols => s.get(1).copied().unwrap_or(1),
                     _ if s.len() == 2 => s[0] * s[1],
                     _ => s.first().copied().unwrap_or(1),
                 };
                 return Ok(self.lit(v as f64, true));
             }
-            ("rep_vector", 2) | ("rep_matrix", 3) | ("zeros", 1) | ("zeros", 2) | ("ones", 1) | ("ones", 2) => {
-                let (fill, sizes) = match name {
-                    "zeros" => (self.lit(0.0, false), &vals[..]),
-                    "ones" => (self.lit(1.0, false), &vals[..]),
+            (Func::RepVector, 2) | (Func::RepMatrix, 3) | (Func::Zeros | Func::Ones, 1 | 2) => {
+                let (fill, sizes) = match func {
+                    Func::Zeros => (self.lit(0.0, false), &vals[..]),
+                    Func::Ones => (self.lit(1.0, false), &vals[..]),
                     _ => (vals[0], &vals[1..]),
                 };
                 let mut shape = Vec::new();
@@ -1563,11 +1564,49 @@ impl<'a> Lower<'a> {
                 }
                 return self.op(Prim::Fill(shape), &[fill], span);
             }
-            _ => {
+            // The checker has refused every other count of arguments.
+            (
+                Func::Identity
+                | Func::Dropout
+                | Func::Elementwise(_)
+                | Func::Pow
+                | Func::Min
+                | Func::Max
+                | Func::LogSumExp
+                | Func::Sum
+                | Func::Mean
+                | Func::Sd
+                | Func::Variance
+                | Func::Prod
+                | Func::LogMix
+                | Func::Softmax
+                | Func::LogSoftmax
+                | Func::Dot
+                | Func::Transpose
+                | Func::ColMeans
+                | Func::ColSums
+                | Func::RowMeans
+                | Func::RowSums
+                | Func::DiagMatrix
+                | Func::Diagonal
+                | Func::Cholesky
+                | Func::GpExpQuadCov
+                | Func::ToVector
+                | Func::Col
+                | Func::Row
+                | Func::Rows
+                | Func::Cols
+                | Func::Size
+                | Func::RepVector
+                | Func::RepMatrix
+                | Func::Zeros
+                | Func::Ones,
+                _,
+            ) => {
                 return Err(self.err(
                     Code::Unsupported,
                     span,
-                    format!("`{name}` with {n} arguments is not supported by the compiler yet"),
+                    format!("`{name}` with {n} arguments is not supported by the compiler"),
                     "here",
                 ));
             }

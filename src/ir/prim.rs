@@ -71,36 +71,6 @@ impl Un {
         Un::Round,
     ];
 
-    pub fn from_name(n: &str) -> Option<Un> {
-        Some(match n {
-            "exp" => Un::Exp,
-            "log" => Un::Log,
-            "log1p" => Un::Log1p,
-            "expm1" => Un::Expm1,
-            "sqrt" => Un::Sqrt,
-            "square" => Un::Square,
-            "abs" => Un::Abs,
-            "tanh" => Un::Tanh,
-            "sigmoid" | "inv_logit" => Un::Sigmoid,
-            "logit" => Un::Logit,
-            "softplus" => Un::Softplus,
-            "relu" => Un::Relu,
-            "lgamma" => Un::Lgamma,
-            "digamma" => Un::Digamma,
-            "sin" => Un::Sin,
-            "cos" => Un::Cos,
-            "erf" => Un::Erf,
-            "Phi" => Un::Phi,
-            "log1m" => Un::Log1m,
-            "log_inv_logit" => Un::LogInvLogit,
-            "inv" => Un::Inv,
-            "floor" => Un::Floor,
-            "ceil" => Un::Ceil,
-            "round" => Un::Round,
-            _ => return None,
-        })
-    }
-
     /// f(x).
     pub fn f(self, x: f64) -> f64 {
         match self {

@@ -53,6 +53,7 @@ impl DistSig {
     }
 }
 
+use crate::ir::prim::Un;
 use ArgShape as A;
 
 pub const DISTRIBUTIONS: &[DistSig] = &[
@@ -119,85 +120,162 @@ pub fn dist_function(name: &str) -> Option<(&'static DistSig, DistFn, bool)> {
     None
 }
 
-/// Elementwise real functions of one argument; also usable as `fn` values (activations).
-pub const ELEMENTWISE: &[&str] = &[
-    "exp",
-    "log",
-    "log1p",
-    "expm1",
-    "sqrt",
-    "square",
-    "abs",
-    "tanh",
-    "sigmoid",
-    "inv_logit",
-    "logit",
-    "softplus",
-    "relu",
-    "identity",
-    "lgamma",
-    "digamma",
-    "sin",
-    "cos",
-    "erf",
-    "Phi",
-    "log1m",
-    "log_inv_logit",
-    "inv",
-    "floor",
-    "ceil",
-    "round",
+/// Every built-in function that is not a distribution's, each named in [`FUNCTIONS`], the one
+/// table of names that checking ([`crate::sema`]) and lowering ([`crate::ir::lower`]) share;
+/// both reach a function's rule through an exhaustive `match` on this enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Func {
+    /// An elementwise real function of one argument; also usable as a `fn` value (an activation).
+    Elementwise(Un),
+    /// `identity(x)`: the activation that does nothing.
+    Identity,
+    Pow,
+    Min,
+    Max,
+    LogSumExp,
+    Sum,
+    Mean,
+    Sd,
+    Variance,
+    Prod,
+    LogMix,
+    Softmax,
+    LogSoftmax,
+    Dot,
+    Transpose,
+    Col,
+    Row,
+    Rows,
+    Cols,
+    Size,
+    RepVector,
+    RepMatrix,
+    Zeros,
+    Ones,
+    DiagMatrix,
+    Diagonal,
+    Cholesky,
+    GpExpQuadCov,
+    ColMeans,
+    RowMeans,
+    ColSums,
+    RowSums,
+    ToVector,
+    /// FractalNet's join: the mean of its inputs (drop-path under the methods that use it).
+    Join,
+    /// The identity in the log density; masks where a method asks for them.
+    Dropout,
+}
+
+/// The names of the built-in functions (`inv_logit` is `sigmoid`'s second name).
+pub const FUNCTIONS: &[(&str, Func)] = &[
+    ("exp", Func::Elementwise(Un::Exp)),
+    ("log", Func::Elementwise(Un::Log)),
+    ("log1p", Func::Elementwise(Un::Log1p)),
+    ("expm1", Func::Elementwise(Un::Expm1)),
+    ("sqrt", Func::Elementwise(Un::Sqrt)),
+    ("square", Func::Elementwise(Un::Square)),
+    ("abs", Func::Elementwise(Un::Abs)),
+    ("tanh", Func::Elementwise(Un::Tanh)),
+    ("sigmoid", Func::Elementwise(Un::Sigmoid)),
+    ("inv_logit", Func::Elementwise(Un::Sigmoid)),
+    ("logit", Func::Elementwise(Un::Logit)),
+    ("softplus", Func::Elementwise(Un::Softplus)),
+    ("relu", Func::Elementwise(Un::Relu)),
+    ("identity", Func::Identity),
+    ("lgamma", Func::Elementwise(Un::Lgamma)),
+    ("digamma", Func::Elementwise(Un::Digamma)),
+    ("sin", Func::Elementwise(Un::Sin)),
+    ("cos", Func::Elementwise(Un::Cos)),
+    ("erf", Func::Elementwise(Un::Erf)),
+    ("Phi", Func::Elementwise(Un::Phi)),
+    ("log1m", Func::Elementwise(Un::Log1m)),
+    ("log_inv_logit", Func::Elementwise(Un::LogInvLogit)),
+    ("inv", Func::Elementwise(Un::Inv)),
+    ("floor", Func::Elementwise(Un::Floor)),
+    ("ceil", Func::Elementwise(Un::Ceil)),
+    ("round", Func::Elementwise(Un::Round)),
+    ("pow", Func::Pow),
+    ("min", Func::Min),
+    ("max", Func::Max),
+    ("log_sum_exp", Func::LogSumExp),
+    ("sum", Func::Sum),
+    ("mean", Func::Mean),
+    ("sd", Func::Sd),
+    ("variance", Func::Variance),
+    ("prod", Func::Prod),
+    ("log_mix", Func::LogMix),
+    ("softmax", Func::Softmax),
+    ("log_softmax", Func::LogSoftmax),
+    ("dot", Func::Dot),
+    ("transpose", Func::Transpose),
+    ("col", Func::Col),
+    ("row", Func::Row),
+    ("rows", Func::Rows),
+    ("cols", Func::Cols),
+    ("size", Func::Size),
+    ("rep_vector", Func::RepVector),
+    ("rep_matrix", Func::RepMatrix),
+    ("zeros", Func::Zeros),
+    ("ones", Func::Ones),
+    ("diag_matrix", Func::DiagMatrix),
+    ("diagonal", Func::Diagonal),
+    ("cholesky", Func::Cholesky),
+    ("gp_exp_quad_cov", Func::GpExpQuadCov),
+    ("colmeans", Func::ColMeans),
+    ("rowmeans", Func::RowMeans),
+    ("colsums", Func::ColSums),
+    ("rowsums", Func::RowSums),
+    ("to_vector", Func::ToVector),
+    ("join", Func::Join),
+    ("dropout", Func::Dropout),
 ];
 
-/// Every other built-in function name (their rules are in `check::Checker::call_builtin`).
-pub const OTHER_FUNCTIONS: &[&str] = &[
-    "pow",
-    "min",
-    "max",
-    "log_sum_exp",
-    "sum",
-    "mean",
-    "sd",
-    "variance",
-    "prod",
-    "log_mix",
-    "softmax",
-    "log_softmax",
-    "dot",
-    "transpose",
-    "col",
-    "row",
-    "rows",
-    "cols",
-    "size",
-    "rep_vector",
-    "rep_matrix",
-    "zeros",
-    "ones",
-    "diag_matrix",
-    "diagonal",
-    "cholesky",
-    "gp_exp_quad_cov",
-    "colmeans",
-    "rowmeans",
-    "colsums",
-    "rowsums",
-    "to_vector",
-    "join",
-    "dropout",
-];
+impl Func {
+    pub fn from_name(name: &str) -> Option<Func> {
+        FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    /// A function that can be passed as a `fn` value (`act = tanh`).
+    pub fn is_activation(self) -> bool {
+        matches!(self, Func::Elementwise(_) | Func::Identity)
+    }
+}
+
+/// The names of the functions usable as `fn` values.
+pub fn activation_names<'a>() -> impl Iterator<Item = &'a str> {
+    FUNCTIONS.iter().filter(|(_, f)| f.is_activation()).map(|(n, _)| *n)
+}
 
 pub fn is_builtin_function(name: &str) -> bool {
-    ELEMENTWISE.contains(&name) || OTHER_FUNCTIONS.contains(&name)
+    Func::from_name(name).is_some()
 }
 
 /// All names a call could mean, for "did you mean" suggestions.
 pub fn all_callable_names() -> Vec<String> {
-    let mut v: Vec<String> = ELEMENTWISE.iter().chain(OTHER_FUNCTIONS.iter()).map(|s| s.to_string()).collect();
+    let mut v: Vec<String> = FUNCTIONS.iter().map(|(n, _)| n.to_string()).collect();
     for d in DISTRIBUTIONS {
         v.push(d.name.to_string());
         v.push(d.density_fn());
         v.push(format!("{}_rng", d.name));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_has_one_entry_per_name_and_every_named_elementwise_function_is_listed() {
+        for (i, (n, _)) in FUNCTIONS.iter().enumerate() {
+            assert!(FUNCTIONS[..i].iter().all(|(m, _)| m != n), "`{n}` is listed twice");
+            assert!(distribution(n).is_none(), "`{n}` is also a distribution");
+        }
+        for u in Un::ALL {
+            let named = FUNCTIONS.iter().any(|(_, f)| *f == Func::Elementwise(u));
+            // Negation and `!` are operators, not functions.
+            assert_eq!(named, !matches!(u, Un::Neg | Un::Not), "{u:?}");
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! functions), and user `fn`/`layer` calls with shape-variable binding.
 
 use crate::diag::{did_you_mean, Code, Diagnostic};
-use crate::sema::builtins::{self, ArgShape, DistFn, DistSig, Variate};
+use crate::ir::prim::Un;
+use crate::sema::builtins::{self, ArgShape, DistFn, DistSig, Func, Variate};
 use crate::sema::check::{Checker, Ctx, Info};
 use crate::sema::ty::{Poly, Size, Ty, Variability};
 use crate::source::Span;
@@ -74,7 +75,7 @@ impl<'a> Checker<'a> {
             }
             return self.dist_function(d, kind, callee, args, span);
         }
-        if builtins::is_builtin_function(name) {
+        if let Some(func) = Func::from_name(name) {
             if let Some(a) = args.iter().find_map(|a| a.name.as_ref()) {
                 self.error(
                     Diagnostic::error(Code::UnknownArgument, a.span, format!("`{name}` takes no named arguments"))
@@ -82,7 +83,7 @@ impl<'a> Checker<'a> {
                 );
             }
             let infos = self.check_positional(name, args);
-            return self.call_builtin(callee, &infos, span);
+            return self.call_builtin(callee, func, &infos, span);
         }
         if name == "conv2d" {
             for a in args {
@@ -192,7 +193,7 @@ impl<'a> Checker<'a> {
         Info::error()
     }
 
-    fn call_builtin(&mut self, callee: &Ident, args: &[ArgInfo], span: Span) -> Info {
+    fn call_builtin(&mut self, callee: &Ident, func: Func, args: &[ArgInfo], span: Span) -> Info {
         let name = callee.name.as_str();
         let var = args.iter().map(|a| a.info.var).max().unwrap_or(Variability::Const);
         let n = args.len();
@@ -209,55 +210,50 @@ impl<'a> Checker<'a> {
             }
         }
         let t = |i: usize| args[i].info.ty.clone();
-        if builtins::ELEMENTWISE.contains(&name) {
-            if n != 1 {
-                return want(self, "1");
+        match func {
+            Func::Elementwise(_) | Func::Identity => {
+                if n != 1 {
+                    return want(self, "1");
+                }
+                let keeps_int = matches!(func, Func::Elementwise(Un::Abs) | Func::Identity);
+                let ty = if keeps_int && t(0).is_int_valued() { t(0) } else { t(0).to_real() };
+                let int_val = args[0].info.int_val.clone().filter(|_| func == Func::Identity);
+                Info { ty, var, int_val }
             }
-            let ty = if matches!(name, "abs" | "identity") && t(0).is_int_valued() { t(0) } else { t(0).to_real() };
-            return Info {
-                ty,
-                var,
-                int_val: if name == "identity" || name == "abs" {
-                    args[0].info.int_val.clone().filter(|_| name == "identity")
-                } else {
-                    None
-                },
-            };
-        }
-        match name {
-            "pow" => {
+            Func::Pow => {
                 if n != 2 {
                     return want(self, "2");
                 }
                 let dims = self.broadcast_dims(&t(0), &t(1), args[0].span, args[1].span, "pow");
                 Info::new(Ty::real_of_dims(dims), var)
             }
-            "min" | "max" | "log_sum_exp" => match n {
+            Func::Min | Func::Max | Func::LogSumExp => match n {
                 1 => {
                     if t(0).dims().is_empty() {
                         return self.shape_err(&args[0], name, "a vector, matrix or array");
                     }
-                    let ty = if t(0).is_int_valued() && name != "log_sum_exp" { Ty::Int } else { Ty::Real };
+                    let ty = if t(0).is_int_valued() && func != Func::LogSumExp { Ty::Int } else { Ty::Real };
                     Info::new(ty, var)
                 }
                 2 => {
                     let dims = self.broadcast_dims(&t(0), &t(1), args[0].span, args[1].span, name);
-                    let int = t(0).is_int_valued() && t(1).is_int_valued() && name != "log_sum_exp";
+                    let int = t(0).is_int_valued() && t(1).is_int_valued() && func != Func::LogSumExp;
                     Info::new(if int { Ty::int_of_dims(&dims) } else { Ty::real_of_dims(dims) }, var)
                 }
                 _ => want(self, "1 or 2"),
             },
-            "sum" | "mean" | "sd" | "variance" | "prod" => {
+            Func::Sum | Func::Mean | Func::Sd | Func::Variance | Func::Prod => {
                 if n != 1 {
                     return want(self, "1");
                 }
                 if t(0).dims().is_empty() {
                     return self.shape_err(&args[0], name, "a vector, matrix or array");
                 }
-                let ty = if t(0).is_int_valued() && matches!(name, "sum" | "prod") { Ty::Int } else { Ty::Real };
+                let ty =
+                    if t(0).is_int_valued() && matches!(func, Func::Sum | Func::Prod) { Ty::Int } else { Ty::Real };
                 Info::new(ty, var)
             }
-            "log_mix" => {
+            Func::LogMix => {
                 if n == 3 {
                     for a in args {
                         if !a.info.ty.is_scalar() {
@@ -283,7 +279,7 @@ impl<'a> Checker<'a> {
                     want(self, "2 or 3")
                 }
             }
-            "softmax" | "log_softmax" => {
+            Func::Softmax | Func::LogSoftmax => {
                 if n != 1 {
                     return want(self, "1");
                 }
@@ -292,7 +288,7 @@ impl<'a> Checker<'a> {
                     _ => self.shape_err(&args[0], name, "a vector (or a matrix, row by row)"),
                 }
             }
-            "dot" => {
+            Func::Dot => {
                 if n != 2 {
                     return want(self, "2");
                 }
@@ -306,7 +302,7 @@ impl<'a> Checker<'a> {
                     _ => self.shape_err(&args[0], name, "two vectors of the same length"),
                 }
             }
-            "transpose" => {
+            Func::Transpose => {
                 if n != 1 {
                     return want(self, "1");
                 }
@@ -316,7 +312,7 @@ impl<'a> Checker<'a> {
                     _ => self.shape_err(&args[0], name, "a matrix"),
                 }
             }
-            "col" | "row" => {
+            Func::Col | Func::Row => {
                 if n != 2 {
                     return want(self, "2");
                 }
@@ -326,18 +322,18 @@ impl<'a> Checker<'a> {
                 if t(1) != Ty::Int {
                     return self.shape_err(&args[1], name, "an int index");
                 }
-                Info::new(Ty::Vector(if name == "col" { r } else { c }), var)
+                Info::new(Ty::Vector(if func == Func::Col { r } else { c }), var)
             }
-            "rows" | "cols" | "size" => {
+            Func::Rows | Func::Cols | Func::Size => {
                 if n != 1 {
                     return want(self, "1");
                 }
                 let dims = t(0).dims();
-                let size = match (name, dims.len()) {
+                let size = match (func, dims.len()) {
                     (_, 0) => return self.shape_err(&args[0], name, "a vector, matrix or array"),
-                    ("cols", 1) => return self.shape_err(&args[0], name, "a matrix"),
-                    ("cols", _) => dims[1].clone(),
-                    ("size", _) if matches!(t(0), Ty::Matrix(..)) => dims[0].mul(&dims[1]),
+                    (Func::Cols, 1) => return self.shape_err(&args[0], name, "a matrix"),
+                    (Func::Cols, _) => dims[1].clone(),
+                    (Func::Size, _) if matches!(t(0), Ty::Matrix(..)) => dims[0].mul(&dims[1]),
                     _ => dims[0].clone(),
                 };
                 let int_val = match &size {
@@ -347,7 +343,7 @@ impl<'a> Checker<'a> {
                 // A size is known when the data is read, whatever the argument depends on.
                 Info { ty: Ty::Int, var: Variability::Data, int_val }
             }
-            "rep_vector" => {
+            Func::RepVector => {
                 if n != 2 {
                     return want(self, "2");
                 }
@@ -357,7 +353,7 @@ impl<'a> Checker<'a> {
                 let k = self.expect_int_size(&args[1], name);
                 Info::new(Ty::Vector(k), var)
             }
-            "rep_matrix" => {
+            Func::RepMatrix => {
                 if n != 3 {
                     return want(self, "3");
                 }
@@ -368,7 +364,7 @@ impl<'a> Checker<'a> {
                 let c = self.expect_int_size(&args[2], name);
                 Info::new(Ty::Matrix(r, c), var)
             }
-            "zeros" | "ones" => match n {
+            Func::Zeros | Func::Ones => match n {
                 1 => {
                     let k = self.expect_int_size(&args[0], name);
                     Info::new(Ty::Vector(k), Variability::Data)
@@ -380,7 +376,7 @@ impl<'a> Checker<'a> {
                 }
                 _ => want(self, "1 or 2"),
             },
-            "diag_matrix" => {
+            Func::DiagMatrix => {
                 if n != 1 {
                     return want(self, "1");
                 }
@@ -389,7 +385,7 @@ impl<'a> Checker<'a> {
                     _ => self.shape_err(&args[0], name, "a vector"),
                 }
             }
-            "diagonal" | "cholesky" => {
+            Func::Diagonal | Func::Cholesky => {
                 if n != 1 {
                     return want(self, "1");
                 }
@@ -405,12 +401,12 @@ impl<'a> Checker<'a> {
                                 .with_label(format!("{r} rows but {c} columns")),
                             );
                         }
-                        Info::new(if name == "diagonal" { Ty::Vector(r) } else { Ty::Matrix(r.clone(), r) }, var)
+                        Info::new(if func == Func::Diagonal { Ty::Vector(r) } else { Ty::Matrix(r.clone(), r) }, var)
                     }
                     _ => self.shape_err(&args[0], name, "a square matrix"),
                 }
             }
-            "gp_exp_quad_cov" => {
+            Func::GpExpQuadCov => {
                 if n != 3 {
                     return want(self, "3");
                 }
@@ -426,16 +422,18 @@ impl<'a> Checker<'a> {
                 }
                 Info::new(Ty::Matrix(k.clone(), k), var)
             }
-            "colmeans" | "colsums" | "rowmeans" | "rowsums" => {
+            Func::ColMeans | Func::ColSums | Func::RowMeans | Func::RowSums => {
                 if n != 1 {
                     return want(self, "1");
                 }
                 match t(0) {
-                    Ty::Matrix(r, c) => Info::new(Ty::Vector(if name.starts_with("col") { c } else { r }), var),
+                    Ty::Matrix(r, c) => {
+                        Info::new(Ty::Vector(if matches!(func, Func::ColMeans | Func::ColSums) { c } else { r }), var)
+                    }
                     _ => self.shape_err(&args[0], name, "a matrix"),
                 }
             }
-            "join" => {
+            Func::Join => {
                 // FractalNet's join: the mean of two or more inputs of one shape.
                 if n < 2 {
                     return want(self, "2 or more");
@@ -450,7 +448,7 @@ impl<'a> Checker<'a> {
                 }
                 Info::new(Ty::real_of_dims(dims), var)
             }
-            "dropout" => {
+            Func::Dropout => {
                 // The identity on its first argument; p is a real (checked for range when
                 // the model is compiled).
                 if n != 2 {
@@ -461,7 +459,7 @@ impl<'a> Checker<'a> {
                 }
                 Info::new(t(0).to_real(), var)
             }
-            "to_vector" => {
+            Func::ToVector => {
                 if n != 1 {
                     return want(self, "1");
                 }
@@ -472,7 +470,6 @@ impl<'a> Checker<'a> {
                     _ => Info::new(Ty::Vector(dims.iter().skip(1).fold(dims[0].clone(), |a, b| a.mul(b))), var),
                 }
             }
-            _ => Info::new(Ty::Error, var),
         }
     }
 

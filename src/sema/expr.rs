@@ -76,7 +76,7 @@ impl<'a> Checker<'a> {
             return Info { ty: b.ty.clone(), var: b.var, int_val: b.int_val.clone() };
         }
         // A function used as a value (an activation passed to a layer).
-        if builtins::ELEMENTWISE.contains(&n) {
+        if builtins::Func::from_name(n).is_some_and(builtins::Func::is_activation) {
             return Info::new(Ty::Func(Some(n.to_string())), Variability::Const);
         }
         if let Some(f) = self.funcs.get(n) {
@@ -95,10 +95,8 @@ impl<'a> Checker<'a> {
         let visible = self.visible_names();
         let mut d =
             Diagnostic::error(Code::UnknownName, span, format!("unknown name `{n}`")).with_label("not declared");
-        d = d.with_help_opt(did_you_mean(
-            n,
-            visible.iter().map(String::as_str).chain(builtins::ELEMENTWISE.iter().copied()),
-        ));
+        let help = did_you_mean(n, visible.iter().map(String::as_str).chain(builtins::activation_names()));
+        d = d.with_help_opt(help);
         if d.help.is_none() && self.ctx == crate::sema::check::Ctx::Params {
             d = d.with_help("a bound may only use data and parameters declared before it");
         }
