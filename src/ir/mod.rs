@@ -21,6 +21,7 @@ pub mod print;
 pub mod rewrite;
 pub mod rowblock;
 pub mod rowcheck;
+pub mod scalar;
 pub mod variational;
 pub mod vectorise;
 pub mod verify;

@@ -6,329 +6,9 @@
 
 use crate::ir::Slot;
 use crate::math::dist::{self, Family};
-use crate::math::vmath;
 use smallvec::SmallVec;
 
-/// Elementwise functions of one argument.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Un {
-    Neg,
-    Not,
-    Exp,
-    Log,
-    Log1p,
-    Expm1,
-    Sqrt,
-    Square,
-    Abs,
-    Tanh,
-    Sigmoid,
-    Logit,
-    Softplus,
-    Relu,
-    Lgamma,
-    Digamma,
-    Sin,
-    Cos,
-    Erf,
-    Phi,
-    Log1m,
-    LogInvLogit,
-    Inv,
-    Floor,
-    Ceil,
-    Round,
-}
-
-impl Un {
-    /// Every function (for tables such as the compiled code's symbols).
-    pub const ALL: [Un; 26] = [
-        Un::Neg,
-        Un::Not,
-        Un::Exp,
-        Un::Log,
-        Un::Log1p,
-        Un::Expm1,
-        Un::Sqrt,
-        Un::Square,
-        Un::Abs,
-        Un::Tanh,
-        Un::Sigmoid,
-        Un::Logit,
-        Un::Softplus,
-        Un::Relu,
-        Un::Lgamma,
-        Un::Digamma,
-        Un::Sin,
-        Un::Cos,
-        Un::Erf,
-        Un::Phi,
-        Un::Log1m,
-        Un::LogInvLogit,
-        Un::Inv,
-        Un::Floor,
-        Un::Ceil,
-        Un::Round,
-    ];
-
-    /// f(x).
-    pub fn f(self, x: f64) -> f64 {
-        match self {
-            Un::Neg => -x,
-            Un::Not => (x == 0.0) as i64 as f64,
-            Un::Exp => vmath::exp(x),
-            Un::Log => vmath::ln(x),
-            Un::Log1p => vmath::ln_1p(x),
-            Un::Expm1 => vmath::expm1(x),
-            Un::Sqrt => x.sqrt(),
-            Un::Square => x * x,
-            Un::Abs => x.abs(),
-            Un::Tanh => vmath::tanh(x),
-            Un::Sigmoid => sigmoid(x),
-            Un::Logit => (x / (1.0 - x)).ln(),
-            Un::Softplus => softplus(x),
-            Un::Relu => x.max(0.0),
-            Un::Lgamma => statrs::function::gamma::ln_gamma(x),
-            Un::Digamma => statrs::function::gamma::digamma(x),
-            Un::Sin => x.sin(),
-            Un::Cos => x.cos(),
-            Un::Erf => libm::erf(x),
-            Un::Phi => 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2),
-            Un::Log1m => (-x).ln_1p(),
-            Un::LogInvLogit => -softplus(-x),
-            Un::Inv => 1.0 / x,
-            Un::Floor => x.floor(),
-            Un::Ceil => x.ceil(),
-            Un::Round => x.round(),
-        }
-    }
-
-    /// The array form of f, for the functions `math::vmath` evaluates four elements at a time
-    /// (with the scalar function's bits).
-    pub fn array(self) -> Option<fn(&[f64], &mut [f64])> {
-        Some(match self {
-            Un::Exp => vmath::exp_array,
-            Un::Log => vmath::ln_array,
-            Un::Log1p => vmath::ln_1p_array,
-            Un::Expm1 => vmath::expm1_array,
-            Un::Tanh => vmath::tanh_array,
-            _ => return None,
-        })
-    }
-
-    /// The same, on raw buffers of `n` elements (input and output may be the same), as the
-    /// compiled code calls it.
-    pub fn array_raw(self) -> Option<(&'static str, unsafe extern "C" fn(*const f64, *mut f64, usize))> {
-        Some(match self {
-            Un::Exp => ("bnnc_v_exp", vmath::exp_raw),
-            Un::Log => ("bnnc_v_log", vmath::ln_raw),
-            Un::Log1p => ("bnnc_v_log1p", vmath::ln_1p_raw),
-            Un::Expm1 => ("bnnc_v_expm1", vmath::expm1_raw),
-            Un::Tanh => ("bnnc_v_tanh", vmath::tanh_raw),
-            _ => return None,
-        })
-    }
-
-    /// f'(x), given y = f(x).
-    pub fn df(self, x: f64, y: f64) -> f64 {
-        match self {
-            Un::Neg => -1.0,
-            Un::Not | Un::Floor | Un::Ceil | Un::Round => 0.0,
-            Un::Exp => y,
-            Un::Log => 1.0 / x,
-            Un::Log1p => 1.0 / (1.0 + x),
-            Un::Expm1 => y + 1.0,
-            Un::Sqrt => 0.5 / y,
-            Un::Square => 2.0 * x,
-            Un::Abs => {
-                if x > 0.0 {
-                    1.0
-                } else if x < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                }
-            }
-            Un::Tanh => 1.0 - y * y,
-            Un::Sigmoid => y * (1.0 - y),
-            Un::Logit => 1.0 / (x * (1.0 - x)),
-            Un::Softplus => sigmoid(x),
-            Un::Relu => (x > 0.0) as i64 as f64,
-            Un::Lgamma => statrs::function::gamma::digamma(x),
-            Un::Digamma => trigamma(x),
-            Un::Sin => x.cos(),
-            Un::Cos => -x.sin(),
-            Un::Erf => std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp(),
-            Un::Phi => (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt(),
-            Un::Log1m => -1.0 / (1.0 - x),
-            Un::LogInvLogit => sigmoid(-x),
-            Un::Inv => -1.0 / (x * x),
-        }
-    }
-}
-
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// log(1 + exp(x)) without overflow.
-pub fn softplus(x: f64) -> f64 {
-    if x > 0.0 {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
-    }
-}
-
-/// ψ'(x): recurrence up to x ≥ 6, then the asymptotic series (Abramowitz & Stegun 6.4.12).
-pub fn trigamma(mut x: f64) -> f64 {
-    if x <= 0.0 && x.fract() == 0.0 {
-        return f64::NAN;
-    }
-    let mut acc = 0.0;
-    if x < 0.0 {
-        // Reflection: ψ'(1 - x) + ψ'(x) = π² / sin²(πx).
-        let s = (std::f64::consts::PI * x).sin();
-        return -trigamma(1.0 - x) + std::f64::consts::PI * std::f64::consts::PI / (s * s);
-    }
-    while x < 6.0 {
-        acc += 1.0 / (x * x);
-        x += 1.0;
-    }
-    let x2 = 1.0 / (x * x);
-    acc + 1.0 / x + x2 / 2.0 + (1.0 / x) * x2 * (1.0 / 6.0 - x2 * (1.0 / 30.0 - x2 * (1.0 / 42.0 - x2 / 30.0)))
-}
-
-/// Elementwise functions of two arguments, broadcasting (scalars with anything; a vector
-/// of length c along the rows of an r × c matrix).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Bin {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    /// Integer division truncating toward zero (Stan's int `/`).
-    IntDiv,
-    Mod,
-    Pow,
-    Min,
-    Max,
-    LogSumExp,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    And,
-    Or,
-}
-
-impl Bin {
-    /// Every function (for tables such as the compiled code's symbols).
-    pub const ALL: [Bin; 18] = [
-        Bin::Add,
-        Bin::Sub,
-        Bin::Mul,
-        Bin::Div,
-        Bin::IntDiv,
-        Bin::Mod,
-        Bin::Pow,
-        Bin::Min,
-        Bin::Max,
-        Bin::LogSumExp,
-        Bin::Eq,
-        Bin::Ne,
-        Bin::Lt,
-        Bin::Le,
-        Bin::Gt,
-        Bin::Ge,
-        Bin::And,
-        Bin::Or,
-    ];
-
-    pub fn f(self, a: f64, b: f64) -> f64 {
-        let t = |c: bool| c as i64 as f64;
-        match self {
-            Bin::Add => a + b,
-            Bin::Sub => a - b,
-            Bin::Mul => a * b,
-            Bin::Div => a / b,
-            Bin::IntDiv => {
-                if b == 0.0 {
-                    f64::NAN
-                } else {
-                    (a / b).trunc()
-                }
-            }
-            Bin::Mod => {
-                if b == 0.0 {
-                    f64::NAN
-                } else {
-                    a % b
-                }
-            }
-            Bin::Pow => a.powf(b),
-            Bin::Min => a.min(b),
-            Bin::Max => a.max(b),
-            Bin::LogSumExp => vmath::log_add_exp(a, b).0,
-            Bin::Eq => t(a == b),
-            Bin::Ne => t(a != b),
-            Bin::Lt => t(a < b),
-            Bin::Le => t(a <= b),
-            Bin::Gt => t(a > b),
-            Bin::Ge => t(a >= b),
-            Bin::And => t(a != 0.0 && b != 0.0),
-            Bin::Or => t(a != 0.0 || b != 0.0),
-        }
-    }
-
-    /// (∂f/∂a, ∂f/∂b) at (a, b) with y = f(a, b).
-    pub fn df(self, a: f64, b: f64, y: f64) -> (f64, f64) {
-        match self {
-            Bin::Add => (1.0, 1.0),
-            Bin::Sub => (1.0, -1.0),
-            Bin::Mul => (b, a),
-            Bin::Div => (1.0 / b, -a / (b * b)),
-            Bin::Pow => {
-                let da = if b == 0.0 { 0.0 } else { b * a.powf(b - 1.0) };
-                let db = if a > 0.0 { y * a.ln() } else { 0.0 };
-                (da, db)
-            }
-            Bin::Min => {
-                if a <= b {
-                    (1.0, 0.0)
-                } else {
-                    (0.0, 1.0)
-                }
-            }
-            Bin::Max => {
-                if a >= b {
-                    (1.0, 0.0)
-                } else {
-                    (0.0, 1.0)
-                }
-            }
-            Bin::LogSumExp => {
-                let (_, da, db) = vmath::log_add_exp(a, b);
-                (da, db)
-            }
-            Bin::IntDiv | Bin::Mod | Bin::Eq | Bin::Ne | Bin::Lt | Bin::Le | Bin::Gt | Bin::Ge | Bin::And | Bin::Or => {
-                (0.0, 0.0)
-            }
-        }
-    }
-
-    /// Results are ints (comparisons, logic, integer arithmetic on ints).
-    pub fn is_logical(self) -> bool {
-        matches!(self, Bin::Eq | Bin::Ne | Bin::Lt | Bin::Le | Bin::Gt | Bin::Ge | Bin::And | Bin::Or)
-    }
-}
+pub use crate::ir::scalar::{sigmoid, softplus, trigamma, Bin, Un};
 
 /// log_mix(t, a, b) = log(t e^a + (1 − t) e^b).
 pub fn log_mix(t: f64, a: f64, b: f64) -> f64 {
@@ -525,7 +205,126 @@ pub fn bidx(i: usize, out: &[usize], arg_len: usize, arg_shape: &[usize]) -> usi
     }
 }
 
+/// How a primitive treats the rows of its arguments (the observation rows a minibatch takes),
+/// which the minibatch rewrites check ([`crate::ir::rowcheck`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    /// Each element of the result from the same element of each argument (broadcasting).
+    Elementwise,
+    /// Each row of the result from the same row of the first argument and all of the others
+    /// (`X @ W`, a row's softmax or sum, a reshape that keeps the first dimension).
+    FirstArgRows,
+    /// A sum over the argument's rows (a log density, `sum`, column sums).
+    Sums,
+    /// A function of all of its arguments together.
+    Mixes,
+    /// Leaves and indexing, which the check reads itself.
+    Own,
+}
+
 impl Prim {
+    /// How the primitive treats rows.
+    pub fn rows(&self) -> Rows {
+        match self {
+            Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::LogMix => Rows::Elementwise,
+            Prim::MatMul | Prim::RowSums | Prim::RowMeans | Prim::Softmax | Prim::LogSoftmax | Prim::Reshape(_) => {
+                Rows::FirstArgRows
+            }
+            Prim::LogDensity(_) | Prim::Reduce(Red::Sum) | Prim::ColSums => Rows::Sums,
+            Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
+            | Prim::Transpose
+            | Prim::LogMixVec
+            | Prim::ColMeans
+            | Prim::Fill(_)
+            | Prim::DiagMatrix
+            | Prim::Diagonal
+            | Prim::Cholesky
+            | Prim::GpExpQuadCov
+            | Prim::Rng(..)
+            | Prim::Constrain(_) => Rows::Mixes,
+            Prim::Const(_) | Prim::Lit(_) | Prim::Input(_) | Prim::Index(_) | Prim::Load(..) => Rows::Own,
+        }
+    }
+
+    /// Whether the result is linear in argument `k` when the others do not change (so a sum
+    /// over rows passes through it scaled): negation, sums and differences, and products and
+    /// quotients by the other argument.
+    pub fn is_linear_in(&self, k: usize) -> bool {
+        match self {
+            Prim::Unary(Un::Neg) | Prim::Binary(Bin::Add | Bin::Sub | Bin::Mul) => true,
+            Prim::Binary(Bin::Div) => k == 0,
+            Prim::Unary(
+                Un::Not
+                | Un::Exp
+                | Un::Log
+                | Un::Log1p
+                | Un::Expm1
+                | Un::Sqrt
+                | Un::Square
+                | Un::Abs
+                | Un::Tanh
+                | Un::Sigmoid
+                | Un::Logit
+                | Un::Softplus
+                | Un::Relu
+                | Un::Lgamma
+                | Un::Digamma
+                | Un::Sin
+                | Un::Cos
+                | Un::Erf
+                | Un::Phi
+                | Un::Log1m
+                | Un::LogInvLogit
+                | Un::Inv
+                | Un::Floor
+                | Un::Ceil
+                | Un::Round,
+            )
+            | Prim::Binary(
+                Bin::IntDiv
+                | Bin::Mod
+                | Bin::Pow
+                | Bin::Min
+                | Bin::Max
+                | Bin::LogSumExp
+                | Bin::Eq
+                | Bin::Ne
+                | Bin::Lt
+                | Bin::Le
+                | Bin::Gt
+                | Bin::Ge
+                | Bin::And
+                | Bin::Or,
+            )
+            | Prim::Select
+            | Prim::LogMix
+            | Prim::MatMul
+            | Prim::RowSums
+            | Prim::RowMeans
+            | Prim::Softmax
+            | Prim::LogSoftmax
+            | Prim::Reshape(_)
+            | Prim::LogDensity(_)
+            | Prim::Reduce(_)
+            | Prim::ColSums
+            | Prim::Transpose
+            | Prim::LogMixVec
+            | Prim::ColMeans
+            | Prim::Fill(_)
+            | Prim::DiagMatrix
+            | Prim::Diagonal
+            | Prim::Cholesky
+            | Prim::GpExpQuadCov
+            | Prim::Rng(..)
+            | Prim::Constrain(_)
+            | Prim::Const(_)
+            | Prim::Lit(_)
+            | Prim::Input(_)
+            | Prim::Index(_)
+            | Prim::Load(..) => false,
+        }
+    }
+
     /// The shape rule: the result's shape from the arguments' shapes (`Err` says why not).
     pub fn shape(
         &self,

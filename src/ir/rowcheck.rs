@@ -7,7 +7,7 @@
 //! accumulated across rows into a `var`. The row count used as a number (`N * log(sigma)`)
 //! is found in the source by [`row_count_as_number`].
 
-use crate::ir::prim::{Bin, Ix, Red, Un};
+use crate::ir::prim::{Bin, Ix, Rows};
 use crate::ir::{InputKind, Inst, Prim, Program, Slot, V};
 use crate::source::Span;
 use crate::syntax::ast::{Expr, ExprKind, Stmt, StmtKind};
@@ -146,43 +146,51 @@ impl Checker<'_> {
                 self.index(dst, base, ix, &args[1..], &classes[1..])
             }
             _ if classes.contains(&Class::Sum) => {
-                let linear = match prim {
-                    Prim::Unary(Un::Neg) => true,
-                    Prim::Binary(Bin::Add | Bin::Sub) => classes.iter().all(|c| matches!(c, Class::Sum | Class::Free)),
-                    Prim::Binary(Bin::Mul) => classes.contains(&Class::Free),
-                    Prim::Binary(Bin::Div) => classes[1] == Class::Free,
-                    _ => false,
-                };
-                if linear {
+                // Linear in each argument that is a sum; the others free of rows.
+                let linear = classes.iter().enumerate().all(|(k, c)| match c {
+                    Class::Sum => prim.is_linear_in(k),
+                    Class::Free => true,
+                    Class::Row | Class::Elem(_) => false,
+                });
+                // A product of two sums is not linear in either.
+                let sums = classes.iter().filter(|c| **c == Class::Sum).count();
+                if linear && (sums == 1 || !matches!(prim, Prim::Binary(Bin::Mul | Bin::Div))) {
                     Ok(Class::Sum)
                 } else {
                     self.fail(dst, "a sum over the observation rows is used inside the likelihood: a minibatch's sum is not the data's sum scaled")
                 }
             }
-            Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::LogMix => {
-                let rows = classes.contains(&Class::Row);
-                let elems: Vec<V> =
-                    classes.iter().filter_map(|c| if let Class::Elem(i) = c { Some(*i) } else { None }).collect();
-                match (rows, elems.first()) {
-                    (true, None) if rank_b(dst) => Ok(Class::Row),
-                    (false, Some(i)) if elems.iter().all(|j| j == i) => Ok(Class::Elem(*i)),
-                    _ => self.fail(dst, "values of different observation rows are combined"),
+            _ => match prim.rows() {
+                Rows::Elementwise => {
+                    let rows = classes.contains(&Class::Row);
+                    let elems: Vec<V> =
+                        classes.iter().filter_map(|c| if let Class::Elem(i) = c { Some(*i) } else { None }).collect();
+                    match (rows, elems.first()) {
+                        (true, None) if rank_b(dst) => Ok(Class::Row),
+                        (false, Some(i)) if elems.iter().all(|j| j == i) => Ok(Class::Elem(*i)),
+                        _ => self.fail(dst, "values of different observation rows are combined"),
+                    }
                 }
-            }
-            Prim::MatMul => match (classes[0], classes[1]) {
-                (Class::Row, Class::Free) if rank_b(dst) => Ok(Class::Row),
-                (Class::Elem(i), Class::Free) => Ok(Class::Elem(i)),
-                _ => self.fail(dst, "a matrix product sums over the observation rows"),
+                Rows::FirstArgRows => {
+                    let others_free = classes[1..].iter().all(|c| *c == Class::Free);
+                    let (from, to) = (&self.p.info(args[0]).shape, &self.p.info(dst).shape);
+                    // A row of a matrix (a vector has one row, the whole of it), or a reshape
+                    // that keeps the first dimension.
+                    let rank = if matches!(prim, Prim::Reshape(_)) { 1 } else { 2 };
+                    let keeps_rows = from.len() >= rank && from.first() == to.first();
+                    match classes[0] {
+                        Class::Row if others_free && keeps_rows && rank_b(dst) => Ok(Class::Row),
+                        Class::Elem(i) if others_free => Ok(Class::Elem(i)),
+                        _ if matches!(prim, Prim::MatMul) => {
+                            self.fail(dst, "a matrix product sums over the observation rows")
+                        }
+                        _ => self.fail(dst, "a function of all the observation rows together"),
+                    }
+                }
+                // A log density of rows, or their sum: added to `target`, it is the likelihood.
+                Rows::Sums => Ok(Class::Sum),
+                Rows::Mixes | Rows::Own => self.fail(dst, "a function of all the observation rows together"),
             },
-            Prim::RowSums | Prim::RowMeans | Prim::Softmax | Prim::LogSoftmax => match classes[0] {
-                Class::Row if self.p.info(args[0]).shape.len() == 2 => Ok(Class::Row),
-                Class::Elem(i) => Ok(Class::Elem(i)),
-                _ => self.fail(dst, "a function of all the observation rows together"),
-            },
-            // A log density of rows, or their sum: added to `target`, it is the likelihood.
-            Prim::LogDensity(_) | Prim::Reduce(Red::Sum) | Prim::ColSums => Ok(Class::Sum),
-            _ if rank_b(dst) && !classes.iter().any(|c| matches!(c, Class::Elem(_))) => Ok(Class::Row),
-            _ => self.fail(dst, "a function of all the observation rows together"),
         }
     }
 

@@ -10,7 +10,7 @@
 use super::gemm;
 use super::layout::Layout;
 use crate::ir::interp::{constrain_param, constrain_param_vjp};
-use crate::ir::prim::{self, Bin, Prim, Scratch, Un};
+use crate::ir::prim::{self, Prim, Scratch};
 use crate::ir::{Inst, Program};
 use crate::math::dist;
 use smallvec::SmallVec;
@@ -651,82 +651,4 @@ fn matmul_vjp(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], adj: &[f64], adj
             );
         }
     }
-}
-
-/// Symbols of the scalar functions for `Un`: (name of f, f, name of f', f').
-pub fn un_symbols(u: Un) -> (&'static str, *const u8, &'static str, *const u8) {
-    macro_rules! un {
-        ($($v:ident),* $(,)?) => {
-            match u {
-                $(Un::$v => {
-                    extern "C" fn f(x: f64) -> f64 {
-                        Un::$v.f(x)
-                    }
-                    extern "C" fn df(x: f64, y: f64) -> f64 {
-                        Un::$v.df(x, y)
-                    }
-                    (concat!("bnnc_", stringify!($v)), f as *const u8, concat!("bnnc_d_", stringify!($v)), df as *const u8)
-                })*
-            }
-        };
-    }
-    un!(
-        Neg,
-        Not,
-        Exp,
-        Log,
-        Log1p,
-        Expm1,
-        Sqrt,
-        Square,
-        Abs,
-        Tanh,
-        Sigmoid,
-        Logit,
-        Softplus,
-        Relu,
-        Lgamma,
-        Digamma,
-        Sin,
-        Cos,
-        Erf,
-        Phi,
-        Log1m,
-        LogInvLogit,
-        Inv,
-        Floor,
-        Ceil,
-        Round,
-    )
-}
-
-/// Symbols of the scalar functions for `Bin`: (name, f, name, ∂f/∂a, name, ∂f/∂b).
-#[allow(clippy::type_complexity)]
-pub fn bin_symbols(b: Bin) -> (&'static str, *const u8, &'static str, *const u8, &'static str, *const u8) {
-    macro_rules! bin {
-        ($($v:ident),* $(,)?) => {
-            match b {
-                $(Bin::$v => {
-                    extern "C" fn f(a: f64, b: f64) -> f64 {
-                        Bin::$v.f(a, b)
-                    }
-                    extern "C" fn da(a: f64, b: f64, y: f64) -> f64 {
-                        Bin::$v.df(a, b, y).0
-                    }
-                    extern "C" fn db(a: f64, b: f64, y: f64) -> f64 {
-                        Bin::$v.df(a, b, y).1
-                    }
-                    (
-                        concat!("bnnc_", stringify!($v)),
-                        f as *const u8,
-                        concat!("bnnc_da_", stringify!($v)),
-                        da as *const u8,
-                        concat!("bnnc_db_", stringify!($v)),
-                        db as *const u8,
-                    )
-                })*
-            }
-        };
-    }
-    bin!(Add, Sub, Mul, Div, IntDiv, Mod, Pow, Min, Max, LogSumExp, Eq, Ne, Lt, Le, Gt, Ge, And, Or)
 }

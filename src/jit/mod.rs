@@ -87,15 +87,10 @@ impl<'p> Jit<'p> {
             if let Some((name, f)) = u.array_raw() {
                 jb.symbol(name, f as *const u8);
             }
-            let (n1, f1, n2, f2) = kernels::un_symbols(u);
-            jb.symbol(n1, f1);
-            jb.symbol(n2, f2);
         }
-        for b in crate::ir::prim::Bin::ALL {
-            let (n1, f1, n2, f2, n3, f3) = kernels::bin_symbols(b);
-            jb.symbol(n1, f1);
-            jb.symbol(n2, f2);
-            jb.symbol(n3, f3);
+        for f in crate::ir::scalar::Scalar::ALL {
+            let (name, _, at) = f.symbol();
+            jb.symbol(name, at);
         }
         let mut module = JITModule::new(jb);
         let mut ctx = module.make_context();

@@ -2,7 +2,6 @@
 //! reverse, results passed on in registers; and a dense layer's bias and activation in one
 //! kernel call.
 
-use super::scalar::df_reads;
 use super::*;
 
 impl<'a, 'f> Emitter<'a, 'f> {
@@ -187,20 +186,19 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let h: Vec<bool> = args[from..].iter().map(|a| self.lay.has_adj(*a)).collect();
         match prim {
             Prim::Unary(u) => {
-                let (x, y) = df_reads(*u);
+                let (x, y) = u.deriv_reads();
                 (vec![x && h[0]], y && h[0])
             }
             Prim::Binary(bn) => {
-                let any = h[0] || h[1];
-                match bn {
-                    Bin::Add | Bin::Sub => (vec![false, false], false),
-                    // d/da = b, d/db = a.
-                    Bin::Mul => (vec![h[1], h[0]], false),
-                    // d/da = 1/b, d/db = −a/b².
-                    Bin::Div => (vec![h[1], any], false),
-                    Bin::Max | Bin::Min => (vec![any, any], false),
-                    _ => (vec![any, any], any),
+                // What the partials of the operands that take an adjoint read.
+                let mut reads = (false, false, false);
+                for (wrt_b, wanted) in [(false, h[0]), (true, h[1])] {
+                    if wanted {
+                        let r = bn.partial_reads(wrt_b);
+                        reads = (reads.0 || r.0, reads.1 || r.1, reads.2 || r.2);
+                    }
                 }
+                (vec![reads.0, reads.1], reads.2)
             }
             _ => (vec![false; n], false),
         }
@@ -433,7 +431,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
         };
         let Some((name, _)) = u.array_raw() else { return Ok(false) };
         let shape = self.p.info(*z).shape.clone();
-        if shape.len() != 2 || hargs[0] != *z || self.uses[z.0 as usize] != 1 || df_reads(*u).0 {
+        if shape.len() != 2 || hargs[0] != *z || self.uses[z.0 as usize] != 1 || u.deriv_reads().0 {
             return Ok(false);
         }
         let (x, bias) = match (self.mode(args[0], &shape), self.mode(args[1], &shape)) {

@@ -14,9 +14,10 @@
 //! indexing in [`index`], densities and transforms in [`density`], and accumulators and scalar
 //! functions with their derivatives in [`scalar`].
 
-use super::kernels::{self, CTX_ARENA, CTX_GRAD, CTX_JACOBIAN, CTX_JAC_WEIGHT, CTX_LIKELIHOOD, CTX_TARGET, CTX_THETA};
+use super::kernels::{CTX_ARENA, CTX_GRAD, CTX_JACOBIAN, CTX_JAC_WEIGHT, CTX_LIKELIHOOD, CTX_TARGET, CTX_THETA};
 use super::layout::{self, Layout, Loc};
 use crate::ir::prim::{Bin, Ix, Red, Un};
+use crate::ir::scalar::{Arith, Cmp, Scalar};
 use crate::ir::{BlockId, Inst, Prim, Program, ENTRY, V};
 use crate::math::dist::{self, Family};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};

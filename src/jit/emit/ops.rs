@@ -135,7 +135,28 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let o = self.addr(dst)?;
                 self.index_fwd(ix, &base_shape, ba, args, o, n)
             }
-            _ => {
+            // Compiled as calls of the kernels (the primitives table's evaluation and VJP on
+            // the current execution's values), and the inline cases above when their guard
+            // fails.
+            Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
+            | Prim::MatMul
+            | Prim::Transpose
+            | Prim::LogMixVec
+            | Prim::Softmax
+            | Prim::LogSoftmax
+            | Prim::ColMeans
+            | Prim::ColSums
+            | Prim::RowMeans
+            | Prim::RowSums
+            | Prim::DiagMatrix
+            | Prim::Diagonal
+            | Prim::Cholesky
+            | Prim::GpExpQuadCov
+            | Prim::Rng(..)
+            | Prim::Index(_)
+            | Prim::Constrain(_)
+            | Prim::LogDensity(_)
+            | Prim::Load(..) => {
                 let id = self.id_of(key, inst);
                 let mut ptrs = vec![self.addr(dst)?];
                 for a in args {
@@ -247,6 +268,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                             self.add_to(aadj, z, t);
                         }
                         _ => {
+                            // A reshape: the same elements.
                             self.each(n, &mut |s, i| {
                                 let g = s.ld(oadj, i);
                                 s.add_to(aadj, i, g);
@@ -316,7 +338,28 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 self.clear(dst, oadj, n)
             }
-            _ => {
+            // Compiled as calls of the kernels (the primitives table's evaluation and VJP on
+            // the current execution's values), and the inline cases above when their guard
+            // fails.
+            Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
+            | Prim::MatMul
+            | Prim::Transpose
+            | Prim::LogMixVec
+            | Prim::Softmax
+            | Prim::LogSoftmax
+            | Prim::ColMeans
+            | Prim::ColSums
+            | Prim::RowMeans
+            | Prim::RowSums
+            | Prim::DiagMatrix
+            | Prim::Diagonal
+            | Prim::Cholesky
+            | Prim::GpExpQuadCov
+            | Prim::Rng(..)
+            | Prim::Index(_)
+            | Prim::Constrain(_)
+            | Prim::LogDensity(_)
+            | Prim::Load(..) => {
                 let id = self.id_of(key, inst);
                 if self.overwritten.contains(&dst) {
                     self.kept_adj.insert(id as usize);

@@ -143,184 +143,91 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.sel(nz, c, z)
     }
 
-    fn flag(&mut self, c: Value) -> Value {
-        let (one, zero) = (self.f(1.0), self.f(0.0));
-        self.sel(c, one, zero)
-    }
-
     pub(super) fn un_f(&mut self, u: Un, x: Value) -> R<Value> {
-        Ok(match u {
-            Un::Neg => self.b.ins().fneg(x),
-            Un::Not => {
-                let z = self.f(0.0);
-                let c = self.b.ins().fcmp(FloatCC::Equal, x, z);
-                self.flag(c)
-            }
-            Un::Sqrt => self.b.ins().sqrt(x),
-            Un::Square => self.b.ins().fmul(x, x),
-            Un::Abs => self.b.ins().fabs(x),
-            Un::Floor => self.b.ins().floor(x),
-            Un::Ceil => self.b.ins().ceil(x),
-            Un::Inv => {
-                let one = self.f(1.0);
-                self.b.ins().fdiv(one, x)
-            }
-            Un::Relu => {
-                // x.max(0.0): 0 for NaN, as Rust's max.
-                let z = self.f(0.0);
-                let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
-                self.sel(c, x, z)
-            }
-            _ => {
-                let (name, _, _, _) = kernels::un_symbols(u);
-                self.call_f(name, &[x])?
-            }
-        })
+        u.value(self, x)
     }
 
     pub(super) fn un_df(&mut self, u: Un, x: Value, y: Value) -> R<Value> {
-        Ok(match u {
-            Un::Neg => self.f(-1.0),
-            Un::Not | Un::Floor | Un::Ceil | Un::Round => self.f(0.0),
-            Un::Exp => y,
-            Un::Log => {
-                let one = self.f(1.0);
-                self.b.ins().fdiv(one, x)
-            }
-            Un::Log1p => {
-                let one = self.f(1.0);
-                let d = self.b.ins().fadd(one, x);
-                self.b.ins().fdiv(one, d)
-            }
-            Un::Expm1 => {
-                let one = self.f(1.0);
-                self.b.ins().fadd(y, one)
-            }
-            Un::Sqrt => {
-                let h = self.f(0.5);
-                self.b.ins().fdiv(h, y)
-            }
-            Un::Square => {
-                let two = self.f(2.0);
-                self.b.ins().fmul(two, x)
-            }
-            Un::Tanh => {
-                let one = self.f(1.0);
-                let yy = self.b.ins().fmul(y, y);
-                self.b.ins().fsub(one, yy)
-            }
-            Un::Sigmoid => {
-                let one = self.f(1.0);
-                let om = self.b.ins().fsub(one, y);
-                self.b.ins().fmul(y, om)
-            }
-            Un::Relu => {
-                let z = self.f(0.0);
-                let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
-                self.flag(c)
-            }
-            Un::Abs => {
-                // 1, −1 or 0 (at 0 and NaN), as `Un::df`.
-                let (z, one, m1) = (self.f(0.0), self.f(1.0), self.f(-1.0));
-                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, z);
-                let neg = self.b.ins().fcmp(FloatCC::LessThan, x, z);
-                let s = self.sel(neg, m1, z);
-                self.sel(pos, one, s)
-            }
-            Un::Inv => {
-                let m1 = self.f(-1.0);
-                let xx = self.b.ins().fmul(x, x);
-                self.b.ins().fdiv(m1, xx)
-            }
-            _ => {
-                let (_, _, name, _) = kernels::un_symbols(u);
-                self.call_f(name, &[x, y])?
-            }
-        })
+        u.deriv(self, x, y)
     }
 
     pub(super) fn bin_f(&mut self, bn: Bin, a: Value, b: Value) -> R<Value> {
-        let cmp = |s: &mut Self, cc: FloatCC| {
-            let c = s.b.ins().fcmp(cc, a, b);
-            s.flag(c)
-        };
-        Ok(match bn {
-            Bin::Add => self.b.ins().fadd(a, b),
-            Bin::Sub => self.b.ins().fsub(a, b),
-            Bin::Mul => self.b.ins().fmul(a, b),
-            Bin::Div => self.b.ins().fdiv(a, b),
-            Bin::Eq => cmp(self, FloatCC::Equal),
-            Bin::Ne => cmp(self, FloatCC::NotEqual),
-            Bin::Lt => cmp(self, FloatCC::LessThan),
-            Bin::Le => cmp(self, FloatCC::LessThanOrEqual),
-            Bin::Gt => cmp(self, FloatCC::GreaterThan),
-            Bin::Ge => cmp(self, FloatCC::GreaterThanOrEqual),
-            Bin::Max | Bin::Min => {
-                // Rust's `max`/`min`: the larger (smaller) one; when one is NaN, the other.
-                let cc = if bn == Bin::Max { FloatCC::GreaterThan } else { FloatCC::LessThan };
-                let c = self.b.ins().fcmp(cc, a, b);
-                let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
-                let take_a = self.b.ins().bor(c, b_nan);
-                self.sel(take_a, a, b)
-            }
-            _ => {
-                let (name, ..) = kernels::bin_symbols(bn);
-                self.call_f(name, &[a, b])?
-            }
-        })
+        bn.value(self, a, b)
     }
 
     pub(super) fn bin_da(&mut self, bn: Bin, a: Value, b: Value, y: Value) -> R<Value> {
-        Ok(match bn {
-            Bin::Add | Bin::Sub => self.f(1.0),
-            Bin::Mul => b,
-            Bin::Div => {
-                let one = self.f(1.0);
-                self.b.ins().fdiv(one, b)
-            }
-            // (1, 0) when a wins (ties included), else (0, 1), as `Bin::df`.
-            Bin::Max | Bin::Min => {
-                let cc = if bn == Bin::Max { FloatCC::GreaterThanOrEqual } else { FloatCC::LessThanOrEqual };
-                let c = self.b.ins().fcmp(cc, a, b);
-                self.flag(c)
-            }
-            _ => {
-                let (_, _, name, ..) = kernels::bin_symbols(bn);
-                self.call_f(name, &[a, b, y])?
-            }
-        })
+        bn.deriv(self, false, a, b, y)
     }
 
     pub(super) fn bin_db(&mut self, bn: Bin, a: Value, b: Value, y: Value) -> R<Value> {
-        Ok(match bn {
-            Bin::Add => self.f(1.0),
-            Bin::Sub => self.f(-1.0),
-            Bin::Mul => a,
-            Bin::Div => {
-                let na = self.b.ins().fneg(a);
-                let bb = self.b.ins().fmul(b, b);
-                self.b.ins().fdiv(na, bb)
-            }
-            Bin::Max | Bin::Min => {
-                let cc = if bn == Bin::Max { FloatCC::GreaterThanOrEqual } else { FloatCC::LessThanOrEqual };
-                let c = self.b.ins().fcmp(cc, a, b);
-                let (one, zero) = (self.f(1.0), self.f(0.0));
-                self.sel(c, zero, one)
-            }
-            _ => {
-                let (.., name, _) = kernels::bin_symbols(bn);
-                self.call_f(name, &[a, b, y])?
-            }
-        })
+        bn.deriv(self, true, a, b, y)
     }
 }
 
-/// Whether [`Emitter::un_df`] reads x and y for `u` (the reverse loads only what it reads).
-pub(super) fn df_reads(u: Un) -> (bool, bool) {
-    match u {
-        Un::Neg | Un::Not | Un::Floor | Un::Ceil | Un::Round => (false, false),
-        Un::Exp | Un::Expm1 | Un::Sqrt | Un::Tanh | Un::Sigmoid => (false, true),
-        Un::Log | Un::Log1p | Un::Square | Un::Relu | Un::Inv | Un::Abs => (true, false),
-        _ => (true, true),
+/// The elementwise rules ([`crate::ir::scalar`]) as Cranelift instructions, on one element
+/// or on the two lanes of a two-lane body.
+impl<'a, 'f> Arith for Emitter<'a, 'f> {
+    type V = Value;
+    type E = String;
+    fn c(&mut self, x: f64) -> Value {
+        self.f(x)
+    }
+    fn neg(&mut self, x: Value) -> Value {
+        self.b.ins().fneg(x)
+    }
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+    fn sub(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fsub(a, b)
+    }
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+    fn sqrt(&mut self, x: Value) -> Value {
+        self.b.ins().sqrt(x)
+    }
+    fn abs(&mut self, x: Value) -> Value {
+        self.b.ins().fabs(x)
+    }
+    fn floor(&mut self, x: Value) -> Value {
+        self.b.ins().floor(x)
+    }
+    fn ceil(&mut self, x: Value) -> Value {
+        self.b.ins().ceil(x)
+    }
+    fn max(&mut self, a: Value, b: Value) -> Value {
+        self.max_min(FloatCC::GreaterThan, a, b)
+    }
+    fn min(&mut self, a: Value, b: Value) -> Value {
+        self.max_min(FloatCC::LessThan, a, b)
+    }
+    fn pick(&mut self, cc: Cmp, a: Value, b: Value, x: Value, y: Value) -> Value {
+        let cc = match cc {
+            Cmp::Eq => FloatCC::Equal,
+            Cmp::Ne => FloatCC::NotEqual,
+            Cmp::Lt => FloatCC::LessThan,
+            Cmp::Le => FloatCC::LessThanOrEqual,
+            Cmp::Gt => FloatCC::GreaterThan,
+            Cmp::Ge => FloatCC::GreaterThanOrEqual,
+        };
+        let c = self.b.ins().fcmp(cc, a, b);
+        self.sel(c, x, y)
+    }
+    fn call(&mut self, f: Scalar, args: &[Value]) -> R<Value> {
+        self.call_f(f.symbol().0, args)
+    }
+}
+
+impl<'a, 'f> Emitter<'a, 'f> {
+    /// Rust's `max` (`cc` greater-than) or `min` (less-than): a when it wins or b is NaN.
+    fn max_min(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        let c = self.b.ins().fcmp(cc, a, b);
+        let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
+        let take_a = self.b.ins().bor(c, b_nan);
+        self.sel(take_a, a, b)
     }
 }
