@@ -23,7 +23,7 @@
 #![allow(clippy::needless_range_loop, clippy::type_complexity, clippy::too_many_arguments)]
 
 use bnnc::ir::interp::{Eval, Interp};
-use bnnc::ir::prim::{Bin, Ix, Prim, Red, Un};
+use bnnc::ir::prim::{Bin, Ix, Pool, Prim, Red, Un};
 use bnnc::ir::verify::verify;
 use bnnc::ir::{print, BlockId, Inst, ParamLayout, Program, Slot, SlotInfo, ValueInfo, ENTRY, V};
 use bnnc::jit::Jit;
@@ -554,6 +554,7 @@ fn covered_by(p: &Prim) -> &'static str {
         | Prim::LogMixVec => "structural_and_row_wise",
         Prim::Reduce(_) => "reductions_every_kind",
         Prim::Cholesky | Prim::GpExpQuadCov => "cholesky_and_gp_cov",
+        Prim::Conv2d { .. } | Prim::Pool2d(..) => "convolution_and_pooling",
         Prim::Index(_) => "index_every_form",
         Prim::Load(..) => "slots_store_and_load, slots_in_loops",
         Prim::LogDensity(_) => "densities_every_family, normal_every_broadcast",
@@ -870,6 +871,39 @@ proptest! {
                 let z = b.op(Prim::MatMul, &[x, y]);
                 b.weighted(z, &mut r);
                 b.finish(format!("{} {sa:?} @ {} {sb:?}", src(pa), src(pb))).check(&mut r)?;
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Conv2d with every stride and padding that tiles the input, filters and bias as
+    /// parameters or data, input as data or parameters, then max and average pooling.
+    #[test]
+    fn convolution_and_pooling(seed in any::<u64>(), n in 1usize..3, c in 1usize..3, f in 1usize..3, k in 1usize..4, hw in 3usize..7) {
+        let mut r = Rng::new(seed);
+        for (stride, padding) in [(1, 0), (1, 1), (2, 0), (2, 1)] {
+            let (sh, sw) = (hw + 2 * padding, hw + 1 + 2 * padding);
+            if k > sh || (sh - k) % stride != 0 || (sw - k) % stride != 0 {
+                continue;
+            }
+            let (oh, ow) = ((sh - k) / stride + 1, (sw - k) / stride + 1);
+            for (px, pw) in [(false, true), (true, false), (true, true)] {
+                let mut b = B::new();
+                let x = Dom::U(-2.0, 2.0).arg(&mut b, &[n, c, hw, hw + 1], px, &mut r);
+                let w = Dom::U(-1.0, 1.0).arg(&mut b, &[f, c, k, k], pw, &mut r);
+                let bias = Dom::U(-1.0, 1.0).arg(&mut b, &[f], pw, &mut r);
+                let z = b.op(Prim::Conv2d { stride, padding }, &[x, w, bias]);
+                b.weighted(z, &mut r);
+                for pool in [Pool::Max, Pool::Avg] {
+                    if oh >= 2 && ow >= 2 {
+                        let q = b.op(Prim::Pool2d(pool, 2), &[z]);
+                        b.weighted(q, &mut r);
+                    }
+                }
+                b.finish(format!("conv2d {n}x{c}x{hw}x{} by {f}x{c}x{k}x{k}, stride {stride}, padding {padding}: x {}, w {}", hw + 1, src(px), src(pw))).check(&mut r)?;
             }
         }
     }

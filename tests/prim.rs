@@ -15,7 +15,7 @@ mod helpers;
 #[path = "prim/pipeline.rs"]
 mod pipeline;
 
-use bnnc::ir::prim::{self, Bin, Ix, Prim, Red, Un};
+use bnnc::ir::prim::{self, Bin, Ix, Pool, Prim, Red, Un};
 use bnnc::ir::Slot;
 use bnnc::math::dist::Family;
 use helpers::Rng;
@@ -369,6 +369,95 @@ proptest! {
             check_vjp(&p, &args, &shapes, &[false, true, true], &mut rng);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: Conv2d, Pool2d
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Convolution against its definition written out, and its VJP (input, filters and bias)
+    /// against finite differences, for strides and paddings that tile the input; then max
+    /// (away from ties) and average pooling.
+    #[test]
+    fn convolution_and_pooling(seed in any::<u64>(), n in 1usize..3, c in 1usize..3, f in 1usize..3, k in 1usize..4, h in 3usize..7, w in 3usize..7) {
+        let mut rng = Rng::new(seed);
+        for (stride, pad) in [(1usize, 0usize), (1, 1), (2, 0), (2, 1)] {
+            let (sh, sw) = (h + 2 * pad, w + 2 * pad);
+            if k > sh.min(sw) || (sh - k) % stride != 0 || (sw - k) % stride != 0 {
+                continue;
+            }
+            let (oh, ow) = ((sh - k) / stride + 1, (sw - k) / stride + 1);
+            let x = rng.vec(n * c * h * w, -2.0, 2.0);
+            let wt = rng.vec(f * c * k * k, -1.0, 1.0);
+            let b = rng.vec(f, -1.0, 1.0);
+            let mut want = vec![0.0; n * f * oh * ow];
+            for img in 0..n {
+                for fi in 0..f {
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            let mut s = b[fi];
+                            for ci in 0..c {
+                                for di in 0..k {
+                                    for dj in 0..k {
+                                        let (r, q) = ((i * stride + di) as isize - pad as isize, (j * stride + dj) as isize - pad as isize);
+                                        if r >= 0 && q >= 0 && (r as usize) < h && (q as usize) < w {
+                                            s += wt[((fi * c + ci) * k + di) * k + dj] * x[((img * c + ci) * h + r as usize) * w + q as usize];
+                                        }
+                                    }
+                                }
+                            }
+                            want[((img * f + fi) * oh + i) * ow + j] = s;
+                        }
+                    }
+                }
+            }
+            let p = Prim::Conv2d { stride, padding: pad };
+            let shapes = [vec![n, c, h, w], vec![f, c, k, k], vec![f]];
+            let args = [x, wt, b];
+            let (out, shape) = eval(&p, &args, &shapes);
+            prop_assert_eq!(&shape, &vec![n, f, oh, ow]);
+            assert_all_close(&out, &want, 1e-12, &|| format!("conv2d stride {stride} padding {pad}"));
+            check_vjp(&p, &args, &shapes, &[true, true, true], &mut rng);
+            if oh >= 2 && ow >= 2 {
+                // Distinct values a window apart, so the maximum is not a tie.
+                let y: Vec<f64> = (0..out.len()).map(|i| i as f64 * 0.1 + rng.uniform(0.0, 0.05)).collect();
+                let ys = vec![n, f, oh, ow];
+                for pool in [Pool::Max, Pool::Avg] {
+                    let q = Prim::Pool2d(pool, 2);
+                    let (pooled, pshape) = eval(&q, std::slice::from_ref(&y), std::slice::from_ref(&ys));
+                    prop_assert_eq!(&pshape, &vec![n, f, oh / 2, ow / 2]);
+                    let at = |pl: usize, i: usize, j: usize| y[(pl * oh + i) * ow + j];
+                    for pl in 0..n * f {
+                        for i in 0..oh / 2 {
+                            for j in 0..ow / 2 {
+                                let win = [at(pl, 2 * i, 2 * j), at(pl, 2 * i, 2 * j + 1), at(pl, 2 * i + 1, 2 * j), at(pl, 2 * i + 1, 2 * j + 1)];
+                                let want = match pool {
+                                    Pool::Max => win.iter().cloned().fold(f64::MIN, f64::max),
+                                    Pool::Avg => win.iter().sum::<f64>() / 4.0,
+                                };
+                                assert_close(pooled[(pl * (oh / 2) + i) * (ow / 2) + j], want, 1e-14, &|| format!("{pool:?}"));
+                            }
+                        }
+                    }
+                    check_vjp(&q, std::slice::from_ref(&y), std::slice::from_ref(&ys), &[true], &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn convolution_shape_errors_say_why() {
+    let err = |p: Prim, shapes: &[&[usize]]| p.shape(shapes, &[], None).unwrap_err();
+    assert!(
+        err(Prim::Conv2d { stride: 2, padding: 0 }, &[&[1, 1, 8, 8], &[2, 1, 3, 3], &[2]]).contains("does not divide")
+    );
+    assert!(err(Prim::Conv2d { stride: 1, padding: 0 }, &[&[1, 3, 8, 8], &[2, 1, 3, 3], &[2]]).contains("channels"));
+    assert!(err(Prim::Conv2d { stride: 1, padding: 0 }, &[&[1, 1, 8, 8], &[2, 1, 3, 3], &[3]]).contains("bias"));
+    assert!(err(Prim::Pool2d(Pool::Max, 3), &[&[1, 1, 2, 2]]).contains("does not fit"));
 }
 
 // ---------------------------------------------------------------------------------------------

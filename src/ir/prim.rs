@@ -5,6 +5,8 @@
 //! Values are flat row-major f64 slices; ints are stored exactly as f64.
 
 use crate::ir::Slot;
+pub use crate::math::conv::Pool;
+use crate::math::conv::{Conv, Pooling};
 use crate::math::dist::{self, Family};
 use smallvec::SmallVec;
 
@@ -130,6 +132,14 @@ pub enum Prim {
     LogDensity(Family),
     /// Draws of the given shape (generated quantities only).
     Rng(Family, Vec<usize>),
+    /// 2-D convolution of a tensor[n, c, h, w] by filters tensor[f, c, k, k], plus a bias
+    /// vector[f]: a tensor[n, f, h', w'] (`math::conv`).
+    Conv2d {
+        stride: usize,
+        padding: usize,
+    },
+    /// Max or average pooling of a tensor[n, c, h, w] over k × k windows moved by k.
+    Pool2d(Pool, usize),
 }
 
 fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
@@ -227,9 +237,14 @@ impl Prim {
     pub fn rows(&self) -> Rows {
         match self {
             Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::LogMix => Rows::Elementwise,
-            Prim::MatMul | Prim::RowSums | Prim::RowMeans | Prim::Softmax | Prim::LogSoftmax | Prim::Reshape(_) => {
-                Rows::FirstArgRows
-            }
+            Prim::MatMul
+            | Prim::RowSums
+            | Prim::RowMeans
+            | Prim::Softmax
+            | Prim::LogSoftmax
+            | Prim::Reshape(_)
+            | Prim::Conv2d { .. }
+            | Prim::Pool2d(..) => Rows::FirstArgRows,
             Prim::LogDensity(_) | Prim::Reduce(Red::Sum) | Prim::ColSums => Rows::Sums,
             Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
             | Prim::Transpose
@@ -304,6 +319,8 @@ impl Prim {
             | Prim::Softmax
             | Prim::LogSoftmax
             | Prim::Reshape(_)
+            | Prim::Conv2d { .. }
+            | Prim::Pool2d(..)
             | Prim::LogDensity(_)
             | Prim::Reduce(_)
             | Prim::ColSums
@@ -440,6 +457,21 @@ impl Prim {
                     [k] => Ok(vec![*k, *k]),
                     s => Err(format!("needs a vector of inputs, got {s:?}")),
                 }
+            }
+            Prim::Conv2d { stride, padding } => {
+                arity(3)?;
+                let cv = Conv::new(args[0], args[1], *stride, *padding)?;
+                if args[2] != [cv.filters] {
+                    return Err(format!(
+                        "the bias must be a vector of {} (one per filter), got {:?}",
+                        cv.filters, args[2]
+                    ));
+                }
+                Ok(cv.out_shape())
+            }
+            Prim::Pool2d(_, k) => {
+                arity(1)?;
+                Ok(Pooling::new(args[0], *k)?.out_shape(args[0]))
             }
             Prim::Reshape(shape) => {
                 arity(1)?;
@@ -765,6 +797,11 @@ pub fn eval(
             }
         }
         Prim::Reshape(_) => out.copy_from_slice(args[0]),
+        Prim::Conv2d { stride, padding } => {
+            let cv = Conv::new(shapes[0], shapes[1], *stride, *padding)?;
+            cv.forward(args[0], args[1], args[2], out, &mut sc.a);
+        }
+        Prim::Pool2d(kind, k) => Pooling::new(shapes[0], *k)?.forward(*kind, args[0], out),
         Prim::LogDensity(f) => {
             let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
@@ -1114,6 +1151,17 @@ pub fn vjp(
                 for (gi, a) in g.iter_mut().zip(adj_out) {
                     *gi += a;
                 }
+            }
+        }
+        Prim::Conv2d { stride, padding } => {
+            let cv = Conv::new(shapes[0], shapes[1], *stride, *padding)?;
+            let [gx, gw, gb] = adj_args else { return Err("conv2d takes three arguments".into()) };
+            let (gx, gw, gb) = (gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut());
+            cv.vjp(args[0], args[1], adj_out, gx, gw, gb, &mut sc.a, &mut sc.b);
+        }
+        Prim::Pool2d(kind, k) => {
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                Pooling::new(shapes[0], *k)?.vjp(*kind, args[0], out, adj_out, g);
             }
         }
         Prim::LogDensity(f) => {

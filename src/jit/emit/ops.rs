@@ -152,6 +152,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             | Prim::Diagonal
             | Prim::Cholesky
             | Prim::GpExpQuadCov
+            | Prim::Conv2d { .. }
+            | Prim::Pool2d(..)
             | Prim::Rng(..)
             | Prim::Index(_)
             | Prim::Constrain(_)
@@ -355,6 +357,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
             | Prim::Diagonal
             | Prim::Cholesky
             | Prim::GpExpQuadCov
+            | Prim::Conv2d { .. }
+            | Prim::Pool2d(..)
             | Prim::Rng(..)
             | Prim::Index(_)
             | Prim::Constrain(_)
