@@ -176,14 +176,11 @@ fn load_imports(
 }
 
 /// The data file for a model: the one given, or `MODEL.json` beside the model if it exists
-/// (SPEC §8).
+/// (SPEC §8), else `MODEL.npz` (images and other large arrays).
 pub fn data_path(model: &Path, given: Option<&Path>) -> Option<PathBuf> {
     match given {
         Some(p) => Some(p.to_path_buf()),
-        None => {
-            let beside = model.with_extension("json");
-            beside.exists().then_some(beside)
-        }
+        None => ["json", "npz"].iter().map(|ext| model.with_extension(ext)).find(|p| p.exists()),
     }
 }
 
@@ -242,7 +239,7 @@ impl Frontend {
                         format!("`{}` declares data but no data file was given", model.display()),
                     )
                     .with_help(format!(
-                        "give one with `--data FILE.json`, or put it beside the model as `{}`",
+                        "give one with `--data FILE.json`, or put it beside the model as `{}` (or `.npz`)",
                         beside.display()
                     )),
                 );

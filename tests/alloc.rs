@@ -64,7 +64,8 @@ fn cases() -> Vec<(String, PathBuf, PathBuf)> {
     for e in std::fs::read_dir(&examples).expect("examples").flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "bnn") {
-            out.push((format!("examples/{}", e.file_name().to_string_lossy()), p.clone(), p.with_extension("json")));
+            let data = bnnc::driver::data_path(&p, None).unwrap_or_else(|| p.with_extension("json"));
+            out.push((format!("examples/{}", e.file_name().to_string_lossy()), p.clone(), data));
         }
     }
     out.sort();

@@ -77,8 +77,7 @@ fn all_examples_check_clean() {
     assert!(models.len() >= 3);
     for m in models {
         assert_clean(&m);
-        let data = m.with_extension("json");
-        assert!(data.exists(), "{} needs its data file beside it", m.display());
+        assert!(bnnc::driver::data_path(&m, None).is_some(), "{} needs its data file beside it", m.display());
     }
 }
 

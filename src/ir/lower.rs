@@ -1530,6 +1530,19 @@ impl<'a> Lower<'a> {
             (Func::Cholesky, 1) => Prim::Cholesky,
             (Func::GpExpQuadCov, 3) => Prim::GpExpQuadCov,
             (Func::ToVector, 1) => Prim::Reshape(vec![shape(self, 0).iter().product()]),
+            (Func::Flatten, 1) => {
+                let s = shape(self, 0);
+                Prim::Reshape(vec![s.first().copied().unwrap_or(1), s.iter().skip(1).product()])
+            }
+            (Func::Convolve2d, 5) => {
+                let (stride, padding) = (self.size_arg(vals[3], span)?, self.size_arg(vals[4], span)?);
+                return self.op(Prim::Conv2d { stride, padding }, &vals[..3], span);
+            }
+            (Func::MaxPool2d | Func::AvgPool2d, 2) => {
+                let k = self.size_arg(vals[1], span)?;
+                let pool = if func == Func::MaxPool2d { prim::Pool::Max } else { prim::Pool::Avg };
+                return self.op(Prim::Pool2d(pool, k), &vals[..1], span);
+            }
             (Func::Col, 2) => return self.op(Prim::Index(vec![Ix::All, Ix::Single]), &vals, span),
             (Func::Row, 2) => return self.op(Prim::Index(vec![Ix::Single]), &vals, span),
             (Func::Rows | Func::Cols | Func::Size, 1) => {
@@ -1600,7 +1613,11 @@ impl<'a> Lower<'a> {
                 | Func::RepVector
                 | Func::RepMatrix
                 | Func::Zeros
-                | Func::Ones,
+                | Func::Ones
+                | Func::Flatten
+                | Func::Convolve2d
+                | Func::MaxPool2d
+                | Func::AvgPool2d,
                 _,
             ) => {
                 return Err(self.err(
@@ -1612,6 +1629,20 @@ impl<'a> Lower<'a> {
             }
         };
         self.op(prim, &vals, span)
+    }
+
+    /// A size argument (a stride, a padding, a window), which must be a number when the model
+    /// is compiled.
+    fn size_arg(&mut self, v: V, span: Span) -> R<usize> {
+        match self.int_const(v) {
+            Some(k) if k >= 0 => Ok(k as usize),
+            _ => Err(self.err(
+                Code::SizeNotData,
+                span,
+                "this size must be known when the data is read",
+                "not a constant",
+            )),
+        }
     }
 
     /// Inline a `fn`: its arguments bound, its body lowered here. A `return` inside an `if`

@@ -799,7 +799,7 @@ pub fn eval(
         Prim::Reshape(_) => out.copy_from_slice(args[0]),
         Prim::Conv2d { stride, padding } => {
             let cv = Conv::new(shapes[0], shapes[1], *stride, *padding)?;
-            cv.forward(args[0], args[1], args[2], out, &mut sc.a);
+            cv.forward(args[0], args[1], args[2], out, &mut sc.a, &mut sc.b);
         }
         Prim::Pool2d(kind, k) => Pooling::new(shapes[0], *k)?.forward(*kind, args[0], out),
         Prim::LogDensity(f) => {
@@ -1157,7 +1157,7 @@ pub fn vjp(
             let cv = Conv::new(shapes[0], shapes[1], *stride, *padding)?;
             let [gx, gw, gb] = adj_args else { return Err("conv2d takes three arguments".into()) };
             let (gx, gw, gb) = (gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut());
-            cv.vjp(args[0], args[1], adj_out, gx, gw, gb, &mut sc.a, &mut sc.b);
+            cv.vjp(args[0], args[1], adj_out, gx, gw, gb, &mut sc.a, &mut sc.b, &mut sc.c);
         }
         Prim::Pool2d(kind, k) => {
             if let Some(g) = adj_args[0].as_deref_mut() {

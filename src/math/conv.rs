@@ -2,11 +2,13 @@
 //! their vector-Jacobian products: the arithmetic behind the `conv2d`, `max_pool2d` and
 //! `avg_pool2d` primitives, shared by the interpreter and compiled code.
 //!
-//! A convolution lowers each image to columns (im2col: one row per input channel and kernel
-//! offset, one column per output position) and multiplies the filters, a
-//! `[filters, c·k·k]` matrix, by them: one matrix product per image, written straight into the
-//! image's `[filters, h'·w']` block of the result. The column buffer is the caller's and is
-//! reused from call to call.
+//! A convolution lowers a chunk of images to columns (im2col: one row per output position,
+//! one column per input channel and kernel offset) and multiplies them by the filters' transpose
+//! (the filters are a `[filters, c·k·k]` matrix): one product per chunk, with the long operand
+//! streaming past the small one as in a dense layer, then written into the images'
+//! `[filters, h'·w']` blocks of the result. The buffers are the caller's scratch, grown once.
+
+use crate::jit::gemm;
 
 /// The output size of a window of `k` moved by `stride` over `size` positions padded by
 /// `padding` on both sides: (size + 2·padding − k) / stride + 1, which must divide exactly.
@@ -84,39 +86,29 @@ impl Conv {
         (r < self.h && c < self.w).then_some((r, c))
     }
 
-    /// im2col of one image (`img`, c·h·w values) into `cols` ([c·k·k, h'·w']).
-    fn im2col(&self, img: &[f64], cols: &mut [f64]) {
-        let (k, p) = (self.k, self.positions());
-        for ch in 0..self.c {
-            let plane = &img[ch * self.h * self.w..(ch + 1) * self.h * self.w];
-            for di in 0..k {
-                for dj in 0..k {
-                    let row = &mut cols[((ch * k + di) * k + dj) * p..][..p];
-                    for i in 0..self.oh {
-                        for j in 0..self.ow {
-                            row[i * self.ow + j] = match self.at(i, j, di, dj) {
-                                Some((r, c)) => plane[r * self.w + c],
-                                None => 0.0,
-                            };
-                        }
-                    }
-                }
-            }
-        }
+    /// Images per chunk: their columns take about half a megabyte.
+    fn chunk(&self) -> usize {
+        (65536 / (self.positions() * self.rows()).max(1)).clamp(1, self.n.max(1))
     }
 
-    /// The adjoint of [`Self::im2col`]: adds the columns' adjoints into the image's.
-    fn col2im(&self, cols: &[f64], img: &mut [f64]) {
-        let (k, p) = (self.k, self.positions());
-        for ch in 0..self.c {
-            let plane = &mut img[ch * self.h * self.w..(ch + 1) * self.h * self.w];
-            for di in 0..k {
-                for dj in 0..k {
-                    let row = &cols[((ch * k + di) * k + dj) * p..][..p];
-                    for i in 0..self.oh {
-                        for j in 0..self.ow {
-                            if let Some((r, c)) = self.at(i, j, di, dj) {
-                                plane[r * self.w + c] += row[i * self.ow + j];
+    /// im2col of images `imgs` of x into `cols`, one row per output position ([chunk·h'·w',
+    /// c·k·k], the long operand of the products) and zeros where the window reads padding.
+    fn im2col(&self, x: &[f64], imgs: std::ops::Range<usize>, cols: &mut [f64]) {
+        let (k, kk) = (self.k, self.rows());
+        let img_in = self.c * self.h * self.w;
+        for (q, img) in imgs.enumerate() {
+            let image = &x[img * img_in..(img + 1) * img_in];
+            for i in 0..self.oh {
+                for j in 0..self.ow {
+                    let row = &mut cols[((q * self.oh + i) * self.ow + j) * kk..][..kk];
+                    for ch in 0..self.c {
+                        let plane = &image[ch * self.h * self.w..];
+                        for di in 0..k {
+                            for dj in 0..k {
+                                row[(ch * k + di) * k + dj] = match self.at(i, j, di, dj) {
+                                    Some((r, c)) => plane[r * self.w + c],
+                                    None => 0.0,
+                                };
                             }
                         }
                     }
@@ -125,37 +117,75 @@ impl Conv {
         }
     }
 
-    /// out = conv(x, wt) + b, `out` of shape [n, filters, h', w']; `cols` is scratch.
-    pub fn forward(&self, x: &[f64], wt: &[f64], b: &[f64], out: &mut [f64], cols: &mut Vec<f64>) {
-        let (m, kk, p) = (self.filters, self.rows(), self.positions());
-        cols.resize(kk * p, 0.0);
+    /// The adjoint of [`Self::im2col`]: adds the columns' adjoints into the images'.
+    fn col2im(&self, cols: &[f64], imgs: std::ops::Range<usize>, gx: &mut [f64]) {
+        let (k, kk) = (self.k, self.rows());
         let img_in = self.c * self.h * self.w;
-        for img in 0..self.n {
-            self.im2col(&x[img * img_in..(img + 1) * img_in], cols);
-            let o = &mut out[img * m * p..(img + 1) * m * p];
-            for (f, row) in o.chunks_exact_mut(p).enumerate() {
-                row.fill(b[f]);
+        for (q, img) in imgs.enumerate() {
+            let image = &mut gx[img * img_in..(img + 1) * img_in];
+            for i in 0..self.oh {
+                for j in 0..self.ow {
+                    let row = &cols[((q * self.oh + i) * self.ow + j) * kk..][..kk];
+                    for ch in 0..self.c {
+                        let plane = &mut image[ch * self.h * self.w..];
+                        for di in 0..k {
+                            for dj in 0..k {
+                                if let Some((r, c)) = self.at(i, j, di, dj) {
+                                    plane[r * self.w + c] += row[(ch * k + di) * k + dj];
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            gemm(m, kk, p, wt, false, cols, false, o);
+        }
+    }
+
+    /// out = conv(x, wt) + b, `out` of shape [n, filters, h', w']; `cols` and `tmp` are
+    /// scratch, grown once to a chunk's size.
+    pub fn forward(&self, x: &[f64], wt: &[f64], b: &[f64], out: &mut [f64], cols: &mut Vec<f64>, tmp: &mut Vec<f64>) {
+        let (m, kk, p) = (self.filters, self.rows(), self.positions());
+        let chunk = self.chunk();
+        grow(cols, chunk * p * kk);
+        grow(tmp, chunk * p * m);
+        let mut img = 0;
+        while img < self.n {
+            let imgs = img..(img + chunk).min(self.n);
+            let rows = imgs.len() * p;
+            self.im2col(x, imgs.clone(), cols);
+            // tmp [rows, m] = cols [rows, kk] · Wᵀ (W is [m, kk])
+            let t = &mut tmp[..rows * m];
+            t.fill(0.0);
+            product_nt(rows, m, kk, &cols[..rows * kk], wt, t);
+            // Into NCHW, with the bias.
+            for (q, im) in imgs.enumerate() {
+                let o = &mut out[im * m * p..(im + 1) * m * p];
+                for (f, orow) in o.chunks_exact_mut(p).enumerate() {
+                    for (pos, ov) in orow.iter_mut().enumerate() {
+                        *ov = t[(q * p + pos) * m + f] + b[f];
+                    }
+                }
+            }
+            img += chunk;
         }
     }
 
     /// Adds the adjoints of x, wt and b given the result's adjoint `adj` (each `None` when
-    /// that argument takes none); `cols` and `dcols` are scratch.
+    /// that argument takes none); `cols`, `adj_t` and `dcols` are scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn vjp(
         &self,
         x: &[f64],
         wt: &[f64],
         adj: &[f64],
-        gx: Option<&mut [f64]>,
-        gw: Option<&mut [f64]>,
+        mut gx: Option<&mut [f64]>,
+        mut gw: Option<&mut [f64]>,
         gb: Option<&mut [f64]>,
         cols: &mut Vec<f64>,
+        adj_t: &mut Vec<f64>,
         dcols: &mut Vec<f64>,
     ) {
         let (m, kk, p) = (self.filters, self.rows(), self.positions());
-        let img_in = self.c * self.h * self.w;
         if let Some(gb) = gb {
             for img in 0..self.n {
                 for (f, row) in adj[img * m * p..(img + 1) * m * p].chunks_exact(p).enumerate() {
@@ -163,54 +193,112 @@ impl Conv {
                 }
             }
         }
-        if let Some(gw) = gw {
-            cols.resize(kk * p, 0.0);
-            for img in 0..self.n {
-                self.im2col(&x[img * img_in..(img + 1) * img_in], cols);
-                // dW [m, kk] += dY_img [m, p] · colsᵀ [p, kk]
-                gemm(m, p, kk, &adj[img * m * p..(img + 1) * m * p], false, cols, true, gw);
-            }
+        if gx.is_none() && gw.is_none() {
+            return;
         }
-        if let Some(gx) = gx {
-            dcols.clear();
-            dcols.resize(kk * p, 0.0);
-            for img in 0..self.n {
-                // dcols [kk, p] = Wᵀ [kk, m] · dY_img [m, p]
-                dcols.fill(0.0);
-                gemm(kk, m, p, wt, true, &adj[img * m * p..(img + 1) * m * p], false, dcols);
-                self.col2im(dcols, &mut gx[img * img_in..(img + 1) * img_in]);
+        let chunk = self.chunk();
+        grow(cols, chunk * p * kk);
+        grow(adj_t, chunk * p * m);
+        grow(dcols, chunk * p * kk);
+        let mut img = 0;
+        while img < self.n {
+            let imgs = img..(img + chunk).min(self.n);
+            let rows = imgs.len() * p;
+            // adj_t [rows, m]: the result's adjoint with positions as rows.
+            for (q, im) in imgs.clone().enumerate() {
+                let a = &adj[im * m * p..(im + 1) * m * p];
+                for (f, arow) in a.chunks_exact(p).enumerate() {
+                    for (pos, av) in arow.iter().enumerate() {
+                        adj_t[(q * p + pos) * m + f] = *av;
+                    }
+                }
             }
+            if let Some(gw) = gw.as_deref_mut() {
+                // dW [m, kk] += adj_tᵀ [m, rows] · cols [rows, kk]
+                self.im2col(x, imgs.clone(), cols);
+                product_tn(rows, m, kk, &adj_t[..rows * m], &cols[..rows * kk], gw);
+            }
+            if let Some(gx) = gx.as_deref_mut() {
+                // dcols [rows, kk] = adj_t [rows, m] · W [m, kk]
+                let d = &mut dcols[..rows * kk];
+                product_nn(rows, m, kk, &adj_t[..rows * m], wt, d);
+                self.col2im(d, imgs, gx);
+            }
+            img += chunk;
         }
     }
 }
 
-/// c [m, n] += a [m, k] · b [k, n], with a (or b) read transposed when `ta` (`tb`): then it
-/// is stored as [k, m] ([n, k]).
+fn grow(v: &mut Vec<f64>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// The products, on the crate's unpacked kernels when the small operand (the filters) fits
+/// in cache, which neither pack nor allocate; matrixmultiply otherwise.
+/// c [r, m] += a [r, kk] · wᵀ (w is [m, kk]).
+fn product_nt(r: usize, m: usize, kk: usize, a: &[f64], w: &[f64], c: &mut [f64]) {
+    if m * kk <= gemm::SMALL {
+        gemm::nt(r, m, kk, a, w, c);
+    } else {
+        dgemm(r, kk, m, a, (kk as isize, 1), w, (1, kk as isize), c);
+    }
+}
+
+/// c [m, kk] += aᵀ · x (a is [r, m], x is [r, kk]).
+fn product_tn(r: usize, m: usize, kk: usize, a: &[f64], x: &[f64], c: &mut [f64]) {
+    if m * kk <= gemm::SMALL {
+        gemm::tn(r, m, kk, a, x, c);
+    } else {
+        dgemm(m, r, kk, a, (1, m as isize), x, (kk as isize, 1), c);
+    }
+}
+
+/// c [r, kk] = a [r, m] · w [m, kk].
+fn product_nn(r: usize, m: usize, kk: usize, a: &[f64], w: &[f64], c: &mut [f64]) {
+    if m * kk <= gemm::SMALL {
+        gemm::nn(r, m, kk, a, w, c, false);
+    } else {
+        c.fill(0.0);
+        dgemm(r, m, kk, a, (m as isize, 1), w, (kk as isize, 1), c);
+    }
+}
+
+/// c [rows, cols] += a · b with the given (row, column) strides (matrixmultiply, which
+/// allocates its packing buffers).
 #[allow(clippy::too_many_arguments)]
-fn gemm(m: usize, k: usize, n: usize, a: &[f64], ta: bool, b: &[f64], tb: bool, c: &mut [f64]) {
-    if m == 0 || n == 0 || k == 0 {
+fn dgemm(
+    rows: usize,
+    k: usize,
+    cols: usize,
+    a: &[f64],
+    sa: (isize, isize),
+    b: &[f64],
+    sb: (isize, isize),
+    c: &mut [f64],
+) {
+    if rows == 0 || cols == 0 || k == 0 {
         return;
     }
-    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: a holds m·k values, b k·n and c m·n (checked above), read and written with
-    // the strides of their row-major layouts (transposed where asked).
+    assert!(a.len() >= rows * k && b.len() >= k * cols && c.len() >= rows * cols);
+    // SAFETY: a holds rows·k values, b k·cols and c rows·cols (asserted), read through the
+    // strides of their row-major layouts.
     unsafe {
         matrixmultiply::dgemm(
-            m,
+            rows,
             k,
-            n,
+            cols,
             1.0,
             a.as_ptr(),
-            rsa,
-            csa,
+            sa.0,
+            sa.1,
             b.as_ptr(),
-            rsb,
-            csb,
+            sb.0,
+            sb.1,
             1.0,
             c.as_mut_ptr(),
-            n as isize,
+            cols as isize,
             1,
         );
     }
@@ -323,7 +411,7 @@ mod tests {
         let wt: Vec<f64> = (0..4 * 3 * 9).map(|i| val(i, 1.0)).collect();
         let b = [0.5, -1.0, 0.25, 2.0];
         let mut out = vec![0.0; 2 * 4 * 5 * 4];
-        cv.forward(&x, &wt, &b, &mut out, &mut Vec::new());
+        cv.forward(&x, &wt, &b, &mut out, &mut Vec::new(), &mut Vec::new());
         for n in 0..2 {
             for f in 0..4 {
                 for i in 0..5 {
@@ -345,6 +433,44 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Many images go in several chunks: each image's result and adjoints are those of the
+    /// image convolved alone, and the filters' adjoints add up over the images.
+    #[test]
+    fn chunks_give_each_image_its_own_result() {
+        let (n, c, f) = (20, 16, 5);
+        let cv = Conv::new(&[n, c, 8, 8], &[f, c, 3, 3], 1, 1).unwrap();
+        assert!(cv.chunk() < n);
+        let val = |i: usize, s: f64| (i as f64 * 0.731 + s).sin();
+        let x: Vec<f64> = (0..n * c * 64).map(|i| val(i, 0.0)).collect();
+        let wt: Vec<f64> = (0..f * c * 9).map(|i| val(i, 2.0)).collect();
+        let b: Vec<f64> = (0..f).map(|i| val(i, 3.0)).collect();
+        let adj: Vec<f64> = (0..n * f * 64).map(|i| val(i, 5.0)).collect();
+        let (mut s1, mut s2, mut s3) = (Vec::new(), Vec::new(), Vec::new());
+        let mut out = vec![0.0; n * f * 64];
+        cv.forward(&x, &wt, &b, &mut out, &mut s1, &mut s2);
+        let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; f]);
+        cv.vjp(&x, &wt, &adj, Some(&mut gx), Some(&mut gw), Some(&mut gb), &mut s1, &mut s2, &mut s3);
+        let one = Conv::new(&[1, c, 8, 8], &[f, c, 3, 3], 1, 1).unwrap();
+        let (mut gw1, mut gb1) = (vec![0.0; wt.len()], vec![0.0; f]);
+        for img in 0..n {
+            let xi = &x[img * c * 64..(img + 1) * c * 64];
+            let ai = &adj[img * f * 64..(img + 1) * f * 64];
+            let mut o = vec![0.0; f * 64];
+            one.forward(xi, &wt, &b, &mut o, &mut s1, &mut s2);
+            let mut gxi = vec![0.0; c * 64];
+            one.vjp(xi, &wt, ai, Some(&mut gxi), Some(&mut gw1), Some(&mut gb1), &mut s1, &mut s2, &mut s3);
+            for (a, e) in out[img * f * 64..(img + 1) * f * 64].iter().zip(&o) {
+                assert!((a - e).abs() < 1e-12);
+            }
+            for (a, e) in gx[img * c * 64..(img + 1) * c * 64].iter().zip(&gxi) {
+                assert!((a - e).abs() < 1e-12);
+            }
+        }
+        for (a, e) in gw.iter().zip(&gw1).chain(gb.iter().zip(&gb1)) {
+            assert!((a - e).abs() < 1e-9 * e.abs().max(1.0), "{a} vs {e}");
         }
     }
 

@@ -227,7 +227,7 @@ impl Session<'_> {
         self.data = None;
         // As the fit recorded it, or else the data file beside the model.
         let recorded = f.data_file.as_ref().map(PathBuf::from).filter(|p| p.exists());
-        let beside = self.model.as_ref().map(|m| m.with_extension("json")).filter(|p| p.exists());
+        let beside = self.model.as_ref().and_then(|m| crate::driver::data_path(m, None));
         if let (Some(fe), Some(p)) = (self.fe.as_mut(), recorded.or(beside)) {
             let mut scratch = Diagnostics::new();
             if let Some(el) = fe.elaborated.as_ref() {

@@ -165,6 +165,12 @@ pub enum Func {
     Join,
     /// The identity in the log density; masks where a method asks for them.
     Dropout,
+    /// `convolve2d(x, W, b, stride, padding)`: the convolution behind the `conv2d` layer.
+    Convolve2d,
+    MaxPool2d,
+    AvgPool2d,
+    /// tensor[n, c, h, w] → matrix[n, c·h·w].
+    Flatten,
 }
 
 /// The names of the built-in functions (`inv_logit` is `sigmoid`'s second name).
@@ -229,6 +235,10 @@ pub const FUNCTIONS: &[(&str, Func)] = &[
     ("to_vector", Func::ToVector),
     ("join", Func::Join),
     ("dropout", Func::Dropout),
+    ("convolve2d", Func::Convolve2d),
+    ("max_pool2d", Func::MaxPool2d),
+    ("avg_pool2d", Func::AvgPool2d),
+    ("flatten", Func::Flatten),
 ];
 
 impl Func {

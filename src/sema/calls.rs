@@ -85,17 +85,6 @@ impl<'a> Checker<'a> {
             let infos = self.check_positional(name, args);
             return self.call_builtin(callee, func, &infos, span);
         }
-        if name == "conv2d" {
-            for a in args {
-                self.check_expr(&a.value);
-            }
-            self.error(
-                Diagnostic::error(Code::UnknownFunction, callee.span, "`conv2d` is not available yet")
-                    .with_label("reserved for the standard library's 2-D convolution layer")
-                    .with_help("its signature is reserved: `conv2d(x: tensor[n, c, h, w], ...)`; until it lands, flatten the input and use `dense`"),
-            );
-            return Info::error();
-        }
         // Unknown: suggest the closest callable name.
         for a in args {
             self.check_expr(&a.value);
@@ -191,6 +180,30 @@ impl<'a> Checker<'a> {
                 .with_label(format!("this is {}", a.info.ty)),
         );
         Info::error()
+    }
+
+    /// A convolution's output size, (size + 2·padding − k) / stride + 1, when all four are
+    /// known numbers (an error where it does not divide); unknown until the data is read
+    /// otherwise.
+    fn window_size(&mut self, size: &Size, k: &Size, stride: &Size, padding: &Size, span: Span) -> Size {
+        let (Some(h), Some(k), Some(s), Some(p)) =
+            (size.as_const(), k.as_const(), stride.as_const(), padding.as_const())
+        else {
+            return Size::Unknown;
+        };
+        if h < 0 || k < 0 || s < 0 || p < 0 {
+            return Size::Unknown;
+        }
+        match crate::math::conv::out_size(h as usize, k as usize, s as usize, p as usize) {
+            Ok(o) => Size::constant(o as i64),
+            Err(why) => {
+                self.error(
+                    Diagnostic::error(Code::ShapeMismatch, span, format!("the convolution does not fit: {why}"))
+                        .with_label(format!("{h} positions, kernel {k}, stride {s}, padding {p}")),
+                );
+                Size::Unknown
+            }
+        }
     }
 
     fn call_builtin(&mut self, callee: &Ident, func: Func, args: &[ArgInfo], span: Span) -> Info {
@@ -458,6 +471,64 @@ impl<'a> Checker<'a> {
                     return self.shape_err(&args[1], name, "a real drop probability");
                 }
                 Info::new(t(0).to_real(), var)
+            }
+            Func::Convolve2d => {
+                if n != 5 {
+                    return want(self, "5 (x, W, b, stride, padding)");
+                }
+                let (xd, wd) = (t(0).dims(), t(1).dims());
+                if xd.len() != 4 {
+                    return self.shape_err(&args[0], name, "a tensor[n, c, h, w] of images");
+                }
+                if wd.len() != 4 {
+                    return self.shape_err(&args[1], name, "filters tensor[filters, c, k, k]");
+                }
+                if !matches!(t(2), Ty::Vector(_)) {
+                    return self.shape_err(&args[2], name, "a bias vector[filters]");
+                }
+                if xd[1].differs(&wd[1]) {
+                    self.error(
+                        Diagnostic::error(
+                            Code::ShapeMismatch,
+                            args[1].span,
+                            format!("the filters take {} channels but the images have {}", wd[1], xd[1]),
+                        )
+                        .with_label(format!("{} channels", wd[1])),
+                    );
+                    return Info::error();
+                }
+                let stride = self.expect_int_size(&args[3], name);
+                let padding = self.expect_int_size(&args[4], name);
+                let oh = self.window_size(&xd[2], &wd[2], &stride, &padding, args[0].span);
+                let ow = self.window_size(&xd[3], &wd[3], &stride, &padding, args[0].span);
+                Info::new(Ty::Tensor(vec![xd[0].clone(), wd[0].clone(), oh, ow]), var)
+            }
+            Func::MaxPool2d | Func::AvgPool2d => {
+                if n != 2 {
+                    return want(self, "2 (x, k)");
+                }
+                let xd = t(0).dims();
+                if xd.len() != 4 {
+                    return self.shape_err(&args[0], name, "a tensor[n, c, h, w] of images");
+                }
+                let k = self.expect_int_size(&args[1], name);
+                let pooled = |d: &Size| match (d.as_const(), k.as_const()) {
+                    (Some(d), Some(k)) if k > 0 => Size::constant(d / k),
+                    _ => Size::Unknown,
+                };
+                let (oh, ow) = (pooled(&xd[2]), pooled(&xd[3]));
+                Info::new(Ty::Tensor(vec![xd[0].clone(), xd[1].clone(), oh, ow]), var)
+            }
+            Func::Flatten => {
+                if n != 1 {
+                    return want(self, "1");
+                }
+                let d = t(0).dims();
+                if d.len() < 2 || t(0).is_int_valued() {
+                    return self.shape_err(&args[0], name, "a tensor[n, c, h, w] (or a matrix)");
+                }
+                let rest = d[2..].iter().fold(d[1].clone(), |a, b| a.mul(b));
+                Info::new(Ty::Matrix(d[0].clone(), rest), var)
             }
             Func::ToVector => {
                 if n != 1 {
@@ -1087,8 +1158,7 @@ impl<'a> Checker<'a> {
         if !ok {
             return Info::new(Ty::Error, var);
         }
-        let ret = self.pattern_type(&f.ret);
-        let ty = subst_or_unknown(&ret, &subst);
+        let ty = type_with(&f.ret, &|e| size_at_call(e, &subst));
         let var = if is_layer { Variability::Param } else { var.max(Variability::Const) };
         Info::new(ty, var)
     }
@@ -1096,27 +1166,7 @@ impl<'a> Checker<'a> {
     /// An argument or return type of a function as a pattern: sizes are polynomials over
     /// shape variables and int arguments, which are substituted per call.
     fn pattern_type(&mut self, t: &TypeExpr) -> Ty {
-        match &t.kind {
-            TypeKind::Fn => Ty::Func(None),
-            TypeKind::Infer => Ty::Error,
-            TypeKind::Array { dims, elem } => {
-                let inner = self.pattern_type(elem);
-                dims.iter().rev().fold(inner, |acc, d| Ty::Array(pattern_size(d), Box::new(acc)))
-            }
-            TypeKind::Named { name, dims, .. } => {
-                let s = |i: usize| dims.get(i).map(pattern_size).unwrap_or(Size::Unknown);
-                match name.name.as_str() {
-                    "int" => Ty::Int,
-                    "real" => Ty::Real,
-                    "dist" => Ty::Dist(None),
-                    "vector" | "simplex" | "ordered" | "positive_ordered" => Ty::Vector(s(0)),
-                    "cholesky_corr" => Ty::Matrix(s(0), s(0)),
-                    "matrix" => Ty::Matrix(s(0), s(1)),
-                    "tensor" => Ty::Tensor(dims.iter().map(pattern_size).collect()),
-                    _ => Ty::Error,
-                }
-            }
-        }
+        type_with(t, &pattern_size)
     }
 
     fn unify_arg(
@@ -1213,6 +1263,62 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// A type written in a signature, its sizes given by `size`.
+fn type_with(t: &TypeExpr, size: &dyn Fn(&Expr) -> Size) -> Ty {
+    match &t.kind {
+        TypeKind::Fn => Ty::Func(None),
+        TypeKind::Infer => Ty::Error,
+        TypeKind::Array { dims, elem } => {
+            let inner = type_with(elem, size);
+            dims.iter().rev().fold(inner, |acc, d| Ty::Array(size(d), Box::new(acc)))
+        }
+        TypeKind::Named { name, dims, .. } => {
+            let s = |i: usize| dims.get(i).map(size).unwrap_or(Size::Unknown);
+            match name.name.as_str() {
+                "int" => Ty::Int,
+                "real" => Ty::Real,
+                "dist" => Ty::Dist(None),
+                "vector" | "simplex" | "ordered" | "positive_ordered" => Ty::Vector(s(0)),
+                "cholesky_corr" => Ty::Matrix(s(0), s(0)),
+                "matrix" => Ty::Matrix(s(0), s(1)),
+                "tensor" => Ty::Tensor(dims.iter().map(size).collect()),
+                _ => Ty::Error,
+            }
+        }
+    }
+}
+
+/// A size of a return type at a call: the pattern with the call's sizes put in; a quotient
+/// (a convolution's output size) is known when both sides are numbers.
+fn size_at_call(e: &Expr, subst: &HashMap<String, Poly>) -> Size {
+    match &e.kind {
+        ExprKind::Paren(inner) => size_at_call(inner, subst),
+        ExprKind::Binary { op, lhs, rhs } => {
+            let (a, b) = (size_at_call(lhs, subst), size_at_call(rhs, subst));
+            match op {
+                BinOp::Add => a.add(&b),
+                BinOp::Sub => a.sub(&b),
+                BinOp::Mul => a.mul(&b),
+                BinOp::Div => match (a.as_const(), b.as_const()) {
+                    (Some(x), Some(y)) if x >= 0 && y > 0 => Size::constant(x / y),
+                    _ => Size::Unknown,
+                },
+                _ => Size::Unknown,
+            }
+        }
+        _ => subst_size(&pattern_size(e), subst),
+    }
+}
+
+/// Substitute; a size still mentioning unbound names becomes unknown (checked at bind time).
+fn subst_size(sz: &Size, subst: &HashMap<String, Poly>) -> Size {
+    match sz {
+        Size::Known(p) if p.symbols().iter().all(|x| subst.contains_key(x)) => Size::from_opt(p.subst(subst)),
+        Size::Known(p) if p.as_const().is_some() => sz.clone(),
+        _ => Size::Unknown,
+    }
+}
+
 /// A size written in a signature, as a polynomial over its names (not yet substituted).
 fn pattern_size(e: &Expr) -> Size {
     match &e.kind {
@@ -1229,21 +1335,5 @@ fn pattern_size(e: &Expr) -> Size {
             }
         }
         _ => Size::Unknown,
-    }
-}
-
-/// Substitute; sizes still mentioning unbound names become unknown (checked at bind time).
-fn subst_or_unknown(t: &Ty, subst: &HashMap<String, Poly>) -> Ty {
-    let s = |sz: &Size| match sz {
-        Size::Known(p) if p.symbols().iter().all(|x| subst.contains_key(x)) => Size::from_opt(p.subst(subst)),
-        Size::Known(p) if p.as_const().is_some() => sz.clone(),
-        _ => Size::Unknown,
-    };
-    match t {
-        Ty::Vector(n) => Ty::Vector(s(n)),
-        Ty::Matrix(r, c) => Ty::Matrix(s(r), s(c)),
-        Ty::Tensor(d) => Ty::Tensor(d.iter().map(s).collect()),
-        Ty::Array(n, e) => Ty::Array(s(n), Box::new(subst_or_unknown(e, subst))),
-        other => other.clone(),
     }
 }

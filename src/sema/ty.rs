@@ -193,6 +193,14 @@ impl Size {
             _ => Size::Unknown,
         }
     }
+
+    /// The number, when the size is a known constant.
+    pub fn as_const(&self) -> Option<i64> {
+        match self {
+            Size::Known(p) => p.as_const(),
+            Size::Unknown => None,
+        }
+    }
 }
 
 impl fmt::Display for Size {

@@ -18,7 +18,8 @@ pub fn models() -> Vec<(PathBuf, PathBuf)> {
     for e in std::fs::read_dir(root.join("examples")).expect("examples").flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "bnn") {
-            v.push((p.clone(), p.with_extension("json")));
+            let data = bnnc::driver::data_path(&p, None).unwrap_or_else(|| p.with_extension("json"));
+            v.push((p.clone(), data));
         }
     }
     v.sort();
