@@ -325,6 +325,10 @@ enum Command {
         /// Seed of the predictive draws.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Predict with one column of a fractal network alone (0 is the deepest; FractalNet's
+        /// single-column networks); every column, joined, by default.
+        #[arg(long)]
+        column: Option<usize>,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         #[arg(long, value_enum, default_value = "human")]
@@ -960,7 +964,7 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
                 }
             }
         }),
-        Command::Predict { model, fit, data, ood, out, seed, backend, message_format } => {
+        Command::Predict { model, fit, data, ood, out, seed, column, backend, message_format } => {
             crate::predict::command::run(crate::predict::command::Options {
                 model,
                 fit,
@@ -970,6 +974,7 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
                 seed,
                 backend,
                 format: format_of(message_format, ColorChoice::Auto),
+                column,
             })
         }
         Command::Bench { model, data, backend, seconds } => bench(model, data, backend, seconds),

@@ -104,6 +104,7 @@ codes! {
     FitUnusable = "E0700", "fit cannot be used with this model and data";
     NothingToPredict = "E0701", "no observed variable to predict";
     ObservedIsInput = "E0702", "observed variable also read as an input";
+    NoSuchColumn = "E0703", "no such column of a fractal";
 }
 
 impl fmt::Display for Code {

@@ -123,18 +123,7 @@ impl Inputs {
                     _ => None,
                 })
                 .collect(),
-            joins: {
-                let mut joins: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
-                for (k, i) in p.inputs.iter().enumerate() {
-                    if let InputKind::JoinMask { join, columns, .. } = &i.kind {
-                        if joins.len() <= *join {
-                            joins.resize(join + 1, (Vec::new(), columns.clone()));
-                        }
-                        joins[*join].0.push(k);
-                    }
-                }
-                joins
-            },
+            joins: joins_of(p),
             drop_path: (0.0, 0.0),
         }
     }
@@ -168,6 +157,43 @@ impl Inputs {
     }
 }
 
+/// Each join's mask inputs (in the join's input order) and the columns each input carries.
+pub fn joins_of(p: &Program) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut joins: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+    for (k, i) in p.inputs.iter().enumerate() {
+        if let InputKind::JoinMask { join, columns, .. } = &i.kind {
+            if joins.len() <= *join {
+                joins.resize(join + 1, (Vec::new(), columns.clone()));
+            }
+            joins[*join].0.push(k);
+        }
+    }
+    joins
+}
+
+/// The number of columns of the widest join (1 with no join).
+pub fn columns(joins: &[(Vec<usize>, Vec<usize>)]) -> usize {
+    joins.iter().map(|(_, c)| c.iter().sum::<usize>()).max().unwrap_or(1).max(1)
+}
+
+/// The masks that keep one column of the whole fractal: each join passes the input that
+/// carries `column` (0 is the deepest, the first input of every join), and every input of a
+/// join the column does not reach. Yields (mask input, kept).
+pub fn column_masks(joins: &[(Vec<usize>, Vec<usize>)], column: usize) -> Vec<(usize, bool)> {
+    let mut out = Vec::new();
+    for (inputs, cols) in joins {
+        let mut start = 0;
+        let carrier = cols.iter().position(|&c| {
+            start += c;
+            column < start
+        });
+        for (i, &k) in inputs.iter().enumerate() {
+            out.push((k, carrier.is_none_or(|c| c == i)));
+        }
+    }
+    out
+}
+
 /// FractalNet's drop-path (Larsson et al. 2017) for one step: with probability `global`, one
 /// column is drawn for the whole network and each join keeps the input that carries it (every
 /// input of a join the column does not reach); otherwise each join drops each input with
@@ -178,23 +204,10 @@ pub fn drop_path_masks<R: Rng + ?Sized>(
     (local, global): (f64, f64),
     rng: &mut R,
 ) -> Vec<(usize, bool)> {
-    let mut out = Vec::new();
-    let total = |cols: &[usize]| cols.iter().sum::<usize>();
-    let widest = joins.iter().map(|(_, c)| total(c)).max().unwrap_or(1).max(1);
     if global > 0.0 && rng.random::<f64>() < global {
-        let column = rng.random_range(0..widest);
-        for (inputs, cols) in joins {
-            let mut start = 0;
-            let carrier = cols.iter().position(|&c| {
-                start += c;
-                column < start
-            });
-            for (i, &k) in inputs.iter().enumerate() {
-                out.push((k, carrier.is_none_or(|c| c == i)));
-            }
-        }
-        return out;
+        return column_masks(joins, rng.random_range(0..columns(joins)));
     }
+    let mut out = Vec::new();
     for (inputs, _) in joins {
         let kept: Vec<bool> = inputs.iter().map(|_| rng.random::<f64>() >= local).collect();
         let forced = (!kept.iter().any(|k| *k)).then(|| rng.random_range(0..inputs.len()));

@@ -18,6 +18,8 @@ pub struct Options {
     pub seed: u64,
     pub backend: Backend,
     pub format: Format,
+    /// Predict with one column of a fractal network (0 the deepest) instead of all.
+    pub column: Option<usize>,
 }
 
 /// The forward program for the data at `path`: observed variables the file lacks are
@@ -28,11 +30,12 @@ fn forward_program(
     observed: &[String],
     fill: f64,
     dropout: bool,
+    drop_path: bool,
 ) -> Option<(crate::ir::Program, Vec<String>)> {
     let el = fe.elaborated.clone()?;
     let bound = crate::data::load_data_filling(path, &el.checked.data, observed, fill, &mut fe.sources, &mut fe.diags)?;
     let filled = bound.filled.clone();
-    let options = LowerOptions { dropout_masks: dropout, ..Default::default() };
+    let options = LowerOptions { dropout_masks: dropout, drop_path, ..Default::default() };
     let p = lower_with(&el, &bound, Purpose::Forward, options, &mut fe.diags)?;
     Some((p, filled))
 }
@@ -47,7 +50,7 @@ fn predict_at(
 ) -> Result<(Vec<Variable>, usize), i32> {
     // An MC Dropout fit predicts with fresh dropout masks at each of its passes.
     let passes = fit.mc_samples.filter(|_| fit.method == "mc-dropout");
-    let (program, filled) = forward_program(fe, path, observed, 0.0, passes.is_some()).ok_or(1)?;
+    let (program, filled) = forward_program(fe, path, observed, 0.0, passes.is_some(), o.column.is_some()).ok_or(1)?;
     if program.sites.is_empty() {
         let msg = "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict";
         // At the `model` block, whose statements observe nothing.
@@ -113,6 +116,9 @@ fn predict_at(
         eprintln!("error: internal compiler error: {e} (`--backend interp` predicts without compiling)");
         2
     })?;
+    if let Some(c) = o.column {
+        keep_column(fe, &mut fw, c)?;
+    }
     // MC Dropout: its mode, once per pass, each pass with masks of its own.
     let draws = match passes {
         Some(t) => {
@@ -124,8 +130,11 @@ fn predict_at(
     // A filled-in variable must not change the distribution it is predicted from: were it
     // also an input (y[t] ~ normal(y[t-1], σ)), the prediction would use the filler.
     if !filled.is_empty() {
-        let (other, _) = forward_program(fe, path, observed, 1.0, passes.is_some()).ok_or(1)?;
+        let (other, _) = forward_program(fe, path, observed, 1.0, passes.is_some(), o.column.is_some()).ok_or(1)?;
         let mut fw2 = Forward::new(&other, o.backend).map_err(|_| 2)?;
+        if let Some(c) = o.column {
+            keep_column(fe, &mut fw2, c)?;
+        }
         if passes.is_some() {
             fw2 = fw2.with_dropout(o.seed);
         }
@@ -180,6 +189,32 @@ fn predict_at(
             Err(1)
         }
     }
+}
+
+/// Set the join masks of `fw` to pass column `column` of the fractal only (FractalNet's
+/// single-column networks).
+fn keep_column(fe: &mut Frontend, fw: &mut Forward, column: usize) -> Result<(), i32> {
+    let joins = crate::infer::minibatch::joins_of(fw.program());
+    let columns = crate::infer::minibatch::columns(&joins);
+    if joins.is_empty() || column >= columns {
+        let why = if joins.is_empty() {
+            "the model has no `join`, so no columns to choose from".to_string()
+        } else {
+            format!("the network has {columns} columns, numbered 0 (the deepest) to {}", columns - 1)
+        };
+        fe.diags.push(
+            Diagnostic::error_nowhere(Code::NoSuchColumn, format!("`--column {column}`: {why}"))
+                .with_help("--column picks one column of a fractal (`fractal`, `fractal_conv` or your own `join`s); leave it out to predict with every column"),
+        );
+        return Err(1);
+    }
+    for (k, kept) in crate::infer::minibatch::column_masks(&joins, column) {
+        fw.set_input(k, &[if kept { 1.0 } else { 0.0 }]).map_err(|e| {
+            eprintln!("error: internal compiler error: {e}");
+            2
+        })?;
+    }
+    Ok(())
 }
 
 pub fn run(o: Options) -> i32 {

@@ -419,12 +419,20 @@ impl Session<'_> {
         };
         let mut data = None;
         let mut ood = None;
+        let mut column = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--ood" => ood = it.next().map(PathBuf::from),
+                "--column" => match it.next().map(|c| c.parse::<usize>()) {
+                    Some(Ok(c)) => column = Some(c),
+                    _ => return self.error("`--column` takes a column number (0 is the deepest)"),
+                },
                 s if !s.starts_with("--") && data.is_none() => data = Some(PathBuf::from(s)),
-                other => return self.error(format!("`:predict NEW.json [--ood OOD.json]` does not take `{other}`")),
+                other => {
+                    return self
+                        .error(format!("`:predict NEW.json [--ood OOD.json] [--column K]` does not take `{other}`"))
+                }
             }
         }
         crate::predict::command::run(crate::predict::command::Options {
@@ -436,6 +444,7 @@ impl Session<'_> {
             seed: 1,
             backend: crate::compiled::Backend::Jit,
             format: self.format,
+            column,
         });
     }
 }

@@ -491,9 +491,9 @@ impl<'a> Checker<'a> {
                         Diagnostic::error(
                             Code::ShapeMismatch,
                             args[1].span,
-                            format!("the filters take {} channels but the images have {}", wd[1], xd[1]),
+                            format!("the filters take {} channel(s) but the images have {}", wd[1], xd[1]),
                         )
-                        .with_label(format!("{} channels", wd[1])),
+                        .with_label("filters: tensor[filters, channels, k, k]"),
                     );
                     return Info::error();
                 }
@@ -1112,6 +1112,10 @@ impl<'a> Checker<'a> {
         let mut ok = true;
         for (i, decl) in f.args.iter().enumerate() {
             let Some((a, _)) = &slots[i] else {
+                // An int argument left at a default that is a number sizes the result too.
+                if let Some(c) = decl.default.as_ref().and_then(|d| pattern_size(d).as_const()) {
+                    subst.insert(decl.name.name.clone(), Poly::constant(c));
+                }
                 // A missing argument is only news if the arguments were otherwise well formed.
                 if decl.default.is_none() && self.diags.error_count() == errors_before {
                     self.error(
@@ -1158,7 +1162,25 @@ impl<'a> Checker<'a> {
         if !ok {
             return Info::new(Ty::Error, var);
         }
-        let ty = type_with(&f.ret, &|e| size_at_call(e, &subst));
+        let inexact = std::cell::RefCell::new(None);
+        let ty = type_with(&f.ret, &|e| size_at_call(e, &subst, &inexact));
+        if let Some((num, den)) = inexact.into_inner() {
+            self.error(
+                Diagnostic::error(
+                    Code::ShapeMismatch,
+                    span,
+                    format!("the size of what `{}` returns is not a whole number here: {num} / {den}", f.name.name),
+                )
+                .with_label("with these arguments")
+                .with_secondary(f.ret.span, "its result's size is a quotient")
+                .with_help(if f.name.name == "conv2d" {
+                    "a convolution's output side is (side + 2·padding − kernel) / stride + 1: choose a stride and padding that divide"
+                } else {
+                    "choose arguments for which the division is exact"
+                }),
+            );
+            return Info::new(Ty::Error, var);
+        }
         let var = if is_layer { Variability::Param } else { var.max(Variability::Const) };
         Info::new(ty, var)
     }
@@ -1289,18 +1311,24 @@ fn type_with(t: &TypeExpr, size: &dyn Fn(&Expr) -> Size) -> Ty {
 }
 
 /// A size of a return type at a call: the pattern with the call's sizes put in; a quotient
-/// (a convolution's output size) is known when both sides are numbers.
-fn size_at_call(e: &Expr, subst: &HashMap<String, Poly>) -> Size {
+/// (a convolution's output size) is known when both sides are numbers, and must be exact
+/// (else `inexact` records the first one that is not).
+fn size_at_call(e: &Expr, subst: &HashMap<String, Poly>, inexact: &std::cell::RefCell<Option<(i64, i64)>>) -> Size {
     match &e.kind {
-        ExprKind::Paren(inner) => size_at_call(inner, subst),
+        ExprKind::Paren(inner) => size_at_call(inner, subst, inexact),
         ExprKind::Binary { op, lhs, rhs } => {
-            let (a, b) = (size_at_call(lhs, subst), size_at_call(rhs, subst));
+            let (a, b) = (size_at_call(lhs, subst, inexact), size_at_call(rhs, subst, inexact));
             match op {
                 BinOp::Add => a.add(&b),
                 BinOp::Sub => a.sub(&b),
                 BinOp::Mul => a.mul(&b),
                 BinOp::Div => match (a.as_const(), b.as_const()) {
-                    (Some(x), Some(y)) if x >= 0 && y > 0 => Size::constant(x / y),
+                    (Some(x), Some(y)) if x >= 0 && y > 0 => {
+                        if x % y != 0 {
+                            inexact.borrow_mut().get_or_insert((x, y));
+                        }
+                        Size::constant(x / y)
+                    }
                     _ => Size::Unknown,
                 },
                 _ => Size::Unknown,
