@@ -342,7 +342,8 @@ enum Command {
         kind: crate::plot::Kind,
         /// Scalars to plot (`mu`, `theta[0]`); `pair` takes two; `predictive` and
         /// `calibration` take the observed variable (default: the first) of the predictions
-        /// `bnnc predict` wrote into FIT_DIR.
+        /// `bnnc predict` wrote into FIT_DIR; `ood` the score (entropy, mutual_information,
+        /// sd or sd_epistemic; default entropy for classes, sd otherwise).
         names: Vec<String>,
         /// Write the plot to FILE.svg or FILE.png instead of the terminal.
         #[arg(long)]
@@ -935,7 +936,7 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
         Command::Run(args) => run_command(args),
         Command::Plot { fit, kind, names, out } => {
             let drawn = match kind {
-                crate::plot::Kind::Predictive | crate::plot::Kind::Calibration => {
+                crate::plot::Kind::Predictive | crate::plot::Kind::Calibration | crate::plot::Kind::Ood => {
                     crate::plot::draw_prediction(&fit, kind, names.first().map(String::as_str), out.as_deref())
                 }
                 _ => crate::predict::fit::read_fit(&fit)

@@ -5,11 +5,11 @@ scikit-learn's copy (sklearn.datasets.load_digits: 1,797 images of 8 x 8 pixels,
 and their labels); without --vendor it reads that file (numpy only) and writes the splits the
 examples use, all uncompressed .npz with x: uint8 [N, 1, 8, 8] and y: int64 [N]:
 
-  examples/digits_train.npz, examples/digits_test.npz   a shuffled 75/25 split (seed 0) of all
+  examples/digits_cnn.npz, examples/digits_test.npz     a shuffled 75/25 split (seed 0) of all
                                                           ten digits, stratified by label
-  examples/digits04_train.npz, examples/digits04_test.npz
-                                                          the same split, digits 0-4 only
-  examples/digits59.npz                                   the test split's digits 5-9 (labels
+                                                          (digits_fractal.npz: a copy of the first)
+  examples/digits_ood.npz, examples/digits_ood_test.npz  the same split, digits 0-4 only
+  examples/digits_ood_unseen.npz                          the test split's digits 5-9 (labels
                                                           shifted to 0-4, unused: out of
                                                           distribution for a model of 0-4)
 Run from the repository root."""
@@ -40,8 +40,9 @@ def save(path, idx, shift=0):
     print(path, len(idx))
 
 
-save("examples/digits_train.npz", train)
+save("examples/digits_cnn.npz", train)
+save("examples/digits_fractal.npz", train)
 save("examples/digits_test.npz", test)
-save("examples/digits04_train.npz", train[y[train] < 5])
-save("examples/digits04_test.npz", test[y[test] < 5])
-save("examples/digits59.npz", test[y[test] >= 5], shift=5)
+save("examples/digits_ood.npz", train[y[train] < 5])
+save("examples/digits_ood_test.npz", test[y[test] < 5])
+save("examples/digits_ood_unseen.npz", test[y[test] >= 5], shift=5)

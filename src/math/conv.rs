@@ -77,15 +77,6 @@ impl Conv {
         self.oh * self.ow
     }
 
-    /// The input position (row, column) that output position (i, j) reads at kernel offset
-    /// (di, dj), if inside the unpadded image.
-    #[inline]
-    fn at(&self, i: usize, j: usize, di: usize, dj: usize) -> Option<(usize, usize)> {
-        let r = (i * self.stride + di).checked_sub(self.padding)?;
-        let c = (j * self.stride + dj).checked_sub(self.padding)?;
-        (r < self.h && c < self.w).then_some((r, c))
-    }
-
     /// Images per chunk: their columns take about half a megabyte.
     fn chunk(&self) -> usize {
         (65536 / (self.positions() * self.rows()).max(1)).clamp(1, self.n.max(1))
@@ -94,21 +85,35 @@ impl Conv {
     /// im2col of images `imgs` of x into `cols`, one row per output position ([chunk·h'·w',
     /// c·k·k], the long operand of the products) and zeros where the window reads padding.
     fn im2col(&self, x: &[f64], imgs: std::ops::Range<usize>, cols: &mut [f64]) {
-        let (k, kk) = (self.k, self.rows());
-        let img_in = self.c * self.h * self.w;
+        let (k, kk, hw) = (self.k, self.rows(), self.h * self.w);
         for (q, img) in imgs.enumerate() {
-            let image = &x[img * img_in..(img + 1) * img_in];
+            let image = &x[img * self.c * hw..(img + 1) * self.c * hw];
             for i in 0..self.oh {
+                let r0 = (i * self.stride) as isize - self.padding as isize;
                 for j in 0..self.ow {
+                    let c0 = (j * self.stride) as isize - self.padding as isize;
                     let row = &mut cols[((q * self.oh + i) * self.ow + j) * kk..][..kk];
+                    let inside = c0 >= 0 && c0 as usize + k <= self.w;
                     for ch in 0..self.c {
-                        let plane = &image[ch * self.h * self.w..];
+                        let plane = &image[ch * hw..(ch + 1) * hw];
                         for di in 0..k {
-                            for dj in 0..k {
-                                row[(ch * k + di) * k + dj] = match self.at(i, j, di, dj) {
-                                    Some((r, c)) => plane[r * self.w + c],
-                                    None => 0.0,
-                                };
+                            let dst = &mut row[(ch * k + di) * k..][..k];
+                            let r = r0 + di as isize;
+                            if r < 0 || r as usize >= self.h {
+                                dst.fill(0.0);
+                                continue;
+                            }
+                            let line = &plane[r as usize * self.w..][..self.w];
+                            if inside {
+                                // A loop, not a copy: k is a handful of elements.
+                                for (d, v) in dst.iter_mut().zip(&line[c0 as usize..c0 as usize + k]) {
+                                    *d = *v;
+                                }
+                            } else {
+                                for (dj, d) in dst.iter_mut().enumerate() {
+                                    let c = c0 + dj as isize;
+                                    *d = if c >= 0 && (c as usize) < self.w { line[c as usize] } else { 0.0 };
+                                }
                             }
                         }
                     }
@@ -119,19 +124,34 @@ impl Conv {
 
     /// The adjoint of [`Self::im2col`]: adds the columns' adjoints into the images'.
     fn col2im(&self, cols: &[f64], imgs: std::ops::Range<usize>, gx: &mut [f64]) {
-        let (k, kk) = (self.k, self.rows());
-        let img_in = self.c * self.h * self.w;
+        let (k, kk, hw) = (self.k, self.rows(), self.h * self.w);
         for (q, img) in imgs.enumerate() {
-            let image = &mut gx[img * img_in..(img + 1) * img_in];
+            let image = &mut gx[img * self.c * hw..(img + 1) * self.c * hw];
             for i in 0..self.oh {
+                let r0 = (i * self.stride) as isize - self.padding as isize;
                 for j in 0..self.ow {
+                    let c0 = (j * self.stride) as isize - self.padding as isize;
                     let row = &cols[((q * self.oh + i) * self.ow + j) * kk..][..kk];
+                    let inside = c0 >= 0 && c0 as usize + k <= self.w;
                     for ch in 0..self.c {
-                        let plane = &mut image[ch * self.h * self.w..];
+                        let plane = &mut image[ch * hw..(ch + 1) * hw];
                         for di in 0..k {
-                            for dj in 0..k {
-                                if let Some((r, c)) = self.at(i, j, di, dj) {
-                                    plane[r * self.w + c] += row[(ch * k + di) * k + dj];
+                            let src = &row[(ch * k + di) * k..][..k];
+                            let r = r0 + di as isize;
+                            if r < 0 || r as usize >= self.h {
+                                continue;
+                            }
+                            let line = &mut plane[r as usize * self.w..][..self.w];
+                            if inside {
+                                for (d, v) in line[c0 as usize..c0 as usize + k].iter_mut().zip(src) {
+                                    *d += v;
+                                }
+                            } else {
+                                for (dj, v) in src.iter().enumerate() {
+                                    let c = c0 + dj as isize;
+                                    if c >= 0 && (c as usize) < self.w {
+                                        line[c as usize] += v;
+                                    }
                                 }
                             }
                         }

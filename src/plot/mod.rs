@@ -25,6 +25,9 @@ pub enum Kind {
     Predictive,
     /// Interval coverage (real) or reliability (classes), from predictive.csv.
     Calibration,
+    /// Histograms of an uncertainty score (default entropy, or sd) on the data's rows and on
+    /// `predict --ood`'s rows.
+    Ood,
 }
 
 impl Kind {
@@ -36,11 +39,12 @@ impl Kind {
             Kind::Pair => "pair",
             Kind::Predictive => "predictive",
             Kind::Calibration => "calibration",
+            Kind::Ood => "ood",
         }
     }
 
     pub fn from_name(s: &str) -> Option<Kind> {
-        [Kind::Trace, Kind::Density, Kind::Rank, Kind::Pair, Kind::Predictive, Kind::Calibration]
+        [Kind::Trace, Kind::Density, Kind::Rank, Kind::Pair, Kind::Predictive, Kind::Calibration, Kind::Ood]
             .into_iter()
             .find(|k| k.name() == s)
     }
@@ -114,7 +118,9 @@ pub fn terminal(kind: Kind, series: &[Series], width: usize) -> Result<String, S
             }
             Ok(out)
         }
-        Kind::Predictive | Kind::Calibration => Err("a prediction's plot is drawn from predictive.csv".into()),
+        Kind::Predictive | Kind::Calibration | Kind::Ood => {
+            Err("a prediction's plot is drawn from predictive.csv".into())
+        }
         _ => Ok(figures(kind, series)?.iter().map(|f| figure_terminal(f, width)).collect()),
     }
 }
@@ -317,10 +323,25 @@ pub fn draw_prediction(
     name: Option<&str>,
     out: Option<&std::path::Path>,
 ) -> Result<String, String> {
-    let rows = predictive::read(dir, name)?;
     let fig = match kind {
-        Kind::Predictive => predictive::predictive(&rows),
-        _ => predictive::calibration(&rows)?,
+        Kind::Predictive => predictive::predictive(&predictive::read(dir, name)?),
+        Kind::Ood => {
+            // `name` is a score here (the first variable's).
+            let score = name.unwrap_or("");
+            if !score.is_empty() && !predictive::SCORES.contains(&score) {
+                return Err(format!("`ood` plots a score: one of {}", predictive::SCORES.join(", ")));
+            }
+            let (known, other) = (predictive::read(dir, None)?, predictive::read_ood(dir, None)?);
+            let score = if !score.is_empty() {
+                score
+            } else if known.class {
+                "entropy"
+            } else {
+                "sd"
+            };
+            predictive::ood(&known, &other, score)?
+        }
+        _ => predictive::calibration(&predictive::read(dir, name)?)?,
     };
     match out {
         Some(p) => write_figures(std::slice::from_ref(&fig), p),

@@ -2,7 +2,8 @@
 //! `predictive` (each row's predictive mean and 90% interval against the observed value, or
 //! for classes the probability given to the observed class) and `calibration` (for real and
 //! count variables the coverage of central intervals at every level, from each row's PIT; for
-//! classes a reliability diagram of accuracy against confidence).
+//! classes a reliability diagram of accuracy against confidence), and `ood` (histograms of an
+//! uncertainty score on the data's rows and on the `--ood` rows, from `predictive-ood.csv`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,13 +20,35 @@ pub struct Rows {
     /// Classes: each row's probabilities and predicted class.
     pub probs: Vec<Vec<f64>>,
     pub pred: Vec<usize>,
+    /// Each row's uncertainty scores by name (`entropy`, `mutual_information`, `sd`,
+    /// `sd_epistemic`).
+    pub scores: HashMap<&'static str, Vec<f64>>,
 }
 
 /// Read `dir/predictive.csv`, the rows of `name` (the first variable when `None`).
 pub fn read(dir: &Path, name: Option<&str>) -> Result<Rows, String> {
-    let path = dir.join("predictive.csv");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| format!("`{}` holds no predictions: `bnnc predict` (or `:predict`) writes them", dir.display()))?;
+    read_file(dir, "predictive.csv", name).map_err(|e| {
+        e.unwrap_or_else(|| {
+            format!("`{}` holds no predictions: `bnnc predict` (or `:predict`) writes them", dir.display())
+        })
+    })
+}
+
+/// Read `dir/predictive-ood.csv`, the predictions at `bnnc predict --ood`'s rows.
+pub fn read_ood(dir: &Path, name: Option<&str>) -> Result<Rows, String> {
+    read_file(dir, "predictive-ood.csv", name).map_err(|e| {
+        e.unwrap_or_else(|| {
+            format!(
+                "`{}` holds no predictions at other inputs: `bnnc predict ... --ood OOD.json` writes them",
+                dir.display()
+            )
+        })
+    })
+}
+
+/// `Err(None)` when the file cannot be read.
+fn read_file(dir: &Path, file: &str, name: Option<&str>) -> Result<Rows, Option<String>> {
+    let text = std::fs::read_to_string(dir.join(file)).map_err(|_| None)?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
     let col: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (*h, i)).collect();
@@ -50,7 +73,15 @@ pub fn read(dir: &Path, name: Option<&str>) -> Result<Rows, String> {
             pit: Vec::new(),
             probs: Vec::new(),
             pred: Vec::new(),
+            scores: HashMap::new(),
         });
+        for s in SCORES {
+            let v = match *s {
+                "sd_epistemic" => num(&f, "var_epistemic").sqrt(),
+                _ => num(&f, s),
+            };
+            r.scores.entry(s).or_default().push(v);
+        }
         r.mean.push(num(&f, "mean"));
         r.q5.push(num(&f, "q5"));
         r.q95.push(num(&f, "q95"));
@@ -62,9 +93,58 @@ pub fn read(dir: &Path, name: Option<&str>) -> Result<Rows, String> {
             r.probs.push(probs.map(|k| num(&f, &k)).filter(|p| p.is_finite()).collect());
         }
     }
-    rows.ok_or_else(|| match name {
-        Some(n) => format!("the predictions hold no variable `{n}`"),
-        None => "the predictions hold no rows".into(),
+    rows.ok_or_else(|| {
+        Some(match name {
+            Some(n) => format!("the predictions hold no variable `{n}`"),
+            None => "the predictions hold no rows".into(),
+        })
+    })
+}
+
+/// The uncertainty scores `predict --ood` ranks rows by.
+pub const SCORES: &[&str] = &["entropy", "mutual_information", "sd", "sd_epistemic"];
+
+/// Histograms (fractions of rows in 20 equal bins over the pooled range) of uncertainty score
+/// `score` on the data's rows and on the --ood rows: the further apart, the better the score
+/// tells them apart.
+pub fn ood(known: &Rows, other: &Rows, score: &str) -> Result<Figure, String> {
+    let get = |r: &Rows| -> Vec<f64> {
+        r.scores.get(score).map(|v| v.iter().copied().filter(|x| x.is_finite()).collect()).unwrap_or_default()
+    };
+    let (a, b) = (get(known), get(other));
+    if a.is_empty() || b.is_empty() {
+        return Err(format!(
+            "no `{score}` in the predictions: classes have entropy and mutual_information, real values sd and sd_epistemic"
+        ));
+    }
+    let (lo, hi) = super::range(a.iter().chain(&b).copied());
+    let bins = 20;
+    let width = (hi - lo) / bins as f64;
+    let steps = |v: &[f64]| -> Vec<(f64, f64)> {
+        let mut counts = vec![0usize; bins];
+        for x in v {
+            counts[(((x - lo) / width) as usize).min(bins - 1)] += 1;
+        }
+        let mut pts = vec![(lo, 0.0)];
+        for (k, c) in counts.iter().enumerate() {
+            let f = *c as f64 / v.len() as f64;
+            pts.push((lo + k as f64 * width, f));
+            pts.push((lo + (k + 1) as f64 * width, f));
+        }
+        pts.push((hi, 0.0));
+        pts
+    };
+    let (sa, sb) = (steps(&a), steps(&b));
+    let top = sa.iter().chain(&sb).map(|p| p.1).fold(0.0, f64::max);
+    Ok(Figure {
+        title: format!("ood {}: {score} on the data's {} rows and the --ood {} rows", known.name, a.len(), b.len()),
+        x: (lo, hi),
+        y: (0.0, top * 1.05),
+        x_name: score.into(),
+        y_name: "fraction of rows".into(),
+        curves: vec![("data".into(), sa), ("--ood".into(), sb)],
+        points: Vec::new(),
+        segments: Vec::new(),
     })
 }
 

@@ -273,10 +273,10 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let ood = match &o.ood {
-        None => None,
+    let (ood, ood_vars) = match &o.ood {
+        None => (None, None),
         Some(path) => match predict_at(fe, path, &observed, &fit, o) {
-            Ok((ood_vars, _)) => super::ood_scores(&vars, &ood_vars),
+            Ok((ood_vars, _)) => (super::ood_scores(&vars, &ood_vars), Some(ood_vars)),
             Err(code) => return code,
         },
     };
@@ -288,7 +288,12 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
     let json = super::to_json(&fit.method, draws, &vars, ood.clone());
     let written =
         std::fs::write(out_dir.join("predictive.json"), serde_json::to_string_pretty(&json).unwrap_or_default())
-            .and_then(|()| std::fs::write(out_dir.join("predictive.csv"), super::to_csv(&vars)));
+            .and_then(|()| std::fs::write(out_dir.join("predictive.csv"), super::to_csv(&vars)))
+            .and_then(|()| match &ood_vars {
+                // The --ood rows, for `bnnc plot FIT ood`.
+                Some(v) => std::fs::write(out_dir.join("predictive-ood.csv"), super::to_csv(v)),
+                None => std::fs::remove_file(out_dir.join("predictive-ood.csv")).or(Ok(())),
+            });
     print!("{}", super::table(&vars, ood.as_ref()));
     if let Err(e) = written {
         eprintln!("error: cannot write predictions to `{}`: {e}", out_dir.display());

@@ -267,7 +267,7 @@ impl Session<'_> {
             }
         }
         let drawn = match (kind, &self.fit_dir) {
-            (crate::plot::Kind::Predictive | crate::plot::Kind::Calibration, Some(dir)) => {
+            (crate::plot::Kind::Predictive | crate::plot::Kind::Calibration | crate::plot::Kind::Ood, Some(dir)) => {
                 crate::plot::draw_prediction(dir, kind, names.first().map(String::as_str), out.as_deref())
             }
             _ => crate::plot::draw(f, kind, &names, out.as_deref()),
