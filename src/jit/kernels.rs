@@ -131,7 +131,9 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
         let Some(adj_at) = rt.lay.adj[dst.0 as usize] else { return Ok(()) };
         let n_out = len_of(p, *dst);
         let adj_out = std::slice::from_raw_parts_mut(arena.add(adj_at), n_out);
-        let product = matches!(prim, Prim::MatMul) && args[0] != args[1];
+        // Primitives whose VJP adds into distinct arguments' adjoints go straight into them.
+        let distinct = args.iter().enumerate().all(|(i, a)| !args[..i].contains(a));
+        let product = matches!(prim, Prim::MatMul | Prim::Conv2d { .. } | Prim::Pool2d(..)) && distinct;
         if !matches!(prim, Prim::Constrain(_)) && !product && adj_out.iter().all(|a| *a == 0.0) {
             return Ok(());
         }
@@ -151,7 +153,11 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                     rt.lay.adj[a.0 as usize].map(|at| std::slice::from_raw_parts_mut(arena.add(at), len_of(p, *a)))
                 })
                 .collect();
-            matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
+            if matches!(prim, Prim::MatMul) {
+                matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
+            } else {
+                prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, None)?;
+            }
             if !rt.kept_adj[id as usize] {
                 adj_out.iter_mut().for_each(|a| *a = 0.0);
             }
