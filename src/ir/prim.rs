@@ -647,6 +647,8 @@ pub struct Scratch {
     pub b: Vec<f64>,
     pub c: Vec<f64>,
     pub d: Vec<f64>,
+    /// A convolution's buffers (`math::conv`).
+    pub conv: [Vec<f64>; 4],
 }
 
 /// Evaluate `prim` on `args` (values and shapes) into `out` (sized by the shape rule).
@@ -799,7 +801,7 @@ pub fn eval(
         Prim::Reshape(_) => out.copy_from_slice(args[0]),
         Prim::Conv2d { stride, padding } => {
             let cv = Conv::new(shapes[0], shapes[1], *stride, *padding)?;
-            cv.forward(args[0], args[1], args[2], out, &mut sc.a, &mut sc.b);
+            cv.forward(args[0], args[1], args[2], out, &mut sc.conv);
         }
         Prim::Pool2d(kind, k) => Pooling::new(shapes[0], *k)?.forward(*kind, args[0], out),
         Prim::LogDensity(f) => {
@@ -1157,7 +1159,7 @@ pub fn vjp(
             let cv = Conv::new(shapes[0], shapes[1], *stride, *padding)?;
             let [gx, gw, gb] = adj_args else { return Err("conv2d takes three arguments".into()) };
             let (gx, gw, gb) = (gx.as_deref_mut(), gw.as_deref_mut(), gb.as_deref_mut());
-            cv.vjp(args[0], args[1], adj_out, gx, gw, gb, &mut sc.a, &mut sc.b, &mut sc.c);
+            cv.vjp(args[0], args[1], adj_out, gx, gw, gb, &mut sc.conv);
         }
         Prim::Pool2d(kind, k) => {
             if let Some(g) = adj_args[0].as_deref_mut() {

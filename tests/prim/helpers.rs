@@ -74,6 +74,7 @@ pub fn dirty_scratch() -> Scratch {
         b: vec![1e300; 37],
         c: vec![-3.0; 2],
         d: vec![f64::INFINITY; 3],
+        conv: [vec![f64::NAN; 11], vec![1e300; 4], vec![-7.0; 100], vec![f64::NAN; 9]],
     }
 }
 

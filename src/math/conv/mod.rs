@@ -10,6 +10,8 @@
 
 use crate::jit::gemm;
 
+mod shifted;
+
 /// The output size of a window of `k` moved by `stride` over `size` positions padded by
 /// `padding` on both sides: (size + 2·padding − k) / stride + 1, which must divide exactly.
 pub fn out_size(size: usize, k: usize, stride: usize, padding: usize) -> Result<usize, String> {
@@ -163,7 +165,11 @@ impl Conv {
 
     /// out = conv(x, wt) + b, `out` of shape [n, filters, h', w']; `cols` and `tmp` are
     /// scratch, grown once to a chunk's size.
-    pub fn forward(&self, x: &[f64], wt: &[f64], b: &[f64], out: &mut [f64], cols: &mut Vec<f64>, tmp: &mut Vec<f64>) {
+    pub fn forward(&self, x: &[f64], wt: &[f64], b: &[f64], out: &mut [f64], bufs: &mut [Vec<f64>; 4]) {
+        if self.shifted() {
+            return self.forward_shifted(x, wt, b, out, bufs);
+        }
+        let [cols, tmp, ..] = bufs;
         let (m, kk, p) = (self.filters, self.rows(), self.positions());
         let chunk = self.chunk();
         grow(cols, chunk * p * kk);
@@ -201,9 +207,7 @@ impl Conv {
         mut gx: Option<&mut [f64]>,
         mut gw: Option<&mut [f64]>,
         gb: Option<&mut [f64]>,
-        cols: &mut Vec<f64>,
-        adj_t: &mut Vec<f64>,
-        dcols: &mut Vec<f64>,
+        bufs: &mut [Vec<f64>; 4],
     ) {
         let (m, kk, p) = (self.filters, self.rows(), self.positions());
         if let Some(gb) = gb {
@@ -216,6 +220,10 @@ impl Conv {
         if gx.is_none() && gw.is_none() {
             return;
         }
+        if self.shifted() {
+            return self.vjp_shifted(x, wt, adj, gx, gw, bufs);
+        }
+        let [cols, adj_t, dcols, _] = bufs;
         let chunk = self.chunk();
         grow(cols, chunk * p * kk);
         grow(adj_t, chunk * p * m);
@@ -431,7 +439,7 @@ mod tests {
         let wt: Vec<f64> = (0..4 * 3 * 9).map(|i| val(i, 1.0)).collect();
         let b = [0.5, -1.0, 0.25, 2.0];
         let mut out = vec![0.0; 2 * 4 * 5 * 4];
-        cv.forward(&x, &wt, &b, &mut out, &mut Vec::new(), &mut Vec::new());
+        cv.forward(&x, &wt, &b, &mut out, &mut Default::default());
         for n in 0..2 {
             for f in 0..4 {
                 for i in 0..5 {
@@ -468,20 +476,20 @@ mod tests {
         let wt: Vec<f64> = (0..f * c * 9).map(|i| val(i, 2.0)).collect();
         let b: Vec<f64> = (0..f).map(|i| val(i, 3.0)).collect();
         let adj: Vec<f64> = (0..n * f * 64).map(|i| val(i, 5.0)).collect();
-        let (mut s1, mut s2, mut s3) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bufs: [Vec<f64>; 4] = Default::default();
         let mut out = vec![0.0; n * f * 64];
-        cv.forward(&x, &wt, &b, &mut out, &mut s1, &mut s2);
+        cv.forward(&x, &wt, &b, &mut out, &mut bufs);
         let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; f]);
-        cv.vjp(&x, &wt, &adj, Some(&mut gx), Some(&mut gw), Some(&mut gb), &mut s1, &mut s2, &mut s3);
+        cv.vjp(&x, &wt, &adj, Some(&mut gx), Some(&mut gw), Some(&mut gb), &mut bufs);
         let one = Conv::new(&[1, c, 8, 8], &[f, c, 3, 3], 1, 1).unwrap();
         let (mut gw1, mut gb1) = (vec![0.0; wt.len()], vec![0.0; f]);
         for img in 0..n {
             let xi = &x[img * c * 64..(img + 1) * c * 64];
             let ai = &adj[img * f * 64..(img + 1) * f * 64];
             let mut o = vec![0.0; f * 64];
-            one.forward(xi, &wt, &b, &mut o, &mut s1, &mut s2);
+            one.forward(xi, &wt, &b, &mut o, &mut bufs);
             let mut gxi = vec![0.0; c * 64];
-            one.vjp(xi, &wt, ai, Some(&mut gxi), Some(&mut gw1), Some(&mut gb1), &mut s1, &mut s2, &mut s3);
+            one.vjp(xi, &wt, ai, Some(&mut gxi), Some(&mut gw1), Some(&mut gb1), &mut bufs);
             for (a, e) in out[img * f * 64..(img + 1) * f * 64].iter().zip(&o) {
                 assert!((a - e).abs() < 1e-12);
             }
