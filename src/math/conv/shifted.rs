@@ -85,8 +85,11 @@ impl Conv {
             let q = imgs.len();
             self.pad(x, imgs.clone(), xp);
             let rows = q * s;
-            wide.clear();
-            wide.resize(rows * f, 0.0);
+            // The first offset's product writes every row; the others add to it.
+            if wide.len() < rows * f {
+                wide.resize(rows * f, 0.0);
+            }
+            let wide = &mut wide[..rows * f];
             for di in 0..k {
                 for dj in 0..k {
                     let shift = di * wp + dj;
