@@ -512,6 +512,28 @@ impl<'a> Checker<'a> {
                     return self.shape_err(&args[0], name, "a tensor[n, c, h, w] of images");
                 }
                 let k = self.expect_int_size(&args[1], name);
+                let sides = (xd[2].as_const(), xd[3].as_const());
+                match (k.as_const(), sides) {
+                    (Some(k), _) if k < 1 => {
+                        self.error(
+                            Diagnostic::error(Code::ShapeMismatch, args[1].span, format!("a pooling window of {k}"))
+                                .with_label("must be at least 1"),
+                        );
+                        return Info::error();
+                    }
+                    (Some(k), (Some(h), Some(w))) if k > h.min(w) => {
+                        self.error(
+                            Diagnostic::error(
+                                Code::ShapeMismatch,
+                                args[1].span,
+                                format!("a pooling window of {k} does not fit in a {h} × {w} image"),
+                            )
+                            .with_label("larger than the image"),
+                        );
+                        return Info::error();
+                    }
+                    _ => {}
+                }
                 let pooled = |d: &Size| match (d.as_const(), k.as_const()) {
                     (Some(d), Some(k)) if k > 0 => Size::constant(d / k),
                     _ => Size::Unknown,
@@ -1169,12 +1191,15 @@ impl<'a> Checker<'a> {
                 Diagnostic::error(
                     Code::ShapeMismatch,
                     span,
-                    format!("the size of what `{}` returns is not a whole number here: {num} / {den}", f.name.name),
+                    format!(
+                        "the size of what `{}` returns is {num} / {den} here, not a whole number of at least 0",
+                        f.name.name
+                    ),
                 )
                 .with_label("with these arguments")
                 .with_secondary(f.ret.span, "its result's size is a quotient")
                 .with_help(if f.name.name == "conv2d" {
-                    "a convolution's output side is (side + 2·padding − kernel) / stride + 1: choose a stride and padding that divide"
+                    "a convolution's output side is (side + 2·padding − kernel) / stride + 1: the kernel must fit in the padded image and the stride must tile it"
                 } else {
                     "choose arguments for which the division is exact"
                 }),
@@ -1323,11 +1348,11 @@ fn size_at_call(e: &Expr, subst: &HashMap<String, Poly>, inexact: &std::cell::Re
                 BinOp::Sub => a.sub(&b),
                 BinOp::Mul => a.mul(&b),
                 BinOp::Div => match (a.as_const(), b.as_const()) {
-                    (Some(x), Some(y)) if x >= 0 && y > 0 => {
-                        if x % y != 0 {
+                    (Some(x), Some(y)) if y > 0 => {
+                        if x < 0 || x % y != 0 {
                             inexact.borrow_mut().get_or_insert((x, y));
                         }
-                        Size::constant(x / y)
+                        Size::constant(x.max(0) / y)
                     }
                     _ => Size::Unknown,
                 },
