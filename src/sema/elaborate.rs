@@ -544,14 +544,38 @@ impl<'a> Elab<'a> {
                             let e = match have.get(k) {
                                 Some(Size::Known(p)) => poly_expr(p, dim.span),
                                 _ => {
-                                    let f = match (k, info.ty.dims().len()) {
-                                        (0, 1) => "size",
-                                        (0, _) => "rows",
-                                        _ => "cols",
+                                    // Read off the value when the data is read: only a value of
+                                    // the data, and a dimension a size function names, can be.
+                                    let sizes = sizes_params(&f.body, sv);
+                                    let size_fn = match (k, info.ty.dims().len()) {
+                                        (0, 1) => Some("size"),
+                                        (0, _) => Some("rows"),
+                                        (1, 2) => Some("cols"),
+                                        // No size function names it; the layer's parameters
+                                        // do not use it.
+                                        _ if !sizes => Some("cols"),
+                                        _ => None,
+                                    };
+                                    let readable = info.var <= Variability::Data || !sizes;
+                                    let Some(size_fn) = size_fn.filter(|_| readable) else {
+                                        self.failed = true;
+                                        self.diags.push(
+                                            Diagnostic::error(
+                                                Code::SizeNotData,
+                                                value.span,
+                                                format!(
+                                                    "the size `{sv}` of `{}`'s argument `{}` is not known before the model runs",
+                                                    f.name.name, d.name.name
+                                                ),
+                                            )
+                                            .with_label(format!("this is {}", info.ty))
+                                            .with_help("the layer's parameters are sized by it: give the data's sizes as numbers in its declaration (`x: tensor[N, 1, 8, 8]`), from which each layer's output size follows"),
+                                        );
+                                        return err;
                                     };
                                     Expr::new(
                                         ExprKind::Call {
-                                            callee: Ident { name: f.to_string(), span: dim.span },
+                                            callee: Ident { name: size_fn.to_string(), span: dim.span },
                                             args: vec![Arg { name: None, value: value.clone() }],
                                         },
                                         dim.span,
@@ -684,4 +708,19 @@ fn count_unnamed_calls(s: &Stmt, is_layer: &dyn Fn(&str) -> bool, counts: &mut H
         StmtKind::Param { prior: Some(p), .. } => walk(p, is_layer, counts, false),
         _ => {}
     }
+}
+
+/// Whether `name` appears in the type of a `param` of `body` (a layer's parameters are
+/// declared before the model runs, so their sizes must be known by then).
+fn sizes_params(body: &[Stmt], name: &str) -> bool {
+    body.iter().any(|s| match &s.kind {
+        StmtKind::Param { ty, .. } => {
+            crate::syntax::print::ty(ty).split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == name)
+        }
+        StmtKind::If { then, else_, .. } => {
+            sizes_params(then, name) || else_.as_ref().is_some_and(|e| sizes_params(e, name))
+        }
+        StmtKind::For { body, .. } => sizes_params(body, name),
+        _ => false,
+    })
 }
