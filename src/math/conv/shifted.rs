@@ -127,7 +127,7 @@ impl Conv {
         wt: &[f64],
         adj: &[f64],
         mut gx: Option<&mut [f64]>,
-        mut gw: Option<&mut [f64]>,
+        gw: Option<&mut [f64]>,
         bufs: &mut [Vec<f64>; 4],
     ) {
         let (k, c, f, pad) = (self.k, self.c, self.filters, self.padding);
@@ -196,7 +196,7 @@ impl Conv {
             }
             img += chunk;
         }
-        if let Some(gw) = gw.as_deref_mut() {
+        if let Some(gw) = gw {
             for fi in 0..f {
                 for ch in 0..c {
                     for o in 0..k * k {
