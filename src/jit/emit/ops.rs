@@ -3,6 +3,35 @@
 
 use super::*;
 
+/// The primitives compiled as calls of the kernels (the primitives table's evaluation and VJP
+/// on the current execution's values), and those inline above when their guard fails: one
+/// list, a pattern for both sweeps' exhaustive matches.
+macro_rules! by_kernel {
+    () => {
+        Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
+            | Prim::MatMul
+            | Prim::Transpose
+            | Prim::LogMixVec
+            | Prim::Softmax
+            | Prim::LogSoftmax
+            | Prim::ColMeans
+            | Prim::ColSums
+            | Prim::RowMeans
+            | Prim::RowSums
+            | Prim::DiagMatrix
+            | Prim::Diagonal
+            | Prim::Cholesky
+            | Prim::GpExpQuadCov
+            | Prim::Conv2d { .. }
+            | Prim::Pool2d(..)
+            | Prim::Rng(..)
+            | Prim::Index(_)
+            | Prim::Constrain(_)
+            | Prim::LogDensity(_)
+            | Prim::Load(..)
+    };
+}
+
 impl<'a, 'f> Emitter<'a, 'f> {
     pub(super) fn op_fwd(&mut self, key: (u32, u32), inst: &Inst, dst: V, prim: &Prim, args: &[V]) -> R<()> {
         let p = self.p;
@@ -135,30 +164,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 let o = self.addr(dst)?;
                 self.index_fwd(ix, &base_shape, ba, args, o, n)
             }
-            // Compiled as calls of the kernels (the primitives table's evaluation and VJP on
-            // the current execution's values), and the inline cases above when their guard
-            // fails.
-            Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
-            | Prim::MatMul
-            | Prim::Transpose
-            | Prim::LogMixVec
-            | Prim::Softmax
-            | Prim::LogSoftmax
-            | Prim::ColMeans
-            | Prim::ColSums
-            | Prim::RowMeans
-            | Prim::RowSums
-            | Prim::DiagMatrix
-            | Prim::Diagonal
-            | Prim::Cholesky
-            | Prim::GpExpQuadCov
-            | Prim::Conv2d { .. }
-            | Prim::Pool2d(..)
-            | Prim::Rng(..)
-            | Prim::Index(_)
-            | Prim::Constrain(_)
-            | Prim::LogDensity(_)
-            | Prim::Load(..) => {
+            by_kernel!() => {
                 let id = self.id_of(key, inst);
                 let mut ptrs = vec![self.addr(dst)?];
                 for a in args {
@@ -340,30 +346,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 self.clear(dst, oadj, n)
             }
-            // Compiled as calls of the kernels (the primitives table's evaluation and VJP on
-            // the current execution's values), and the inline cases above when their guard
-            // fails.
-            Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
-            | Prim::MatMul
-            | Prim::Transpose
-            | Prim::LogMixVec
-            | Prim::Softmax
-            | Prim::LogSoftmax
-            | Prim::ColMeans
-            | Prim::ColSums
-            | Prim::RowMeans
-            | Prim::RowSums
-            | Prim::DiagMatrix
-            | Prim::Diagonal
-            | Prim::Cholesky
-            | Prim::GpExpQuadCov
-            | Prim::Conv2d { .. }
-            | Prim::Pool2d(..)
-            | Prim::Rng(..)
-            | Prim::Index(_)
-            | Prim::Constrain(_)
-            | Prim::LogDensity(_)
-            | Prim::Load(..) => {
+            by_kernel!() => {
                 let id = self.id_of(key, inst);
                 if self.overwritten.contains(&dst) {
                     self.kept_adj.insert(id as usize);
