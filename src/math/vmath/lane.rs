@@ -1,5 +1,5 @@
-//! The lanes the functions of `math::vmath` are written over: one `f64`, or four in an AVX2
-//! register. Every operation has the same IEEE semantics in each, so a function gets the same
+//! The lanes the functions of `math::vmath` are written over: one `f64`, four in an AVX2
+//! register, or eight in an AVX-512 one. Every operation has the same IEEE semantics in each, so a function gets the same
 //! bits whichever lane type evaluates it.
 
 #[cfg(target_arch = "x86_64")]
@@ -274,6 +274,135 @@ impl Lane for V4 {
                 _mm256_set1_epi64x(0x3ff0_0000_0000_0000),
             );
             (V4(e), V4(_mm256_castsi256_pd(m)))
+        }
+    }
+}
+
+/// Eight lanes in an AVX-512 register. Its methods are only ever inlined into functions
+/// compiled with AVX-512F and FMA enabled, and called after the CPU was found to have them.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct V8(pub(super) __m512d);
+
+#[cfg(target_arch = "x86_64")]
+impl V8 {
+    #[inline(always)]
+    fn bits(self) -> __m512i {
+        unsafe { _mm512_castpd_si512(self.0) }
+    }
+    #[inline(always)]
+    fn of_bits(b: __m512i) -> Self {
+        unsafe { V8(_mm512_castsi512_pd(b)) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lane for V8 {
+    type M = __mmask8;
+    #[inline(always)]
+    fn splat(c: f64) -> Self {
+        unsafe { V8(_mm512_set1_pd(c)) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        unsafe { V8(_mm512_add_pd(self.0, o.0)) }
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        unsafe { V8(_mm512_sub_pd(self.0, o.0)) }
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        unsafe { V8(_mm512_mul_pd(self.0, o.0)) }
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        unsafe { V8(_mm512_div_pd(self.0, o.0)) }
+    }
+    #[inline(always)]
+    fn fma(self, b: Self, c: Self) -> Self {
+        unsafe { V8(_mm512_fmadd_pd(self.0, b.0, c.0)) }
+    }
+    #[inline(always)]
+    fn fnma(self, b: Self, c: Self) -> Self {
+        unsafe { V8(_mm512_fnmadd_pd(self.0, b.0, c.0)) }
+    }
+    #[inline(always)]
+    fn min_c(self, c: f64) -> Self {
+        // VMINPD returns its second operand when either is NaN, as the AVX2 form does.
+        unsafe { V8(_mm512_min_pd(self.0, _mm512_set1_pd(c))) }
+    }
+    #[inline(always)]
+    fn max_c(self, c: f64) -> Self {
+        unsafe { V8(_mm512_max_pd(self.0, _mm512_set1_pd(c))) }
+    }
+    #[inline(always)]
+    fn floor(self) -> Self {
+        unsafe { V8(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(self.0)) }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        unsafe { V8::of_bits(_mm512_and_si512(self.bits(), _mm512_set1_epi64(i64::MAX))) }
+    }
+    #[inline(always)]
+    fn neg(self) -> Self {
+        unsafe { V8::of_bits(_mm512_xor_si512(self.bits(), _mm512_set1_epi64(i64::MIN))) }
+    }
+    #[inline(always)]
+    fn copysign(self, s: Self) -> Self {
+        unsafe {
+            let mag = _mm512_and_si512(self.bits(), _mm512_set1_epi64(i64::MAX));
+            let sign = _mm512_and_si512(s.bits(), _mm512_set1_epi64(i64::MIN));
+            V8::of_bits(_mm512_or_si512(mag, sign))
+        }
+    }
+    #[inline(always)]
+    fn lt(self, c: f64) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_LT_OQ>(self.0, _mm512_set1_pd(c)) }
+    }
+    #[inline(always)]
+    fn gt(self, c: f64) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(self.0, _mm512_set1_pd(c)) }
+    }
+    #[inline(always)]
+    fn eq(self, c: f64) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(self.0, _mm512_set1_pd(c)) }
+    }
+    #[inline(always)]
+    fn is_nan(self) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(self.0, self.0) }
+    }
+    #[inline(always)]
+    fn and(a: __mmask8, b: __mmask8) -> __mmask8 {
+        a & b
+    }
+    #[inline(always)]
+    fn any(m: __mmask8) -> bool {
+        m != 0
+    }
+    #[inline(always)]
+    fn select(m: __mmask8, a: Self, b: Self) -> Self {
+        // The blend takes its second operand where the mask is set.
+        unsafe { V8(_mm512_mask_blend_pd(m, b.0, a.0)) }
+    }
+    #[inline(always)]
+    fn pow2_shifted(self) -> Self {
+        unsafe {
+            let bits = _mm512_add_epi64(self.bits(), _mm512_set1_epi64(1023));
+            V8::of_bits(_mm512_slli_epi64::<52>(bits))
+        }
+    }
+    #[inline(always)]
+    fn split(self) -> (Self, Self) {
+        unsafe {
+            let bits = self.bits();
+            let e = _mm512_or_si512(_mm512_srli_epi64::<52>(bits), _mm512_set1_epi64(0x4330_0000_0000_0000));
+            let e = _mm512_sub_pd(_mm512_castsi512_pd(e), _mm512_set1_pd(TWO52));
+            let m = _mm512_or_si512(
+                _mm512_and_si512(bits, _mm512_set1_epi64(0x000f_ffff_ffff_ffff)),
+                _mm512_set1_epi64(0x3ff0_0000_0000_0000),
+            );
+            (V8(e), V8::of_bits(m))
         }
     }
 }

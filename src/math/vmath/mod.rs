@@ -1,7 +1,8 @@
-//! `exp`, `expm1`, `log`, `log1p` and `tanh` over whole arrays, four elements at a time.
+//! `exp`, `expm1`, `log`, `log1p` and `tanh` over whole arrays, eight or four elements at a time.
 //!
-//! Each function is written once, generically over a [`Lane`]: one `f64`, or four in an AVX2
-//! register. Both instantiations perform the same IEEE operations (additions, products,
+//! Each function is written once, generically over a [`Lane`]: one `f64`, four in an AVX2
+//! register or eight in an AVX-512 one (the array forms take the widest the CPU has). All
+//! instantiations perform the same IEEE operations (additions, products,
 //! fused multiply-adds, divisions, exact bit manipulations) in the same order, so an element
 //! gets the same bits whether it went through the array kernel, the scalar function, the
 //! interpreter or compiled code. Accuracy, measured against the C library over wide random
@@ -24,7 +25,7 @@ use std::arch::x86_64::*;
 mod lane;
 use lane::Lane;
 #[cfg(target_arch = "x86_64")]
-use lane::V4;
+use lane::{V4, V8};
 
 /// 1.5 · 2⁵²: adding it rounds a value below 2⁵¹ in magnitude to an integer (ties to even)
 /// held in the low mantissa bits.
@@ -233,6 +234,13 @@ pub(crate) fn has_avx2_fma() -> bool {
     }
 }
 
+/// Whether the CPU has AVX-512F and FMA (checked once), for the eight-lane array forms.
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *YES.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma"))
+}
+
 #[cfg(target_arch = "x86_64")]
 fn has_fma() -> bool {
     is_x86_feature_detected!("fma")
@@ -304,6 +312,39 @@ macro_rules! elementary {
                             *y.add(k) = buf[k - i];
                         }
                     }
+                }
+                #[target_feature(enable = "avx512f,fma")]
+                unsafe fn eight(x: *const f64, y: *mut f64, n: usize) {
+                    let mut i = 0;
+                    $(
+                        // As in `four`, blocks of 32 elements in two passes.
+                        let mut part = [V8::splat(0.0); 4];
+                        while i + 32 <= n {
+                            for (g, t) in part.iter_mut().enumerate() {
+                                *t = $first(V8(_mm512_loadu_pd(x.add(i + 8 * g))));
+                            }
+                            for (g, t) in part.iter().enumerate() {
+                                let v = V8(_mm512_loadu_pd(x.add(i + 8 * g)));
+                                _mm512_storeu_pd(y.add(i + 8 * g), $rest(v, *t).0);
+                            }
+                            i += 32;
+                        }
+                    )?
+                    while i + 8 <= n {
+                        let v = V8(_mm512_loadu_pd(x.add(i)));
+                        _mm512_storeu_pd(y.add(i), $body(v).0);
+                        i += 8;
+                    }
+                    if i < n {
+                        // The last one to seven elements: the other lanes read and write
+                        // nothing (they compute on zeros).
+                        let m: __mmask8 = (1u8 << (n - i)) - 1;
+                        let v = V8(_mm512_maskz_loadu_pd(m, x.add(i)));
+                        _mm512_mask_storeu_pd(y.add(i), m, $body(v).0);
+                    }
+                }
+                if has_avx512() {
+                    return eight(x, y, n);
                 }
                 if has_avx2_fma() {
                     return four(x, y, n);
