@@ -11,7 +11,7 @@
 //! - [`tn`]: `C[k,c] += A[r,k]ᵀ X[r,c]` (the adjoint of B), rows of A and X taken in
 //!   cache-sized chunks.
 
-use crate::math::vmath::has_avx2_fma;
+use crate::math::vmath::{has_avx2_fma, has_avx512};
 use std::cell::RefCell;
 
 /// The largest `k·c` (elements of the small operand) these kernels take: 256 KiB, the size
@@ -324,6 +324,112 @@ mod avx2 {
     const _: () = assert!(NR == 8 && MR == 4);
 }
 
+/// The blocks of [`avx2`] sixteen columns wide, in AVX-512 registers: each element of C sums
+/// the same products in the same order (one fused multiply-add per product, from zero), so
+/// the results have the same bits at twice the width.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::MR;
+    use std::arch::x86_64::*;
+
+    /// Columns per block.
+    pub const NR: usize = 16;
+
+    /// Lane masks for the first `nr` of 16 columns (`nr` in 1..=16).
+    fn masks(nr: usize) -> (__mmask8, __mmask8) {
+        let m = ((1u32 << nr) - 1) as u16;
+        ((m & 0xff) as u8, (m >> 8) as u8)
+    }
+
+    /// As `avx2::nn_block`, `nr` in 1..=16.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn nn_block(
+        k: usize,
+        a: *const f64,
+        lda: usize,
+        b: *const f64,
+        ldb: usize,
+        c: *mut f64,
+        ldc: usize,
+        nr: usize,
+        acc: bool,
+    ) {
+        unsafe {
+            let (m0, m1) = masks(nr);
+            let mut t = [[_mm512_setzero_pd(); 2]; MR];
+            for p in 0..k {
+                let (b0, b1) = if nr == NR {
+                    (_mm512_loadu_pd(b.add(p * ldb)), _mm512_loadu_pd(b.add(p * ldb + 8)))
+                } else {
+                    (_mm512_maskz_loadu_pd(m0, b.add(p * ldb)), _mm512_maskz_loadu_pd(m1, b.add(p * ldb + 8)))
+                };
+                for (ii, ti) in t.iter_mut().enumerate() {
+                    let x = _mm512_set1_pd(*a.add(ii * lda + p));
+                    ti[0] = _mm512_fmadd_pd(x, b0, ti[0]);
+                    ti[1] = _mm512_fmadd_pd(x, b1, ti[1]);
+                }
+            }
+            for (ii, ti) in t.iter().enumerate() {
+                let o = c.add(ii * ldc);
+                let (mut v0, mut v1) = (ti[0], ti[1]);
+                if acc {
+                    v0 = _mm512_add_pd(v0, _mm512_maskz_loadu_pd(m0, o));
+                    v1 = _mm512_add_pd(v1, _mm512_maskz_loadu_pd(m1, o.add(8)));
+                }
+                _mm512_mask_storeu_pd(o, m0, v0);
+                _mm512_mask_storeu_pd(o.add(8), m1, v1);
+            }
+        }
+    }
+
+    /// As `avx2::tn_block`, `mr` in 1..=4, `nr` in 1..=16.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn tn_block(
+        rows: usize,
+        a: *const f64,
+        lda: usize,
+        x: *const f64,
+        ldx: usize,
+        c: *mut f64,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+    ) {
+        unsafe {
+            let (m0, m1) = masks(nr);
+            let mut t = [[_mm512_setzero_pd(); 2]; MR];
+            if mr == MR && nr == NR {
+                for i in 0..rows {
+                    let x0 = _mm512_loadu_pd(x.add(i * ldx));
+                    let x1 = _mm512_loadu_pd(x.add(i * ldx + 8));
+                    for (pp, tp) in t.iter_mut().enumerate() {
+                        let av = _mm512_set1_pd(*a.add(i * lda + pp));
+                        tp[0] = _mm512_fmadd_pd(av, x0, tp[0]);
+                        tp[1] = _mm512_fmadd_pd(av, x1, tp[1]);
+                    }
+                }
+            } else {
+                for i in 0..rows {
+                    let x0 = _mm512_maskz_loadu_pd(m0, x.add(i * ldx));
+                    let x1 = _mm512_maskz_loadu_pd(m1, x.add(i * ldx + 8));
+                    for (pp, tp) in t.iter_mut().enumerate().take(mr) {
+                        let av = _mm512_set1_pd(*a.add(i * lda + pp));
+                        tp[0] = _mm512_fmadd_pd(av, x0, tp[0]);
+                        tp[1] = _mm512_fmadd_pd(av, x1, tp[1]);
+                    }
+                }
+            }
+            for (pp, tp) in t.iter().enumerate().take(mr) {
+                let o = c.add(pp * ldc);
+                _mm512_mask_storeu_pd(o, m0, _mm512_add_pd(tp[0], _mm512_maskz_loadu_pd(m0, o)));
+                _mm512_mask_storeu_pd(o.add(8), m1, _mm512_add_pd(tp[1], _mm512_maskz_loadu_pd(m1, o.add(8))));
+            }
+        }
+    }
+}
+
 /// `g += Aᵀ w` (A: r × k), when the CPU has AVX2 and FMA and k ≤ 16; false otherwise (the
 /// caller then uses its general loop).
 pub fn gemv_t_small(r: usize, k: usize, a: &[f64], w: &[f64], g: &mut [f64]) -> bool {
@@ -348,65 +454,74 @@ pub fn gemv_small(r: usize, k: usize, a: &[f64], b: &[f64], out: &mut [f64]) -> 
     false
 }
 
+/// The blocks of C, 4 rows by `NR` (AVX2) or 16 (AVX-512, `wide`) columns; the last rows
+/// (fewer than 4) through the portable loop, which sums in the same order.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA, and AVX-512F when `wide`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn nn_avx2(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn nn_blocks(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool, wide: bool) {
     assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c);
+    let nrw = if wide { avx512::NR } else { NR };
     let r4 = r - r % MR;
     let mut i0 = 0;
     while i0 < r4 {
         let mut j0 = 0;
         while j0 < c {
-            let nr = NR.min(c - j0);
+            let nr = nrw.min(c - j0);
+            let (ap, bp, op) = (a.as_ptr().add(i0 * k), b.as_ptr().add(j0), out.as_mut_ptr().add(i0 * c + j0));
             // SAFETY: rows i0..i0+4 of A (k each), columns j0..j0+nr of B and C are inside
             // the slices (asserted sizes, i0 + 4 <= r, j0 + nr <= c; masked lanes are not
-            // touched).
+            // touched); the CPU has the features (the caller's contract).
             unsafe {
-                avx2::nn_block(
-                    k,
-                    a.as_ptr().add(i0 * k),
-                    k,
-                    b.as_ptr().add(j0),
-                    c,
-                    out.as_mut_ptr().add(i0 * c + j0),
-                    c,
-                    nr,
-                    acc,
-                )
+                if wide {
+                    avx512::nn_block(k, ap, k, bp, c, op, c, nr, acc)
+                } else {
+                    avx2::nn_block(k, ap, k, bp, c, op, c, nr, acc)
+                }
             };
-            j0 += NR;
+            j0 += nrw;
         }
         i0 += MR;
     }
     if r4 < r {
-        nn_impl::<true>(r - r4, k, c, &a[r4 * k..], b, &mut out[r4 * c..], acc);
+        // SAFETY: the CPU has FMA.
+        unsafe { nn_fma(r - r4, k, c, &a[r4 * k..], b, &mut out[r4 * c..], acc) };
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn tn_avx2(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) {
+#[target_feature(enable = "fma")]
+fn nn_fma(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+    nn_impl::<true>(r, k, c, a, b, out, acc)
+}
+
+/// The blocks of C = Aᵀ X, as [`nn_blocks`] lays them out.
+///
+/// # Safety
+/// As [`nn_blocks`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn tn_blocks(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64], wide: bool) {
     assert!(a.len() >= r * k && x.len() >= r * c && out.len() >= k * c);
+    let nrw = if wide { avx512::NR } else { NR };
     let mut s0 = 0;
     while s0 < r {
         let rows = chunk(k, c).min(r - s0);
         for p0 in (0..k).step_by(MR) {
-            for j0 in (0..c).step_by(NR) {
+            for j0 in (0..c).step_by(nrw) {
+                let (ap, xp, op) =
+                    (a.as_ptr().add(s0 * k + p0), x.as_ptr().add(s0 * c + j0), out.as_mut_ptr().add(p0 * c + j0));
+                let (mr, nr) = (MR.min(k - p0), nrw.min(c - j0));
                 // SAFETY: rows s0..s0+rows of A and X, columns p0..p0+mr of A and j0..j0+nr
                 // of X, and that block of C are inside the slices (asserted sizes; masked
-                // lanes are not touched).
+                // lanes are not touched); the CPU has the features (the caller's contract).
                 unsafe {
-                    avx2::tn_block(
-                        rows,
-                        a.as_ptr().add(s0 * k + p0),
-                        k,
-                        x.as_ptr().add(s0 * c + j0),
-                        c,
-                        out.as_mut_ptr().add(p0 * c + j0),
-                        c,
-                        MR.min(k - p0),
-                        NR.min(c - j0),
-                    )
+                    if wide {
+                        avx512::tn_block(rows, ap, k, xp, c, op, c, mr, nr)
+                    } else {
+                        avx2::tn_block(rows, ap, k, xp, c, op, c, mr, nr)
+                    }
                 };
             }
         }
@@ -414,12 +529,19 @@ fn tn_avx2(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) 
     }
 }
 
+/// Whether products with `c` columns take the sixteen-column blocks: where the CPU has
+/// AVX-512 and the columns fill more than one eight-column block (up to eight, the two
+/// widths issue the same instructions, the narrower ones on half-empty registers less).
+fn wide(c: usize) -> bool {
+    c > NR && has_avx512()
+}
+
 /// `C[r,c] (+)= A[r,k] B[k,c]`.
 pub fn nn(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { nn_avx2(r, k, c, a, b, out, acc) };
+        // SAFETY: the CPU has AVX2 and FMA, and AVX-512F when `wide` (checked).
+        return unsafe { nn_blocks(r, k, c, a, b, out, acc, wide(c)) };
     }
     nn_impl::<false>(r, k, c, a, b, out, acc)
 }
@@ -428,8 +550,8 @@ pub fn nn(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], a
 pub fn tn(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { tn_avx2(r, k, c, a, x, out) };
+        // SAFETY: as in `nn`.
+        return unsafe { tn_blocks(r, k, c, a, x, out, wide(c)) };
     }
     tn_impl::<false>(r, k, c, a, x, out)
 }
@@ -507,9 +629,46 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_column_blocks_give_the_eight_column_blocks_bits() {
+        if !(has_avx2_fma() && has_avx512()) {
+            return;
+        }
+        for &(r, k, c) in &[(1, 1, 1), (4, 3, 16), (7, 5, 17), (9, 9, 50), (130, 7, 33), (257, 13, 9), (64, 20, 48)] {
+            let (a, b, x) = (fill(r * k, 1), fill(k * c, 2), fill(r * c, 3));
+            for acc in [false, true] {
+                let (mut o8, mut o16) = (fill(r * c, 4), fill(r * c, 4));
+                // SAFETY: the CPU has AVX2, FMA and AVX-512F (checked above).
+                unsafe {
+                    nn_blocks(r, k, c, &a, &b, &mut o8, acc, false);
+                    nn_blocks(r, k, c, &a, &b, &mut o16, acc, true);
+                }
+                assert!(o8.iter().zip(&o16).all(|(u, v)| u.to_bits() == v.to_bits()), "nn {r}x{k}x{c}");
+            }
+            let (mut g8, mut g16) = (fill(k * c, 5), fill(k * c, 5));
+            // SAFETY: as above.
+            unsafe {
+                tn_blocks(r, k, c, &a, &x, &mut g8, false);
+                tn_blocks(r, k, c, &a, &x, &mut g16, true);
+            }
+            assert!(g8.iter().zip(&g16).all(|(u, v)| u.to_bits() == v.to_bits()), "tn {r}x{k}x{c}");
+        }
+    }
+
     #[test]
     fn the_three_products_equal_the_definition_at_edge_sizes() {
-        for &(r, k, c) in &[(1, 1, 1), (3, 5, 7), (4, 8, 8), (9, 9, 50), (130, 7, 17), (257, 13, 9), (5, 0, 3)] {
+        for &(r, k, c) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (4, 8, 8),
+            (9, 9, 50),
+            (130, 7, 17),
+            (257, 13, 9),
+            (5, 0, 3),
+            (12, 6, 16),
+            (8, 5, 33),
+        ] {
             let (a, b, x) = (fill(r * k, 1), fill(k * c, 2), fill(r * c, 3));
             let mut o = fill(r * c, 4);
             nn(r, k, c, &a, &b, &mut o, false);

@@ -234,11 +234,18 @@ pub(crate) fn has_avx2_fma() -> bool {
     }
 }
 
-/// Whether the CPU has AVX-512F and FMA (checked once), for the eight-lane array forms.
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *YES.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma"))
+/// Whether the CPU has AVX-512F and FMA (checked once), for the eight-lane array forms here
+/// and the sixteen-column blocks of `jit::gemm`.
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *YES.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
