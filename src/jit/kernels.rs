@@ -49,6 +49,10 @@ pub struct Runtime {
     /// By op id: the reverse leaves the result's adjoint uncleared (the next evaluation
     /// writes it in full before reading it).
     pub kept_adj: Vec<bool>,
+    /// By op id: bit k set when argument k's adjoint is this op's to write over (it is the
+    /// argument's one use, so the adjoint is zero until the reverse reaches it, and nothing
+    /// clears it afterwards).
+    pub fresh_adj: Vec<u8>,
     pub sc: Scratch,
     pub tmp: Vec<Vec<f64>>,
     pub pos: Vec<usize>,
@@ -154,7 +158,8 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                 })
                 .collect();
             if matches!(prim, Prim::MatMul) {
-                matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
+                let fresh = rt.fresh_adj[id as usize];
+                matmul_vjp_into(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args, [fresh & 1 != 0, fresh & 2 != 0]);
             } else {
                 prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, None)?;
             }
@@ -588,6 +593,38 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
             1,
         );
     }
+}
+
+/// [`matmul_vjp`], with `fresh[k]` when argument k's adjoint is to be written over rather
+/// than added to: it then holds what adding to a zero adjoint gives, bit for bit (+0 for a
+/// product of −0, as 0 + x makes it), whatever it held before.
+fn matmul_vjp_into(
+    a: &[f64],
+    sa: &[usize],
+    b: &[f64],
+    sb: &[usize],
+    adj: &[f64],
+    adj_args: &mut [Option<&mut [f64]>],
+    fresh: [bool; 2],
+) {
+    let (k, c) = (if sa.len() == 2 { sa[1] } else { sa[0] }, if sb.len() == 2 { sb[1] } else { 1 });
+    if fresh[0] && c == 1 && k > 0 {
+        // dA[i,:] = 0 + dC[i] b: the output layer of a network, whose adjoint of the hidden
+        // layer is written once instead of read, added to and cleared.
+        if let Some(ga) = adj_args[0].take() {
+            for (i, grow) in ga.chunks_exact_mut(k).enumerate() {
+                for (g, bj) in grow.iter_mut().zip(b) {
+                    *g = 0.0 + adj[i] * bj;
+                }
+            }
+        }
+    }
+    for (f, g) in fresh.iter().zip(adj_args.iter_mut()) {
+        if let (true, Some(g)) = (f, g.as_deref_mut()) {
+            g.fill(0.0);
+        }
+    }
+    matmul_vjp(a, sa, b, sb, adj, adj_args)
 }
 
 /// C = A B: dA += dC Bᵀ, dB += Aᵀ dC.

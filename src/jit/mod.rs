@@ -102,7 +102,7 @@ impl<'p> Jit<'p> {
             .declare_function("bnnc_logp_grad", Linkage::Local, &ctx.func.signature)
             .map_err(|e| e.to_string())?;
         let mut fbc = FunctionBuilderContext::new();
-        let emit::Emitted { ops, kept_adj, fused_ops, array_ops } = {
+        let emit::Emitted { ops, kept_adj, fresh_adj, fused_ops, array_ops } = {
             let b = FunctionBuilder::new(&mut ctx.func, &mut fbc);
             let em = emit::Emitter::new(p, &lay, b, &mut module);
             em.finish()?
@@ -131,6 +131,7 @@ impl<'p> Jit<'p> {
             lay,
             ops,
             kept_adj,
+            fresh_adj,
             sc: Scratch::default(),
             tmp: Vec::new(),
             pos: Vec::new(),

@@ -111,6 +111,8 @@ pub struct Emitter<'a, 'f> {
     overwritten: HashSet<V>,
     /// Kernel ids whose reverse leaves its result's adjoint as it is (an overwritten one).
     kept_adj: HashSet<usize>,
+    /// Kernel ids whose reverse writes over its arguments' adjoints (bit k for argument k).
+    fresh_adj: HashMap<usize, u8>,
 }
 
 /// The arguments of an elementwise density's reverse: the element count, each argument's
@@ -132,6 +134,9 @@ pub struct Emitted {
     /// By kernel id: its reverse does not clear its result's adjoint, which the next
     /// evaluation writes over before reading.
     pub kept_adj: Vec<bool>,
+    /// By kernel id: the arguments whose adjoints its reverse writes over (bit k for
+    /// argument k).
+    pub fresh_adj: Vec<u8>,
     pub fused_ops: usize,
     pub array_ops: usize,
 }
@@ -198,6 +203,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             ones: HashSet::new(),
             overwritten: HashSet::new(),
             kept_adj: HashSet::new(),
+            fresh_adj: HashMap::new(),
             lits: p
                 .blocks
                 .iter()
@@ -245,7 +251,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let cfg = self.module.isa().frontend_config();
         self.b.finalize(cfg);
         let kept_adj = (0..self.ops.len()).map(|id| self.kept_adj.contains(&id)).collect();
-        Ok(Emitted { ops: self.ops, kept_adj, fused_ops: self.fused_ops, array_ops: self.array_ops })
+        let fresh_adj = (0..self.ops.len()).map(|id| self.fresh_adj.get(&id).copied().unwrap_or(0)).collect();
+        Ok(Emitted { ops: self.ops, kept_adj, fresh_adj, fused_ops: self.fused_ops, array_ops: self.array_ops })
     }
 
     // ---- addresses -------------------------------------------------------------------------

@@ -351,6 +351,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 if self.overwritten.contains(&dst) {
                     self.kept_adj.insert(id as usize);
                 }
+                if matches!(prim, Prim::MatMul) && args[0] != args[1] {
+                    // An argument whose one use this is, in this block: its adjoint is zero
+                    // until now, so the product writes it over and nothing clears it.
+                    let mut fresh = 0u8;
+                    for (k, a) in args.iter().enumerate() {
+                        if self.lay.has_adj(*a) && self.uses[a.0 as usize] == 1 && p.info(*a).block == p.info(dst).block {
+                            fresh |= 1 << k;
+                            self.overwritten.insert(*a);
+                        }
+                    }
+                    if fresh != 0 {
+                        self.fresh_adj.insert(id as usize, fresh);
+                    }
+                }
                 let mut ptrs = vec![self.addr(dst)?];
                 for a in args {
                     ptrs.push(self.addr(*a)?);
