@@ -248,6 +248,58 @@ model {
     }
 }
 
+/// A dense layer's bias and activation run backward by one kernel call: with `tanh` and
+/// `exp`; the product's adjoint written over (its one use) or added to (used again); the
+/// layer's adjoint written over by the next product or added to (the layer used twice); a
+/// bias that takes no adjoint (data). The same log density and gradient as the interpreter.
+#[test]
+fn dense_layers_backward_by_one_kernel_call_equal_the_interpreter() {
+    let src = "
+data {
+  N: int<lower=1>
+  K: int<lower=1>
+  H: int<lower=1>
+  x: matrix[N, K]
+  e: vector[H]
+}
+params {
+  W: matrix[K, H]
+  V: matrix[K, H]
+  U: matrix[K, H]
+  b: vector[H]
+  c: vector[H]
+  w: vector[H]
+}
+model {
+  let h = tanh(x @ W + b)
+  let g = exp(x @ V * 0.3 + c)
+  let u = x @ U
+  let k = tanh(u + e)
+  target += sum(h @ w) + 0.01 * sum(g) - 0.5 * sum(k * k) + 0.1 * sum(u) + sum(log1p(h * h))
+  W ~ normal(0, 1)
+  V ~ normal(0, 1)
+  U ~ normal(0, 1)
+  b ~ normal(0, 1)
+  c ~ normal(0, 1)
+  w ~ normal(0, 1)
+}
+";
+    let x = |n: usize, k: usize| -> String {
+        let rows: Vec<String> = (0..n)
+            .map(|i| {
+                let r: Vec<String> = (0..k).map(|j| format!("{}", ((i * 5 + j * 3) % 13) as f64 / 6.0 - 1.0)).collect();
+                format!("[{}]", r.join(", "))
+            })
+            .collect();
+        format!("[{}]", rows.join(", "))
+    };
+    for (n, k, h) in [(5, 3, 5), (9, 2, 17), (3, 4, 1), (40, 3, 50)] {
+        let e: Vec<String> = (0..h).map(|j| format!("{}", j as f64 * 0.1 - 0.4)).collect();
+        let data = format!(r#"{{"N": {n}, "K": {k}, "H": {h}, "x": {}, "e": [{}]}}"#, x(n, k), e.join(", "));
+        agree_on_model("dense_rev", src, &data, 21, &format!("{n}x{k}x{h}"));
+    }
+}
+
 /// A fused chain in a loop body reading, once, a whole array made before the loop: the
 /// array's adjoint gathers one contribution per iteration (written over, it kept only the
 /// last). And chains whose one use is `target +=`, whose adjoint is 1 throughout: summed as

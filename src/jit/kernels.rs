@@ -159,7 +159,15 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                 .collect();
             if matches!(prim, Prim::MatMul) {
                 let fresh = rt.fresh_adj[id as usize];
-                matmul_vjp_into(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args, [fresh & 1 != 0, fresh & 2 != 0]);
+                matmul_vjp_into(
+                    argv[0],
+                    shapes[0],
+                    argv[1],
+                    shapes[1],
+                    adj_out,
+                    &mut adj_args,
+                    [fresh & 1 != 0, fresh & 2 != 0],
+                );
             } else {
                 prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, None)?;
             }
@@ -415,6 +423,138 @@ pub unsafe extern "C" fn k_unary_row_bias(
         }
         f(buf.as_ptr(), o.add(i * cols), r * cols);
         i += r;
+    }
+}
+
+/// What [`k_unary_row_bias_vjp`] does besides propagating: clear `h`'s adjoint after reading
+/// it, and store (as 0 + c) rather than add to `x`'s adjoint, which is zero until then.
+pub const ROW_BIAS_CLEAR: i64 = 1;
+pub const ROW_BIAS_STORE: i64 = 2;
+
+/// The reverse of [`k_unary_row_bias`]: with `h = f(x + b)` for an activation whose derivative
+/// reads only its result (`tanh`, `exp`…; `Un::ALL[u]`), each element's `c = dh · f'(h)`
+/// (0 where dh is 0, as the reverse sweep takes products) goes to `dx` (added, or stored over
+/// a zero adjoint) and to `db` along the rows, row after row. The same operations in the
+/// same order as the fused loop of the two operations, so the same bits, in registers as wide
+/// as the CPU has.
+///
+/// # Safety
+/// `h` and `dh` hold `rows · cols` f64s, `dx` (unless null) as many, `db` (unless null) `cols`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn k_unary_row_bias_vjp(
+    u: i64,
+    h: *const f64,
+    dh: *mut f64,
+    dx: *mut f64,
+    db: *mut f64,
+    rows: i64,
+    cols: i64,
+    flags: i64,
+) {
+    use crate::ir::scalar::Un;
+    let (rows, cols) = (rows as usize, cols as usize);
+    let n = rows * cols;
+    let args = RowBiasVjp {
+        h: std::slice::from_raw_parts(h, n),
+        dh: std::slice::from_raw_parts_mut(dh, n),
+        dx: (!dx.is_null()).then(|| std::slice::from_raw_parts_mut(dx, n)),
+        db: (!db.is_null()).then(|| std::slice::from_raw_parts_mut(db, cols)),
+        cols,
+        clear: flags & ROW_BIAS_CLEAR != 0,
+        store: flags & ROW_BIAS_STORE != 0,
+    };
+    // The derivative's rule is `Un::deriv`, instantiated per activation so that each loop has
+    // it inline; its argument is never read here.
+    match Un::ALL[u as usize] {
+        Un::Tanh => args.run(|y| Un::Tanh.df(0.0, y)),
+        Un::Exp => args.run(|y| Un::Exp.df(0.0, y)),
+        Un::Expm1 => args.run(|y| Un::Expm1.df(0.0, y)),
+        other => args.run(move |y| other.df(0.0, y)),
+    }
+}
+
+struct RowBiasVjp<'a> {
+    h: &'a [f64],
+    dh: &'a mut [f64],
+    dx: Option<&'a mut [f64]>,
+    db: Option<&'a mut [f64]>,
+    cols: usize,
+    clear: bool,
+    store: bool,
+}
+
+impl RowBiasVjp<'_> {
+    #[inline(always)]
+    fn run(self, d: impl Fn(f64) -> f64 + Copy) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,fma")]
+            fn wide(a: RowBiasVjp<'_>, d: impl Fn(f64) -> f64 + Copy) {
+                a.rows(d)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn four(a: RowBiasVjp<'_>, d: impl Fn(f64) -> f64 + Copy) {
+                a.rows(d)
+            }
+            if crate::math::vmath::has_avx512() {
+                // SAFETY: the CPU has AVX-512F and FMA.
+                return unsafe { wide(self, d) };
+            }
+            if crate::math::vmath::has_avx2_fma() {
+                // SAFETY: the CPU has AVX2 and FMA.
+                return unsafe { four(self, d) };
+            }
+        }
+        self.rows(d)
+    }
+
+    /// Row by row: the usual case of a hidden layer (both adjoints taken, the matrix's
+    /// stored, h's left as it is) in one loop, the others a few hundred columns at a time
+    /// through a buffer. Element-wise operations only (no sums across lanes), which the
+    /// compiler vectorises without changing a result (it never fuses a product and an
+    /// addition of its own accord).
+    #[inline(always)]
+    fn rows(self, d: impl Fn(f64) -> f64 + Copy) {
+        const W: usize = 256;
+        let c = self.cols;
+        let term = |g: f64, y: f64| if g != 0.0 { g * d(y) } else { 0.0 };
+        let (mut dx, mut db) = (self.dx, self.db);
+        if let (Some(dx), Some(db), true, false) = (dx.as_deref_mut(), db.as_deref_mut(), self.store, self.clear) {
+            for ((hr, gr), xr) in self.h.chunks_exact(c).zip(self.dh.chunks_exact(c)).zip(dx.chunks_exact_mut(c)) {
+                for (((y, g), x), b) in hr.iter().zip(gr).zip(xr.iter_mut()).zip(db.iter_mut()) {
+                    let v = term(*g, *y);
+                    *x = 0.0 + v;
+                    *b += v;
+                }
+            }
+            return;
+        }
+        let mut buf = [0.0f64; W];
+        for (i, (hr, gr)) in self.h.chunks_exact(c).zip(self.dh.chunks_exact_mut(c)).enumerate() {
+            let mut j0 = 0;
+            while j0 < c {
+                let w = W.min(c - j0);
+                let v = &mut buf[..w];
+                for ((v, g), y) in v.iter_mut().zip(&gr[j0..j0 + w]).zip(&hr[j0..j0 + w]) {
+                    *v = term(*g, *y);
+                }
+                if let Some(dx) = dx.as_deref_mut() {
+                    let xr = &mut dx[i * c + j0..i * c + j0 + w];
+                    if self.store {
+                        xr.iter_mut().zip(v.iter()).for_each(|(x, v)| *x = 0.0 + v);
+                    } else {
+                        xr.iter_mut().zip(v.iter()).for_each(|(x, v)| *x += v);
+                    }
+                }
+                if let Some(db) = db.as_deref_mut() {
+                    db[j0..j0 + w].iter_mut().zip(v.iter()).for_each(|(b, v)| *b += v);
+                }
+                if self.clear {
+                    gr[j0..j0 + w].fill(0.0);
+                }
+                j0 += w;
+            }
+        }
     }
 }
 

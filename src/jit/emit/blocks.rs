@@ -206,6 +206,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 skip_below = start;
                 continue;
             }
+            if k > 0 && self.dense_pair_rev(p.block(b), k - 1) {
+                self.bias_activation_rev(p.block(b), k - 1)?;
+                skip_below = k - 1;
+                continue;
+            }
             let key = (b.0, k as u32);
             match inst {
                 Inst::Op { dst, prim, args } => {

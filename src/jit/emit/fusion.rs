@@ -37,24 +37,34 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// of a run only, so that its adjoint sums in the unfused order.
     ///
     /// Forward, a unary function with an array kernel (`exp`, `log`, `tanh`…) ends a run and
-    /// is computed by that kernel, four elements at a time; its reverse (a product with a
-    /// derivative built from its input and output) stays in the fused loop.
+    /// is computed by that kernel, eight or four elements at a time; its reverse (a product
+    /// with a derivative built from its input and output) stays in the fused loop, but for a
+    /// dense layer's bias and activation ([`Self::dense_pair_rev`]), which is a kernel call.
     pub(super) fn fusion_groups(&self, b: BlockId, rev: bool) -> Vec<(usize, usize)> {
         let insts = self.p.block(b);
         let array = |inst: &Inst| {
             !rev && (matches!(inst, Inst::Op { prim: Prim::Unary(u), .. } if u.array_raw().is_some())
                 || self.log_add_exp_array(inst))
         };
+        let kernel = |k: usize| rev && self.dense_pair_rev(insts, k);
         let mut groups = Vec::new();
         let mut k = 0;
         while k < insts.len() {
+            if kernel(k) {
+                k += 2;
+                continue;
+            }
             let Some(n) = self.fusible(&insts[k]).filter(|_| !array(&insts[k])) else {
                 k += 1;
                 continue;
             };
             let mut rows = self.row_adjoints(&insts[k]);
             let mut end = k + 1;
-            while end < insts.len() && self.fusible(&insts[end]).as_ref() == Some(&n) && !array(&insts[end]) {
+            while end < insts.len()
+                && self.fusible(&insts[end]).as_ref() == Some(&n)
+                && !array(&insts[end])
+                && !kernel(end)
+            {
                 let more = self.row_adjoints(&insts[end]);
                 if more.iter().any(|v| rows.contains(v)) {
                     break;
@@ -417,36 +427,86 @@ impl<'a, 'f> Emitter<'a, 'f> {
         Ok(())
     }
 
-    /// A dense layer's bias and activation, forward: `z = a + b` over a matrix with `b` a vector
-    /// along its rows, then `h = f(z)` with an array function, where `z` is read by nothing
-    /// else — neither forward nor by a reverse derivative (the sum's reads nothing, `tanh`'s
-    /// and `exp`'s read their result; `log`'s and `log1p`'s read their argument, so not
-    /// those). One kernel call computes `h` and leaves `z` unstored: two passes over the
-    /// layer fewer. `Ok(false)` when `insts` does not start with that pattern.
-    pub(super) fn bias_activation(&mut self, insts: &[Inst]) -> R<bool> {
+    /// A dense layer's bias and activation at `insts[k..]`: `z = a + b` over a matrix with `b` a
+    /// vector along its rows, then `h = f(z)` with an array function, where `z` is read by
+    /// nothing else — neither forward nor by a reverse derivative (the sum's reads nothing,
+    /// `tanh`'s and `exp`'s read their result; `log`'s and `log1p`'s read their argument, so
+    /// not those). Returns (the matrix, the bias, z, h, f).
+    fn dense_pair(&self, insts: &[Inst], k: usize) -> Option<(V, V, V, V, Un)> {
         let [Inst::Op { dst: z, prim: Prim::Binary(Bin::Add), args }, Inst::Op { dst: h, prim: Prim::Unary(u), args: hargs }, ..] =
-            insts
+            insts.get(k..)?
         else {
-            return Ok(false);
+            return None;
         };
-        let Some((name, _)) = u.array_raw() else { return Ok(false) };
-        let shape = self.p.info(*z).shape.clone();
+        u.array_raw()?;
+        let shape = &self.p.info(*z).shape;
         if shape.len() != 2 || hargs[0] != *z || self.uses[z.0 as usize] != 1 || u.deriv_reads().0 {
-            return Ok(false);
+            return None;
         }
-        let (x, bias) = match (self.mode(args[0], &shape), self.mode(args[1], &shape)) {
-            (Mode::Full, Mode::Row) => (args[0], args[1]),
-            (Mode::Row, Mode::Full) => (args[1], args[0]),
-            _ => return Ok(false),
-        };
+        match (self.mode(args[0], shape), self.mode(args[1], shape)) {
+            (Mode::Full, Mode::Row) => Some((args[0], args[1], *z, *h, *u)),
+            (Mode::Row, Mode::Full) => Some((args[1], args[0], *z, *h, *u)),
+            _ => None,
+        }
+    }
+
+    /// Whether the reverse of the dense pair at `insts[k..]` is one kernel call
+    /// ([`Self::bias_activation_rev`]): both results take adjoints, h's in memory.
+    pub(super) fn dense_pair_rev(&self, insts: &[Inst], k: usize) -> bool {
+        self.dense_pair(insts, k)
+            .is_some_and(|(_, _, z, h, _)| self.lay.has_adj(z) && self.lay.has_adj(h) && !self.ones.contains(&h))
+    }
+
+    /// The forward of a dense pair ([`Self::dense_pair`]): one kernel call computes `h` and
+    /// leaves `z` unstored, two passes over the layer fewer. `Ok(false)` when `insts` does not
+    /// start with that pattern.
+    pub(super) fn bias_activation(&mut self, insts: &[Inst]) -> R<bool> {
+        let Some((x, bias, z, h, u)) = self.dense_pair(insts, 0) else { return Ok(false) };
+        let Some((name, _)) = u.array_raw() else { return Ok(false) };
+        let shape = self.p.info(z).shape.clone();
         let fr = self.func_sig("bnnc_unary_row_bias", &[PTR, PTR, PTR, PTR, types::I64, types::I64], None)?;
         let f = self.func_sig(name, &[PTR, PTR, types::I64], None)?;
         let fp = self.b.ins().func_addr(PTR, f);
-        let (xa, ba, ha) = (self.addr(x)?, self.addr(bias)?, self.addr(*h)?);
+        let (xa, ba, ha) = (self.addr(x)?, self.addr(bias)?, self.addr(h)?);
         let (r, c) = (self.int(shape[0] as i64), self.int(shape[1] as i64));
         self.b.ins().call(fr, &[fp, xa, ba, ha, r, c]);
         self.fused_ops += 1;
         self.array_ops += 1;
         Ok(true)
+    }
+
+    /// The reverse of the dense pair at `insts[k..]` (where [`Self::dense_pair_rev`]): one
+    /// kernel call takes h's adjoint to the matrix's and the bias's, with the bits of the
+    /// fused loop of the two operations (`kernels::k_unary_row_bias_vjp`).
+    pub(super) fn bias_activation_rev(&mut self, insts: &[Inst], k: usize) -> R<()> {
+        let (x, bias, z, h, u) = self.dense_pair(insts, k).ok_or("not a dense layer's bias and activation")?;
+        let shape = self.p.info(z).shape.clone();
+        let hadj = self.adj(h).ok_or("no adjoint")?;
+        let mut flags = 0;
+        if !self.overwritten.contains(&h) {
+            flags |= crate::jit::kernels::ROW_BIAS_CLEAR;
+        }
+        let xadj = self.adj(x);
+        // The matrix's one use, in this block: its adjoint is zero until now (as in a fused
+        // reverse).
+        if xadj.is_some() && self.uses[x.0 as usize] == 1 && self.p.info(x).block == self.p.info(z).block {
+            flags |= crate::jit::kernels::ROW_BIAS_STORE;
+            self.overwritten.insert(x);
+        }
+        let null = self.int(0);
+        let (xadj, badj) = (xadj.unwrap_or(null), self.adj(bias).unwrap_or(null));
+        let code = Un::ALL.iter().position(|v| *v == u).ok_or("unknown function")? as i64;
+        let fr = self.func_sig(
+            "bnnc_unary_row_bias_vjp",
+            &[types::I64, PTR, PTR, PTR, PTR, types::I64, types::I64, types::I64],
+            None,
+        )?;
+        let ha = self.addr(h)?;
+        let (code, r, c, flags) =
+            (self.int(code), self.int(shape[0] as i64), self.int(shape[1] as i64), self.int(flags));
+        self.b.ins().call(fr, &[code, ha, hadj, xadj, badj, r, c, flags]);
+        self.fused_ops += 2;
+        self.array_ops += 1;
+        Ok(())
     }
 }

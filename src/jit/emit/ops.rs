@@ -356,7 +356,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
                     // until now, so the product writes it over and nothing clears it.
                     let mut fresh = 0u8;
                     for (k, a) in args.iter().enumerate() {
-                        if self.lay.has_adj(*a) && self.uses[a.0 as usize] == 1 && p.info(*a).block == p.info(dst).block {
+                        if self.lay.has_adj(*a) && self.uses[a.0 as usize] == 1 && p.info(*a).block == p.info(dst).block
+                        {
                             fresh |= 1 << k;
                             self.overwritten.insert(*a);
                         }
