@@ -116,6 +116,36 @@ pub struct Sampler<'d, D: LogDensity + ?Sized, R: Rng> {
     /// The last error a proposal met (reported when a run fails).
     pub last_error: Option<EvalError>,
     scratch: Vec<f64>,
+    /// The buffers of [`Self::build_tree`]'s halves, one set per depth, so that a trajectory
+    /// of a thousand leapfrog steps allocates nothing.
+    levels: Vec<Level>,
+}
+
+/// What [`Sampler::build_tree`] keeps of a subtree's two halves.
+#[derive(Default)]
+struct Level {
+    p_init_end: Vec<f64>,
+    p_sharp_init_end: Vec<f64>,
+    rho_init: Vec<f64>,
+    z_propose_final: Option<State>,
+    p_final_beg: Vec<f64>,
+    p_sharp_final_beg: Vec<f64>,
+    rho_final: Vec<f64>,
+}
+
+impl Level {
+    fn zeroed(d: usize) -> Level {
+        let z = || vec![0.0; d];
+        Level {
+            p_init_end: z(),
+            p_sharp_init_end: z(),
+            rho_init: z(),
+            z_propose_final: None,
+            p_final_beg: z(),
+            p_sharp_final_beg: z(),
+            rho_final: z(),
+        }
+    }
 }
 
 const MAX_DELTA_H: f64 = 1000.0;
@@ -139,7 +169,17 @@ struct Tree {
 impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
     pub fn new(density: &'d mut D, rng: R, metric: Metric, step_size: f64, max_depth: usize) -> Self {
         let dim = density.dim();
-        Sampler { density, rng, metric, step_size, max_depth, grad_evals: 0, last_error: None, scratch: vec![0.0; dim] }
+        Sampler {
+            density,
+            rng,
+            metric,
+            step_size,
+            max_depth,
+            grad_evals: 0,
+            last_error: None,
+            scratch: vec![0.0; dim],
+            levels: Vec::new(),
+        }
     }
 
     /// Evaluate at `q`; a failure is an infinite energy (a divergence), never a crash.
@@ -192,6 +232,12 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
 
     fn criterion(p_sharp_minus: &[f64], p_sharp_plus: &[f64], rho: &[f64]) -> bool {
         dot(p_sharp_plus, rho) > 0.0 && dot(p_sharp_minus, rho) > 0.0
+    }
+
+    /// [`Self::criterion`] with ρ = a + b, formed element by element as the products need it.
+    fn criterion_sum(p_sharp_minus: &[f64], p_sharp_plus: &[f64], a: &[f64], b: &[f64]) -> bool {
+        let dot_sum = |p: &[f64]| -> f64 { p.iter().zip(a.iter().zip(b)).map(|(x, (u, v))| x * (u + v)).sum() };
+        dot_sum(p_sharp_plus) > 0.0 && dot_sum(p_sharp_minus) > 0.0
     }
 
     /// One NUTS transition from `z` (whose q, logp and grad are current).
@@ -342,20 +388,67 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
             p_end.copy_from_slice(p_beg);
             return !tree.divergent;
         }
+        // The two halves' buffers for this depth, taken out while the halves are built (an
+        // empty set in their place allocates nothing) and put back after.
+        if self.levels.len() < depth {
+            self.levels.resize_with(depth, Level::default);
+        }
+        let mut lv = std::mem::take(&mut self.levels[depth - 1]);
+        if lv.rho_init.len() != d {
+            lv = Level::zeroed(d);
+        }
+        let valid = self.build_halves(
+            depth,
+            z,
+            z_propose,
+            p_sharp_beg,
+            p_sharp_end,
+            rho,
+            p_beg,
+            p_end,
+            h0,
+            sign,
+            tree,
+            log_sum_weight,
+            &mut lv,
+        );
+        self.levels[depth - 1] = lv;
+        valid
+    }
+
+    /// The two halves of [`Self::build_tree`] at `depth` ≥ 1, in the buffers `lv`.
+    #[allow(clippy::too_many_arguments)]
+    fn build_halves(
+        &mut self,
+        depth: usize,
+        z: &mut State,
+        z_propose: &mut State,
+        p_sharp_beg: &mut [f64],
+        p_sharp_end: &mut [f64],
+        rho: &mut [f64],
+        p_beg: &mut [f64],
+        p_end: &mut [f64],
+        h0: f64,
+        sign: f64,
+        tree: &mut Tree,
+        log_sum_weight: &mut f64,
+        lv: &mut Level,
+    ) -> bool {
+        let d = z.q.len();
         // The initial half.
         let mut log_sum_weight_init = f64::NEG_INFINITY;
-        let mut p_init_end = vec![0.0; d];
-        let mut p_sharp_init_end = vec![0.0; d];
-        let mut rho_init = vec![0.0; d];
+        lv.p_init_end.fill(0.0);
+        lv.p_sharp_init_end.fill(0.0);
+        lv.rho_init.fill(0.0);
         let valid_init = self.build_tree(
             depth - 1,
             z,
             z_propose,
             p_sharp_beg,
-            &mut p_sharp_init_end,
-            &mut rho_init,
+            &mut lv.p_sharp_init_end,
+            &mut lv.rho_init,
             p_beg,
-            &mut p_init_end,
+            &mut lv.p_init_end,
             h0,
             sign,
             tree,
@@ -365,19 +458,25 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
             return false;
         }
         // The final half.
-        let mut z_propose_final = z.clone();
+        let z_propose_final = match lv.z_propose_final.as_mut() {
+            Some(zf) => {
+                zf.clone_from(z);
+                zf
+            }
+            None => lv.z_propose_final.insert(z.clone()),
+        };
         let mut log_sum_weight_final = f64::NEG_INFINITY;
-        let mut p_final_beg = vec![0.0; d];
-        let mut p_sharp_final_beg = vec![0.0; d];
-        let mut rho_final = vec![0.0; d];
+        lv.p_final_beg.fill(0.0);
+        lv.p_sharp_final_beg.fill(0.0);
+        lv.rho_final.fill(0.0);
         let valid_final = self.build_tree(
             depth - 1,
             z,
-            &mut z_propose_final,
-            &mut p_sharp_final_beg,
+            z_propose_final,
+            &mut lv.p_sharp_final_beg,
             p_sharp_end,
-            &mut rho_final,
-            &mut p_final_beg,
+            &mut lv.rho_final,
+            &mut lv.p_final_beg,
             p_end,
             h0,
             sign,
@@ -391,22 +490,19 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
         let log_sum_weight_subtree = log_sum_exp(log_sum_weight_init, log_sum_weight_final);
         *log_sum_weight = log_sum_exp(*log_sum_weight, log_sum_weight_subtree);
         if log_sum_weight_final > log_sum_weight_subtree {
-            z_propose.clone_from(&z_propose_final);
+            z_propose.clone_from(z_propose_final);
         } else {
             let accept = (log_sum_weight_final - log_sum_weight_subtree).exp();
             if self.rng.random::<f64>() < accept {
-                z_propose.clone_from(&z_propose_final);
+                z_propose.clone_from(z_propose_final);
             }
         }
-        let rho_subtree: Vec<f64> = (0..d).map(|i| rho_init[i] + rho_final[i]).collect();
         for i in 0..d {
-            rho[i] += rho_subtree[i];
+            rho[i] += lv.rho_init[i] + lv.rho_final[i];
         }
-        let mut persist = Self::criterion(p_sharp_beg, p_sharp_end, &rho_subtree);
-        let ext: Vec<f64> = (0..d).map(|i| rho_init[i] + p_final_beg[i]).collect();
-        persist &= Self::criterion(p_sharp_beg, &p_sharp_final_beg, &ext);
-        let ext: Vec<f64> = (0..d).map(|i| rho_final[i] + p_init_end[i]).collect();
-        persist &= Self::criterion(&p_sharp_init_end, p_sharp_end, &ext);
+        let mut persist = Self::criterion_sum(p_sharp_beg, p_sharp_end, &lv.rho_init, &lv.rho_final);
+        persist &= Self::criterion_sum(p_sharp_beg, &lv.p_sharp_final_beg, &lv.rho_init, &lv.p_final_beg);
+        persist &= Self::criterion_sum(&lv.p_sharp_init_end, p_sharp_end, &lv.rho_final, &lv.p_init_end);
         persist
     }
 
