@@ -645,6 +645,20 @@ fn gemv_t_avx2(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
     gemv_t_impl(a, k, w, g)
 }
 
+// And for AVX-512 (eight-lane registers, the partial sums of `dot_impl` in one of them): the
+// same operations on each element, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+fn gemv_avx512(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
+    gemv_impl(a, k, b, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+fn gemv_t_avx512(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
+    gemv_t_impl(a, k, w, g)
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -663,8 +677,14 @@ fn gemv(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { gemv_avx2(a, k, b, out) };
+        // SAFETY: the CPU has AVX2, and AVX-512F for the wider form (checked).
+        return unsafe {
+            if crate::math::vmath::has_avx512() {
+                gemv_avx512(a, k, b, out)
+            } else {
+                gemv_avx2(a, k, b, out)
+            }
+        };
     }
     gemv_impl(a, k, b, out)
 }
@@ -675,8 +695,14 @@ fn gemv_t(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { gemv_t_avx2(a, k, w, g) };
+        // SAFETY: as in `gemv`.
+        return unsafe {
+            if crate::math::vmath::has_avx512() {
+                gemv_t_avx512(a, k, w, g)
+            } else {
+                gemv_t_avx2(a, k, w, g)
+            }
+        };
     }
     gemv_t_impl(a, k, w, g)
 }
