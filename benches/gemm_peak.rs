@@ -90,6 +90,29 @@ fn layer(m: usize, k: usize, n: usize, shape: &str, ours: bool, seconds: f64) ->
     2.0 * (m * k * n) as f64 / best / 1e9
 }
 
+/// GB/s of reading `n` f64s (a sum in 32 independent lanes, so that the additions do not wait
+/// on one another), and of writing them (a fill).
+fn bandwidth(n: usize, seconds: f64) -> (f64, f64) {
+    let mut v = data(n, 31);
+    let read = best_of(seconds, &mut || {
+        let mut acc = [0.0f64; 32];
+        for c in v.chunks_exact(32) {
+            for j in 0..32 {
+                acc[j] += c[j];
+            }
+        }
+        std::hint::black_box(acc);
+    });
+    let mut x = 0.0;
+    let write = best_of(seconds, &mut || {
+        x += 1.0;
+        v.fill(x);
+        std::hint::black_box(&v);
+    });
+    let bytes = (n * 8) as f64;
+    (bytes / read / 1e9, bytes / write / 1e9)
+}
+
 fn main() {
     println!("dgemm, one thread, best of repeated runs (matrixmultiply 0.3):");
     for (m, k, n) in [(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (45730, 9, 50), (5000, 24, 1)] {
@@ -102,5 +125,14 @@ fn main() {
             print!("  {shape} {:>5.1} / {:>5.1}", layer(m, k, n, shape, true, 0.5), layer(m, k, n, shape, false, 0.5));
         }
         println!();
+    }
+    println!("\nMemory, one core, GB/s (read: a sum; write: a fill):");
+    for (label, n) in [
+        ("256 KiB (second-level cache)", 32 * 1024),
+        ("1 MiB (second-level cache)", 128 * 1024),
+        ("512 MiB (memory)", 64 * 1024 * 1024),
+    ] {
+        let (r, w) = bandwidth(n, 0.5);
+        println!("  {label:>30}: read {r:>6.1}  write {w:>6.1}");
     }
 }
