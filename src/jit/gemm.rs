@@ -11,6 +11,7 @@
 //! - [`tn`]: `C[k,c] += A[r,k]ᵀ X[r,c]` (the adjoint of B), rows of A and X taken in
 //!   cache-sized chunks.
 
+#[cfg(target_arch = "x86_64")]
 use crate::math::vmath::{has_avx2_fma, has_avx512};
 use std::cell::RefCell;
 
@@ -164,7 +165,7 @@ mod avx2 {
                 let (b0, b1) = if nr == NR {
                     (_mm256_loadu_pd(b.add(p * ldb)), _mm256_loadu_pd(b.add(p * ldb + 4)))
                 } else {
-                    (_mm256_maskload_pd(b.add(p * ldb), m0), _mm256_maskload_pd(b.add(p * ldb + 4), m1))
+                    (_mm256_maskload_pd(b.add(p * ldb), m0), _mm256_maskload_pd(b.wrapping_add(p * ldb + 4), m1))
                 };
                 for (ii, ti) in t.iter_mut().enumerate() {
                     let x = _mm256_broadcast_sd(&*a.add(ii * lda + p));
@@ -186,10 +187,10 @@ mod avx2 {
                 }
                 if acc {
                     v0 = _mm256_add_pd(v0, _mm256_maskload_pd(o, m0));
-                    v1 = _mm256_add_pd(v1, _mm256_maskload_pd(o.add(4), m1));
+                    v1 = _mm256_add_pd(v1, _mm256_maskload_pd(o.wrapping_add(4), m1));
                 }
                 _mm256_maskstore_pd(o, m0, v0);
-                _mm256_maskstore_pd(o.add(4), m1, v1);
+                _mm256_maskstore_pd(o.wrapping_add(4), m1, v1);
             }
         }
     }
@@ -225,7 +226,7 @@ mod avx2 {
             } else {
                 for i in 0..rows {
                     let x0 = _mm256_maskload_pd(x.add(i * ldx), m0);
-                    let x1 = _mm256_maskload_pd(x.add(i * ldx + 4), m1);
+                    let x1 = _mm256_maskload_pd(x.wrapping_add(i * ldx + 4), m1);
                     for (pp, tp) in t.iter_mut().enumerate().take(mr) {
                         let av = _mm256_broadcast_sd(&*a.add(i * lda + pp));
                         tp[0] = _mm256_fmadd_pd(av, x0, tp[0]);
@@ -236,7 +237,11 @@ mod avx2 {
             for (pp, tp) in t.iter().enumerate().take(mr) {
                 let o = c.add(pp * ldc);
                 _mm256_maskstore_pd(o, m0, _mm256_add_pd(tp[0], _mm256_maskload_pd(o, m0)));
-                _mm256_maskstore_pd(o.add(4), m1, _mm256_add_pd(tp[1], _mm256_maskload_pd(o.add(4), m1)));
+                _mm256_maskstore_pd(
+                    o.wrapping_add(4),
+                    m1,
+                    _mm256_add_pd(tp[1], _mm256_maskload_pd(o.wrapping_add(4), m1)),
+                );
             }
         }
     }
@@ -335,7 +340,9 @@ mod avx512 {
     /// Columns per block.
     pub const NR: usize = 16;
 
-    /// Lane masks for the first `nr` of 16 columns (`nr` in 1..=16).
+    /// Lane masks for the first `nr` of 16 columns (`nr` in 1..=16). A masked-off half reads
+    /// and writes nothing; its address may lie past the data, so it is formed with
+    /// `wrapping_add`.
     fn masks(nr: usize) -> (__mmask8, __mmask8) {
         let m = ((1u32 << nr) - 1) as u16;
         ((m & 0xff) as u8, (m >> 8) as u8)
@@ -362,7 +369,7 @@ mod avx512 {
                 let (b0, b1) = if nr == NR {
                     (_mm512_loadu_pd(b.add(p * ldb)), _mm512_loadu_pd(b.add(p * ldb + 8)))
                 } else {
-                    (_mm512_maskz_loadu_pd(m0, b.add(p * ldb)), _mm512_maskz_loadu_pd(m1, b.add(p * ldb + 8)))
+                    (_mm512_maskz_loadu_pd(m0, b.add(p * ldb)), _mm512_maskz_loadu_pd(m1, b.wrapping_add(p * ldb + 8)))
                 };
                 for (ii, ti) in t.iter_mut().enumerate() {
                     let x = _mm512_set1_pd(*a.add(ii * lda + p));
@@ -375,10 +382,10 @@ mod avx512 {
                 let (mut v0, mut v1) = (ti[0], ti[1]);
                 if acc {
                     v0 = _mm512_add_pd(v0, _mm512_maskz_loadu_pd(m0, o));
-                    v1 = _mm512_add_pd(v1, _mm512_maskz_loadu_pd(m1, o.add(8)));
+                    v1 = _mm512_add_pd(v1, _mm512_maskz_loadu_pd(m1, o.wrapping_add(8)));
                 }
                 _mm512_mask_storeu_pd(o, m0, v0);
-                _mm512_mask_storeu_pd(o.add(8), m1, v1);
+                _mm512_mask_storeu_pd(o.wrapping_add(8), m1, v1);
             }
         }
     }
@@ -413,7 +420,7 @@ mod avx512 {
             } else {
                 for i in 0..rows {
                     let x0 = _mm512_maskz_loadu_pd(m0, x.add(i * ldx));
-                    let x1 = _mm512_maskz_loadu_pd(m1, x.add(i * ldx + 8));
+                    let x1 = _mm512_maskz_loadu_pd(m1, x.wrapping_add(i * ldx + 8));
                     for (pp, tp) in t.iter_mut().enumerate().take(mr) {
                         let av = _mm512_set1_pd(*a.add(i * lda + pp));
                         tp[0] = _mm512_fmadd_pd(av, x0, tp[0]);
@@ -424,7 +431,11 @@ mod avx512 {
             for (pp, tp) in t.iter().enumerate().take(mr) {
                 let o = c.add(pp * ldc);
                 _mm512_mask_storeu_pd(o, m0, _mm512_add_pd(tp[0], _mm512_maskz_loadu_pd(m0, o)));
-                _mm512_mask_storeu_pd(o.add(8), m1, _mm512_add_pd(tp[1], _mm512_maskz_loadu_pd(m1, o.add(8))));
+                _mm512_mask_storeu_pd(
+                    o.wrapping_add(8),
+                    m1,
+                    _mm512_add_pd(tp[1], _mm512_maskz_loadu_pd(m1, o.wrapping_add(8))),
+                );
             }
         }
     }
@@ -532,6 +543,7 @@ unsafe fn tn_blocks(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mu
 /// Whether products with `c` columns take the sixteen-column blocks: where the CPU has
 /// AVX-512 and the columns fill more than one eight-column block (up to eight, the two
 /// widths issue the same instructions, the narrower ones on half-empty registers less).
+#[cfg(target_arch = "x86_64")]
 fn wide(c: usize) -> bool {
     c > NR && has_avx512()
 }

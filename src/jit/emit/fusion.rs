@@ -440,7 +440,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         };
         u.array_raw()?;
         let shape = &self.p.info(*z).shape;
-        if shape.len() != 2 || hargs[0] != *z || self.uses[z.0 as usize] != 1 || u.deriv_reads().0 {
+        if shape.len() != 2 || shape.contains(&0) || hargs[0] != *z || self.uses[z.0 as usize] != 1 || u.deriv_reads().0
+        {
             return None;
         }
         match (self.mode(args[0], shape), self.mode(args[1], shape)) {
