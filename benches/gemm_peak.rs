@@ -90,22 +90,55 @@ fn layer(m: usize, k: usize, n: usize, shape: &str, ours: bool, seconds: f64) ->
     2.0 * (m * k * n) as f64 / best / 1e9
 }
 
-/// GB/s of reading `n` f64s (a sum in 32 independent lanes, so that the additions do not wait
-/// on one another), and of writing them (a fill).
+/// Σ v in 32 independent lanes (so that the additions do not wait on one another).
+#[inline(always)]
+fn sum32(v: &[f64]) -> [f64; 32] {
+    let mut acc = [0.0f64; 32];
+    for c in v.chunks_exact(32) {
+        for j in 0..32 {
+            acc[j] += c[j];
+        }
+    }
+    acc
+}
+
+/// [`sum32`] in AVX-512 registers, the loads the kernels make.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sum32_wide(v: &[f64]) -> [f64; 32] {
+    sum32(v)
+}
+
+/// `v.fill(x)` in AVX-512 registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fill_wide(v: &mut [f64], x: f64) {
+    v.fill(x)
+}
+
+/// GB/s of reading `n` f64s (a sum) and of writing them (a fill), with the widest loads and
+/// stores the CPU has.
 fn bandwidth(n: usize, seconds: f64) -> (f64, f64) {
     let mut v = data(n, 31);
     let read = best_of(seconds, &mut || {
-        let mut acc = [0.0f64; 32];
-        for c in v.chunks_exact(32) {
-            for j in 0..32 {
-                acc[j] += c[j];
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            std::hint::black_box(unsafe { sum32_wide(&v) });
+            return;
         }
-        std::hint::black_box(acc);
+        std::hint::black_box(sum32(&v));
     });
     let mut x = 0.0;
     let write = best_of(seconds, &mut || {
         x += 1.0;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { fill_wide(&mut v, x) };
+            std::hint::black_box(&v);
+            return;
+        }
         v.fill(x);
         std::hint::black_box(&v);
     });
