@@ -203,6 +203,17 @@ fn agree_on_model(name: &str, src: &str, data: &str, seed: u64, what: &str) {
     agree_at_random_points(&mut interp, &mut jit, seed, 10, what);
 }
 
+/// An `n × k` matrix as nested JSON arrays, element (i, j) = `f(i, j)`.
+fn matrix_json(n: usize, k: usize, f: impl Fn(usize, usize) -> f64) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let r: Vec<String> = (0..k).map(|j| format!("{}", f(i, j))).collect();
+            format!("[{}]", r.join(", "))
+        })
+        .collect();
+    format!("[{}]", rows.join(", "))
+}
+
 /// Elementwise loops run two elements at a time with a last odd one alone: over a whole
 /// array, and over the rows of a matrix with a vector along them (the bias of a layer). With
 /// an odd and an even number of columns, broadcast scalars, comparisons, `max`, `abs`, `relu`
@@ -233,15 +244,7 @@ model {
   s ~ lognormal(0, 1)
 }
 ";
-    let x = |n: usize, k: usize| -> String {
-        let rows: Vec<String> = (0..n)
-            .map(|i| {
-                let r: Vec<String> = (0..k).map(|j| format!("{}", ((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0)).collect();
-                format!("[{}]", r.join(", "))
-            })
-            .collect();
-        format!("[{}]", rows.join(", "))
-    };
+    let x = |n: usize, k: usize| matrix_json(n, k, |i, j| ((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0);
     for (n, k, h) in [(5, 3, 5), (4, 2, 6), (7, 3, 1), (3, 1, 2)] {
         let data = format!(r#"{{"N": {n}, "K": {k}, "H": {h}, "x": {}}}"#, x(n, k));
         agree_on_model("lanes", src, &data, 13, &format!("{n}x{h}"));
@@ -284,15 +287,7 @@ model {
   w ~ normal(0, 1)
 }
 ";
-    let x = |n: usize, k: usize| -> String {
-        let rows: Vec<String> = (0..n)
-            .map(|i| {
-                let r: Vec<String> = (0..k).map(|j| format!("{}", ((i * 5 + j * 3) % 13) as f64 / 6.0 - 1.0)).collect();
-                format!("[{}]", r.join(", "))
-            })
-            .collect();
-        format!("[{}]", rows.join(", "))
-    };
+    let x = |n: usize, k: usize| matrix_json(n, k, |i, j| ((i * 5 + j * 3) % 13) as f64 / 6.0 - 1.0);
     for (n, k, h) in [(5, 3, 5), (9, 2, 17), (3, 4, 1), (40, 3, 50)] {
         let e: Vec<String> = (0..h).map(|j| format!("{}", j as f64 * 0.1 - 0.4)).collect();
         let data = format!(r#"{{"N": {n}, "K": {k}, "H": {h}, "x": {}, "e": [{}]}}"#, x(n, k), e.join(", "));
