@@ -159,15 +159,8 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                 .collect();
             if matches!(prim, Prim::MatMul) {
                 let fresh = rt.fresh_adj[id as usize];
-                matmul_vjp_into(
-                    argv[0],
-                    shapes[0],
-                    argv[1],
-                    shapes[1],
-                    adj_out,
-                    &mut adj_args,
-                    [fresh & 1 != 0, fresh & 2 != 0],
-                );
+                let fresh = [fresh & 1 != 0, fresh & 2 != 0];
+                matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args, fresh);
             } else {
                 prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, None)?;
             }
@@ -200,7 +193,7 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                     Ok(())
                 }
                 Prim::MatMul => {
-                    matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args);
+                    matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args, [false; 2]);
                     Ok(())
                 }
                 Prim::Load(s, _) => {
@@ -761,10 +754,10 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
     }
 }
 
-/// [`matmul_vjp`], with `fresh[k]` when argument k's adjoint is to be written over rather
-/// than added to: it then holds what adding to a zero adjoint gives, bit for bit (+0 for a
-/// product of −0, as 0 + x makes it), whatever it held before.
-fn matmul_vjp_into(
+/// C = A B: dA += dC Bᵀ, dB += Aᵀ dC. With `fresh[k]`, argument k's adjoint is written over
+/// rather than added to: it then holds what adding to a zero adjoint gives, bit for bit (+0
+/// for a product of −0, as 0 + x makes it), whatever it held before.
+fn matmul_vjp(
     a: &[f64],
     sa: &[usize],
     b: &[f64],
@@ -773,38 +766,30 @@ fn matmul_vjp_into(
     adj_args: &mut [Option<&mut [f64]>],
     fresh: [bool; 2],
 ) {
-    let (k, c) = (if sa.len() == 2 { sa[1] } else { sa[0] }, if sb.len() == 2 { sb[1] } else { 1 });
-    if fresh[0] && c == 1 && k > 0 {
-        // dA[i,:] = 0 + dC[i] b: the output layer of a network, whose adjoint of the hidden
-        // layer is written once instead of read, added to and cleared.
-        if let Some(ga) = adj_args[0].take() {
-            for (i, grow) in ga.chunks_exact_mut(k).enumerate() {
-                for (g, bj) in grow.iter_mut().zip(b) {
-                    *g = 0.0 + adj[i] * bj;
-                }
-            }
-        }
-    }
-    for (f, g) in fresh.iter().zip(adj_args.iter_mut()) {
-        if let (true, Some(g)) = (f, g.as_deref_mut()) {
+    let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+    let c = if sb.len() == 2 { sb[1] } else { 1 };
+    // A matrix-vector product stores dA directly (below); every other adjoint to be written
+    // over starts from zero and is added to.
+    let stores = c == 1 && k > 0;
+    for (i, (f, g)) in fresh.iter().zip(adj_args.iter_mut()).enumerate() {
+        if let (true, Some(g)) = (*f && !(i == 0 && stores), g.as_deref_mut()) {
             g.fill(0.0);
         }
     }
-    matmul_vjp(a, sa, b, sb, adj, adj_args)
-}
-
-/// C = A B: dA += dC Bᵀ, dB += Aᵀ dC.
-fn matmul_vjp(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], adj: &[f64], adj_args: &mut [Option<&mut [f64]>]) {
-    let (r, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
-    let c = if sb.len() == 2 { sb[1] } else { 1 };
     if r == 0 || c == 0 || k == 0 {
         return;
     }
     if c == 1 {
-        // out = A b: dA[i,:] += dC[i] b, db += Aᵀ dC (rows of A in order).
+        // out = A b: dA[i,:] += dC[i] b (or = 0 + dC[i] b: the output layer of a network,
+        // whose adjoint of the hidden layer is then written once instead of read, added to
+        // and cleared), db += Aᵀ dC (rows of A in order).
         if let Some(ga) = adj_args[0].as_deref_mut() {
             for (i, grow) in ga.chunks_exact_mut(k).enumerate() {
-                axpy(adj[i], b, grow);
+                if fresh[0] {
+                    grow.iter_mut().zip(b).for_each(|(g, bj)| *g = 0.0 + adj[i] * bj);
+                } else {
+                    axpy(adj[i], b, grow);
+                }
             }
         }
         if let Some(gb) = adj_args[1].as_deref_mut() {
