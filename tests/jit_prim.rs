@@ -555,6 +555,7 @@ fn covered_by(p: &Prim) -> &'static str {
         Prim::Reduce(_) => "reductions_every_kind",
         Prim::Cholesky | Prim::GpExpQuadCov => "cholesky_and_gp_cov",
         Prim::Conv2d { .. } | Prim::Pool2d(..) => "convolution_and_pooling",
+        Prim::Reparam => "reparam_draws",
         Prim::Index(_) => "index_every_form",
         Prim::Load(..) => "slots_store_and_load, slots_in_loops",
         Prim::LogDensity(_) => "densities_every_family, normal_every_broadcast",
@@ -871,6 +872,39 @@ proptest! {
                 let z = b.op(Prim::MatMul, &[x, y]);
                 b.weighted(z, &mut r);
                 b.finish(format!("{} {sa:?} @ {} {sb:?}", src(pa), src(pb))).check(&mut r)?;
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A draw m + √(v + δ)·ε with each argument a parameter or data (v positive, and
+    /// sometimes exactly 0), the mean and variance used by the draw alone (so the compiled
+    /// reverse writes their adjoints over) or also elsewhere (so it adds into them).
+    #[test]
+    fn reparam_draws(seed in any::<u64>(), rows in 1usize..5, c in 1usize..12) {
+        let mut r = Rng::new(seed);
+        let shape = [rows, c];
+        for (pm, pv, pe) in [(true, true, false), (true, false, true), (false, true, true), (true, true, true)] {
+            for shared in [false, true] {
+                let mut b = B::new();
+                let m = Dom::U(-2.0, 2.0).arg(&mut b, &shape, pm, &mut r);
+                let v = if pv {
+                    Dom::Lower(0.0, -3.0, 1.0).param(&mut b, &shape)
+                } else {
+                    let vals = (0..rows * c).map(|i| if i % 3 == 0 { 0.0 } else { r.uniform(0.0, 2.0) }).collect();
+                    b.data(vals, &shape, false, &mut r)
+                };
+                let e = Dom::U(-2.0, 2.0).arg(&mut b, &shape, pe, &mut r);
+                let z = b.op(Prim::Reparam, &[m, v, e]);
+                b.weighted(z, &mut r);
+                if shared {
+                    b.weighted(m, &mut r);
+                    b.weighted(v, &mut r);
+                }
+                b.finish(format!("reparam {rows}x{c}: m {}, v {}, eps {}, shared {shared}", src(pm), src(pv), src(pe))).check(&mut r)?;
             }
         }
     }

@@ -449,6 +449,32 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// A draw m + √(v + 10⁻¹²)·ε against its definition, and its VJP in all three arguments
+    /// against finite differences (v away from 0, where the square root bends sharply).
+    #[test]
+    fn reparam_draw_and_vjp(seed in any::<u64>(), n in 1usize..40) {
+        let mut rng = Rng::new(seed);
+        let (m, v, e) = (rng.vec(n, -2.0, 2.0), rng.vec(n, 0.1, 3.0), rng.vec(n, -2.0, 2.0));
+        let shapes = [vec![n], vec![n], vec![n]];
+        let args = [m, v, e];
+        let (out, shape) = eval(&Prim::Reparam, &args, &shapes);
+        prop_assert_eq!(&shape, &vec![n]);
+        let want: Vec<f64> = (0..n).map(|i| args[0][i] + (args[1][i] + 1e-12).sqrt() * args[2][i]).collect();
+        assert_all_close(&out, &want, 1e-15, &|| "reparam".into());
+        check_vjp(&Prim::Reparam, &args, &shapes, &[true, true, true], &mut rng);
+    }
+}
+
+#[test]
+fn reparam_shapes_must_agree() {
+    let err = Prim::Reparam.shape(&[&[2, 3], &[2, 3], &[3]], &[], None).unwrap_err();
+    assert!(err.contains("differ in shape"), "{err}");
+    assert_eq!(Prim::Reparam.shape(&[&[2, 3], &[2, 3], &[2, 3]], &[], None).unwrap(), vec![2, 3]);
+}
+
 #[test]
 fn convolution_shape_errors_say_why() {
     let err = |p: Prim, shapes: &[&[usize]]| p.shape(shapes, &[], None).unwrap_err();

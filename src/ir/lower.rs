@@ -756,7 +756,7 @@ impl<'a> Lower<'a> {
     }
 
     /// `a @ W` for a locally reparameterised `W`: on a minibatch's rows (a matrix per row)
-    /// `a @ M + sqrt((a ⊙ a) @ (S ⊙ S)) ⊙ ε` with ε an input of fresh standard normals per
+    /// `a @ M + sqrt((a ⊙ a) @ (S ⊙ S) + 1e-12) ⊙ ε` ([`Prim::Reparam`]) with ε an input of fresh standard normals per
     /// row and unit; otherwise `a @ (M + S ⊙ ε)` with one draw of W.
     fn local_matmul(&mut self, a: V, name: &str, span: Span) -> R<V> {
         let Some(&(mean, sd, drawn)) = self.local.get(name) else { return Err(Fail) };
@@ -779,14 +779,9 @@ impl<'a> Lower<'a> {
         let a2 = self.op(Prim::Binary(Bin::Mul), &[a, a], span)?;
         let s2 = self.op(Prim::Binary(Bin::Mul), &[sd, sd], span)?;
         let var = self.op(Prim::MatMul, &[a2, s2], span)?;
-        // Keeps the square root's derivative finite where a row of `a` is all zeros.
-        let tiny = self.lit(1e-12, false);
-        let var = self.op(Prim::Binary(Bin::Add), &[var, tiny], span)?;
-        let spread = self.op(Prim::Unary(Un::Sqrt), &[var], span)?;
         let shape = self.p.info(m).shape.clone();
         let eps = self.noise(shape, name);
-        let noise = self.op(Prim::Binary(Bin::Mul), &[spread, eps], span)?;
-        self.op(Prim::Binary(Bin::Add), &[m, noise], span)
+        self.op(Prim::Reparam, &[m, var, eps], span)
     }
 
     /// A new input of standard normal noise.

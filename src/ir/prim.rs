@@ -8,6 +8,7 @@ use crate::ir::Slot;
 pub use crate::math::conv::Pool;
 use crate::math::conv::{Conv, Pooling};
 use crate::math::dist::{self, Family};
+use crate::math::reparam::Adjoints;
 use smallvec::SmallVec;
 
 pub use crate::ir::scalar::{sigmoid, softplus, trigamma, Bin, Un};
@@ -140,6 +141,10 @@ pub enum Prim {
     },
     /// Max or average pooling of a tensor[n, c, h, w] over k × k windows moved by k.
     Pool2d(Pool, usize),
+    /// `m + sqrt(v + 1e-12) .* eps` of three arguments of one shape: a draw of Normal(m, √v)
+    /// from standard normals, the local reparameterisation's pre-activation
+    /// ([`crate::math::reparam`]).
+    Reparam,
 }
 
 fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
@@ -236,7 +241,7 @@ impl Prim {
     /// How the primitive treats rows.
     pub fn rows(&self) -> Rows {
         match self {
-            Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::LogMix => Rows::Elementwise,
+            Prim::Unary(_) | Prim::Binary(_) | Prim::Select | Prim::LogMix | Prim::Reparam => Rows::Elementwise,
             Prim::MatMul
             | Prim::RowSums
             | Prim::RowMeans
@@ -313,6 +318,7 @@ impl Prim {
             )
             | Prim::Select
             | Prim::LogMix
+            | Prim::Reparam
             | Prim::MatMul
             | Prim::RowSums
             | Prim::RowMeans
@@ -376,6 +382,13 @@ impl Prim {
                     return Err("a condition must be a scalar".into());
                 }
                 broadcast(args[1], args[2])
+            }
+            Prim::Reparam => {
+                arity(3)?;
+                if args[1] != args[0] || args[2] != args[0] {
+                    return Err(format!("a draw's mean, variance and noise differ in shape: {args:?}"));
+                }
+                Ok(args[0].to_vec())
             }
             Prim::MatMul => {
                 arity(2)?;
@@ -804,6 +817,7 @@ pub fn eval(
             cv.forward(args[0], args[1], args[2], out, &mut sc.conv);
         }
         Prim::Pool2d(kind, k) => Pooling::new(shapes[0], *k)?.forward(*kind, args[0], out),
+        Prim::Reparam => crate::math::reparam::forward(args[0], args[1], args[2], out),
         Prim::LogDensity(f) => {
             let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
@@ -1165,6 +1179,11 @@ pub fn vjp(
             if let Some(g) = adj_args[0].as_deref_mut() {
                 Pooling::new(shapes[0], *k)?.vjp(*kind, args[0], out, adj_out, g);
             }
+        }
+        Prim::Reparam => {
+            let [m, v, eps] = adj_args else { return Err("a draw takes three arguments".into()) };
+            let adj = Adjoints { m: m.as_deref_mut(), v: v.as_deref_mut(), eps: eps.as_deref_mut(), over: 0 };
+            crate::math::reparam::vjp(args[1], args[2], adj_out, adj);
         }
         Prim::LogDensity(f) => {
             let dargs: SmallVec<[dist::Arg; 6]> =

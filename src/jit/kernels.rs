@@ -137,7 +137,7 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
         let adj_out = std::slice::from_raw_parts_mut(arena.add(adj_at), n_out);
         // Primitives whose VJP adds into distinct arguments' adjoints go straight into them.
         let distinct = args.iter().enumerate().all(|(i, a)| !args[..i].contains(a));
-        let product = matches!(prim, Prim::MatMul | Prim::Conv2d { .. } | Prim::Pool2d(..)) && distinct;
+        let product = matches!(prim, Prim::MatMul | Prim::Conv2d { .. } | Prim::Pool2d(..) | Prim::Reparam) && distinct;
         if !matches!(prim, Prim::Constrain(_)) && !product && adj_out.iter().all(|a| *a == 0.0) {
             return Ok(());
         }
@@ -149,7 +149,7 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
         let out_shape = &p.values[dst.0 as usize].shape;
         let has = |a: &crate::ir::V| rt.lay.adj[a.0 as usize].is_some();
         if product {
-            // Products add into the adjoints in place: no scratch to clear and add back (the
+            // Products (and draws) add into the adjoints in place: no scratch to clear and add back (the
             // adjoint of a hidden layer is millions of elements).
             let mut adj_args: Args<Option<&mut [f64]>> = args
                 .iter()
@@ -161,6 +161,15 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
                 let fresh = rt.fresh_adj[id as usize];
                 let fresh = [fresh & 1 != 0, fresh & 2 != 0];
                 matmul_vjp(argv[0], shapes[0], argv[1], shapes[1], adj_out, &mut adj_args, fresh);
+            } else if let (Prim::Reparam, [m, v, eps]) = (prim, &mut adj_args[..]) {
+                let over = rt.fresh_adj[id as usize];
+                let adj = crate::math::reparam::Adjoints {
+                    m: m.as_deref_mut(),
+                    v: v.as_deref_mut(),
+                    eps: eps.as_deref_mut(),
+                    over,
+                };
+                crate::math::reparam::vjp(argv[1], argv[2], adj_out, adj);
             } else {
                 prim::vjp(prim, &argv, &shapes, out, out_shape, adj_out, &mut adj_args, &mut rt.sc, None)?;
             }

@@ -3,5 +3,6 @@
 pub mod conv;
 pub mod dist;
 pub mod eigen;
+pub mod reparam;
 pub mod transform;
 pub mod vmath;

@@ -24,6 +24,7 @@ macro_rules! by_kernel {
             | Prim::GpExpQuadCov
             | Prim::Conv2d { .. }
             | Prim::Pool2d(..)
+            | Prim::Reparam
             | Prim::Rng(..)
             | Prim::Index(_)
             | Prim::Constrain(_)
@@ -351,9 +352,10 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 if self.overwritten.contains(&dst) {
                     self.kept_adj.insert(id as usize);
                 }
-                if matches!(prim, Prim::MatMul) && args[0] != args[1] {
+                let distinct = args.iter().enumerate().all(|(i, a)| !args[..i].contains(a));
+                if matches!(prim, Prim::MatMul | Prim::Reparam) && distinct {
                     // An argument whose one use this is, in this block: its adjoint is zero
-                    // until now, so the product writes it over and nothing clears it.
+                    // until now, so the kernel writes it over and nothing clears it.
                     let mut fresh = 0u8;
                     for (k, a) in args.iter().enumerate() {
                         if self.lay.has_adj(*a) && self.uses[a.0 as usize] == 1 && p.info(*a).block == p.info(dst).block
