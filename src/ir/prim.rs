@@ -207,6 +207,21 @@ pub fn pair_sum(xs: &[f64]) -> f64 {
     s.total()
 }
 
+/// Asks for the cache lines holding the first and last element of `v` (a hint; nothing else
+/// changes).
+#[inline(always)]
+fn prefetch(v: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(a), Some(b)) = (v.first(), v.last()) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch does not access memory architecturally; both addresses are in `v`.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(a as *const f64 as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(b as *const f64 as *const i8);
+        }
+    }
+}
+
 /// Position in an argument of shape `arg` for element `i` of a broadcast result of shape `out`.
 #[inline]
 pub fn bidx(i: usize, out: &[usize], arg_len: usize, arg_shape: &[usize]) -> usize {
@@ -756,9 +771,17 @@ pub fn eval(
         // Whole rows picked by an index array (a minibatch's rows): row copies.
         Prim::Index(ix) if matches!(ix.first(), Some(Ix::Gather)) && ix[1..].iter().all(|i| *i == Ix::All) => {
             let (n, width) = (shapes[0][0], shapes[0][1..].iter().product::<usize>());
-            for (o, &r) in out.chunks_exact_mut(width.max(1)).zip(args[1]) {
-                if !(r >= 0.0) || r.fract() != 0.0 || r >= n as f64 {
-                    return Err(format!("index {r} is out of range for a dimension of size {n}"));
+            if let Some(r) = args[1].iter().find(|r| !(**r >= 0.0) || r.fract() != 0.0 || **r >= n as f64) {
+                return Err(format!("index {r} is out of range for a dimension of size {n}"));
+            }
+            // The rows of a large data set are scattered beyond the caches: each row's first
+            // and last lines are requested a few rows ahead, so the misses overlap.
+            const AHEAD: usize = 8;
+            let rows = args[1];
+            let line = |k: usize| rows.get(k).map(|r| *r as usize * width);
+            for (i, (o, &r)) in out.chunks_exact_mut(width.max(1)).zip(rows).enumerate() {
+                if let Some(at) = line(i + AHEAD) {
+                    prefetch(&args[0][at..at + width]);
                 }
                 let r = r as usize;
                 o.copy_from_slice(&args[0][r * width..(r + 1) * width]);
