@@ -1,5 +1,6 @@
 //! Nanoseconds per element of the elementary functions of src/math/vmath.rs, scalar and array
-//! forms, against the C library's scalar functions, over 4096-element arrays of typical arguments.
+//! forms, against the C library's scalar functions, over 4096-element arrays of typical arguments;
+//! and standard normal draws, in bulk against rand_distr's one at a time.
 //!
 //! cargo bench --bench vmath
 use bnnc::math::vmath;
@@ -50,4 +51,22 @@ fn main() {
         });
         println!("| {name} | {c:.2} | {sc:.2} | {v:.2} | {:.1}× |", c / v);
     }
+    // Standard normal draws: rand_distr's ziggurat on a small fast generator, one at a time,
+    // against the bulk Box–Muller fill.
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+    let mut y = vec![0.0; n];
+    let one = per_element(n, reps, || {
+        y.iter_mut().for_each(|v| *v = StandardNormal.sample(&mut rng));
+        black_box(&y);
+    });
+    let bulk = per_element(n, reps, || {
+        vmath::fill_standard_normal(&mut rng, &mut y);
+        black_box(&y);
+    });
+    println!();
+    println!("| standard normal draws | ziggurat, one at a time, ns/draw | bnnc bulk | speed-up |");
+    println!("|---|---|---|---|");
+    println!("| normal | {one:.2} | {bulk:.2} | {:.1}× |", one / bulk);
 }

@@ -242,3 +242,84 @@ fn log_add_exp_values_partials_and_arrays() {
     assert_eq!(vmath::log_add_exp(1.0, 1.0), (1.0 + std::f64::consts::LN_2, 0.5, 0.5));
     assert!(vmath::log_add_exp(f64::NAN, 1.0).0.is_nan() && vmath::log_add_exp(1.0, f64::NAN).0.is_nan());
 }
+
+/// The bulk normal generator against the standard normal: the mean, variance and tail mass of
+/// 400,000 draws within five standard errors, the Kolmogorov–Smirnov distance below its 0.1%
+/// critical value, the two draws of each Box–Muller pair uncorrelated in their squares, and
+/// a short fill the start of a longer one from the same state.
+#[test]
+fn normal_draws_are_standard_normal() {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let n = 400_000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut z = vec![0.0; n];
+    // In pieces of several lengths, as callers fill buffers.
+    let mut at = 0;
+    for len in [1usize, 7, 16, 33, 1000].iter().cycle() {
+        let end = (at + len).min(n);
+        vmath::fill_standard_normal(&mut rng, &mut z[at..end]);
+        at = end;
+        if at == n {
+            break;
+        }
+    }
+    assert!(z.iter().all(|v| v.is_finite()));
+    let nf = n as f64;
+    let mean = z.iter().sum::<f64>() / nf;
+    let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (nf - 1.0);
+    assert!(mean.abs() < 5.0 / nf.sqrt(), "mean {mean}");
+    assert!((var - 1.0).abs() < 5.0 * (2.0 / nf).sqrt(), "variance {var}");
+    let phi = Normal::new(0.0, 1.0).unwrap();
+    for t in [1.0, 2.0, 3.0] {
+        let p = 2.0 * phi.cdf(-t);
+        let got = z.iter().filter(|v| v.abs() > t).count() as f64 / nf;
+        assert!((got - p).abs() < 5.0 * (p * (1.0 - p) / nf).sqrt(), "P(|z| > {t}) = {got}, want {p}");
+    }
+    let mut s = z.clone();
+    s.sort_by(f64::total_cmp);
+    let d = s
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let f = phi.cdf(*v);
+            (f - i as f64 / nf).abs().max(((i + 1) as f64 / nf - f).abs())
+        })
+        .fold(0.0, f64::max);
+    assert!(d < 1.95 / nf.sqrt(), "Kolmogorov-Smirnov distance {d}");
+    // Pairs: element k and k + 8 of each block of 16 share u1.
+    let mut big = vec![0.0; 160_000];
+    vmath::fill_standard_normal(&mut rng, &mut big);
+    let (a, b): (Vec<f64>, Vec<f64>) =
+        big.chunks_exact(16).flat_map(|c| (0..8).map(move |k| (c[k] * c[k], c[k + 8] * c[k + 8]))).unzip();
+    let corr = {
+        let m = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / m, b.iter().sum::<f64>() / m);
+        let cov = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum::<f64>();
+        let va = a.iter().map(|x| (x - ma) * (x - ma)).sum::<f64>();
+        let vb = b.iter().map(|y| (y - mb) * (y - mb)).sum::<f64>();
+        cov / (va * vb).sqrt()
+    };
+    assert!(corr.abs() < 5.0 / (a.len() as f64).sqrt(), "correlation of a pair's squares {corr}");
+    let (mut r1, mut r2) = (rand::rngs::StdRng::seed_from_u64(3), rand::rngs::StdRng::seed_from_u64(3));
+    let (mut short, mut long) = (vec![0.0; 37], vec![0.0; 64]);
+    vmath::fill_standard_normal(&mut r1, &mut short);
+    vmath::fill_standard_normal(&mut r2, &mut long);
+    assert_eq!(short[..], long[..37]);
+}
+
+/// The local reparameterisation's reciprocal square root (bit estimate and four Newton steps)
+/// against 1/√x, and √x as x·r against the correctly rounded root, over x from 10⁻¹² (its
+/// smallest argument) to 10¹²: within 3 ulps each.
+#[test]
+fn reciprocal_square_root_within_three_ulps() {
+    use bnnc::math::reparam::rsqrt;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let (mut worst_r, mut worst_s) = (0, 0);
+    for i in 0..200_000 {
+        let x = if i < 100 { (i * i + 1) as f64 } else { 10f64.powf(rng.random_range(-12.0..12.0)) };
+        let r = rsqrt(x);
+        worst_r = worst_r.max(ulps(r, 1.0 / x.sqrt()));
+        worst_s = worst_s.max(ulps(x * r, x.sqrt()));
+    }
+    assert!(worst_r <= 3 && worst_s <= 3, "1/sqrt within {worst_r} ulps, sqrt within {worst_s}");
+}

@@ -15,8 +15,8 @@ use crate::compiled::CompiledModel;
 use crate::infer::minibatch::{self, Batch, Inputs, Objective, Programs};
 use crate::ir::variational::Layout;
 use crate::ir::Program;
+use crate::math::vmath::fill_standard_normal;
 use rand::{Rng, RngExt};
-use rand_distr::{Distribution, StandardNormal};
 
 /// Bayes by Backprop's own settings; the loop's are [`minibatch::Settings`].
 #[derive(Clone, Debug)]
@@ -133,7 +133,7 @@ impl Objective for Elbo<'_> {
         inputs.draw_masks(model, rng);
         for &k in &inputs.noise {
             if let Some(buf) = model.input_mut(k) {
-                buf.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+                fill_standard_normal(rng, buf);
             }
         }
         // σ = softplus(ρ) and its derivative, the logistic function, for every coordinate.
@@ -149,7 +149,7 @@ impl Objective for Elbo<'_> {
             }
         }
         // θ: a draw for sampled coordinates, the means and sds for local ones.
-        eps.iter_mut().for_each(|v| *v = StandardNormal.sample(rng));
+        fill_standard_normal(rng, eps);
         for j in 0..dim {
             match self.coords.local[j] {
                 Some(at) => {

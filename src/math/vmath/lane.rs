@@ -10,6 +10,14 @@ use super::TWO52;
 /// Arithmetic on one or more f64 lanes, with the exact semantics the functions rely on.
 pub(crate) trait Lane: Copy {
     type M: Copy;
+    /// The number of f64 lanes.
+    const WIDTH: usize;
+    /// The first `WIDTH` elements of `p`.
+    fn load(p: &[f64]) -> Self;
+    /// Into the first `WIDTH` elements of `p`.
+    fn store(self, p: &mut [f64]);
+    /// The correctly rounded square root.
+    fn sqrt(self) -> Self;
     fn splat(c: f64) -> Self;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
@@ -46,6 +54,19 @@ pub(crate) trait Lane: Copy {
 
 impl Lane for f64 {
     type M = bool;
+    const WIDTH: usize = 1;
+    #[inline(always)]
+    fn load(p: &[f64]) -> Self {
+        p[0]
+    }
+    #[inline(always)]
+    fn store(self, p: &mut [f64]) {
+        p[0] = self;
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
     #[inline(always)]
     fn splat(c: f64) -> Self {
         c
@@ -173,6 +194,21 @@ impl V4 {
 #[cfg(target_arch = "x86_64")]
 impl Lane for V4 {
     type M = __m256d;
+    const WIDTH: usize = 4;
+    #[inline(always)]
+    fn load(p: &[f64]) -> Self {
+        assert!(p.len() >= 4);
+        unsafe { V4(_mm256_loadu_pd(p.as_ptr())) }
+    }
+    #[inline(always)]
+    fn store(self, p: &mut [f64]) {
+        assert!(p.len() >= 4);
+        unsafe { _mm256_storeu_pd(p.as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        unsafe { V4(_mm256_sqrt_pd(self.0)) }
+    }
     #[inline(always)]
     fn splat(c: f64) -> Self {
         unsafe { V4(_mm256_set1_pd(c)) }
@@ -299,6 +335,21 @@ impl V8 {
 #[cfg(target_arch = "x86_64")]
 impl Lane for V8 {
     type M = __mmask8;
+    const WIDTH: usize = 8;
+    #[inline(always)]
+    fn load(p: &[f64]) -> Self {
+        assert!(p.len() >= 8);
+        unsafe { V8(_mm512_loadu_pd(p.as_ptr())) }
+    }
+    #[inline(always)]
+    fn store(self, p: &mut [f64]) {
+        assert!(p.len() >= 8);
+        unsafe { _mm512_storeu_pd(p.as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        unsafe { V8(_mm512_sqrt_pd(self.0)) }
+    }
     #[inline(always)]
     fn splat(c: f64) -> Self {
         unsafe { V8(_mm512_set1_pd(c)) }

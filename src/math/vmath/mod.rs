@@ -23,9 +23,11 @@
 use std::arch::x86_64::*;
 
 mod lane;
+mod normal;
 use lane::Lane;
 #[cfg(target_arch = "x86_64")]
 use lane::{V4, V8};
+pub use normal::fill_standard_normal;
 
 /// 1.5 · 2⁵²: adding it rounds a value below 2⁵¹ in magnitude to an integer (ties to even)
 /// held in the low mantissa bits.
