@@ -113,9 +113,12 @@ impl<'p> Jit<'p> {
         }
         module.define_function(id, &mut ctx).map_err(|e| format!("code generation failed: {e:?}"))?;
         if let (Some(path), Some(code)) = (std::env::var_os("BNNC_DUMP_CODE"), ctx.compiled_code()) {
-            // Machine code for `objdump -D -b binary -m i386:x86-64`, offsets as in perf's map.
+            // Machine code for `objdump -D -b binary -m i386:x86-64`, offsets as in perf's map;
+            // one file per function compiled, named by its size in hex as that map lists it.
+            let mut path = std::path::PathBuf::from(path);
+            path.as_mut_os_string().push(format!(".{:x}", code.code_buffer().len()));
             if let Err(e) = std::fs::write(&path, code.code_buffer()) {
-                eprintln!("BNNC_DUMP_CODE: cannot write {}: {e}", std::path::Path::new(&path).display());
+                eprintln!("BNNC_DUMP_CODE: cannot write {}: {e}", path.display());
             }
         }
         module.clear_context(&mut ctx);
