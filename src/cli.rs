@@ -98,7 +98,8 @@ struct RunArgs {
     /// [nuts, hmc] Draws per chain after warmup (default 1000).
     #[arg(long, help_heading = "Sampling (nuts, hmc)")]
     draws: Option<usize>,
-    /// [nuts, hmc, ensemble] Threads for the chains or members (default: the number of cores).
+    /// [nuts, hmc, ensemble, advi, bbb] Threads for the chains or members, or for scoring a
+    /// variational fit's output draws on all rows (default: the number of cores).
     #[arg(long, help_heading = "Sampling (nuts, hmc)")]
     threads: Option<usize>,
     /// [nuts] Maximum tree depth (default 10).
@@ -226,7 +227,7 @@ impl RunArgs {
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
-            ("--threads", self.threads.is_some(), &[Nuts, Hmc, Ensemble], "nuts, hmc, ensemble"),
+            ("--threads", self.threads.is_some(), &[Nuts, Hmc, Ensemble, Advi, Bbb], "nuts, hmc, ensemble, advi, bbb"),
             ("--max-depth", self.max_depth.is_some(), &[Nuts], "nuts"),
             ("--adapt-delta", self.adapt_delta.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--metric", self.metric.is_some(), &[Nuts, Hmc], "nuts, hmc"),

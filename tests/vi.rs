@@ -272,6 +272,29 @@ fn bayes_by_backprop_trains_the_example_network_with_held_out_rows_and_predict_r
     // Standardised yacht targets: the network explains most of their variance.
     let rmse = pred["observed"]["y"]["metrics"]["rmse"].as_f64().unwrap();
     assert!(rmse < 0.5, "test RMSE {rmse}");
+    // The output draws are scored (log_p__) on threads: the same file with one or three.
+    let draws = |threads: &str| {
+        let out = dir.join(format!("threads-{threads}"));
+        let (code, _, stderr) = bnnc(&[
+            "run",
+            "examples/bnn_regression.bnn",
+            "--method",
+            "bbb",
+            "--epochs",
+            "20",
+            "--output-draws",
+            "50",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        std::fs::read_to_string(out.join("draws-1.csv")).unwrap()
+    };
+    let (one, three) = (draws("1"), draws("3"));
+    assert!(one.lines().filter(|l| !l.starts_with('#')).count() == 52, "{one}");
+    assert_eq!(one, three);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

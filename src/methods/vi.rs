@@ -48,24 +48,30 @@ pub fn write(
         eprintln!("error: q's mean cannot be mapped to the constrained space");
         return 3;
     };
+    // The draws in order (their constrained values may use the model's random numbers), then
+    // log p of each, on the threads: a full pass over the data per draw, the slow part.
     let mut rows: Vec<Vec<f64>> = Vec::with_capacity(out.output_draws);
-    let mut log_ratio = Vec::with_capacity(out.output_draws);
+    let mut thetas: Vec<Vec<f64>> = Vec::with_capacity(out.output_draws);
     let mut tries = 0;
     while rows.len() < out.output_draws && tries < 10 * out.output_draws + 100 {
         tries += 1;
         eps.iter_mut().for_each(|e| *e = StandardNormal.sample(rng));
         q.transform(&eps, &mut theta);
         let Some(values) = flat(density, &theta) else { continue };
-        let log_p = density.eval(&theta).map_or(f64::NEG_INFINITY, |e| e.logp + e.jacobian);
-        let log_g = q.log_density_at(&eps);
-        log_ratio.push(log_p - log_g);
-        let mut row = vec![0.0, log_p, log_g];
+        let mut row = vec![0.0, 0.0, q.log_density_at(&eps)];
         row.extend(values);
         rows.push(row);
+        thetas.push(theta.clone());
     }
     if rows.is_empty() {
         eprintln!("error: no draw from q could be mapped to the constrained space");
         return 3;
+    }
+    let log_p = log_densities(p, cfg, density, &thetas);
+    let mut log_ratio = Vec::with_capacity(rows.len());
+    for (row, lp) in rows.iter_mut().zip(log_p) {
+        row[1] = lp;
+        log_ratio.push(lp - row[2]);
     }
     let k_hat = psis::pareto_k(&log_ratio);
     if let Some(k) = k_hat.filter(|k| *k > K_HAT_UNRELIABLE) {
@@ -88,4 +94,37 @@ pub fn write(
         rows: &rows,
     };
     crate::methods::draws::write(p, cfg, &draws, serde_json::json!({ "vi": out.record }), out.warnings, out.all)
+}
+
+/// log p(θ) + log|J| of each θ (−∞ where it cannot be evaluated), on up to `cfg.threads`
+/// threads: `density` on this one, a model compiled from `p` on each of the others. The same
+/// numbers whatever the thread count.
+fn log_densities(p: &Program, cfg: &Config, density: &mut CompiledModel, thetas: &[Vec<f64>]) -> Vec<f64> {
+    let eval = |d: &mut CompiledModel, chunk: &[Vec<f64>]| -> Vec<f64> {
+        chunk.iter().map(|t| d.eval(t).map_or(f64::NEG_INFINITY, |e| e.logp + e.jacobian)).collect()
+    };
+    let threads = cfg.threads.clamp(1, thetas.len().max(1));
+    let per = thetas.len().div_ceil(threads);
+    let mut chunks = thetas.chunks(per.max(1));
+    let Some(first) = chunks.next() else { return Vec::new() };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .map(|chunk| {
+                s.spawn(move || match CompiledModel::new(p, cfg.backend) {
+                    Ok(mut d) => Some(eval(&mut d, chunk)),
+                    Err(_) => None,
+                })
+            })
+            .collect();
+        let mut all = eval(density, first);
+        let mut rest = first.len();
+        for (h, chunk) in handles.into_iter().zip(thetas[rest..].chunks(per.max(1))) {
+            // A thread whose model could not be compiled leaves its share to this one.
+            let part = h.join().ok().flatten().unwrap_or_else(|| eval(density, chunk));
+            rest += part.len();
+            all.extend(part);
+        }
+        debug_assert_eq!(rest, thetas.len());
+        all
+    })
 }
