@@ -410,24 +410,14 @@ model {
 }
 ";
     let n = 15000;
-    let rows: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                "[{}, {}, {}]",
-                (i % 13) as f64 / 6.0 - 1.0,
-                (i % 7) as f64 / 3.0 - 1.0,
-                ((i * 5) % 11) as f64 / 10.0
-            )
-        })
-        .collect();
+    let x = matrix_json(n, 3, |i, j| match j {
+        0 => (i % 13) as f64 / 6.0 - 1.0,
+        1 => (i % 7) as f64 / 3.0 - 1.0,
+        _ => ((i * 5) % 11) as f64 / 10.0,
+    });
     let y: Vec<String> = (0..n).map(|i| format!("{}", ((i * 3) % 17) as f64 / 8.0 - 1.0)).collect();
     let z: Vec<String> = (0..n).map(|i| format!("{}", (i * 7 % 5 < 2) as i32)).collect();
-    let data = format!(
-        r#"{{"N": {n}, "K": 3, "x": [{}], "y": [{}], "z": [{}]}}"#,
-        rows.join(", "),
-        y.join(", "),
-        z.join(", ")
-    );
+    let data = format!(r#"{{"N": {n}, "K": 3, "x": {x}, "y": [{}], "z": [{}]}}"#, y.join(", "), z.join(", "));
     let program = lower_temp("rowblocks", src, &data);
     let loops = program.block(bnnc::ir::ENTRY).iter().filter(|i| matches!(i, bnnc::ir::Inst::For { .. })).count();
     assert_eq!(loops, 2, "each network becomes a loop over blocks of rows");
@@ -461,22 +451,9 @@ model {
 }
 ";
     let n = 20000;
-    let rows: Vec<String> = (0..n)
-        .map(|i| {
-            let r: Vec<String> = (0..4)
-                .map(|j| {
-                    if j == 0 && i >= 19000 {
-                        "5".to_string()
-                    } else {
-                        format!("{}", ((i * (j + 2)) % 17) as f64 / 8.0 - 1.0)
-                    }
-                })
-                .collect();
-            format!("[{}]", r.join(", "))
-        })
-        .collect();
+    let x = matrix_json(n, 4, |i, j| if j == 0 && i >= 19000 { 5.0 } else { ((i * (j + 2)) % 17) as f64 / 8.0 - 1.0 });
     let y: Vec<String> = (0..n).map(|i| format!("{}", ((i * 5) % 13) as f64 / 6.0 - 1.0)).collect();
-    let data = format!(r#"{{"N": {n}, "x": [{}], "y": [{}]}}"#, rows.join(", "), y.join(", "));
+    let data = format!(r#"{{"N": {n}, "x": {x}, "y": [{}]}}"#, y.join(", "));
     let program = lower_temp("rowblock-fail", src, &data);
     assert!(program.block(bnnc::ir::ENTRY).iter().any(|i| matches!(i, bnnc::ir::Inst::For { .. })), "blocked");
     let mut interp = Interp::new(&program);
