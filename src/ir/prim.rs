@@ -220,6 +220,8 @@ fn prefetch(v: &[f64]) {
             _mm_prefetch::<_MM_HINT_T0>(b as *const f64 as *const i8);
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
 }
 
 /// Position in an argument of shape `arg` for element `i` of a broadcast result of shape `out`.

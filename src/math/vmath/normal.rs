@@ -14,7 +14,9 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::lane::{V4, V8};
-use super::{estrin, has_avx2_fma, has_avx512, log_body, Lane};
+use super::{estrin, log_body, Lane};
+#[cfg(target_arch = "x86_64")]
+use super::{has_avx2_fma, has_avx512};
 use rand::Rng;
 
 /// The bits of 1.0: a mantissa of 52 random bits under them is a number in [1, 2).
