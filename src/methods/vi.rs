@@ -103,28 +103,19 @@ fn log_densities(p: &Program, cfg: &Config, density: &mut CompiledModel, thetas:
     let eval = |d: &mut CompiledModel, chunk: &[Vec<f64>]| -> Vec<f64> {
         chunk.iter().map(|t| d.eval(t).map_or(f64::NEG_INFINITY, |e| e.logp + e.jacobian)).collect()
     };
-    let threads = cfg.threads.clamp(1, thetas.len().max(1));
-    let per = thetas.len().div_ceil(threads);
-    let mut chunks = thetas.chunks(per.max(1));
-    let Some(first) = chunks.next() else { return Vec::new() };
+    let per = thetas.len().div_ceil(cfg.threads.max(1)).max(1);
+    let chunks: Vec<&[Vec<f64>]> = thetas.chunks(per).collect();
+    let Some((first, others)) = chunks.split_first() else { return Vec::new() };
     std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .map(|chunk| {
-                s.spawn(move || match CompiledModel::new(p, cfg.backend) {
-                    Ok(mut d) => Some(eval(&mut d, chunk)),
-                    Err(_) => None,
-                })
-            })
+        let handles: Vec<_> = others
+            .iter()
+            .map(|chunk| s.spawn(move || CompiledModel::new(p, cfg.backend).ok().map(|mut d| eval(&mut d, chunk))))
             .collect();
         let mut all = eval(density, first);
-        let mut rest = first.len();
-        for (h, chunk) in handles.into_iter().zip(thetas[rest..].chunks(per.max(1))) {
+        for (h, chunk) in handles.into_iter().zip(others) {
             // A thread whose model could not be compiled leaves its share to this one.
-            let part = h.join().ok().flatten().unwrap_or_else(|| eval(density, chunk));
-            rest += part.len();
-            all.extend(part);
+            all.extend(h.join().ok().flatten().unwrap_or_else(|| eval(density, chunk)));
         }
-        debug_assert_eq!(rest, thetas.len());
         all
     })
 }
