@@ -138,7 +138,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
         if self.const_of(g).is_some_and(|g| g != 0.0 && !g.is_nan()) {
             return c;
         }
-        let z = self.f(0.0);
+        // z = g − g is +0 where g is ±0 and finite g's zero otherwise, NaN where g is infinite
+        // or NaN, and then `g != z` holds (an unordered comparison), so c is taken as with a
+        // literal zero. Unlike a constant, it is not hoisted out of a loop to be spilled and
+        // reloaded on every iteration when registers run short.
+        let z = self.b.ins().fsub(g, g);
         let nz = self.b.ins().fcmp(FloatCC::NotEqual, g, z);
         self.sel(nz, c, z)
     }
