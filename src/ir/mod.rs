@@ -34,6 +34,14 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct V(pub u32);
 
+impl V {
+    /// Whether no value appears twice in `args` (so an operation may write each argument's
+    /// adjoint without another argument's contribution landing in the same place).
+    pub fn all_distinct(args: &[V]) -> bool {
+        args.iter().enumerate().all(|(i, a)| !args[..i].contains(a))
+    }
+}
+
 impl fmt::Display for V {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "%{}", self.0)

@@ -352,7 +352,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 if self.overwritten.contains(&dst) {
                     self.kept_adj.insert(id as usize);
                 }
-                let distinct = args.iter().enumerate().all(|(i, a)| !args[..i].contains(a));
+                let distinct = crate::ir::V::all_distinct(args);
                 if matches!(prim, Prim::MatMul | Prim::Reparam) && distinct {
                     // An argument whose one use this is, in this block: its adjoint is zero
                     // until now, so the kernel writes it over and nothing clears it.
