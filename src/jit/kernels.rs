@@ -136,7 +136,7 @@ pub unsafe extern "C" fn k_vjp(ctx: *mut Ctx, id: i64, ptrs: *const *mut f64) ->
         let n_out = len_of(p, *dst);
         let adj_out = std::slice::from_raw_parts_mut(arena.add(adj_at), n_out);
         // Primitives whose VJP adds into distinct arguments' adjoints go straight into them.
-        let distinct = args.iter().enumerate().all(|(i, a)| !args[..i].contains(a));
+        let distinct = crate::ir::V::all_distinct(args);
         let product = matches!(prim, Prim::MatMul | Prim::Conv2d { .. } | Prim::Pool2d(..) | Prim::Reparam) && distinct;
         if !matches!(prim, Prim::Constrain(_)) && !product && adj_out.iter().all(|a| *a == 0.0) {
             return Ok(());
@@ -488,26 +488,7 @@ struct RowBiasVjp<'a> {
 impl RowBiasVjp<'_> {
     #[inline(always)]
     fn run(self, d: impl Fn(f64) -> f64 + Copy) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,fma")]
-            fn wide(a: RowBiasVjp<'_>, d: impl Fn(f64) -> f64 + Copy) {
-                a.rows(d)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            fn four(a: RowBiasVjp<'_>, d: impl Fn(f64) -> f64 + Copy) {
-                a.rows(d)
-            }
-            if crate::math::vmath::has_avx512() {
-                // SAFETY: the CPU has AVX-512F and FMA.
-                return unsafe { wide(self, d) };
-            }
-            if crate::math::vmath::has_avx2_fma() {
-                // SAFETY: the CPU has AVX2 and FMA.
-                return unsafe { four(self, d) };
-            }
-        }
-        self.rows(d)
+        crate::math::vmath::widest!(self.rows(d))
     }
 
     /// Row by row: the usual case of a hidden layer (both adjoints taken, the matrix's

@@ -16,31 +16,7 @@
 /// The δ under the square root.
 pub const DELTA: f64 = 1e-12;
 
-/// Runs `$body` compiled for the widest vector unit the CPU has.
-macro_rules! widest {
-    ($body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            fn wide(f: impl FnOnce()) {
-                f()
-            }
-            #[target_feature(enable = "avx2")]
-            fn four(f: impl FnOnce()) {
-                f()
-            }
-            if crate::math::vmath::has_avx512() {
-                // SAFETY: the CPU has AVX-512F.
-                return unsafe { wide(|| $body) };
-            }
-            if crate::math::vmath::has_avx2_fma() {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { four(|| $body) };
-            }
-        }
-        $body
-    }};
-}
+use crate::math::vmath::widest;
 
 /// 1/√x for positive normal x, within a few ulps (the module's note).
 #[inline(always)]

@@ -222,6 +222,35 @@ fn log1p_unit<L: Lane>(x: L) -> L {
     k.fma(L::splat(LN2_HI), lf.add(k.fma(L::splat(LN2_LO), c)))
 }
 
+/// Runs `$body` (an expression of type `()`, in a function returning `()`) compiled for the
+/// widest vector unit the CPU has: AVX-512, AVX2, or baseline x86-64. Code that never fuses a
+/// product and an addition gives the same bits in each.
+macro_rules! widest {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn wide(f: impl FnOnce()) {
+                f()
+            }
+            #[target_feature(enable = "avx2")]
+            fn four(f: impl FnOnce()) {
+                f()
+            }
+            if crate::math::vmath::has_avx512() {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe { wide(|| $body) };
+            }
+            if crate::math::vmath::has_avx2_fma() {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { four(|| $body) };
+            }
+        }
+        $body
+    }};
+}
+pub(crate) use widest;
+
 /// Whether the CPU has AVX2 and FMA (checked once), for the four-lane code here and the
 /// matrix kernels of `jit::gemm`.
 pub(crate) fn has_avx2_fma() -> bool {
