@@ -200,13 +200,14 @@ struct RunArgs {
     #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
     temperature: Option<f64>,
 
-    /// [laplace] The curvature: the log-likelihood's Hessian over every coordinate (full), over the
-    /// last layer and the model's own parameters (last-layer), or the empirical Fisher's diagonal
-    /// (diag) (default: last-layer for a network, full otherwise).
+    /// [laplace] The curvature: for a network, the log-likelihood's Hessian over every coordinate
+    /// (full), over the last layer and the model's own parameters (last-layer), or the empirical
+    /// Fisher's diagonal (diag); for a model without layers, the log density's Hessian (full) or
+    /// its diagonal (diag) (default: last-layer for a network, full otherwise).
     #[arg(long, value_enum, help_heading = "Laplace (laplace)")]
     hessian: Option<HessianArg>,
-    /// [laplace] Precision of the isotropic Gaussian prior added to the curvature (default: the
-    /// one maximising the marginal likelihood).
+    /// [laplace] For a network, the precision of the isotropic Gaussian prior added to the
+    /// curvature (default: the one maximising the marginal likelihood).
     #[arg(long, help_heading = "Laplace (laplace)")]
     prior_precision: Option<f64>,
 }
@@ -218,6 +219,24 @@ enum OptimizerArg {
 }
 
 impl RunArgs {
+    /// The first option given that `--method laplace` takes only for a network (a model with
+    /// layers, whose mode is trained on minibatches under a prior precision it tunes).
+    fn network_laplace_option(&self) -> Option<&'static str> {
+        [
+            ("--epochs", self.epochs.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--optimizer", self.optimizer.is_some()),
+            ("--val-frac", self.val_frac.is_some()),
+            ("--drop-path", self.drop_path.is_some()),
+            ("--lr-schedule", self.lr_schedule.is_some()),
+            ("--prior-precision", self.prior_precision.is_some()),
+            ("--hessian last-layer", self.hessian == Some(HessianArg::LastLayer)),
+        ]
+        .into_iter()
+        .find_map(|(f, given)| given.then_some(f))
+    }
+
     /// The first option given that `method` does not take, with the methods that do.
     fn misapplied(&self, method: MethodArg) -> Option<(&'static str, &'static str)> {
         use MethodArg::*;
@@ -542,6 +561,7 @@ fn logp(
 }
 
 fn run_command(a: RunArgs) -> i32 {
+    let network_laplace = a.network_laplace_option();
     if let Some((flag, takes)) = a.misapplied(a.method) {
         eprintln!(
             "error: {flag} does not apply to --method {}; it is an option of {takes}",
@@ -747,6 +767,16 @@ fn run_command(a: RunArgs) -> i32 {
                 return 2;
             }
             return crate::methods::swag::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
+        }
+        MethodArg::Laplace if !crate::methods::laplace::has_layers(&program) => {
+            if let Some(flag) = network_laplace {
+                eprintln!(
+                    "error: {flag} applies to laplace on a network (a model with layers); this model has none, so its Laplace approximation is at the posterior mode found on all the data, under its own priors"
+                );
+                return 2;
+            }
+            let diagonal = a.hessian == Some(HessianArg::Diag);
+            return crate::methods::laplace::run_posterior(&program, &cfg, diagonal, output_draws, all);
         }
         MethodArg::Laplace => {
             use crate::methods::laplace::Hessian;

@@ -119,6 +119,14 @@ pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bo
         format!("  tol_rel_obj = {}", s.tol_rel_obj),
         format!("  eval_elbo = {}", s.eval_elbo),
     ];
-    let out = crate::methods::vi::Output { method: "advi", settings, record, warnings, output_draws, all };
+    let out = crate::methods::vi::Output {
+        method: "advi",
+        layout: crate::methods::vi::Layout::Variational,
+        settings,
+        record,
+        warnings,
+        output_draws,
+        all,
+    };
     crate::methods::vi::write(p, cfg, &mut density, &o.q, &mut rng, out)
 }

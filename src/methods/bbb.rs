@@ -200,6 +200,7 @@ pub fn run(
     ];
     let out = crate::methods::vi::Output {
         method: "bbb",
+        layout: crate::methods::vi::Layout::Variational,
         settings: settings_lines,
         record,
         warnings,

@@ -76,7 +76,7 @@ pub fn last_layer(program: &Program) -> Vec<usize> {
 }
 
 /// Whether the model has layers (parameters named by a layer's path).
-fn has_layers(program: &Program) -> bool {
+pub fn has_layers(program: &Program) -> bool {
     program.params.iter().any(|p| p.name.contains('.'))
 }
 
@@ -121,10 +121,10 @@ impl Likelihood<'_> {
     }
 }
 
-/// The Hessian of −log-likelihood over the coordinates `block` (k × k, row-major), by
-/// central differences of the gradient, symmetrised. `None` when stopped.
+/// The Hessian of −f over the coordinates `block` (k × k, row-major), by central differences
+/// of `grad` (f's gradient into its second argument), symmetrised. `None` when stopped.
 fn hessian(
-    lik: &mut Likelihood,
+    mut grad: impl FnMut(&[f64], &mut [f64]) -> Result<f64, String>,
     theta: &[f64],
     block: &[usize],
     bar: &indicatif::ProgressBar,
@@ -140,9 +140,9 @@ fn hessian(
         }
         let step = 1e-4 * theta[j].abs().max(1.0);
         x[j] = theta[j] + step;
-        lik.grad(&x, &mut gp)?;
+        grad(&x, &mut gp)?;
         x[j] = theta[j] - step;
-        lik.grad(&x, &mut gm)?;
+        grad(&x, &mut gm)?;
         x[j] = theta[j];
         for (r, &i) in block.iter().enumerate() {
             h[r * k + c] = -(gp[i] - gm[i]) / (2.0 * step);
@@ -339,7 +339,7 @@ pub fn run(
                 batch: setup.batch_size,
                 g: vec![0.0; theta.len()],
             };
-            hessian(&mut lik, &theta, &block, &bar).map(|h| h.map(|h| Curvature::dense(&h, block.len())))
+            hessian(|x, g| lik.grad(x, g), &theta, &block, &bar).map(|h| h.map(|h| Curvature::dense(&h, block.len())))
         }
     };
     bar.finish_and_clear();
@@ -455,6 +455,137 @@ pub fn run(
         rows: &rows,
     };
     crate::methods::draws::write(program, cfg, &draws, record, Vec::new(), all)
+}
+
+/// `run --method laplace` on a model without layers, as Stan's `laplace` method: the mode of
+/// the posterior density of the unconstrained parameters (the log-Jacobian included), found
+/// by L-BFGS on all the data, and the inverse of the negative Hessian of that log density
+/// there as the covariance (its diagonal alone with `--hessian diag`). The model's own
+/// priors are the prior: there is no precision to tune. Draws are written in the layout of
+/// the variational methods, with `log_p__`, `log_g__` and the Pareto k̂ of the importance
+/// ratios, which says whether the Gaussian is trustworthy.
+pub fn run_posterior(program: &Program, cfg: &Config, diagonal: bool, output_draws: usize, all: bool) -> i32 {
+    use crate::infer::vi::{Gaussian, Scale};
+    use rand::RngExt;
+    let mut density = match CompiledModel::new(program, cfg.backend) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            return 2;
+        }
+    };
+    density.seed(cfg.seed ^ 0x5DEE_CE66);
+    let dim = program.dim();
+    if dim == 0 {
+        eprintln!("error: the model has no parameters to approximate");
+        return 2;
+    }
+    if !diagonal && dim > MAX_DENSE {
+        eprintln!(
+            "error: --hessian full would build a {dim} × {dim} curvature; above {MAX_DENSE} coordinates use --hessian diag"
+        );
+        return 2;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let start: Vec<f64> = match &cfg.init {
+        Some(t) => t.clone(),
+        None => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
+    };
+    let t = std::time::Instant::now();
+    let mode = match crate::infer::optim::lbfgs(&mut density, &start, 2000) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    if !mode.converged {
+        eprintln!(
+            "error: the optimiser did not find the mode ({}; the gradient norm is {:.3e}), so there is no point to centre a Laplace approximation on. A posterior with no interior mode (a hierarchical scale going to 0) has none; run --method nuts",
+            mode.message, mode.grad_norm
+        );
+        return 3;
+    }
+    let theta = mode.theta.clone();
+    let coords: Vec<usize> = (0..dim).collect();
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(dim as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let grad = |x: &[f64], g: &mut [f64]| -> Result<f64, String> {
+        let lp = crate::density::LogDensity::logp_grad(&mut density, x, g).map_err(|e| e.to_string())?;
+        if lp.is_finite() && g.iter().all(|v| v.is_finite()) {
+            Ok(lp)
+        } else {
+            Err("the log density or its gradient is not finite near the mode".into())
+        }
+    };
+    let h = match hessian(grad, &theta, &coords, &bar) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            eprintln!("error: stopped before the curvature was complete");
+            return 3;
+        }
+        Err(e) => {
+            eprintln!("error: the curvature at the mode: {e}");
+            return 3;
+        }
+    };
+    bar.finish_and_clear();
+    // The covariance, and the directions in which the point is not a strict maximum.
+    let (scale, flat) = if diagonal {
+        let d: Vec<f64> = (0..dim).map(|i| h[i * dim + i]).collect();
+        let flat = d.iter().filter(|v| !(**v > 0.0)).count();
+        (Scale::LogSd(d.iter().map(|v| -0.5 * v.ln()).collect()), flat)
+    } else {
+        let (values, vectors) = crate::math::eigen::symmetric(&h, dim);
+        let flat = values.iter().filter(|v| !(**v > 0.0)).count();
+        let mut cov = vec![0.0; dim * dim];
+        for i in 0..dim {
+            for j in 0..=i {
+                let c: f64 = (0..dim).map(|m| vectors[i * dim + m] * vectors[j * dim + m] / values[m]).sum();
+                cov[i * dim + j] = c;
+                cov[j * dim + i] = c;
+            }
+        }
+        let mut l = vec![0.0; dim * dim];
+        let ok = flat == 0 && crate::ir::prim::cholesky(&cov, dim, &mut l);
+        (Scale::Chol(l), if ok { 0 } else { flat.max(1) })
+    };
+    if flat > 0 {
+        eprintln!(
+            "error: the log density's curvature at the mode is not positive definite ({flat} of {dim} directions are flat or curve upwards), so no Gaussian fits there; run --method nuts"
+        );
+        return 3;
+    }
+    let q = Gaussian { mu: theta, scale };
+    let seconds = t.elapsed().as_secs_f64();
+    let kind = if diagonal { "diag" } else { "full" };
+    eprintln!(
+        "laplace: {kind} Hessian of the log density at its mode (log density {:.3}, {} L-BFGS iterations), {seconds:.2} s",
+        mode.logp, mode.iterations
+    );
+    let mut record = serde_json::Map::new();
+    record.insert("predictive".into(), "sampled".into());
+    record.insert("hessian".into(), kind.into());
+    record.insert("coordinates".into(), dim.into());
+    record.insert("prior".into(), "the model's".into());
+    record.insert("log_density_at_mode".into(), mode.logp.into());
+    record.insert("iterations".into(), mode.iterations.into());
+    record.insert("gradient_norm".into(), mode.grad_norm.into());
+    record.insert("seconds".into(), seconds.into());
+    let settings = vec!["laplace".to_string(), format!("  hessian = {kind}"), "  jacobian = true".to_string()];
+    let out = crate::methods::vi::Output {
+        method: "laplace",
+        layout: crate::methods::vi::Layout::Laplace,
+        settings,
+        record,
+        warnings: Vec::new(),
+        output_draws,
+        all,
+    };
+    crate::methods::vi::write(program, cfg, &mut density, &q, &mut rng, out)
 }
 
 #[cfg(test)]

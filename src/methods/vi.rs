@@ -14,13 +14,25 @@ use rand_distr::{Distribution, StandardNormal};
 /// Above it the importance ratios' tail is too heavy to trust q (Yao et al. 2018).
 pub const K_HAT_UNRELIABLE: f64 = 0.7;
 
-/// How a variational fit is written.
+/// The draws file's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// CmdStan's variational output: `lp__` (0), `log_p__`, `log_g__`, and q's mean as the
+    /// first row; the method's record in summary.json under `"vi"`.
+    Variational,
+    /// CmdStan's Laplace output: `log_p__`, `log_g__`, draws only; the record under
+    /// `"laplace"`.
+    Laplace,
+}
+
+/// How a Gaussian fit is written.
 pub struct Output<'a> {
-    /// `advi` or `bbb`.
+    /// `advi`, `bbb` or `laplace`.
     pub method: &'a str,
-    /// Lines of the draws file's header under `# method = variational`, without the `#`.
+    pub layout: Layout,
+    /// Lines of the draws file's header under `# method = ...`, without the `#`.
     pub settings: Vec<String>,
-    /// The method's own record in summary.json (`"vi"`), to which `pareto_k` is added.
+    /// The method's own record in summary.json, to which `pareto_k` is added.
     pub record: serde_json::Map<String, serde_json::Value>,
     pub warnings: Vec<String>,
     pub output_draws: usize,
@@ -84,16 +96,27 @@ pub fn write(
     }
     out.record.insert("pareto_k".into(), k_hat.map_or(serde_json::Value::Null, serde_json::Value::from));
 
-    let leading = [("lp__", 0), ("log_p__", 1), ("log_g__", 2)];
+    let (csv_method, key, leading, first_row) = match out.layout {
+        Layout::Variational => {
+            ("variational", "vi", vec!["lp__", "log_p__", "log_g__"], Some([vec![0.0; 3], mean_row].concat()))
+        }
+        Layout::Laplace => {
+            rows.iter_mut().for_each(|r| {
+                r.remove(0);
+            });
+            ("laplace", "laplace", vec!["log_p__", "log_g__"], None)
+        }
+    };
     let draws = crate::methods::draws::Draws {
         method: out.method,
-        csv_method: "variational",
+        csv_method,
         settings: &out.settings,
-        leading: &leading.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
-        first_row: Some([vec![0.0; 3], mean_row].concat()),
+        leading: &leading.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        first_row,
         rows: &rows,
     };
-    crate::methods::draws::write(p, cfg, &draws, serde_json::json!({ "vi": out.record }), out.warnings, out.all)
+    let record = serde_json::json!({ key: out.record });
+    crate::methods::draws::write(p, cfg, &draws, record, out.warnings, out.all)
 }
 
 /// log p(θ) + log|J| of each θ (−∞ where it cannot be evaluated), on up to `cfg.threads`
