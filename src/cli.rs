@@ -860,7 +860,7 @@ fn run_command(a: RunArgs) -> i32 {
     } else {
         None
     };
-    let view = crate::summary::View { forward: forward.as_ref(), all };
+    let view = crate::summary::View { forward: forward.as_ref(), all, format };
     crate::summary::report(&program, &cfg, &results, &out_dir, &view)
 }
 

@@ -95,6 +95,7 @@ codes! {
     BindIndex = "E0601", "index out of range";
     Unsupported = "E0602", "construct not supported by the compiler yet";
     NotFinite = "E0603", "log density not finite at this point";
+    NoInitialPoint = "E0604", "no initial point with a finite log density";
     // Minibatches of observation rows.
     NoRows = "E0610", "observation rows cannot be found";
     ParamPerRow = "E0611", "parameter with a value per observation row";
@@ -105,6 +106,12 @@ codes! {
     NothingToPredict = "E0701", "no observed variable to predict";
     ObservedIsInput = "E0702", "observed variable also read as an input";
     NoSuchColumn = "E0703", "no such column of a fractal";
+}
+
+impl Default for Format {
+    fn default() -> Format {
+        Format::Human { color: false }
+    }
 }
 
 impl fmt::Display for Code {

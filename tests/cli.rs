@@ -139,6 +139,25 @@ fn run_rejects_unknown_methods_and_bad_settings() {
 }
 
 #[test]
+fn a_model_no_chain_can_start_gets_one_coded_diagnostic() {
+    // log(-1) whatever `a` is: every chain's every starting point is NaN.
+    let dir = std::env::temp_dir().join(format!("bnnc-nostart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("m.bnn"),
+        "data {\n  N: int\n  y: vector[N]\n}\nparams {\n  a: real\n}\nmodel {\n  target += log(a - a - 1)\n  y ~ normal(a, 1)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("m.json"), r#"{"N": 2, "y": [0.5, 1.5]}"#).unwrap();
+    let (code, _, err) =
+        bnnc(&["run", dir.join("m.bnn").to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err.matches("E0604").count(), 1, "{err}");
+    assert!(err.contains("NaN") && !err.contains("chain 1:"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn map_finds_the_least_squares_fit_of_a_linear_regression() {
     // kidiq_momiq has flat priors on beta, so its posterior mode in beta is the least-squares
     // fit, computed here from the normal equations.

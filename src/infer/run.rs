@@ -416,6 +416,9 @@ pub fn sample<D: LogDensity>(
     })
 }
 
+/// How a chain's error begins when it found no point to start from.
+pub const NO_INITIAL_POINT: &str = "no initial point with a finite log density was found";
+
 /// The initial point: the one given, or uniform on (-2, 2), retried until the log density and
 /// its gradient are finite.
 fn initial_state<D: LogDensity, R: rand::Rng>(
@@ -437,7 +440,7 @@ fn initial_state<D: LogDensity, R: rand::Rng>(
             Err(e) => last_err = e.message,
         }
     }
-    Err(format!("no initial point with a finite log density was found ({last_err})"))
+    Err(format!("{NO_INITIAL_POINT} ({last_err})"))
 }
 
 /// Whether a leapfrog step of `step_size` under the inverse metric `inv_metric` moves no

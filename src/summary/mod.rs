@@ -4,7 +4,7 @@ pub mod network;
 pub mod stats;
 pub mod table;
 
-use crate::infer::run::{column_names, Chain, Config, Method};
+use crate::infer::run::{column_names, Chain, Config, Method, NO_INITIAL_POINT};
 use crate::ir::Program;
 use std::path::Path;
 
@@ -16,12 +16,35 @@ pub struct View<'a> {
     pub forward: Option<&'a Program>,
     /// Every row, layer weights included.
     pub all: bool,
+    /// How diagnostics are printed.
+    pub format: crate::diag::Format,
 }
 
 /// Summarise a run: print the table and warnings, write summary.json. Returns the exit code
 /// (0, or 3 when inference failed its own checks).
 pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view: &View) -> i32 {
     let names = column_names(p);
+    // Every chain without a starting point: one diagnostic for all of them.
+    fn no_start(c: &Chain) -> Option<&str> {
+        c.error.as_deref().and_then(|e| e.strip_prefix(NO_INITIAL_POINT))
+    }
+    if !chains.is_empty() && chains.iter().all(|c| no_start(c).is_some()) {
+        let why = no_start(&chains[0]).unwrap_or_default().trim().trim_start_matches('(').trim_end_matches(')');
+        let tried = if cfg.init.is_some() {
+            "at the point --init gives".to_string()
+        } else {
+            "at 100 random points in each chain (every unconstrained parameter uniform on (-2, 2))".to_string()
+        };
+        let d = crate::diag::Diagnostic::error_nowhere(
+            crate::diag::Code::NoInitialPoint,
+            format!("no chain could start: {tried}, {why}"),
+        )
+        .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
+        let mut diags = crate::diag::Diagnostics::new();
+        diags.push(d);
+        eprint!("{}", crate::diag::render(&diags, &crate::source::SourceMap::new(), view.format));
+        return 3;
+    }
     for (c, ch) in chains.iter().enumerate() {
         if let Some(e) = &ch.error {
             eprintln!("error: chain {}: {e}", c + 1);
