@@ -120,9 +120,16 @@ pub fn run(p: &Program, cfg: &Config, progress: &(dyn Fn(usize, usize) + Sync)) 
             }
         }
     });
+    // A chain with no result was never begun because a stop was requested, or its thread died.
+    let stopped = STOP.load(Ordering::Relaxed);
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Chain { error: Some("the chain's thread failed".into()), ..Chain::default() }))
+        .map(|r| {
+            r.unwrap_or_else(|| match stopped {
+                true => Chain { stopped: true, ..Chain::default() },
+                false => Chain { error: Some("the chain's thread failed".into()), ..Chain::default() },
+            })
+        })
         .collect()
 }
 

@@ -151,7 +151,12 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         }
     }
     if stopped {
-        warnings.push(format!("stopped early: {n} draws per chain kept"));
+        let of = if ok.len() < chains.len() {
+            format!(" from {} of {} chains", ok.len(), chains.len())
+        } else {
+            String::new()
+        };
+        warnings.push(format!("stopped early: {n} draws per chain kept{of}"));
     }
     for w in &warnings {
         eprintln!("warning: {w}");
