@@ -938,6 +938,14 @@ fn parse_drop_path(s: &str) -> Result<(f64, f64), String> {
 /// Entry of the `bnnc` binary: runs the CLI on a thread with a large stack (deeply nested
 /// input is bounded by the parser, but elaborated programs can be big).
 pub fn main() -> i32 {
+    // Output piped into a reader that stops early (`bnnc run ... | head`) ends the process
+    // quietly, as other command-line tools do, instead of a failed print's panic. Every
+    // command writes its files before it prints.
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     main_with(std::env::args_os().collect())
 }
 

@@ -58,16 +58,12 @@ pub fn write(p: &Program, cfg: &Config, d: &Draws, extra: serde_json::Value, war
         .enumerate()
         .map(|(j, (name, _))| (name.clone(), marginal(d.rows.iter().map(|r| r[skip + j]))))
         .collect();
-    print!("{}", table(p, &summaries, all));
     let mut vars = serde_json::Map::new();
     for (name, s) in &summaries {
         vars.insert(
             name.clone(),
             serde_json::json!({"mean": s.mean, "sd": s.sd, "q5": s.q5, "q50": s.q50, "q95": s.q95}),
         );
-    }
-    for w in &warnings {
-        eprintln!("warning: {w}");
     }
     let mut json = serde_json::json!({
         "method": d.method,
@@ -83,6 +79,12 @@ pub fn write(p: &Program, cfg: &Config, d: &Draws, extra: serde_json::Value, war
     if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
         eprintln!("error: cannot write `{}`: {e}", path.display());
         return 2;
+    }
+    // Printed once the files are written (a reader that closes the pipe early must not cost
+    // the fit).
+    print!("{}", table(p, &summaries, all));
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     0
 }

@@ -72,7 +72,9 @@ pub fn report(
         .max(4);
     // A network's weights fold into a line per layer, as in the sampler's summary.
     let fold = !all && crate::summary::network::has_layers(program);
-    println!("{:<width$} {:>12}", "", "Estimate");
+    // The table is printed once the files are written (a reader that closes the pipe
+    // early must not cost the fit).
+    let mut text = format!("{:<width$} {:>12}\n", "", "Estimate");
     let mut layers: Vec<(String, usize, f64)> = Vec::new();
     for (name, shape, vals) in values {
         let layer = crate::summary::network::layer_of(name).filter(|_| fold);
@@ -85,16 +87,16 @@ pub fn report(
                     }
                     None => layers.push((l.to_string(), 1, v.abs())),
                 },
-                None => println!("{label:<width$} {:>12}", format!("{v:.6}")),
+                None => text.push_str(&format!("{label:<width$} {:>12}\n", format!("{v:.6}"))),
             }
             vars.insert(label, serde_json::json!({ "estimate": v }));
         }
     }
     for (l, n, max) in &layers {
-        println!("{l:<width$} {n} weights, largest |w| {max:.3}");
+        text.push_str(&format!("{l:<width$} {n} weights, largest |w| {max:.3}\n"));
     }
     if !layers.is_empty() {
-        println!("(--all prints every weight; summary.json holds them all)");
+        text.push_str("(--all prints every weight; summary.json holds them all)\n");
     }
     let mut json = serde_json::json!({
         "method": method,
@@ -128,5 +130,6 @@ pub fn report(
         eprintln!("error: cannot write `{}`: {e}", path.display());
         return 2;
     }
+    print!("{text}");
     0
 }

@@ -43,7 +43,8 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         let mut diags = crate::diag::Diagnostics::new();
         diags.push(d);
         eprint!("{}", crate::diag::render(&diags, &crate::source::SourceMap::new(), view.format));
-        return 3;
+        // A model error, with its diagnostic (SPEC §8), not a failure of inference's checks.
+        return 1;
     }
     for (c, ch) in chains.iter().enumerate() {
         if let Some(e) = &ch.error {
@@ -77,20 +78,24 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     let (shown, layers) = if layered { network::fold(p, &rows) } else { (rows.clone(), Vec::new()) };
     // What the convergence warnings look at: for a network, not the weights.
     let checked: Vec<(String, stats::Summary)> = shown.iter().chain(&predictive).cloned().collect();
-    if view.all || !layered {
+    // Printed once summary.json is written (a reader that closes the pipe early must not cost
+    // the fit).
+    let text = if view.all || !layered {
         with_lp.extend(rows.iter().cloned());
         with_lp.extend(predictive.iter().cloned());
-        print!("{}", table::table(&with_lp));
+        table::table(&with_lp)
     } else {
         with_lp.extend(checked.iter().cloned());
-        print!("{}", table::table(&with_lp));
-        println!();
-        print!("{}", network::layer_table(&layers));
-        println!("note: a network's weights are not identifiable: permuting hidden units or flipping signs");
-        println!("      leaves every prediction as it is, so the weights' R-hat is no convergence check.");
-        println!("      E[y[i]] (P(y[i]=label) for classes) are predictions at training rows: their R-hat is.");
-        println!("      --all prints every weight; summary.json holds them all.");
-    }
+        format!(
+            "{}\n{}{}",
+            table::table(&with_lp),
+            network::layer_table(&layers),
+            "note: a network's weights are not identifiable: permuting hidden units or flipping signs\n\
+             \x20     leaves every prediction as it is, so the weights' R-hat is no convergence check.\n\
+             \x20     E[y[i]] (P(y[i]=label) for classes) are predictions at training rows: their R-hat is.\n\
+             \x20     --all prints every weight; summary.json holds them all.\n"
+        )
+    };
 
     let divergences: usize = ok.iter().map(|c| c.stats[..n].iter().filter(|s| s.divergent).count()).sum();
     let depth_hits: usize =
@@ -158,9 +163,6 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         };
         warnings.push(format!("stopped early: {n} draws per chain kept{of}"));
     }
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
 
     let mut vars = serde_json::Map::new();
     for (name, s) in &rows {
@@ -192,6 +194,10 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default()) {
         eprintln!("error: cannot write `{}`: {e}", path.display());
         return 2;
+    }
+    print!("{text}");
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     // Failed its own checks badly: every chain stuck (no move at all), or every transition diverged.
     let stuck = ok.iter().all(|c| c.stats[..n].iter().all(|s| s.accept_stat == 0.0));
