@@ -246,6 +246,12 @@ impl Session<'_> {
         );
         self.fit = Some(f);
         self.fit_dir = Some(dir.to_path_buf());
+        // Names made with `let` were expressions over the fit before.
+        if !self.lets.is_empty() {
+            let names: Vec<&str> = self.lets.iter().map(|(n, _)| n.as_str()).collect();
+            println!("(names from `let` cleared: {})", names.join(", "));
+            self.lets.clear();
+        }
     }
 
     fn plot(&self, args: &[String]) {
@@ -364,11 +370,22 @@ impl Session<'_> {
             Some((n, e)) if !e.starts_with('=') => (Some(n.trim().to_string()), e.trim().to_string()),
             _ => (None, l.to_string()),
         };
+        // A name is checked, and compiled with the others, before it is kept: a `let` that
+        // cannot be compiled would make every later line fail.
+        let mut lets = self.lets.clone();
+        if let Some(n) = &name {
+            if let Err(why) = self.check_let_name(n, &e) {
+                return self.error(why);
+            }
+            lets.retain(|(m, _)| m != n);
+            lets.push((n.clone(), e.clone()));
+        }
+        let line = name.clone().unwrap_or_else(|| e.clone());
         let data_decls = self.data_decls();
         let mut sources = SourceMap::new();
         let mut diags = Diagnostics::new();
         let Some(c) =
-            expr::compile(&self.vars, &data_decls, self.data.as_ref(), &self.lets, &e, &mut sources, &mut diags)
+            expr::compile(&self.vars, &data_decls, self.data.as_ref(), &lets, &line, &mut sources, &mut diags)
         else {
             return self.diags(&diags, &sources);
         };
@@ -392,10 +409,44 @@ impl Session<'_> {
             })
             .collect();
         print!("{}", crate::summary::table::table(&rows));
-        if let Some(n) = name {
-            self.lets.retain(|(m, _)| *m != n);
-            self.lets.push((n, e));
+        if name.is_some() {
+            self.lets = lets;
         }
+    }
+
+    /// Why `let name = e` cannot name a value: not an identifier, a name the fit or the data
+    /// already has, or `e` reading the name it defines.
+    fn check_let_name(&self, name: &str, e: &str) -> Result<(), String> {
+        let ident = |w: &str| {
+            w.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !ident(name) || name.starts_with("__") {
+            return Err(format!("`let {name} = ...`: a name is a letter followed by letters, digits and `_`"));
+        }
+        // A keyword lexes as itself, not as a name.
+        let toks = crate::syntax::token::lex_raw(crate::source::FileId(0), name, &mut Diagnostics::new());
+        if !matches!(toks.as_slice(), [(_, crate::syntax::token::Tok::Ident(_), _)]) {
+            return Err(format!("`{name}` is a keyword of the language; `let` another name"));
+        }
+        if self.vars.iter().any(|v| v.name == name) {
+            return Err(format!("`{name}` is already one of the fit's variables; `let` another name"));
+        }
+        let data = self
+            .fe
+            .as_ref()
+            .and_then(|fe| fe.elaborated.as_ref())
+            .is_some_and(|el| el.checked.data.iter().any(|d| d.name == name));
+        if data {
+            return Err(format!("`{name}` is already the model's data; `let` another name"));
+        }
+        let words = e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        if words.into_iter().any(|w| w == name) && self.lets.iter().any(|(m, _)| m == name) {
+            return Err(format!(
+                "`let {name} = {e}` reads the `{name}` it replaces; `let` the new value another name (`{name}2`)"
+            ));
+        }
+        Ok(())
     }
 
     fn data_decls(&self) -> String {
