@@ -96,6 +96,7 @@ codes! {
     Unsupported = "E0602", "construct not supported by the compiler yet";
     NotFinite = "E0603", "log density not finite at this point";
     NoInitialPoint = "E0604", "no initial point with a finite log density";
+    BadDistArg = "E0605", "distribution parameter outside its domain";
     // Minibatches of observation rows.
     NoRows = "E0610", "observation rows cannot be found";
     ParamPerRow = "E0611", "parameter with a value per observation row";

@@ -1269,6 +1269,18 @@ impl<'a> Lower<'a> {
                     next - 1
                 }
             };
+            // A parameter known now (a literal, or computed from data) must be in its domain.
+            if f.positive_params().contains(&pos) {
+                if let Some(bad) = self.known.get(&v).and_then(|vals| vals.iter().find(|x| !(**x > 0.0)).copied()) {
+                    let name = names.get(pos).map(|(n, _)| *n).unwrap_or("parameter");
+                    return Err(self.err(
+                        Code::BadDistArg,
+                        a.value.span,
+                        format!("`{}`'s {name} is {bad} here; it must be positive", f.name()),
+                        "not positive",
+                    ));
+                }
+            }
             if let Some(s) = slots.get_mut(pos) {
                 *s = Some(v);
             }
@@ -1287,7 +1299,8 @@ impl<'a> Lower<'a> {
             match f {
                 Family::Categorical | Family::CategoricalLogit => {
                     let k = k_of(self, params.first())?;
-                    (!(int && y >= 0.0 && (y as usize) < k)).then(|| format!("a category label in 0..{k}"))
+                    (!(int && y >= 0.0 && (y as usize) < k))
+                        .then(|| format!("a category label from 0 to {} (one of its {k} classes)", k.saturating_sub(1)))
                 }
                 Family::Bernoulli | Family::BernoulliLogit => (!(y == 0.0 || y == 1.0)).then(|| "0 or 1".to_string()),
                 Family::Poisson | Family::PoissonLog | Family::NegBinomial2 => {
@@ -1310,12 +1323,29 @@ impl<'a> Lower<'a> {
                     Some(n) => format!("data `{n}`"),
                     None => "this value".to_string(),
                 };
-                return Err(self.err(
-                    Code::DataOutOfRange,
-                    at.span,
-                    format!("{what} is {y}, but `{}` needs {want}", f.name()),
-                    "outside the distribution's support",
-                ));
+                // Labels from 1 to K are the commonest slip.
+                let categorical = matches!(f, Family::Categorical | Family::CategoricalLogit);
+                let k = k_of(self, params.first()).unwrap_or(0) as f64;
+                let help = if categorical && vals.iter().all(|v| *v >= 1.0 && *v <= k) {
+                    Some(
+                        "labels count from 0 here, and these run from 1 to the number of classes: subtract 1"
+                            .to_string(),
+                    )
+                } else if categorical {
+                    Some(format!("the {k} columns of `{}`'s argument are the classes; a label must name one", f.name()))
+                } else {
+                    None
+                };
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::DataOutOfRange,
+                        at.span,
+                        format!("{what} is {y}, but `{}` needs {want}", f.name()),
+                    )
+                    .with_label("outside the distribution's support")
+                    .with_help_opt(help),
+                );
+                return Err(Fail);
             }
         }
         Ok(())
@@ -1398,6 +1428,29 @@ impl<'a> Lower<'a> {
         }
     }
 
+    /// An index known now (a literal, or from data) must lie in 0..dim: checked here, naming
+    /// the offending element.
+    fn known_index_in_range(&mut self, v: V, e: &Expr, dim: usize) -> R<()> {
+        let Some(vals) = self.known.get(&v) else { return Ok(()) };
+        let Some((k, bad)) =
+            vals.iter().enumerate().find(|(_, x)| !(**x >= 0.0 && x.fract() == 0.0 && (**x as usize) < dim))
+        else {
+            return Ok(());
+        };
+        let what = match e.as_name() {
+            Some(n) if vals.len() > 1 => format!("`{n}[{k}]`"),
+            Some(n) => format!("`{n}`"),
+            None => "this index".to_string(),
+        };
+        let bad = *bad;
+        Err(self.err(
+            Code::BindIndex,
+            e.span,
+            format!("{what} is {bad}, outside 0..{dim} for the dimension it indexes (indices count from 0)"),
+            format!("an index into a dimension of size {dim}"),
+        ))
+    }
+
     /// The index positions and their int arguments.
     fn index_spec(&mut self, indices: &[Index], shape: &[usize], span: Span) -> R<(Vec<Ix>, Vec<V>)> {
         let mut ix = Vec::new();
@@ -1408,26 +1461,7 @@ impl<'a> Lower<'a> {
                 Index::All => ix.push(Ix::All),
                 Index::Single(e) => {
                     let v = self.expr(e)?;
-                    // Indices known from data are checked now, naming the offending element.
-                    if let Some(vals) = self.known.get(&v) {
-                        if let Some((k, bad)) = vals
-                            .iter()
-                            .enumerate()
-                            .find(|(_, x)| !(**x >= 0.0 && x.fract() == 0.0 && (**x as usize) < dim))
-                        {
-                            let what = match e.as_name() {
-                                Some(n) if vals.len() > 1 => format!("`{n}[{k}]`"),
-                                Some(n) => format!("`{n}`"),
-                                None => "this index".to_string(),
-                            };
-                            return Err(self.err(
-                                Code::BindIndex,
-                                e.span,
-                                format!("{what} is {bad}, outside 0..{dim} for the dimension it indexes"),
-                                format!("an index into a dimension of size {dim}"),
-                            ));
-                        }
-                    }
+                    self.known_index_in_range(v, e, dim)?;
                     ix.push(if self.p.info(v).shape.is_empty() { Ix::Single } else { Ix::Gather });
                     args.push(v);
                 }
@@ -1538,8 +1572,12 @@ impl<'a> Lower<'a> {
                 let pool = if func == Func::MaxPool2d { prim::Pool::Max } else { prim::Pool::Avg };
                 return self.op(Prim::Pool2d(pool, k), &vals[..1], span);
             }
-            (Func::Col, 2) => return self.op(Prim::Index(vec![Ix::All, Ix::Single]), &vals, span),
-            (Func::Row, 2) => return self.op(Prim::Index(vec![Ix::Single]), &vals, span),
+            (Func::Col | Func::Row, 2) => {
+                let (axis, ix) = if func == Func::Col { (1, vec![Ix::All, Ix::Single]) } else { (0, vec![Ix::Single]) };
+                let dim = shape(self, 0).get(axis).copied().unwrap_or(1);
+                self.known_index_in_range(vals[1], &args[1].value, dim)?;
+                return self.op(Prim::Index(ix), &vals, span);
+            }
             (Func::Rows | Func::Cols | Func::Size, 1) => {
                 let s = shape(self, 0);
                 let v = match func {

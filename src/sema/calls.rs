@@ -191,7 +191,23 @@ impl<'a> Checker<'a> {
         else {
             return Size::Unknown;
         };
-        if h < 0 || k < 0 || s < 0 || p < 0 {
+        let bad = if s < 1 {
+            Some(format!("a stride of {s}; it must be at least 1"))
+        } else if p < 0 {
+            Some(format!("a padding of {p}; it must be 0 or more"))
+        } else if k < 1 {
+            Some(format!("a kernel of {k}; it must be at least 1"))
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            self.error(
+                Diagnostic::error(Code::ShapeMismatch, span, format!("the convolution cannot be made: {why}"))
+                    .with_label(format!("{h} positions, kernel {k}, stride {s}, padding {p}")),
+            );
+            return Size::Unknown;
+        }
+        if h < 0 {
             return Size::Unknown;
         }
         match crate::math::conv::out_size(h as usize, k as usize, s as usize, p as usize) {

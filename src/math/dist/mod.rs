@@ -145,6 +145,20 @@ impl Family {
         }
     }
 
+    /// The parameters (by position, the variate not counted) that must be positive: scales,
+    /// shapes, rates, concentrations, degrees of freedom.
+    pub fn positive_params(self) -> &'static [usize] {
+        use Family::*;
+        match self {
+            Normal | Cauchy | Lognormal | Laplace | Logistic => &[1],
+            StudentT => &[0, 2],
+            HalfNormal | HalfCauchy | Exponential | Dirichlet | LkjCorrCholesky => &[0],
+            Gamma | InvGamma | Beta | NegBinomial2 => &[0, 1],
+            StdNormal | Uniform | Bernoulli | BernoulliLogit | Binomial | BinomialLogit | Poisson | PoissonLog
+            | Categorical | CategoricalLogit | MultiNormal | MultiNormalCholesky => &[],
+        }
+    }
+
     /// Number of parameters, not counting the variate.
     pub fn n_params(self) -> usize {
         use Family::*;
