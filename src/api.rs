@@ -243,9 +243,13 @@ impl Model {
         let Some(el) = self.fe.elaborated.clone() else { return Err(self.failed()) };
         let decls = &el.checked.data;
         let bound = match &data.file {
-            Some(path) => {
-                crate::data::load_data_filling(path, decls, optional, fill, &mut self.fe.sources, &mut self.fe.diags)
-            }
+            Some(path) => crate::data::load_data_filling(
+                path,
+                decls,
+                (optional, fill, false),
+                &mut self.fe.sources,
+                &mut self.fe.diags,
+            ),
             None => crate::data::bind_arrays(
                 &data.arrays,
                 decls,

@@ -129,16 +129,17 @@ pub fn load_data(
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Option<BoundData> {
-    load_data_filling(path, data_decls, &[], 0.0, sources, diags)
+    load_data_filling(path, data_decls, (&[], 0.0, false), sources, diags)
 }
 
 /// As [`load_data`], except that the variables named in `optional` may be absent: each one
 /// missing is filled with `fill` in its declared shape and listed in [`BoundData::filled`].
+/// With `discard`, they are filled even where the file has them (rows whose observed values
+/// are not to be read, as `predict --ood`'s).
 pub fn load_data_filling(
     path: &Path,
     data_decls: &[Decl],
-    optional: &[String],
-    fill: f64,
+    (optional, fill, discard): (&[String], f64, bool),
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Option<BoundData> {
@@ -166,7 +167,7 @@ pub fn load_data_filling(
                 return None;
             }
         };
-        return bind(raw, data_decls, (optional, fill), &src, diags);
+        return bind(raw, data_decls, (optional, fill, discard), &src, diags);
     }
     let text = match std::fs::read(path) {
         Ok(b) => match String::from_utf8(b) {
@@ -195,7 +196,7 @@ pub fn load_data_filling(
     let file = sources.add(shown.clone(), text.clone());
     let src = Source { file, name: shown, csv };
     let raw = if csv { read_csv(&text, &src, diags)? } else { read_json(&text, &src, diags)? };
-    bind(raw, data_decls, (optional, fill), &src, diags)
+    bind(raw, data_decls, (optional, fill, discard), &src, diags)
 }
 
 fn malformed(src: &Source, text: &str, line: usize, col: usize, msg: String) -> Diagnostic {
@@ -473,7 +474,7 @@ pub fn bind_arrays(
             (name.clone(), Raw { dims: dims.clone(), values })
         })
         .collect();
-    bind(raw, data_decls, (optional, fill), &src, diags)
+    bind(raw, data_decls, (optional, fill, false), &src, diags)
 }
 
 /// A value a data-only expression can have.
@@ -622,10 +623,13 @@ fn show_dims(dims: &[usize]) -> String {
 fn bind(
     mut raw: BTreeMap<String, Raw>,
     decls: &[Decl],
-    (optional, fill): (&[String], f64),
+    (optional, fill, discard): (&[String], f64, bool),
     src: &Source,
     diags: &mut Diagnostics,
 ) -> Option<BoundData> {
+    if discard {
+        raw.retain(|k, _| !optional.contains(k));
+    }
     let mut data = BoundData::default();
     let declared: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
     data.ignored = raw.keys().filter(|k| !declared.contains(&k.as_str())).cloned().collect();

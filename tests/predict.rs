@@ -236,6 +236,26 @@ fn classes_and_out_of_distribution_inputs() {
     assert!(auroc > 0.6, "entropy should flag the unseen cultivar: AUROC {auroc}");
     let aupr = p["ood"]["aupr"]["mutual_information"].as_f64().expect("aupr");
     assert!((0.0..=1.0).contains(&aupr), "{aupr}");
+    // The out-of-distribution rows' labels, of a class the model has not got, are not read.
+    let mut ood: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("examples/bnn_classification_ood.json").unwrap()).unwrap();
+    let n = ood["N"].as_u64().unwrap() as usize;
+    ood["y"] = serde_json::json!(vec![7; n]);
+    let labelled = dir.join("ood_labelled.json");
+    std::fs::write(&labelled, ood.to_string()).unwrap();
+    let (code, _, err) = bnnc(&[
+        "predict",
+        "examples/bnn_classification.bnn",
+        "--fit",
+        s(&dir),
+        "--data",
+        "examples/bnn_classification_test.json",
+        "--ood",
+        s(&labelled),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let p2 = json(&dir.join("predictive.json"));
+    assert_eq!(p2["ood"]["auroc"], p["ood"]["auroc"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

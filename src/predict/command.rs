@@ -31,9 +31,13 @@ fn forward_program(
     fill: f64,
     dropout: bool,
     drop_path: bool,
+    ood: bool,
 ) -> Option<(crate::ir::Program, Vec<String>)> {
     let el = fe.elaborated.clone()?;
-    let bound = crate::data::load_data_filling(path, &el.checked.data, observed, fill, &mut fe.sources, &mut fe.diags)?;
+    // Out-of-distribution rows are scored by their inputs alone: their observed values (labels
+    // of classes the model never saw, say) are not read.
+    let optional = (observed, fill, ood);
+    let bound = crate::data::load_data_filling(path, &el.checked.data, optional, &mut fe.sources, &mut fe.diags)?;
     let filled = bound.filled.clone();
     let options = LowerOptions { dropout_masks: dropout, drop_path, ..Default::default() };
     let p = lower_with(&el, &bound, Purpose::Forward, options, &mut fe.diags)?;
@@ -47,10 +51,12 @@ fn predict_at(
     observed: &[String],
     fit: &fit::Fit,
     o: &Options,
+    ood: bool,
 ) -> Result<(Vec<Variable>, usize), i32> {
     // An MC Dropout fit predicts with fresh dropout masks at each of its passes.
     let passes = fit.mc_samples.filter(|_| fit.method == "mc-dropout");
-    let (program, filled) = forward_program(fe, path, observed, 0.0, passes.is_some(), o.column.is_some()).ok_or(1)?;
+    let (program, filled) =
+        forward_program(fe, path, observed, 0.0, passes.is_some(), o.column.is_some(), ood).ok_or(1)?;
     if program.sites.is_empty() {
         let msg = "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict";
         // At the `model` block, whose statements observe nothing.
@@ -130,7 +136,8 @@ fn predict_at(
     // A filled-in variable must not change the distribution it is predicted from: were it
     // also an input (y[t] ~ normal(y[t-1], σ)), the prediction would use the filler.
     if !filled.is_empty() {
-        let (other, _) = forward_program(fe, path, observed, 1.0, passes.is_some(), o.column.is_some()).ok_or(1)?;
+        let (other, _) =
+            forward_program(fe, path, observed, 1.0, passes.is_some(), o.column.is_some(), ood).ok_or(1)?;
         let mut fw2 = Forward::new(&other, o.backend).map_err(|_| 2)?;
         if let Some(c) = o.column {
             keep_column(fe, &mut fw2, c)?;
@@ -269,13 +276,13 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
             return 1;
         }
     };
-    let (vars, draws) = match predict_at(fe, &data, &observed, &fit, o) {
+    let (vars, draws) = match predict_at(fe, &data, &observed, &fit, o, false) {
         Ok(v) => v,
         Err(code) => return code,
     };
     let (ood, ood_vars) = match &o.ood {
         None => (None, None),
-        Some(path) => match predict_at(fe, path, &observed, &fit, o) {
+        Some(path) => match predict_at(fe, path, &observed, &fit, o, true) {
             Ok((ood_vars, _)) => (super::ood_scores(&vars, &ood_vars), Some(ood_vars)),
             Err(code) => return code,
         },
