@@ -45,6 +45,12 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
     });
     let code = report(program, cfg, "map", &values, mode.logp, ("optimizer", optimizer), all);
     if code == 0 && !mode.converged {
+        // A network's density on all rows has kinks (relu) and a noise scale that keeps
+        // falling as the weights fit the rows: L-BFGS stops short of a mode, at a usable point.
+        if crate::summary::network::has_layers(program) {
+            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows has kinks where relu units switch and a noise scale that keeps falling as the weights fit the rows, so there is no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
+            return code;
+        }
         eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
         return 3;
     }

@@ -109,7 +109,12 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     let mut warnings = Vec::new();
     let total = ok.len() * n;
     if divergences > 0 {
-        warnings.push(format!("{divergences} of {total} transitions after warmup diverged: the posterior has regions the sampler cannot follow; try --adapt-delta 0.95 (smaller steps) or a non-centred parameterisation of hierarchical scales"));
+        let remedy = if layered {
+            "tighter priors on the weights, which keep the network out of regions of extreme curvature"
+        } else {
+            "a non-centred parameterisation of hierarchical scales"
+        };
+        warnings.push(format!("{divergences} of {total} transitions after warmup diverged: the posterior has regions the sampler cannot follow; try --adapt-delta 0.95 (smaller steps) or {remedy}"));
     }
     if depth_hits > 0 && cfg.method == Method::Nuts {
         warnings.push(format!("{depth_hits} of {total} transitions hit the maximum tree depth {}: the step size is small for this geometry; try --max-depth 12 or --metric dense", cfg.max_depth));
