@@ -219,8 +219,44 @@ fn malformed(src: &Source, text: &str, line: usize, col: usize, msg: String) -> 
     .with_label(msg)
 }
 
+/// `text` with the bare `NaN`, `Infinity` and `-Infinity` that Python's `json.dump` and
+/// CmdStan write (not JSON) quoted, as the strings the reader takes for them.
+fn quote_bare_nonfinite(text: &str) -> std::borrow::Cow<'_, str> {
+    if !(text.contains("NaN") || text.contains("Infinity")) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(word) = ["-Infinity", "Infinity", "NaN"].into_iter().find(|w| rest.starts_with(w)) {
+            let prev_alnum = out.chars().last().is_some_and(|p| p.is_ascii_alphanumeric());
+            let next_alnum = rest[word.len()..].chars().next().is_some_and(|n| n.is_ascii_alphanumeric());
+            if !prev_alnum && !next_alnum {
+                out.push('"');
+                out.push_str(word);
+                out.push('"');
+                rest = &rest[word.len()..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMap<String, Raw>> {
-    let value: serde_json::Value = match serde_json::from_str(text) {
+    let value: serde_json::Value = match serde_json::from_str(&quote_bare_nonfinite(text)) {
         Ok(v) => v,
         Err(e) => {
             diags.push(
@@ -869,6 +905,20 @@ mod tests {
         flatten(&v, 0, &mut Vec::new(), &mut out).unwrap();
         assert!(matches!(out[0], Num::Real(x) if x.is_nan()));
         assert_eq!(out[1], Num::Real(f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn bare_nonfinite_numbers_are_read_as_their_strings() {
+        let text = r#"{"y": [NaN, -Infinity, Infinity, 1.5], "s": "NaN in a string", "NaNa": 2}"#;
+        let quoted = quote_bare_nonfinite(text);
+        assert_eq!(quoted, r#"{"y": ["NaN", "-Infinity", "Infinity", 1.5], "s": "NaN in a string", "NaNa": 2}"#);
+        let v: serde_json::Value = serde_json::from_str(&quoted).unwrap();
+        let mut out = Vec::new();
+        flatten(&v["y"], 0, &mut Vec::new(), &mut out).unwrap();
+        assert!(matches!(out[0], Num::Real(x) if x.is_nan()));
+        assert_eq!(out[1..3], [Num::Real(f64::NEG_INFINITY), Num::Real(f64::INFINITY)]);
+        // Plain JSON is left as it is.
+        assert!(matches!(quote_bare_nonfinite(r#"{"y": [1, 2]}"#), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

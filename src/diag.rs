@@ -288,12 +288,31 @@ pub fn render(diags: &Diagnostics, sources: &SourceMap, format: Format) -> Strin
     out
 }
 
+/// The longest source line a diagnostic shows as an excerpt.
+const MAX_SHOWN_LINE: usize = 400;
+
 fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     use ariadne::{Color, Config, IndexType, Label as ALabel, Report, ReportKind};
     let kind = match d.severity {
         Severity::Error => ReportKind::Error,
         Severity::Warning => ReportKind::Warning,
     };
+    // A line too long to show (a data file written on one line) is named by its position.
+    let too_long = d.span.filter(|sp| {
+        let text = &sources.get(sp.file).text;
+        let at = (sp.lo as usize).min(text.len());
+        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        end - start > MAX_SHOWN_LINE
+    });
+    if let Some(sp) = too_long {
+        let (line, col) = sources.line_col(sp.file, sp.lo);
+        let mut shown = d.clone();
+        shown.span = None;
+        let label = if d.label.is_empty() { String::new() } else { format!(": {}", d.label) };
+        shown.message = format!("{} (at {}:{line}:{col}{label})", d.message, sources.get(sp.file).name);
+        return render_human(&shown, sources, color);
+    }
     let Some(span) = d.span else {
         let kind = match d.severity {
             Severity::Error => "Error",
