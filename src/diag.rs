@@ -288,7 +288,7 @@ pub fn render(diags: &Diagnostics, sources: &SourceMap, format: Format) -> Strin
     out
 }
 
-/// The longest source line a diagnostic shows as an excerpt.
+/// The longest line of a data file a diagnostic shows as an excerpt.
 const MAX_SHOWN_LINE: usize = 400;
 
 fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
@@ -297,9 +297,15 @@ fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
         Severity::Error => ReportKind::Error,
         Severity::Warning => ReportKind::Warning,
     };
-    // A line too long to show (a data file written on one line) is named by its position.
+    // A line of a data file too long to show (one written on one line) is named by its
+    // position.
     let too_long = d.span.filter(|sp| {
-        let text = &sources.get(sp.file).text;
+        let file = sources.get(sp.file);
+        let data = [".json", ".csv"].iter().any(|e| file.name.to_ascii_lowercase().ends_with(e));
+        let text = &file.text;
+        if !data {
+            return false;
+        }
         let at = (sp.lo as usize).min(text.len());
         let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
         let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
