@@ -170,6 +170,7 @@ impl Fit {
             chains: vec![self.draws.nrows()],
             data_file: None,
             model_hash: None,
+            model_name: None,
             mc_samples: None,
             linearise_at: None,
         }

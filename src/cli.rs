@@ -86,6 +86,9 @@ struct RunArgs {
     /// Print every row of the summary, each weight of a network's layers included.
     #[arg(long)]
     all: bool,
+    /// List the names in the data file that the model does not declare (they are ignored).
+    #[arg(long)]
+    verbose: bool,
     #[arg(long, value_enum, default_value = "human")]
     message_format: MessageFormat,
 
@@ -138,66 +141,117 @@ struct RunArgs {
     output_draws: Option<usize>,
 
     /// [mc-dropout] Passes with fresh dropout masks that `predict` averages (default 100).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     mc_samples: Option<usize>,
     /// [swag] Epochs of SGD after the mode, one iterate collected per epoch (default 50).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     swag_epochs: Option<usize>,
     /// [swag] SGD's learning rate per training row in those epochs (default: the largest of 0.01,
     /// 0.001, ... whose iterates stay near the mode).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     swag_lr: Option<f64>,
     /// [swag] Deviations kept for the low-rank part of the covariance (default 20).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     swag_rank: Option<usize>,
     /// [sgmcmc] Langevin dynamics, or Hamiltonian with friction (default sghmc).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        value_enum,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     sampler: Option<SamplerArg>,
     /// [sgmcmc] Cycles of the cosine step size; 5 draws at the end of each (default 20). With
     /// --lr-schedule cyclical: the learning rate's cycles (default 4).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     cycles: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] The learning rate over the training
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] The learning rate over the training
     /// epochs: constant, a cosine decay to 0, or cyclical (the cosine decay restarted --cycles
     /// times) (default constant).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        value_enum,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     lr_schedule: Option<ScheduleArg>,
     /// [ensemble, swag] Members: posterior modes from independent starts and batch orders (default:
     /// ensemble 5; swag 1, more make MultiSWAG).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     members: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Passes over the training rows (default: enough for 20,000 steps, 10 to 10,000).
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     epochs: Option<usize>,
-    /// [map, bbb, mc-dropout, ensemble, swag, sgmcmc] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    /// [map, bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     batch_size: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Learning rate (default 0.01).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Learning rate (default 0.01).
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     lr: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] The optimiser (default adam).
-    #[arg(long, value_enum, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] The optimiser (default adam).
+    #[arg(
+        long,
+        value_enum,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     optimizer: Option<OptimizerArg>,
     /// [bbb] Momentum of --optimizer sgd (default 0.9).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     momentum: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     val_frac: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] FractalNet's drop-path for networks
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] FractalNet's drop-path for networks
     /// with `join`: LOCAL drops each input of each join with that probability (keeping one),
     /// GLOBAL is the fraction of steps that keep one column of the whole network (default 0).
     #[arg(
         long,
         value_name = "LOCAL[,GLOBAL]",
-        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)"
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
     )]
     drop_path: Option<String>,
     /// [bbb] Epochs over which the KL term's weight rises from 0 to 1 (default 0: always 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     kl_anneal: Option<usize>,
     /// [bbb] The likelihood is weighted by 1/T (default 1).
-    #[arg(long, help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc)")]
+    #[arg(
+        long,
+        help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
+    )]
     temperature: Option<f64>,
 
     /// [laplace] The curvature: for a network, the log-likelihood's Hessian over every coordinate
@@ -349,6 +403,9 @@ enum Command {
         /// single-column networks); every column, joined, by default.
         #[arg(long)]
         column: Option<usize>,
+        /// List the names in the data files that the model does not declare (they are ignored).
+        #[arg(long)]
+        verbose: bool,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         #[arg(long, value_enum, default_value = "human")]
@@ -562,6 +619,7 @@ fn logp(
 
 fn run_command(a: RunArgs) -> i32 {
     let network_laplace = a.network_laplace_option();
+    let verbose = a.verbose;
     if let Some((flag, takes)) = a.misapplied(a.method) {
         eprintln!(
             "error: {flag} does not apply to --method {}; it is an option of {takes}",
@@ -582,8 +640,8 @@ fn run_command(a: RunArgs) -> i32 {
         MethodArg::Hmc => Method::Hmc,
         _ => Method::Nuts,
     };
-    if chains == 0 || (draws == 0 && warmup == 0) || !(0.0..1.0).contains(&adapt_delta) || max_depth == 0 {
-        eprintln!("error: --chains and --max-depth must be at least 1, --adapt-delta in (0, 1), and some iterations asked for");
+    if chains == 0 || draws == 0 || !(0.0..1.0).contains(&adapt_delta) || max_depth == 0 {
+        eprintln!("error: --chains, --draws and --max-depth must be at least 1, and --adapt-delta in (0, 1)");
         return 2;
     }
     let advi = crate::infer::vi::advi::Settings {
@@ -642,6 +700,7 @@ fn run_command(a: RunArgs) -> i32 {
         return 2;
     }
     let mut fe = driver::frontend_file(&model);
+    fe.verbose = verbose;
     let program = if fe.diags.has_errors() { None } else { fe.program(&model, data.as_deref()) };
     let Some(program) = program else {
         eprint!("{}", driver::render_diags(&fe, format));
@@ -1004,8 +1063,9 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
                 }
             }
         }),
-        Command::Predict { model, fit, data, ood, out, seed, column, backend, message_format } => {
+        Command::Predict { model, fit, data, ood, out, seed, column, verbose, backend, message_format } => {
             crate::predict::command::run(crate::predict::command::Options {
+                verbose,
                 model,
                 fit,
                 data,

@@ -20,6 +20,8 @@ pub struct Frontend {
     pub checked: Option<Checked>,
     pub elaborated: Option<Elaborated>,
     pub user_file: Option<FileId>,
+    /// Report what binding the data ignored (names the model does not declare).
+    pub verbose: bool,
 }
 
 /// Read a model file: bytes → UTF-8 text, with E0001/E0002 on failure.
@@ -104,7 +106,7 @@ fn frontend_loaded(
     let syntax_ok = !diags.has_errors();
     let checked = check_program(&program.items, &lib_items, eof, &mut diags);
     let elaborated = if syntax_ok && !diags.has_errors() { elaborate(&checked, &mut diags) } else { None };
-    Frontend { sources, diags, program, checked: Some(checked), elaborated, user_file: Some(id) }
+    Frontend { sources, diags, program, checked: Some(checked), elaborated, user_file: Some(id), verbose: false }
 }
 
 /// Load `import "path"` items (relative to the importing file), transitively, once each.
@@ -192,13 +194,25 @@ impl Frontend {
 
     /// A model that could not be read or parsed: only its diagnostics.
     fn unparsed(sources: SourceMap, diags: Diagnostics, user_file: Option<FileId>) -> Frontend {
-        Frontend { sources, diags, program: Program::default(), checked: None, elaborated: None, user_file }
+        Frontend {
+            sources,
+            diags,
+            program: Program::default(),
+            checked: None,
+            elaborated: None,
+            user_file,
+            verbose: false,
+        }
     }
 
     /// Read and check the data file against the model's `data` block.
     pub fn bind_data(&mut self, path: &Path) -> Option<crate::data::BoundData> {
         let decls = self.elaborated.as_ref()?.checked.data.clone();
-        crate::data::load_data(path, &decls, &mut self.sources, &mut self.diags)
+        let bound = crate::data::load_data(path, &decls, &mut self.sources, &mut self.diags)?;
+        if self.verbose && !bound.ignored.is_empty() {
+            eprintln!("data: {}: ignored, not declared by the model: {}", path.display(), bound.ignored.join(", "));
+        }
+        Some(bound)
     }
 }
 

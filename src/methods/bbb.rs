@@ -85,8 +85,10 @@ pub fn run(
     let local = names(&layout.local.iter().map(|l| l.0).collect::<Vec<_>>());
     let exact_kl = names(&layout.gaussian.iter().map(|g| g.0).collect::<Vec<_>>());
     eprintln!(
-        "bbb: {n_train} training rows{}, batches of {b}, {epochs} epochs of {steps_per_epoch} steps; exact KL for {}; local reparameterisation for {}",
+        "bbb: {n_train} training rows{}, batches of {b}, {} of {}; exact KL for {}; local reparameterisation for {}",
         if n_val > 0 { format!(" ({n_val} held out)") } else { String::new() },
+        super::count(epochs, "epoch"),
+        super::count(steps_per_epoch, "step"),
         list(&exact_kl),
         list(&local),
     );

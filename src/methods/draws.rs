@@ -94,7 +94,12 @@ fn marginal(values: impl Iterator<Item = f64>) -> Summary {
     let mut v: Vec<f64> = values.collect();
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+    // A column that does not vary (a weight a last-layer Laplace keeps at the mode) has sd 0,
+    // not the rounding of its mean.
+    let constant = v.iter().all(|x| x.to_bits() == v[0].to_bits());
+    let mean = if constant && !v.is_empty() { v[0] } else { mean };
+    let sd =
+        if constant { 0.0 } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt() };
     v.sort_by(f64::total_cmp);
     Summary {
         mean,
@@ -120,7 +125,11 @@ fn table(p: &Program, rows: &[(String, Summary)], all: bool) -> String {
     }
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(8);
     let mut out = String::new();
-    let _ = writeln!(out, "{:<width$} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "Mean", "StdDev", "5%", "50%", "95%");
+    // Every row a layer's weight: the header over no rows would stand alone.
+    if owner.len() < rows.len() || owner.iter().any(Option::is_none) {
+        let _ =
+            writeln!(out, "{:<width$} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "Mean", "StdDev", "5%", "50%", "95%");
+    }
     let mut layers: Vec<(&str, Vec<f64>)> = Vec::new();
     for (j, (name, s)) in rows.iter().enumerate() {
         match owner.get(j).copied().flatten() {

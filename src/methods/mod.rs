@@ -11,3 +11,12 @@ pub mod modes;
 pub mod sgmcmc;
 pub mod swag;
 pub mod vi;
+
+/// `n` and the noun for it, singular or plural: "1 epoch", "20 epochs".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -97,14 +97,16 @@ pub fn run(
     let settings = o.settings(&setup);
     let epochs = settings.epochs;
     eprintln!(
-        "ensemble: {} members, {} training rows{}, batches of {b}, at most {epochs} epochs of {steps_per_epoch} steps each",
-        o.members,
+        "ensemble: {}, {} training rows{}, batches of {b}, at most {} of {} each",
+        super::count(o.members, "member"),
         setup.train_rows.len(),
         if setup.val_rows.is_empty() {
             String::new()
         } else {
             format!(" ({} held out to stop each member)", setup.val_rows.len())
         },
+        super::count(epochs, "epoch"),
+        super::count(steps_per_epoch, "step"),
     );
     let _ = ctrlc::set_handler(|| crate::infer::run::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
     let bar = if std::io::stderr().is_terminal() {
@@ -272,9 +274,10 @@ pub fn single(
         eprintln!("warning: the model has no `dropout` layer, so MC Dropout's passes all give the same prediction: this is MAP on minibatches");
     }
     eprintln!(
-        "{}: {} epochs of {steps_per_epoch} steps on {} training rows{}; kept epoch {}",
+        "{}: {} of {} on {} training rows{}; kept epoch {}",
         if kind == Single::Map { "map" } else { "mc-dropout" },
-        m.run.epochs.len(),
+        super::count(m.run.epochs.len(), "epoch"),
+        super::count(steps_per_epoch, "step"),
         setup.train_rows.len(),
         if setup.val_rows.is_empty() { String::new() } else { format!(" ({} held out)", setup.val_rows.len()) },
         m.run.best_epoch

@@ -8,6 +8,8 @@ use crate::ir::lower::{lower_with, Options as LowerOptions, Purpose};
 use std::path::{Path, PathBuf};
 
 pub struct Options {
+    /// List the names in the data files the model does not declare.
+    pub verbose: bool,
     pub model: PathBuf,
     pub fit: PathBuf,
     /// New data (default: the model's own data file).
@@ -38,6 +40,9 @@ fn forward_program(
     // of classes the model never saw, say) are not read.
     let optional = (observed, fill, ood);
     let bound = crate::data::load_data_filling(path, &el.checked.data, optional, &mut fe.sources, &mut fe.diags)?;
+    if fe.verbose && !bound.ignored.is_empty() {
+        eprintln!("data: {}: ignored, not declared by the model: {}", path.display(), bound.ignored.join(", "));
+    }
     let filled = bound.filled.clone();
     let options = LowerOptions { dropout_masks: dropout, drop_path, ..Default::default() };
     let p = lower_with(&el, &bound, Purpose::Forward, options, &mut fe.diags)?;
@@ -226,6 +231,7 @@ fn keep_column(fe: &mut Frontend, fw: &mut Forward, column: usize) -> Result<(),
 
 pub fn run(o: Options) -> i32 {
     let mut fe = driver::frontend_file(&o.model);
+    fe.verbose = o.verbose;
     let code = run_in(&mut fe, &o);
     if fe.diags.has_errors() || !fe.diags.is_empty() {
         eprint!("{}", driver::render_diags(&fe, o.format));
@@ -246,11 +252,8 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
     };
     if !fit.made_from(&fe.model_hash()) {
         fe.diags.push(
-            Diagnostic::error_nowhere(
-                Code::FitUnusable,
-                format!("`{}` was fitted with another version of `{}`", o.fit.display(), o.model.display()),
-            )
-            .with_help("the model file changed since the fit was made: fit it again with `bnnc run`, or predict with the model as it was"),
+            Diagnostic::error_nowhere(Code::FitUnusable, fit.not_made_from(&o.fit, &o.model))
+            .with_help("a fit is read with the model text it was made from: fit this model with `bnnc run`, or predict with the model the fit was made from, as it was"),
         );
         return 1;
     }

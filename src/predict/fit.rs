@@ -16,6 +16,8 @@ pub struct Fit {
     pub data_file: Option<String>,
     /// The fingerprint of the model text the fit was made from, when recorded.
     pub model_hash: Option<String>,
+    /// The name of the model the fit was made from, as its draws file records it.
+    pub model_name: Option<String>,
     /// For an MC Dropout fit: the passes with fresh dropout masks its predictive averages.
     pub mc_samples: Option<usize>,
     /// For a Laplace fit of a network: the mode, a row of the draws' columns, at which its
@@ -28,6 +30,18 @@ impl Fit {
     /// ([`crate::source::fingerprint`]): it is, or the fit recorded none.
     pub fn made_from(&self, fingerprint: &str) -> bool {
         self.model_hash.as_deref().is_none_or(|h| h == fingerprint)
+    }
+
+    /// Why the fit in `dir` cannot be read with `model` (when not [`Self::made_from`] it):
+    /// another model's fit, or one of an earlier version of this model.
+    pub fn not_made_from(&self, dir: &Path, model: &Path) -> String {
+        let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match &self.model_name {
+            Some(name) if *name != stem => {
+                format!("`{}` holds a fit of the model `{name}`, not of `{}`", dir.display(), model.display())
+            }
+            _ => format!("`{}` was fitted with another version of `{}`", dir.display(), model.display()),
+        }
     }
 }
 
@@ -72,6 +86,7 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     let mut rows = Vec::new();
     let mut chains = Vec::new();
     let mut data_file = None;
+    let mut model_name = None;
     for (_, path) in &files {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         // CmdStan's header: `# data` then `#   file = PATH`.
@@ -81,6 +96,12 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
                 .take_while(|l| l.starts_with('#'))
                 .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("file = ").map(str::to_string))
                 .filter(|f| !f.is_empty());
+        }
+        if model_name.is_none() {
+            model_name = text
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("model = ").map(str::to_string));
         }
         let before = rows.len();
         // A variational fit's first row is q's mean, not a draw (CmdStan's layout).
@@ -114,7 +135,7 @@ pub fn read_fit(dir: &Path) -> Result<Fit, String> {
     if linearise_at.as_ref().is_some_and(|m| m.len() != columns.len()) {
         return Err(format!("`{}`: the Laplace mode has not one value per column of the draws", summary.display()));
     }
-    Ok(Fit { method, columns, rows, chains, data_file, model_hash, mc_samples, linearise_at })
+    Ok(Fit { method, columns, rows, chains, data_file, model_hash, model_name, mc_samples, linearise_at })
 }
 
 /// The shape a fit's columns give `name` (CmdStan's 1-based `name.i.j`), if it has any.

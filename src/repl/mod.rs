@@ -184,11 +184,16 @@ impl Session<'_> {
     }
 
     fn help(&self, which: Option<&str>) {
+        let mut shown = 0;
         for (k, v) in HELP {
             let name = k.split(' ').next().unwrap_or("");
             if which.is_none_or(|w| name.trim_start_matches(':') == w.trim_start_matches(':')) {
                 println!("  {k:<36} {v}");
+                shown += 1;
             }
+        }
+        if let (0, Some(w)) = (shown, which) {
+            self.error(format!("no command `{w}`; `:help` lists them"));
         }
     }
 
@@ -215,11 +220,7 @@ impl Session<'_> {
         };
         if let (Some(fe), Some(m)) = (&self.fe, &self.model) {
             if !f.made_from(&fe.model_hash()) {
-                return self.error(format!(
-                    "`{}` was fitted with another version of `{}`: the model file changed since; `:run` fits it again",
-                    dir.display(),
-                    m.display()
-                ));
+                return self.error(format!("{}; `:run` fits this model", f.not_made_from(dir, m)));
             }
         }
         self.vars = expr::variables(&f.columns);
@@ -288,13 +289,14 @@ impl Session<'_> {
         if self.fit.is_none() {
             return self.error("no fit loaded: `:fit DIR` or `:run`");
         }
+        let width = self.vars.iter().map(|v| v.name.len()).max().unwrap_or(0).max(24);
         for v in &self.vars {
             let shape = if v.shape.is_empty() {
                 "scalar".to_string()
             } else {
                 format!("[{}]", v.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
             };
-            println!("  {:<24} {shape}", v.name);
+            println!("  {:<width$} {shape}", v.name);
         }
     }
 
@@ -318,6 +320,17 @@ impl Session<'_> {
     }
 
     /// The rows of one chain-split series of draws.
+    /// A row of the table for `values` (one per draw of `f`): with MCSE, ESS and R-hat for a
+    /// sampler's chains; for the other methods' draws, which are no chains, without them, as
+    /// `run` prints them.
+    fn summarise(&self, f: &Fit, values: &[f64]) -> Summary {
+        let mut s = stats::summarise(&self.chains_of(f, values));
+        if !matches!(f.method.as_str(), "nuts" | "hmc") {
+            (s.mcse, s.ess_bulk, s.ess_tail, s.rhat) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+        }
+        s
+    }
+
     fn chains_of(&self, f: &Fit, values: &[f64]) -> Vec<Vec<f64>> {
         let n = f.chains.iter().copied().min().unwrap_or(0);
         let mut at = 0;
@@ -344,7 +357,7 @@ impl Session<'_> {
                     continue;
                 }
                 let col: Vec<f64> = f.rows.iter().map(|r| r[j]).collect();
-                rows.push((name.clone(), stats::summarise(&self.chains_of(f, &col))));
+                rows.push((name.clone(), self.summarise(f, &col)));
             }
             if rows.len() == before {
                 unmatched.push(pat);
@@ -405,7 +418,7 @@ impl Session<'_> {
             .enumerate()
             .map(|(i, v)| {
                 let lab = if shape.is_empty() { label.clone() } else { format!("{label}{}", index_label(&shape, i)) };
-                (lab, stats::summarise(&self.chains_of(f, v)))
+                (lab, self.summarise(f, v))
             })
             .collect();
         print!("{}", crate::summary::table::table(&rows));
@@ -474,7 +487,10 @@ impl Session<'_> {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--ood" => ood = it.next().map(PathBuf::from),
+                "--ood" => match it.next() {
+                    Some(p) => ood = Some(PathBuf::from(p)),
+                    None => return self.error("`--ood` takes the file of out-of-distribution inputs"),
+                },
                 "--column" => match it.next().map(|c| c.parse::<usize>()) {
                     Some(Ok(c)) => column = Some(c),
                     _ => return self.error("`--column` takes a column number (0 is the deepest)"),
@@ -487,6 +503,7 @@ impl Session<'_> {
             }
         }
         crate::predict::command::run(crate::predict::command::Options {
+            verbose: false,
             model: model.clone(),
             fit: dir.clone(),
             data,

@@ -7,6 +7,25 @@ use std::fmt::Write;
 pub fn table(rows: &[(String, Summary)]) -> String {
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
     let mut out = String::new();
+    // Draws that are not chains (a variational fit's, an ensemble's) have no MCSE, ESS or
+    // R-hat: their columns are left out.
+    let chains = rows.iter().any(|(_, s)| s.mcse.is_finite() || s.ess_bulk.is_finite() || s.rhat.is_finite());
+    if !chains && !rows.is_empty() {
+        let _ = writeln!(out, "{:<width$} {:>10} {:>9} {:>10} {:>10} {:>10}", "", "Mean", "StdDev", "5%", "50%", "95%");
+        for (name, s) in rows {
+            let _ = writeln!(
+                out,
+                "{:<width$} {:>10} {:>9} {:>10} {:>10} {:>10}",
+                name,
+                num(s.mean),
+                num(s.sd),
+                num(s.q5),
+                num(s.q50),
+                num(s.q95)
+            );
+        }
+        return out;
+    }
     let _ = writeln!(
         out,
         "{:<width$} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
