@@ -84,11 +84,13 @@ pub fn compile(
     for (name, e) in lets {
         text.push_str(&format!("  {name} = {e}\n"));
     }
-    // The typed line last, alone on its line, so a diagnostic shows it as typed.
+    // The typed line last, alone on its line; a diagnostic on it is shown on the line as
+    // typed (below), not on this wrapper.
     text.push_str("  __value = ");
+    let line_start = text.len() as u32;
     let line_end = (text.len() + line.len()) as u32;
     text.push_str(&format!("{line}\n}}\n"));
-    let mut fe = crate::driver::frontend_text("<input>", &text, None);
+    let mut fe = crate::driver::frontend_text("<session>", &text, None);
     let p = if fe.diags.has_errors() {
         None
     } else {
@@ -116,6 +118,25 @@ pub fn compile(
         }
     }
     *sources = fe.sources;
+    // Spans on the typed line move to a file holding just that line.
+    let user = fe.user_file;
+    let typed = sources.add("<input>", line.to_string());
+    let moved = |sp: crate::source::Span| -> crate::source::Span {
+        if Some(sp.file) == user && sp.lo >= line_start && sp.hi <= line_end + 1 {
+            let len = line.len() as u32;
+            crate::source::Span { file: typed, lo: (sp.lo - line_start).min(len), hi: (sp.hi - line_start).min(len) }
+        } else {
+            sp
+        }
+    };
+    let mut shown = Diagnostics::new();
+    for d in diags.items() {
+        let mut d = d.clone();
+        d.span = d.span.map(moved);
+        d.secondary.iter_mut().for_each(|l| l.span = moved(l.span));
+        shown.push(d);
+    }
+    *diags = shown;
     let program = p?;
     let output = program.outputs.iter().position(|o| o.name == "__value")?;
     let columns = visible.iter().flat_map(|v| v.columns.iter().copied()).collect();

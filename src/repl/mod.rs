@@ -383,6 +383,14 @@ impl Session<'_> {
             Some((n, e)) if !e.starts_with('=') => (Some(n.trim().to_string()), e.trim().to_string()),
             _ => (None, l.to_string()),
         };
+        let data_decls = self.data_decls();
+        let mut sources = SourceMap::new();
+        let mut diags = Diagnostics::new();
+        let Some(c) =
+            expr::compile(&self.vars, &data_decls, self.data.as_ref(), &self.lets, &e, &mut sources, &mut diags)
+        else {
+            return self.diags(&diags, &sources);
+        };
         // A name is checked, and compiled with the others, before it is kept: a `let` that
         // cannot be compiled would make every later line fail.
         let mut lets = self.lets.clone();
@@ -392,16 +400,12 @@ impl Session<'_> {
             }
             lets.retain(|(m, _)| m != n);
             lets.push((n.clone(), e.clone()));
+            let (mut sources, mut diags) = (SourceMap::new(), Diagnostics::new());
+            if expr::compile(&self.vars, &data_decls, self.data.as_ref(), &lets, n, &mut sources, &mut diags).is_none()
+            {
+                return self.diags(&diags, &sources);
+            }
         }
-        let line = name.clone().unwrap_or_else(|| e.clone());
-        let data_decls = self.data_decls();
-        let mut sources = SourceMap::new();
-        let mut diags = Diagnostics::new();
-        let Some(c) =
-            expr::compile(&self.vars, &data_decls, self.data.as_ref(), &lets, &line, &mut sources, &mut diags)
-        else {
-            return self.diags(&diags, &sources);
-        };
         let values = match c.evaluate(&f.rows, 1) {
             Ok(v) => v,
             Err(why) => return self.error(format!("cannot evaluate `{e}` {why}")),
