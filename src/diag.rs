@@ -244,6 +244,19 @@ impl Diagnostics {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
 
+    /// Drop the diagnostics recorded after the first `from` whose code is `code`.
+    pub fn drop_after(&mut self, from: usize, code: Code) {
+        let mut i = 0;
+        self.items.retain(|d| {
+            i += 1;
+            i <= from || d.code != code
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
     pub fn error_count(&self) -> usize {
         self.items.iter().filter(|d| d.severity == Severity::Error).count()
     }

@@ -104,7 +104,13 @@ fn frontend_loaded(
     let end = text.trim_end().len();
     let eof = Span::new(id, end, end);
     let syntax_ok = !diags.has_errors();
+    let before = diags.len();
     let checked = check_program(&program.items, &lib_items, eof, &mut diags);
+    // A statement the parser could not read declared nothing: the names it would have
+    // declared are not news as unknown names.
+    if !syntax_ok {
+        diags.drop_after(before, Code::UnknownName);
+    }
     let elaborated = if syntax_ok && !diags.has_errors() { elaborate(&checked, &mut diags) } else { None };
     Frontend { sources, diags, program, checked: Some(checked), elaborated, user_file: Some(id), verbose: false }
 }
