@@ -763,7 +763,9 @@ fn run_command(a: RunArgs) -> i32 {
         batch_size: bbb.batch_size,
         lr: bbb.lr,
         sgd_momentum: bbb.sgd_momentum,
-        val_frac: a.val_frac.unwrap_or(0.1),
+        // Held-out rows stop a network before it overfits; a model without layers is trained
+        // to its mode, which stopping early would leave short of.
+        val_frac: a.val_frac.unwrap_or(if crate::summary::network::has_layers(&program) { 0.1 } else { 0.0 }),
         threads: 1,
         drop_path,
         schedule,

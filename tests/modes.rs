@@ -354,3 +354,46 @@ fn every_network_method_classifies_the_held_out_wines_with_calibrated_probabilit
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn swag_and_sgmcmc_on_a_linear_regression_spread_around_its_mode() {
+    // y = 1 + 2x + noise of sd 0.5 on 200 rows, σ known: the posterior sd of the slope is
+    // about 0.5 / √(Σ(x - x̄)²). The SGD-based methods must find a rate at which their iterates
+    // move (seeds at which they once chose 1e-7 and reported sd 0) and spread about that much.
+    let dir = std::env::temp_dir().join(format!("bnnc-swag-linear-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 200;
+    let x: Vec<f64> = (0..n).map(|i| (i as f64 / n as f64) * 4.0 - 2.0).collect();
+    let y: Vec<f64> =
+        x.iter().enumerate().map(|(i, x)| 1.0 + 2.0 * x + 0.5 * (((i * 7919) % 13) as f64 - 6.0) / 3.74).collect();
+    std::fs::write(dir.join("lin.json"), serde_json::json!({"N": n, "x": x, "y": y}).to_string()).unwrap();
+    std::fs::write(
+        dir.join("lin.bnn"),
+        "data {\n  N: int<lower=1>\n  x: vector[N]\n  y: vector[N]\n}\n\
+         params {\n  a: real ~ normal(0, 10)\n  b: real ~ normal(0, 10)\n}\nmodel {\n  y ~ normal(a + b * x, 0.5)\n}\n",
+    )
+    .unwrap();
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let exact = 0.5 / x.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt();
+    for (method, seed) in [("swag", "3"), ("swag", "4"), ("sgmcmc", "4"), ("sgmcmc", "5")] {
+        let out = dir.join(format!("{method}-{seed}"));
+        let (code, _, err) = bnnc(&[
+            "run",
+            dir.join("lin.bnn").to_str().unwrap(),
+            "--method",
+            method,
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{method} seed {seed}: {err}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        let b = &summary["variables"]["b"];
+        let (m, sd) = (b["mean"].as_f64().unwrap(), b["sd"].as_f64().unwrap());
+        assert!((m - 2.0).abs() < 6.0 * exact, "{method} seed {seed}: slope {m}, exact sd {exact}");
+        assert!(sd > exact / 4.0 && sd < exact * 3.0, "{method} seed {seed}: sd {sd}, exact {exact}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

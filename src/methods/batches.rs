@@ -132,6 +132,40 @@ pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f6
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }
 
+/// The training objective at `x`: the mean over one pass of `setup`'s training rows of each
+/// batch's scaled log density (a training epoch at rate 0, which leaves `x` where it is) —
+/// the quantity the SGD-based methods score their iterates by, here at a fixed point rather
+/// than along the pretraining's moving one.
+pub fn objective_at(
+    progs: &mut crate::infer::minibatch::Programs,
+    setup: &Setup,
+    x: &[f64],
+    drop_path: (f64, f64),
+    rng: &mut rand::rngs::SmallRng,
+) -> Result<f64, String> {
+    use crate::infer::minibatch;
+    let pass = minibatch::Settings {
+        epochs: 1,
+        batch_size: setup.batch_size,
+        lr: 0.0,
+        schedule: minibatch::Schedule::Constant,
+        sgd_momentum: Some(0.0),
+        patience: usize::MAX,
+        drop_path,
+    };
+    let run = minibatch::train(
+        progs,
+        x.to_vec(),
+        &setup.train_rows,
+        &pass,
+        &mut minibatch::Mode::new(x.len()),
+        rng,
+        &mut None,
+        &mut |_, _| {},
+    )?;
+    Ok(run.epochs.first().map_or(f64::NAN, |e| e.objective))
+}
+
 /// Whether iterates whose log density is on average `drop` below a mode's are among the
 /// posterior's bulk, for a model of `dim` coordinates: draws from a Gaussian posterior lie
 /// dim/2 below its mode on average, with a standard deviation of √(dim/2); three of those are

@@ -22,7 +22,7 @@ pub struct Options {
 const STEPS: usize = 20_000;
 const DRAWS_PER_CYCLE: usize = 5;
 const EXPLORE: f64 = 0.8;
-const RATES: [f64; 7] = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
+const RATES: [f64; 9] = [1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -51,9 +51,19 @@ pub fn run(
             return 2;
         }
     };
-    let at_mode = mode.run.epochs.iter().find(|e| e.epoch == mode.run.best_epoch).map_or(f64::NAN, |e| e.objective);
     let dim = program.dim();
     let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
+    // The mode's objective, over one pass of the rows at the mode itself (as SWAG's).
+    let drop_path = o.modes.drop_path.unwrap_or((0.0, 0.0));
+    let mut pass_rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed ^ 0x0B1E_C71E);
+    let at_mode = match crate::methods::batches::objective_at(&mut progs, &setup, &mode.run.x, drop_path, &mut pass_rng)
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: the objective at the mode: {e}");
+            return 3;
+        }
+    };
     let mut tried = Vec::new();
     let mut chosen = None;
     for rate in RATES {

@@ -146,13 +146,16 @@ fn around(
 ) -> Result<(Vec<Vec<f64>>, serde_json::Value), String> {
     let n = setup.train_rows.len();
     let dim = mode.run.x.len();
-    // The mode's objective (the scaled log density of a batch, averaged over its best epoch).
-    let at_mode = mode.run.epochs.iter().find(|e| e.epoch == mode.run.best_epoch).map_or(f64::NAN, |e| e.objective);
     let rates: Vec<f64> = match o.swag_lr {
         Some(lr) => vec![lr],
         None => LEARNING_RATES.to_vec(),
     };
     let mut srng = rand::rngs::SmallRng::seed_from_u64(seed);
+    // The mode's objective, over one pass of the rows at the mode itself (the pretraining's
+    // best epoch averaged its batches along a moving point, tens of nats off on a small model).
+    let drop_path = o.modes.drop_path.unwrap_or((0.0, 0.0));
+    let mut pass_rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x0B1E_C71E);
+    let at_mode = crate::methods::batches::objective_at(progs, setup, &mode.run.x, drop_path, &mut pass_rng)?;
     let mut chosen = None;
     let mut tried = Vec::new();
     for &lr in &rates {
@@ -218,7 +221,7 @@ fn around(
 }
 
 /// Learning rates tried, largest first, when `--swag-lr` is not given.
-const LEARNING_RATES: [f64; 7] = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
+const LEARNING_RATES: [f64; 9] = [1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
 
 /// The running moments of the SWA iterates.
 struct Moments {
