@@ -617,6 +617,10 @@ fn logp(
     }
 }
 
+/// A network's data with a column mean or sd beyond this is warned about (pixel values up
+/// to 255 are not).
+const OFF_SCALE: f64 = 300.0;
+
 fn run_command(a: RunArgs) -> i32 {
     let network_laplace = a.network_laplace_option();
     let verbose = a.verbose;
@@ -701,11 +705,28 @@ fn run_command(a: RunArgs) -> i32 {
     }
     let mut fe = driver::frontend_file(&model);
     fe.verbose = verbose;
-    let program = if fe.diags.has_errors() { None } else { fe.program(&model, data.as_deref()) };
-    let Some(program) = program else {
+    let lowered = if fe.diags.has_errors() {
+        None
+    } else {
+        fe.elaborated_with_data(&model, data.as_deref()).and_then(|(el, bound)| {
+            let p = crate::ir::lower::lower_for(&el, &bound, crate::ir::lower::Purpose::Density, &mut fe.diags)?;
+            Some((p, bound))
+        })
+    };
+    let Some((program, bound)) = lowered else {
         eprint!("{}", driver::render_diags(&fe, format));
         return 1;
     };
+    // A network's priors (normal(0, 1) on the weights) and its optimisers' rates assume
+    // inputs and targets of about unit scale; far from it, training fails without an error.
+    if crate::summary::network::has_layers(&program) {
+        for (name, mean, sd) in bound.off_scale(OFF_SCALE) {
+            eprintln!(
+                "warning: data `{name}` is far from unit scale (|mean| up to {mean:.1}, sd up to {sd:.1}): a network's weight priors and learning rates assume inputs and targets of about 1; standardise it (subtract the mean, divide by the sd), or scale it in the model"
+            );
+        }
+    }
+    drop(bound);
     let init = match init {
         None => None,
         Some(path) => match read_json(&path).and_then(|v| match v {

@@ -64,6 +64,37 @@ pub struct BoundData {
 }
 
 impl BoundData {
+    /// Real data far from the unit scale a network's priors and optimisers assume: for each
+    /// real variable with more than one element, its name, the largest |mean| and the largest
+    /// sd of its columns (a matrix's second dimension; the whole of anything else), when
+    /// either exceeds `limit`.
+    pub fn off_scale(&self, limit: f64) -> Vec<(String, f64, f64)> {
+        let mut out = Vec::new();
+        for (name, var) in &self.vars {
+            let Values::Real(v) = &var.values else { continue };
+            if v.len() < 2 {
+                continue;
+            }
+            let cols = if var.dims.len() == 2 { var.dims[1].max(1) } else { 1 };
+            let (mut mean_max, mut sd_max) = (0.0f64, 0.0f64);
+            for c in 0..cols {
+                let col: Vec<f64> = v.iter().skip(c).step_by(cols).copied().filter(|x| x.is_finite()).collect();
+                let n = col.len() as f64;
+                if n < 2.0 {
+                    continue;
+                }
+                let mean = col.iter().sum::<f64>() / n;
+                let sd = (col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+                mean_max = mean_max.max(mean.abs());
+                sd_max = sd_max.max(sd);
+            }
+            if mean_max > limit || sd_max > limit {
+                out.push((name.clone(), mean_max, sd_max));
+            }
+        }
+        out
+    }
+
     /// The data restricted to observation rows `rows` (0-based): each variable in
     /// `row_vars` keeps those rows of its first dimension, and the row count `size` becomes
     /// their number (held-out rows, a split of the data).

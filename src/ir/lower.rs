@@ -1209,6 +1209,7 @@ impl<'a> Lower<'a> {
             return Ok(());
         }
         let params = self.dist_args(f, args)?;
+        let params = self.along_rows(f, x, params, dist.span)?;
         self.check_support(f, x, &params, lhs)?;
         if self.purpose == Purpose::Forward {
             let (name, index) = match &lhs.kind {
@@ -1253,6 +1254,28 @@ impl<'a> Lower<'a> {
         let lp = self.op(Prim::LogDensity(f), &all, span)?;
         self.add_target(lp, span)?;
         Ok(())
+    }
+
+    /// An elementwise family's vector argument of a matrix variate's column count, made the
+    /// variate's shape (the vector repeated along its rows, as arithmetic broadcasts it), so
+    /// that every consumer of the density sees one value per element.
+    fn along_rows(&mut self, f: Family, x: V, params: Vec<V>, span: Span) -> R<Vec<V>> {
+        let xs = self.p.info(x).shape.clone();
+        if !f.is_elementwise() || xs.len() != 2 {
+            return Ok(params);
+        }
+        let mut out = Vec::with_capacity(params.len());
+        for v in params {
+            let vs = self.p.info(v).shape.clone();
+            if vs.len() == 1 && vs[0] == xs[1] && xs[1] > 1 {
+                let zero = self.lit(0.0, false);
+                let zeros = self.op(Prim::Fill(xs.clone()), &[zero], span)?;
+                out.push(self.op(Prim::Binary(Bin::Add), &[zeros, v], span)?);
+            } else {
+                out.push(v);
+            }
+        }
+        Ok(out)
     }
 
     /// Distribution arguments in parameter order (named ones placed by name).
@@ -1506,6 +1529,7 @@ impl<'a> Lower<'a> {
                 }
                 let x = self.expr(&args[0].value)?;
                 let params = self.dist_args(f, &args[1..])?;
+                let params = self.along_rows(f, x, params, span)?;
                 self.check_support(f, x, &params, &args[0].value)?;
                 let mut all = vec![x];
                 all.extend(params);

@@ -737,7 +737,9 @@ impl<'a> Checker<'a> {
                         let dv = v.dims();
                         let da = ty.dims();
                         let differs = dv.len() != da.len() || dv.iter().zip(da.iter()).any(|(x, y)| x.differs(y));
-                        if differs {
+                        // A vector of a matrix variate's column count goes along its rows.
+                        let along_rows = dv.len() == 2 && da.len() == 1 && !dv[1].differs(&da[0]);
+                        if differs && !along_rows {
                             self.error(
                                 Diagnostic::error(
                                     Code::ShapeMismatch,
@@ -746,7 +748,7 @@ impl<'a> Checker<'a> {
                                 )
                                 .with_secondary(vs, format!("{v}"))
                                 .with_label(format!("{ty}"))
-                                .with_help("an argument is either a scalar or has the variate's shape"),
+                                .with_help("an argument is a scalar, has the variate's shape, or (for a matrix variate) is a vector of its column count, repeated along its rows"),
                             );
                         }
                     }
