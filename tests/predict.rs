@@ -372,3 +372,33 @@ fn a_fit_of_an_edited_model_is_refused() {
     assert!(err.contains("E0700") && err.contains("another version"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each observed element's `index` is its row-major position in its variable, whatever part
+/// of it a statement observes (`y[:, 1]`, one column).
+#[test]
+fn predicted_elements_are_indexed_by_their_place_in_the_variable() {
+    let dir = temp("columns");
+    std::fs::write(
+        dir.join("m.bnn"),
+        "data {\n  N: int<lower=1>\n  y: matrix[N, 2]\n}\nparams {\n  m: vector[2]\n}\nmodel {\n  y[:, 0] ~ normal(m[0], 1)\n  y[:, 1] ~ normal(m[1], 1)\n}\n",
+    )
+    .unwrap();
+    let y = [[0.5, 10.0], [1.5, 11.0], [1.0, 12.5]];
+    std::fs::write(dir.join("m.json"), serde_json::json!({"N": 3, "y": y}).to_string()).unwrap();
+    let fit = dir.join("fit");
+    let (code, _, err) = bnnc(&["run", s(&dir.join("m.bnn")), "--method", "map", "--out", s(&fit)]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bnnc(&["predict", s(&dir.join("m.bnn")), "--fit", s(&fit)]);
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(fit.join("predictive.csv")).unwrap();
+    let flat: Vec<f64> = y.iter().flatten().copied().collect();
+    let mut seen = Vec::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (index, observed): (usize, f64) = (f[1].parse().unwrap(), f[9].parse().unwrap());
+        assert_eq!(observed, flat[index], "{line}");
+        seen.push(index);
+    }
+    seen.sort();
+    assert_eq!(seen, (0..6).collect::<Vec<_>>());
+}

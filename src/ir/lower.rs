@@ -1214,12 +1214,17 @@ impl<'a> Lower<'a> {
         if self.purpose == Purpose::Forward {
             let (name, index) = match &lhs.kind {
                 ExprKind::Index { base, indices } if base.as_name().is_some() => {
-                    // `y[t]` or `y[idx]` on a vector: the positions in `y` are the index's value.
-                    let index = match indices.as_slice() {
-                        [Index::Single(e)]
-                            if base.as_name().and_then(|n| self.data.get(n)).is_some_and(|d| d.dims.len() == 1) =>
-                        {
-                            Some(self.expr(e)?)
+                    // `y[t]`, `y[idx]`, `y[:, 0]`: the positions in `y` (row-major) of the
+                    // elements observed, the same indexing applied to the positions 0, 1, ...
+                    let dims = base.as_name().and_then(|n| self.data.get(n)).map(|d| d.dims.clone());
+                    let index = match dims {
+                        Some(dims) if !dims.is_empty() => {
+                            let len: usize = dims.iter().product();
+                            let positions = self.constant((0..len).map(|i| i as f64).collect(), dims.clone(), true);
+                            let (ix, idx) = self.index_spec(indices, &dims, lhs.span)?;
+                            let mut args = vec![positions];
+                            args.extend(idx);
+                            Some(self.op(Prim::Index(ix), &args, lhs.span)?)
                         }
                         _ => None,
                     };
