@@ -397,3 +397,29 @@ fn swag_and_sgmcmc_on_a_linear_regression_spread_around_its_mode() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn each_ensemble_member_draws_its_own_generated_quantities() {
+    // `z = normal_rng(0, 1)` in `generated`: five members, five different draws (they once
+    // shared one random stream and wrote the same number five times).
+    let dir = std::env::temp_dir().join(format!("bnnc-ensemble-rng-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("g.bnn"),
+        "data {\n  N: int<lower=1>\n  y: vector[N]\n}\nparams {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(mu, 1)\n}\ngenerated {\n  z = normal_rng(0, 1)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("g.json"), r#"{"N": 4, "y": [0.1, 0.5, -0.2, 0.9]}"#).unwrap();
+    let out = dir.join("fit");
+    let (code, _, err) =
+        bnnc(&["run", dir.join("g.bnn").to_str().unwrap(), "--method", "ensemble", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rows = draws(&out);
+    let z = rows[0].split(',').position(|c| c == "z").unwrap();
+    let mut values: Vec<String> = rows[1..].iter().map(|r| r.split(',').nth(z).unwrap().to_string()).collect();
+    assert_eq!(values.len(), 5);
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 5, "{values:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

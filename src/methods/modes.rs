@@ -341,6 +341,8 @@ pub(crate) fn member(
     drop(validate);
     let theta = run.x.clone();
     let logp = density.eval(&theta).map(|e| e.logp).unwrap_or(f64::NAN);
+    // The generated quantities' random numbers: a stream of the member's own.
+    density.seed(chain_seed(cfg.seed, m) ^ 0x5DEE_CE66);
     let named = density
         .constrained(&theta, true)
         .map_err(|e| format!("the mode cannot be mapped to the constrained space: {e}"))?;
