@@ -80,8 +80,22 @@ impl<'a> Checker<'a> {
             return Info::new(Ty::Func(Some(n.to_string())), Variability::Const);
         }
         if let Some(f) = self.funcs.get(n) {
-            if f.kind == FuncKind::Fn && f.args.len() == 1 {
+            // Called with one argument (an activation): the others need defaults.
+            if f.kind == FuncKind::Fn && !f.args.is_empty() && f.args[1..].iter().all(|a| a.default.is_some()) {
                 return Info::new(Ty::Func(Some(n.to_string())), Variability::Const);
+            }
+            if f.kind == FuncKind::Fn {
+                self.error(
+                    Diagnostic::error(
+                        Code::WrongKind,
+                        span,
+                        format!("`{n}` takes {} arguments, and a function passed as a value is called with one", f.args.len()),
+                    )
+                    .with_label("used as a value")
+                    .with_secondary(f.name.span, "declared here")
+                    .with_help("give its other arguments defaults (`a: real = 0.1`), or wrap it in a `fn` of one argument"),
+                );
+                return Info::error();
             }
         }
         if builtins::distribution(n).is_some() {
