@@ -559,6 +559,18 @@ impl<'a> Elab<'a> {
                                     let readable = info.var <= Variability::Data || !sizes;
                                     let Some(size_fn) = size_fn.filter(|_| readable) else {
                                         self.failed = true;
+                                        // The argument has no type: what made it so is the
+                                        // error to report (a function applied to the wrong
+                                        // shape, a convolution that cannot be made).
+                                        // (Or it was reported already: a recursion
+                                        // that does not end.)
+                                        if info.ty.is_error() {
+                                            let found: Vec<Diagnostic> = self.ck.diags.items().to_vec();
+                                            found.into_iter().for_each(|d| self.diags.push(d));
+                                            if self.diags.has_errors() {
+                                                return err;
+                                            }
+                                        }
                                         self.diags.push(
                                             Diagnostic::error(
                                                 Code::SizeNotData,
