@@ -83,6 +83,21 @@ impl<'a> Checker<'a> {
                 );
             }
             let infos = self.check_positional(name, args);
+            // A drop probability written as a number is checked now, not when the data is read.
+            if func == Func::Dropout {
+                if let Some(p) = args.get(1).and_then(|a| literal_number(&a.value)) {
+                    if !(0.0..1.0).contains(&p) {
+                        self.error(
+                            Diagnostic::error(
+                                Code::NotConstant,
+                                args[1].value.span,
+                                format!("dropout's probability is {p}; it must be from 0 up to (not including) 1"),
+                            )
+                            .with_label("not such a number"),
+                        );
+                    }
+                }
+            }
             return self.call_builtin(callee, func, &infos, span);
         }
         // Unknown: suggest the closest callable name.
@@ -1406,5 +1421,16 @@ fn pattern_size(e: &Expr) -> Size {
             }
         }
         _ => Size::Unknown,
+    }
+}
+
+/// The value of a number written in the source (`0.5`, `-1`, `(2)`), if the expression is one.
+fn literal_number(e: &Expr) -> Option<f64> {
+    match &e.kind {
+        ExprKind::Int(v) => Some(*v as f64),
+        ExprKind::Real(v) => Some(*v),
+        ExprKind::Paren(x) => literal_number(x),
+        ExprKind::Unary { op: crate::syntax::ast::UnOp::Neg, operand } => literal_number(operand).map(|v| -v),
+        _ => None,
     }
 }

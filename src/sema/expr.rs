@@ -89,11 +89,16 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::WrongKind,
                         span,
-                        format!("`{n}` takes {} arguments, and a function passed as a value is called with one", f.args.len()),
+                        format!(
+                            "`{n}` takes {} arguments, and a function passed as a value is called with one",
+                            f.args.len()
+                        ),
                     )
                     .with_label("used as a value")
                     .with_secondary(f.name.span, "declared here")
-                    .with_help("give its other arguments defaults (`a: real = 0.1`), or wrap it in a `fn` of one argument"),
+                    .with_help(
+                        "give its other arguments defaults (`a: real = 0.1`), or wrap it in a `fn` of one argument",
+                    ),
                 );
                 return Info::error();
             }
