@@ -306,6 +306,15 @@ impl Session<'_> {
         };
         let mut full = vec![model.display().to_string()];
         full.extend(args.iter().cloned());
+        // Without --data and no data file beside the model, the data the loaded fit was made
+        // with.
+        let recorded = self.fit.as_ref().and_then(|f| f.data_file.clone()).filter(|p| Path::new(p).exists());
+        if !args.iter().any(|a| a == "--data") && crate::driver::data_path(&model, None).is_none() {
+            if let Some(p) = recorded {
+                println!("(data: {p}, as the loaded fit was made with)");
+                full.extend(["--data".to_string(), p]);
+            }
+        }
         let code = (self.runner)(&full);
         if code == 1 || code == 2 {
             return;
@@ -319,7 +328,6 @@ impl Session<'_> {
         }
     }
 
-    /// The rows of one chain-split series of draws.
     /// A row of the table for `values` (one per draw of `f`): with MCSE, ESS and R-hat for a
     /// sampler's chains; for the other methods' draws, which are no chains, without them, as
     /// `run` prints them.
@@ -331,6 +339,7 @@ impl Session<'_> {
         s
     }
 
+    /// The rows of one chain-split series of draws.
     fn chains_of(&self, f: &Fit, values: &[f64]) -> Vec<Vec<f64>> {
         let n = f.chains.iter().copied().min().unwrap_or(0);
         let mut at = 0;
