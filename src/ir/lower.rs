@@ -247,9 +247,25 @@ pub fn no_rows_diagnostic(el: &Elaborated) -> Diagnostic {
             observed.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
         )
     };
-    Diagnostic::error_nowhere(Code::NoRows, why).with_help(
-        "declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`, and observe them with `~`; or fit on the full data (--method advi, or nuts)",
-    )
+    let help = "declare the observed variables with their row count first, as `y: vector[N]` and `x: matrix[N, D]`, and observe them with `~`; or fit on the full data (--method advi, or nuts)";
+    // At the first `~` of the model whose left side is not a parameter (a likelihood).
+    let params: Vec<&str> = el.checked.params.iter().map(|d| d.name.as_str()).collect();
+    let likelihood = el.checked.model.iter().find_map(|s| match &s.kind {
+        crate::syntax::ast::StmtKind::Tilde { lhs, .. } => {
+            let root = match &lhs.kind {
+                crate::syntax::ast::ExprKind::Index { base, .. } => base.as_name(),
+                _ => lhs.as_name(),
+            };
+            (!root.is_some_and(|r| params.contains(&r) || r.contains('.'))).then_some(s.span)
+        }
+        _ => None,
+    });
+    match likelihood {
+        Some(span) => Diagnostic::error(Code::NoRows, span, why)
+            .with_label(if observed.is_empty() { "observes no data variable by its name" } else { "observed here" })
+            .with_help(help),
+        None => Diagnostic::error_nowhere(Code::NoRows, why).with_help(help),
+    }
 }
 
 /// A recoverable lowering failure: already reported.
