@@ -181,9 +181,12 @@ pub fn run(
         ("seconds_per_epoch", serde_json::json!(per_epoch)),
         (
             "trace",
+            // At most about 500 epochs: every k-th, and the last.
             o_.epochs
                 .iter()
-                .map(|e| serde_json::json!({"epoch": e.epoch, "elbo": e.objective, "val_log_lik": e.val_log_lik, "seconds": e.seconds}))
+                .enumerate()
+                .filter(|(i, _)| i % o_.epochs.len().div_ceil(500).max(1) == 0 || *i + 1 == o_.epochs.len())
+                .map(|(_, e)| serde_json::json!({"epoch": e.epoch, "elbo": e.objective, "val_log_lik": e.val_log_lik, "seconds": e.seconds}))
                 .collect(),
         ),
     ] {
