@@ -1,6 +1,5 @@
 //! `run --method advi`: Stan's ADVI on the full data, then draws from q.
 
-use crate::compiled::CompiledModel;
 use crate::infer::run::Config;
 use crate::infer::vi::advi::{self, Progress, Settings};
 use crate::ir::Program;
@@ -11,14 +10,10 @@ use std::io::IsTerminal;
 const START_TRIES: usize = 20;
 
 pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bool) -> i32 {
-    let mut density = match CompiledModel::new(p, cfg.backend) {
+    let mut density = match super::compiled_density(p, cfg) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    density.seed(cfg.seed ^ 0x5DEE_CE66);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     // From --init, or the best of a few uniform draws on (−2, 2): a start where the density
     // is astronomically small (a recursion that explodes) leaves the ELBO's gradient useless.

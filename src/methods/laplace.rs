@@ -466,15 +466,10 @@ pub fn run(
 /// ratios, which says whether the Gaussian is trustworthy.
 pub fn run_posterior(program: &Program, cfg: &Config, diagonal: bool, output_draws: usize, all: bool) -> i32 {
     use crate::infer::vi::{Gaussian, Scale};
-    use rand::RngExt;
-    let mut density = match CompiledModel::new(program, cfg.backend) {
+    let mut density = match super::compiled_density(program, cfg) {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    density.seed(cfg.seed ^ 0x5DEE_CE66);
     let dim = program.dim();
     if dim == 0 {
         eprintln!("error: the model has no parameters to approximate");
@@ -487,17 +482,10 @@ pub fn run_posterior(program: &Program, cfg: &Config, diagonal: bool, output_dra
         return 2;
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let start: Vec<f64> = match &cfg.init {
-        Some(t) => t.clone(),
-        None => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
-    };
     let t = std::time::Instant::now();
-    let mode = match crate::infer::optim::lbfgs(&mut density, &start, 2000) {
+    let (mode, _) = match super::lbfgs_mode(&mut density, cfg, &mut rng) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
+        Err(code) => return code,
     };
     if !mode.converged {
         eprintln!(

@@ -1,32 +1,17 @@
 //! `run --method map`: the posterior mode, printed and written where `predict` finds it.
 
-use crate::compiled::CompiledModel;
-
 /// `run --method map`: the posterior mode by L-BFGS, in the model's own parameterisation
 /// (no log-Jacobian, as Stan's optimiser), printed and written to summary.json.
 pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: bool) -> i32 {
-    use rand::{RngExt, SeedableRng};
-    let mut interp = match CompiledModel::new(program, cfg.backend) {
+    let mut interp = match super::compiled_density(program, cfg) {
         Ok(d) => d.without_jacobian(),
-        Err(e) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let start: Vec<f64> = match &cfg.init {
-        Some(t) => t.clone(),
-        None => (0..program.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
-    };
-    let t = std::time::Instant::now();
-    let mode = match crate::infer::optim::lbfgs(&mut interp, &start, 2000) {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(cfg.seed);
+    let (mode, seconds) = match super::lbfgs_mode(&mut interp, cfg, &mut rng) {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 3;
-        }
+        Err(code) => return code,
     };
-    let seconds = t.elapsed().as_secs_f64();
     let values = match interp.constrained(&mode.theta, true) {
         Ok(v) => v,
         Err(e) => {

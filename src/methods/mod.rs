@@ -20,3 +20,44 @@ pub(crate) fn count(n: usize, noun: &str) -> String {
         format!("{n} {noun}s")
     }
 }
+
+/// The model's full-data log density compiled for a method, its generated quantities' random
+/// stream seeded from the run's seed; `Err` with the exit code once the failure is printed.
+pub(crate) fn compiled_density<'p>(
+    program: &'p crate::ir::Program,
+    cfg: &crate::infer::run::Config,
+) -> Result<crate::compiled::CompiledModel<'p>, i32> {
+    match crate::compiled::CompiledModel::new(program, cfg.backend) {
+        Ok(mut d) => {
+            d.seed(cfg.seed ^ 0x5DEE_CE66);
+            Ok(d)
+        }
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            Err(2)
+        }
+    }
+}
+
+/// The mode of `density` by L-BFGS from `--init` or a uniform draw from `rng` on (−2, 2) for
+/// each coordinate, and the seconds it took; `Err` with the exit code once the failure is
+/// printed.
+pub(crate) fn lbfgs_mode(
+    density: &mut crate::compiled::CompiledModel,
+    cfg: &crate::infer::run::Config,
+    rng: &mut impl rand::Rng,
+) -> Result<(crate::infer::optim::Mode, f64), i32> {
+    use rand::RngExt;
+    let start: Vec<f64> = match &cfg.init {
+        Some(t) => t.clone(),
+        None => (0..crate::density::LogDensity::dim(density)).map(|_| rng.random_range(-2.0..2.0)).collect(),
+    };
+    let t = std::time::Instant::now();
+    match crate::infer::optim::lbfgs(density, &start, 2000) {
+        Ok(m) => Ok((m, t.elapsed().as_secs_f64())),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(3)
+        }
+    }
+}

@@ -1,51 +1,38 @@
 //! The printed summary table (stansummary's columns) and summary.json.
 
 use crate::summary::stats::Summary;
-use std::fmt::Write;
 
-/// The table: one row per scalar, with the columns of CmdStan's stansummary.
+/// A column of the table: its width, heading and cell, and whether it is a diagnostic of
+/// chains (MCSE, ESS, R-hat).
+type Column = (usize, &'static str, fn(&Summary) -> String, bool);
+
+const COLUMNS: [Column; 9] = [
+    (10, "Mean", |s| num(s.mean), false),
+    (9, "MCSE", |s| num(s.mcse), true),
+    (9, "StdDev", |s| num(s.sd), false),
+    (10, "5%", |s| num(s.q5), false),
+    (10, "50%", |s| num(s.q50), false),
+    (10, "95%", |s| num(s.q95), false),
+    (8, "ESS_bulk", |s| whole(s.ess_bulk), true),
+    (8, "ESS_tail", |s| whole(s.ess_tail), true),
+    (6, "R_hat", |s| if s.rhat.is_finite() { format!("{:.3}", s.rhat) } else { "nan".into() }, true),
+];
+
+/// The table: one row per scalar, with the columns of CmdStan's stansummary. Draws that are
+/// not chains (a variational fit's, an ensemble's) have no MCSE, ESS or R-hat: their columns
+/// are left out.
 pub fn table(rows: &[(String, Summary)]) -> String {
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
-    let mut out = String::new();
-    // Draws that are not chains (a variational fit's, an ensemble's) have no MCSE, ESS or
-    // R-hat: their columns are left out.
-    let chains = rows.iter().any(|(_, s)| s.mcse.is_finite() || s.ess_bulk.is_finite() || s.rhat.is_finite());
-    if !chains && !rows.is_empty() {
-        let _ = writeln!(out, "{:<width$} {:>10} {:>9} {:>10} {:>10} {:>10}", "", "Mean", "StdDev", "5%", "50%", "95%");
-        for (name, s) in rows {
-            let _ = writeln!(
-                out,
-                "{:<width$} {:>10} {:>9} {:>10} {:>10} {:>10}",
-                name,
-                num(s.mean),
-                num(s.sd),
-                num(s.q5),
-                num(s.q50),
-                num(s.q95)
-            );
-        }
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "{:<width$} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
-        "", "Mean", "MCSE", "StdDev", "5%", "50%", "95%", "ESS_bulk", "ESS_tail", "R_hat"
-    );
+    let chains =
+        rows.is_empty() || rows.iter().any(|(_, s)| s.mcse.is_finite() || s.ess_bulk.is_finite() || s.rhat.is_finite());
+    let shown: Vec<&Column> = COLUMNS.iter().filter(|c| chains || !c.3).collect();
+    let mut out = format!("{:<width$}", "");
+    shown.iter().for_each(|(w, head, ..)| out.push_str(&format!(" {head:>w$}")));
+    out.push('\n');
     for (name, s) in rows {
-        let _ = writeln!(
-            out,
-            "{:<width$} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
-            name,
-            num(s.mean),
-            num(s.mcse),
-            num(s.sd),
-            num(s.q5),
-            num(s.q50),
-            num(s.q95),
-            whole(s.ess_bulk),
-            whole(s.ess_tail),
-            if s.rhat.is_finite() { format!("{:.3}", s.rhat) } else { "nan".into() },
-        );
+        out.push_str(&format!("{name:<width$}"));
+        shown.iter().for_each(|(w, _, cell, _)| out.push_str(&format!(" {:>w$}", cell(s))));
+        out.push('\n');
     }
     out
 }
