@@ -559,13 +559,14 @@ impl<'a> Elab<'a> {
                                     let readable = info.var <= Variability::Data || !sizes;
                                     let Some(size_fn) = size_fn.filter(|_| readable) else {
                                         self.failed = true;
-                                        // The argument has no type: what made it so is the
-                                        // error to report (a function applied to the wrong
-                                        // shape, a convolution that cannot be made).
+                                        // The argument has no type, or a size the checker
+                                        // could not work out: what made it so is the error
+                                        // to report (a function applied to the wrong shape,
+                                        // a convolution with a negative padding).
                                         // (Or it was reported already: a recursion
                                         // that does not end.)
-                                        if info.ty.is_error() {
-                                            let found: Vec<Diagnostic> = self.ck.diags.items().to_vec();
+                                        let found: Vec<Diagnostic> = self.ck.diags.items().to_vec();
+                                        if info.ty.is_error() || !found.is_empty() {
                                             found.into_iter().for_each(|d| self.diags.push(d));
                                             if self.diags.has_errors() {
                                                 return err;
