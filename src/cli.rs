@@ -1056,6 +1056,21 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Plot { fit, kind, names, out } => {
+            // What the command line asks for that no fit could give: usage errors.
+            let svg_or_png = |p: &std::path::Path| {
+                matches!(
+                    p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).as_deref(),
+                    Some("svg" | "png")
+                )
+            };
+            if let Some(p) = out.as_deref().filter(|p| !svg_or_png(p)) {
+                eprintln!("error: `{}`: plots are written as FILE.svg or FILE.png", p.display());
+                return 2;
+            }
+            if kind == crate::plot::Kind::Pair && names.len() != 2 {
+                eprintln!("error: `pair` plots two variables: `bnnc plot DIR pair A B`");
+                return 2;
+            }
             let drawn = match kind {
                 crate::plot::Kind::Predictive | crate::plot::Kind::Calibration | crate::plot::Kind::Ood => {
                     crate::plot::draw_prediction(&fit, kind, names.first().map(String::as_str), out.as_deref())

@@ -408,11 +408,12 @@ fn plots_draw_in_the_terminal_and_to_svg() {
     let (code, _, err) = bnnc(&["plot", fit, "trace", "nosuch"]);
     assert_eq!(code, 1);
     assert!(err.contains("no `nosuch`"), "{err}");
+    // What the command line asks for that no fit could give: usage errors.
     let (code, _, err) = bnnc(&["plot", fit, "pair", "a"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("two variables"), "{err}");
     let (code, _, err) = bnnc(&["plot", fit, "trace", "a", "--out", "x.jpg"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("FILE.svg or FILE.png"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
