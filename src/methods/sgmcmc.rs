@@ -127,6 +127,11 @@ pub fn run(
     if out.stopped {
         warnings.push(format!("stopped early: {} draws kept", rows.len()));
     }
+    if let Some((first, second)) = drift(&rows.iter().map(|r| r[0]).collect::<Vec<_>>(), dim) {
+        warnings.push(format!(
+            "the draws' log density drifts from cycle to cycle (mean {first:.1} in the first half of the draws, {second:.1} in the second): the sampler has not settled, so their spread is not the posterior's; try more --cycles, or --method ensemble"
+        ));
+    }
     let record = serde_json::json!({
         "sgmcmc": {
             "sampler": name,
@@ -154,4 +159,29 @@ pub fn run(
         rows: &rows,
     };
     crate::methods::draws::write(program, cfg, &draws, record, warnings, all)
+}
+
+/// The means of the first and second halves of the draws' log densities `lp`, when they differ
+/// by more than draws that had settled in a posterior of `dim` coordinates could (three
+/// standard deviations of a Gaussian posterior's log density, √(dim/2)).
+fn drift(lp: &[f64], dim: usize) -> Option<(f64, f64)> {
+    let finite: Vec<f64> = lp.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.len() < 4 {
+        return None;
+    }
+    let (a, b) = finite.split_at(finite.len() / 2);
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+    let (first, second) = (mean(a), mean(b));
+    ((first - second).abs() > 3.0 * (dim as f64 / 2.0).sqrt()).then_some((first, second))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn drift_is_a_change_of_level_beyond_a_posteriors_spread() {
+        let settled: Vec<f64> = (0..100).map(|i| -500.0 + ((i * 37) % 11) as f64 - 5.0).collect();
+        assert_eq!(super::drift(&settled, 400), None);
+        let falling: Vec<f64> = (0..100).map(|i| -500.0 - 3.0 * i as f64).collect();
+        assert!(super::drift(&falling, 400).is_some());
+    }
 }
