@@ -425,6 +425,8 @@ pub fn sample<D: LogDensity>(
 
 /// How a chain's error begins when it found no point to start from.
 pub const NO_INITIAL_POINT: &str = "no initial point with a finite log density was found";
+/// Random starting points a chain tries before it gives up.
+pub const INIT_TRIES: usize = 100;
 
 /// The initial point: the one given, or uniform on (-2, 2), retried until the log density and
 /// its gradient are finite.
@@ -435,7 +437,7 @@ fn initial_state<D: LogDensity, R: rand::Rng>(
 ) -> Result<State, String> {
     let dim = sampler.density.dim();
     let mut last_err = String::new();
-    for attempt in 0..100 {
+    for attempt in 0..INIT_TRIES {
         let q: Vec<f64> = match (init, attempt) {
             (Some(init), 0) => init.to_vec(),
             (Some(_), _) => break,

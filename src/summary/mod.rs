@@ -4,7 +4,7 @@ pub mod network;
 pub mod stats;
 pub mod table;
 
-use crate::infer::run::{column_names, Chain, Config, Method, NO_INITIAL_POINT};
+use crate::infer::run::{column_names, Chain, Config, Method, INIT_TRIES, NO_INITIAL_POINT};
 use crate::ir::Program;
 use std::path::Path;
 
@@ -21,7 +21,7 @@ pub struct View<'a> {
 }
 
 /// Summarise a run: print the table and warnings, write summary.json. Returns the exit code
-/// (0, or 3 when inference failed its own checks).
+/// (0; 1 when no chain could start, a model error; 3 when inference failed its own checks).
 pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view: &View) -> i32 {
     let names = column_names(p);
     // Every chain without a starting point: one diagnostic for all of them.
@@ -33,7 +33,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         let tried = if cfg.init.is_some() {
             "at the point --init gives".to_string()
         } else {
-            "at 100 random points in each chain (every unconstrained parameter uniform on (-2, 2))".to_string()
+            format!("at {INIT_TRIES} random points in each chain (every unconstrained parameter uniform on (-2, 2))")
         };
         let d = crate::diag::Diagnostic::error_nowhere(
             crate::diag::Code::NoInitialPoint,
