@@ -197,16 +197,19 @@ fn classes_and_out_of_distribution_inputs() {
         s(&dir),
     ]);
     assert!(code == 0 || code == 3, "{err}");
-    let (code, out, err) = bnnc(&[
-        "predict",
-        "examples/bnn_classification.bnn",
-        "--fit",
-        s(&dir),
-        "--data",
-        "examples/bnn_classification_test.json",
-        "--ood",
-        "examples/bnn_classification_ood.json",
-    ]);
+    let predict_with_ood = |ood: &str| {
+        bnnc(&[
+            "predict",
+            "examples/bnn_classification.bnn",
+            "--fit",
+            s(&dir),
+            "--data",
+            "examples/bnn_classification_test.json",
+            "--ood",
+            ood,
+        ])
+    };
+    let (code, out, err) = predict_with_ood("examples/bnn_classification_ood.json");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ood auroc"), "{out}");
     let p = json(&dir.join("predictive.json"));
@@ -243,16 +246,7 @@ fn classes_and_out_of_distribution_inputs() {
     ood["y"] = serde_json::json!(vec![7; n]);
     let labelled = dir.join("ood_labelled.json");
     std::fs::write(&labelled, ood.to_string()).unwrap();
-    let (code, _, err) = bnnc(&[
-        "predict",
-        "examples/bnn_classification.bnn",
-        "--fit",
-        s(&dir),
-        "--data",
-        "examples/bnn_classification_test.json",
-        "--ood",
-        s(&labelled),
-    ]);
+    let (code, _, err) = predict_with_ood(s(&labelled));
     assert_eq!(code, 0, "{err}");
     let p2 = json(&dir.join("predictive.json"));
     assert_eq!(p2["ood"]["auroc"], p["ood"]["auroc"]);
