@@ -850,7 +850,7 @@ fn run_command(a: RunArgs) -> i32 {
             }
             return crate::methods::swag::run(&mut fe, &model, data.as_deref(), &program, &cfg, &o, all, format);
         }
-        MethodArg::Laplace if !crate::methods::laplace::has_layers(&program) => {
+        MethodArg::Laplace if !crate::summary::network::has_layers(&program) => {
             if let Some(flag) = network_laplace {
                 eprintln!(
                     "error: {flag} applies to laplace on a network (a model with layers); this model has none, so its Laplace approximation is at the posterior mode found on all the data, under its own priors"

@@ -75,11 +75,6 @@ pub fn last_layer(program: &Program) -> Vec<usize> {
         .collect()
 }
 
-/// Whether the model has layers (parameters named by a layer's path).
-pub fn has_layers(program: &Program) -> bool {
-    program.params.iter().any(|p| p.name.contains('.'))
-}
-
 /// The log-likelihood of the training rows and its gradient, batch by batch through the
 /// minibatch programs with the prior's weight 0.
 struct Likelihood<'p> {
@@ -269,7 +264,11 @@ pub fn run(
     format: Format,
 ) -> i32 {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    let structure = o.hessian.unwrap_or(if has_layers(program) { Hessian::LastLayer } else { Hessian::Full });
+    let structure = o.hessian.unwrap_or(if crate::summary::network::has_layers(program) {
+        Hessian::LastLayer
+    } else {
+        Hessian::Full
+    });
     let block: Vec<usize> = match structure {
         Hessian::LastLayer => last_layer(program),
         _ => (0..program.dim()).collect(),
@@ -279,7 +278,11 @@ pub fn run(
         eprintln!(
             "error: --hessian {} would build a {k} × {k} curvature; above {MAX_DENSE} coordinates use --hessian diag{}",
             structure.name(),
-            if structure == Hessian::Full && has_layers(program) { " or last-layer" } else { "" },
+            if structure == Hessian::Full && crate::summary::network::has_layers(program) {
+                " or last-layer"
+            } else {
+                ""
+            },
             k = block.len(),
         );
         return 2;
@@ -411,7 +414,7 @@ pub fn run(
         if tuned { "by marginal likelihood" } else { "given" },
     );
     // A network predicts with the linearised predictive at the mode (a row of the draws).
-    let linearise_at = if has_layers(program) {
+    let linearise_at = if crate::summary::network::has_layers(program) {
         match density.constrained(&theta, true) {
             Ok(v) => Some([vec![mode.logp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat()),
             Err(_) => None,
