@@ -282,6 +282,13 @@ pub fn single(
         if setup.val_rows.is_empty() { String::new() } else { format!(" ({} held out)", setup.val_rows.len()) },
         m.run.best_epoch
     );
+    if m.run.stopped {
+        eprintln!(
+            "warning: stopped during epoch {} of at most {}: the fit is the weights as they were then",
+            m.run.epochs.len() + 1,
+            settings.epochs
+        );
+    }
     let mut optimizer = serde_json::json!({
         "logp": m.logp,
         "batch_size": b,
