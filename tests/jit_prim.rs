@@ -550,6 +550,7 @@ fn covered_by(p: &Prim) -> &'static str {
         | Prim::RowSums
         | Prim::Softmax
         | Prim::LogSoftmax
+        | Prim::LayerNorm
         | Prim::LogMix
         | Prim::LogMixVec => "structural_and_row_wise",
         Prim::Reduce(_) => "reductions_every_kind",
@@ -989,7 +990,8 @@ proptest! {
     #![proptest_config(config())]
 
     /// Transpose, Fill, Reshape, DiagMatrix, Diagonal, ColMeans/ColSums/RowMeans/RowSums,
-    /// Softmax and LogSoftmax of vectors and matrices, LogMix and LogMixVec.
+    /// Softmax and LogSoftmax of vectors and matrices, LayerNorm of matrices and tensors, LogMix
+    /// and LogMixVec.
     #[test]
     fn structural_and_row_wise(seed in any::<u64>(), rows in 1usize..5, c in 1usize..5) {
         let mut r = Rng::new(seed);
@@ -1050,6 +1052,13 @@ proptest! {
                 b.weighted(y, &mut r);
                 cases.push(b.finish(format!("{p:?} of {s:?}")));
             }
+        }
+        for s in [vec![rows, c], vec![rows, 2, c, 2]] {
+            let mut b = B::new();
+            let x = b.pu(&s, -3.0, 3.0);
+            let y = b.op(Prim::LayerNorm, &[x]);
+            b.weighted(y, &mut r);
+            cases.push(b.finish(format!("LayerNorm of {s:?}")));
         }
         // log_mix(t, a, b) on scalars, each a parameter or data.
         for mask in 0..8 {

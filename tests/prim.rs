@@ -654,6 +654,28 @@ proptest! {
         }
     }
 
+    /// Layer normalisation of each row of a matrix, and of each image of a tensor: mean 0 and
+    /// variance v / (v + 1e-5) in every row; its VJP against finite differences.
+    #[test]
+    fn layer_norm_rows_and_images(seed in any::<u64>(), r in 1usize..4, c in 1usize..5, tensor in any::<bool>()) {
+        let mut rng = Rng::new(seed);
+        let dims = if tensor { vec![r, 2, c, 2] } else { vec![r, c] };
+        let w: usize = dims[1..].iter().product();
+        let x = rng.vec(r * w, -3.0, 3.0);
+        let (out, shape) = eval(&Prim::LayerNorm, std::slice::from_ref(&x), std::slice::from_ref(&dims));
+        prop_assert_eq!(&shape, &dims);
+        for i in 0..r {
+            let (xi, yi) = (&x[i * w..(i + 1) * w], &out[i * w..(i + 1) * w]);
+            let m = xi.iter().sum::<f64>() / w as f64;
+            let v = xi.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / w as f64;
+            let want: Vec<f64> = xi.iter().map(|a| (a - m) / (v + 1e-5).sqrt()).collect();
+            assert_all_close(yi, &want, 1e-12, &|| format!("row {i} of {x:?} ({dims:?})"));
+            let var_y = yi.iter().map(|a| a * a).sum::<f64>() / w as f64;
+            assert_close(var_y, v / (v + 1e-5), 1e-12, &|| format!("variance of row {i}"));
+        }
+        check_vjp(&Prim::LayerNorm, std::slice::from_ref(&x), std::slice::from_ref(&dims), &[true], &mut rng);
+    }
+
     #[test]
     fn column_and_row_means_and_sums(seed in any::<u64>(), r in 1usize..5, c in 1usize..5) {
         let mut rng = Rng::new(seed);
@@ -1026,6 +1048,8 @@ fn shape_rules_accept_valid_combinations() {
         (Prim::LogMixVec, vec![&[3], &[3]], vec![]),
         (Prim::Softmax, vec![&[3]], vec![3]),
         (Prim::LogSoftmax, vec![&[2, 3]], vec![2, 3]),
+        (Prim::LayerNorm, vec![&[2, 3]], vec![2, 3]),
+        (Prim::LayerNorm, vec![&[2, 1, 4, 4]], vec![2, 1, 4, 4]),
         (Prim::ColMeans, vec![&[2, 3]], vec![3]),
         (Prim::ColSums, vec![&[2, 3]], vec![3]),
         (Prim::RowMeans, vec![&[2, 3]], vec![2]),
@@ -1079,6 +1103,9 @@ fn shape_rules_reject_invalid_combinations() {
         (Prim::Cholesky, vec![&[2, 3]]),
         (Prim::DiagMatrix, vec![&[2, 2]]),
         (Prim::GpExpQuadCov, vec![&[2, 2], e, e]),
+        // layer normalisation needs rows
+        (Prim::LayerNorm, vec![&[4]]),
+        (Prim::LayerNorm, vec![e]),
         // element counts
         (Prim::Reshape(vec![5]), vec![&[2, 3]]),
         (Prim::Reshape(vec![2, 2]), vec![&[5]]),

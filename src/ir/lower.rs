@@ -1593,6 +1593,7 @@ impl<'a> Lower<'a> {
             (Func::LogMix, 2) => Prim::LogMixVec,
             (Func::Softmax, 1) => Prim::Softmax,
             (Func::LogSoftmax, 1) => Prim::LogSoftmax,
+            (Func::LayerNorm, 1) => Prim::LayerNorm,
             (Func::Dot, 2) => Prim::MatMul,
             (Func::Transpose, 1) => Prim::Transpose,
             (Func::ColMeans, 1) => Prim::ColMeans,
@@ -1672,6 +1673,7 @@ impl<'a> Lower<'a> {
                 | Func::LogMix
                 | Func::Softmax
                 | Func::LogSoftmax
+                | Func::LayerNorm
                 | Func::Dot
                 | Func::Transpose
                 | Func::ColMeans

@@ -45,6 +45,19 @@ pub fn log_mix_partials_logs(t: f64, lt: f64, l1mt: f64, a: f64, b: f64, y: f64)
     [dt, wa, wb]
 }
 
+/// Added to the variance by `layer_norm`, as PyTorch's `LayerNorm` does by default: a row whose
+/// values are all equal maps to zeros, not to a division by zero.
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// A row's mean m and 1/√(v + ε), v its variance with divisor n (as layer normalisation
+/// defines it).
+fn layer_norm_moments(row: &[f64]) -> (f64, f64) {
+    let n = row.len() as f64;
+    let m = row.iter().sum::<f64>() / n;
+    let v = row.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
+    (m, 1.0 / (v + LAYER_NORM_EPS).sqrt())
+}
+
 pub fn log_sum_exp2(a: f64, b: f64) -> f64 {
     let m = a.max(b);
     if m == f64::NEG_INFINITY {
@@ -111,6 +124,10 @@ pub enum Prim {
     /// Softmax of a vector, or of each row of a matrix.
     Softmax,
     LogSoftmax,
+    /// Layer normalisation without gain or bias: each row of a matrix, or each image of a
+    /// tensor (all dimensions but the first), to mean 0 and variance 1 ([`LAYER_NORM_EPS`]
+    /// added to the variance).
+    LayerNorm,
     ColMeans,
     ColSums,
     RowMeans,
@@ -264,6 +281,7 @@ impl Prim {
             | Prim::RowMeans
             | Prim::Softmax
             | Prim::LogSoftmax
+            | Prim::LayerNorm
             | Prim::Reshape(_)
             | Prim::Conv2d { .. }
             | Prim::Pool2d(..) => Rows::FirstArgRows,
@@ -341,6 +359,7 @@ impl Prim {
             | Prim::RowMeans
             | Prim::Softmax
             | Prim::LogSoftmax
+            | Prim::LayerNorm
             | Prim::Reshape(_)
             | Prim::Conv2d { .. }
             | Prim::Pool2d(..)
@@ -443,6 +462,13 @@ impl Prim {
             Prim::Softmax | Prim::LogSoftmax => {
                 arity(1)?;
                 Ok(args[0].to_vec())
+            }
+            Prim::LayerNorm => {
+                arity(1)?;
+                match args[0] {
+                    [_, _, ..] => Ok(args[0].to_vec()),
+                    s => Err(format!("needs a matrix or a tensor, got {s:?}")),
+                }
             }
             Prim::ColMeans | Prim::ColSums | Prim::RowMeans | Prim::RowSums => {
                 arity(1)?;
@@ -751,6 +777,15 @@ pub fn eval(
                 let lse = m + row_in.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
                 for (o, x) in row_out.iter_mut().zip(row_in) {
                     *o = if log { x - lse } else { (x - lse).exp() };
+                }
+            }
+        }
+        Prim::LayerNorm => {
+            let w = shapes[0][1..].iter().product::<usize>().max(1);
+            for (row_in, row_out) in args[0].chunks(w).zip(out.chunks_mut(w)) {
+                let (m, s) = layer_norm_moments(row_in);
+                for (o, x) in row_out.iter_mut().zip(row_in) {
+                    *o = (x - m) * s;
                 }
             }
         }
@@ -1099,6 +1134,22 @@ pub fn vjp(
                         for j in 0..c {
                             g[row * c + j] += ad[j] - o[j].exp() * s;
                         }
+                    }
+                }
+            }
+        }
+        Prim::LayerNorm => {
+            // y = (x − m) s with s = 1/√(v + ε): x̄ = s (ȳ − mean ȳ − y · mean(ȳ y)).
+            if let Some(g) = adj_args[0].as_deref_mut() {
+                let w = shapes[0][1..].iter().product::<usize>().max(1);
+                for row in 0..out.len() / w {
+                    let range = row * w..row * w + w;
+                    let (_, s) = layer_norm_moments(&args[0][range.clone()]);
+                    let (y, ad) = (&out[range.clone()], &adj_out[range.clone()]);
+                    let mean_g = ad.iter().sum::<f64>() / w as f64;
+                    let mean_gy = ad.iter().zip(y).map(|(a, b)| a * b).sum::<f64>() / w as f64;
+                    for ((gi, a), yi) in g[range].iter_mut().zip(ad).zip(y) {
+                        *gi += s * (a - mean_g - yi * mean_gy);
                     }
                 }
             }

@@ -332,6 +332,15 @@ impl<'a> Checker<'a> {
                     _ => self.shape_err(&args[0], name, "a vector (or a matrix, row by row)"),
                 }
             }
+            Func::LayerNorm => {
+                if n != 1 {
+                    return want(self, "1");
+                }
+                match t(0) {
+                    Ty::Matrix(..) | Ty::Tensor(_) => Info::new(t(0), var),
+                    _ => self.shape_err(&args[0], name, "a matrix (row by row) or a tensor (image by image)"),
+                }
+            }
             Func::Dot => {
                 if n != 2 {
                     return want(self, "2");

@@ -14,6 +14,7 @@ macro_rules! by_kernel {
             | Prim::LogMixVec
             | Prim::Softmax
             | Prim::LogSoftmax
+            | Prim::LayerNorm
             | Prim::ColMeans
             | Prim::ColSums
             | Prim::RowMeans
