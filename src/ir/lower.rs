@@ -27,6 +27,10 @@ enum Bound {
     Slot(Slot),
 }
 
+/// The most values [`Lower::possible`] keeps for one int (a loop of more iterations is not
+/// checked before it runs).
+const POSSIBLE_MAX: usize = 1 << 20;
+
 /// An int known as `c + Σ coef·loop_index` (enough to give slices a static length).
 #[derive(Clone, Debug, PartialEq)]
 struct Affine {
@@ -291,6 +295,14 @@ struct Lower<'a> {
     on_rows: std::collections::HashSet<V>,
     slots_on_rows: std::collections::HashSet<Slot>,
     affine: HashMap<V, Affine>,
+    /// Every value a data-only int scalar takes over the iterations of the loops around it,
+    /// where that is known now: a loop's variable over known bounds, a data array indexed by
+    /// one, and those shifted or scaled by known ints (`g[n] - 1`). An index among them must
+    /// lie in range (SPEC §7: reported before any sampling starts).
+    possible: HashMap<V, Vec<f64>>,
+    /// `if`s around the current statement whose condition is not known now: a value inside one
+    /// need not take every value in `possible`, so its indices are not checked against it.
+    dynamic_ifs: usize,
     scratch: prim::Scratch,
     /// In the generated block (draws allowed).
     generated: bool,
@@ -446,6 +458,8 @@ fn lower_one(
         on_rows: Default::default(),
         slots_on_rows: Default::default(),
         affine: HashMap::new(),
+        possible: HashMap::new(),
+        dynamic_ifs: 0,
         scratch: prim::Scratch::default(),
         generated: false,
         inline_depth: 0,
@@ -640,8 +654,44 @@ impl<'a> Lower<'a> {
                 }
             }
         }
+        if int && self.p.info(dst).shape.is_empty() {
+            if let Some(vals) = self.possible_values(&prim, args) {
+                self.possible.insert(dst, vals);
+            }
+        }
         self.push(Inst::Op { dst, prim, args: args.to_vec() });
         Ok(dst)
+    }
+
+    /// The values an int scalar `prim(args)` takes over the loops around it, when every
+    /// argument is known or has its [`Lower::possible`] values and at most one varies: a
+    /// known array at a varying index, or a varying int and a known one combined.
+    fn possible_values(&self, prim: &Prim, args: &[V]) -> Option<Vec<f64>> {
+        let varying = |v: &V| self.possible.get(v);
+        let known_scalar = |v: &V| self.known.get(v).filter(|k| k.len() == 1).map(|k| k[0]);
+        match prim {
+            Prim::Index(ix) if ix.as_slice() == [Ix::Single] => {
+                let base = self.known.get(&args[0])?;
+                let at = varying(&args[1])?;
+                at.iter().map(|i| base.get(*i as usize).copied().filter(|_| *i >= 0.0)).collect()
+            }
+            Prim::Unary(Un::Neg) => Some(varying(&args[0])?.iter().map(|x| -x).collect()),
+            Prim::Binary(b @ (Bin::Add | Bin::Sub | Bin::Mul | Bin::IntDiv | Bin::Mod)) => {
+                let (xs, k, flipped) = match (varying(&args[0]), varying(&args[1])) {
+                    (Some(xs), None) => (xs, known_scalar(&args[1])?, false),
+                    (None, Some(xs)) => (xs, known_scalar(&args[0])?, true),
+                    _ => return None,
+                };
+                xs.iter()
+                    .map(|x| {
+                        let (a, c) = if flipped { (k, *x) } else { (*x, k) };
+                        let v = b.f(a, c);
+                        v.is_finite().then_some(v)
+                    })
+                    .collect()
+            }
+            _ => None,
+        }
     }
 
     /// `dropout(x, p)`: the identity, or with masks asked for, `x * mask / (1 - p)` where the
@@ -1118,6 +1168,11 @@ impl<'a> Lower<'a> {
                 let iv = self.new_value(vec![], true);
                 self.p.values[iv.0 as usize].name = Some(var.name.clone());
                 self.affine.insert(iv, Affine { c: 0, terms: [(iv, 1)].into_iter().collect() });
+                if let (Some(a), Some(b)) = (self.int_const(lo), self.int_const(hi)) {
+                    if a < b && b - a <= POSSIBLE_MAX as i64 {
+                        self.possible.insert(iv, (a..b).map(|k| k as f64).collect());
+                    }
+                }
                 self.scopes.push(HashMap::new());
                 self.bind(&var.name, Bound::Value(iv));
                 let mut r = Ok(());
@@ -1149,12 +1204,14 @@ impl<'a> Lower<'a> {
                     let saved = lw.cur;
                     lw.cur = b;
                     lw.scopes.push(HashMap::new());
+                    lw.dynamic_ifs += 1;
                     let mut r = Ok(());
                     for s in body {
                         if let Err(e) = lw.stmt(s, None) {
                             r = Err(e);
                         }
                     }
+                    lw.dynamic_ifs -= 1;
                     lw.scopes.pop();
                     lw.cur = saved;
                     r.map(|_| b)
@@ -1475,6 +1532,22 @@ impl<'a> Lower<'a> {
     /// An index known now (a literal, or from data) must lie in 0..dim: checked here, naming
     /// the offending element.
     fn known_index_in_range(&mut self, v: V, e: &Expr, dim: usize) -> R<()> {
+        if let (None, Some(vals), 0) = (self.known.get(&v), self.possible.get(&v), self.dynamic_ifs) {
+            let Some(bad) = vals.iter().find(|x| !(**x >= 0.0 && (**x as usize) < dim)) else {
+                return Ok(());
+            };
+            let bad = *bad;
+            let what = e.as_name().map_or("this index".to_string(), |n| format!("`{n}`"));
+            let msg = format!(
+                "{what} reaches {bad} as its loop runs, outside 0..{dim} for the dimension it indexes (indices count from 0)"
+            );
+            self.diags.push(
+                Diagnostic::error(Code::BindIndex, e.span, msg)
+                    .with_label(format!("an index into a dimension of size {dim}"))
+                    .with_help("loop bounds and indices computed from the data reach outside a container"),
+            );
+            return Err(Fail);
+        }
         let Some(vals) = self.known.get(&v) else { return Ok(()) };
         let Some((k, bad)) =
             vals.iter().enumerate().find(|(_, x)| !(**x >= 0.0 && x.fract() == 0.0 && (**x as usize) < dim))
