@@ -67,12 +67,14 @@ pub struct CompiledModel<'p> {
     engine: Engine<'p>,
     draws: Option<Interp<'p>>,
     seed: Option<u64>,
+    /// The points whose generated quantities failed in [`Self::constrained_keeping_params`].
+    failures: GeneratedFailures,
 }
 
 impl<'p> CompiledModel<'p> {
     /// `Err` when the code generator fails (an internal error; the interpreter still works).
     pub fn new(p: &'p Program, backend: Backend) -> Result<CompiledModel<'p>, String> {
-        Ok(CompiledModel { p, engine: Engine::new(p, backend)?, draws: None, seed: None })
+        Ok(CompiledModel { p, engine: Engine::new(p, backend)?, draws: None, seed: None, failures: Default::default() })
     }
 
     /// Leave the log-Jacobian out (for optimisation in the model's own parameterisation).
@@ -139,6 +141,71 @@ impl<'p> CompiledModel<'p> {
             i
         });
         draws.constrained(theta, generated)
+    }
+
+    /// The constrained parameters and generated quantities at `theta`, as [`Self::constrained`]
+    /// with both; when only the generated quantities fail (an `_rng` argument outside its
+    /// support, say), the parameters with the generated quantities NaN, and why they failed
+    /// (also counted in [`Self::generated_failures`]). `Err` when the parameters themselves
+    /// cannot be mapped.
+    pub fn constrained_keeping_params(&mut self, theta: &[f64]) -> Result<(Named, Option<String>), EvalError> {
+        match self.constrained(theta, true) {
+            Ok(v) => Ok((v, None)),
+            Err(e) => {
+                self.failures.note(Some(e.to_string()));
+                let mut v = self.constrained(theta, false)?;
+                let p = self.p.draws.as_deref().unwrap_or(self.p);
+                for o in &p.outputs {
+                    let shape = p.values[o.value.0 as usize].shape.clone();
+                    let len = shape.iter().product();
+                    v.push((o.name.clone(), shape, vec![f64::NAN; len]));
+                }
+                Ok((v, Some(e.to_string())))
+            }
+        }
+    }
+
+    /// The points so far whose generated quantities could not be computed.
+    pub fn generated_failures(&self) -> &GeneratedFailures {
+        &self.failures
+    }
+}
+
+/// Names with their shapes and values, row-major: a point's constrained parameters and
+/// generated quantities.
+pub type Named = Vec<(String, Vec<usize>, Vec<f64>)>;
+
+/// Draws whose generated quantities could not be computed: how many, and the first reason.
+#[derive(Clone, Debug, Default)]
+pub struct GeneratedFailures {
+    pub count: usize,
+    pub first: Option<String>,
+}
+
+impl GeneratedFailures {
+    /// Count `failure` (the second part of [`CompiledModel::constrained_keeping_params`]).
+    pub fn note(&mut self, failure: Option<String>) {
+        if let Some(e) = failure {
+            self.count += 1;
+            self.first.get_or_insert(e);
+        }
+    }
+
+    /// Add another's count (a chain's, a thread's).
+    pub fn merge(&mut self, o: &GeneratedFailures) {
+        self.count += o.count;
+        if self.first.is_none() {
+            self.first = o.first.clone();
+        }
+    }
+
+    /// The warning for a run of `total` draws, if any failed.
+    pub fn warning(&self, total: usize) -> Option<String> {
+        let e = self.first.as_ref()?;
+        Some(format!(
+            "the generated quantities could not be computed at {} of {total} draws ({e}): their columns are NaN there; the parameters' draws are whole",
+            self.count
+        ))
     }
 }
 

@@ -491,3 +491,35 @@ fn interrupted_training_keeps_its_fit() {
     assert!(out.join("draws-1.csv").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A `_rng` call given arguments outside their support at some draws (a Poisson rate that is
+/// a parameter free to go negative): those draws keep their parameters, the generated column
+/// is NaN there, and every method that writes draws says so.
+#[test]
+fn generated_quantities_that_fail_keep_the_draws_parameters() {
+    let dir = std::env::temp_dir().join(format!("bnnc-genfail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "params {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n}\ngenerated {\n  r = poisson_rng(mu)\n}\n",
+    )
+    .unwrap();
+    for method in ["nuts", "advi", "laplace"] {
+        let out = dir.join(method);
+        let (code, _, err) =
+            bnnc(&["run", model.to_str().unwrap(), "--method", method, "--out", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{method}: {err}");
+        assert!(err.contains("the generated quantities could not be computed at"), "{method}: {err}");
+        assert!(err.contains("poisson_rng(-"), "{method}: {err}");
+        let csv = std::fs::read_to_string(out.join("draws-1.csv")).unwrap();
+        let rows: Vec<Vec<&str>> =
+            csv.lines().filter(|l| !l.starts_with('#') && !l.contains("mu")).map(|l| l.split(',').collect()).collect();
+        assert!(rows.len() >= 900, "{method}: {} rows", rows.len());
+        // The second to last column is mu, the last r.
+        assert!(rows.iter().all(|r| r[r.len() - 2].parse::<f64>().unwrap().is_finite()), "{method}");
+        let nan = rows.iter().filter(|r| r[r.len() - 1] == "NaN").count();
+        assert!(nan > rows.len() / 4 && nan < rows.len() * 3 / 4, "{method}: {nan} of {}", rows.len());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

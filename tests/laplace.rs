@@ -140,6 +140,24 @@ fn a_model_without_layers_is_approximated_at_its_posterior_mode_under_its_own_pr
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A Gaussian posterior is its own Laplace approximation: the importance ratios are equal at
+/// every draw, which is no reason to warn that q is far from the posterior.
+#[test]
+fn an_exact_laplace_approximation_is_not_warned_about() {
+    let dir = std::env::temp_dir().join(format!("bnnc-laplace-exact-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(&model, "params {\n  o: vector[3] ~ normal(1, 2)\n}\nmodel {\n}\n").unwrap();
+    let out = dir.join("out");
+    let (code, _, stderr) =
+        bnnc(&["run", model.to_str().unwrap(), "--method", "laplace", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["laplace"]["importance_ratios"], "constant", "{}", s["laplace"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Gauss-Jordan inverse of a small SPD matrix.
 fn invert(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let k = a.len();

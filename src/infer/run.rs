@@ -63,6 +63,9 @@ pub struct Chain {
     pub stopped: bool,
     /// The random starts given up (see `Outcome::restarts`).
     pub restarts: Vec<Restart>,
+    /// Draws whose generated quantities could not be computed (kept with their parameters,
+    /// the generated columns NaN).
+    pub generated_failures: crate::compiled::GeneratedFailures,
 }
 
 /// Set by the Ctrl-C handler; chains stop after their current iteration.
@@ -190,6 +193,7 @@ fn run_chain(
         hmc_steps: cfg.hmc_steps,
     };
     let mut row = Vec::with_capacity(7 + names.len());
+
     // Both callbacks write to the chain's file.
     let file = std::cell::RefCell::new(file);
     let result = sample(
@@ -203,8 +207,8 @@ fn run_chain(
             let _ = stan_csv::write_adaptation(&mut *f, step_size, inv_metric);
         },
         &mut |density, z, st, it| {
-            let values: Vec<f64> = match density.constrained(&z.q, true) {
-                Ok(v) => v.into_iter().flat_map(|(_, _, x)| x).collect(),
+            let values: Vec<f64> = match density.constrained_keeping_params(&z.q) {
+                Ok((v, _)) => v.into_iter().flat_map(|(_, _, x)| x).collect(),
                 Err(_) => vec![f64::NAN; names.len()],
             };
             row.clear();
@@ -245,6 +249,7 @@ fn run_chain(
         Err(e) => out.error = Some(e),
     }
     let _ = file.borrow_mut().flush();
+    out.generated_failures = interp.generated_failures().clone();
     out
 }
 

@@ -378,6 +378,25 @@ impl<'p> Interp<'p> {
                     let dargs: Vec<dist::Arg> =
                         argv.iter().zip(&shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
                     dist::sample(*f, &dargs, o, &mut self.rng);
+                    if o.iter().any(|v| v.is_nan()) {
+                        // `sample` fills NaN when the arguments are outside their supports.
+                        let shown: Vec<String> = argv
+                            .iter()
+                            .map(|v| match v {
+                                [x] => format!("{x}"),
+                                _ => format!(
+                                    "[{}{}]",
+                                    v.iter().take(4).map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+                                    if v.len() > 4 { ", ..." } else { "" }
+                                ),
+                            })
+                            .collect();
+                        return Err(EvalError::recoverable(format!(
+                            "{}_rng({}) has arguments outside their supports",
+                            f.name(),
+                            shown.join(", ")
+                        )));
+                    }
                     Ok(())
                 }
                 Prim::Load(s, _) => {

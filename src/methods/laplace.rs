@@ -396,7 +396,7 @@ pub fn run(
         for (&j, dz) in block.iter().zip(&z) {
             x[j] = theta[j] + dz;
         }
-        let Ok(v) = density.constrained(&x, true) else { continue };
+        let Ok((v, _)) = density.constrained_keeping_params(&x) else { continue };
         let lp = density.eval(&x).map(|e| e.logp).unwrap_or(f64::NAN);
         rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
     }
@@ -415,8 +415,8 @@ pub fn run(
     );
     // A network predicts with the linearised predictive at the mode (a row of the draws).
     let linearise_at = if crate::summary::network::has_layers(program) {
-        match density.constrained(&theta, true) {
-            Ok(v) => Some([vec![mode.logp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat()),
+        match density.constrained_keeping_params(&theta) {
+            Ok((v, _)) => Some([vec![mode.logp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat()),
             Err(_) => None,
         }
     } else {
@@ -457,7 +457,14 @@ pub fn run(
         first_row: None,
         rows: &rows,
     };
-    crate::methods::draws::write(program, cfg, &draws, record, Vec::new(), all)
+    crate::methods::draws::write(
+        program,
+        cfg,
+        &draws,
+        record,
+        density.generated_failures().warning(rows.len()).into_iter().collect(),
+        all,
+    )
 }
 
 /// `run --method laplace` on a model without layers, as Stan's `laplace` method: the mode of

@@ -12,8 +12,13 @@ pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: b
         Ok(m) => m,
         Err(code) => return code,
     };
-    let values = match interp.constrained(&mode.theta, true) {
-        Ok(v) => v,
+    let values = match interp.constrained_keeping_params(&mode.theta) {
+        Ok((v, failure)) => {
+            if let Some(e) = failure {
+                eprintln!("warning: the generated quantities could not be computed at the mode ({e}): they are NaN");
+            }
+            v
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return 3;

@@ -350,8 +350,8 @@ pub(crate) fn member(
     let logp = density.eval(&theta).map(|e| e.logp).unwrap_or(f64::NAN);
     // The generated quantities' random numbers: a stream of the member's own.
     density.seed(chain_seed(cfg.seed, m) ^ 0x5DEE_CE66);
-    let named = density
-        .constrained(&theta, true)
+    let (named, _) = density
+        .constrained_keeping_params(&theta)
         .map_err(|e| format!("the mode cannot be mapped to the constrained space: {e}"))?;
     let values = named.iter().flat_map(|(_, _, x)| x.iter().copied()).collect();
     Ok(Member { logp, values, named, run })

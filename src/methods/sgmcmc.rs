@@ -108,7 +108,7 @@ pub fn run(
     };
     let mut rows = Vec::new();
     for theta in &out.draws {
-        let Ok(v) = density.constrained(theta, true) else { continue };
+        let Ok((v, _)) = density.constrained_keeping_params(theta) else { continue };
         let lp = density.eval(theta).map(|e| e.logp).unwrap_or(f64::NAN);
         rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
     }
@@ -123,7 +123,7 @@ pub fn run(
         rows.len(),
         o.cycles
     );
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = density.generated_failures().warning(rows.len()).into_iter().collect();
     if out.stopped {
         warnings.push(format!("stopped early: {} draws kept", rows.len()));
     }

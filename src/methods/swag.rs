@@ -94,7 +94,7 @@ pub fn run(
         first["rank"],
         if members > 1 { format!(", around {} of {members} modes", records.len()) } else { String::new() }
     );
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = density.generated_failures().warning(rows.len()).into_iter().collect();
     if records.len() < members {
         warnings.push(format!("{} of {members} SWAG members trained: the predictive mixes those", records.len()));
     }
@@ -203,7 +203,7 @@ fn around(
             break;
         }
         moments.draw(&diag, &mut srng, &mut theta);
-        let Ok(v) = density.constrained(&theta, true) else { continue };
+        let Ok((v, _)) = density.constrained_keeping_params(&theta) else { continue };
         let lp = density.eval(&theta).map(|e| e.logp).unwrap_or(f64::NAN);
         rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
     }

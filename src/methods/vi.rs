@@ -53,7 +53,7 @@ pub fn write(
     let n = q.dim();
     let (mut eps, mut theta) = (vec![0.0; n], vec![0.0; n]);
     let flat = |density: &mut CompiledModel, theta: &[f64]| -> Option<Vec<f64>> {
-        let v = density.constrained(theta, true).ok()?;
+        let (v, _) = density.constrained_keeping_params(theta).ok()?;
         Some(v.into_iter().flat_map(|(_, _, x)| x).collect())
     };
     let Some(mean_row) = flat(density, &q.mu) else {
@@ -79,6 +79,7 @@ pub fn write(
         eprintln!("error: no draw from q could be mapped to the constrained space");
         return 3;
     }
+    out.warnings.extend(density.generated_failures().warning(rows.len()));
     let log_p = log_densities(p, cfg, density, &thetas);
     let mut log_ratio = Vec::with_capacity(rows.len());
     for (row, lp) in rows.iter_mut().zip(log_p) {
@@ -91,7 +92,14 @@ pub fn write(
             "Pareto k-hat is {k:.2} (above {K_HAT_UNRELIABLE}): the importance ratios p/q have a heavy tail, so q misses much of the posterior and its means and intervals are unreliable; run --method nuts for this model"
         ));
     }
-    if k_hat.is_none() {
+    // Ratios equal at every draw (up to rounding): q is the posterior (a Gaussian posterior under
+    // Laplace), and there is no tail to fit.
+    let (lo, hi) = log_ratio.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| (a.min(*r), b.max(*r)));
+    let exact = lo.is_finite() && hi.is_finite() && hi - lo <= 1e-8 * (1.0 + lo.abs());
+    if exact {
+        out.record.insert("importance_ratios".into(), "constant".into());
+    }
+    if k_hat.is_none() && !exact {
         out.warnings.push("Pareto k-hat cannot be computed: the importance ratios p/q are not finite, or one dwarfs all the others, so q is far from the posterior; run --method nuts for this model".into());
     }
     out.record.insert("pareto_k".into(), k_hat.map_or(serde_json::Value::Null, serde_json::Value::from));

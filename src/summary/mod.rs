@@ -160,6 +160,9 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
             ));
         }
     }
+    let mut failed = crate::compiled::GeneratedFailures::default();
+    ok.iter().for_each(|c| failed.merge(&c.generated_failures));
+    warnings.extend(failed.warning(ok.iter().map(|c| c.draws.len()).sum()));
     if stopped {
         let of = if ok.len() < chains.len() {
             format!(" from {} of {} chains", ok.len(), chains.len())
