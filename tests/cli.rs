@@ -523,3 +523,45 @@ fn generated_quantities_that_fail_keep_the_draws_parameters() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Data with no rows, or one, for a model whose likelihood is over rows: a prior-only fit, or
+/// training on the one row with nothing held out; neither panics.
+#[test]
+fn zero_and_one_rows_are_fitted_not_crashed_on() {
+    let dir = std::env::temp_dir().join(format!("bnnc-fewrows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\nparams {\n  sigma: real<lower=0> ~ normal(0, 1)\n}\nmodel {\n  let h = dense(x, 4, act = tanh)\n  y ~ normal(col(dense(h, 1), 0) + x @ ones(D), sigma)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("zero.json"), r#"{"N": 0, "D": 2, "x": [], "y": []}"#).unwrap();
+    std::fs::write(dir.join("one.json"), r#"{"N": 1, "D": 2, "x": [[0.5, -1.0]], "y": [0.3]}"#).unwrap();
+    let m = model.to_str().unwrap();
+    let zero = dir.join("zero.json");
+    let (code, _, err) = bnnc(&["check", m, "--data", zero.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = dir.join("out");
+    let (code, _, err) =
+        bnnc(&["run", m, "--data", zero.to_str().unwrap(), "--method", "map", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let one = dir.join("one.json");
+    for method in ["ensemble", "mc-dropout"] {
+        let (code, _, err) = bnnc(&[
+            "run",
+            m,
+            "--data",
+            one.to_str().unwrap(),
+            "--method",
+            method,
+            "--epochs",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{method}: {err}");
+        assert!(err.contains("1 observation row: none can be held out"), "{method}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

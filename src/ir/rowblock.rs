@@ -106,6 +106,9 @@ fn grow(
     t: usize,
     rows: usize,
 ) -> Option<Chain> {
+    if rows == 0 {
+        return None;
+    }
     let rowwise = |v: V| p.info(v).shape.first() == Some(&rows);
     let mut members: HashSet<usize> = HashSet::new();
     let mut data: Vec<V> = Vec::new();

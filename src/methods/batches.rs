@@ -71,7 +71,17 @@ pub fn setup(
     let n = bound.int(&size).unwrap_or(0).max(0) as usize;
     let mut rows: Vec<usize> = (0..n).collect();
     rows.shuffle(rng);
-    let n_val = if val_frac > 0.0 { ((val_frac * n as f64).round() as usize).clamp(1, n.saturating_sub(1)) } else { 0 };
+    let n_val = if val_frac > 0.0 && n >= 2 {
+        ((val_frac * n as f64).round() as usize).clamp(1, n - 1)
+    } else {
+        if val_frac > 0.0 {
+            eprintln!(
+                "warning: {}: none can be held out (--val-frac {val_frac}); training on all without early stopping",
+                super::count(n, "observation row")
+            );
+        }
+        0
+    };
     let (val_rows, train_rows) = rows.split_at(n_val);
     let mut val_rows = val_rows.to_vec();
     val_rows.sort_unstable();
