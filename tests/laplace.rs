@@ -238,3 +238,35 @@ fn the_wine_classifiers_laplace_separates_the_held_out_cultivars() {
     let rows = pred["observed"]["y"]["rows"].as_array().unwrap();
     assert!(rows.iter().all(|r| r["mutual_information"].as_f64().unwrap() >= 0.0));
 }
+
+/// A network with two heads on one hidden layer (a mean and a noise scale): both heads are
+/// last layers and get the curvature, the hidden layer stays at its mode.
+#[test]
+fn every_head_of_a_network_is_a_last_layer() {
+    let dir = std::env::temp_dir().join(format!("bnnc-laplace-heads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\nmodel {\n  let h = dense(x, 8, act = tanh)\n  let mu = dense(h, 1)\n  let s = dense(h, 1)\n  y ~ normal(col(mu, 0), softplus(col(s, 0)) + 0.01)\n}\n",
+    )
+    .unwrap();
+    let x: Vec<String> = (0..60).map(|i| format!("[{}]", -3.0 + i as f64 / 10.0)).collect();
+    let y: Vec<String> = (0..60)
+        .map(|i| format!("{}", (-3.0 + i as f64 / 10.0f64).sin() + 0.1 * ((i * 7 % 11) as f64 - 5.0) / 5.0))
+        .collect();
+    std::fs::write(
+        dir.join("m.json"),
+        format!(r#"{{"N": 60, "D": 1, "x": [{}], "y": [{}]}}"#, x.join(","), y.join(",")),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let (code, _, stderr) =
+        bnnc(&["run", model.to_str().unwrap(), "--method", "laplace", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let vars = read_json(&out.join("summary.json"))["variables"].clone();
+    let sd = |name: &str| vars[name]["sd"].as_f64().unwrap_or_else(|| panic!("{name}: {vars}"));
+    assert!(sd("mu.W[0,0]") > 0.0 && sd("s.W[0,0]") > 0.0, "{vars}");
+    assert_eq!(sd("h.W[0,0]"), 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

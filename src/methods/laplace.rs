@@ -59,20 +59,97 @@ pub struct Options {
     pub output_draws: usize,
 }
 
-/// The coordinates of the last layer's parameters (those whose path shares the prefix of
-/// the last layer parameter in program order) and of the model's own parameters.
+/// The coordinates of the last layers' parameters and of the model's own parameters. A layer
+/// (the parameters that share a path prefix, `mu.W` and `mu.b`) is last when no other layer
+/// reads its output: two heads on one hidden layer, a mean's and a noise scale's, are both
+/// last.
 pub fn last_layer(program: &Program) -> Vec<usize> {
     let prefix = |name: &str| name.rsplit_once('.').map(|(p, _)| p.to_string());
-    let last = program.params.iter().rev().find_map(|p| prefix(&p.name));
+    let layers: Vec<String> = {
+        let mut v: Vec<String> = program.params.iter().filter_map(|p| prefix(&p.name)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let fed = layers_feeding_others(program, &layers, &prefix);
     program
         .params
         .iter()
-        .filter(|p| {
-            let pre = prefix(&p.name);
-            pre.is_none() || pre == last
-        })
+        .filter(|p| prefix(&p.name).is_none_or(|l| !fed.contains(&l)))
         .flat_map(|p| p.offset..p.offset + p.free_len)
         .collect()
+}
+
+/// The layers whose output another layer reads. Each value's dependence is followed through
+/// the program: which layers' parameters it is computed from, and whether it reads data. An
+/// operation that combines a value computed from layer B's parameters alone (B's weights,
+/// transformed or not) with one computed from layer A's is B applied to A's output.
+fn layers_feeding_others(
+    program: &Program,
+    layers: &[String],
+    prefix: &dyn Fn(&str) -> Option<String>,
+) -> std::collections::HashSet<String> {
+    use crate::ir::prim::Prim;
+    use crate::ir::Inst;
+    use std::collections::{BTreeSet, HashMap};
+    #[derive(Clone, Default, PartialEq)]
+    struct Dep {
+        layers: BTreeSet<usize>,
+        data: bool,
+    }
+    let mut deps: HashMap<u32, Dep> = HashMap::new();
+    let mut slots: HashMap<u32, Dep> = HashMap::new();
+    for p in &program.params {
+        if let Some(l) = prefix(&p.name).and_then(|n| layers.iter().position(|x| *x == n)) {
+            deps.entry(p.value.0).or_default().layers.insert(l);
+        }
+    }
+    let mut fed: BTreeSet<usize> = BTreeSet::new();
+    // A loop's or branch's block can come before the block of a value it uses: a few passes.
+    for _ in 0..3 {
+        for block in &program.blocks {
+            for inst in block {
+                match inst {
+                    Inst::Op { dst, prim, args } => {
+                        let mut d = deps.get(&dst.0).cloned().unwrap_or_default();
+                        if matches!(prim, Prim::Const(_) | Prim::Input(_)) {
+                            d.data = true;
+                        }
+                        if let Prim::Load(s, _) = prim {
+                            if let Some(sd) = slots.get(&s.0) {
+                                d.layers.extend(&sd.layers);
+                                d.data |= sd.data;
+                            }
+                        }
+                        let arg_deps: Vec<Dep> =
+                            args.iter().map(|a| deps.get(&a.0).cloned().unwrap_or_default()).collect();
+                        for ad in &arg_deps {
+                            d.layers.extend(&ad.layers);
+                            d.data |= ad.data;
+                        }
+                        for w in arg_deps.iter().filter(|a| !a.data && a.layers.len() == 1) {
+                            let b = *w.layers.iter().next().unwrap_or(&0);
+                            for other in &arg_deps {
+                                fed.extend(other.layers.iter().filter(|&&a| a != b && other.data));
+                            }
+                        }
+                        if !d.layers.is_empty() || d.data {
+                            deps.insert(dst.0, d);
+                        }
+                    }
+                    Inst::Store { slot, value, .. } => {
+                        if let Some(vd) = deps.get(&value.0).cloned() {
+                            let sd = slots.entry(slot.0).or_default();
+                            sd.layers.extend(&vd.layers);
+                            sd.data |= vd.data;
+                        }
+                    }
+                    Inst::For { .. } | Inst::If { .. } | Inst::Init { .. } | Inst::Target { .. } => {}
+                }
+            }
+        }
+    }
+    fed.into_iter().map(|l| layers[l].clone()).collect()
 }
 
 /// The log-likelihood of the training rows and its gradient, batch by batch through the
