@@ -217,6 +217,65 @@ fn swag_around_the_yacht_networks_mode_predicts_calibrated_intervals() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Three classes in four unstandardised features (iris-like blobs) under a two-layer ReLU
+/// network: at SWAG's largest rate whose iterates stay in the posterior's bulk (0.1) the
+/// Gaussian predicts at chance; the held-out rows refuse that rate, and the one chosen keeps
+/// the mode's accuracy.
+#[test]
+fn swag_refuses_a_rate_whose_gaussian_cannot_predict_the_held_out_rows() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let dir = std::env::temp_dir().join(format!("bnnc-swag-blobs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let means = [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.5, 2.0]];
+    let sds = [0.35, 0.35, 0.4, 0.2];
+    let blobs = |n: usize, seed: u64| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let row: Vec<String> = (0..4)
+                .map(|j| {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    format!("{:.2}", means[i % 3][j] + sds[j] * z)
+                })
+                .collect();
+            x.push(format!("[{}]", row.join(", ")));
+            y.push((i % 3).to_string());
+        }
+        format!(r#"{{"N": {n}, "D": 4, "K": 3, "x": [{}], "y": [{}]}}"#, x.join(", "), y.join(", "))
+    };
+    std::fs::write(dir.join("train.json"), blobs(105, 1)).unwrap();
+    std::fs::write(dir.join("test.json"), blobs(45, 2)).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  K: int\n  x: matrix[N, D]\n  y: array[N] int\n}\nmodel {\n  let h1 = dense(x, 16, act = relu)\n  let h2 = dense(h1, 16, act = relu)\n  y ~ categorical_logit(dense(h2, K))\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let (m, train, test) = (model.to_str().unwrap(), dir.join("train.json"), dir.join("test.json"));
+    // Seeds whose pretraining ends where rate 0.1 stays in the bulk.
+    for seed in ["2", "3", "4"] {
+        let (code, _, stderr) = bnnc(&[
+            "run",
+            m,
+            "--data",
+            train.to_str().unwrap(),
+            "--method",
+            "swag",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let pred = predict_fit(m, &out, test.to_str().unwrap());
+        let accuracy = pred["observed"]["y"]["metrics"]["accuracy"].as_f64().unwrap();
+        assert!(accuracy > 0.9, "seed {seed}: accuracy {accuracy}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn multiswag_shares_the_draws_among_its_members() {
     let dir = std::env::temp_dir().join(format!("bnnc-multiswag-{}", std::process::id()));

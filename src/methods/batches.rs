@@ -142,6 +142,35 @@ pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f6
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }
 
+/// How far, in nats per held-out row, the predictive of a method's spread around a mode (SWAG's
+/// Gaussian, SG-MCMC's draws) may fall below the mode's own on the held-out rows before the
+/// rate that made the spread is refused: a rate that wrecks the predictions can still keep
+/// the log density within the posterior's bulk, whose width grows with the parameters.
+pub const HELD_OUT_SLACK: f64 = 0.3;
+
+/// The held-out rows' log predictive density of points on the unconstrained space, when rows
+/// are held out.
+pub struct HeldOut<'p> {
+    fw: crate::compiled::Forward<'p>,
+}
+
+impl<'p> HeldOut<'p> {
+    pub fn new(setup: &'p Setup, backend: crate::compiled::Backend) -> Result<Option<HeldOut<'p>>, String> {
+        let Some(p) = &setup.val_program else { return Ok(None) };
+        Ok(Some(HeldOut { fw: crate::compiled::Forward::new(p, backend)? }))
+    }
+
+    /// The mean over held-out rows of the log predictive density of the mixture of `xs`.
+    pub fn score(&mut self, density: &mut crate::compiled::CompiledModel, xs: &[Vec<f64>]) -> Option<f64> {
+        let draws: Vec<Vec<f64>> = xs
+            .iter()
+            .filter_map(|x| density.constrained(x, false).ok())
+            .map(|v| v.into_iter().flat_map(|(_, _, x)| x).collect())
+            .collect();
+        score(&mut self.fw, &draws)
+    }
+}
+
 /// The training objective at `x`: the mean over one pass of `setup`'s training rows of each
 /// batch's scaled log density (a training epoch at rate 0, which leaves `x` where it is) —
 /// the quantity the SGD-based methods score their iterates by, here at a fixed point rather

@@ -54,6 +54,13 @@ pub fn run(
     // draws shared out equally.
     let members = o.modes.members.max(1);
     let mut first = Some(first);
+    let mut held_out = match crate::methods::batches::HeldOut::new(&setup, cfg.backend) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            return 3;
+        }
+    };
     let (mut rows, mut records) = (Vec::with_capacity(o.output_draws), Vec::new());
     for m in 0..members {
         if crate::infer::run::STOP.load(std::sync::atomic::Ordering::Relaxed) {
@@ -71,7 +78,7 @@ pub fn run(
         };
         let share = o.output_draws * (m + 1) / members - o.output_draws * m / members;
         let seed = crate::infer::run::chain_seed(cfg.seed.wrapping_add(7919 * m as u64), 1);
-        match around(&mut progs, &mut density, &setup, &mode, o, share, seed) {
+        match around(&mut progs, &mut density, held_out.as_mut(), &setup, &mode, o, share, seed) {
             Ok((mut r, record)) => {
                 rows.append(&mut r);
                 records.push(record);
@@ -133,11 +140,14 @@ pub fn run(
 }
 
 /// One SWAG Gaussian around `mode`: the SGD phase at the largest learning rate whose iterates
-/// stay in the posterior's bulk (or --swag-lr), then `share` draws (with their log density
-/// first) and the member's record.
+/// stay in the posterior's bulk and whose Gaussian predicts the held-out rows about as well as
+/// the mode (or --swag-lr), then `share` draws (with their log density first) and the
+/// member's record.
+#[allow(clippy::too_many_arguments)]
 fn around(
     progs: &mut Programs,
     density: &mut CompiledModel,
+    mut held_out: Option<&mut crate::methods::batches::HeldOut>,
     setup: &crate::methods::batches::Setup,
     mode: &crate::methods::modes::Member,
     o: &Options,
@@ -156,19 +166,41 @@ fn around(
     let drop_path = o.modes.drop_path.unwrap_or((0.0, 0.0));
     let mut pass_rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x0B1E_C71E);
     let at_mode = crate::methods::batches::objective_at(progs, setup, &mode.run.x, drop_path, &mut pass_rng)?;
+    let mode_held_out = held_out.as_mut().and_then(|h| h.score(density, std::slice::from_ref(&mode.run.x)));
     let mut chosen = None;
     let mut tried = Vec::new();
     for &lr in &rates {
         let phase = swa_phase(progs, setup, &mode.run.x, o, lr, n, &mut srng);
-        // Iterates that stay among the posterior's bulk.
+        // Iterates that stay among the posterior's bulk, and a Gaussian that predicts.
         let (ok, why) = match &phase {
-            Ok((_, mean_objective)) if crate::methods::batches::within_bulk(at_mode - mean_objective, dim) => {
-                (true, String::new())
-            }
-            Ok((_, mean_objective)) => (
+            Ok((_, mean_objective)) if !crate::methods::batches::within_bulk(at_mode - mean_objective, dim) => (
                 false,
                 format!("at lr {lr} the iterates' log density fell {:.3e} below the mode's", at_mode - mean_objective),
             ),
+            Ok((moments, _)) => match (held_out.as_mut(), mode_held_out) {
+                (Some(h), Some(at)) if moments.count >= 2 => {
+                    let diag = moments.diagonal();
+                    let mut check_rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5EED_0F_5A6);
+                    let xs: Vec<Vec<f64>> = (0..HELD_OUT_DRAWS)
+                        .map(|_| {
+                            let mut x = vec![0.0; dim];
+                            moments.draw(&diag, &mut check_rng, &mut x);
+                            x
+                        })
+                        .collect();
+                    match h.score(density, &xs) {
+                        Some(s) if s >= at - crate::methods::batches::HELD_OUT_SLACK => (true, String::new()),
+                        s => (
+                            false,
+                            format!(
+                                "at lr {lr} the Gaussian's held-out log predictive density per row fell from {at:.3} at the mode to {}",
+                                s.map_or("NaN".to_string(), |s| format!("{s:.3}"))
+                            ),
+                        ),
+                    }
+                }
+                _ => (true, String::new()),
+            },
             Err(e) => (false, format!("at lr {lr}: {e}")),
         };
         if ok || o.swag_lr.is_some() {
@@ -219,6 +251,9 @@ fn around(
     });
     Ok((rows, record))
 }
+
+/// Draws from a candidate SWAG Gaussian whose held-out predictive is compared with the mode's.
+const HELD_OUT_DRAWS: usize = 20;
 
 /// Learning rates tried, largest first, when `--swag-lr` is not given.
 const LEARNING_RATES: [f64; 9] = [1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8];
