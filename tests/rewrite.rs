@@ -424,3 +424,54 @@ fn a_network_read_elsewhere_or_on_few_rows_stays_whole() {
     let p = program_text("network-small", NETWORK, &data);
     assert_eq!((loops(&p), big_products(&p, 2000)), (0, 2));
 }
+
+fn count_family(p: &Program, f: bnnc::math::dist::Family) -> usize {
+    density_insts(p).filter(|i| matches!(i, Inst::Op { prim: Prim::LogDensity(g), .. } if *g == f)).count()
+}
+
+/// `bernoulli(col(p, 0))` with `p` a network's sigmoid output layer, and `categorical` of a
+/// softmax, become the `_logit` families: the same log density (against the direct sum) at
+/// ordinary points, and a finite one where the sigmoid rounds to 1.
+#[test]
+fn probabilities_from_a_sigmoid_or_softmax_become_logit_forms() {
+    use bnnc::math::dist::Family;
+    let x: Vec<f64> = (0..12).map(|i| -1.5 + i as f64 * 0.25).collect();
+    let y: Vec<u8> = x.iter().map(|v| (*v > 0.1) as u8).collect();
+    let data = format!(
+        r#"{{"N": 12, "x": [{}], "y": [{}]}}"#,
+        x.iter().map(|v| format!("[{v}]")).collect::<Vec<_>>().join(", "),
+        y.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let model = "data {\n  N: int\n  x: matrix[N, 1]\n  y: array[N] int\n}\nparams {\n  a: real ~ normal(0, 100)\n}\nmodel {\n  let p = dense(x * a, 1, act = sigmoid)\n  y ~ bernoulli(col(p, 0))\n}\n";
+    let p = program_text("sigmoid", model, &data);
+    assert_eq!(count_family(&p, Family::Bernoulli), 0);
+    assert_eq!(count_family(&p, Family::BernoulliLogit), 1);
+    let direct = |vals: &Values| {
+        let (a, w, b) = (get(vals, "a")[0], get(vals, "p.W")[0], get(vals, "p.b")[0]);
+        let prior = |v: f64, s: f64| -0.5 * (v / s).powi(2) - s.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln();
+        let lik: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(xi, yi)| {
+                let q = 1.0 / (1.0 + (-(xi * a * w + b)).exp());
+                if *yi == 1 {
+                    q.ln()
+                } else {
+                    (1.0 - q).ln()
+                }
+            })
+            .sum();
+        lik + prior(a, 100.0) + prior(w, 1.0) + prior(b, 1.0)
+    };
+    compare(&p, &direct, 1e-10);
+    // a = 100, weight 1, bias 0: the unit at x = −1.5 has logit −150, where the sigmoid is
+    // about 1e−65 and its y = 0; at x = 1.5 the sigmoid rounds to 1 with y = 1. Finite.
+    let mut interp = Interp::new(&p);
+    let e = interp.eval(&[100.0, 1.0, 0.0]).expect("finite");
+    assert!(e.logp.is_finite(), "{}", e.logp);
+
+    let model = "data {\n  N: int\n  x: matrix[N, 1]\n  y: array[N] int\n}\nmodel {\n  y ~ categorical(softmax(dense(x, 2)))\n}\n";
+    let p = program_text("softmax", model, &data);
+    assert_eq!(count_family(&p, Family::Categorical), 0);
+    assert_eq!(count_family(&p, Family::CategoricalLogit), 1);
+}

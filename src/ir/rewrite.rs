@@ -32,11 +32,13 @@ const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
 pub fn rewrite(p: &mut Program) -> Result<usize, String> {
     let l = crate::ir::vectorise::vectorise_loops(p);
     crate::ir::verify::after_pass(p, "the loop-to-array rewrite")?;
+    let lg = logit_forms(p);
+    crate::ir::verify::after_pass(p, "the logit-form rewrite")?;
     let a = affine_means(p);
     crate::ir::verify::after_pass(p, "the affine-mean rewrite")?;
     let n = gaussian_suffstats(p);
     crate::ir::verify::after_pass(p, "the Gaussian sufficient-statistics rewrite")?;
-    if n + a + l > 0 {
+    if n + a + l + lg > 0 {
         dead_code(p);
         crate::ir::verify::after_pass(p, "dead-code elimination")?;
     }
@@ -231,6 +233,77 @@ fn affine_means(p: &mut Program) -> usize {
             count += 1;
         }
         bi += 1;
+    }
+    count
+}
+
+/// **Logit forms.** `bernoulli(y | sigmoid(z))`, `binomial(y | n, sigmoid(z))` and
+/// `categorical(y | softmax(z))` become the `_logit` families on `z`: the same density, but a
+/// probability that rounds to exactly 0 or 1 (a sigmoid output unit beyond |z| ≈ 37) no longer
+/// makes the log density −∞ where the logit form is finite. The probability may be reached
+/// through indexing or a reshape (`col(p, 0)` of a network's sigmoid layer): the same
+/// selection is then taken of `z`.
+fn logit_forms(p: &mut Program) -> usize {
+    use crate::ir::prim::Un;
+    use crate::math::dist::Family;
+    let d = defs(p);
+    // (the density's value, the argument, the logit family, z itself or the selection of z
+    // to make: the selecting operation's value, its prim, z and its index arguments)
+    type Select = (V, Prim, V, Vec<V>);
+    let mut changes: Vec<(V, usize, Family, Result<V, Select>)> = Vec::new();
+    for block in &p.blocks {
+        for inst in block {
+            let Inst::Op { dst, prim: Prim::LogDensity(f), args } = inst else { continue };
+            let (logit, at, squash) = match f {
+                Family::Bernoulli => (Family::BernoulliLogit, 1, Prim::Unary(Un::Sigmoid)),
+                Family::Binomial => (Family::BinomialLogit, 2, Prim::Unary(Un::Sigmoid)),
+                Family::Categorical => (Family::CategoricalLogit, 1, Prim::Softmax),
+                _ => continue,
+            };
+            let Some(&prob) = args.get(at) else { continue };
+            let Some((prim, pargs)) = op(p, d[prob.0 as usize]) else { continue };
+            if *prim == squash {
+                changes.push((*dst, at, logit, Ok(pargs[0])));
+                continue;
+            }
+            // A selection (of whole rows for a softmax, which works row by row).
+            let selects = match prim {
+                Prim::Index(ix) => squash != Prim::Softmax || ix.last() == Some(&crate::ir::prim::Ix::All),
+                Prim::Reshape(_) => squash != Prim::Softmax,
+                _ => false,
+            };
+            if let (true, Some((iprim, iargs))) = (selects, pargs.first().and_then(|a| op(p, d[a.0 as usize]))) {
+                if *iprim == squash {
+                    changes.push((*dst, at, logit, Err((prob, prim.clone(), iargs[0], pargs[1..].to_vec()))));
+                }
+            }
+        }
+    }
+    let find = |p: &Program, v: V| -> Option<(usize, usize)> {
+        p.blocks.iter().enumerate().find_map(|(b, block)| {
+            block.iter().position(|i| matches!(i, Inst::Op { dst, .. } if *dst == v)).map(|k| (b, k))
+        })
+    };
+    let count = changes.len();
+    for (density, at, logit, z) in changes {
+        let z = match z {
+            Ok(z) => z,
+            Err((selected, prim, z, rest)) => {
+                // The same selection of z, just after the selection of the probabilities.
+                let Some((b, k)) = find(p, selected) else { continue };
+                let info = p.values[selected.0 as usize].clone();
+                let w = p.new_value(crate::ir::ValueInfo { name: None, ..info });
+                let mut a = vec![z];
+                a.extend(rest);
+                p.blocks[b].insert(k + 1, Inst::Op { dst: w, prim, args: a });
+                w
+            }
+        };
+        let Some((b, k)) = find(p, density) else { continue };
+        if let Inst::Op { prim, args, .. } = &mut p.blocks[b][k] {
+            *prim = Prim::LogDensity(logit);
+            args[at] = z;
+        }
     }
     count
 }

@@ -82,7 +82,7 @@ pub const DISTRIBUTIONS: &[DistSig] = &[
     DistSig { name: "poisson", params: &[("lambda", A::Real)], variate: Variate::Int },
     DistSig { name: "poisson_log", params: &[("alpha", A::Real)], variate: Variate::Int },
     DistSig { name: "neg_binomial_2", params: &[("mu", A::Real), ("phi", A::Real)], variate: Variate::Int },
-    DistSig { name: "categorical", params: &[("theta", A::Vector)], variate: Variate::Label },
+    DistSig { name: "categorical", params: &[("theta", A::VectorOrMatrix)], variate: Variate::Label },
     DistSig { name: "categorical_logit", params: &[("beta", A::VectorOrMatrix)], variate: Variate::Label },
     DistSig { name: "dirichlet", params: &[("alpha", A::Vector)], variate: Variate::Vector },
     DistSig { name: "multi_normal", params: &[("mu", A::Vector), ("Sigma", A::Matrix)], variate: Variate::Vector },
