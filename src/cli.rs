@@ -806,7 +806,7 @@ fn run_command(a: RunArgs) -> i32 {
                 format,
             );
         }
-        MethodArg::Map => return crate::methods::map::run(&program, &cfg, all),
+        MethodArg::Map => return crate::methods::map::run(&program, &cfg, all, format),
         MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
         MethodArg::Bbb => {
             return crate::methods::bbb::run(&mut fe, &model, data.as_deref(), &program, &cfg, &bbb, all, format)
@@ -858,7 +858,7 @@ fn run_command(a: RunArgs) -> i32 {
                 return 2;
             }
             let diagonal = a.hessian == Some(HessianArg::Diag);
-            return crate::methods::laplace::run_posterior(&program, &cfg, diagonal, output_draws, all);
+            return crate::methods::laplace::run_posterior(&program, &cfg, diagonal, output_draws, all, format);
         }
         MethodArg::Laplace => {
             use crate::methods::laplace::Hessian;

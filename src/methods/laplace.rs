@@ -551,7 +551,14 @@ pub fn run(
 /// priors are the prior: there is no precision to tune. Draws are written in the layout of
 /// the variational methods, with `log_p__`, `log_g__` and the Pareto k̂ of the importance
 /// ratios, which says whether the Gaussian is trustworthy.
-pub fn run_posterior(program: &Program, cfg: &Config, diagonal: bool, output_draws: usize, all: bool) -> i32 {
+pub fn run_posterior(
+    program: &Program,
+    cfg: &Config,
+    diagonal: bool,
+    output_draws: usize,
+    all: bool,
+    format: Format,
+) -> i32 {
     use crate::infer::vi::{Gaussian, Scale};
     let mut density = match super::compiled_density(program, cfg) {
         Ok(d) => d,
@@ -570,7 +577,7 @@ pub fn run_posterior(program: &Program, cfg: &Config, diagonal: bool, output_dra
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
-    let (mode, _) = match super::lbfgs_mode(&mut density, cfg, &mut rng) {
+    let (mode, _) = match super::lbfgs_mode(&mut density, cfg, &mut rng, format) {
         Ok(m) => m,
         Err(code) => return code,
     };

@@ -2,13 +2,18 @@
 
 /// `run --method map`: the posterior mode by L-BFGS, in the model's own parameterisation
 /// (no log-Jacobian, as Stan's optimiser), printed and written to summary.json.
-pub fn run(program: &crate::ir::Program, cfg: &crate::infer::run::Config, all: bool) -> i32 {
+pub fn run(
+    program: &crate::ir::Program,
+    cfg: &crate::infer::run::Config,
+    all: bool,
+    format: crate::diag::Format,
+) -> i32 {
     let mut interp = match super::compiled_density(program, cfg) {
         Ok(d) => d.without_jacobian(),
         Err(code) => return code,
     };
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(cfg.seed);
-    let (mode, seconds) = match super::lbfgs_mode(&mut interp, cfg, &mut rng) {
+    let (mode, seconds) = match super::lbfgs_mode(&mut interp, cfg, &mut rng, format) {
         Ok(m) => m,
         Err(code) => return code,
     };

@@ -20,6 +20,18 @@ pub struct View<'a> {
     pub format: crate::diag::Format,
 }
 
+/// E0604 with `message`: no point where the log density is finite was found to start from.
+/// Returns the exit code, 1: a model error with its diagnostic (SPEC §8), not a failure of
+/// inference's checks.
+pub fn no_initial_point(message: &str, format: crate::diag::Format) -> i32 {
+    let d = crate::diag::Diagnostic::error_nowhere(crate::diag::Code::NoInitialPoint, message.to_string())
+        .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
+    let mut diags = crate::diag::Diagnostics::new();
+    diags.push(d);
+    eprint!("{}", crate::diag::render(&diags, &crate::source::SourceMap::new(), format));
+    1
+}
+
 /// Summarise a run: print the table and warnings, write summary.json. Returns the exit code
 /// (0; 1 when no chain could start, a model error; 3 when inference failed its own checks).
 pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view: &View) -> i32 {
@@ -35,16 +47,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         } else {
             format!("at {INIT_TRIES} random points in each chain (every unconstrained parameter uniform on (-2, 2))")
         };
-        let d = crate::diag::Diagnostic::error_nowhere(
-            crate::diag::Code::NoInitialPoint,
-            format!("no chain could start: {tried}, {why}"),
-        )
-        .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
-        let mut diags = crate::diag::Diagnostics::new();
-        diags.push(d);
-        eprint!("{}", crate::diag::render(&diags, &crate::source::SourceMap::new(), view.format));
-        // A model error, with its diagnostic (SPEC §8), not a failure of inference's checks.
-        return 1;
+        return no_initial_point(&format!("no chain could start: {tried}, {why}"), view.format);
     }
     for (c, ch) in chains.iter().enumerate() {
         if let Some(e) = &ch.error {
