@@ -806,8 +806,10 @@ fn run_command(a: RunArgs) -> i32 {
                 format,
             );
         }
-        MethodArg::Map => return crate::methods::map::run(&program, &cfg, all, format),
-        MethodArg::Advi => return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all),
+        MethodArg::Map => return crate::methods::map::run(&program, &cfg, all, format, &fe.sources),
+        MethodArg::Advi => {
+            return crate::methods::advi::run(&program, &cfg, &advi, output_draws, all, format, &fe.sources)
+        }
         MethodArg::Bbb => {
             return crate::methods::bbb::run(&mut fe, &model, data.as_deref(), &program, &cfg, &bbb, all, format)
         }
@@ -858,7 +860,15 @@ fn run_command(a: RunArgs) -> i32 {
                 return 2;
             }
             let diagonal = a.hessian == Some(HessianArg::Diag);
-            return crate::methods::laplace::run_posterior(&program, &cfg, diagonal, output_draws, all, format);
+            return crate::methods::laplace::run_posterior(
+                &program,
+                &cfg,
+                diagonal,
+                output_draws,
+                all,
+                format,
+                &fe.sources,
+            );
         }
         MethodArg::Laplace => {
             use crate::methods::laplace::Hessian;
@@ -942,7 +952,7 @@ fn run_command(a: RunArgs) -> i32 {
     } else {
         None
     };
-    let view = crate::summary::View { forward: forward.as_ref(), all, format };
+    let view = crate::summary::View { forward: forward.as_ref(), all, format, sources: &fe.sources };
     crate::summary::report(&program, &cfg, &results, &out_dir, &view)
 }
 

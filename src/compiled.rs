@@ -165,6 +165,11 @@ impl<'p> CompiledModel<'p> {
         }
     }
 
+    /// The program this model evaluates.
+    pub fn program(&self) -> &'p Program {
+        self.p
+    }
+
     /// The points so far whose generated quantities could not be computed.
     pub fn generated_failures(&self) -> &GeneratedFailures {
         &self.failures

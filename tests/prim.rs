@@ -661,7 +661,9 @@ proptest! {
         let mut rng = Rng::new(seed);
         let dims = if tensor { vec![r, 2, c, 2] } else { vec![r, c] };
         let w: usize = dims[1..].iter().product();
-        let x = rng.vec(r * w, -3.0, 3.0);
+        // A ramp along each row keeps its spread away from 0, where the normalisation bends
+        // too sharply for finite differences.
+        let x: Vec<f64> = rng.vec(r * w, -1.0, 1.0).iter().enumerate().map(|(k, v)| v + 2.5 * (k % w) as f64).collect();
         let (out, shape) = eval(&Prim::LayerNorm, std::slice::from_ref(&x), std::slice::from_ref(&dims));
         prop_assert_eq!(&shape, &dims);
         for i in 0..r {

@@ -46,6 +46,9 @@ pub struct Interp<'p> {
     with_jacobian: bool,
     /// The runtime input buffers' contents (zeros until set).
     inputs: Vec<Vec<f64>>,
+    /// While [`Interp::first_not_finite`] runs: the first operation found so far whose
+    /// result is not finite though its arguments are.
+    trace: Option<Option<V>>,
 }
 
 /// What failed while the parameter-free part of a program ran ([`Interp::count_execs`]).
@@ -93,6 +96,7 @@ impl<'p> Interp<'p> {
             with_jacobian: true,
             bound_adj: (Vec::new(), Vec::new()),
             inputs: p.inputs.iter().map(|i| i.initial()).collect(),
+            trace: None,
         }
     }
 
@@ -415,8 +419,27 @@ impl<'p> Interp<'p> {
                 _ => prim::eval(prim, &argv, &shapes, out_shape, o, &p.consts, &mut self.sc, None),
             }
         };
+        if let Some(None) = self.trace {
+            let finite = |x: &f64| x.is_finite();
+            // A constant that is not finite was folded so from the data.
+            let started = !out[at..at + len].iter().all(finite)
+                && !matches!(prim, Prim::Select | Prim::Input(_) | Prim::Load(..))
+                && args.iter().all(|a| sl(p, &self.vals, &self.cur, *a).iter().all(finite));
+            if started || r.is_err() {
+                self.trace = Some(Some(dst));
+            }
+        }
         self.vals[dst.0 as usize] = out;
         r.map_err(EvalError::recoverable)
+    }
+
+    /// The first operation that, evaluated at `theta`, gives a value that is not finite from
+    /// arguments that are (or fails): where a log density that is not finite there starts
+    /// to be so. `None` when every operation's value is finite or came from one that is not.
+    pub fn first_not_finite(&mut self, theta: &[f64]) -> Option<V> {
+        self.trace = Some(None);
+        let _ = self.eval(theta);
+        self.trace.take().flatten()
     }
 
     /// Begin the last not yet reversed execution of block `b`.

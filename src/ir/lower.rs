@@ -612,7 +612,12 @@ impl<'a> Lower<'a> {
             let mut out = vec![0.0; shape.iter().product()];
             match prim::eval(&prim, &refs, &shape_refs, &shape, &mut out, &self.p.consts, &mut self.scratch, None) {
                 Ok(()) => {
+                    // Data that make a value not finite (the log of a negative datum): where.
+                    let finite = out.iter().all(|x| x.is_finite());
                     let v = self.constant(out, shape, int);
+                    if !finite && span != Span::default() {
+                        self.p.origins.insert(v, span);
+                    }
                     if args.iter().any(|a| self.on_rows.contains(a)) {
                         self.on_rows.insert(v);
                     }
@@ -622,9 +627,9 @@ impl<'a> Lower<'a> {
             }
         }
         let dst = self.new_value(shape, int);
-        // A minibatch program's row check names the operation that couples rows.
-        if matches!(prim, Prim::Index(_) | Prim::Load(..)) || (self.options.batch.is_some() && span != Span::default())
-        {
+        // A minibatch program's row check names the operation that couples rows; a log density
+        // that is not finite at a point, the operation where it starts to be.
+        if matches!(prim, Prim::Index(_) | Prim::Load(..)) || span != Span::default() {
             self.p.origins.insert(dst, span);
         }
         let from_slot = matches!(&prim, Prim::Load(s, _) if self.slots_on_params.contains(s));

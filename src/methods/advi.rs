@@ -9,7 +9,16 @@ use std::io::IsTerminal;
 /// Random starting points tried.
 const START_TRIES: usize = 20;
 
-pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bool) -> i32 {
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    p: &Program,
+    cfg: &Config,
+    s: &Settings,
+    output_draws: usize,
+    all: bool,
+    format: crate::diag::Format,
+    sources: &crate::source::SourceMap,
+) -> i32 {
     let mut density = match super::compiled_density(p, cfg) {
         Ok(d) => d,
         Err(code) => return code,
@@ -32,8 +41,11 @@ pub fn run(p: &Program, cfg: &Config, s: &Settings, output_draws: usize, all: bo
             match best {
                 Some((_, theta)) => theta,
                 None => {
-                    eprintln!("error: the log density is not finite at any of {START_TRIES} random starting points; give --init");
-                    return 3;
+                    let locate = crate::summary::Locate { program: p, sources, init: None, seed: cfg.seed };
+                    let message = format!(
+                        "no starting point: at {START_TRIES} random points (every unconstrained parameter uniform on (-2, 2)), the log density is not finite"
+                    );
+                    return crate::summary::no_initial_point(&message, format, Some(locate));
                 }
             }
         }

@@ -558,6 +558,7 @@ pub fn run_posterior(
     output_draws: usize,
     all: bool,
     format: Format,
+    sources: &crate::source::SourceMap,
 ) -> i32 {
     use crate::infer::vi::{Gaussian, Scale};
     let mut density = match super::compiled_density(program, cfg) {
@@ -577,7 +578,7 @@ pub fn run_posterior(
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let t = std::time::Instant::now();
-    let (mode, _) = match super::lbfgs_mode(&mut density, cfg, &mut rng, format) {
+    let (mode, _) = match super::lbfgs_mode(&mut density, cfg, &mut rng, format, sources) {
         Ok(m) => m,
         Err(code) => return code,
     };

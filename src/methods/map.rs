@@ -7,13 +7,14 @@ pub fn run(
     cfg: &crate::infer::run::Config,
     all: bool,
     format: crate::diag::Format,
+    sources: &crate::source::SourceMap,
 ) -> i32 {
     let mut interp = match super::compiled_density(program, cfg) {
         Ok(d) => d.without_jacobian(),
         Err(code) => return code,
     };
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(cfg.seed);
-    let (mode, seconds) = match super::lbfgs_mode(&mut interp, cfg, &mut rng, format) {
+    let (mode, seconds) = match super::lbfgs_mode(&mut interp, cfg, &mut rng, format, sources) {
         Ok(m) => m,
         Err(code) => return code,
     };

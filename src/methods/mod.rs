@@ -47,6 +47,7 @@ pub(crate) fn lbfgs_mode(
     cfg: &crate::infer::run::Config,
     rng: &mut impl rand::Rng,
     format: crate::diag::Format,
+    sources: &crate::source::SourceMap,
 ) -> Result<(crate::infer::optim::Mode, f64), i32> {
     use crate::density::LogDensity;
     use crate::infer::run::INIT_TRIES;
@@ -75,7 +76,13 @@ pub(crate) fn lbfgs_mode(
             Some(_) => "at the point --init gives".to_string(),
             None => format!("at {INIT_TRIES} random points (every unconstrained parameter uniform on (-2, 2))"),
         };
-        return Err(crate::summary::no_initial_point(&format!("no starting point: {tried}, {why}"), format));
+        let locate =
+            crate::summary::Locate { program: density.program(), sources, init: cfg.init.as_deref(), seed: cfg.seed };
+        return Err(crate::summary::no_initial_point(
+            &format!("no starting point: {tried}, {why}"),
+            format,
+            Some(locate),
+        ));
     };
     let t = std::time::Instant::now();
     match crate::infer::optim::lbfgs(density, &start, 2000) {

@@ -9,26 +9,56 @@ use crate::ir::Program;
 use std::path::Path;
 
 /// How the summary is shown.
-#[derive(Default)]
 pub struct View<'a> {
     /// The forward program on the training data, for the predictions' convergence rows of a
     /// model with layers ([`network`]).
     pub forward: Option<&'a Program>,
     /// Every row, layer weights included.
     pub all: bool,
-    /// How diagnostics are printed.
+    /// How diagnostics are printed, and the model's sources they point into.
     pub format: crate::diag::Format,
+    pub sources: &'a crate::source::SourceMap,
+}
+
+/// Where a program's log density stops being finite, for E0604: the model and its sources,
+/// and the starting point given (`--init`) or the seed of random ones.
+pub struct Locate<'a> {
+    pub program: &'a Program,
+    pub sources: &'a crate::source::SourceMap,
+    pub init: Option<&'a [f64]>,
+    pub seed: u64,
 }
 
 /// E0604 with `message`: no point where the log density is finite was found to start from.
-/// Returns the exit code, 1: a model error with its diagnostic (SPEC §8), not a failure of
-/// inference's checks.
-pub fn no_initial_point(message: &str, format: crate::diag::Format) -> i32 {
-    let d = crate::diag::Diagnostic::error_nowhere(crate::diag::Code::NoInitialPoint, message.to_string())
-        .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
+/// With `locate`, the diagnostic points at the operation where the log density first stops
+/// being finite at such a point (a log of a negative number, a value outside its
+/// distribution's support). Returns the exit code, 1: a model error with its diagnostic (SPEC
+/// §8), not a failure of inference's checks.
+pub fn no_initial_point(message: &str, format: crate::diag::Format, locate: Option<Locate>) -> i32 {
+    use crate::diag::{Code, Diagnostic};
+    let at = locate.as_ref().and_then(|l| {
+        use rand::{RngExt, SeedableRng};
+        let mut interp = crate::ir::interp::Interp::new(l.program);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(l.seed);
+        (0..10).find_map(|k| {
+            let theta: Vec<f64> = match (l.init, k) {
+                (Some(x), 0) => x.to_vec(),
+                (Some(_), _) => return None,
+                (None, _) => (0..l.program.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
+            };
+            interp.first_not_finite(&theta).and_then(|v| l.program.origins.get(&v).copied())
+        })
+    });
+    let d = match at {
+        Some(span) => Diagnostic::error(Code::NoInitialPoint, span, message.to_string())
+            .with_label("the log density stops being finite here, from finite values"),
+        None => Diagnostic::error_nowhere(Code::NoInitialPoint, message.to_string()),
+    }
+    .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
     let mut diags = crate::diag::Diagnostics::new();
     diags.push(d);
-    eprint!("{}", crate::diag::render(&diags, &crate::source::SourceMap::new(), format));
+    let empty = crate::source::SourceMap::new();
+    eprint!("{}", crate::diag::render(&diags, locate.as_ref().map_or(&empty, |l| l.sources), format));
     1
 }
 
@@ -47,7 +77,8 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         } else {
             format!("at {INIT_TRIES} random points in each chain (every unconstrained parameter uniform on (-2, 2))")
         };
-        return no_initial_point(&format!("no chain could start: {tried}, {why}"), view.format);
+        let locate = Locate { program: p, sources: view.sources, init: cfg.init.as_deref(), seed: cfg.seed };
+        return no_initial_point(&format!("no chain could start: {tried}, {why}"), view.format, Some(locate));
     }
     for (c, ch) in chains.iter().enumerate() {
         if let Some(e) = &ch.error {
@@ -299,6 +330,7 @@ mod tests {
             error: None,
             stopped: false,
             restarts: Vec::new(),
+            generated_failures: Default::default(),
         }
     }
 
