@@ -448,6 +448,19 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
     for (base, mut members) in groups {
         members.sort();
         let width = members.len();
+        // The columns of `x` must be x[0], x[1], ... with none missing or repeated: the
+        // matrix's column j is the header's `x[j]`, not the j-th such header.
+        if let Some(k) = (0..width).find(|&k| members[k].0 != k) {
+            let msg = match members[k].0 {
+                j if k > 0 && j == members[k - 1].0 => format!("column `{base}[{j}]` appears twice in the header"),
+                _ => format!(
+                    "the columns of `{base}` must be `{base}[0]` to `{base}[{}]`, one each, but `{base}[{k}]` is missing",
+                    members.last().map_or(0, |m| m.0)
+                ),
+            };
+            diags.push(malformed(src, text, 1, 1, msg));
+            return None;
+        }
         let mut values = Vec::with_capacity(rows * width);
         for r in 0..rows {
             for (_, i) in &members {
