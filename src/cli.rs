@@ -644,8 +644,14 @@ fn run_command(a: RunArgs) -> i32 {
         MethodArg::Hmc => Method::Hmc,
         _ => Method::Nuts,
     };
-    if chains == 0 || draws == 0 || !(0.0..1.0).contains(&adapt_delta) || max_depth == 0 {
-        eprintln!("error: --chains, --draws and --max-depth must be at least 1, and --adapt-delta in (0, 1)");
+    if chains == 0
+        || draws == 0
+        || !(adapt_delta > 0.0 && adapt_delta < 1.0)
+        || max_depth == 0
+        || steps == Some(0)
+        || threads == Some(0)
+    {
+        eprintln!("error: --chains, --draws, --max-depth, --steps and --threads must be at least 1, and --adapt-delta in (0, 1)");
         return 2;
     }
     let advi = crate::infer::vi::advi::Settings {
@@ -692,15 +698,20 @@ fn run_command(a: RunArgs) -> i32 {
         eprintln!("error: --epochs and --batch-size must be at least 1, --lr and --temperature positive, --momentum and --val-frac in [0, 1)");
         return 2;
     }
+    if output_draws == 0 {
+        eprintln!("error: --output-draws must be at least 1");
+        return 2;
+    }
     if advi.iter == 0
         || advi.grad_samples == 0
         || advi.elbo_samples == 0
-        || output_draws == 0
         || advi.eta.is_some_and(|e| !(e > 0.0 && e.is_finite()))
         || advi.tol_rel_obj.is_nan()
         || advi.tol_rel_obj <= 0.0
     {
-        eprintln!("error: --iter, --grad-samples, --elbo-samples and --output-draws must be at least 1, --eta and --tol-rel-obj positive");
+        eprintln!(
+            "error: --iter, --grad-samples and --elbo-samples must be at least 1, --eta and --tol-rel-obj positive"
+        );
         return 2;
     }
     let mut fe = driver::frontend_file(&model);
@@ -959,6 +970,10 @@ fn run_command(a: RunArgs) -> i32 {
 /// `bench`: compile time (source text to a callable density, data included) and the median
 /// gradient time over at least `seconds` of repeated evaluations at one random point.
 fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) -> i32 {
+    if !(seconds >= 1.0 && seconds.is_finite()) {
+        eprintln!("error: --seconds must be at least 1");
+        return 2;
+    }
     use crate::density::LogDensity;
     use rand::{RngExt, SeedableRng};
     let t0 = std::time::Instant::now();
@@ -995,7 +1010,7 @@ fn bench(model: PathBuf, data: Option<PathBuf>, backend: Backend, seconds: f64) 
     }
     let mut times = Vec::new();
     let start = std::time::Instant::now();
-    while start.elapsed().as_secs_f64() < seconds.max(1.0) || times.len() < 10 {
+    while start.elapsed().as_secs_f64() < seconds || times.len() < 10 {
         let t = std::time::Instant::now();
         let _ = density.logp_grad(&theta, &mut grad);
         times.push(t.elapsed().as_secs_f64());

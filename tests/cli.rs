@@ -23,6 +23,21 @@ fn usage_errors_exit_two() {
     assert_eq!(bnnc(&[]).0, 2);
     assert_eq!(bnnc(&["check"]).0, 2);
     assert_eq!(bnnc(&["check", "examples/eight_schools.bnn", "--emit", "nonsense"]).0, 2);
+    // Settings outside their ranges are refused before anything runs, each named.
+    for (args, named) in [
+        (&["--adapt-delta", "0"][..], "--adapt-delta"),
+        (&["--method", "hmc", "--steps", "0"], "--steps"),
+        (&["--threads", "0"], "--threads"),
+        (&["--method", "laplace", "--output-draws", "0"], "--output-draws must be at least 1"),
+    ] {
+        let mut all = vec!["run", "examples/eight_schools.bnn"];
+        all.extend_from_slice(args);
+        let (code, _, err) = bnnc(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    let (code, _, err) = bnnc(&["bench", "examples/eight_schools.bnn", "--seconds", "0"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]
