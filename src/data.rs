@@ -201,7 +201,7 @@ pub fn load_data_filling(
         return bind(raw, data_decls, (optional, fill, discard), &src, diags);
     }
     let text = match std::fs::read(path) {
-        Ok(b) => match String::from_utf8(b) {
+        Ok(b) => match crate::source::decode_utf8(b) {
             Ok(t) => t,
             Err(_) => {
                 diags.push(

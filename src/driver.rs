@@ -148,7 +148,7 @@ fn load_imports(
                 continue;
             }
         };
-        let text = match String::from_utf8(bytes) {
+        let text = match decode_utf8(bytes) {
             Ok(t) => t,
             Err(_) => {
                 diags.push(

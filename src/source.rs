@@ -115,8 +115,12 @@ impl SourceMap {
 
 /// Decode file bytes as UTF-8. On failure returns the text with invalid sequences replaced
 /// (U+FFFD) and the byte range, in that replaced text, of the first bad sequence, so the
-/// diagnostic can point at it.
-pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, (String, std::ops::Range<usize>)> {
+/// diagnostic can point at it. A byte-order mark, which some editors put at the start of a
+/// UTF-8 file, is dropped.
+pub fn decode_utf8(mut bytes: Vec<u8>) -> Result<String, (String, std::ops::Range<usize>)> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     match String::from_utf8(bytes) {
         Ok(s) => Ok(s),
         Err(e) => {

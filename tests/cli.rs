@@ -580,3 +580,18 @@ fn zero_and_one_rows_are_fitted_not_crashed_on() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A byte-order mark at the start of a model or data file (as some Windows editors save
+/// UTF-8) is not a character of the program or of the JSON.
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let dir = std::env::temp_dir().join(format!("bnnc-bom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    let text = "data {\n  N: int\n  y: vector[N]\n}\nparams {\n  mu: real ~ normal(0, 10)\n}\nmodel {\n  y ~ normal(mu, 1)\n}\n";
+    std::fs::write(&model, [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat()).unwrap();
+    std::fs::write(dir.join("m.json"), [&b"\xEF\xBB\xBF"[..], br#"{"N": 2, "y": [0.5, 1.5]}"#].concat()).unwrap();
+    let (code, out, err) = bnnc(&["check", model.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
