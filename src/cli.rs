@@ -1150,7 +1150,13 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
             // numbers reveal are reported now rather than when the model is run.
             if !fe.diags.has_errors() && !matches!(emit, Some(Emit::Ir | Emit::IrAd | Emit::IrForward | Emit::IrDraws))
             {
-                if let Some(path) = driver::data_path(&model, data.as_deref()) {
+                let no_data = fe.checked.as_ref().is_some_and(|c| c.data.is_empty()) && data.is_none();
+                if no_data {
+                    // Nothing to read: lowered as it will run.
+                    if let Some(el) = fe.elaborated.clone() {
+                        let _ = crate::ir::lower::lower(&el, &crate::data::BoundData::default(), &mut fe.diags);
+                    }
+                } else if let Some(path) = driver::data_path(&model, data.as_deref()) {
                     if let Some(bound) = fe.bind_data(&path) {
                         if verbose {
                             eprintln!("data: {} ({} variables)", path.display(), bound.vars.len());

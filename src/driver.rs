@@ -248,7 +248,9 @@ impl Frontend {
         data: Option<&Path>,
     ) -> Option<(Elaborated, crate::data::BoundData)> {
         let el = self.elaborated.clone()?;
-        let bound = match data_path(model, data) {
+        // A model without data reads no file beside it (one given is still read and checked).
+        let path = if el.checked.data.is_empty() && data.is_none() { None } else { data_path(model, data) };
+        let bound = match path {
             Some(path) => self.bind_data(&path)?,
             None if el.checked.data.is_empty() => crate::data::BoundData::default(),
             None => {

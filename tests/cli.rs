@@ -595,3 +595,30 @@ fn a_byte_order_mark_is_ignored() {
     assert_eq!(code, 0, "{out}{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A model without a `data` block reads no file beside it, and `check` lowers it as `run`
+/// will, so an error only lowering finds (a function that never stops calling itself) is
+/// reported by `check` too.
+#[test]
+fn a_model_without_data_is_checked_as_it_runs_and_reads_no_file() {
+    let dir = std::env::temp_dir().join(format!("bnnc-nodata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(&model, "params {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n}\n").unwrap();
+    std::fs::write(dir.join("m.json"), "{not json").unwrap();
+    let (code, _, err) = bnnc(&["check", model.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = dir.join("out");
+    let (code, _, err) = bnnc(&["run", model.to_str().unwrap(), "--method", "map", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rec = dir.join("rec.bnn");
+    std::fs::write(
+        &rec,
+        "fn f(x: real) -> real {\n  return f(x)\n}\nparams {\n  mu: real\n}\nmodel {\n  mu ~ normal(f(0.0), 1)\n}\n",
+    )
+    .unwrap();
+    let (code, _, err) = bnnc(&["check", rec.to_str().unwrap(), "--color", "never"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0400"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
