@@ -1099,6 +1099,34 @@ impl<'a> Lower<'a> {
                 args.push(self.expr(b)?);
             }
         }
+        // Bounds known now that leave no room between them: no value satisfies them.
+        if let (Kind::LowerUpper, Some(lo), Some(hi)) =
+            (kind, args.first().and_then(|a| self.known.get(a)), args.get(1).and_then(|a| self.known.get(a)))
+        {
+            let at = |v: &[f64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+            if let Some(i) = (0..lo.len().max(hi.len()).min(n.max(1))).find(|&i| !(at(lo, i) < at(hi, i))) {
+                let (l, h) = (at(lo, i), at(hi, i));
+                let span = d.decl.upper.as_ref().map_or(d.span, |u| u.span);
+                return Err(self.err(
+                    Code::DataOutOfRange,
+                    span,
+                    format!(
+                        "`{}` has lower bound {l} and upper bound {h}: no value lies strictly between them",
+                        d.name
+                    ),
+                    "the upper bound must be above the lower",
+                ));
+            }
+        }
+        // A simplex or correlation factor needs at least one element.
+        if matches!(kind, Kind::Simplex | Kind::CholeskyCorr) && n == 0 {
+            return Err(self.err(
+                Code::DataOutOfRange,
+                d.span,
+                format!("`{}` has no elements: a simplex or correlation factor needs at least one", d.name),
+                "of size 0 with this data",
+            ));
+        }
         let free_len = kind.free_len(n);
         let dst = self.new_value(shape.clone(), false);
         self.p.params.push(ParamLayout { name: d.name.clone(), shape, kind, offset: *offset, free_len, value: dst });
