@@ -174,12 +174,12 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
                 // Stan's block names, and close misspellings.
                 let guess = match name.name.as_str() {
                     "parameters" => Some("params"),
-                    "quantities" | "generated_quantities" => Some("generated"),
-                    "transformed" => None,
+                    "quantities" | "generated_quantities" | "generated quantities" => Some("generated"),
+                    "transformed" | "transformed data" | "transformed parameters" => None,
                     n => crate::diag::suggest(n, keywords.iter().copied()),
                 };
                 let help = match (name.name.as_str(), guess) {
-                    ("transformed", _) => "bnnc has no transformed blocks: write `let name = ...` in `model` (expressions of data are computed once when the data is read), and constrained parameters with bounds in `params`".to_string(),
+                    ("transformed" | "transformed data" | "transformed parameters", _) => "bnnc has no transformed blocks: write `let name = ...` in `model` (expressions of data are computed once when the data is read), and constrained parameters with bounds in `params`".to_string(),
                     (_, Some(g)) => format!("did you mean `{g}`?"),
                     (_, None) => "blocks are `data`, `params`, `model` and `generated`".to_string(),
                 };

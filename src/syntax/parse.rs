@@ -160,6 +160,18 @@ fn syntax_error(
             if d.help.is_some() {
                 return d;
             }
+            // Stan's `vector[N] y`: a sized type, then the name.
+            if let (Tok::Ident(name), Some(Tok::Ident(ty)), Some(Tok::RBracket)) =
+                (&tok, before.get(start), before.last())
+            {
+                if matches!(ty.as_str(), "vector" | "matrix" | "array" | "tensor" | "simplex" | "ordered" | "row_vector") {
+                    let dims: Vec<String> = before[start + 1..].iter().map(|t| t.to_string()).collect();
+                    return d.with_help(format!(
+                        "declarations are written `name: type`, as `{name}: {ty}{}`",
+                        dims.join("").replace(',', ", ")
+                    ));
+                }
+            }
             if let Tok::Ident(name) = &tok {
                 if exp.iter().any(|e| e == "model") {
                     d = d.with_help_opt(did_you_mean(name, BLOCK_KEYWORDS.iter().copied()));

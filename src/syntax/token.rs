@@ -431,7 +431,13 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Lexed> {
     // The last token emitted was a `>` closing a bound list, not a comparison.
     let mut closed_bounds = false;
     let next_real = |i: usize| raw[i + 1..].iter().find(|(_, t, _)| !matches!(t, Tok::Newline)).map(|(_, t, _)| t);
+    // The second word of a two-word block name, already taken.
+    let mut skip = None;
     for (i, (lo, tok, hi)) in raw.iter().cloned().enumerate() {
+        if skip == Some(i) {
+            continue;
+        }
+        let mut hi = hi;
         let is_sep = matches!(tok, Tok::Newline | Tok::Sep);
         if is_sep {
             let inside = matches!(stack.last(), Some((Tok::LParen | Tok::LBracket | Tok::Lt, _, _)));
@@ -533,6 +539,28 @@ pub fn lex(file: FileId, src: &str, diags: &mut Diagnostics) -> Option<Lexed> {
                     && out.last().is_none_or(|(_, t, _)| matches!(t, Tok::RBrace | Tok::Str(_))) =>
             {
                 tok = Tok::BlockName(name.clone());
+            }
+            // Stan's two-word block names (`transformed data {`, `generated quantities {`):
+            // one block name, which the checker explains.
+            Tok::Ident(_) | Tok::Generated
+                if stack.is_empty()
+                    && matches!(raw.get(i + 2), Some((_, Tok::LBrace, _)))
+                    && out.last().is_none_or(|(_, t, _)| matches!(t, Tok::RBrace | Tok::Str(_))) =>
+            {
+                let second = raw.get(i + 1).map(|(_, t, h)| (t.clone(), *h));
+                let name = match (&tok, &second) {
+                    (Tok::Ident(a), Some((Tok::Data, _))) if a == "transformed" => Some("transformed data"),
+                    (Tok::Ident(a), Some((Tok::Ident(b), _))) if a == "transformed" && b == "parameters" => {
+                        Some("transformed parameters")
+                    }
+                    (Tok::Generated, Some((Tok::Ident(b), _))) if b == "quantities" => Some("generated quantities"),
+                    _ => None,
+                };
+                if let (Some(name), Some((_, second_hi))) = (name, second) {
+                    tok = Tok::BlockName(name.to_string());
+                    hi = second_hi;
+                    skip = Some(i + 1);
+                }
             }
             _ => {}
         }
