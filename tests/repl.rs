@@ -63,14 +63,15 @@ fn sessions_match_their_transcripts() {
     }
 }
 
-/// `theta[2] - theta[0]` and `tau > 5` on a real fit equal what the draws give.
+/// `theta[2] - theta[0]`, `tau > 5` and `theta - y` (a parameter of the model's declared
+/// size `J` with data of that size) on a real fit equal what the draws give.
 #[test]
 fn expressions_are_computed_at_every_draw() {
     let dir = std::env::temp_dir().join(format!("bnnc-repl-{}", std::process::id()));
     let d = dir.to_str().expect("utf-8");
     let (code, out) = session(
         &["examples/eight_schools.bnn"],
-        &format!(":run --chains 2 --warmup 200 --draws 200 --out {d}\ntheta[2] - theta[0]\ntau > 5\n"),
+        &format!(":run --chains 2 --warmup 200 --draws 200 --out {d}\ntheta[2] - theta[0]\ntau > 5\ntheta - y\n"),
     );
     assert_eq!(code, 0, "{out}");
     // The draws, from the CSV files.
@@ -93,6 +94,9 @@ fn expressions_are_computed_at_every_draw() {
     };
     assert!((mean_of("theta[2] - theta[0]") - contrast).abs() < 5e-4 * contrast.abs().max(1.0), "{out}");
     assert!((mean_of("tau > 5") - p).abs() < 1e-3, "{out}");
+    // y[0] is 28 in the example's data.
+    let residual = rows.iter().map(|r| r[t0] - 28.0).sum::<f64>() / n;
+    assert!((mean_of("(theta - y)[0]") - residual).abs() < 5e-4 * residual.abs().max(1.0), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -12,12 +12,43 @@ use crate::data::BoundData;
 use crate::diag::Diagnostics;
 use crate::source::SourceMap;
 
-/// A fit's variable: its name and shape, and its columns among the draws.
+/// A fit's variable: its name and shape, and its columns among the draws; with the type the
+/// model declares for it (`vector[J]`), when that type has this shape with the data, so the
+/// variable combines with data of the same sizes (`theta - y`).
 #[derive(Clone, Debug)]
 pub struct Var {
     pub name: String,
     pub shape: Vec<usize>,
     pub columns: Vec<usize>,
+    pub declared: Option<String>,
+}
+
+/// Each variable's type as the model declares it (a parameter's, or a generated quantity's),
+/// where its sizes, with the data's ints, are the variable's shape.
+pub fn with_declared_types(vars: &mut [Var], checked: &crate::sema::check::Checked, data: &BoundData) {
+    use crate::sema::ty::{Poly, Size, Ty};
+    let ints: std::collections::HashMap<String, Poly> =
+        checked.data.iter().filter_map(|d| data.int(&d.name).map(|v| (d.name.clone(), Poly::constant(v)))).collect();
+    let declared =
+        checked.params.iter().map(|d| (&d.name, &d.decl.ty)).chain(checked.outputs.iter().map(|(n, t)| (n, t)));
+    let types: std::collections::HashMap<&String, &Ty> = declared.collect();
+    for v in vars.iter_mut() {
+        v.declared = types.get(&v.name).and_then(|ty| {
+            if !matches!(ty, Ty::Vector(_) | Ty::Matrix(..) | Ty::Tensor(_)) {
+                return None;
+            }
+            let sizes: Option<Vec<usize>> = ty
+                .subst(&ints)
+                .dims()
+                .iter()
+                .map(|s| match s {
+                    Size::Known(p) => p.as_const().and_then(|c| usize::try_from(c).ok()),
+                    Size::Unknown => None,
+                })
+                .collect();
+            (sizes.as_deref() == Some(v.shape.as_slice())).then(|| ty.to_string())
+        });
+    }
 }
 
 /// The fit's variables from its column names (`eta.1` … `eta.8` → `eta`, shape [8]), in order.
@@ -36,7 +67,7 @@ pub fn variables(columns: &[String]) -> Vec<Var> {
                 v.shape.iter_mut().zip(&idx).for_each(|(d, i)| *d = (*d).max(*i));
                 v.columns.push(j);
             }
-            _ => out.push(Var { name, shape: idx, columns: vec![j] }),
+            _ => out.push(Var { name, shape: idx, columns: vec![j], declared: None }),
         }
     }
     out
@@ -78,7 +109,8 @@ pub fn compile(
     }
     text.push_str("params {\n");
     for v in &visible {
-        text.push_str(&format!("  {}: {}\n", v.name, type_of(&v.shape)));
+        let ty = v.declared.clone().unwrap_or_else(|| type_of(&v.shape));
+        text.push_str(&format!("  {}: {ty}\n", v.name));
     }
     text.push_str("}\nmodel {\n}\ngenerated {\n");
     for (name, e) in lets {

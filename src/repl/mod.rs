@@ -235,6 +235,9 @@ impl Session<'_> {
                 self.data = crate::data::load_data(&p, &el.checked.data, &mut fe.sources, &mut scratch);
             }
         }
+        if let (Some(el), Some(data)) = (self.fe.as_ref().and_then(|fe| fe.elaborated.as_ref()), self.data.as_ref()) {
+            expr::with_declared_types(&mut self.vars, &el.checked, data);
+        }
         println!(
             "fit {}: method {}, {} chain{} of {} draw{}, {} variables",
             dir.display(),
