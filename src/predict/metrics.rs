@@ -88,7 +88,8 @@ pub fn aupr(scores: &[f64], positive: &[bool]) -> f64 {
         ap += new_tp as f64 / np as f64 * (tp as f64 / seen as f64);
         i = j + 1;
     }
-    ap
+    // A sum of fractions that add to 1 can round a little above it.
+    ap.min(1.0)
 }
 
 /// log((1/S) Σ exp(l_s)) without overflow.

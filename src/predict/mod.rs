@@ -312,7 +312,9 @@ pub fn predict_with(
                         pred,
                         entropy,
                         expected_entropy,
-                        mutual_information: (entropy - expected_entropy).max(0.0),
+                        // Below 1e-12 nats it is the rounding of two equal entropies (every
+                        // draw predicting alike), not information.
+                        mutual_information: Some(entropy - expected_entropy).filter(|m| *m > 1e-12).unwrap_or(0.0),
                         log_lik: if has_obs { acc.lmax + (acc.lsum / sf).ln() } else { f64::NAN },
                         probs,
                     }
