@@ -475,63 +475,61 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
 /// The arrays of a `.npz` file by name, or of a `.npy` file under the file's stem. Floats and
 /// ints of every width and bools are read; anything else says what it is.
 fn read_numpy(path: &Path, npz: bool) -> Result<BTreeMap<String, Raw>, String> {
-    use ndarray::ArrayD;
+    use ndarray::{ArrayD, IxDyn, OwnedRepr};
     use ndarray_npy::ReadNpyExt;
     fn to_raw<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> Num) -> Raw {
         Raw { dims: a.shape().to_vec(), values: a.iter().map(|x| f(*x)).collect() }
     }
-    // Each element type in turn: a reader fails cleanly on a type it does not hold.
-    fn read_any(mut read: impl FnMut(u8) -> Option<Raw>) -> Option<Raw> {
-        (0..8).find_map(&mut read)
-    }
-    fn one<R: std::io::Read>(r: R, kind: u8) -> Option<Raw> {
-        let raw = match kind {
-            0 => to_raw(ArrayD::<f64>::read_npy(r).ok()?, Num::Real),
-            1 => to_raw(ArrayD::<f32>::read_npy(r).ok()?, |x| Num::Real(x as f64)),
-            2 => to_raw(ArrayD::<i64>::read_npy(r).ok()?, Num::Int),
-            3 => to_raw(ArrayD::<i32>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
-            4 => to_raw(ArrayD::<i16>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
-            5 => to_raw(ArrayD::<u8>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
-            6 => to_raw(ArrayD::<u32>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
-            _ => to_raw(ArrayD::<bool>::read_npy(r).ok()?, |x| Num::Int(x as i64)),
+    // Each element type in turn (a reader fails cleanly on a type it does not hold), with how
+    // its elements become numbers: one list for `.npy` files and the arrays of `.npz` ones.
+    macro_rules! each_type {
+        ($read:ident) => {
+            None.or_else(|| Some(to_raw($read!(f64)?, Num::Real)))
+                .or_else(|| Some(to_raw($read!(f32)?, |x| Num::Real(x as f64))))
+                .or_else(|| Some(to_raw($read!(i64)?, Num::Int)))
+                .or_else(|| Some(to_raw($read!(i32)?, |x| Num::Int(x as i64))))
+                .or_else(|| Some(to_raw($read!(i16)?, |x| Num::Int(x as i64))))
+                .or_else(|| Some(to_raw($read!(i8)?, |x| Num::Int(x as i64))))
+                .or_else(|| Some(to_raw($read!(u8)?, |x| Num::Int(x as i64))))
+                .or_else(|| Some(to_raw($read!(u16)?, |x| Num::Int(x as i64))))
+                .or_else(|| Some(to_raw($read!(u32)?, |x| Num::Int(x as i64))))
+                .or_else(|| {
+                    // Beyond i64, a u64 is not an int bnnc holds: read as a real, which the
+                    // binding then refuses where an int is declared.
+                    Some(to_raw($read!(u64)?, |x| i64::try_from(x).map_or(Num::Real(x as f64), Num::Int)))
+                })
+                .or_else(|| Some(to_raw($read!(bool)?, |x| Num::Int(x as i64))))
         };
-        Some(raw)
     }
     let mut out = BTreeMap::new();
     if npz {
         let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let mut z = ndarray_npy::NpzReader::new(file).map_err(|e| e.to_string())?;
         for name in z.names().map_err(|e| e.to_string())? {
-            let raw = read_any(|k| read_typed(&mut z, &name, k)).ok_or_else(|| {
-                format!("array `{name}` is not of numbers (float, int or bool), or the file is compressed")
+            macro_rules! by_name {
+                ($t:ty) => {
+                    z.by_name::<OwnedRepr<$t>, IxDyn>(&name).ok()
+                };
+            }
+            let raw: Option<Raw> = each_type!(by_name);
+            let raw = raw.ok_or_else(|| {
+                format!("array `{name}` is not of numbers NumPy stores as floats of 32 or 64 bits, ints of 8 to 64, or bools (float16 and complex are not read), or the file is compressed (save it with np.savez, not np.savez_compressed)")
             })?;
             out.insert(name, raw);
         }
     } else {
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let raw = read_any(|k| one(&bytes[..], k)).ok_or("not an array of numbers (float, int or bool)")?;
+        macro_rules! from_bytes {
+            ($t:ty) => {
+                ArrayD::<$t>::read_npy(&bytes[..]).ok()
+            };
+        }
+        let raw: Option<Raw> = each_type!(from_bytes);
+        let raw = raw.ok_or("not an array of numbers NumPy stores as floats of 32 or 64 bits, ints of 8 to 64, or bools (float16 and complex are not read)")?;
         out.insert(name, raw);
     }
     Ok(out)
-}
-
-/// Array `name` of an `.npz` file read as element type number `k` of [`read_numpy`]'s list.
-fn read_typed<R: std::io::Read + std::io::Seek>(z: &mut ndarray_npy::NpzReader<R>, name: &str, k: u8) -> Option<Raw> {
-    use ndarray::{ArrayD, IxDyn, OwnedRepr};
-    fn to_raw<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> Num) -> Raw {
-        Raw { dims: a.shape().to_vec(), values: a.iter().map(|x| f(*x)).collect() }
-    }
-    Some(match k {
-        0 => to_raw(z.by_name::<OwnedRepr<f64>, IxDyn>(name).ok()?, Num::Real),
-        1 => to_raw(z.by_name::<OwnedRepr<f32>, IxDyn>(name).ok()?, |x| Num::Real(x as f64)),
-        2 => to_raw(z.by_name::<OwnedRepr<i64>, IxDyn>(name).ok()?, Num::Int),
-        3 => to_raw(z.by_name::<OwnedRepr<i32>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
-        4 => to_raw(z.by_name::<OwnedRepr<i16>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
-        5 => to_raw(z.by_name::<OwnedRepr<u8>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
-        6 => to_raw(z.by_name::<OwnedRepr<u32>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
-        _ => to_raw(z.by_name::<OwnedRepr<bool>, IxDyn>(name).ok()?, |x| Num::Int(x as i64)),
-    })
 }
 
 /// Bind arrays given in memory (name, dims, row-major values; `int` when they hold ints) to

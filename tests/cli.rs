@@ -622,3 +622,28 @@ fn a_model_without_data_is_checked_as_it_runs_and_reads_no_file() {
     assert!(err.contains("E0400"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `.npz` arrays of the int widths NumPy writes (here i8, u16 and u64) and of float32 are
+/// read.
+#[test]
+fn npz_ints_of_every_width_are_read() {
+    use ndarray_npy::NpzWriter;
+    let dir = std::env::temp_dir().join(format!("bnnc-npz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  k: array[N] int\n}\nparams {\n  b: vector[D] ~ normal(0, 1)\n}\nmodel {\n  k ~ poisson_log(x @ b)\n}\n",
+    )
+    .unwrap();
+    let path = dir.join("m.npz");
+    let mut w = NpzWriter::new(std::fs::File::create(&path).unwrap());
+    w.add_array("N", &ndarray::arr0(3i8)).unwrap();
+    w.add_array("D", &ndarray::arr0(2u64)).unwrap();
+    w.add_array("x", &ndarray::arr2(&[[0.5f32, 1.0], [-0.5, 0.0], [1.5, -1.0]])).unwrap();
+    w.add_array("k", &ndarray::arr1(&[1u16, 0, 4])).unwrap();
+    w.finish().unwrap();
+    let (code, out, err) = bnnc(&["check", model.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
