@@ -192,10 +192,32 @@ pub fn data_path(model: &Path, given: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
+/// The fingerprint of a model's tokens: its text without comments, indentation or spacing
+/// (runs of line ends count as one, as they separate statements), so a fit stays usable
+/// after the model's comments or layout are edited, and not after a change to the model.
+pub fn model_fingerprint(text: &str) -> String {
+    use crate::syntax::token::Tok;
+    let mut scratch = Diagnostics::new();
+    let mut canonical = String::new();
+    let mut line_end = false;
+    for (_, tok, _) in crate::syntax::token::lex_raw(FileId::default(), text, &mut scratch) {
+        if tok == Tok::Newline {
+            line_end = true;
+            continue;
+        }
+        if std::mem::take(&mut line_end) && !canonical.is_empty() {
+            canonical.push('\n');
+        }
+        canonical.push_str(&tok.to_string());
+        canonical.push(' ');
+    }
+    crate::source::fingerprint(&canonical)
+}
+
 impl Frontend {
-    /// The fingerprint of the model file's text ([`crate::source::fingerprint`]).
+    /// The fingerprint of the model file's tokens ([`model_fingerprint`]).
     pub fn model_hash(&self) -> String {
-        self.user_file.map(|id| crate::source::fingerprint(&self.sources.get(id).text)).unwrap_or_default()
+        self.user_file.map(|id| model_fingerprint(&self.sources.get(id).text)).unwrap_or_default()
     }
 
     /// A model that could not be read or parsed: only its diagnostics.

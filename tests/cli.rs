@@ -647,3 +647,28 @@ fn npz_ints_of_every_width_are_read() {
     assert_eq!(code, 0, "{out}{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fit belongs to its model's tokens: editing a comment or the layout keeps it usable by
+/// `predict`; changing the model (a prior's scale) does not.
+#[test]
+fn a_fit_survives_edits_to_comments_but_not_to_the_model() {
+    let dir = std::env::temp_dir().join(format!("bnnc-fithash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    let text = "data {\n  N: int\n  x: vector[N]\n  y: vector[N]\n}\nparams {\n  b: real ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(b * x, 1)\n}\n";
+    std::fs::write(&model, text).unwrap();
+    std::fs::write(dir.join("m.json"), r#"{"N": 3, "x": [1, 2, 3], "y": [0.9, 2.1, 2.8]}"#).unwrap();
+    let (m, out) = (model.to_str().unwrap(), dir.join("fit"));
+    let (code, _, err) = bnnc(&["run", m, "--method", "map", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let commented =
+        format!("// a comment\n{}", text.replace("y ~ normal(b * x, 1)", "y ~ normal(b * x,   1)  // the likelihood"));
+    std::fs::write(&model, commented).unwrap();
+    let (code, _, err) = bnnc(&["predict", m, "--fit", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&model, text.replace("normal(0, 1)", "normal(0, 2)")).unwrap();
+    let (code, _, err) = bnnc(&["predict", m, "--fit", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0700"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -253,7 +253,7 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
     if !fit.made_from(&fe.model_hash()) {
         fe.diags.push(
             Diagnostic::error_nowhere(Code::FitUnusable, fit.not_made_from(&o.fit, &o.model))
-            .with_help("a fit is read with the model text it was made from: fit this model with `bnnc run`, or predict with the model the fit was made from, as it was"),
+            .with_help("a fit is read with the model it was made from (comments and layout aside): fit this model with `bnnc run`, or predict with the model the fit was made from, as it was"),
         );
         return 1;
     }
