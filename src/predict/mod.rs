@@ -333,6 +333,12 @@ pub fn predict_with(
                     let (mut mean, mut sd) = (acc.mean, (var_epistemic + var_aleatoric).sqrt());
                     let (var_epistemic, var_aleatoric) = if mean.is_finite() && sd.is_finite() {
                         (var_epistemic, var_aleatoric)
+                    } else if mean.is_finite() && var_epistemic.is_finite() {
+                        // Means but no variance at some draws (a Student-t with ν ≤ 2): the
+                        // draws' means still disagree by var_epistemic, and the noise, so the
+                        // whole, has infinite variance.
+                        sd = f64::INFINITY;
+                        (var_epistemic, f64::INFINITY)
                     } else {
                         // No moments (a Cauchy): the draws' own mean and sd, no split.
                         let m = d.iter().sum::<f64>() / d.len() as f64;
