@@ -576,6 +576,22 @@ fn red_closed(r: Red, x: &[f64]) -> f64 {
     }
 }
 
+/// `sd` and `variance` of one element are 0 with no gradient, as Stan's; of none, no value.
+#[test]
+fn sd_and_variance_of_one_element_and_of_none() {
+    for red in [Red::Sd, Red::Variance] {
+        let p = Prim::Reduce(red);
+        let (out, _) = eval(&p, &[vec![2.5]], &[vec![1]]);
+        assert_eq!(out[0], 0.0, "{red:?} of one element");
+        let mut rng = Rng::new(1);
+        if red == Red::Variance {
+            check_vjp(&p, &[vec![2.5]], &[vec![1]], &[true], &mut rng);
+        }
+        let (out, _) = eval(&p, &[vec![]], &[vec![0]]);
+        assert!(out[0].is_nan(), "{red:?} of no elements: {}", out[0]);
+    }
+}
+
 proptest! {
     #![proptest_config(config(64))]
 

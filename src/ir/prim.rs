@@ -913,6 +913,9 @@ fn reduce(r: Red, x: &[f64]) -> f64 {
         Red::Sum => pair_sum(x),
         Red::Mean => x.iter().sum::<f64>() / n,
         Red::Sd => reduce(Red::Variance, x).sqrt(),
+        // As Stan's: 0 for one element, and no value (NaN) for none.
+        Red::Variance if x.len() == 1 => 0.0,
+        Red::Variance if x.is_empty() => f64::NAN,
         Red::Variance => {
             let m = x.iter().sum::<f64>() / n;
             x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1.0)
@@ -1070,6 +1073,8 @@ pub fn vjp(
                 match rd {
                     Red::Sum => g.iter_mut().for_each(|v| *v += a),
                     Red::Mean => g.iter_mut().for_each(|v| *v += a / n),
+                    // One element: the value is 0 wherever it is.
+                    Red::Variance | Red::Sd if x.len() < 2 => {}
                     Red::Variance | Red::Sd => {
                         let m = x.iter().sum::<f64>() / n;
                         let scale = if *rd == Red::Sd { a / (2.0 * out[0]) } else { a };
