@@ -832,7 +832,7 @@ fn bind(
                     Diagnostic::error(
                         Code::DataNotFinite,
                         d.span,
-                        format!("data `{}{}` is {}", d.name, index_str(&expected, i), reals[i]),
+                        format!("data `{}{}` is {} in `{}`", d.name, index_str(&expected, i), reals[i], src.name),
                     )
                     .with_label("data must be finite")
                     .with_help("remove or impute missing values before sampling; bnnc does not treat NaN as missing"),
