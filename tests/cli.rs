@@ -2,7 +2,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{bnnc, read_json};
+use common_cli::{bnnc, read_json, temp_model};
 
 #[test]
 fn check_clean_model_exits_zero_silently() {
@@ -512,14 +512,10 @@ fn interrupted_training_keeps_its_fit() {
 /// is NaN there, and every method that writes draws says so.
 #[test]
 fn generated_quantities_that_fail_keep_the_draws_parameters() {
-    let dir = std::env::temp_dir().join(format!("bnnc-genfail-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(
-        &model,
+    let (dir, model) = temp_model(
+        "genfail",
         "params {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n}\ngenerated {\n  r = poisson_rng(mu)\n}\n",
-    )
-    .unwrap();
+    );
     for method in ["nuts", "advi", "laplace"] {
         let out = dir.join(method);
         let (code, _, err) =
@@ -543,14 +539,10 @@ fn generated_quantities_that_fail_keep_the_draws_parameters() {
 /// training on the one row with nothing held out; neither panics.
 #[test]
 fn zero_and_one_rows_are_fitted_not_crashed_on() {
-    let dir = std::env::temp_dir().join(format!("bnnc-fewrows-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(
-        &model,
+    let (dir, model) = temp_model(
+        "fewrows",
         "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\nparams {\n  sigma: real<lower=0> ~ normal(0, 1)\n}\nmodel {\n  let h = dense(x, 4, act = tanh)\n  y ~ normal(col(dense(h, 1), 0) + x @ ones(D), sigma)\n}\n",
-    )
-    .unwrap();
+    );
     std::fs::write(dir.join("zero.json"), r#"{"N": 0, "D": 2, "x": [], "y": []}"#).unwrap();
     std::fs::write(dir.join("one.json"), r#"{"N": 1, "D": 2, "x": [[0.5, -1.0]], "y": [0.3]}"#).unwrap();
     let m = model.to_str().unwrap();
@@ -601,10 +593,7 @@ fn a_byte_order_mark_is_ignored() {
 /// reported by `check` too.
 #[test]
 fn a_model_without_data_is_checked_as_it_runs_and_reads_no_file() {
-    let dir = std::env::temp_dir().join(format!("bnnc-nodata-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(&model, "params {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n}\n").unwrap();
+    let (dir, model) = temp_model("nodata", "params {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n}\n");
     std::fs::write(dir.join("m.json"), "{not json").unwrap();
     let (code, _, err) = bnnc(&["check", model.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -628,14 +617,10 @@ fn a_model_without_data_is_checked_as_it_runs_and_reads_no_file() {
 #[test]
 fn npz_ints_of_every_width_are_read() {
     use ndarray_npy::NpzWriter;
-    let dir = std::env::temp_dir().join(format!("bnnc-npz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(
-        &model,
+    let (dir, model) = temp_model(
+        "npz",
         "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  k: array[N] int\n}\nparams {\n  b: vector[D] ~ normal(0, 1)\n}\nmodel {\n  k ~ poisson_log(x @ b)\n}\n",
-    )
-    .unwrap();
+    );
     let path = dir.join("m.npz");
     let mut w = NpzWriter::new(std::fs::File::create(&path).unwrap());
     w.add_array("N", &ndarray::arr0(3i8)).unwrap();
@@ -652,11 +637,8 @@ fn npz_ints_of_every_width_are_read() {
 /// `predict`; changing the model (a prior's scale) does not.
 #[test]
 fn a_fit_survives_edits_to_comments_but_not_to_the_model() {
-    let dir = std::env::temp_dir().join(format!("bnnc-fithash-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
     let text = "data {\n  N: int\n  x: vector[N]\n  y: vector[N]\n}\nparams {\n  b: real ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(b * x, 1)\n}\n";
-    std::fs::write(&model, text).unwrap();
+    let (dir, model) = temp_model("fithash", text);
     std::fs::write(dir.join("m.json"), r#"{"N": 3, "x": [1, 2, 3], "y": [0.9, 2.1, 2.8]}"#).unwrap();
     let (m, out) = (model.to_str().unwrap(), dir.join("fit"));
     let (code, _, err) = bnnc(&["run", m, "--method", "map", "--out", out.to_str().unwrap()]);

@@ -3,7 +3,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{bnnc, predict_fit, read_json};
+use common_cli::{bnnc, predict_fit, read_json, temp_model};
 
 /// The draws' rows (without the header) as numbers.
 fn draw_rows(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
@@ -144,10 +144,7 @@ fn a_model_without_layers_is_approximated_at_its_posterior_mode_under_its_own_pr
 /// every draw, which is no reason to warn that q is far from the posterior.
 #[test]
 fn an_exact_laplace_approximation_is_not_warned_about() {
-    let dir = std::env::temp_dir().join(format!("bnnc-laplace-exact-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(&model, "params {\n  o: vector[3] ~ normal(1, 2)\n}\nmodel {\n}\n").unwrap();
+    let (dir, model) = temp_model("laplace-exact", "params {\n  o: vector[3] ~ normal(1, 2)\n}\nmodel {\n}\n");
     let out = dir.join("out");
     let (code, _, stderr) =
         bnnc(&["run", model.to_str().unwrap(), "--method", "laplace", "--out", out.to_str().unwrap()]);
@@ -243,14 +240,10 @@ fn the_wine_classifiers_laplace_separates_the_held_out_cultivars() {
 /// last layers and get the curvature, the hidden layer stays at its mode.
 #[test]
 fn every_head_of_a_network_is_a_last_layer() {
-    let dir = std::env::temp_dir().join(format!("bnnc-laplace-heads-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(
-        &model,
+    let (dir, model) = temp_model(
+        "laplace-heads",
         "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\nmodel {\n  let h = dense(x, 8, act = tanh)\n  let mu = dense(h, 1)\n  let s = dense(h, 1)\n  y ~ normal(col(mu, 0), softplus(col(s, 0)) + 0.01)\n}\n",
-    )
-    .unwrap();
+    );
     let x: Vec<String> = (0..60).map(|i| format!("[{}]", -3.0 + i as f64 / 10.0)).collect();
     let y: Vec<String> = (0..60)
         .map(|i| format!("{}", (-3.0 + i as f64 / 10.0f64).sin() + 0.1 * ((i * 7 % 11) as f64 - 5.0) / 5.0))

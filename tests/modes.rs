@@ -4,7 +4,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{bnnc, predict_fit, read_json};
+use common_cli::{bnnc, predict_fit, read_json, temp_model};
 
 fn draws(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("draws-1.csv"))
@@ -225,8 +225,10 @@ fn swag_around_the_yacht_networks_mode_predicts_calibrated_intervals() {
 fn swag_refuses_a_rate_whose_gaussian_cannot_predict_the_held_out_rows() {
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
-    let dir = std::env::temp_dir().join(format!("bnnc-swag-blobs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, model) = temp_model(
+        "swag-blobs",
+        "data {\n  N: int\n  D: int\n  K: int\n  x: matrix[N, D]\n  y: array[N] int\n}\nmodel {\n  let h1 = dense(x, 16, act = relu)\n  let h2 = dense(h1, 16, act = relu)\n  y ~ categorical_logit(dense(h2, K))\n}\n",
+    );
     let means = [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.5, 2.0]];
     let sds = [0.35, 0.35, 0.4, 0.2];
     let blobs = |n: usize, seed: u64| {
@@ -246,12 +248,6 @@ fn swag_refuses_a_rate_whose_gaussian_cannot_predict_the_held_out_rows() {
     };
     std::fs::write(dir.join("train.json"), blobs(105, 1)).unwrap();
     std::fs::write(dir.join("test.json"), blobs(45, 2)).unwrap();
-    let model = dir.join("m.bnn");
-    std::fs::write(
-        &model,
-        "data {\n  N: int\n  D: int\n  K: int\n  x: matrix[N, D]\n  y: array[N] int\n}\nmodel {\n  let h1 = dense(x, 16, act = relu)\n  let h2 = dense(h1, 16, act = relu)\n  y ~ categorical_logit(dense(h2, K))\n}\n",
-    )
-    .unwrap();
     let out = dir.join("out");
     let (m, train, test) = (model.to_str().unwrap(), dir.join("train.json"), dir.join("test.json"));
     // Seeds whose pretraining ends where rate 0.1 stays in the bulk.

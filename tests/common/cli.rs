@@ -27,3 +27,15 @@ pub fn predict_fit(model: &str, fit: &std::path::Path, test: &str) -> serde_json
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// A fresh directory under the system's temporary one, `bnnc-TAG-PID`, holding `m.bnn` with
+/// `model`: (the directory, the model's path).
+#[allow(dead_code)]
+pub fn temp_model(tag: &str, model: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("bnnc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.bnn");
+    std::fs::write(&path, model).unwrap();
+    (dir, path)
+}
