@@ -161,10 +161,10 @@ impl<'p> HeldOut<'p> {
     }
 
     /// The mean over held-out rows of the log predictive density of the mixture of `xs`.
-    pub fn score(&mut self, density: &mut crate::compiled::CompiledModel, xs: &[Vec<f64>]) -> Option<f64> {
+    pub fn score<X: AsRef<[f64]>>(&mut self, density: &mut crate::compiled::CompiledModel, xs: &[X]) -> Option<f64> {
         let draws: Vec<Vec<f64>> = xs
             .iter()
-            .filter_map(|x| density.constrained(x, false).ok())
+            .filter_map(|x| density.constrained(x.as_ref(), false).ok())
             .map(|v| v.into_iter().flat_map(|(_, _, x)| x).collect())
             .collect();
         score(&mut self.fw, &draws)

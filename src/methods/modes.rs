@@ -10,7 +10,6 @@
 //!   afresh at every step (Gal & Ghahramani 2016); `predict` averages `--mc-samples` passes
 //!   with fresh masks.
 
-use crate::compiled::Forward;
 use crate::diag::Format;
 use crate::driver::Frontend;
 use crate::infer::minibatch::{self, Mode};
@@ -323,16 +322,11 @@ pub(crate) fn member(
 ) -> Result<Member, String> {
     let (mut progs, mut density) = setup.compile(program, cfg.backend)?;
     let ice = |e: String| format!("internal compiler error: {e} (`--backend interp` runs without compiling)");
-    let mut val_fw = setup.val_program.as_ref().map(|p| Forward::new(p, cfg.backend)).transpose().map_err(ice)?;
-    let has_val = val_fw.is_some();
+    let mut held_out = crate::methods::batches::HeldOut::new(setup, cfg.backend).map_err(ice)?;
+    let has_val = held_out.is_some();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(chain_seed(cfg.seed, m));
     let start = crate::infer::vi::bbb::initial_means(program, &mut rng);
-    let mut score = |x: &[f64]| -> Option<f64> {
-        let fw = val_fw.as_mut()?;
-        let v = density.constrained(x, false).ok()?;
-        let draw: Vec<f64> = v.into_iter().flat_map(|(_, _, x)| x).collect();
-        crate::methods::batches::score(fw, &[draw])
-    };
+    let mut score = |x: &[f64]| -> Option<f64> { held_out.as_mut()?.score(&mut density, &[x]) };
     let mut validate: Option<&mut dyn FnMut(&[f64]) -> Option<f64>> = if has_val { Some(&mut score) } else { None };
     let mut objective = Mode::new(setup.full.dim());
     let run = minibatch::train(
