@@ -441,6 +441,23 @@ fn initial_state<D: LogDensity, R: rand::Rng>(
     init: Option<&[f64]>,
 ) -> Result<State, String> {
     let dim = sampler.density.dim();
+    find_start(dim, init, rng, |q| match sampler.state_at(q) {
+        Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => Ok(Some(st)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.message),
+    })
+    .map_err(|why| format!("{NO_INITIAL_POINT} ({why})"))
+}
+
+/// A starting point: the one given, or up to [`INIT_TRIES`] points with every coordinate
+/// uniform on (−2, 2), the first at which `at` finds the log density and its gradient finite
+/// (`Ok(Some(..))`; `Ok(None)` when they are not). `Err` says why the last point failed.
+pub fn find_start<T>(
+    dim: usize,
+    init: Option<&[f64]>,
+    rng: &mut impl rand::Rng,
+    mut at: impl FnMut(Vec<f64>) -> Result<Option<T>, String>,
+) -> Result<T, String> {
     let mut last_err = String::new();
     for attempt in 0..INIT_TRIES {
         let q: Vec<f64> = match (init, attempt) {
@@ -448,13 +465,13 @@ fn initial_state<D: LogDensity, R: rand::Rng>(
             (Some(_), _) => break,
             (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
         };
-        match sampler.state_at(q) {
-            Ok(st) if st.logp.is_finite() && st.grad.iter().all(|g| g.is_finite()) => return Ok(st),
-            Ok(_) => last_err = "the log density or its gradient is not finite".into(),
-            Err(e) => last_err = e.message,
+        match at(q) {
+            Ok(Some(t)) => return Ok(t),
+            Ok(None) => last_err = "the log density or its gradient is not finite".into(),
+            Err(e) => last_err = e,
         }
     }
-    Err(format!("{NO_INITIAL_POINT} ({last_err})"))
+    Err(last_err)
 }
 
 /// Whether a leapfrog step of `step_size` under the inverse metric `inv_metric` moves no

@@ -51,38 +51,32 @@ pub(crate) fn lbfgs_mode(
 ) -> Result<(crate::infer::optim::Mode, f64), i32> {
     use crate::density::LogDensity;
     use crate::infer::run::INIT_TRIES;
-    use rand::RngExt;
     let dim = density.dim();
     let mut g = vec![0.0; dim];
-    let mut start = None;
-    let mut why = String::new();
-    for attempt in 0..INIT_TRIES {
-        let x: Vec<f64> = match (&cfg.init, attempt) {
-            (Some(t), 0) => t.clone(),
-            (Some(_), _) => break,
-            (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
-        };
-        match density.logp_grad(&x, &mut g) {
-            Ok(lp) if lp.is_finite() && g.iter().all(|v| v.is_finite()) => {
-                start = Some(x);
-                break;
-            }
-            Ok(_) => why = "the log density or its gradient is not finite".into(),
-            Err(e) => why = e.message,
+    let found = crate::infer::run::find_start(dim, cfg.init.as_deref(), rng, |x| match density.logp_grad(&x, &mut g) {
+        Ok(lp) if lp.is_finite() && g.iter().all(|v| v.is_finite()) => Ok(Some(x)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.message),
+    });
+    let start = match found {
+        Ok(x) => x,
+        Err(why) => {
+            let tried = match cfg.init {
+                Some(_) => "at the point --init gives".to_string(),
+                None => format!("at {INIT_TRIES} random points (every unconstrained parameter uniform on (-2, 2))"),
+            };
+            let locate = crate::summary::Locate {
+                program: density.program(),
+                sources,
+                init: cfg.init.as_deref(),
+                seed: cfg.seed,
+            };
+            return Err(crate::summary::no_initial_point(
+                &format!("no starting point: {tried}, {why}"),
+                format,
+                Some(locate),
+            ));
         }
-    }
-    let Some(start) = start else {
-        let tried = match cfg.init {
-            Some(_) => "at the point --init gives".to_string(),
-            None => format!("at {INIT_TRIES} random points (every unconstrained parameter uniform on (-2, 2))"),
-        };
-        let locate =
-            crate::summary::Locate { program: density.program(), sources, init: cfg.init.as_deref(), seed: cfg.seed };
-        return Err(crate::summary::no_initial_point(
-            &format!("no starting point: {tried}, {why}"),
-            format,
-            Some(locate),
-        ));
     };
     let t = std::time::Instant::now();
     match crate::infer::optim::lbfgs(density, &start, 2000) {
