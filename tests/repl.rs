@@ -133,3 +133,14 @@ fn line_editing_and_completion_on_a_terminal() {
     assert!(history.contains("sigma > 0.5") && history.contains(":summary a"), "{history}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A mode's fit (one draw) is shown as a point: its value, with no spread or quantiles.
+#[test]
+fn a_single_draw_fit_is_shown_as_an_estimate() {
+    let dir = std::env::temp_dir().join(format!("bnnc-repl-map-{}", std::process::id()));
+    let d = dir.to_str().expect("utf-8");
+    let (code, out) = session(&["examples/eight_schools.bnn"], &format!(":run --method map --out {d}\nmu\n"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Estimate") && !out.contains("NaN") && !out.contains("StdDev"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,12 +20,14 @@ const COLUMNS: [Column; 9] = [
 
 /// The table: one row per scalar, with the columns of CmdStan's stansummary. Draws that are
 /// not chains (a variational fit's, an ensemble's) have no MCSE, ESS or R-hat: their columns
-/// are left out.
+/// are left out. A point (one draw: a mode) has only its value, as `Estimate`.
 pub fn table(rows: &[(String, Summary)]) -> String {
+    const ESTIMATE: Column = (10, "Estimate", |s| num(s.mean), false);
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
     let chains =
         rows.is_empty() || rows.iter().any(|(_, s)| s.mcse.is_finite() || s.ess_bulk.is_finite() || s.rhat.is_finite());
-    let shown: Vec<&Column> = COLUMNS.iter().filter(|c| chains || !c.3).collect();
+    let point = !rows.is_empty() && rows.iter().all(|(_, s)| s.sd.is_nan() && s.q5 == s.q95);
+    let shown: Vec<&Column> = if point { vec![&ESTIMATE] } else { COLUMNS.iter().filter(|c| chains || !c.3).collect() };
     let mut out = format!("{:<width$}", "");
     shown.iter().for_each(|(w, head, ..)| out.push_str(&format!(" {head:>w$}")));
     out.push('\n');
