@@ -813,7 +813,12 @@ fn bind(
                         format!("data `{}{}` is {x}, but `{}` holds ints", d.name, index_str(&expected, i), d.name),
                     )
                     .with_label(if expected.is_empty() { "declared `int`" } else { "declared with int elements" })
-                    .with_help("give whole numbers, or declare it `real`/`vector` if fractions are meant"),
+                    .with_help(if x.fract() == 0.0 {
+                        // Whole, but beyond where a number read from a file is an exact int.
+                        "ints in data are whole numbers below 9e15 in magnitude; declare it `real`/`vector` for larger values"
+                    } else {
+                        "give whole numbers, or declare it `real`/`vector` if fractions are meant"
+                    }),
                 );
                 continue;
             }
