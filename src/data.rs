@@ -744,6 +744,10 @@ fn bind(
             data.filled.push(d.name.clone());
             continue;
         }
+        // An optional item (predict's observed values) whose size failed already said why.
+        if !sizes_ok && optional.contains(&d.name) && !raw.contains_key(&d.name) {
+            continue;
+        }
         let Some(r) = raw.remove(&d.name) else {
             let present: Vec<&str> = data.ignored.iter().map(String::as_str).collect();
             diags.push(
