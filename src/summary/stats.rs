@@ -25,6 +25,12 @@ pub fn summarise(chains: &[Vec<f64>]) -> Summary {
     let sd = (all.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)).sqrt();
     let mut sorted = all.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
+    // Draws all equal (a constant, a quantity of the data alone): that value, exactly, with no
+    // spread, rather than the rounding of their sum.
+    if let (true, Some(&v)) = (sorted.len() > 1 && sorted.first() == sorted.last(), sorted.first()) {
+        let nan = f64::NAN;
+        return Summary { mean: v, sd: 0.0, mcse: 0.0, q5: v, q50: v, q95: v, ess_bulk: nan, ess_tail: nan, rhat: nan };
+    }
     let q = |p: f64| quantile_sorted(&sorted, p);
     let split = split_chains(chains);
     let ess_mean = ess(&split);
@@ -199,6 +205,18 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
+
+    /// Draws all equal to 0.1 (whose sum over 4,000 draws is not 400 exactly): that value with
+    /// no spread; one draw has no sd at all.
+    #[test]
+    fn constant_draws_have_their_value_and_no_spread() {
+        let s = summarise(&vec![vec![0.1; 1000]; 4]);
+        assert_eq!((s.mean, s.sd, s.mcse, s.q5, s.q95), (0.1, 0.0, 0.0, 0.1, 0.1));
+        assert!(s.ess_bulk.is_nan() && s.rhat.is_nan());
+        let one = summarise(&[vec![2.5]]);
+        assert_eq!(one.mean, 2.5);
+        assert!(one.sd.is_nan());
+    }
 
     fn iid(m: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
