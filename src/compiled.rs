@@ -152,7 +152,7 @@ impl<'p> CompiledModel<'p> {
         match self.constrained(theta, true) {
             Ok(v) => Ok((v, None)),
             Err(e) => {
-                self.failures.note(Some(e.to_string()));
+                self.failures.note(e.to_string());
                 let mut v = self.constrained(theta, false)?;
                 let p = self.p.draws.as_deref().unwrap_or(self.p);
                 for o in &p.outputs {
@@ -176,6 +176,12 @@ impl<'p> CompiledModel<'p> {
     }
 }
 
+/// What a failure of the code generator is called wherever it is reported: an internal
+/// error, with the way around it.
+pub fn internal_error(e: &str) -> String {
+    format!("internal compiler error: {e} (`--backend interp` runs without compiling)")
+}
+
 /// Names with their shapes and values, row-major: a point's constrained parameters and
 /// generated quantities.
 pub type Named = Vec<(String, Vec<usize>, Vec<f64>)>;
@@ -188,12 +194,10 @@ pub struct GeneratedFailures {
 }
 
 impl GeneratedFailures {
-    /// Count `failure` (the second part of [`CompiledModel::constrained_keeping_params`]).
-    pub fn note(&mut self, failure: Option<String>) {
-        if let Some(e) = failure {
-            self.count += 1;
-            self.first.get_or_insert(e);
-        }
+    /// Count one more failure, keeping the first reason.
+    pub fn note(&mut self, why: String) {
+        self.count += 1;
+        self.first.get_or_insert(why);
     }
 
     /// Add another's count (a chain's, a thread's).

@@ -148,7 +148,7 @@ fn run_chain(
     let mut interp = match CompiledModel::new(p, cfg.backend) {
         Ok(d) => d,
         Err(e) => {
-            out.error = Some(format!("internal compiler error: {e} (`--backend interp` runs without compiling)"));
+            out.error = Some(crate::compiled::internal_error(&e));
             return out;
         }
     };

@@ -42,9 +42,8 @@ pub fn run(
                 Some((_, theta)) => theta,
                 None => {
                     let locate = crate::summary::Locate { program: p, sources, init: None, seed: cfg.seed };
-                    let message = format!(
-                        "no starting point: at {START_TRIES} random points (every unconstrained parameter uniform on (-2, 2)), the log density is not finite"
-                    );
+                    let tried = crate::summary::starts_tried(false, START_TRIES, "");
+                    let message = format!("no starting point: {tried}, the log density is not finite");
                     return crate::summary::no_initial_point(&message, format, Some(locate));
                 }
             }

@@ -34,7 +34,7 @@ impl Setup {
         backend: crate::compiled::Backend,
     ) -> Result<(crate::infer::minibatch::Programs<'p>, crate::compiled::CompiledModel<'p>), String> {
         let compile = |p| crate::compiled::CompiledModel::new(p, backend).map(|c| c.without_jacobian());
-        let ice = |e: String| format!("internal compiler error: {e} (`--backend interp` runs without compiling)");
+        let ice = |e: String| crate::compiled::internal_error(&e);
         let full = compile(&self.full).map_err(ice)?;
         let last = match &self.last {
             Some(p) => Some((compile(p).map_err(ice)?, p)),

@@ -62,7 +62,7 @@ pub fn run(
     {
         (Ok(f), Ok(l), Ok(d)) => (f, l, d),
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            eprintln!("error: {}", crate::compiled::internal_error(&e.to_string()));
             return 2;
         }
     };

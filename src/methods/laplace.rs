@@ -381,7 +381,7 @@ pub fn run(
     let t = std::time::Instant::now();
     let theta = mode.run.x.clone();
     let ice = |e: String| {
-        eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+        eprintln!("error: {}", crate::compiled::internal_error(&e.to_string()));
         2
     };
     let compile = |p| CompiledModel::new(p, cfg.backend).map(|c| c.without_jacobian());

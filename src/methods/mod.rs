@@ -33,7 +33,7 @@ pub(crate) fn compiled_density<'p>(
             Ok(d)
         }
         Err(e) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            eprintln!("error: {}", crate::compiled::internal_error(&e.to_string()));
             Err(2)
         }
     }
@@ -61,10 +61,7 @@ pub(crate) fn lbfgs_mode(
     let start = match found {
         Ok(x) => x,
         Err(why) => {
-            let tried = match cfg.init {
-                Some(_) => "at the point --init gives".to_string(),
-                None => format!("at {INIT_TRIES} random points (every unconstrained parameter uniform on (-2, 2))"),
-            };
+            let tried = crate::summary::starts_tried(cfg.init.is_some(), INIT_TRIES, "");
             let locate = crate::summary::Locate {
                 program: density.program(),
                 sources,

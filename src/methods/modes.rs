@@ -321,7 +321,7 @@ pub(crate) fn member(
     progress: &mut dyn FnMut(&minibatch::Epoch, usize),
 ) -> Result<Member, String> {
     let (mut progs, mut density) = setup.compile(program, cfg.backend)?;
-    let ice = |e: String| format!("internal compiler error: {e} (`--backend interp` runs without compiling)");
+    let ice = |e: String| crate::compiled::internal_error(&e);
     let mut held_out = crate::methods::batches::HeldOut::new(setup, cfg.backend).map_err(ice)?;
     let has_val = held_out.is_some();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(chain_seed(cfg.seed, m));

@@ -57,7 +57,7 @@ pub fn run(
     let mut held_out = match crate::methods::batches::HeldOut::new(&setup, cfg.backend) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("error: internal compiler error: {e} (`--backend interp` runs without compiling)");
+            eprintln!("error: {}", crate::compiled::internal_error(&e.to_string()));
             return 3;
         }
     };

@@ -20,6 +20,16 @@ pub struct View<'a> {
     pub sources: &'a crate::source::SourceMap,
 }
 
+/// The starting points E0604 says were tried: the one `--init` gives, or `tries` random ones
+/// (`where_` says whose: "in each chain").
+pub fn starts_tried(init_given: bool, tries: usize, where_: &str) -> String {
+    if init_given {
+        "at the point --init gives".to_string()
+    } else {
+        format!("at {tries} random points{where_} (every unconstrained parameter uniform on (-2, 2))")
+    }
+}
+
 /// Where a program's log density stops being finite, for E0604: the model and its sources,
 /// and the starting point given (`--init`) or the seed of random ones.
 pub struct Locate<'a> {
@@ -72,11 +82,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     }
     if !chains.is_empty() && chains.iter().all(|c| no_start(c).is_some()) {
         let why = no_start(&chains[0]).unwrap_or_default().trim().trim_start_matches('(').trim_end_matches(')');
-        let tried = if cfg.init.is_some() {
-            "at the point --init gives".to_string()
-        } else {
-            format!("at {INIT_TRIES} random points in each chain (every unconstrained parameter uniform on (-2, 2))")
-        };
+        let tried = starts_tried(cfg.init.is_some(), INIT_TRIES, " in each chain");
         let locate = Locate { program: p, sources: view.sources, init: cfg.init.as_deref(), seed: cfg.seed };
         return no_initial_point(&format!("no chain could start: {tried}, {why}"), view.format, Some(locate));
     }
