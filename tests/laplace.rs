@@ -3,7 +3,7 @@
 
 #[path = "common/cli.rs"]
 mod common_cli;
-use common_cli::{bnnc, predict_fit, read_json, temp_model};
+use common_cli::{bnnc, mean_sd, predict_fit, read_json, temp_model};
 
 /// The draws' rows (without the header) as numbers.
 fn draw_rows(dir: &std::path::Path) -> (Vec<String>, Vec<Vec<f64>>) {
@@ -211,8 +211,12 @@ fn the_yacht_networks_laplace_predicts_calibrated_intervals() {
         assert_eq!(summary["laplace"]["predictive"], "linearised");
         assert_eq!(summary["laplace"]["prior_precision_tuned"], true);
         let m = &pred["observed"]["y"]["metrics"];
+        // Not over-confident; and not wide for nothing (the target is standardised: sd 1).
+        // On these 31 test rows the errors are smaller than the noise the training rows
+        // give, so the 90% intervals may well cover them all.
         let cov = m["coverage90"].as_f64().unwrap();
-        assert!((0.8..=0.97).contains(&cov), "{structure}: 90% coverage {cov}");
+        assert!(cov >= 0.8, "{structure}: 90% coverage {cov}");
+        assert!(mean_sd(&pred) < 0.15, "{structure}: predictive sd {}", mean_sd(&pred));
         // Better than the data's spread alone (the target is standardised: sd 1).
         assert!(m["rmse"].as_f64().unwrap() < 0.2, "{structure}: {m}");
         assert!(m["log_lik"].as_f64().unwrap() > 1.0, "{structure}: {m}");

@@ -39,3 +39,10 @@ pub fn temp_model(tag: &str, model: &str) -> (std::path::PathBuf, std::path::Pat
     std::fs::write(&path, model).unwrap();
     (dir, path)
 }
+
+/// The mean predictive sd over the rows of the observed variable `y` in a `predictive.json`.
+#[allow(dead_code)]
+pub fn mean_sd(pred: &serde_json::Value) -> f64 {
+    let rows = pred["observed"]["y"]["rows"].as_array().unwrap();
+    rows.iter().map(|r| r["sd"].as_f64().unwrap()).sum::<f64>() / rows.len() as f64
+}
