@@ -390,6 +390,112 @@ mod avx512 {
         }
     }
 
+    /// Mask of the lanes of a row's last eight-element chunk that lie inside its `k` elements.
+    fn tail_mask(k: usize) -> __mmask8 {
+        match k % 8 {
+            0 => 0xff,
+            t => ((1u16 << t) - 1) as u8,
+        }
+    }
+
+    /// `out[i] = A[i, ..k] · b`, eight rows at a time: each row's products summed in a
+    /// register of eight partial sums (the row's last chunk masked, so no scalar tail), and
+    /// the eight registers reduced together, by three rounds of lane shuffles and additions,
+    /// into one register of the eight rows' results. The rows left over are summed one at a
+    /// time in the same order.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn gemv(r: usize, k: usize, a: *const f64, b: *const f64, out: *mut f64) {
+        unsafe {
+            let nq = k.div_ceil(8);
+            let last = tail_mask(k);
+            let chunk = |row: *const f64, q: usize| {
+                if q + 1 < nq {
+                    _mm512_loadu_pd(row.add(8 * q))
+                } else {
+                    _mm512_maskz_loadu_pd(last, row.wrapping_add(8 * q))
+                }
+            };
+            let r8 = r - r % 8;
+            let mut i = 0;
+            while i < r8 {
+                let mut s = [_mm512_setzero_pd(); 8];
+                for q in 0..nq {
+                    let bq = chunk(b, q);
+                    for (ii, si) in s.iter_mut().enumerate() {
+                        *si = _mm512_fmadd_pd(chunk(a.add((i + ii) * k), q), bq, *si);
+                    }
+                }
+                // Pairs of rows: each 128-bit lane holds (row 2j's, row 2j+1's) sum of two
+                // partial sums.
+                let pair = |x: __m512d, y: __m512d| _mm512_add_pd(_mm512_unpacklo_pd(x, y), _mm512_unpackhi_pd(x, y));
+                let (t01, t23, t45, t67) = (pair(s[0], s[1]), pair(s[2], s[3]), pair(s[4], s[5]), pair(s[6], s[7]));
+                // Lanes 0 and 2 of x and y against lanes 1 and 3: halves the partial sums per
+                // row again, twice.
+                let fold = |x: __m512d, y: __m512d| {
+                    _mm512_add_pd(_mm512_shuffle_f64x2::<0x88>(x, y), _mm512_shuffle_f64x2::<0xdd>(x, y))
+                };
+                _mm512_storeu_pd(out.add(i), fold(fold(t01, t23), fold(t45, t67)));
+                i += 8;
+            }
+            for i in r8..r {
+                let row = a.add(i * k);
+                let mut s = _mm512_setzero_pd();
+                for q in 0..nq {
+                    s = _mm512_fmadd_pd(chunk(row, q), chunk(b, q), s);
+                }
+                *out.add(i) = _mm512_reduce_add_pd(s);
+            }
+        }
+    }
+
+    /// `g[..k] += Σ_i w[i] A[i, ..k]` for k ≤ 128 (`NQ` = ⌈k/8⌉ registers of sums): the sums
+    /// stay in registers while the rows stream past, in two sets (even and odd rows) when
+    /// there are eight registers or fewer, so that consecutive rows' additions do not wait
+    /// for each other.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn gemv_t<const NQ: usize>(r: usize, k: usize, a: *const f64, w: *const f64, g: *mut f64) {
+        unsafe {
+            let last = tail_mask(k);
+            let chunk = |row: *const f64, q: usize| {
+                if q + 1 < NQ {
+                    _mm512_loadu_pd(row.add(8 * q))
+                } else {
+                    _mm512_maskz_loadu_pd(last, row.wrapping_add(8 * q))
+                }
+            };
+            let mut acc = [_mm512_setzero_pd(); NQ];
+            let mut i = 0;
+            if NQ <= 8 {
+                let mut odd = [_mm512_setzero_pd(); NQ];
+                while i + 2 <= r {
+                    let (w0, w1) = (_mm512_set1_pd(*w.add(i)), _mm512_set1_pd(*w.add(i + 1)));
+                    let (r0, r1) = (a.add(i * k), a.add((i + 1) * k));
+                    for q in 0..NQ {
+                        acc[q] = _mm512_fmadd_pd(w0, chunk(r0, q), acc[q]);
+                        odd[q] = _mm512_fmadd_pd(w1, chunk(r1, q), odd[q]);
+                    }
+                    i += 2;
+                }
+                for q in 0..NQ {
+                    acc[q] = _mm512_add_pd(acc[q], odd[q]);
+                }
+            }
+            while i < r {
+                let wi = _mm512_set1_pd(*w.add(i));
+                let row = a.add(i * k);
+                for q in 0..NQ {
+                    acc[q] = _mm512_fmadd_pd(wi, chunk(row, q), acc[q]);
+                }
+                i += 1;
+            }
+            for (q, aq) in acc.iter().enumerate() {
+                let m = if q + 1 < NQ { 0xff } else { last };
+                let o = g.wrapping_add(8 * q);
+                _mm512_mask_storeu_pd(o, m, _mm512_add_pd(*aq, _mm512_maskz_loadu_pd(m, o)));
+            }
+        }
+    }
+
     /// As `avx2::tn_block`, `mr` in 1..=4, `nr` in 1..=16.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,fma")]
@@ -441,9 +547,34 @@ mod avx512 {
     }
 }
 
-/// `g += Aᵀ w` (A: r × k), when the CPU has AVX2 and FMA and k ≤ 16; false otherwise (the
-/// caller then uses its general loop).
+/// `g += Aᵀ w` (A: r × k) with the k sums in registers: AVX2 and FMA for k ≤ 16, AVX-512 for
+/// 17 ≤ k ≤ 128; false otherwise (the caller then uses its general loop).
 pub fn gemv_t_small(r: usize, k: usize, a: &[f64], w: &[f64], g: &mut [f64]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if (17..=128).contains(&k) && has_avx512() && a.len() >= r * k && w.len() >= r && g.len() >= k {
+        let (a, w, g) = (a.as_ptr(), w.as_ptr(), g.as_mut_ptr());
+        // SAFETY: AVX-512F and FMA are present; rows 0..r of A (k each), w[..r] and g[..k]
+        // are inside the slices (checked above); masked lanes are not touched.
+        unsafe {
+            match k.div_ceil(8) {
+                3 => avx512::gemv_t::<3>(r, k, a, w, g),
+                4 => avx512::gemv_t::<4>(r, k, a, w, g),
+                5 => avx512::gemv_t::<5>(r, k, a, w, g),
+                6 => avx512::gemv_t::<6>(r, k, a, w, g),
+                7 => avx512::gemv_t::<7>(r, k, a, w, g),
+                8 => avx512::gemv_t::<8>(r, k, a, w, g),
+                9 => avx512::gemv_t::<9>(r, k, a, w, g),
+                10 => avx512::gemv_t::<10>(r, k, a, w, g),
+                11 => avx512::gemv_t::<11>(r, k, a, w, g),
+                12 => avx512::gemv_t::<12>(r, k, a, w, g),
+                13 => avx512::gemv_t::<13>(r, k, a, w, g),
+                14 => avx512::gemv_t::<14>(r, k, a, w, g),
+                15 => avx512::gemv_t::<15>(r, k, a, w, g),
+                _ => avx512::gemv_t::<16>(r, k, a, w, g),
+            }
+        }
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     if (1..=16).contains(&k) && has_avx2_fma() && a.len() >= r * k && w.len() >= r && g.len() >= k {
         // SAFETY: AVX2 and FMA are present; rows 0..r of A (k each), w[..r] and g[..k] are
@@ -454,8 +585,16 @@ pub fn gemv_t_small(r: usize, k: usize, a: &[f64], w: &[f64], g: &mut [f64]) -> 
     false
 }
 
-/// `out = A b` (A: r × k), under the same conditions as [`gemv_t_small`].
+/// `out = A b` (A: r × k), with b in registers for k ≤ 16 (AVX2 and FMA) and eight rows
+/// reduced together for k > 16 (AVX-512); false otherwise.
 pub fn gemv_small(r: usize, k: usize, a: &[f64], b: &[f64], out: &mut [f64]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if k > 16 && has_avx512() && a.len() >= r * k && b.len() >= k && out.len() >= r {
+        // SAFETY: AVX-512F and FMA are present; the rows of A, b and out are inside the
+        // slices (checked above); masked lanes are not touched.
+        unsafe { avx512::gemv(r, k, a.as_ptr(), b.as_ptr(), out.as_mut_ptr()) };
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     if (1..=16).contains(&k) && has_avx2_fma() && a.len() >= r * k && b.len() >= k && out.len() >= r {
         // SAFETY: as in `gemv_t_small`.
@@ -627,7 +766,20 @@ mod tests {
 
     #[test]
     fn small_matrix_vector_products_equal_the_definition() {
-        for &(r, k) in &[(1, 1), (5, 3), (7, 4), (9, 10), (13, 16), (3, 17)] {
+        for &(r, k) in &[
+            (1, 1),
+            (5, 3),
+            (7, 4),
+            (9, 10),
+            (13, 16),
+            (3, 17),
+            (8, 24),
+            (17, 50),
+            (277, 50),
+            (9, 128),
+            (5, 129),
+            (16, 200),
+        ] {
             let (a, b, w) = (fill(r * k, 5), fill(k, 6), fill(r, 7));
             let mut out = vec![0.0; r];
             if gemv_small(r, k, &a, &b, &mut out) {

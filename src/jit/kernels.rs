@@ -396,9 +396,22 @@ pub unsafe extern "C" fn k_unary_row_bias(
     rows: i64,
     cols: i64,
 ) {
-    const BUF: usize = 512;
     let (rows, cols) = (rows as usize, cols as usize);
     let b = std::slice::from_raw_parts(b, cols);
+    crate::math::vmath::widest!(unary_row_bias(f, x, b, o, rows, cols))
+}
+
+/// The body of [`k_unary_row_bias`], compiled for each width of register.
+#[inline(always)]
+unsafe fn unary_row_bias(
+    f: unsafe extern "C" fn(*const f64, *mut f64, usize),
+    x: *const f64,
+    b: &[f64],
+    o: *mut f64,
+    rows: usize,
+    cols: usize,
+) {
+    const BUF: usize = 512;
     let mut buf = [0.0f64; BUF];
     if cols > BUF {
         for i in 0..rows {
@@ -744,6 +757,23 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
     }
 }
 
+/// `G[i, :] += d[i] b` for the rows of G (k columns each), or `= 0 + d[i] b` with `store`:
+/// the adjoint of the matrix in a matrix-vector product, in registers as wide as the CPU has.
+fn outer_rows(g: &mut [f64], k: usize, d: &[f64], b: &[f64], store: bool) {
+    crate::math::vmath::widest!(outer_rows_body(g, k, d, b, store))
+}
+
+#[inline(always)]
+fn outer_rows_body(g: &mut [f64], k: usize, d: &[f64], b: &[f64], store: bool) {
+    for (grow, di) in g.chunks_exact_mut(k).zip(d) {
+        if store {
+            grow.iter_mut().zip(b).for_each(|(g, bj)| *g = 0.0 + di * bj);
+        } else {
+            axpy_impl(*di, b, grow);
+        }
+    }
+}
+
 /// C = A B: dA += dC Bᵀ, dB += Aᵀ dC. With `fresh[k]`, argument k's adjoint is written over
 /// rather than added to: it then holds what adding to a zero adjoint gives, bit for bit (+0
 /// for a product of −0, as 0 + x makes it), whatever it held before.
@@ -774,13 +804,7 @@ fn matmul_vjp(
         // whose adjoint of the hidden layer is then written once instead of read, added to
         // and cleared), db += Aᵀ dC (rows of A in order).
         if let Some(ga) = adj_args[0].as_deref_mut() {
-            for (i, grow) in ga.chunks_exact_mut(k).enumerate() {
-                if fresh[0] {
-                    grow.iter_mut().zip(b).for_each(|(g, bj)| *g = 0.0 + adj[i] * bj);
-                } else {
-                    axpy(adj[i], b, grow);
-                }
-            }
+            outer_rows(ga, k, adj, b, fresh[0]);
         }
         if let Some(gb) = adj_args[1].as_deref_mut() {
             gemv_t(a, k, adj, gb);
