@@ -295,6 +295,66 @@ model {
     }
 }
 
+/// A network's output product whose argument is a dense layer's activation read by nothing
+/// else runs backward together with that layer's bias and activation, one kernel call for
+/// the three: `tanh`, `exp` and `expm1`; weights as a column or a vector, taking a prior
+/// (their adjoint added to) or not (written over); a bias that is data; the product's result
+/// read twice; layers narrower and wider than the 64 columns the AVX-512 form takes. The
+/// same log density and gradient as the interpreter.
+#[test]
+fn output_products_backward_with_their_layer_equal_the_interpreter() {
+    let src = "
+data {
+  N: int<lower=1>
+  K: int<lower=1>
+  H: int<lower=1>
+  x: matrix[N, K]
+  y: vector[N]
+  e: vector[H]
+}
+params {
+  W: matrix[K, H]
+  V: matrix[K, H]
+  U: matrix[K, H]
+  b: vector[H]
+  c: vector[H]
+  w: matrix[H, 1]
+  v: vector[H]
+  u: vector[H]
+  s: real<lower=0>
+}
+model {
+  let f = tanh(x @ W + b) @ w
+  y ~ normal(col(f, 0), s)
+  let g = exp(x @ V * 0.3 + c) @ v
+  target += -0.01 * sum(g * g)
+  let z = x @ U
+  let k = expm1(z * 0.2 + e) @ u
+  target += -0.5 * sum(k) + 0.1 * sum(z)
+  W ~ normal(0, 1)
+  V ~ normal(0, 1)
+  U ~ normal(0, 1)
+  b ~ normal(0, 1)
+  c ~ normal(0, 1)
+  w ~ normal(0, 1)
+  v ~ normal(0, 1)
+  s ~ lognormal(0, 1)
+}
+";
+    let x = |n: usize, k: usize| matrix_json(n, k, |i, j| ((i * 5 + j * 3) % 13) as f64 / 6.0 - 1.0);
+    for (n, k, h) in [(5, 3, 1), (9, 2, 8), (3, 4, 17), (40, 3, 50), (11, 2, 64), (7, 3, 65), (6, 2, 130)] {
+        let e: Vec<String> = (0..h).map(|j| format!("{}", j as f64 * 0.01 - 0.4)).collect();
+        let y: Vec<String> = (0..n).map(|i| format!("{}", (i % 7) as f64 * 0.3 - 1.0)).collect();
+        let data = format!(
+            r#"{{"N": {n}, "K": {k}, "H": {h}, "x": {}, "y": [{}], "e": [{}]}}"#,
+            x(n, k),
+            y.join(", "),
+            e.join(", ")
+        );
+        agree_on_model("dense_head", src, &data, 23, &format!("{n}x{k}x{h}"));
+    }
+}
+
 /// A fused chain in a loop body reading, once, a whole array made before the loop: the
 /// array's adjoint gathers one contribution per iteration (written over, it kept only the
 /// last). And chains whose one use is `target +=`, whose adjoint is 1 throughout: summed as

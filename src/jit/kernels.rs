@@ -554,6 +554,222 @@ impl RowBiasVjp<'_> {
     }
 }
 
+/// What [`k_dense_head_vjp`] does besides propagating: store the matrix's adjoint (as in
+/// [`ROW_BIAS_STORE`]), store rather than add to the weights' adjoint, and clear the product's
+/// adjoint after reading it.
+pub const HEAD_STORE_X: i64 = 1;
+pub const HEAD_STORE_W: i64 = 2;
+pub const HEAD_CLEAR_D: i64 = 4;
+
+/// The reverse of a network's output product `o = h w` (`w` a column of `cols`), whose one
+/// argument `h = f(x + b)` is a dense layer's bias and activation ([`k_unary_row_bias_vjp`])
+/// read by nothing else: in one pass over the rows, h's adjoint `d[i] w[j]` (never stored),
+/// each element's `c = dh · f'(h)` to `dx` and `db`, and `dw += hᵀ d`. What the product's
+/// reverse and then the pair's would compute, with the two passes over h's adjoint (writing
+/// it, reading it back) left out; `dw` sums in a different order.
+///
+/// # Safety
+/// `h` and `dx` (unless null) hold `rows · cols` f64s, `w`, `db` and `dw` (unless null)
+/// `cols`, `d` `rows`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn k_dense_head_vjp(
+    u: i64,
+    h: *const f64,
+    w: *const f64,
+    d: *mut f64,
+    dx: *mut f64,
+    db: *mut f64,
+    dw: *mut f64,
+    rows: i64,
+    cols: i64,
+    flags: i64,
+) {
+    use crate::ir::scalar::Un;
+    let (rows, cols) = (rows as usize, cols as usize);
+    let n = rows * cols;
+    let args = DenseHead {
+        h: std::slice::from_raw_parts(h, n),
+        w: std::slice::from_raw_parts(w, cols),
+        d: std::slice::from_raw_parts_mut(d, rows),
+        dx: (!dx.is_null()).then(|| std::slice::from_raw_parts_mut(dx, n)),
+        db: (!db.is_null()).then(|| std::slice::from_raw_parts_mut(db, cols)),
+        dw: (!dw.is_null()).then(|| std::slice::from_raw_parts_mut(dw, cols)),
+        flags,
+    };
+    let u = Un::ALL[u as usize];
+    #[cfg(target_arch = "x86_64")]
+    if crate::math::vmath::has_avx512() && cols <= 64 && matches!(u, Un::Tanh | Un::Exp | Un::Expm1) {
+        // SAFETY: the CPU has AVX-512F and FMA (checked once), and there are at most 64 columns.
+        return args.wide(u);
+    }
+    match u {
+        Un::Tanh => args.run(|y| Un::Tanh.df(0.0, y)),
+        Un::Exp => args.run(|y| Un::Exp.df(0.0, y)),
+        Un::Expm1 => args.run(|y| Un::Expm1.df(0.0, y)),
+        other => args.run(move |y| other.df(0.0, y)),
+    }
+}
+
+struct DenseHead<'a> {
+    h: &'a [f64],
+    w: &'a [f64],
+    d: &'a mut [f64],
+    dx: Option<&'a mut [f64]>,
+    db: Option<&'a mut [f64]>,
+    dw: Option<&'a mut [f64]>,
+    flags: i64,
+}
+
+impl DenseHead<'_> {
+    #[inline(always)]
+    fn run(self, f: impl Fn(f64) -> f64 + Copy) {
+        crate::math::vmath::widest!(self.rows(f))
+    }
+
+    /// Up to 64 columns in AVX-512 registers, for the activations whose derivative is a
+    /// polynomial in their result (`tanh`: 1 − y², `exp`: y, `expm1`: y + 1): the column
+    /// sums of `db` and `dw` stay in registers while the rows stream past, and each row's
+    /// last chunk is masked. Nothing is done for other activations.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and FMA; at most 64 columns.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn wide(self, u: crate::ir::scalar::Un) {
+        use crate::ir::scalar::Un;
+        use std::arch::x86_64::*;
+        let one = || _mm512_set1_pd(1.0);
+        let nq = self.w.len().div_ceil(8);
+        // SAFETY (each arm): as this function's.
+        macro_rules! by_width {
+            ($f:expr) => {
+                match nq {
+                    0 => {}
+                    1 => self.wide_rows::<1>($f),
+                    2 => self.wide_rows::<2>($f),
+                    3 => self.wide_rows::<3>($f),
+                    4 => self.wide_rows::<4>($f),
+                    5 => self.wide_rows::<5>($f),
+                    6 => self.wide_rows::<6>($f),
+                    7 => self.wide_rows::<7>($f),
+                    _ => self.wide_rows::<8>($f),
+                }
+            };
+        }
+        match u {
+            Un::Tanh => by_width!(|y: __m512d| _mm512_fnmadd_pd(y, y, one())),
+            Un::Exp => by_width!(|y: __m512d| y),
+            Un::Expm1 => by_width!(|y: __m512d| _mm512_add_pd(y, one())),
+            _ => {}
+        }
+    }
+
+    /// [`Self::wide`] for `NQ` chunks of eight columns.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn wide_rows<const NQ: usize>(self, f: impl Fn(std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d) {
+        use std::arch::x86_64::*;
+        let c = self.w.len();
+        let last: __mmask8 = match c % 8 {
+            0 => 0xff,
+            t => ((1u16 << t) - 1) as u8,
+        };
+        let mask = |q: usize| if q + 1 < NQ { 0xff } else { last };
+        let zero = _mm512_setzero_pd();
+        let w: [__m512d; NQ] = std::array::from_fn(|q| _mm512_maskz_loadu_pd(mask(q), self.w.as_ptr().add(8 * q)));
+        let (mut bsum, mut wsum) = ([zero; NQ], [zero; NQ]);
+        let store_x = self.flags & HEAD_STORE_X != 0;
+        let dx = self.dx.map(|v| v.as_mut_ptr());
+        for (i, di) in self.d.iter().enumerate() {
+            let di = _mm512_set1_pd(*di);
+            let row = self.h.as_ptr().add(i * c);
+            for q in 0..NQ {
+                let y = _mm512_maskz_loadu_pd(mask(q), row.add(8 * q));
+                // h's adjoint d[i] w[j], and its product with f'(h) where it is not zero.
+                let g = _mm512_mul_pd(di, w[q]);
+                let v = _mm512_maskz_mul_pd(_mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(g, zero), g, f(y));
+                if let Some(dx) = dx {
+                    let at = dx.add(i * c + 8 * q);
+                    let x = if store_x { v } else { _mm512_add_pd(_mm512_maskz_loadu_pd(mask(q), at), v) };
+                    _mm512_mask_storeu_pd(at, mask(q), x);
+                }
+                bsum[q] = _mm512_add_pd(bsum[q], v);
+                wsum[q] = _mm512_fmadd_pd(di, y, wsum[q]);
+            }
+        }
+        if let Some(db) = self.db {
+            for (q, s) in bsum.iter().enumerate() {
+                let at = db.as_mut_ptr().add(8 * q);
+                _mm512_mask_storeu_pd(at, mask(q), _mm512_add_pd(_mm512_maskz_loadu_pd(mask(q), at), *s));
+            }
+        }
+        if let Some(dw) = self.dw {
+            let store_w = self.flags & HEAD_STORE_W != 0;
+            for (q, s) in wsum.iter().enumerate() {
+                let at = dw.as_mut_ptr().add(8 * q);
+                let x = if store_w { *s } else { _mm512_add_pd(_mm512_maskz_loadu_pd(mask(q), at), *s) };
+                _mm512_mask_storeu_pd(at, mask(q), x);
+            }
+        }
+        if self.flags & HEAD_CLEAR_D != 0 {
+            self.d.fill(0.0);
+        }
+    }
+
+    /// Row by row, elementwise operations only (vectorised by the compiler, which never fuses
+    /// a product and an addition of its own accord), the sums of `db` and `dw` in a buffer.
+    #[inline(always)]
+    fn rows(self, f: impl Fn(f64) -> f64 + Copy) {
+        const W: usize = 128;
+        let c = self.w.len();
+        let term = |g: f64, y: f64| if g != 0.0 { g * f(y) } else { 0.0 };
+        let store_x = self.flags & HEAD_STORE_X != 0;
+        let (mut dx, mut db, mut dw) = (self.dx, self.db, self.dw);
+        let mut j0 = 0;
+        while j0 < c {
+            let wd = W.min(c - j0);
+            let (mut bsum, mut wsum) = ([0.0f64; W], [0.0f64; W]);
+            let wj = &self.w[j0..j0 + wd];
+            for (i, (hr, di)) in self.h.chunks_exact(c).zip(self.d.iter()).enumerate() {
+                let hr = &hr[j0..j0 + wd];
+                let di = *di;
+                for (s, y) in wsum[..wd].iter_mut().zip(hr) {
+                    *s += di * y;
+                }
+                match dx.as_deref_mut() {
+                    Some(dx) => {
+                        let xr = &mut dx[i * c + j0..i * c + j0 + wd];
+                        for (((x, s), y), wv) in xr.iter_mut().zip(bsum[..wd].iter_mut()).zip(hr).zip(wj) {
+                            let v = term(0.0 + di * wv, *y);
+                            *x = if store_x { 0.0 + v } else { *x + v };
+                            *s += v;
+                        }
+                    }
+                    None => {
+                        for ((s, y), wv) in bsum[..wd].iter_mut().zip(hr).zip(wj) {
+                            *s += term(0.0 + di * wv, *y);
+                        }
+                    }
+                }
+            }
+            if let Some(db) = db.as_deref_mut() {
+                db[j0..j0 + wd].iter_mut().zip(&bsum[..wd]).for_each(|(b, s)| *b += s);
+            }
+            if let Some(dw) = dw.as_deref_mut() {
+                let dw = &mut dw[j0..j0 + wd];
+                if self.flags & HEAD_STORE_W != 0 {
+                    dw.iter_mut().zip(&wsum[..wd]).for_each(|(g, s)| *g = 0.0 + s);
+                } else {
+                    dw.iter_mut().zip(&wsum[..wd]).for_each(|(g, s)| *g += s);
+                }
+            }
+            j0 += wd;
+        }
+        if self.flags & HEAD_CLEAR_D != 0 {
+            self.d.fill(0.0);
+        }
+    }
+}
+
 /// Set `n` f64s from `p` to +0 (an adjoint cleared for the next evaluation).
 ///
 /// # Safety

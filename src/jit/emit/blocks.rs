@@ -206,6 +206,11 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 skip_below = start;
                 continue;
             }
+            if self.dense_head(p.block(b), k).is_some() {
+                self.dense_head_rev(p.block(b), k)?;
+                skip_below = k - 2;
+                continue;
+            }
             if k > 0 && self.dense_pair_rev(p.block(b), k - 1) {
                 self.bias_activation_rev(p.block(b), k - 1)?;
                 skip_below = k - 1;

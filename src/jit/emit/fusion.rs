@@ -510,4 +510,60 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.array_ops += 1;
         Ok(())
     }
+    /// A network's output product at `insts[k]`: `o = h w` with `w` a column or a vector and `h`
+    /// the result of the dense pair at `insts[k - 2..k]` ([`Self::dense_pair_rev`]), read by
+    /// nothing else. Returns (o, h, w).
+    pub(super) fn dense_head(&self, insts: &[Inst], k: usize) -> Option<(V, V, V)> {
+        if k < 2 || !self.dense_pair_rev(insts, k - 2) {
+            return None;
+        }
+        let (_, _, _, h, _) = self.dense_pair(insts, k - 2)?;
+        let Inst::Op { dst: o, prim: Prim::MatMul, args } = insts.get(k)? else { return None };
+        let [a, w] = args[..] else { return None };
+        let cols = self.p.info(h).shape[1];
+        let column = matches!(self.p.info(w).shape[..], [c] | [c, 1] if c == cols);
+        (a == h && column && self.uses[h.0 as usize] == 1 && self.lay.has_adj(*o)).then_some((*o, h, w))
+    }
+
+    /// The reverse of the output product at `insts[k]` and of the dense pair before it
+    /// ([`Self::dense_head`]) in one kernel call, `kernels::k_dense_head_vjp`: h's adjoint is
+    /// never formed.
+    pub(super) fn dense_head_rev(&mut self, insts: &[Inst], k: usize) -> R<()> {
+        use crate::jit::kernels::{HEAD_CLEAR_D, HEAD_STORE_W, HEAD_STORE_X};
+        let (o, h, w) = self.dense_head(insts, k).ok_or("not a network's output product")?;
+        let (x, bias, z, _, u) = self.dense_pair(insts, k - 2).ok_or("not a dense layer's bias and activation")?;
+        let shape = self.p.info(z).shape.clone();
+        let d = self.adj(o).ok_or("no adjoint")?;
+        let mut flags = 0;
+        if !self.overwritten.contains(&o) {
+            flags |= HEAD_CLEAR_D;
+        }
+        // An argument whose one use this is, in this block: its adjoint is zero until now.
+        let mut fresh = |v: V, at: V, flag: i64, s: &mut Self| {
+            let yes = s.lay.has_adj(v) && s.uses[v.0 as usize] == 1 && s.p.info(v).block == s.p.info(at).block;
+            if yes {
+                flags |= flag;
+                s.overwritten.insert(v);
+            }
+        };
+        fresh(x, z, HEAD_STORE_X, self);
+        fresh(w, o, HEAD_STORE_W, self);
+        let null = self.int(0);
+        let xadj = self.adj(x).unwrap_or(null);
+        let badj = self.adj(bias).unwrap_or(null);
+        let wadj = self.adj(w).unwrap_or(null);
+        let code = Un::ALL.iter().position(|v| *v == u).ok_or("unknown function")? as i64;
+        let fr = self.func_sig(
+            "bnnc_dense_head_vjp",
+            &[types::I64, PTR, PTR, PTR, PTR, PTR, PTR, types::I64, types::I64, types::I64],
+            None,
+        )?;
+        let (ha, wa) = (self.addr(h)?, self.addr(w)?);
+        let (code, r, c, flags) =
+            (self.int(code), self.int(shape[0] as i64), self.int(shape[1] as i64), self.int(flags));
+        self.b.ins().call(fr, &[code, ha, wa, d, xadj, badj, wadj, r, c, flags]);
+        self.fused_ops += 3;
+        self.array_ops += 1;
+        Ok(())
+    }
 }
