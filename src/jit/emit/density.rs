@@ -87,7 +87,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let mu = s.get(at[1], m[1], i, i);
             let sg = s.get(at[2], m[2], i, i);
             let d = s.b.ins().fsub(x, mu);
-            let z = s.b.ins().fdiv(d, sg);
+            let z = s.div_by(d, sg, m[2]);
             let h = s.f(-0.5);
             let t = s.b.ins().fmul(h, z);
             let t = s.b.ins().fmul(t, z);
@@ -146,14 +146,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let mu = s.get(at[1], m[1], i, i);
             let sg = s.get(at[2], m[2], i, i);
             let d = s.b.ins().fsub(x, mu);
-            let z = s.b.ins().fdiv(d, sg);
-            let nz = s.b.ins().fneg(z);
-            let d0 = s.b.ins().fdiv(nz, sg);
-            let d1 = s.b.ins().fdiv(z, sg);
+            let z = s.div_by(d, sg, m[2]);
+            // −z/σ is −(z/σ), bit for bit: one division for both.
+            let d1 = s.div_by(z, sg, m[2]);
+            let d0 = s.b.ins().fneg(d1);
             let zz = s.b.ins().fmul(z, z);
             let one = s.f(1.0);
             let zz1 = s.b.ins().fsub(zz, one);
-            let d2 = s.b.ins().fdiv(zz1, sg);
+            let d2 = s.div_by(zz1, sg, m[2]);
             for (k, dk) in [d0, d1, d2].into_iter().enumerate() {
                 s.density_partial(accs[k], adj[k], g, i, dk);
             }
@@ -161,6 +161,22 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })?;
         self.density_flush(&accs, &adj, g);
         Ok(())
+    }
+
+    /// x / σ, where σ is the value of an argument in mode `m`: a product with the reciprocal
+    /// when σ is a literal power of two (1 included, where it is x itself), which gives the
+    /// same bits as the division; the division otherwise.
+    fn div_by(&mut self, x: Value, sg: Value, m: Mode) -> Value {
+        match m {
+            Mode::Imm(l) if l == 1.0 => x,
+            Mode::Imm(l)
+                if l.is_normal() && l > 0.0 && l.to_bits() & ((1u64 << 52) - 1) == 0 && (1.0 / l).is_normal() =>
+            {
+                let r = self.f(1.0 / l);
+                self.b.ins().fmul(x, r)
+            }
+            _ => self.b.ins().fdiv(x, sg),
+        }
     }
 
     /// Transforms emitted inline: none (identity), and a lower bound that is a finite literal
