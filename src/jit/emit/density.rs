@@ -141,19 +141,34 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let Some(DensityRev { n, at, m, adj, g, accs }) = self.density_rev_args(args, oadj)? else {
             return Ok(());
         };
+        // σ one number: its reciprocal once, and products in the loop, where three divisions
+        // an element were the loop's cost (the partials differ from the quotients in the
+        // last bit at most).
+        let inv = match m[2] {
+            Mode::Pre(sv) => {
+                let one = self.f(1.0);
+                Some(Mode::Pre(self.b.ins().fdiv(one, sv)))
+            }
+            _ => None,
+        };
         self.each(n, &mut |s, i| {
             let x = s.get(at[0], m[0], i, i);
             let mu = s.get(at[1], m[1], i, i);
             let sg = s.get(at[2], m[2], i, i);
+            let r = inv.map(|im| s.get(at[2], im, i, i));
+            let over = |s: &mut Self, x: Value| match r {
+                Some(r) => s.b.ins().fmul(x, r),
+                None => s.div_by(x, sg, m[2]),
+            };
             let d = s.b.ins().fsub(x, mu);
-            let z = s.div_by(d, sg, m[2]);
+            let z = over(s, d);
             // −z/σ is −(z/σ), bit for bit: one division for both.
-            let d1 = s.div_by(z, sg, m[2]);
+            let d1 = over(s, z);
             let d0 = s.b.ins().fneg(d1);
             let zz = s.b.ins().fmul(z, z);
             let one = s.f(1.0);
             let zz1 = s.b.ins().fsub(zz, one);
-            let d2 = s.div_by(zz1, sg, m[2]);
+            let d2 = over(s, zz1);
             for (k, dk) in [d0, d1, d2].into_iter().enumerate() {
                 s.density_partial(accs[k], adj[k], g, i, dk);
             }
