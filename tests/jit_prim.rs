@@ -1934,6 +1934,31 @@ fn failures_then_good_points() {
         let case = b.finish(format!("normal of data {v}"));
         compare(&case.p, &[(vec![0.1, 0.2], Expect::Fails)], &case.what).unwrap_or_else(|e| panic!("{e}"));
     }
+    // An infinite mu or sigma, as a literal, one number or per element, with finite and
+    // infinite data: NaN (invalid parameters), not the -inf an infinite data value gives.
+    for v in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        for (which, per_element) in [(1, false), (1, true), (2, false), (2, true)] {
+            for y0 in [0.5, f64::INFINITY] {
+                let mut b = B::new();
+                let y = b.konst(vec![y0, -0.3], &[2], false);
+                let x = b.pu(&[2], -1.0, 1.0);
+                let bad = if per_element { b.konst(vec![0.2, v], &[2], false) } else { b.lit(v) };
+                let (mu, sigma) = if which == 1 { (bad, b.lit(1.5)) } else { (x, bad) };
+                let lp = b.op(Prim::LogDensity(Family::Normal), &[y, mu, sigma]);
+                let (zero, two) = (b.lit(0.0), b.lit(2.0));
+                let w = b.op(Prim::LogDensity(Family::Normal), &[x, zero, two]);
+                b.weighted(lp, &mut r);
+                b.weighted(w, &mut r);
+                let case = b.finish(format!("normal with argument {which} {v} (per element {per_element}), data {y0}"));
+                compare(&case.p, &[(vec![0.1, 0.2], Expect::Fails)], &case.what).unwrap_or_else(|e| panic!("{e}"));
+                // The same value (NaN), which the message names.
+                let (mut interp, mut jit) = (Interp::new(&case.p), Jit::new(&case.p).expect("compiles"));
+                let (a, j) = (interp.eval(&[0.1, 0.2]).unwrap_err(), jit.eval(&[0.1, 0.2]).unwrap_err());
+                assert_eq!(a.to_string(), j.to_string(), "{}", case.what);
+                assert!(j.to_string().contains("NaN"), "{}: {j}", case.what);
+            }
+        }
+    }
 }
 
 /// NaN in data through the inline comparisons and conditions: `!NaN = 0`, `NaN == x` is false,

@@ -74,14 +74,24 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let sg = self.get(at[2], m[2], z0, z0);
             Some(self.call_f("bnnc_ln", &[sg])?)
         };
+        // Validity of μ and σ, as math::dist checks it: for a number that is one for all
+        // elements, once here; per element in the loop otherwise. x needs no check: with
+        // μ and σ valid, a NaN in x makes the sum NaN and an infinity makes it −∞ through
+        // the arithmetic itself, as math::dist's checks do.
+        let iz = self.b.ins().iconst(types::I8, 0);
+        let mut bad0 = iz;
+        for (k, a) in [(1, at[1]), (2, at[2])] {
+            if !matches!(m[k], Mode::Full) {
+                let v = self.get(a, m[k], z0, z0);
+                let not_ok = self.invalid_normal_param(k, v);
+                bad0 = self.b.ins().bor(bad0, not_ok);
+            }
+        }
         let lp = self.b.declare_var(F64);
         let bad = self.b.declare_var(types::I8);
-        let outside = self.b.declare_var(types::I8);
         let fz = self.f(0.0);
         self.b.def_var(lp, fz);
-        let iz = self.b.ins().iconst(types::I8, 0);
-        self.b.def_var(bad, iz);
-        self.b.def_var(outside, iz);
+        self.b.def_var(bad, bad0);
         self.each(n, &mut |s, i| {
             let x = s.get(at[0], m[0], i, i);
             let mu = s.get(at[1], m[1], i, i);
@@ -101,36 +111,23 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let acc = s.b.use_var(lp);
             let acc = s.b.ins().fadd(acc, t);
             s.b.def_var(lp, acc);
-            // Validity, as math::dist checks it.
-            let inf = s.f(f64::INFINITY);
-            let zero = s.f(0.0);
-            let amu = s.b.ins().fabs(mu);
-            let mu_ok = s.b.ins().fcmp(FloatCC::LessThan, amu, inf);
-            let s_pos = s.b.ins().fcmp(FloatCC::GreaterThan, sg, zero);
-            let s_fin = s.b.ins().fcmp(FloatCC::LessThan, sg, inf);
-            let ok = s.b.ins().band(mu_ok, s_pos);
-            let ok = s.b.ins().band(ok, s_fin);
-            let x_nan = s.b.ins().fcmp(FloatCC::Unordered, x, x);
-            let ax = s.b.ins().fabs(x);
-            let x_inf = s.b.ins().fcmp(FloatCC::Equal, ax, inf);
-            let one = s.b.ins().iconst(types::I8, 1);
-            let not_ok = s.b.ins().bxor(ok, one);
-            let b_now = s.b.ins().bor(not_ok, x_nan);
-            let b_old = s.b.use_var(bad);
-            let b_new = s.b.ins().bor(b_old, b_now);
-            s.b.def_var(bad, b_new);
-            let o_old = s.b.use_var(outside);
-            let o_new = s.b.ins().bor(o_old, x_inf);
-            s.b.def_var(outside, o_new);
+            for (k, v) in [(1, mu), (2, sg)] {
+                if matches!(m[k], Mode::Full) {
+                    let not_ok = s.invalid_normal_param(k, v);
+                    let b_old = s.b.use_var(bad);
+                    let b_new = s.b.ins().bor(b_old, not_ok);
+                    s.b.def_var(bad, b_new);
+                }
+            }
             Ok(())
         })?;
         let lp = self.b.use_var(lp);
-        let ninf = self.f(f64::NEG_INFINITY);
-        let o = self.b.use_var(outside);
-        let r = self.b.ins().select(o, ninf, lp);
-        let nan = self.f(f64::NAN);
+        // Any NaN as math::dist's (the canonical one).
+        let nan_sum = self.b.ins().fcmp(FloatCC::Unordered, lp, lp);
         let bd = self.b.use_var(bad);
-        let r = self.b.ins().select(bd, nan, r);
+        let bd = self.b.ins().bor(bd, nan_sum);
+        let nan = self.f(f64::NAN);
+        let r = self.b.ins().select(bd, nan, lp);
         let out = self.addr(dst)?;
         self.b.ins().store(self.mf, r, out, 0);
         Ok(())
@@ -176,6 +173,23 @@ impl<'a, 'f> Emitter<'a, 'f> {
         })?;
         self.density_flush(&accs, &adj, g);
         Ok(())
+    }
+
+    /// Whether argument `k` of a normal (1: μ, 2: σ) with value `v` is invalid: μ not finite,
+    /// σ not positive and finite (an I8 of 0 or 1).
+    fn invalid_normal_param(&mut self, k: usize, v: Value) -> Value {
+        let inf = self.f(f64::INFINITY);
+        let ok = if k == 1 {
+            let a = self.b.ins().fabs(v);
+            self.b.ins().fcmp(FloatCC::LessThan, a, inf)
+        } else {
+            let zero = self.f(0.0);
+            let pos = self.b.ins().fcmp(FloatCC::GreaterThan, v, zero);
+            let fin = self.b.ins().fcmp(FloatCC::LessThan, v, inf);
+            self.b.ins().band(pos, fin)
+        };
+        let one = self.b.ins().iconst(types::I8, 1);
+        self.b.ins().bxor(ok, one)
     }
 
     /// x / σ, where σ is the value of an argument in mode `m`: a product with the reciprocal
