@@ -296,11 +296,11 @@ model {
 }
 
 /// A network's output product whose argument is a dense layer's activation read by nothing
-/// else runs backward together with that layer's bias and activation, one kernel call for
-/// the three: `tanh`, `exp` and `expm1`; weights as a column or a vector, taking a prior
+/// else runs with that layer's bias and activation, one kernel call for the three forward
+/// and one backward: `tanh`, `exp` and `expm1`; weights as a column or a vector, taking a prior
 /// (their adjoint added to) or not (written over); a bias that is data; the product's result
-/// read twice; layers narrower and wider than the 64 columns the AVX-512 form takes. The
-/// same log density and gradient as the interpreter.
+/// read twice; layers narrower and wider than the 64 columns the AVX-512 form takes and the
+/// 512 of the forward's buffer. The same log density and gradient as the interpreter.
 #[test]
 fn output_products_backward_with_their_layer_equal_the_interpreter() {
     let src = "
@@ -342,7 +342,8 @@ model {
 }
 ";
     let x = |n: usize, k: usize| matrix_json(n, k, |i, j| ((i * 5 + j * 3) % 13) as f64 / 6.0 - 1.0);
-    for (n, k, h) in [(5, 3, 1), (9, 2, 8), (3, 4, 17), (40, 3, 50), (11, 2, 64), (7, 3, 65), (6, 2, 130)] {
+    for (n, k, h) in [(5, 3, 1), (9, 2, 8), (3, 4, 17), (40, 3, 50), (11, 2, 64), (7, 3, 65), (6, 2, 130), (4, 2, 600)]
+    {
         let e: Vec<String> = (0..h).map(|j| format!("{}", j as f64 * 0.01 - 0.4)).collect();
         let y: Vec<String> = (0..n).map(|i| format!("{}", (i % 7) as f64 * 0.3 - 1.0)).collect();
         let data = format!(

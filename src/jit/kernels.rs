@@ -384,24 +384,31 @@ pub extern "C" fn k_exp(x: f64) -> f64 {
 /// `o = f(x + b)` for a `rows × cols` matrix `x` and a vector `b` along its rows, with `f` an
 /// array function of `math::vmath` (a dense layer's bias and activation in one pass: the sum is
 /// formed a few rows at a time in a buffer that stays in the first-level cache, and never
-/// stored). The same bits as the addition and then `f`.
+/// stored; the same bits as the addition and then `f`); then, when `w` is not null, a
+/// network's output product `out = o w` (`w` a column of `cols`), each few rows' products
+/// taken while they are in the first-level cache, a pass over the layer fewer.
 ///
 /// # Safety
-/// `x` and `o` hold `rows · cols` f64s, `b` holds `cols`; `f` reads and writes `n` of them.
-pub unsafe extern "C" fn k_unary_row_bias(
+/// `x` and `o` hold `rows · cols` f64s, `b` holds `cols`; `f` reads and writes `n` of them;
+/// `w` (unless null) holds `cols` f64s and `out` `rows`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn k_unary_row_bias_head(
     f: unsafe extern "C" fn(*const f64, *mut f64, usize),
     x: *const f64,
     b: *const f64,
     o: *mut f64,
     rows: i64,
     cols: i64,
+    w: *const f64,
+    out: *mut f64,
 ) {
     let (rows, cols) = (rows as usize, cols as usize);
     let b = std::slice::from_raw_parts(b, cols);
-    crate::math::vmath::widest!(unary_row_bias(f, x, b, o, rows, cols))
+    let head = (!w.is_null()).then(|| (std::slice::from_raw_parts(w, cols), out));
+    crate::math::vmath::widest!(unary_row_bias(f, x, b, o, rows, cols, head))
 }
 
-/// The body of [`k_unary_row_bias`], compiled for each width of register.
+/// The body of [`k_unary_row_bias_head`], compiled for each width of register.
 #[inline(always)]
 unsafe fn unary_row_bias(
     f: unsafe extern "C" fn(*const f64, *mut f64, usize),
@@ -410,9 +417,16 @@ unsafe fn unary_row_bias(
     o: *mut f64,
     rows: usize,
     cols: usize,
+    head: Option<(&[f64], *mut f64)>,
 ) {
     const BUF: usize = 512;
     let mut buf = [0.0f64; BUF];
+    let product = |i: usize, r: usize| {
+        if let Some((w, out)) = head {
+            let h = std::slice::from_raw_parts(o.add(i * cols), r * cols);
+            gemv(h, cols, w, std::slice::from_raw_parts_mut(out.add(i), r));
+        }
+    };
     if cols > BUF {
         for i in 0..rows {
             for (j0, bs) in b.chunks(BUF).enumerate() {
@@ -423,10 +437,15 @@ unsafe fn unary_row_bias(
                 }
                 f(buf.as_ptr(), o.add(at), bs.len());
             }
+            product(i, 1);
         }
         return;
     }
-    let per = (BUF / cols.max(1)).max(1);
+    let mut per = (BUF / cols.max(1)).max(1);
+    if head.is_some() && per >= 8 {
+        // Whole groups of the eight rows the product takes together.
+        per = per / 8 * 8;
+    }
     let mut i = 0;
     while i < rows {
         let r = per.min(rows - i);
@@ -437,6 +456,7 @@ unsafe fn unary_row_bias(
             }
         }
         f(buf.as_ptr(), o.add(i * cols), r * cols);
+        product(i, r);
         i += r;
     }
 }
@@ -446,10 +466,10 @@ unsafe fn unary_row_bias(
 pub const ROW_BIAS_CLEAR: i64 = 1;
 pub const ROW_BIAS_STORE: i64 = 2;
 
-/// The reverse of [`k_unary_row_bias`]: with `h = f(x + b)` for an activation whose derivative
-/// reads only its result (`tanh`, `exp`…; `Un::ALL[u]`), each element's `c = dh · f'(h)`
-/// (0 where dh is 0, as the reverse sweep takes products) goes to `dx` (added, or stored over
-/// a zero adjoint) and to `db` along the rows, row after row. The same operations in the
+/// The reverse of [`k_unary_row_bias_head`]'s first part: with `h = f(x + b)` for an
+/// activation whose derivative reads only its result (`tanh`, `exp`…; `Un::ALL[u]`), each
+/// element's `c = dh · f'(h)` (0 where dh is 0, as the reverse sweep takes products) goes to
+/// `dx` (added, or stored over a zero adjoint) and to `db` along the rows, row after row. The same operations in the
 /// same order as the fused loop of the two operations, so the same bits, in registers as wide
 /// as the CPU has.
 ///

@@ -78,8 +78,8 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_ln", kernels::k_ln as *const u8);
         jb.symbol("bnnc_exp", kernels::k_exp as *const u8);
         jb.symbol("bnnc_zero", kernels::k_zero as *const u8);
-        jb.symbol("bnnc_unary_row_bias", kernels::k_unary_row_bias as *const u8);
         jb.symbol("bnnc_unary_row_bias_vjp", kernels::k_unary_row_bias_vjp as *const u8);
+        jb.symbol("bnnc_unary_row_bias_head", kernels::k_unary_row_bias_head as *const u8);
         jb.symbol("bnnc_dense_head_vjp", kernels::k_dense_head_vjp as *const u8);
         jb.symbol("bnnc_bernoulli_logit", kernels::k_bernoulli_logit as *const u8);
         jb.symbol("bnnc_bernoulli_logit_keep", kernels::k_bernoulli_logit_keep as *const u8);

@@ -78,8 +78,9 @@ impl<'a, 'f> Emitter<'a, 'f> {
                 }
                 continue;
             }
-            if self.bias_activation(&p.block(b)[k..])? {
-                skip_to = k + 2;
+            let ran = self.bias_activation(&p.block(b)[k..])?;
+            if ran > 0 {
+                skip_to = k + ran;
                 continue;
             }
             let key = (b.0, k as u32);

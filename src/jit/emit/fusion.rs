@@ -459,21 +459,35 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     /// The forward of a dense pair ([`Self::dense_pair`]): one kernel call computes `h` and
-    /// leaves `z` unstored, two passes over the layer fewer. `Ok(false)` when `insts` does not
-    /// start with that pattern.
-    pub(super) fn bias_activation(&mut self, insts: &[Inst]) -> R<bool> {
-        let Some((x, bias, z, h, u)) = self.dense_pair(insts, 0) else { return Ok(false) };
-        let Some((name, _)) = u.array_raw() else { return Ok(false) };
+    /// leaves `z` unstored, two passes over the layer fewer; and when the next instruction is
+    /// an output product of `h` alone (`o = h w`, w a column, as [`Self::dense_head`]), that
+    /// product too, a few rows at a time while they are in cache. Returns how many
+    /// instructions it ran: 0 when `insts` does not start with a dense pair.
+    pub(super) fn bias_activation(&mut self, insts: &[Inst]) -> R<usize> {
+        let Some((x, bias, z, h, u)) = self.dense_pair(insts, 0) else { return Ok(0) };
+        let Some((name, _)) = u.array_raw() else { return Ok(0) };
+        let head = match insts.get(2) {
+            Some(Inst::Op { dst: o, prim: Prim::MatMul, args }) if args[0] == h && self.uses[h.0 as usize] == 1 => {
+                let cols = self.p.info(h).shape[1];
+                matches!(self.p.info(args[1]).shape[..], [c] | [c, 1] if c == cols).then_some((*o, args[1]))
+            }
+            _ => None,
+        };
         let shape = self.p.info(z).shape.clone();
-        let fr = self.func_sig("bnnc_unary_row_bias", &[PTR, PTR, PTR, PTR, types::I64, types::I64], None)?;
+        let sig = [PTR, PTR, PTR, PTR, types::I64, types::I64, PTR, PTR];
+        let fr = self.func_sig("bnnc_unary_row_bias_head", &sig, None)?;
         let f = self.func_sig(name, &[PTR, PTR, types::I64], None)?;
         let fp = self.b.ins().func_addr(PTR, f);
         let (xa, ba, ha) = (self.addr(x)?, self.addr(bias)?, self.addr(h)?);
         let (r, c) = (self.int(shape[0] as i64), self.int(shape[1] as i64));
-        self.b.ins().call(fr, &[fp, xa, ba, ha, r, c]);
-        self.fused_ops += 1;
+        let (wa, oa) = match head {
+            Some((o, w)) => (self.addr(w)?, self.addr(o)?),
+            None => (self.int(0), self.int(0)),
+        };
+        self.b.ins().call(fr, &[fp, xa, ba, ha, r, c, wa, oa]);
+        self.fused_ops += 1 + head.is_some() as usize;
         self.array_ops += 1;
-        Ok(true)
+        Ok(if head.is_some() { 3 } else { 2 })
     }
 
     /// The reverse of the dense pair at `insts[k..]` (where [`Self::dense_pair_rev`]): one
