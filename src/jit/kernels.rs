@@ -384,13 +384,17 @@ pub extern "C" fn k_exp(x: f64) -> f64 {
 /// `o = f(x + b)` for a `rows × cols` matrix `x` and a vector `b` along its rows, with `f` an
 /// array function of `math::vmath` (a dense layer's bias and activation in one pass: the sum is
 /// formed a few rows at a time in a buffer that stays in the first-level cache, and never
-/// stored; the same bits as the addition and then `f`); then, when `w` is not null, a
-/// network's output product `out = o w` (`w` a column of `cols`), each few rows' products
-/// taken while they are in the first-level cache, a pass over the layer fewer.
+/// stored; the same bits as the addition and then `f`). With `a` not null, `x` is not given
+/// but formed in that buffer, a few rows at a time, as the product `a l` of the layer's input
+/// `a` (`rows × k`) and weights `l` (`k × cols`, at most [`gemm::SMALL`] elements, `cols` at
+/// most 512), by the kernel the product alone would take, so with the same bits. Then, when
+/// `w` is not null, a network's output product `out = o w` (`w` a column of `cols`), each few
+/// rows' products taken while they are in the first-level cache.
 ///
 /// # Safety
-/// `x` and `o` hold `rows · cols` f64s, `b` holds `cols`; `f` reads and writes `n` of them;
-/// `w` (unless null) holds `cols` f64s and `out` `rows`.
+/// `x` (unless `a` is given) and `o` hold `rows · cols` f64s, `b` holds `cols`; `f` reads
+/// and writes `n` of them; `a` (unless null) `rows · k` and `l` `k · cols`; `w` (unless null)
+/// holds `cols` f64s and `out` `rows`.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn k_unary_row_bias_head(
     f: unsafe extern "C" fn(*const f64, *mut f64, usize),
@@ -401,18 +405,33 @@ pub unsafe extern "C" fn k_unary_row_bias_head(
     cols: i64,
     w: *const f64,
     out: *mut f64,
+    a: *const f64,
+    l: *const f64,
+    k: i64,
 ) {
-    let (rows, cols) = (rows as usize, cols as usize);
+    let (rows, cols, k) = (rows as usize, cols as usize, k as usize);
     let b = std::slice::from_raw_parts(b, cols);
     let head = (!w.is_null()).then(|| (std::slice::from_raw_parts(w, cols), out));
-    crate::math::vmath::widest!(unary_row_bias(f, x, b, o, rows, cols, head))
+    let input = if a.is_null() {
+        Input::Sum(x)
+    } else {
+        Input::Product(std::slice::from_raw_parts(a, rows * k), std::slice::from_raw_parts(l, k * cols), k)
+    };
+    crate::math::vmath::widest!(unary_row_bias(f, input, b, o, rows, cols, head))
+}
+
+/// What [`unary_row_bias`] adds the bias to: a matrix, or the product it forms itself.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Sum(*const f64),
+    Product(&'a [f64], &'a [f64], usize),
 }
 
 /// The body of [`k_unary_row_bias_head`], compiled for each width of register.
 #[inline(always)]
 unsafe fn unary_row_bias(
     f: unsafe extern "C" fn(*const f64, *mut f64, usize),
-    x: *const f64,
+    input: Input,
     b: &[f64],
     o: *mut f64,
     rows: usize,
@@ -425,6 +444,29 @@ unsafe fn unary_row_bias(
         if let Some((w, out)) = head {
             let h = std::slice::from_raw_parts(o.add(i * cols), r * cols);
             gemv(h, cols, w, std::slice::from_raw_parts_mut(out.add(i), r));
+        }
+    };
+    let x = match input {
+        Input::Sum(x) => x,
+        Input::Product(a, l, k) => {
+            debug_assert!(cols <= BUF && k * cols <= gemm::SMALL);
+            let per = (BUF / cols.max(1)).max(1);
+            let per = if per >= 8 { per / 8 * 8 } else { per };
+            let mut i = 0;
+            while i < rows {
+                let r = per.min(rows - i);
+                let t = &mut buf[..r * cols];
+                gemm::nn(r, k, cols, &a[i * k..(i + r) * k], l, t, false);
+                for row in t.chunks_exact_mut(cols) {
+                    for (tv, bv) in row.iter_mut().zip(b) {
+                        *tv += bv;
+                    }
+                }
+                f(buf.as_ptr(), o.add(i * cols), r * cols);
+                product(i, r);
+                i += r;
+            }
+            return;
         }
     };
     if cols > BUF {

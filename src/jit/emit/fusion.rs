@@ -459,14 +459,24 @@ impl<'a, 'f> Emitter<'a, 'f> {
     }
 
     /// The forward of a dense pair ([`Self::dense_pair`]): one kernel call computes `h` and
-    /// leaves `z` unstored, two passes over the layer fewer; and when the next instruction is
-    /// an output product of `h` alone (`o = h w`, w a column, as [`Self::dense_head`]), that
-    /// product too, a few rows at a time while they are in cache. Returns how many
-    /// instructions it ran: 0 when `insts` does not start with a dense pair.
+    /// leaves `z` unstored, two passes over the layer fewer. When `insts` starts with the
+    /// product that forms the pair's matrix ([`Self::layer_product`]), that product too, a
+    /// few rows at a time into the kernel's buffer, so that it is never stored; and when the
+    /// pair is followed by an output product of `h` alone (`o = h w`, w a column, as
+    /// [`Self::dense_head`]), that product, while its rows are in cache. Returns how many
+    /// instructions it ran: 0 when `insts` does not start with a dense pair or such a product.
     pub(super) fn bias_activation(&mut self, insts: &[Inst]) -> R<usize> {
-        let Some((x, bias, z, h, u)) = self.dense_pair(insts, 0) else { return Ok(0) };
+        let (input, at) = match insts.first() {
+            Some(Inst::Op { dst, prim: Prim::MatMul, args })
+                if self.layer_product(*dst, args) && self.dense_pair(insts, 1).is_some_and(|(x, ..)| x == *dst) =>
+            {
+                (Some((args[0], args[1])), 1)
+            }
+            _ => (None, 0),
+        };
+        let Some((x, bias, z, h, u)) = self.dense_pair(insts, at) else { return Ok(0) };
         let Some((name, _)) = u.array_raw() else { return Ok(0) };
-        let head = match insts.get(2) {
+        let head = match insts.get(at + 2) {
             Some(Inst::Op { dst: o, prim: Prim::MatMul, args }) if args[0] == h && self.uses[h.0 as usize] == 1 => {
                 let cols = self.p.info(h).shape[1];
                 matches!(self.p.info(args[1]).shape[..], [c] | [c, 1] if c == cols).then_some((*o, args[1]))
@@ -474,20 +484,43 @@ impl<'a, 'f> Emitter<'a, 'f> {
             _ => None,
         };
         let shape = self.p.info(z).shape.clone();
-        let sig = [PTR, PTR, PTR, PTR, types::I64, types::I64, PTR, PTR];
+        let sig = [PTR, PTR, PTR, PTR, types::I64, types::I64, PTR, PTR, PTR, PTR, types::I64];
         let fr = self.func_sig("bnnc_unary_row_bias_head", &sig, None)?;
         let f = self.func_sig(name, &[PTR, PTR, types::I64], None)?;
         let fp = self.b.ins().func_addr(PTR, f);
-        let (xa, ba, ha) = (self.addr(x)?, self.addr(bias)?, self.addr(h)?);
+        let (ba, ha) = (self.addr(bias)?, self.addr(h)?);
         let (r, c) = (self.int(shape[0] as i64), self.int(shape[1] as i64));
         let (wa, oa) = match head {
             Some((o, w)) => (self.addr(w)?, self.addr(o)?),
             None => (self.int(0), self.int(0)),
         };
-        self.b.ins().call(fr, &[fp, xa, ba, ha, r, c, wa, oa]);
-        self.fused_ops += 1 + head.is_some() as usize;
+        let (xa, aa, la, k) = match input {
+            Some((a, l)) => (self.int(0), self.addr(a)?, self.addr(l)?, self.p.info(a).shape[1]),
+            None => (self.addr(x)?, self.int(0), self.int(0), 0),
+        };
+        let k = self.int(k as i64);
+        self.b.ins().call(fr, &[fp, xa, ba, ha, r, c, wa, oa, aa, la, k]);
+        self.fused_ops += 1 + at + head.is_some() as usize;
         self.array_ops += 1;
-        Ok(if head.is_some() { 3 } else { 2 })
+        Ok(at + 2 + head.is_some() as usize)
+    }
+
+    /// Whether `dst = args[0] @ args[1]` is a dense layer's product that the forward kernel of
+    /// the pair after it can form itself ([`Self::bias_activation`]): a matrix by a matrix of
+    /// weights that fits [`crate::jit::gemm::SMALL`], at most 512 columns (the kernel's
+    /// buffer), its result read by nothing else (its reverse reads its arguments only).
+    fn layer_product(&self, dst: V, args: &[V]) -> bool {
+        let [a, l] = args[..] else { return false };
+        let (sa, sl) = (&self.p.info(a).shape, &self.p.info(l).shape);
+        let [rows, k] = sa[..] else { return false };
+        let [k2, cols] = sl[..] else { return false };
+        a != l
+            && k == k2
+            && k >= 1
+            && rows >= 1
+            && (2..=512).contains(&cols)
+            && k * cols <= crate::jit::gemm::SMALL
+            && self.uses[dst.0 as usize] == 1
     }
 
     /// The reverse of the dense pair at `insts[k..]` (where [`Self::dense_pair_rev`]): one
