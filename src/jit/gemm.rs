@@ -496,6 +496,91 @@ mod avx512 {
         }
     }
 
+    /// Lane mask of the first `n` (1..=8) of a register's eight lanes.
+    fn lanes(n: usize) -> __mmask8 {
+        if n >= 8 {
+            0xff
+        } else {
+            ((1u16 << n) - 1) as u8
+        }
+    }
+
+    /// `C[r, j0..j0+w] (+)= A[r,K] B[K, j0..j0+w]` for a layer's first product, whose K (the
+    /// inputs) is small: B's `NQ` registers of columns for every p stay in registers
+    /// (K·NQ ≤ 24) while the rows stream past, one broadcast of A's element per p and row
+    /// instead of B's rows reloaded for every four rows. Each element of C sums the same
+    /// products in the same order as [`nn_block`] (one fused multiply-add per product, from
+    /// zero), so the same bits. Used for K up to 16 (`SMALL_K`), with fewer registers of
+    /// columns per pass for K over 8.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn nn_small_k<const K: usize, const NQ: usize>(
+        r: usize,
+        a: *const f64,
+        b: *const f64,
+        ldb: usize,
+        c: *mut f64,
+        ldc: usize,
+        w: usize,
+        acc: bool,
+    ) {
+        unsafe {
+            let mask = |q: usize| lanes(w - 8 * q);
+            let bv: [[__m512d; NQ]; K] = std::array::from_fn(|p| {
+                std::array::from_fn(|q| _mm512_maskz_loadu_pd(mask(q), b.add(p * ldb + 8 * q)))
+            });
+            for i in 0..r {
+                let av: [__m512d; K] = std::array::from_fn(|p| _mm512_set1_pd(*a.add(i * K + p)));
+                for q in 0..NQ {
+                    let mut t = _mm512_setzero_pd();
+                    for p in 0..K {
+                        t = _mm512_fmadd_pd(av[p], bv[p][q], t);
+                    }
+                    let o = c.add(i * ldc + 8 * q);
+                    if acc {
+                        t = _mm512_add_pd(t, _mm512_maskz_loadu_pd(mask(q), o));
+                    }
+                    _mm512_mask_storeu_pd(o, mask(q), t);
+                }
+            }
+        }
+    }
+
+    /// `C[K, j0..j0+w] += A[rows,K]ᵀ X[rows, j0..j0+w]` for a small K: the K·NQ sums in
+    /// registers while the rows pass, added to C at the end, as [`tn_block`] does for each
+    /// of its blocks over the same rows (so the same bits).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn tn_small_k<const K: usize, const NQ: usize>(
+        rows: usize,
+        a: *const f64,
+        x: *const f64,
+        ldx: usize,
+        c: *mut f64,
+        ldc: usize,
+        w: usize,
+    ) {
+        unsafe {
+            let mask = |q: usize| lanes(w - 8 * q);
+            let mut t = [[_mm512_setzero_pd(); NQ]; K];
+            for i in 0..rows {
+                let xv: [__m512d; NQ] = std::array::from_fn(|q| _mm512_maskz_loadu_pd(mask(q), x.add(i * ldx + 8 * q)));
+                for (p, tp) in t.iter_mut().enumerate() {
+                    let av = _mm512_set1_pd(*a.add(i * K + p));
+                    for q in 0..NQ {
+                        tp[q] = _mm512_fmadd_pd(av, xv[q], tp[q]);
+                    }
+                }
+            }
+            for (p, tp) in t.iter().enumerate() {
+                for (q, tq) in tp.iter().enumerate() {
+                    let o = c.add(p * ldc + 8 * q);
+                    _mm512_mask_storeu_pd(o, mask(q), _mm512_add_pd(*tq, _mm512_maskz_loadu_pd(mask(q), o)));
+                }
+            }
+        }
+    }
+
     /// As `avx2::tn_block`, `mr` in 1..=4, `nr` in 1..=16.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,fma")]
@@ -604,6 +689,94 @@ pub fn gemv_small(r: usize, k: usize, a: &[f64], b: &[f64], out: &mut [f64]) -> 
     false
 }
 
+/// Inputs up to which a layer's products take the kernels that keep one operand's rows in
+/// registers (`avx512::nn_small_k`, `avx512::tn_small_k`).
+#[cfg(target_arch = "x86_64")]
+const SMALL_K: usize = 16;
+
+/// Passes over the columns for the small-`k` kernels: as many registers of eight columns as
+/// keep `k · NQ` sums or weights within 24 registers, the last pass as narrow as it can be.
+/// Calls `f(k, NQ, first column, columns)`.
+#[cfg(target_arch = "x86_64")]
+fn small_k_passes(k: usize, c: usize, f: &mut dyn FnMut(usize, usize, usize, usize)) {
+    let most = (24 / k).clamp(1, 3);
+    let mut j0 = 0;
+    while j0 < c {
+        let w = (8 * most).min(c - j0);
+        f(k, w.div_ceil(8), j0, w);
+        j0 += w;
+    }
+}
+
+/// `avx512::nn_small_k` for a runtime `k` (1..=16) and `nq` (1..=3), at column `j0`.
+///
+/// # Safety
+/// The CPU has AVX-512F and FMA, `k · nq ≤ 24`; A is `r × k`, B `k × c`, C `r × c`, `j0 + w ≤ c`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn nn_small_k_at(
+    k: usize,
+    nq: usize,
+    r: usize,
+    a: &[f64],
+    b: &[f64],
+    c: usize,
+    out: &mut [f64],
+    j0: usize,
+    w: usize,
+    acc: bool,
+) {
+    let (ap, bp, op) = (a.as_ptr(), b.as_ptr().add(j0), out.as_mut_ptr().add(j0));
+    macro_rules! go {
+        ($($k:literal),*) => {
+            match (k, nq) {
+                $(
+                    ($k, 1) => avx512::nn_small_k::<$k, 1>(r, ap, bp, c, op, c, w, acc),
+                    ($k, 2) => avx512::nn_small_k::<$k, 2>(r, ap, bp, c, op, c, w, acc),
+                    ($k, _) => avx512::nn_small_k::<$k, 3>(r, ap, bp, c, op, c, w, acc),
+                )*
+                _ => unreachable!("k is 1 to 16"),
+            }
+        };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { go!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16) }
+}
+
+/// `avx512::tn_small_k` for a runtime `k` (1..=16) and `nq` (1..=3), at column `j0`.
+///
+/// # Safety
+/// The CPU has AVX-512F and FMA, `k · nq ≤ 24`; A holds `rows × k`, X `rows × c`, C `k × c`, `j0 + w ≤ c`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tn_small_k_at(
+    k: usize,
+    nq: usize,
+    rows: usize,
+    a: &[f64],
+    x: &[f64],
+    c: usize,
+    out: &mut [f64],
+    j0: usize,
+    w: usize,
+) {
+    let (ap, xp, op) = (a.as_ptr(), x.as_ptr().add(j0), out.as_mut_ptr().add(j0));
+    macro_rules! go {
+        ($($k:literal),*) => {
+            match (k, nq) {
+                $(
+                    ($k, 1) => avx512::tn_small_k::<$k, 1>(rows, ap, xp, c, op, c, w),
+                    ($k, 2) => avx512::tn_small_k::<$k, 2>(rows, ap, xp, c, op, c, w),
+                    ($k, _) => avx512::tn_small_k::<$k, 3>(rows, ap, xp, c, op, c, w),
+                )*
+                _ => unreachable!("k is 1 to 16"),
+            }
+        };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { go!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16) }
+}
+
 /// The blocks of C, 4 rows by `NR` (AVX2) or 16 (AVX-512, `wide`) columns; the last rows
 /// (fewer than 4) through the portable loop, which sums in the same order.
 ///
@@ -613,6 +786,11 @@ pub fn gemv_small(r: usize, k: usize, a: &[f64], b: &[f64], out: &mut [f64]) -> 
 #[allow(clippy::too_many_arguments)]
 unsafe fn nn_blocks(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool, wide: bool) {
     assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c);
+    if wide && (1..=SMALL_K).contains(&k) {
+        // SAFETY: the sizes asserted above; the CPU has AVX-512F (the caller's contract).
+        unsafe { small_k_passes(k, c, &mut |kk, nq, j0, w| nn_small_k_at(kk, nq, r, a, b, c, out, j0, w, acc)) };
+        return;
+    }
     let nrw = if wide { avx512::NR } else { NR };
     let r4 = r - r % MR;
     let mut i0 = 0;
@@ -658,6 +836,17 @@ unsafe fn tn_blocks(r: usize, k: usize, c: usize, a: &[f64], x: &[f64], out: &mu
     let mut s0 = 0;
     while s0 < r {
         let rows = chunk(k, c).min(r - s0);
+        if wide && (1..=SMALL_K).contains(&k) {
+            // SAFETY: rows s0..s0+rows of A and X and all of C are inside the slices
+            // (asserted sizes); the CPU has AVX-512F (the caller's contract).
+            unsafe {
+                small_k_passes(k, c, &mut |kk, nq, j0, w| {
+                    tn_small_k_at(kk, nq, rows, &a[s0 * k..], &x[s0 * c..], c, out, j0, w)
+                })
+            };
+            s0 += rows;
+            continue;
+        }
         for p0 in (0..k).step_by(MR) {
             for j0 in (0..c).step_by(nrw) {
                 let (ap, xp, op) =
@@ -799,7 +988,18 @@ mod tests {
         if !(has_avx2_fma() && has_avx512()) {
             return;
         }
-        for &(r, k, c) in &[(1, 1, 1), (4, 3, 16), (7, 5, 17), (9, 9, 50), (130, 7, 33), (257, 13, 9), (64, 20, 48)] {
+        for &(r, k, c) in &[
+            (1, 1, 1),
+            (4, 3, 16),
+            (7, 5, 17),
+            (9, 9, 50),
+            (130, 7, 33),
+            (257, 13, 9),
+            (64, 20, 48),
+            (33, 16, 24),
+            (5, 12, 70),
+            (277, 6, 50),
+        ] {
             let (a, b, x) = (fill(r * k, 1), fill(k * c, 2), fill(r * c, 3));
             for acc in [false, true] {
                 let (mut o8, mut o16) = (fill(r * c, 4), fill(r * c, 4));
