@@ -120,7 +120,12 @@ fn exp_body<L: Lane>(x: L) -> L {
 /// expm1 for x in [−50, 709] (clamped to it; e^x − 1 rounds to −1 below −38).
 #[inline(always)]
 fn expm1_core<L: Lane>(x: L) -> L {
-    let xc = x.max_c(-50.0).min_c(709.0);
+    expm1_in_range(x.max_c(-50.0).min_c(709.0))
+}
+
+/// [`expm1_core`] for x already in [−50, 709] (as `tanh` gives it), without the clamp.
+#[inline(always)]
+fn expm1_in_range<L: Lane>(xc: L) -> L {
     let (t, _, r) = reduce(xc);
     let q = r.mul(r).fma(estrin(r, &EXP_Q), r);
     let s = t.pow2_shifted();
@@ -149,7 +154,7 @@ fn tanh_body<L: Lane>(x: L) -> L {
 #[inline(always)]
 fn tanh_first<L: Lane>(x: L) -> L {
     let a = x.abs().min_c(22.0);
-    expm1_core(a.add(a))
+    expm1_in_range(a.add(a))
 }
 
 /// The rest of [`tanh_body`], from t.
