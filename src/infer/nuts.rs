@@ -5,6 +5,7 @@
 //! exceeds 1000. Static HMC (a fixed number of leapfrog steps) shares the integrator.
 
 use crate::density::{EvalError, LogDensity};
+use crate::math::dot;
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 
@@ -40,8 +41,8 @@ impl Metric {
             }
             Metric::Dense { inv, .. } => {
                 let d = p.len();
-                for i in 0..d {
-                    out[i] = (0..d).map(|j| inv[i * d + j] * p[j]).sum();
+                for (o, row) in out.iter_mut().zip(inv.chunks_exact(d)) {
+                    *o = dot(row, p);
                 }
             }
         }
@@ -154,10 +155,6 @@ fn log_sum_exp(a: f64, b: f64) -> f64 {
     crate::ir::prim::log_sum_exp2(a, b)
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// Trajectory bookkeeping passed down the tree.
 struct Tree {
     log_sum_weight: f64,
@@ -234,9 +231,9 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
         dot(p_sharp_plus, rho) > 0.0 && dot(p_sharp_minus, rho) > 0.0
     }
 
-    /// [`Self::criterion`] with ρ = a + b, formed element by element as the products need it.
+    /// [`Self::criterion`] with ρ = a + b, never formed: p·ρ = p·a + p·b.
     fn criterion_sum(p_sharp_minus: &[f64], p_sharp_plus: &[f64], a: &[f64], b: &[f64]) -> bool {
-        let dot_sum = |p: &[f64]| -> f64 { p.iter().zip(a.iter().zip(b)).map(|(x, (u, v))| x * (u + v)).sum() };
+        let dot_sum = |p: &[f64]| dot(p, a) + dot(p, b);
         dot_sum(p_sharp_plus) > 0.0 && dot_sum(p_sharp_minus) > 0.0
     }
 

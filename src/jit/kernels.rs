@@ -863,24 +863,6 @@ pub unsafe extern "C" fn k_log_mix_partials(t: f64, a: f64, b: f64, y: f64, d: *
     std::ptr::copy_nonoverlapping(p.as_ptr(), d, 3);
 }
 
-/// Dot product with eight partial sums (vectorisable; the order differs from a plain loop's).
-#[inline(always)]
-fn dot_impl(x: &[f64], y: &[f64]) -> f64 {
-    let mut s = [0.0; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (a, b) in xc.zip(yc) {
-        for k in 0..8 {
-            s[k] += a[k] * b[k];
-        }
-    }
-    let mut t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-    for (a, b) in xr.iter().zip(yr) {
-        t += a * b;
-    }
-    t
-}
-
 /// y += a x
 #[inline(always)]
 fn axpy_impl(a: f64, x: &[f64], y: &mut [f64]) {
@@ -893,7 +875,7 @@ fn axpy_impl(a: f64, x: &[f64], y: &mut [f64]) {
 #[inline(always)]
 fn gemv_impl(a: &[f64], k: usize, b: &[f64], out: &mut [f64]) {
     for (o, row) in out.iter_mut().zip(a.chunks_exact(k)) {
-        *o = dot_impl(row, b);
+        *o = crate::math::dot(row, b);
     }
 }
 
@@ -919,7 +901,7 @@ fn gemv_t_avx2(a: &[f64], k: usize, w: &[f64], g: &mut [f64]) {
     gemv_t_impl(a, k, w, g)
 }
 
-// And for AVX-512 (eight-lane registers, the partial sums of `dot_impl` in one of them): the
+// And for AVX-512 (eight-lane registers, the partial sums of `math::dot` in one of them): the
 // same operations on each element, so the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2")]
