@@ -3,6 +3,7 @@ pub mod adapt;
 pub mod minibatch;
 pub mod nuts;
 pub mod optim;
+mod phase;
 pub mod run;
 pub mod sgmcmc;
 pub mod stan_csv;

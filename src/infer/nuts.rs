@@ -5,6 +5,7 @@
 //! exceeds 1000. Static HMC (a fixed number of leapfrog steps) shares the integrator.
 
 use crate::density::{EvalError, LogDensity};
+use crate::infer::phase;
 use crate::math::dot;
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
@@ -201,22 +202,22 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
 
     /// One leapfrog step of size `eps`. Returns false when the density failed.
     fn leapfrog(&mut self, z: &mut State, eps: f64) -> bool {
-        for i in 0..z.p.len() {
-            z.p[i] += 0.5 * eps * z.grad[i];
+        if let Metric::Diag(m) = &self.metric {
+            phase::kick_drift(&mut z.p, &mut z.q, &z.grad, m, 0.5 * eps, eps);
+        } else {
+            phase::kick(&mut z.p, &z.grad, 0.5 * eps);
+            let mut v = std::mem::take(&mut self.scratch);
+            self.metric.velocity(&z.p, &mut v);
+            for i in 0..z.q.len() {
+                z.q[i] += eps * v[i];
+            }
+            self.scratch = v;
         }
-        let mut v = std::mem::take(&mut self.scratch);
-        self.metric.velocity(&z.p, &mut v);
-        for i in 0..z.q.len() {
-            z.q[i] += eps * v[i];
-        }
-        self.scratch = v;
         self.grad_evals += 1;
         match self.density.logp_grad(&z.q, &mut z.grad) {
             Ok(lp) => {
                 z.logp = lp;
-                for i in 0..z.p.len() {
-                    z.p[i] += 0.5 * eps * z.grad[i];
-                }
+                phase::kick(&mut z.p, &z.grad, 0.5 * eps);
                 true
             }
             Err(e) => {
@@ -229,12 +230,6 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
 
     fn criterion(p_sharp_minus: &[f64], p_sharp_plus: &[f64], rho: &[f64]) -> bool {
         dot(p_sharp_plus, rho) > 0.0 && dot(p_sharp_minus, rho) > 0.0
-    }
-
-    /// [`Self::criterion`] with ρ = a + b, never formed: p·ρ = p·a + p·b.
-    fn criterion_sum(p_sharp_minus: &[f64], p_sharp_plus: &[f64], a: &[f64], b: &[f64]) -> bool {
-        let dot_sum = |p: &[f64]| dot(p, a) + dot(p, b);
-        dot_sum(p_sharp_plus) > 0.0 && dot_sum(p_sharp_minus) > 0.0
     }
 
     /// One NUTS transition from `z` (whose q, logp and grad are current).
@@ -366,7 +361,20 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
         if depth == 0 {
             let ok = self.leapfrog(z, sign * self.step_size);
             tree.n_leapfrog += 1;
-            let mut h = if ok { self.hamiltonian(z) } else { f64::INFINITY };
+            let kinetic = match &self.metric {
+                Metric::Diag(m) => phase::leaf(&z.p, m, [p_sharp_beg, p_sharp_end], [p_beg, p_end], rho),
+                Metric::Dense { .. } => {
+                    self.metric.velocity(&z.p, p_sharp_beg);
+                    p_sharp_end.copy_from_slice(p_sharp_beg);
+                    for i in 0..d {
+                        rho[i] += z.p[i];
+                    }
+                    p_beg.copy_from_slice(&z.p);
+                    p_end.copy_from_slice(p_beg);
+                    0.5 * dot(&z.p, p_sharp_beg)
+                }
+            };
+            let mut h = if ok { -z.logp + kinetic } else { f64::INFINITY };
             if h.is_nan() {
                 h = f64::INFINITY;
             }
@@ -376,13 +384,6 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
             *log_sum_weight = log_sum_exp(*log_sum_weight, h0 - h);
             tree.sum_metro_prob += if h0 - h > 0.0 { 1.0 } else { (h0 - h).exp() };
             z_propose.clone_from(z);
-            self.metric.velocity(&z.p, p_sharp_beg);
-            p_sharp_end.copy_from_slice(p_sharp_beg);
-            for i in 0..d {
-                rho[i] += z.p[i];
-            }
-            p_beg.copy_from_slice(&z.p);
-            p_end.copy_from_slice(p_beg);
             return !tree.divergent;
         }
         // The two halves' buffers for this depth, taken out while the halves are built (an
@@ -431,11 +432,8 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
         log_sum_weight: &mut f64,
         lv: &mut Level,
     ) -> bool {
-        let d = z.q.len();
         // The initial half.
         let mut log_sum_weight_init = f64::NEG_INFINITY;
-        lv.p_init_end.fill(0.0);
-        lv.p_sharp_init_end.fill(0.0);
         lv.rho_init.fill(0.0);
         let valid_init = self.build_tree(
             depth - 1,
@@ -463,8 +461,6 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
             None => lv.z_propose_final.insert(z.clone()),
         };
         let mut log_sum_weight_final = f64::NEG_INFINITY;
-        lv.p_final_beg.fill(0.0);
-        lv.p_sharp_final_beg.fill(0.0);
         lv.rho_final.fill(0.0);
         let valid_final = self.build_tree(
             depth - 1,
@@ -494,13 +490,17 @@ impl<'d, D: LogDensity + ?Sized, R: Rng> Sampler<'d, D, R> {
                 z_propose.clone_from(z_propose_final);
             }
         }
-        for i in 0..d {
-            rho[i] += lv.rho_init[i] + lv.rho_final[i];
-        }
-        let mut persist = Self::criterion_sum(p_sharp_beg, p_sharp_end, &lv.rho_init, &lv.rho_final);
-        persist &= Self::criterion_sum(p_sharp_beg, &lv.p_sharp_final_beg, &lv.rho_init, &lv.p_final_beg);
-        persist &= Self::criterion_sum(&lv.p_sharp_init_end, p_sharp_end, &lv.rho_final, &lv.p_init_end);
-        persist
+        let halves = phase::Halves {
+            sharp_beg: p_sharp_beg,
+            sharp_end: p_sharp_end,
+            rho_init: &lv.rho_init,
+            rho_final: &lv.rho_final,
+            p_init_end: &lv.p_init_end,
+            sharp_init_end: &lv.p_sharp_init_end,
+            p_final_beg: &lv.p_final_beg,
+            sharp_final_beg: &lv.p_sharp_final_beg,
+        };
+        phase::merge(&halves, rho)
     }
 
     /// Static HMC: `n_steps` leapfrog steps and a Metropolis correction.
