@@ -79,6 +79,7 @@ codes! {
     RecursionLimit = "E0400", "recursion does not end";
     LayerInFn = "E0401", "layer called where parameters cannot be made";
     ShapeVarConflict = "E0402", "shape variable bound to two sizes";
+    LayerArgOutOfRange = "E0403", "layer argument outside its declared bounds";
     // Data.
     DataFileUnreadable = "E0500", "data file cannot be read";
     DataMalformed = "E0501", "data file is not valid JSON or CSV";

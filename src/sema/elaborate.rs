@@ -535,6 +535,9 @@ impl<'a> Elab<'a> {
                 },
             };
             let info = self.ck.check_expr(&value);
+            if !self.within_bounds(f, d, &value, info.int_val.as_ref(), &inner) {
+                return err;
+            }
             // Shape variables from the argument's type.
             if let TypeKind::Named { dims, .. } | TypeKind::Array { dims, .. } = &d.ty.kind {
                 for (k, dim) in dims.iter().enumerate() {
@@ -642,6 +645,36 @@ impl<'a> Elab<'a> {
         let n = self.fresh(path);
         self.emit_let(&n, callee.span, result, span, out);
         name_expr(&n, callee.span)
+    }
+
+    /// Whether an int argument known at compile time lies within the bounds its layer
+    /// declares for it (`units: int<lower=1>`); reports E0403 at the value when not.
+    fn within_bounds(&mut self, f: &FuncDef, d: &ArgDecl, value: &Expr, int_val: Option<&Poly>, inner: &Env) -> bool {
+        let TypeKind::Named { name, bounds, .. } = &d.ty.kind else { return true };
+        let Some(v) = int_val.and_then(Poly::as_const).filter(|_| name.name == "int") else { return true };
+        for b in bounds {
+            let bound = self.subst(&b.value, inner);
+            let Some(limit) = self.ck.check_expr(&bound).int_val.and_then(|p| p.as_const()) else { continue };
+            let (outside, side) = match b.key.name.as_str() {
+                "lower" => (v < limit, "below its lower"),
+                "upper" => (v > limit, "above its upper"),
+                _ => (false, ""),
+            };
+            if outside {
+                self.failed = true;
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::LayerArgOutOfRange,
+                        value.span,
+                        format!("`{}`'s argument `{}` is {v}, {side} bound {limit}", f.name.name, d.name.name),
+                    )
+                    .with_label(format!("`{}` is {v} here", d.name.name))
+                    .with_secondary(b.span, format!("`{}` bound of `{}`", b.key.name, d.name.name)),
+                );
+                return false;
+            }
+        }
+        true
     }
 
     fn report_recursion(&mut self, last: &FuncDef) {
