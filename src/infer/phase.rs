@@ -41,20 +41,9 @@ pub fn kick(p: &mut [f64], g: &[f64], h: f64) {
 /// metric `m`: both ends' momentum `p` and velocity m·p, p added into ρ; returns the
 /// kinetic energy ½ p·m·p.
 pub fn leaf(p: &[f64], m: &[f64], sharp: [&mut [f64]; 2], ends: [&mut [f64]; 2], rho: &mut [f64]) -> f64 {
-    let [s0, s1] = sharp;
-    let [e0, e1] = ends;
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn body(
-        p: &[f64],
-        m: &[f64],
-        s0: &mut [f64],
-        s1: &mut [f64],
-        e0: &mut [f64],
-        e1: &mut [f64],
-        rho: &mut [f64],
-        k: &mut f64,
-    ) {
+    fn body(p: &[f64], m: &[f64], sharp: [&mut [f64]; 2], ends: [&mut [f64]; 2], rho: &mut [f64]) -> f64 {
+        let ([s0, s1], [e0, e1]) = (sharp, ends);
         // Eight at a time as arrays, which the compiler keeps in vector registers.
         let ((p8, p_t), (m8, m_t)) = (p.as_chunks::<8>(), m.as_chunks::<8>());
         let ((s08, s0_t), (s18, s1_t)) = (s0.as_chunks_mut::<8>(), s1.as_chunks_mut::<8>());
@@ -81,24 +70,9 @@ pub fn leaf(p: &[f64], m: &[f64], sharp: [&mut [f64]; 2], ends: [&mut [f64]; 2],
         for (j, r) in rho_t.iter_mut().enumerate() {
             at!(s[0], p_t[j], m_t[j], s0_t[j], s1_t[j], e0_t[j], e1_t[j], *r);
         }
-        *k = 0.5 * reduce(s);
+        0.5 * reduce(s)
     }
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        p: &[f64],
-        m: &[f64],
-        s0: &mut [f64],
-        s1: &mut [f64],
-        e0: &mut [f64],
-        e1: &mut [f64],
-        rho: &mut [f64],
-        k: &mut f64,
-    ) {
-        widest!(body(p, m, s0, s1, e0, e1, rho, k))
-    }
-    let mut k = 0.0;
-    run(p, m, s0, s1, e0, e1, rho, &mut k);
-    k
+    widest!(body(p, m, sharp, ends, rho))
 }
 
 /// The vectors of two merged halves of a subtree ("init", then "final", in the direction
@@ -119,7 +93,7 @@ pub struct Halves<'a> {
 /// (each end's velocity has a positive product with the ρ between them).
 pub fn merge(h: &Halves<'_>, rho: &mut [f64]) -> bool {
     #[inline(always)]
-    fn body(h: &Halves<'_>, rho: &mut [f64], out: &mut [f64; 6]) {
+    fn body(h: &Halves<'_>, rho: &mut [f64]) -> bool {
         // Eight at a time as arrays, which the compiler keeps in vector registers.
         let (rho8, rho_tail) = rho.as_chunks_mut::<8>();
         let c = <[f64]>::as_chunks::<8>;
@@ -156,14 +130,7 @@ pub fn merge(h: &Halves<'_>, rho: &mut [f64]) -> bool {
             s[4][0] += sie_t[j] * ext_final;
             s[5][0] += end_t[j] * ext_final;
         }
-        for (o, s) in out.iter_mut().zip(s) {
-            *o = reduce(s);
-        }
+        s.into_iter().all(|s| reduce(s) > 0.0)
     }
-    fn run(h: &Halves<'_>, rho: &mut [f64], out: &mut [f64; 6]) {
-        widest!(body(h, rho, out))
-    }
-    let mut sums = [0.0; 6];
-    run(h, rho, &mut sums);
-    sums.iter().all(|&s| s > 0.0)
+    widest!(body(h, rho))
 }

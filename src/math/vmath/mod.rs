@@ -235,11 +235,11 @@ macro_rules! widest {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            fn wide(f: impl FnOnce()) {
+            fn wide<T>(f: impl FnOnce() -> T) -> T {
                 f()
             }
             #[target_feature(enable = "avx2")]
-            fn four(f: impl FnOnce()) {
+            fn four<T>(f: impl FnOnce() -> T) -> T {
                 f()
             }
             if crate::math::vmath::has_avx512() {
