@@ -293,7 +293,7 @@ fn bench_prints_specs_json() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
     assert_eq!(v["backend"], "jit");
     assert_eq!(v["dim"], 10);
-    for k in ["compile_ms", "grad_us_median", "grad_evals_per_s"] {
+    for k in ["compile_ms", "grad_us_median", "grad_us_mean", "grad_evals_per_s"] {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
     }
 }
