@@ -3,13 +3,8 @@
 //! what a leapfrog step costs beside its gradient. Sums run in eight partial sums, like
 //! [`crate::math::dot`].
 
+use crate::math::sum8;
 use crate::math::vmath::widest;
-
-/// Σ x·y over eight lanes of partial sums, then reduced in a fixed order.
-#[inline(always)]
-fn reduce(s: [f64; 8]) -> f64 {
-    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
-}
 
 /// A half step of momentum then a full step of position under a diagonal metric `m`:
 /// p += h·g, q += ε·m·p.
@@ -70,7 +65,7 @@ pub fn leaf(p: &[f64], m: &[f64], sharp: [&mut [f64]; 2], ends: [&mut [f64]; 2],
         for (j, r) in rho_t.iter_mut().enumerate() {
             at!(s[0], p_t[j], m_t[j], s0_t[j], s1_t[j], e0_t[j], e1_t[j], *r);
         }
-        0.5 * reduce(s)
+        0.5 * sum8(s)
     }
     widest!(body(p, m, sharp, ends, rho))
 }
@@ -130,7 +125,7 @@ pub fn merge(h: &Halves<'_>, rho: &mut [f64]) -> bool {
             s[4][0] += sie_t[j] * ext_final;
             s[5][0] += end_t[j] * ext_final;
         }
-        s.into_iter().all(|s| reduce(s) > 0.0)
+        s.into_iter().all(|s| sum8(s) > 0.0)
     }
     widest!(body(h, rho))
 }

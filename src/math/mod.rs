@@ -7,6 +7,12 @@ pub mod reparam;
 pub mod transform;
 pub mod vmath;
 
+/// The eight partial sums of [`dot`] and its kin, added in its fixed order.
+#[inline(always)]
+pub fn sum8(s: [f64; 8]) -> f64 {
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+}
+
 /// Σ xᵢ yᵢ with eight partial sums, added in a fixed order at the end: vectorisable, and
 /// eight independent chains of additions where one sum in order waits for each addition in
 /// turn (the order, and so the last bits, differ from a plain loop's).
@@ -20,7 +26,7 @@ pub fn dot(x: &[f64], y: &[f64]) -> f64 {
             s[k] += a[k] * b[k];
         }
     }
-    let mut t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    let mut t = sum8(s);
     for (a, b) in xr.iter().zip(yr) {
         t += a * b;
     }
