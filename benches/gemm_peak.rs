@@ -32,7 +32,7 @@ fn layer(m: usize, k: usize, n: usize, shape: &str, ours: bool, seconds: f64) ->
     let mut g = vec![0.0; k * n];
     let mut run = || unsafe {
         match (shape, ours) {
-            ("nn", true) => bnnc::jit::gemm::nn(m, k, n, &a, &b, &mut c, false),
+            ("nn", true) => bnnc::jit::gemm::nn(m, k, n, &a, &b, &mut c, bnnc::jit::gemm::Plus::Nothing),
             ("nt", true) => bnnc::jit::gemm::nt(m, k, n, &x, &b, &mut c),
             ("tn", true) => bnnc::jit::gemm::tn(m, k, n, &a, &x, &mut g),
             ("nn", false) => matrixmultiply::dgemm(

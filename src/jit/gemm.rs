@@ -37,9 +37,34 @@ fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
     }
 }
 
-/// `C[r,c] (+)= A[r,k] B[k,c]`, row-major; `acc` false overwrites C.
+/// What a product `A B` is added to before it is stored in C.
+#[derive(Clone, Copy)]
+pub enum Plus<'a> {
+    /// Nothing: C = A B.
+    Nothing,
+    /// C's own values: C = C + A B.
+    Out,
+    /// A row vector, to each row: C[i, j] = (A B)[i, j] + row[j] (a layer's bias), with the
+    /// same bits as adding it afterwards.
+    Row(&'a [f64]),
+}
+
+impl Plus<'_> {
+    /// The addend of the block at (i0, j0) of a C with `ldc` columns as the kernels take it: a
+    /// pointer to its first element and the stride between its rows (0 for a row vector),
+    /// or null.
+    fn at(self, out: *const f64, ldc: usize, i0: usize, j0: usize) -> (*const f64, usize) {
+        match self {
+            Plus::Nothing => (std::ptr::null(), 0),
+            Plus::Out => (out.wrapping_add(i0 * ldc + j0), ldc),
+            Plus::Row(b) => (b.as_ptr().wrapping_add(j0), 0),
+        }
+    }
+}
+
+/// `C[r,c] = A[r,k] B[k,c] (+ plus)`, row-major.
 #[inline(always)]
-fn nn_impl<const FMA: bool>(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+fn nn_impl<const FMA: bool>(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], plus: Plus) {
     debug_assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c);
     let mut i0 = 0;
     while i0 < r {
@@ -72,7 +97,11 @@ fn nn_impl<const FMA: bool>(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], 
             for ii in 0..mr {
                 let o = &mut out[(i0 + ii) * c + j0..(i0 + ii) * c + j0 + nr];
                 for jj in 0..nr {
-                    o[jj] = if acc { o[jj] + t[ii][jj] } else { t[ii][jj] };
+                    o[jj] = match plus {
+                        Plus::Nothing => t[ii][jj],
+                        Plus::Out => o[jj] + t[ii][jj],
+                        Plus::Row(b) => t[ii][jj] + b[j0 + jj],
+                    };
                 }
             }
             j0 += NR;
@@ -156,7 +185,8 @@ mod avx2 {
         c: *mut f64,
         ldc: usize,
         nr: usize,
-        acc: bool,
+        d: *const f64,
+        ldd: usize,
     ) {
         unsafe {
             let (m0, m1) = masks(nr);
@@ -175,19 +205,20 @@ mod avx2 {
             }
             for (ii, ti) in t.iter().enumerate() {
                 let o = c.add(ii * ldc);
+                let dd = d.wrapping_add(ii * ldd);
                 let (mut v0, mut v1) = (ti[0], ti[1]);
                 if nr == NR {
-                    if acc {
-                        v0 = _mm256_add_pd(v0, _mm256_loadu_pd(o));
-                        v1 = _mm256_add_pd(v1, _mm256_loadu_pd(o.add(4)));
+                    if !d.is_null() {
+                        v0 = _mm256_add_pd(v0, _mm256_loadu_pd(dd));
+                        v1 = _mm256_add_pd(v1, _mm256_loadu_pd(dd.add(4)));
                     }
                     _mm256_storeu_pd(o, v0);
                     _mm256_storeu_pd(o.add(4), v1);
                     continue;
                 }
-                if acc {
-                    v0 = _mm256_add_pd(v0, _mm256_maskload_pd(o, m0));
-                    v1 = _mm256_add_pd(v1, _mm256_maskload_pd(o.wrapping_add(4), m1));
+                if !d.is_null() {
+                    v0 = _mm256_add_pd(v0, _mm256_maskload_pd(dd, m0));
+                    v1 = _mm256_add_pd(v1, _mm256_maskload_pd(dd.wrapping_add(4), m1));
                 }
                 _mm256_maskstore_pd(o, m0, v0);
                 _mm256_maskstore_pd(o.wrapping_add(4), m1, v1);
@@ -360,7 +391,8 @@ mod avx512 {
         c: *mut f64,
         ldc: usize,
         nr: usize,
-        acc: bool,
+        d: *const f64,
+        ldd: usize,
     ) {
         unsafe {
             let (m0, m1) = masks(nr);
@@ -380,9 +412,10 @@ mod avx512 {
             for (ii, ti) in t.iter().enumerate() {
                 let o = c.add(ii * ldc);
                 let (mut v0, mut v1) = (ti[0], ti[1]);
-                if acc {
-                    v0 = _mm512_add_pd(v0, _mm512_maskz_loadu_pd(m0, o));
-                    v1 = _mm512_add_pd(v1, _mm512_maskz_loadu_pd(m1, o.wrapping_add(8)));
+                if !d.is_null() {
+                    let dd = d.wrapping_add(ii * ldd);
+                    v0 = _mm512_add_pd(v0, _mm512_maskz_loadu_pd(m0, dd));
+                    v1 = _mm512_add_pd(v1, _mm512_maskz_loadu_pd(m1, dd.wrapping_add(8)));
                 }
                 _mm512_mask_storeu_pd(o, m0, v0);
                 _mm512_mask_storeu_pd(o.wrapping_add(8), m1, v1);
@@ -522,7 +555,8 @@ mod avx512 {
         c: *mut f64,
         ldc: usize,
         w: usize,
-        acc: bool,
+        d: *const f64,
+        ldd: usize,
     ) {
         unsafe {
             let mask = |q: usize| lanes(w - 8 * q);
@@ -537,8 +571,8 @@ mod avx512 {
                         t = _mm512_fmadd_pd(av[p], bv[p][q], t);
                     }
                     let o = c.add(i * ldc + 8 * q);
-                    if acc {
-                        t = _mm512_add_pd(t, _mm512_maskz_loadu_pd(mask(q), o));
+                    if !d.is_null() {
+                        t = _mm512_add_pd(t, _mm512_maskz_loadu_pd(mask(q), d.wrapping_add(i * ldd + 8 * q)));
                     }
                     _mm512_mask_storeu_pd(o, mask(q), t);
                 }
@@ -724,16 +758,17 @@ unsafe fn nn_small_k_at(
     out: &mut [f64],
     j0: usize,
     w: usize,
-    acc: bool,
+    plus: Plus,
 ) {
     let (ap, bp, op) = (a.as_ptr(), b.as_ptr().add(j0), out.as_mut_ptr().add(j0));
+    let (dp, ldd) = plus.at(out.as_ptr(), c, 0, j0);
     macro_rules! go {
         ($($k:literal),*) => {
             match (k, nq) {
                 $(
-                    ($k, 1) => avx512::nn_small_k::<$k, 1>(r, ap, bp, c, op, c, w, acc),
-                    ($k, 2) => avx512::nn_small_k::<$k, 2>(r, ap, bp, c, op, c, w, acc),
-                    ($k, _) => avx512::nn_small_k::<$k, 3>(r, ap, bp, c, op, c, w, acc),
+                    ($k, 1) => avx512::nn_small_k::<$k, 1>(r, ap, bp, c, op, c, w, dp, ldd),
+                    ($k, 2) => avx512::nn_small_k::<$k, 2>(r, ap, bp, c, op, c, w, dp, ldd),
+                    ($k, _) => avx512::nn_small_k::<$k, 3>(r, ap, bp, c, op, c, w, dp, ldd),
                 )*
                 _ => unreachable!("k is 1 to 16"),
             }
@@ -784,11 +819,12 @@ unsafe fn tn_small_k_at(
 /// The CPU has AVX2 and FMA, and AVX-512F when `wide`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn nn_blocks(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool, wide: bool) {
+unsafe fn nn_blocks(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], plus: Plus, wide: bool) {
     assert!(a.len() >= r * k && b.len() >= k * c && out.len() >= r * c);
+    assert!(!matches!(plus, Plus::Row(row) if row.len() < c));
     if wide && (1..=SMALL_K).contains(&k) {
         // SAFETY: the sizes asserted above; the CPU has AVX-512F (the caller's contract).
-        unsafe { small_k_passes(k, c, &mut |kk, nq, j0, w| nn_small_k_at(kk, nq, r, a, b, c, out, j0, w, acc)) };
+        unsafe { small_k_passes(k, c, &mut |kk, nq, j0, w| nn_small_k_at(kk, nq, r, a, b, c, out, j0, w, plus)) };
         return;
     }
     let nrw = if wide { avx512::NR } else { NR };
@@ -799,14 +835,15 @@ unsafe fn nn_blocks(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mu
         while j0 < c {
             let nr = nrw.min(c - j0);
             let (ap, bp, op) = (a.as_ptr().add(i0 * k), b.as_ptr().add(j0), out.as_mut_ptr().add(i0 * c + j0));
+            let (dp, ldd) = plus.at(out.as_ptr(), c, i0, j0);
             // SAFETY: rows i0..i0+4 of A (k each), columns j0..j0+nr of B and C are inside
             // the slices (asserted sizes, i0 + 4 <= r, j0 + nr <= c; masked lanes are not
             // touched); the CPU has the features (the caller's contract).
             unsafe {
                 if wide {
-                    avx512::nn_block(k, ap, k, bp, c, op, c, nr, acc)
+                    avx512::nn_block(k, ap, k, bp, c, op, c, nr, dp, ldd)
                 } else {
-                    avx2::nn_block(k, ap, k, bp, c, op, c, nr, acc)
+                    avx2::nn_block(k, ap, k, bp, c, op, c, nr, dp, ldd)
                 }
             };
             j0 += nrw;
@@ -815,14 +852,14 @@ unsafe fn nn_blocks(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mu
     }
     if r4 < r {
         // SAFETY: the CPU has FMA.
-        unsafe { nn_fma(r - r4, k, c, &a[r4 * k..], b, &mut out[r4 * c..], acc) };
+        unsafe { nn_fma(r - r4, k, c, &a[r4 * k..], b, &mut out[r4 * c..], plus) };
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-fn nn_fma(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
-    nn_impl::<true>(r, k, c, a, b, out, acc)
+fn nn_fma(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], plus: Plus) {
+    nn_impl::<true>(r, k, c, a, b, out, plus)
 }
 
 /// The blocks of C = Aᵀ X, as [`nn_blocks`] lays them out.
@@ -876,14 +913,14 @@ fn wide(c: usize) -> bool {
     c > NR && has_avx512()
 }
 
-/// `C[r,c] (+)= A[r,k] B[k,c]`.
-pub fn nn(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], acc: bool) {
+/// `C[r,c] = A[r,k] B[k,c] (+ plus)`.
+pub fn nn(r: usize, k: usize, c: usize, a: &[f64], b: &[f64], out: &mut [f64], plus: Plus) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA, and AVX-512F when `wide` (checked).
-        return unsafe { nn_blocks(r, k, c, a, b, out, acc, wide(c)) };
+        return unsafe { nn_blocks(r, k, c, a, b, out, plus, wide(c)) };
     }
-    nn_impl::<false>(r, k, c, a, b, out, acc)
+    nn_impl::<false>(r, k, c, a, b, out, plus)
 }
 
 /// `C[k,c] += A[r,k]ᵀ X[r,c]`.
@@ -909,7 +946,7 @@ pub fn nt(r: usize, k: usize, c: usize, x: &[f64], b: &[f64], out: &mut [f64]) {
                 bt[j * k + p] = b[p * c + j];
             }
         }
-        nn(r, c, k, x, bt, out, true);
+        nn(r, c, k, x, bt, out, Plus::Out);
     };
     BT.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
@@ -1001,12 +1038,13 @@ mod tests {
             (277, 6, 50),
         ] {
             let (a, b, x) = (fill(r * k, 1), fill(k * c, 2), fill(r * c, 3));
-            for acc in [false, true] {
+            let row = fill(c, 6);
+            for plus in [Plus::Nothing, Plus::Out, Plus::Row(&row)] {
                 let (mut o8, mut o16) = (fill(r * c, 4), fill(r * c, 4));
                 // SAFETY: the CPU has AVX2, FMA and AVX-512F (checked above).
                 unsafe {
-                    nn_blocks(r, k, c, &a, &b, &mut o8, acc, false);
-                    nn_blocks(r, k, c, &a, &b, &mut o16, acc, true);
+                    nn_blocks(r, k, c, &a, &b, &mut o8, plus, false);
+                    nn_blocks(r, k, c, &a, &b, &mut o16, plus, true);
                 }
                 assert!(o8.iter().zip(&o16).all(|(u, v)| u.to_bits() == v.to_bits()), "nn {r}x{k}x{c}");
             }
@@ -1035,11 +1073,21 @@ mod tests {
         ] {
             let (a, b, x) = (fill(r * k, 1), fill(k * c, 2), fill(r * c, 3));
             let mut o = fill(r * c, 4);
-            nn(r, k, c, &a, &b, &mut o, false);
+            nn(r, k, c, &a, &b, &mut o, Plus::Nothing);
             close(&o, &naive(r, k, c, &a, &b));
             // Accumulating: (A B) + (A B).
-            nn(r, k, c, &a, &b, &mut o, true);
+            nn(r, k, c, &a, &b, &mut o, Plus::Out);
             close(&o, &naive(r, k, c, &a, &b).iter().map(|v| 2.0 * v).collect::<Vec<_>>());
+            // A row added to each row, with the bits of adding it afterwards.
+            let row = fill(c, 7);
+            let mut o = fill(r * c, 4);
+            nn(r, k, c, &a, &b, &mut o, Plus::Row(&row));
+            let mut after = fill(r * c, 4);
+            nn(r, k, c, &a, &b, &mut after, Plus::Nothing);
+            for (i, v) in after.iter_mut().enumerate() {
+                *v += row[i % c];
+            }
+            assert!(o.iter().zip(&after).all(|(u, v)| u.to_bits() == v.to_bits()), "nn + row {r}x{k}x{c}");
             // nt: X Bᵀ.
             let mut bt = vec![0.0; k * c];
             for p in 0..k {

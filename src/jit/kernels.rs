@@ -456,12 +456,7 @@ unsafe fn unary_row_bias(
             while i < rows {
                 let r = per.min(rows - i);
                 let t = &mut buf[..r * cols];
-                gemm::nn(r, k, cols, &a[i * k..(i + r) * k], l, t, false);
-                for row in t.chunks_exact_mut(cols) {
-                    for (tv, bv) in row.iter_mut().zip(b) {
-                        *tv += bv;
-                    }
-                }
+                gemm::nn(r, k, cols, &a[i * k..(i + r) * k], l, t, gemm::Plus::Row(b));
                 f(buf.as_ptr(), o.add(i * cols), r * cols);
                 product(i, r);
                 i += r;
@@ -993,7 +988,7 @@ fn matmul(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &mut [f64]) {
         return;
     }
     if k * c <= gemm::SMALL {
-        gemm::nn(r, k, c, a, b, out, false);
+        gemm::nn(r, k, c, a, b, out, gemm::Plus::Nothing);
         return;
     }
     // SAFETY: the slices have r·k, k·c and r·c elements (shape rule), row-major.

@@ -286,7 +286,7 @@ fn product_tn(r: usize, m: usize, kk: usize, a: &[f64], x: &[f64], c: &mut [f64]
 /// c [r, kk] = a [r, m] · w [m, kk].
 fn product_nn(r: usize, m: usize, kk: usize, a: &[f64], w: &[f64], c: &mut [f64]) {
     if m * kk <= gemm::SMALL {
-        gemm::nn(r, m, kk, a, w, c, false);
+        gemm::nn(r, m, kk, a, w, c, gemm::Plus::Nothing);
     } else {
         c.fill(0.0);
         dgemm(r, m, kk, a, (m as isize, 1), w, (kk as isize, 1), c);

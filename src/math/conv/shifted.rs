@@ -101,7 +101,7 @@ impl Conv {
                         &xp[shift * c..(shift + rows) * c],
                         &wr[o * c * f..(o + 1) * c * f],
                         wide,
-                        o > 0,
+                        if o > 0 { gemm::Plus::Out } else { gemm::Plus::Nothing },
                     );
                 }
             }
