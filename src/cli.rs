@@ -558,7 +558,12 @@ fn logp(
     };
     let point = match (params, unconstrained) {
         (Some(p), _) => read_json(&p).and_then(|v| match v {
-            serde_json::Value::Object(m) => crate::ir::point::unconstrain(&program, &m),
+            serde_json::Value::Object(m) => {
+                crate::ir::point::unconstrain(&program, &m).and_then(|i| match i.missing.first() {
+                    Some(name) => Err(format!("parameter `{name}` is missing")),
+                    None => Ok(i.theta),
+                })
+            }
             _ => Err(format!("`{}` must hold one JSON object, a key per parameter", p.display())),
         }),
         (None, Some(u)) => read_json(&u).and_then(|v| {
@@ -741,7 +746,16 @@ fn run_command(a: RunArgs) -> i32 {
     let init = match init {
         None => None,
         Some(path) => match read_json(&path).and_then(|v| match v {
-            serde_json::Value::Object(m) => crate::ir::point::unconstrain(&program, &m),
+            serde_json::Value::Object(m) => {
+                // A misspelt name would otherwise leave its parameter to a random start unseen.
+                for k in m.keys().filter(|k| !program.params.iter().any(|p| &p.name == *k)) {
+                    eprintln!(
+                        "warning: `{}` names `{k}`, which is not a parameter of the model (ignored)",
+                        path.display()
+                    );
+                }
+                crate::ir::point::unconstrain(&program, &m)
+            }
             _ => Err(format!("`{}` must hold one JSON object, a key per parameter", path.display())),
         }) {
             Ok(t) => Some(t),

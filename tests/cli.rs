@@ -654,3 +654,46 @@ fn a_fit_survives_edits_to_comments_but_not_to_the_model() {
     assert!(err.contains("E0700"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_partial_init_starts_the_rest_at_random_and_names_what_it_cannot_use() {
+    // b's lower bound is a: b's unconstrained value depends on a.
+    let dir = std::env::temp_dir().join(format!("bnnc-partial-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "params {\n  a: real<lower=0>\n  b: real<lower=a>\n  c: real\n}\nmodel {\n  a ~ normal(0, 1)\n  b ~ normal(1, 1)\n  c ~ normal(0, 1)\n}\n",
+    )
+    .unwrap();
+    let run = |init: &str| {
+        std::fs::write(dir.join("init.json"), init).unwrap();
+        bnnc(&[
+            "run",
+            model.to_str().unwrap(),
+            "--init",
+            dir.join("init.json").to_str().unwrap(),
+            "--chains",
+            "1",
+            "--warmup",
+            "50",
+            "--draws",
+            "50",
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ])
+    };
+    // Only a and c given: b starts at random, and the run goes on.
+    let (code, _, err) = run(r#"{"a": 0.5, "c": -1.0}"#);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("missing"), "{err}");
+    // A name that is no parameter is warned about, not silently dropped.
+    let (code, _, err) = run(r#"{"a": 0.5, "cc": 1.0}"#);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("`cc`, which is not a parameter"), "{err}");
+    // b without a: b's bounds would move with each draw of a.
+    let (code, _, err) = run(r#"{"b": 2.0}"#);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("bounds of parameter `b`") && err.contains("`a`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

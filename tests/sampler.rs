@@ -232,7 +232,7 @@ fn a_chain_stuck_at_the_users_start_is_left_there() {
         &mut Pit(1.9),
         &settings(false),
         1,
-        Some(vec![1.9]),
+        Some(bnnc::ir::point::Init { theta: vec![1.9], given: vec![true], missing: vec![] }),
         &mut |_, _, _| {},
         &mut |_, z, _, _| draws.push(z.q[0]),
         &|_| {},
@@ -240,4 +240,28 @@ fn a_chain_stuck_at_the_users_start_is_left_there() {
     .expect("the chain runs");
     assert!(out.restarts.is_empty(), "a start the user gave was given up");
     assert!(draws.len() == 1000 && draws.iter().all(|x| *x == 1.9));
+}
+
+#[test]
+fn a_partial_init_keeps_what_it_gives_and_draws_the_rest() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("examples/eight_schools.bnn");
+    let mut fe = bnnc::driver::frontend_file(&model);
+    let program = fe.program(&model, None).expect("lowers with the data beside it");
+    let values: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"mu": 1.5, "tau": 2.0}"#).expect("JSON");
+    let init = bnnc::ir::point::unconstrain(&program, &values).expect("a partial point");
+    assert!(!init.complete() && init.missing == ["eta"], "{:?}", init.missing);
+    assert_eq!(init.given.iter().filter(|g| **g).count(), 2);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    let (a, b) = (init.draw(&mut rng), init.draw(&mut rng));
+    for (k, g) in init.given.iter().enumerate() {
+        if *g {
+            assert_eq!((a[k], b[k]), (init.theta[k], init.theta[k]));
+        } else {
+            assert!(a[k] != b[k] && a[k].abs() < 2.0 && b[k].abs() < 2.0);
+        }
+    }
+    // tau = 2 on the log scale.
+    assert!(init.theta.iter().zip(&init.given).any(|(t, g)| *g && (t - 2f64.ln()).abs() < 1e-15));
 }

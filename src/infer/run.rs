@@ -35,7 +35,7 @@ pub struct Config {
     /// Leapfrog steps per transition for static HMC.
     pub hmc_steps: usize,
     /// An unconstrained starting point for every chain.
-    pub init: Option<Vec<f64>>,
+    pub init: Option<crate::ir::point::Init>,
     /// Where each chain's `draws-<chain>.csv` is written as it goes (none when `None`).
     pub out_dir: Option<PathBuf>,
     pub model_name: String,
@@ -303,7 +303,7 @@ pub fn sample<D: LogDensity>(
     density: &mut D,
     s: &Settings,
     seed: u64,
-    init: Option<Vec<f64>>,
+    init: Option<crate::ir::point::Init>,
     on_adapted: &mut dyn FnMut(f64, &[f64], &[Restart]),
     on_draw: &mut dyn FnMut(&mut D, &State, &Stats, usize),
     progress: &dyn Fn(usize),
@@ -321,7 +321,7 @@ pub fn sample<D: LogDensity>(
     let mut restarts = Vec::new();
     let mut stopped = false;
     let (mut z, step) = 'start: loop {
-        let mut z = initial_state(&mut sampler, &mut rng, init.as_deref())?;
+        let mut z = initial_state(&mut sampler, &mut rng, init.as_ref())?;
         let start_logp = z.logp;
         // Warmup.
         sampler.metric = Metric::unit(dim);
@@ -351,7 +351,7 @@ pub fn sample<D: LogDensity>(
             // a warmup that is thrown away.
             if (it + 1) % STUCK_START == 0
                 && it < 3 * STUCK_START
-                && init.is_none()
+                && init.as_ref().is_none_or(|i| !i.complete())
                 && restarts.len() < MAX_RESTARTS
                 && (!moved || frozen(sampler.step_size, &sampler.metric.diagonal(), &z.q))
             {
@@ -438,7 +438,7 @@ pub const INIT_TRIES: usize = 100;
 fn initial_state<D: LogDensity, R: rand::Rng>(
     sampler: &mut Sampler<D, R>,
     rng: &mut impl rand::Rng,
-    init: Option<&[f64]>,
+    init: Option<&crate::ir::point::Init>,
 ) -> Result<State, String> {
     let dim = sampler.density.dim();
     find_start(dim, init, rng, |q| match sampler.state_at(q) {
@@ -449,20 +449,21 @@ fn initial_state<D: LogDensity, R: rand::Rng>(
     .map_err(|why| format!("{NO_INITIAL_POINT} ({why})"))
 }
 
-/// A starting point: the one given, or up to [`INIT_TRIES`] points with every coordinate
-/// uniform on (−2, 2), the first at which `at` finds the log density and its gradient finite
-/// (`Ok(Some(..))`; `Ok(None)` when they are not). `Err` says why the last point failed.
+/// A starting point: the one given, or up to [`INIT_TRIES`] points with every coordinate not
+/// given uniform on (−2, 2), the first at which `at` finds the log density and its gradient
+/// finite (`Ok(Some(..))`; `Ok(None)` when they are not). `Err` says why the last point
+/// failed.
 pub fn find_start<T>(
     dim: usize,
-    init: Option<&[f64]>,
+    init: Option<&crate::ir::point::Init>,
     rng: &mut impl rand::Rng,
     mut at: impl FnMut(Vec<f64>) -> Result<Option<T>, String>,
 ) -> Result<T, String> {
     let mut last_err = String::new();
     for attempt in 0..INIT_TRIES {
         let q: Vec<f64> = match (init, attempt) {
-            (Some(init), 0) => init.to_vec(),
-            (Some(_), _) => break,
+            (Some(init), a) if a > 0 && init.complete() => break,
+            (Some(init), _) => init.draw(rng),
             (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
         };
         match at(q) {

@@ -27,12 +27,15 @@ pub fn run(
     // From --init, or the best of a few uniform draws on (−2, 2): a start where the density
     // is astronomically small (a recursion that explodes) leaves the ELBO's gradient useless.
     let start: Vec<f64> = match &cfg.init {
-        Some(t) => t.clone(),
-        None => {
+        Some(t) if t.complete() => t.theta.clone(),
+        init => {
             let mut best: Option<(f64, Vec<f64>)> = None;
             let mut grad = vec![0.0; p.dim()];
             for _ in 0..START_TRIES {
-                let theta: Vec<f64> = (0..p.dim()).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let theta: Vec<f64> = match init {
+                    Some(i) => i.draw(&mut rng),
+                    None => (0..p.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
+                };
                 let lp = crate::density::LogDensity::logp_grad(&mut density, &theta, &mut grad).unwrap_or(f64::NAN);
                 if lp.is_finite() && best.as_ref().is_none_or(|(b, _)| lp > *b) {
                     best = Some((lp, theta));
@@ -41,8 +44,8 @@ pub fn run(
             match best {
                 Some((_, theta)) => theta,
                 None => {
-                    let locate = crate::summary::Locate { program: p, sources, init: None, seed: cfg.seed };
-                    let tried = crate::summary::starts_tried(false, START_TRIES, "");
+                    let locate = crate::summary::Locate { program: p, sources, init: init.as_ref(), seed: cfg.seed };
+                    let tried = crate::summary::starts_tried(init.as_ref(), START_TRIES, "");
                     let message = format!("no starting point: {tried}, the log density is not finite");
                     return crate::summary::no_initial_point(&message, format, Some(locate));
                 }

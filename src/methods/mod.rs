@@ -53,7 +53,7 @@ pub(crate) fn lbfgs_mode(
     use crate::infer::run::INIT_TRIES;
     let dim = density.dim();
     let mut g = vec![0.0; dim];
-    let found = crate::infer::run::find_start(dim, cfg.init.as_deref(), rng, |x| match density.logp_grad(&x, &mut g) {
+    let found = crate::infer::run::find_start(dim, cfg.init.as_ref(), rng, |x| match density.logp_grad(&x, &mut g) {
         Ok(lp) if lp.is_finite() && g.iter().all(|v| v.is_finite()) => Ok(Some(x)),
         Ok(_) => Ok(None),
         Err(e) => Err(e.message),
@@ -61,13 +61,9 @@ pub(crate) fn lbfgs_mode(
     let start = match found {
         Ok(x) => x,
         Err(why) => {
-            let tried = crate::summary::starts_tried(cfg.init.is_some(), INIT_TRIES, "");
-            let locate = crate::summary::Locate {
-                program: density.program(),
-                sources,
-                init: cfg.init.as_deref(),
-                seed: cfg.seed,
-            };
+            let tried = crate::summary::starts_tried(cfg.init.as_ref(), INIT_TRIES, "");
+            let locate =
+                crate::summary::Locate { program: density.program(), sources, init: cfg.init.as_ref(), seed: cfg.seed };
             return Err(crate::summary::no_initial_point(
                 &format!("no starting point: {tried}, {why}"),
                 format,

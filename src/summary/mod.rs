@@ -5,6 +5,7 @@ pub mod stats;
 pub mod table;
 
 use crate::infer::run::{column_names, Chain, Config, Method, INIT_TRIES, NO_INITIAL_POINT};
+use crate::ir::point::Init;
 use crate::ir::Program;
 use std::path::Path;
 
@@ -21,12 +22,15 @@ pub struct View<'a> {
 }
 
 /// The starting points E0604 says were tried: the one `--init` gives, or `tries` random ones
-/// (`where_` says whose: "in each chain").
-pub fn starts_tried(init_given: bool, tries: usize, where_: &str) -> String {
-    if init_given {
-        "at the point --init gives".to_string()
-    } else {
-        format!("at {tries} random points{where_} (every unconstrained parameter uniform on (-2, 2))")
+/// (`where_` says whose: "in each chain"), around the values of a partial `--init`.
+pub fn starts_tried(init: Option<&Init>, tries: usize, where_: &str) -> String {
+    match init {
+        Some(i) if i.complete() => "at the point --init gives".to_string(),
+        Some(i) => format!(
+            "at {tries} points{where_} (the values --init gives; {}, which it does not give, uniform on (-2, 2) unconstrained)",
+            i.missing.join(", ")
+        ),
+        None => format!("at {tries} random points{where_} (every unconstrained parameter uniform on (-2, 2))"),
     }
 }
 
@@ -35,7 +39,7 @@ pub fn starts_tried(init_given: bool, tries: usize, where_: &str) -> String {
 pub struct Locate<'a> {
     pub program: &'a Program,
     pub sources: &'a crate::source::SourceMap,
-    pub init: Option<&'a [f64]>,
+    pub init: Option<&'a Init>,
     pub seed: u64,
 }
 
@@ -52,8 +56,8 @@ pub fn no_initial_point(message: &str, format: crate::diag::Format, locate: Opti
         let mut rng = rand::rngs::StdRng::seed_from_u64(l.seed);
         (0..10).find_map(|k| {
             let theta: Vec<f64> = match (l.init, k) {
-                (Some(x), 0) => x.to_vec(),
-                (Some(_), _) => return None,
+                (Some(i), k) if k > 0 && i.complete() => return None,
+                (Some(i), _) => i.draw(&mut rng),
                 (None, _) => (0..l.program.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
             };
             interp.first_not_finite(&theta).and_then(|v| l.program.origins.get(&v).copied())
@@ -82,8 +86,8 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     }
     if !chains.is_empty() && chains.iter().all(|c| no_start(c).is_some()) {
         let why = no_start(&chains[0]).unwrap_or_default().trim().trim_start_matches('(').trim_end_matches(')');
-        let tried = starts_tried(cfg.init.is_some(), INIT_TRIES, " in each chain");
-        let locate = Locate { program: p, sources: view.sources, init: cfg.init.as_deref(), seed: cfg.seed };
+        let tried = starts_tried(cfg.init.as_ref(), INIT_TRIES, " in each chain");
+        let locate = Locate { program: p, sources: view.sources, init: cfg.init.as_ref(), seed: cfg.seed };
         return no_initial_point(&format!("no chain could start: {tried}, {why}"), view.format, Some(locate));
     }
     for (c, ch) in chains.iter().enumerate() {
