@@ -87,12 +87,27 @@ impl Metric {
 }
 
 /// A point in phase space with its log density and gradient.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct State {
     pub q: Vec<f64>,
     pub p: Vec<f64>,
     pub logp: f64,
     pub grad: Vec<f64>,
+}
+
+impl Clone for State {
+    fn clone(&self) -> Self {
+        State { q: self.q.clone(), p: self.p.clone(), logp: self.logp, grad: self.grad.clone() }
+    }
+
+    /// Into the buffers already there: a tree copies a state at every leaf, and the derived
+    /// form would allocate three vectors each time.
+    fn clone_from(&mut self, source: &Self) {
+        self.q.clone_from(&source.q);
+        self.p.clone_from(&source.p);
+        self.logp = source.logp;
+        self.grad.clone_from(&source.grad);
+    }
 }
 
 /// What one transition reports (Stan's sampler columns).
