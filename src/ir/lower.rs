@@ -384,6 +384,12 @@ pub fn lower_with(
     options: Options,
     diags: &mut Diagnostics,
 ) -> Option<Program> {
+    // Layer arguments the data's integers give (`dense(x, K)` with K read as 0).
+    let outside: Vec<_> = el.deferred_bounds.iter().filter_map(|b| b.check(|n| data.int(n))).collect();
+    if !outside.is_empty() {
+        outside.into_iter().for_each(|d| diags.push(d));
+        return None;
+    }
     let mut p = lower_one(el, data, purpose, options, diags)?;
     if purpose == Purpose::Density {
         p.draws = Some(Box::new(lower_one(el, data, Purpose::Draws, Options::default(), diags)?));

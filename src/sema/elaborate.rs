@@ -28,6 +28,49 @@ pub struct Elaborated {
     /// The flat program as items (a `data`, `params`, `model`, `generated` block and the `fn`s).
     pub items: Vec<Item>,
     pub checked: Checked,
+    /// Bounds of layer arguments whose values come from the data, checked once it is read.
+    pub deferred_bounds: Vec<DeferredBound>,
+}
+
+/// A layer's `int` argument bound (`units: int<lower=1>`) whose value, or limit, is a
+/// polynomial in the data's integers: E0403 when the data puts it outside.
+#[derive(Clone, Debug)]
+pub struct DeferredBound {
+    pub value: Poly,
+    pub limit: Poly,
+    /// An upper bound (else a lower one).
+    pub upper: bool,
+    pub layer: String,
+    pub arg: String,
+    pub value_span: Span,
+    pub bound_span: Span,
+}
+
+impl DeferredBound {
+    /// E0403 when the value is outside the bound for these data integers; `None` when it is
+    /// inside or a symbol has no value.
+    pub fn check(&self, int: impl Fn(&str) -> Option<i64>) -> Option<Diagnostic> {
+        let mut map = HashMap::new();
+        for name in self.value.symbols().into_iter().chain(self.limit.symbols()) {
+            map.insert(name.clone(), Poly::constant(int(&name)?));
+        }
+        let v = self.value.subst(&map)?.as_const()?;
+        let limit = self.limit.subst(&map)?.as_const()?;
+        let outside = if self.upper { v > limit } else { v < limit };
+        outside.then(|| out_of_bounds(&self.layer, &self.arg, v, self.upper, limit, self.value_span, self.bound_span))
+    }
+}
+
+/// E0403: `layer`'s argument `arg` is `v`, beyond its bound `limit`.
+fn out_of_bounds(layer: &str, arg: &str, v: i64, upper: bool, limit: i64, at: Span, bound: Span) -> Diagnostic {
+    let side = if upper { "above its upper" } else { "below its lower" };
+    Diagnostic::error(
+        Code::LayerArgOutOfRange,
+        at,
+        format!("`{layer}`'s argument `{arg}` is {v}, {side} bound {limit}"),
+    )
+    .with_label(format!("`{arg}` is {v} here"))
+    .with_secondary(bound, format!("`{}` bound of `{arg}`", if upper { "upper" } else { "lower" }))
 }
 
 struct Elab<'a> {
@@ -41,6 +84,8 @@ struct Elab<'a> {
     instances: usize,
     failed: bool,
     used_names: std::collections::HashSet<String>,
+    /// Layer argument bounds to check once the data is read.
+    deferred: Vec<DeferredBound>,
 }
 
 /// Renaming in one body: a source name → the expression that replaces it.
@@ -101,6 +146,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
         instances: 0,
         failed: false,
         used_names: Default::default(),
+        deferred: Vec::new(),
     };
     for d in &checked.data {
         el.declare(&d.name, d.decl.ty.clone(), Variability::Data, BindKind::Data, d.name_span);
@@ -120,6 +166,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
         return None;
     }
     params_stmts.extend(el.params.drain(..));
+    let deferred_bounds = std::mem::take(&mut el.deferred);
     let span0 = checked.model.first().map(|s| s.span).unwrap_or_default();
     let block = |kind, body: Vec<Stmt>| Item::Block(Block { kind, kw_span: span0, body, span: span0 });
     let mut items = Vec::new();
@@ -146,7 +193,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
     if diags.error_count() > before {
         return None;
     }
-    Some(Elaborated { items, checked: flat })
+    Some(Elaborated { items, checked: flat, deferred_bounds })
 }
 
 fn decl_stmt(name: &str, name_span: Span, ty: TypeExpr, prior: Option<Expr>, span: Span) -> Stmt {
@@ -649,29 +696,37 @@ impl<'a> Elab<'a> {
 
     /// Whether an int argument known at compile time lies within the bounds its layer
     /// declares for it (`units: int<lower=1>`); reports E0403 at the value when not.
+    /// Whether an `int` argument is inside its declared bounds where both are known now;
+    /// where either depends on the data's integers, the check is kept for when they are read.
     fn within_bounds(&mut self, f: &FuncDef, d: &ArgDecl, value: &Expr, int_val: Option<&Poly>, inner: &Env) -> bool {
         let TypeKind::Named { name, bounds, .. } = &d.ty.kind else { return true };
-        let Some(v) = int_val.and_then(Poly::as_const).filter(|_| name.name == "int") else { return true };
+        let Some(v) = int_val.filter(|_| name.name == "int") else { return true };
         for b in bounds {
-            let bound = self.subst(&b.value, inner);
-            let Some(limit) = self.ck.check_expr(&bound).int_val.and_then(|p| p.as_const()) else { continue };
-            let (outside, side) = match b.key.name.as_str() {
-                "lower" => (v < limit, "below its lower"),
-                "upper" => (v > limit, "above its upper"),
-                _ => (false, ""),
+            let upper = match b.key.name.as_str() {
+                "lower" => false,
+                "upper" => true,
+                _ => continue,
             };
-            if outside {
-                self.failed = true;
-                self.diags.push(
-                    Diagnostic::error(
-                        Code::LayerArgOutOfRange,
-                        value.span,
-                        format!("`{}`'s argument `{}` is {v}, {side} bound {limit}", f.name.name, d.name.name),
-                    )
-                    .with_label(format!("`{}` is {v} here", d.name.name))
-                    .with_secondary(b.span, format!("`{}` bound of `{}`", b.key.name, d.name.name)),
-                );
-                return false;
+            let bound = self.subst(&b.value, inner);
+            let Some(limit) = self.ck.check_expr(&bound).int_val else { continue };
+            let (layer, arg) = (f.name.name.clone(), d.name.name.clone());
+            match (v.as_const(), limit.as_const()) {
+                (Some(v), Some(limit)) => {
+                    if if upper { v > limit } else { v < limit } {
+                        self.failed = true;
+                        self.diags.push(out_of_bounds(&layer, &arg, v, upper, limit, value.span, b.span));
+                        return false;
+                    }
+                }
+                _ => self.deferred.push(DeferredBound {
+                    value: v.clone(),
+                    limit,
+                    upper,
+                    layer,
+                    arg,
+                    value_span: value.span,
+                    bound_span: b.span,
+                }),
             }
         }
         true
