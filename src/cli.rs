@@ -296,7 +296,7 @@ impl RunArgs {
         use MethodArg::*;
         const MINIBATCH: &[MethodArg] = &[Bbb, McDropout, Ensemble, Swag, Laplace, Sgmcmc];
         const MINIBATCH_NAMES: &str = "bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, and map with --batch-size";
-        let options: [(&str, bool, &[MethodArg], &str); 34] = [
+        let options: [(&str, bool, &[MethodArg], &str); 35] = [
             ("--chains", self.chains.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--warmup", self.warmup.is_some(), &[Nuts, Hmc], "nuts, hmc"),
             ("--draws", self.draws.is_some(), &[Nuts, Hmc], "nuts, hmc"),
@@ -370,6 +370,13 @@ impl RunArgs {
                 MINIBATCH_NAMES,
             ),
             ("--hessian", self.hessian.is_some(), &[Laplace], "laplace"),
+            // An ensemble's members must start apart.
+            (
+                "--init",
+                self.init.is_some(),
+                &[Nuts, Hmc, Map, Advi, Laplace, Bbb, McDropout, Swag, Sgmcmc],
+                "every method but ensemble",
+            ),
             ("--prior-precision", self.prior_precision.is_some(), &[Laplace], "laplace"),
         ];
         options.into_iter().find(|(_, given, takes, _)| *given && !takes.contains(&method)).map(|(f, _, _, m)| (f, m))

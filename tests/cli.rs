@@ -151,6 +151,10 @@ fn run_rejects_unknown_methods_and_bad_settings() {
     let (code, _, err) = bnnc(&["run", "examples/eight_schools.bnn", "--method", "nuts", "--hessian", "diag"]);
     assert_eq!(code, 2);
     assert!(err.contains("--hessian") && err.contains("laplace"), "{err}");
+    // An ensemble's members start apart: one --init for all of them is refused.
+    let (code, _, err) = bnnc(&["run", "examples/bnn_regression.bnn", "--method", "ensemble", "--init", "none.json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--init does not apply to --method ensemble"), "{err}");
 }
 
 #[test]

@@ -25,6 +25,11 @@ impl Init {
         self.missing.is_empty()
     }
 
+    /// `x` with the given coordinates put in: a minibatch method's initial weights.
+    pub fn apply_to(&self, x: &mut [f64]) {
+        x.iter_mut().zip(&self.theta).zip(&self.given).filter(|(_, g)| **g).for_each(|((x, t), _)| *x = *t);
+    }
+
     /// A start: the given coordinates, the others uniform on (−2, 2).
     pub fn draw(&self, rng: &mut impl rand::Rng) -> Vec<f64> {
         use rand::RngExt;

@@ -120,7 +120,10 @@ pub fn run(
         indicatif::ProgressStyle::with_template("bbb epoch {pos}/{len} {bar:30} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mu = bbb::initial_means(program, &mut rng);
+    let mut mu = bbb::initial_means(program, &mut rng);
+    if let Some(init) = &cfg.init {
+        init.apply_to(&mut mu);
+    }
     let t = std::time::Instant::now();
     let trained =
         bbb::train(&mut progs, mu, train_rows, &loop_settings, &settings, &mut rng, &mut validate, &mut |e, _| {

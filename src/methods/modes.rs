@@ -325,7 +325,10 @@ pub(crate) fn member(
     let mut held_out = crate::methods::batches::HeldOut::new(setup, cfg.backend).map_err(ice)?;
     let has_val = held_out.is_some();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(chain_seed(cfg.seed, m));
-    let start = crate::infer::vi::bbb::initial_means(program, &mut rng);
+    let mut start = crate::infer::vi::bbb::initial_means(program, &mut rng);
+    if let Some(init) = &cfg.init {
+        init.apply_to(&mut start);
+    }
     let mut score = |x: &[f64]| -> Option<f64> { held_out.as_mut()?.score(&mut density, &[x]) };
     let mut validate: Option<&mut dyn FnMut(&[f64]) -> Option<f64>> = if has_val { Some(&mut score) } else { None };
     let mut objective = Mode::new(setup.full.dim());
