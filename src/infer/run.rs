@@ -9,7 +9,7 @@ use crate::infer::adapt::{Moments, StepSizeAdapter, Windows, EARLY_UPDATE};
 use crate::infer::nuts::{Metric, Sampler, State, Stats};
 use crate::infer::stan_csv;
 use crate::ir::Program;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -463,8 +463,7 @@ pub fn find_start<T>(
     for attempt in 0..INIT_TRIES {
         let q: Vec<f64> = match (init, attempt) {
             (Some(init), a) if a > 0 && init.complete() => break,
-            (Some(init), _) => init.draw(rng),
-            (None, _) => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
+            _ => crate::ir::point::random_start(init, dim, rng),
         };
         match at(q) {
             Ok(Some(t)) => return Ok(t),

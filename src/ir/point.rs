@@ -37,6 +37,16 @@ impl Init {
     }
 }
 
+/// A random start in `dim` unconstrained coordinates: uniform on (−2, 2), as Stan draws
+/// one, with the coordinates `init` gives kept.
+pub fn random_start(init: Option<&Init>, dim: usize, rng: &mut impl rand::Rng) -> Vec<f64> {
+    use rand::RngExt;
+    match init {
+        Some(i) => i.draw(rng),
+        None => (0..dim).map(|_| rng.random_range(-2.0..2.0)).collect(),
+    }
+}
+
 /// Map constrained parameter values, given by name, to the unconstrained vector; parameters
 /// not named are left to be drawn ([`Init::draw`]). `Err` says which parameter and why
 /// (wrong length, outside its support, bounds that depend on a parameter not given).

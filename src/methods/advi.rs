@@ -3,7 +3,7 @@
 use crate::infer::run::Config;
 use crate::infer::vi::advi::{self, Progress, Settings};
 use crate::ir::Program;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use std::io::IsTerminal;
 
 /// Random starting points tried.
@@ -32,10 +32,7 @@ pub fn run(
             let mut best: Option<(f64, Vec<f64>)> = None;
             let mut grad = vec![0.0; p.dim()];
             for _ in 0..START_TRIES {
-                let theta: Vec<f64> = match init {
-                    Some(i) => i.draw(&mut rng),
-                    None => (0..p.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
-                };
+                let theta = crate::ir::point::random_start(init.as_ref(), p.dim(), &mut rng);
                 let lp = crate::density::LogDensity::logp_grad(&mut density, &theta, &mut grad).unwrap_or(f64::NAN);
                 if lp.is_finite() && best.as_ref().is_none_or(|(b, _)| lp > *b) {
                     best = Some((lp, theta));

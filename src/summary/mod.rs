@@ -51,14 +51,13 @@ pub struct Locate<'a> {
 pub fn no_initial_point(message: &str, format: crate::diag::Format, locate: Option<Locate>) -> i32 {
     use crate::diag::{Code, Diagnostic};
     let at = locate.as_ref().and_then(|l| {
-        use rand::{RngExt, SeedableRng};
+        use rand::SeedableRng;
         let mut interp = crate::ir::interp::Interp::new(l.program);
         let mut rng = rand::rngs::StdRng::seed_from_u64(l.seed);
         (0..10).find_map(|k| {
             let theta: Vec<f64> = match (l.init, k) {
                 (Some(i), k) if k > 0 && i.complete() => return None,
-                (Some(i), _) => i.draw(&mut rng),
-                (None, _) => (0..l.program.dim()).map(|_| rng.random_range(-2.0..2.0)).collect(),
+                _ => crate::ir::point::random_start(l.init, l.program.dim(), &mut rng),
             };
             interp.first_not_finite(&theta).and_then(|v| l.program.origins.get(&v).copied())
         })
