@@ -47,8 +47,8 @@ pub struct DeferredBound {
 }
 
 impl DeferredBound {
-    /// E0403 when the value is outside the bound for these data integers; `None` when it is
-    /// inside or a symbol has no value.
+    /// E0403 when the value is outside the bound for these data integers (none for a bound
+    /// known at compile time); `None` when it is inside or a symbol has no value.
     pub fn check(&self, int: impl Fn(&str) -> Option<i64>) -> Option<Diagnostic> {
         let mut map = HashMap::new();
         for name in self.value.symbols().into_iter().chain(self.limit.symbols()) {
@@ -56,21 +56,22 @@ impl DeferredBound {
         }
         let v = self.value.subst(&map)?.as_const()?;
         let limit = self.limit.subst(&map)?.as_const()?;
-        let outside = if self.upper { v > limit } else { v < limit };
-        outside.then(|| out_of_bounds(&self.layer, &self.arg, v, self.upper, limit, self.value_span, self.bound_span))
+        let inside = if self.upper { v <= limit } else { v >= limit };
+        if inside {
+            return None;
+        }
+        let (layer, arg) = (&self.layer, &self.arg);
+        let (side, key) = if self.upper { ("above its upper", "upper") } else { ("below its lower", "lower") };
+        Some(
+            Diagnostic::error(
+                Code::LayerArgOutOfRange,
+                self.value_span,
+                format!("`{layer}`'s argument `{arg}` is {v}, {side} bound {limit}"),
+            )
+            .with_label(format!("`{arg}` is {v} here"))
+            .with_secondary(self.bound_span, format!("`{key}` bound of `{arg}`")),
+        )
     }
-}
-
-/// E0403: `layer`'s argument `arg` is `v`, beyond its bound `limit`.
-fn out_of_bounds(layer: &str, arg: &str, v: i64, upper: bool, limit: i64, at: Span, bound: Span) -> Diagnostic {
-    let side = if upper { "above its upper" } else { "below its lower" };
-    Diagnostic::error(
-        Code::LayerArgOutOfRange,
-        at,
-        format!("`{layer}`'s argument `{arg}` is {v}, {side} bound {limit}"),
-    )
-    .with_label(format!("`{arg}` is {v} here"))
-    .with_secondary(bound, format!("`{}` bound of `{arg}`", if upper { "upper" } else { "lower" }))
 }
 
 struct Elab<'a> {
@@ -694,10 +695,10 @@ impl<'a> Elab<'a> {
         name_expr(&n, callee.span)
     }
 
-    /// Whether an int argument known at compile time lies within the bounds its layer
-    /// declares for it (`units: int<lower=1>`); reports E0403 at the value when not.
-    /// Whether an `int` argument is inside its declared bounds where both are known now;
-    /// where either depends on the data's integers, the check is kept for when they are read.
+    /// Whether an `int` argument lies within the bounds its layer declares for it (`units:
+    /// int<lower=1>`), reporting E0403 at the value when not, where both are known at compile
+    /// time; where either depends on the data's integers, the check is kept for when they
+    /// are read.
     fn within_bounds(&mut self, f: &FuncDef, d: &ArgDecl, value: &Expr, int_val: Option<&Poly>, inner: &Env) -> bool {
         let TypeKind::Named { name, bounds, .. } = &d.ty.kind else { return true };
         let Some(v) = int_val.filter(|_| name.name == "int") else { return true };
@@ -709,24 +710,21 @@ impl<'a> Elab<'a> {
             };
             let bound = self.subst(&b.value, inner);
             let Some(limit) = self.ck.check_expr(&bound).int_val else { continue };
-            let (layer, arg) = (f.name.name.clone(), d.name.name.clone());
-            match (v.as_const(), limit.as_const()) {
-                (Some(v), Some(limit)) => {
-                    if if upper { v > limit } else { v < limit } {
-                        self.failed = true;
-                        self.diags.push(out_of_bounds(&layer, &arg, v, upper, limit, value.span, b.span));
-                        return false;
-                    }
-                }
-                _ => self.deferred.push(DeferredBound {
-                    value: v.clone(),
-                    limit,
-                    upper,
-                    layer,
-                    arg,
-                    value_span: value.span,
-                    bound_span: b.span,
-                }),
+            let check = DeferredBound {
+                value: v.clone(),
+                limit,
+                upper,
+                layer: f.name.name.clone(),
+                arg: d.name.name.clone(),
+                value_span: value.span,
+                bound_span: b.span,
+            };
+            if !(check.value.symbols().is_empty() && check.limit.symbols().is_empty()) {
+                self.deferred.push(check);
+            } else if let Some(diag) = check.check(|_| None) {
+                self.failed = true;
+                self.diags.push(diag);
+                return false;
             }
         }
         true
