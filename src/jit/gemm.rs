@@ -5,7 +5,7 @@
 //! registers. Larger products go to matrixmultiply (see `kernels::matmul`).
 //!
 //! Three shapes cover a product `C = A B` and its reverse:
-//! - [`nn`]: `C[r,c] (+)= A[r,k] B[k,c]`;
+//! - [`nn`]: `C[r,c] = A[r,k] B[k,c]`, plus C's own values or a row vector ([`Plus`]);
 //! - [`nt`]: `C[r,k] += X[r,c] B[k,c]ᵀ` (the adjoint of A), through a transposed copy of B
 //!   kept in per-thread memory;
 //! - [`tn`]: `C[k,c] += A[r,k]ᵀ X[r,c]` (the adjoint of B), rows of A and X taken in
@@ -172,8 +172,9 @@ mod avx2 {
         (_mm256_setr_epi64x(m(0), m(1), m(2), m(3)), _mm256_setr_epi64x(m(4), m(5), m(6), m(7)))
     }
 
-    /// `C[i0+ii, j0..j0+nr] (+)= Σ_p A[i0+ii, p] B[p, j0..j0+nr]` for 4 rows; `nr` in 1..=8
-    /// (fewer than 8 columns through masked loads and stores).
+    /// `C[i0+ii, j0..j0+nr] = Σ_p A[i0+ii, p] B[p, j0..j0+nr] (+ D[ii, ..])` for 4 rows, D's
+    /// rows `ldd` apart from `d` when `d` is not null (C itself, or a row vector with `ldd` 0:
+    /// [`super::Plus`]); `nr` in 1..=8 (fewer than 8 columns through masked loads and stores).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn nn_block(
