@@ -199,7 +199,7 @@ impl B {
 
     /// A parameter of `kind` with bounds `bounds`; its free values are drawn with `draw`.
     fn param(&mut self, kind: Kind, shape: &[usize], bounds: &[V], draw: impl Fn(&mut Rng) -> f64 + 'static) -> V {
-        let free_len = kind.free_len(numel(shape));
+        let free_len = kind.free_len_of(shape);
         let offset = self.p.dim();
         let dst = self.value(shape, false);
         let index = self.p.params.len() as u32;

@@ -590,7 +590,7 @@ pub(crate) fn constrain_param(
     let pl = &p.params[i as usize];
     let y = &theta[pl.offset..pl.offset + pl.free_len];
     let (lb, ub) = bounds(pl.kind, args);
-    let lj = transform::constrain(pl.kind, y, lb, ub, out);
+    let lj = transform::constrain_stack(pl.kind, pl.kind.unit(&pl.shape), y, lb, ub, out);
     if !lj.is_finite() || out.iter().any(|x| !x.is_finite()) {
         Err(format!("parameter `{}` is not finite after its transform", pl.name))
     } else {
@@ -621,8 +621,9 @@ pub(crate) fn constrain_param_vjp(
     glb.resize(lb.len(), 0.0);
     gub.clear();
     gub.resize(ub.len(), 0.0);
-    transform::constrain_vjp(
+    transform::constrain_vjp_stack(
         pl.kind,
+        pl.kind.unit(&pl.shape),
         y,
         lb,
         ub,

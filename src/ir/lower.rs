@@ -1133,7 +1133,7 @@ impl<'a> Lower<'a> {
                 "of size 0 with this data",
             ));
         }
-        let free_len = kind.free_len(n);
+        let free_len = kind.free_len_of(&shape);
         let dst = self.new_value(shape.clone(), false);
         self.p.params.push(ParamLayout { name: d.name.clone(), shape, kind, offset: *offset, free_len, value: dst });
         *offset += free_len;

@@ -88,10 +88,14 @@ pub fn unconstrain(p: &Program, values: &serde_json::Map<String, serde_json::Val
             }
         }
         let y = &mut theta[pl.offset..pl.offset + pl.free_len];
-        transform::unconstrain(pl.kind, &flat, &lb, &ub, y).map_err(|e| match e.strip_prefix("element [0] ") {
-            // A scalar has no elements to name: "parameter `sigma` is -2, below ...".
-            Some(rest) if pl.shape.is_empty() => format!("parameter `{}` {rest}", pl.name),
-            _ => format!("parameter `{}`: {e}", pl.name),
+        transform::unconstrain_stack(pl.kind, pl.kind.unit(&pl.shape), &flat, &lb, &ub, y).map_err(|(which, e)| {
+            match (which, e.strip_prefix("element [0] ")) {
+                // A scalar has no elements to name: "parameter `sigma` is -2, below ...".
+                (_, Some(rest)) if pl.shape.is_empty() => format!("parameter `{}` {rest}", pl.name),
+                // One of several simplexes: "parameter `p[2]`: the elements ...".
+                (Some(b), _) => format!("parameter `{}[{b}]`: {e}", pl.name),
+                _ => format!("parameter `{}`: {e}", pl.name),
+            }
         })?;
         given[pl.offset..pl.offset + pl.free_len].fill(true);
     }

@@ -71,6 +71,31 @@ impl Kind {
         }
     }
 
+    /// Elements of one constrained value of this kind in a parameter of `shape`: the last
+    /// dimension for a simplex or ordered vector, the last two for a correlation factor, so that
+    /// `array[N] simplex[K]` is N simplexes of K. The elementwise kinds take the whole shape
+    /// as one value.
+    pub fn unit(self, shape: &[usize]) -> usize {
+        let n: usize = shape.iter().product();
+        let last = |k: usize| shape[shape.len().saturating_sub(k)..].iter().product::<usize>();
+        match self {
+            Kind::Simplex | Kind::Ordered | Kind::PositiveOrdered => last(1),
+            Kind::CholeskyCorr => last(2),
+            _ => n,
+        }
+    }
+
+    /// Number of unconstrained values of a parameter of `shape`: [`Kind::free_len`] of each of
+    /// its constrained values ([`Kind::unit`]).
+    pub fn free_len_of(self, shape: &[usize]) -> usize {
+        let (n, unit) = (shape.iter().product::<usize>(), self.unit(shape));
+        if unit == 0 {
+            self.free_len(n)
+        } else {
+            n / unit * self.free_len(unit)
+        }
+    }
+
     /// Whether the kind takes a lower and an upper bound.
     fn takes_bounds(self) -> (bool, bool) {
         match self {
@@ -586,6 +611,79 @@ pub fn unconstrain(kind: Kind, x: &[f64], lb: &[f64], ub: &[f64], y: &mut [f64])
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// Stacks: a parameter holding several constrained values (`array[N] simplex[K]`)
+// ---------------------------------------------------------------------------------------------
+
+/// The values of a parameter whose constrained values have `unit` elements each
+/// ([`Kind::unit`]): pairs of (free values, constrained values) ranges, one per value.
+fn stack(kind: Kind, unit: usize, n: usize) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let (count, free) =
+        if unit == 0 || n % unit != 0 { (1, kind.free_len(n)) } else { (n / unit, kind.free_len(unit)) };
+    let unit = if count == 1 { n } else { unit };
+    (0..count).map(move |b| (b * free..(b + 1) * free, b * unit..(b + 1) * unit))
+}
+
+/// [`constrain`] for each of the `x.len() / unit` values of a stack, the log-Jacobians summed.
+/// The bounded kinds are elementwise and take the whole stack at once.
+pub fn constrain_stack(kind: Kind, unit: usize, y: &[f64], lb: &[f64], ub: &[f64], x: &mut [f64]) -> f64 {
+    let mut logj = 0.0;
+    for (fy, fx) in stack(kind, unit, x.len()) {
+        let Some(yb) = y.get(fy) else {
+            x.fill(f64::NAN);
+            return f64::NAN;
+        };
+        logj += constrain(kind, yb, lb, ub, &mut x[fx]);
+    }
+    logj
+}
+
+/// [`constrain_vjp`] for each value of a stack, as [`constrain_stack`] splits it.
+#[allow(clippy::too_many_arguments)]
+pub fn constrain_vjp_stack(
+    kind: Kind,
+    unit: usize,
+    y: &[f64],
+    lb: &[f64],
+    ub: &[f64],
+    adj_x: &[f64],
+    adj_logj: f64,
+    adj_y: &mut [f64],
+    adj_lb: &mut [f64],
+    adj_ub: &mut [f64],
+) {
+    for (fy, fx) in stack(kind, unit, adj_x.len()) {
+        match (y.get(fy.clone()), adj_y.get_mut(fy)) {
+            (Some(yb), Some(ab)) => constrain_vjp(kind, yb, lb, ub, &adj_x[fx], adj_logj, ab, adj_lb, adj_ub),
+            _ => {
+                adj_y.iter_mut().for_each(|a| *a += f64::NAN);
+                return;
+            }
+        }
+    }
+}
+
+/// [`unconstrain`] for each value of a stack; an error says which value when there are
+/// several (`Some(2)` for the third).
+pub fn unconstrain_stack(
+    kind: Kind,
+    unit: usize,
+    x: &[f64],
+    lb: &[f64],
+    ub: &[f64],
+    y: &mut [f64],
+) -> Result<(), (Option<usize>, String)> {
+    let parts: Vec<_> = stack(kind, unit, x.len()).collect();
+    let several = parts.len() > 1;
+    for (b, (fy, fx)) in parts.into_iter().enumerate() {
+        let Some(yb) = y.get_mut(fy) else {
+            return Err((None, format!("{} values do not fit {}s of {unit}", x.len(), kind.name())));
+        };
+        unconstrain(kind, &x[fx], lb, ub, yb).map_err(|e| (several.then_some(b), e))?;
+    }
+    Ok(())
+}
+
 /// The name of element `i` of a value of `n` elements, matrix-style for `CholeskyCorr`.
 fn elem_name(kind: Kind, n: usize, i: usize) -> String {
     if kind == Kind::CholeskyCorr {
@@ -1001,5 +1099,51 @@ mod tests {
         let mut back = [0.0; 4];
         constrain(Kind::CholeskyCorr, &y1, &[], &[], &mut back);
         assert!(close(back[2], rho, 1e-15) && close(back[3], l[3], 1e-9), "{back:?}");
+    }
+
+    #[test]
+    fn stacks_transform_each_value() {
+        // array[3] simplex[2] and array[2] cholesky_corr[2]: units, free lengths, round trips.
+        assert_eq!(Kind::Simplex.unit(&[3, 2]), 2);
+        assert_eq!(Kind::Simplex.free_len_of(&[3, 2]), 3);
+        assert_eq!(Kind::CholeskyCorr.unit(&[2, 2, 2]), 4);
+        assert_eq!(Kind::CholeskyCorr.free_len_of(&[2, 2, 2]), 2);
+        assert_eq!(Kind::Lower.free_len_of(&[3, 2]), 6);
+        let y = [0.3, -1.2, 2.0];
+        let mut x = [0.0; 6];
+        let lj = constrain_stack(Kind::Simplex, 2, &y, &[], &[], &mut x);
+        let mut sum = 0.0;
+        for b in 0..3 {
+            let mut one = [0.0; 2];
+            sum += constrain(Kind::Simplex, &y[b..b + 1], &[], &[], &mut one);
+            assert_eq!(&x[2 * b..2 * b + 2], &one);
+        }
+        assert_eq!(lj, sum);
+        let mut back = [0.0; 3];
+        unconstrain_stack(Kind::Simplex, 2, &x, &[], &[], &mut back).unwrap();
+        assert!(back.iter().zip(&y).all(|(a, b)| close(*a, *b, 1e-12)), "{back:?}");
+        // The third simplex off its sum is named as the third.
+        x[5] += 0.1;
+        let (which, e) = unconstrain_stack(Kind::Simplex, 2, &x, &[], &[], &mut back).unwrap_err();
+        assert_eq!(which, Some(2), "{e}");
+        // A vjp per value: adjoints of the stack equal the values' own.
+        let adj_x = [1.0, -0.5, 0.25, 2.0, -1.0, 0.5];
+        let mut ay = [0.0; 3];
+        constrain_vjp_stack(Kind::Simplex, 2, &y, &[], &[], &adj_x, 1.0, &mut ay, &mut [], &mut []);
+        for b in 0..3 {
+            let mut one = [0.0];
+            constrain_vjp(
+                Kind::Simplex,
+                &y[b..b + 1],
+                &[],
+                &[],
+                &adj_x[2 * b..2 * b + 2],
+                1.0,
+                &mut one,
+                &mut [],
+                &mut [],
+            );
+            assert_eq!(ay[b], one[0]);
+        }
     }
 }
