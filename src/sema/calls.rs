@@ -784,8 +784,18 @@ impl<'a> Checker<'a> {
                 }
             }
             ArgShape::Vector => {
-                if !matches!(ty, Ty::Vector(_)) {
-                    bad(self, "a vector");
+                // With a stack of variates (a matrix, or an array of vectors) the vector
+                // parameter may be a stack too: a row per variate.
+                let stacked = variate.is_some_and(|(v, _)| stack_of_vectors(v).is_some());
+                if !matches!(ty, Ty::Vector(_)) && !(stacked && stack_of_vectors(ty).is_some()) {
+                    bad(
+                        self,
+                        if stacked {
+                            "a vector, or a matrix or array of vectors with a row per variate"
+                        } else {
+                            "a vector"
+                        },
+                    );
                 }
             }
             ArgShape::VectorOrMatrix => {
@@ -852,13 +862,13 @@ impl<'a> Checker<'a> {
             let fits = match d.variate {
                 Variate::Real | Variate::Int => true,
                 Variate::Label => matches!(v, Ty::Int) || matches!(v, Ty::Array(_, e) if **e == Ty::Int),
-                Variate::Vector => matches!(v, Ty::Vector(_)),
+                Variate::Vector => matches!(v, Ty::Vector(_)) || stack_of_vectors(v).is_some(),
                 Variate::Matrix => matches!(v, Ty::Matrix(r, c) if !r.differs(c)),
             };
             if !fits {
                 let want = match d.variate {
                     Variate::Label => "an int label or an array of labels",
-                    Variate::Vector => "a vector",
+                    Variate::Vector => "a vector (or a matrix or array of vectors, one variate per row)",
                     _ => "a square matrix",
                 };
                 self.error(
@@ -879,10 +889,20 @@ impl<'a> Checker<'a> {
         let vd = v.dims();
         match d.variate {
             Variate::Vector if !vd.is_empty() => {
-                for a in args {
-                    let ad = a.info.ty.dims();
-                    if let Some(first) = ad.first() {
-                        if first.differs(&vd[0]) {
+                // The variates' length against each vector argument's length and a square
+                // matrix's size; a stacked argument's rows against a stacked variate's.
+                let (v_rows, v_len) = match stack_of_vectors(v) {
+                    Some((m, k)) => (Some(m), k),
+                    None => (None, vd[0].clone()),
+                };
+                for (a, (_, shape)) in args.iter().zip(d.params) {
+                    let (a_rows, a_len) = match stack_of_vectors(&a.info.ty) {
+                        Some((m, k)) if *shape == ArgShape::Vector => (Some(m), Some(k)),
+                        _ => (None, a.info.ty.dims().first().cloned()),
+                    };
+                    let rows_differ = matches!((&v_rows, &a_rows), (Some(x), Some(y)) if x.differs(y));
+                    if let Some(len) = a_len {
+                        if len.differs(&v_len) || rows_differ {
                             self.error(
                                 Diagnostic::error(
                                     Code::ShapeMismatch,
@@ -1440,6 +1460,19 @@ fn literal_number(e: &Expr) -> Option<f64> {
         ExprKind::Real(v) => Some(*v),
         ExprKind::Paren(x) => literal_number(x),
         ExprKind::Unary { op: crate::syntax::ast::UnOp::Neg, operand } => literal_number(operand).map(|v| -v),
+        _ => None,
+    }
+}
+
+/// A stack of vectors, `matrix[m, k]` or `array[m] vector[k]`: its rows m and length k. The
+/// multivariate families take one as m independent variates.
+fn stack_of_vectors(ty: &Ty) -> Option<(Size, Size)> {
+    match ty {
+        Ty::Matrix(m, k) => Some((m.clone(), k.clone())),
+        Ty::Array(m, e) => match &**e {
+            Ty::Vector(k) => Some((m.clone(), k.clone())),
+            _ => None,
+        },
         _ => None,
     }
 }
