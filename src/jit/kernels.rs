@@ -342,6 +342,49 @@ pub unsafe extern "C" fn k_bernoulli_logit(y: *const f64, ny: i64, a: *const f64
     dist::log_density(dist::Family::BernoulliLogit, &args, None)
 }
 
+/// `normal` summed over whole arrays (`math::dist::normal_array`, as the interpreter sums it):
+/// each argument of n elements or 1, n the largest.
+///
+/// # Safety
+/// The pointers hold `nx`, `nm` and `ns` elements.
+pub unsafe extern "C" fn k_normal(x: *const f64, nx: i64, mu: *const f64, nm: i64, s: *const f64, ns: i64) -> f64 {
+    let (x, mu, s) = (
+        std::slice::from_raw_parts(x, nx as usize),
+        std::slice::from_raw_parts(mu, nm as usize),
+        std::slice::from_raw_parts(s, ns as usize),
+    );
+    dist::normal_array(x, mu, s, x.len().max(mu.len()).max(s.len()))
+}
+
+/// The reverse of [`k_normal`]: its partials times `g` added into the adjoints `dx`, `dmu`
+/// and `ds` (each null, for an argument without one, or of its argument's length).
+///
+/// # Safety
+/// The pointers hold `nx`, `nm` and `ns` elements.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn k_normal_rev(
+    x: *const f64,
+    nx: i64,
+    mu: *const f64,
+    nm: i64,
+    s: *const f64,
+    ns: i64,
+    g: f64,
+    dx: *mut f64,
+    dmu: *mut f64,
+    ds: *mut f64,
+) {
+    let lens = [nx as usize, nm as usize, ns as usize];
+    let (x, mu, s) = (
+        std::slice::from_raw_parts(x, lens[0]),
+        std::slice::from_raw_parts(mu, lens[1]),
+        std::slice::from_raw_parts(s, lens[2]),
+    );
+    let adj = |p: *mut f64, l: usize| if p.is_null() { &mut [][..] } else { std::slice::from_raw_parts_mut(p, l) };
+    let n = lens.into_iter().max().unwrap_or(0);
+    dist::normal_array_partials((x, mu, s), n, g, adj(dx, lens[0]), adj(dmu, lens[1]), adj(ds, lens[2]));
+}
+
 /// [`k_bernoulli_logit`], and each element's partial in its logit written to `d` (n elements,
 /// n the larger of `ny` and `na`) for [`k_partials_rev`].
 ///
@@ -833,6 +876,26 @@ impl DenseHead<'_> {
 /// `p` points at `n` writable f64s.
 pub unsafe extern "C" fn k_zero(p: *mut f64, n: i64) {
     std::slice::from_raw_parts_mut(p, n as usize).fill(0.0);
+}
+
+/// `n` values copied from `y` to `x`; 1 when one of them is not finite, else 0 (a
+/// parameter without a transform).
+///
+/// # Safety
+/// `y` and `x` point at `n` f64s, `x` writable, not overlapping.
+pub unsafe extern "C" fn k_copy_finite(y: *const f64, x: *mut f64, n: i64) -> i8 {
+    let (y, x) = (std::slice::from_raw_parts(y, n as usize), std::slice::from_raw_parts_mut(x, n as usize));
+    x.copy_from_slice(y);
+    crate::math::vmath::widest!(!y.iter().fold(true, |ok, v| ok & v.is_finite()) as i8)
+}
+
+/// `a` added into `g`, element by element (`n` of each; the reverse of [`k_copy_finite`]).
+///
+/// # Safety
+/// `g` and `a` point at `n` f64s, `g` writable, not overlapping.
+pub unsafe extern "C" fn k_add_into(g: *mut f64, a: *const f64, n: i64) {
+    let (g, a) = (std::slice::from_raw_parts_mut(g, n as usize), std::slice::from_raw_parts(a, n as usize));
+    crate::math::vmath::widest!(g.iter_mut().zip(a).for_each(|(g, a)| *g += a))
 }
 
 /// ln(1 − x), as `log_mix` takes it.

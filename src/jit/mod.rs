@@ -82,6 +82,10 @@ impl<'p> Jit<'p> {
         jb.symbol("bnnc_unary_row_bias_head", kernels::k_unary_row_bias_head as *const u8);
         jb.symbol("bnnc_dense_head_vjp", kernels::k_dense_head_vjp as *const u8);
         jb.symbol("bnnc_bernoulli_logit", kernels::k_bernoulli_logit as *const u8);
+        jb.symbol("bnnc_normal", kernels::k_normal as *const u8);
+        jb.symbol("bnnc_copy_finite", kernels::k_copy_finite as *const u8);
+        jb.symbol("bnnc_add_into", kernels::k_add_into as *const u8);
+        jb.symbol("bnnc_normal_rev", kernels::k_normal_rev as *const u8);
         jb.symbol("bnnc_bernoulli_logit_keep", kernels::k_bernoulli_logit_keep as *const u8);
         jb.symbol("bnnc_partials_rev", kernels::k_partials_rev as *const u8);
         jb.symbol("bnnc_v_log_add_exp", crate::math::vmath::log_add_exp_raw as *const u8);
@@ -210,10 +214,9 @@ impl<'p> Jit<'p> {
                 ctx.target + ctx.jacobian
             )));
         }
-        if want {
-            if let Some(i) = grad.iter().position(|g| !g.is_finite()) {
-                return Err(EvalError::recoverable(format!("the gradient is not finite (element {i})")));
-            }
+        if want && !all_finite(grad) {
+            let i = grad.iter().position(|g| !g.is_finite()).unwrap_or(0);
+            return Err(EvalError::recoverable(format!("the gradient is not finite (element {i})")));
         }
         Ok(Eval { logp: ctx.target, jacobian: ctx.jacobian, likelihood: ctx.likelihood })
     }
@@ -293,4 +296,12 @@ impl LogDensity for Jit<'_> {
         let e = self.eval_grad(theta, grad)?;
         Ok(if self.with_jacobian { e.logp + e.jacobian } else { e.logp })
     }
+}
+
+/// Whether every value is finite, in one vectorised pass.
+fn all_finite(v: &[f64]) -> bool {
+    fn body(v: &[f64]) -> bool {
+        v.iter().fold(true, |ok, x| ok & x.is_finite())
+    }
+    crate::math::vmath::widest!(body(v))
 }

@@ -58,6 +58,20 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// parameter is invalid or x is NaN, −∞ when x is infinite.
     pub(super) fn normal_fwd(&mut self, dst: V, args: &[V]) -> R<()> {
         let n = self.elementwise_len(args).unwrap_or(0);
+        if n >= crate::math::dist::NORMAL_LANES {
+            // Whole arrays, in the interpreter's interleaved sums.
+            let mut call = Vec::new();
+            for (ptr, len) in self.array_args(args)? {
+                call.extend([ptr, len]);
+            }
+            let sig = [PTR, types::I64, PTR, types::I64, PTR, types::I64];
+            let fr = self.func_sig("bnnc_normal", &sig, Some(F64))?;
+            let c = self.b.ins().call(fr, &call);
+            let r = self.b.inst_results(c)[0];
+            let out = self.addr(dst)?;
+            self.b.ins().store(self.mf, r, out, 0);
+            return Ok(());
+        }
         let m: Vec<Mode> = args.iter().map(|a| self.density_mode(*a)).collect();
         let mut at = Vec::new();
         for a in args {
@@ -92,12 +106,16 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let fz = self.f(0.0);
         self.b.def_var(lp, fz);
         self.b.def_var(bad, bad0);
+        let r = self.reciprocal(at[2], m[2]);
         self.each(n, &mut |s, i| {
             let x = s.get(at[0], m[0], i, i);
             let mu = s.get(at[1], m[1], i, i);
             let sg = s.get(at[2], m[2], i, i);
             let d = s.b.ins().fsub(x, mu);
-            let z = s.div_by(d, sg, m[2]);
+            let z = match r {
+                Some(r) => s.b.ins().fmul(d, r),
+                None => s.b.ins().fdiv(d, sg),
+            };
             let h = s.f(-0.5);
             let t = s.b.ins().fmul(h, z);
             let t = s.b.ins().fmul(t, z);
@@ -135,27 +153,35 @@ impl<'a, 'f> Emitter<'a, 'f> {
 
     /// The reverse of [`Self::normal_fwd`]: ∂/∂x = −z/σ, ∂/∂μ = z/σ, ∂/∂σ = (z² − 1)/σ.
     pub(super) fn normal_rev(&mut self, args: &[V], oadj: Value) -> R<()> {
+        if self.elementwise_len(args).unwrap_or(0) >= crate::math::dist::NORMAL_LANES {
+            let adj: Vec<Option<Value>> = args.iter().map(|a| self.adj(*a)).collect();
+            if adj.iter().all(|a| a.is_none()) {
+                return Ok(());
+            }
+            let mut call = Vec::new();
+            for (ptr, len) in self.array_args(args)? {
+                call.extend([ptr, len]);
+            }
+            call.push(self.ld0(oadj));
+            for a in adj {
+                call.push(a.unwrap_or_else(|| self.b.ins().iconst(PTR, 0)));
+            }
+            let sig = [PTR, types::I64, PTR, types::I64, PTR, types::I64, F64, PTR, PTR, PTR];
+            let fr = self.func_sig("bnnc_normal_rev", &sig, None)?;
+            self.b.ins().call(fr, &call);
+            return Ok(());
+        }
         let Some(DensityRev { n, at, m, adj, g, accs }) = self.density_rev_args(args, oadj)? else {
             return Ok(());
         };
-        // σ one number: its reciprocal once, and products in the loop, where three divisions
-        // an element were the loop's cost (the partials differ from the quotients in the
-        // last bit at most).
-        let inv = match m[2] {
-            Mode::Pre(sv) => {
-                let one = self.f(1.0);
-                Some(Mode::Pre(self.b.ins().fdiv(one, sv)))
-            }
-            _ => None,
-        };
+        let r = self.reciprocal(at[2], m[2]);
         self.each(n, &mut |s, i| {
             let x = s.get(at[0], m[0], i, i);
             let mu = s.get(at[1], m[1], i, i);
             let sg = s.get(at[2], m[2], i, i);
-            let r = inv.map(|im| s.get(at[2], im, i, i));
             let over = |s: &mut Self, x: Value| match r {
                 Some(r) => s.b.ins().fmul(x, r),
-                None => s.div_by(x, sg, m[2]),
+                None => s.b.ins().fdiv(x, sg),
             };
             let d = s.b.ins().fsub(x, mu);
             let z = over(s, d);
@@ -192,19 +218,19 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.ins().bxor(ok, one)
     }
 
-    /// x / σ, where σ is the value of an argument in mode `m`: a product with the reciprocal
-    /// when σ is a literal power of two (1 included, where it is x itself), which gives the
-    /// same bits as the division; the division otherwise.
-    fn div_by(&mut self, x: Value, sg: Value, m: Mode) -> Value {
+    /// 1 / σ, once, when σ (an argument at `at` in mode `m`) is one number for every element:
+    /// a normal's quotients by σ are then products with it, as `math::dist::normal_array`
+    /// forms them (one division where there were up to three an element).
+    fn reciprocal(&mut self, at: Value, m: Mode) -> Option<Value> {
+        let one = self.f(1.0);
         match m {
-            Mode::Imm(l) if l == 1.0 => x,
-            Mode::Imm(l)
-                if l.is_normal() && l > 0.0 && l.to_bits() & ((1u64 << 52) - 1) == 0 && (1.0 / l).is_normal() =>
-            {
-                let r = self.f(1.0 / l);
-                self.b.ins().fmul(x, r)
+            Mode::Full | Mode::Row => None,
+            Mode::Imm(l) => Some(self.f(1.0 / l)),
+            _ => {
+                let z = self.int(0);
+                let sg = self.get(at, m, z, z);
+                Some(self.b.ins().fdiv(one, sg))
             }
-            _ => self.b.ins().fdiv(x, sg),
         }
     }
 
@@ -235,7 +261,15 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.def_var(logj, z);
         let f0 = self.b.ins().iconst(types::I8, 0);
         self.b.def_var(bad, f0);
-        self.each(n, &mut |s, k| {
+        if !lower && n >= 8 {
+            // Many values without a transform: one vectorised copy and check.
+            let fr = self.func_sig("bnnc_copy_finite", &[PTR, PTR, types::I64], Some(types::I8))?;
+            let nv = self.int(n as i64);
+            let c = self.b.ins().call(fr, &[y0, out, nv]);
+            let r = self.b.inst_results(c)[0];
+            self.b.def_var(bad, r);
+        }
+        self.each(if !lower && n >= 8 { 0 } else { n }, &mut |s, k| {
             let y = s.ld(y0, k);
             let x = if lower {
                 let e = s.call_f("bnnc_exp", &[y])?;
@@ -291,6 +325,12 @@ impl<'a, 'f> Emitter<'a, 'f> {
         let grad = self.b.ins().load(PTR, self.mf, self.ctx, CTX_GRAD);
         let g0 = self.b.ins().iadd_imm_s(grad, (offset * 8) as i64);
         let w = self.b.ins().load(F64, self.mf, self.ctx, CTX_JAC_WEIGHT);
+        if !lower && n >= 8 {
+            let fr = self.func_sig("bnnc_add_into", &[PTR, PTR, types::I64], None)?;
+            let nv = self.int(n as i64);
+            self.b.ins().call(fr, &[g0, oadj, nv]);
+            return Ok(());
+        }
         self.each(n, &mut |s, k| {
             let g = s.ld(oadj, k);
             let c = if lower {

@@ -329,6 +329,15 @@ pub(super) fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64
     if f == Family::BernoulliLogit {
         return bernoulli_logit(args[0].values, args[1].values, n, grads);
     }
+    if f == Family::Normal {
+        let (x, mu, s) = (args[0].values, args[1].values, args[2].values);
+        let lp = super::normal_array(x, mu, s, n);
+        if let (Some(g), true) = (grads, lp.is_finite()) {
+            let [dx, dmu, ds] = g else { return f64::NAN };
+            super::normal_array_partials((x, mu, s), n, 1.0, dx, dmu, ds);
+        }
+        return lp;
+    }
     let np = f.n_params();
     let at = |a: &Arg, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
     let load = |i: usize| {

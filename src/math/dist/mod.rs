@@ -26,11 +26,13 @@ use statrs::function::gamma::ln_gamma;
 
 mod elementwise;
 mod multivariate;
+mod normal;
 mod sample;
 #[cfg(test)]
 mod tests;
 
 pub use elementwise::{bernoulli_logit_keep_partials, elem_log_density, elem_partials, is_elementwise};
+pub use normal::{normal_array, normal_array_partials, LANES as NORMAL_LANES};
 pub use sample::sample;
 
 use elementwise::elementwise;
