@@ -989,3 +989,33 @@ fn arrays_of_constrained_vectors_transform_each_vector() {
         }
     }
 }
+
+/// Assigning through a chain of single indices, `g[t][k] = ...`, is assigning to `g[t, k]`:
+/// a hidden Markov model's forward algorithm written both ways has the same log density and
+/// gradient.
+#[test]
+fn chained_index_assignment_equals_one_index_list() {
+    let data = "{\"T\": 6, \"y\": [0.3, -1.2, 0.8, 2.1, -0.4, 1.5]}";
+    let model = |chain: bool| {
+        let (set, get) = if chain { ("gamma[t][k]", "gamma[t - 1][j]") } else { ("gamma[t, k]", "gamma[t - 1, j]") };
+        let first = if chain { "gamma[0][k]" } else { "gamma[0, k]" };
+        format!(
+            "data {{\n  T: int<lower=1>\n  y: vector[T]\n}}\nparams {{\n  theta: array[2] simplex[2]\n  mu: ordered[2] ~ normal(0, 3)\n  sigma: real<lower=0> ~ half_normal(2)\n}}\nmodel {{\n  var acc: vector[2]\n  var gamma: array[T] vector[2]\n  for k in 0..2 {{\n    {first} = normal_lpdf(y[0], mu[k], sigma)\n  }}\n  for t in 1..T {{\n    for k in 0..2 {{\n      for j in 0..2 {{\n        acc[j] = {get} + log(theta[j][k]) + normal_lpdf(y[t], mu[k], sigma)\n      }}\n      {set} = log_sum_exp(acc)\n    }}\n  }}\n  target += log_sum_exp(gamma[T - 1])\n}}\n"
+        )
+    };
+    let pc = lower_temp("chain", &model(true), data);
+    let pl = lower_temp("list", &model(false), data);
+    let (mut ic, mut il) = (Interp::new(&pc), Interp::new(&pl));
+    let dim = pc.dim();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let (mut gc, mut gl) = (vec![0.0; dim], vec![0.0; dim]);
+    for _ in 0..5 {
+        let theta: Vec<f64> = (0..dim).map(|_| rng.random_range(-1.5..1.5)).collect();
+        let a = ic.eval(&theta).and_then(|e| ic.gradient(&mut gc).map(|_| e)).expect("finite");
+        let b = il.eval(&theta).and_then(|e| il.gradient(&mut gl).map(|_| e)).expect("finite");
+        assert_eq!(a.logp, b.logp);
+        assert_eq!(gc, gl);
+    }
+    let mut jc = Jit::new(&pc).expect("compiles");
+    agree_at_random_points(&mut ic, &mut jc, 32, 5, "chained assignment");
+}

@@ -1272,15 +1272,33 @@ impl<'a> Lower<'a> {
     }
 
     fn assign(&mut self, lhs: &Expr, op: AssignOp, rhs: &Expr, span: Span) -> R<()> {
-        let (name, indices) = match &lhs.kind {
-            ExprKind::Index { base, indices } => (base.as_name().unwrap_or_default().to_string(), indices.as_slice()),
-            _ => (lhs.as_name().unwrap_or_default().to_string(), &[][..]),
-        };
+        // `x[i][j]` is `x[i, j]`: the index lists of a chain, innermost first, one after the
+        // other, each but the last of single positions (a slice or a gather would keep the
+        // dimension the next list then indexes).
+        let mut levels: Vec<&[Index]> = Vec::new();
+        let mut base = lhs;
+        while let ExprKind::Index { base: b, indices } = &base.kind {
+            levels.push(indices);
+            base = b;
+        }
+        levels.reverse();
+        let name = base.as_name().unwrap_or_default().to_string();
+        let indices: Vec<Index> = levels.iter().flat_map(|l| l.iter().cloned()).collect();
+        let inner = levels.len().saturating_sub(1);
+        let inner_len: usize = levels[..inner].iter().map(|l| l.len()).sum();
         let Some(Bound::Slot(slot)) = self.lookup(&name) else {
             return Err(self.err(Code::NotAssignable, lhs.span, format!("cannot assign to `{name}`"), "not a `var`"));
         };
         let slot_shape = self.p.slots[slot.0 as usize].shape.clone();
-        let (ix, idx) = self.index_spec(indices, &slot_shape, lhs.span)?;
+        let (ix, idx) = self.index_spec(&indices, &slot_shape, lhs.span)?;
+        if ix[..inner_len].iter().any(|i| !matches!(i, Ix::Single)) {
+            return Err(self.err(
+                Code::Unsupported,
+                lhs.span,
+                format!("cannot assign through a chain of indices with a slice or a gather in `{name}`"),
+                "write the positions as one index list, `x[i, j]`, or assign the whole slice",
+            ));
+        }
         let mut value = self.expr(rhs)?;
         if op != AssignOp::Set {
             let cur = self.op(Prim::Load(slot, ix.clone()), &idx, lhs.span)?;
