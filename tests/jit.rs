@@ -1019,3 +1019,21 @@ fn chained_index_assignment_equals_one_index_list() {
     let mut jc = Jit::new(&pc).expect("compiles");
     agree_at_random_points(&mut ic, &mut jc, 32, 5, "chained assignment");
 }
+
+/// A shape variable of a `fn`'s argument type is an int in its body, bound at each call to
+/// the argument's size: a hand-written mean over `0..n` equals `mean`, for two sizes.
+#[test]
+fn shape_variables_are_ints_in_function_bodies() {
+    let data = "{\"N\": 5, \"y\": [0.3, -1.2, 0.8, 2.1, -0.4], \"z\": [1.0, 2.0, 4.5]}";
+    let head = "data {\n  N: int<lower=1>\n  y: vector[N]\n  z: vector[3]\n}\nparams {\n  mu: real\n}\n";
+    let by_hand = format!(
+        "fn avg(a: vector[n]) -> real {{\n  var acc: real = 0\n  for i in 0..n {{\n    acc += a[i]\n  }}\n  return acc / n\n}}\n{head}model {{\n  target += -square(avg(y) - mu) - square(avg(z) - mu)\n}}\n"
+    );
+    let built_in = format!("{head}model {{\n  target += -square(mean(y) - mu) - square(mean(z) - mu)\n}}\n");
+    let (ph, pb) = (lower_temp("byhand", &by_hand, data), lower_temp("builtin", &built_in, data));
+    let (mut ih, mut ib) = (Interp::new(&ph), Interp::new(&pb));
+    for mu in [-1.0, 0.25, 2.0] {
+        let (a, b) = (ih.eval(&[mu]).expect("finite"), ib.eval(&[mu]).expect("finite"));
+        assert!((a.logp - b.logp).abs() <= 1e-12 * b.logp.abs().max(1.0), "{} vs {}", a.logp, b.logp);
+    }
+}

@@ -1873,6 +1873,19 @@ impl<'a> Lower<'a> {
         self.scopes.push(HashMap::new());
         for (d, v) in f.args.iter().zip(vals) {
             self.bind(&d.name.name, Bound::Value(v));
+            // Shape variables (a size name that is neither data nor an argument) as ints:
+            // the sizes of this call's argument.
+            let shape = self.p.info(v).shape.clone();
+            for (k, dim) in type_dims(&d.ty).0.iter().enumerate() {
+                let ExprKind::Name(sv) = &dim.kind else { continue };
+                let global = self.scopes.first().is_some_and(|g| g.contains_key(sv));
+                if !global && !f.args.iter().any(|a| a.name.name == *sv) {
+                    if let Some(&size) = shape.get(k) {
+                        let lit = self.lit(size as f64, true);
+                        self.bind(sv, Bound::Value(lit));
+                    }
+                }
+            }
         }
         // Defaults for arguments not given.
         for d in f.args.iter().skip(args.len()) {
