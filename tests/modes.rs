@@ -480,3 +480,23 @@ fn each_ensemble_member_draws_its_own_generated_quantities() {
     assert_eq!(values.len(), 5, "{values:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A mode on its way to a bound is not a mode: eight schools' τ falls towards 0 with the
+/// log density still rising, so `map` names it and exits 3; the logistic regression's mode
+/// is inside the support, and nothing is named.
+#[test]
+fn map_names_parameters_whose_density_rises_to_a_bound() {
+    let dir = std::env::temp_dir().join(format!("bnnc-map-bound-{}", std::process::id()));
+    let (code, _, stderr) =
+        bnnc(&["run", "examples/eight_schools.bnn", "--method", "map", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("towards the bound of tau"), "{stderr}");
+    let summary: serde_json::Value = read_json(&dir.join("summary.json"));
+    assert_eq!(summary["optimizer"]["at_bound"], serde_json::json!(["tau"]));
+    let (code, _, stderr) =
+        bnnc(&["run", "examples/logistic_regression.bnn", "--method", "map", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = read_json(&dir.join("summary.json"));
+    assert_eq!(summary["optimizer"]["at_bound"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}

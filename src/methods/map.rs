@@ -30,6 +30,8 @@ pub fn run(
             return 3;
         }
     };
+    let bounds =
+        if mode.converged { at_bounds(program, &mut interp, &mode.theta, mode.logp, &values) } else { Vec::new() };
     let optimizer = serde_json::json!({
         "logp": mode.logp,
         "iterations": mode.iterations,
@@ -38,19 +40,70 @@ pub fn run(
         "message": mode.message,
         "grad_evals": mode.grad_evals,
         "seconds": seconds,
+        "at_bound": bounds.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
     });
     let code = report(program, cfg, "map", &values, mode.logp, ("optimizer", optimizer), all);
+    if code == 0 && !bounds.is_empty() {
+        let shown: Vec<String> = bounds.iter().take(4).map(|(n, v)| format!("{n} (stopped at {v:.3e})")).collect();
+        let more = if bounds.len() > 4 { format!(" and {} more", bounds.len() - 4) } else { String::new() };
+        let s = if bounds.len() > 1 { "s" } else { "" };
+        eprintln!(
+            "warning: the log density keeps rising towards the bound{s} of {}{more}: there is no mode inside the support, and the estimate is where the optimiser stopped on its way (a hierarchical scale going to 0, a coefficient pinned at its limit). For the posterior, run --method nuts",
+            shown.join(", ")
+        );
+        return 3;
+    }
     if code == 0 && !mode.converged {
-        // A network's density on all rows has kinks (relu) and a noise scale that keeps
-        // falling as the weights fit the rows: L-BFGS stops short of a mode, at a usable point.
+        // A network's density on all rows has kinks (relu), and weights (or a noise scale)
+        // that keep moving as they fit the rows: L-BFGS stops short of a mode, at a usable point.
         if crate::summary::network::has_layers(program) {
-            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows has kinks where relu units switch and a noise scale that keeps falling as the weights fit the rows, so there is no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
+            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows has kinks where relu units switch, and its weights can keep growing as they fit the rows, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
             return code;
         }
         eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
         return 3;
     }
     code
+}
+
+/// The elements of bounded parameters whose mode lies at a bound, with their values: the
+/// unconstrained coordinate far out (more than 5 from 0, where the value is within 1% of the
+/// bound on its own scale) and the log density no lower two units further towards the bound
+/// (it keeps rising or is flat there, so the optimiser's stopping point is arbitrary). A mode
+/// that merely lies close to a bound falls off when moved closer still.
+fn at_bounds(
+    program: &crate::ir::Program,
+    density: &mut crate::compiled::CompiledModel,
+    theta: &[f64],
+    logp: f64,
+    values: &[(String, Vec<usize>, Vec<f64>)],
+) -> Vec<(String, f64)> {
+    use crate::density::LogDensity;
+    use crate::math::transform::Kind;
+    let mut found = Vec::new();
+    let mut g = vec![0.0; theta.len()];
+    let mut t = theta.to_vec();
+    for pl in &program.params {
+        if !matches!(pl.kind, Kind::Lower | Kind::Upper | Kind::LowerUpper) {
+            continue;
+        }
+        let names = crate::infer::stan_csv::element_names(&pl.name, &pl.shape);
+        for e in 0..pl.free_len {
+            let y = theta[pl.offset + e];
+            let out = if pl.kind == Kind::LowerUpper { y.abs() > 5.0 } else { y < -5.0 };
+            if !out {
+                continue;
+            }
+            t[pl.offset + e] = y + 2.0 * y.signum();
+            let further = density.logp_grad(&t, &mut g);
+            t[pl.offset + e] = y;
+            if further.is_ok_and(|lp| lp >= logp - 1e-9 * logp.abs().max(1.0)) {
+                let value = values.iter().find(|v| v.0 == pl.name).and_then(|v| v.2.get(e)).copied();
+                found.push((names.get(e).map_or_else(|| pl.name.clone(), |n| n.0.clone()), value.unwrap_or(f64::NAN)));
+            }
+        }
+    }
+    found
 }
 
 /// Print a mode's estimates, and write summary.json (`method`, and the method's record under
