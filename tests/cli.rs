@@ -703,3 +703,22 @@ fn a_partial_init_starts_the_rest_at_random_and_names_what_it_cannot_use() {
     assert!(err.contains("bounds of parameter `b`") && err.contains("`a`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `logp` at a point where the density is not finite points at the operation that made it
+/// so: a Cholesky factor of a covariance that is singular at this point (two equal inputs, no
+/// jitter).
+#[test]
+fn logp_points_at_where_the_density_stops_being_finite() {
+    let (dir, model) = temp_model(
+        "logp-where",
+        "data {\n  N: int<lower=1>\n  x: vector[N]\n  y: vector[N]\n}\nparams {\n  eta: vector[N]\n}\nmodel {\n  let L = cholesky(gp_exp_quad_cov(x, 1.0, 1.0))\n  y ~ normal(L @ eta, 1)\n}\n",
+    );
+    std::fs::write(dir.join("m.json"), r#"{"N": 3, "x": [0.0, 0.0, 1.0], "y": [0.1, 0.2, 0.3]}"#).unwrap();
+    std::fs::write(dir.join("p.json"), "[0.0, 0.0, 0.0]").unwrap();
+    let (code, _, err) =
+        bnnc(&["logp", model.to_str().unwrap(), "--unconstrained", dir.join("p.json").to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("[E0603]") && err.contains("m.bnn:10:11"), "{err}");
+    assert!(err.contains("stops being finite here"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
