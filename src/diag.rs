@@ -103,6 +103,7 @@ codes! {
     ParamPerRow = "E0611", "parameter with a value per observation row";
     RowsCoupled = "E0612", "likelihood couples observation rows";
     RowCountUsed = "E0613", "row count used as a number";
+    NoRowsToTrain = "E0614", "no observation rows to train on";
     // Prediction.
     FitUnusable = "E0700", "fit cannot be used with this model and data";
     NothingToPredict = "E0701", "no observed variable to predict";

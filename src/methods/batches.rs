@@ -86,8 +86,17 @@ pub fn setup(
     let mut val_rows = val_rows.to_vec();
     val_rows.sort_unstable();
     if train_rows.is_empty() {
-        eprintln!("error: no rows to train on (the data have {n} observation rows)");
-        return Err(1);
+        use crate::diag::{Code, Diagnostic};
+        let message = format!("no observation rows to train on: `{size}` is {n} in the data");
+        let help = "a method that trains on minibatches needs rows; with none, the posterior is the prior: --method nuts samples it";
+        let d = match el.checked.data.iter().find(|d| d.name == size) {
+            Some(decl) => {
+                Diagnostic::error(Code::NoRowsToTrain, decl.span, message).with_label("the number of observation rows")
+            }
+            None => Diagnostic::error_nowhere(Code::NoRowsToTrain, message),
+        };
+        fe.diags.push(d.with_help(help));
+        return Err(fail(fe));
     }
     let b = batch_size.unwrap_or(128).clamp(1, train_rows.len());
     let opts = |batch| LowerOptions { batch: Some(batch), part_weights: true, ..options };
