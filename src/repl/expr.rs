@@ -130,10 +130,20 @@ pub fn compile(
         let bound = data.cloned().unwrap_or_default();
         crate::ir::lower::lower_for(&el, &bound, crate::ir::lower::Purpose::Draws, &mut fe.diags)
     };
+    let past_line = |sp: &crate::source::Span| fe.user_file == Some(sp.file) && sp.lo >= line_end;
     for d in fe.diags.items() {
+        // The wrapper's parameters have no priors, which is what a session means: no warning.
+        if d.severity == crate::diag::Severity::Warning {
+            continue;
+        }
+        // A bracket the line leaves open is closed by the wrapper's `}`: only the line's
+        // part of it is the user's.
+        let mut d = d.clone();
+        d.secondary.retain(|l| !past_line(&l.span));
+        let d = &d;
         // A syntax error past the typed line (after `a +`, the closing brace) is the line
         // ending too soon: say so at its end.
-        let past = d.span.is_some_and(|sp| fe.user_file == Some(sp.file) && sp.lo >= line_end);
+        let past = d.span.is_some_and(|sp| past_line(&sp));
         if past && matches!(d.code, crate::diag::Code::UnexpectedToken | crate::diag::Code::UnexpectedEof) {
             let at =
                 crate::source::Span { file: d.span.map(|sp| sp.file).unwrap_or_default(), lo: line_end, hi: line_end };
