@@ -747,6 +747,10 @@ fn run_command(a: RunArgs) -> i32 {
         eprint!("{}", driver::render_diags(&fe, format));
         return 1;
     };
+    // Warnings (a parameter nothing reads) before the run.
+    if !fe.diags.is_empty() {
+        eprint!("{}", driver::render_diags(&fe, format));
+    }
     // A network's priors (normal(0, 1) on the weights) and its optimisers' rates assume
     // inputs and targets of about unit scale; far from it, training fails without an error.
     if crate::summary::network::has_layers(&program) {

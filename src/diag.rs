@@ -58,6 +58,7 @@ codes! {
     BadArgumentOrder = "E0204", "argument given twice or out of order";
     UnknownType = "E0205", "unknown type";
     ReservedName = "E0206", "name is reserved";
+    UnreadParameter = "E0207", "parameter without a prior that the model never reads (a warning)";
     // Types, kinds and shapes.
     TypeMismatch = "E0300", "type mismatch";
     ArgumentCount = "E0301", "wrong number of arguments";
@@ -178,6 +179,11 @@ impl Diagnostic {
             notes: Vec::new(),
             help: None,
         }
+    }
+
+    /// A warning: the program is valid, but likely not what was meant.
+    pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
     }
 
     /// An error with no place in a source file (e.g. a file that cannot be opened).

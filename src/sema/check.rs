@@ -135,6 +135,9 @@ pub struct Checker<'a> {
     pub(super) ret_ty: Option<Ty>,
     /// Names declared in `generated` by `name = expr`, in order.
     pub(super) outputs: Vec<(String, Ty)>,
+    /// The parameters read outside `generated` (in `model`, or in another parameter's bounds
+    /// or prior): one that is not, and has no prior of its own, has an improper posterior.
+    pub(super) params_read: std::collections::HashSet<String>,
 }
 
 const BLOCK_ORDER: [BlockKind; 4] = [BlockKind::Data, BlockKind::Params, BlockKind::Model, BlockKind::Generated];
@@ -241,6 +244,7 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
         runtime_if_depth: 0,
         ret_ty: None,
         outputs: Vec::new(),
+        params_read: std::collections::HashSet::new(),
     };
 
     // Function and layer bodies, generically. Standard-library ones are checked too: they
@@ -283,6 +287,9 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
             );
         }
     }
+    if let Some(b) = blocks.get(&BlockKind::Params) {
+        ck.warn_unread_params(b);
+    }
     if let Some(b) = blocks.get(&BlockKind::Generated) {
         ck.ctx = Ctx::Generated;
         ck.push_scope();
@@ -296,6 +303,35 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
 }
 
 impl<'a> Checker<'a> {
+    /// E0207, a warning: a parameter declared without a prior that nothing outside
+    /// `generated` reads, on an unbounded support. Its density is flat there, so its
+    /// posterior is improper and a sampler drifts off with it. (On a bounded support — both
+    /// bounds, a simplex, a correlation factor — flat is a proper uniform.)
+    fn warn_unread_params(&mut self, b: &Block) {
+        // Only for an otherwise valid program: beside an error it is noise.
+        if self.diags.has_errors() {
+            return;
+        }
+        for s in &b.body {
+            let StmtKind::Decl { name, ty, prior: None } = &s.kind else { continue };
+            if self.params_read.contains(&name.name) || bounded_support(ty) {
+                continue;
+            }
+            self.diags.push(
+                Diagnostic::warning(
+                    Code::UnreadParameter,
+                    name.span,
+                    format!("parameter `{}` has no prior and the model never reads it", name.name),
+                )
+                .with_label("flat on its whole range: its posterior is improper")
+                .with_help(format!(
+                    "give it a prior (`{}: ... ~ normal(0, 1)`), use it in `model`, or remove it",
+                    name.name
+                )),
+            );
+        }
+    }
+
     pub(super) fn push_scope(&mut self) {
         self.scopes.push(HashMap::new());
     }
@@ -1250,4 +1286,17 @@ pub fn always_returns(body: &[Stmt]) -> bool {
         StmtKind::Error => true,
         _ => false,
     })
+}
+
+/// Whether a parameter type's support is bounded (so a flat density on it is proper): both
+/// bounds given, or a simplex or correlation factor, or an array of these.
+fn bounded_support(ty: &TypeExpr) -> bool {
+    match &ty.kind {
+        TypeKind::Named { name, bounds, .. } => {
+            matches!(name.name.as_str(), "simplex" | "cholesky_corr")
+                || ["lower", "upper"].iter().all(|k| bounds.iter().any(|b| b.key.name == *k))
+        }
+        TypeKind::Array { elem, .. } => bounded_support(elem),
+        TypeKind::Fn | TypeKind::Infer => true,
+    }
 }

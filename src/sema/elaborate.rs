@@ -137,6 +137,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
         runtime_if_depth: 0,
         ret_ty: None,
         outputs: Vec::new(),
+        params_read: Default::default(),
     };
     let mut el = Elab {
         funcs,

@@ -2,7 +2,7 @@
 
 use crate::diag::{did_you_mean, Code, Diagnostic};
 use crate::sema::builtins;
-use crate::sema::check::{Checker, Info};
+use crate::sema::check::{BindKind, Checker, Ctx, Info};
 use crate::sema::ty::{Poly, Size, Ty, Variability};
 use crate::source::Span;
 use crate::syntax::ast::*;
@@ -73,7 +73,11 @@ impl<'a> Checker<'a> {
 
     fn check_name(&mut self, n: &str, span: Span) -> Info {
         if let Some(b) = self.lookup(n) {
-            return Info { ty: b.ty.clone(), var: b.var, int_val: b.int_val.clone() };
+            let info = Info { ty: b.ty.clone(), var: b.var, int_val: b.int_val.clone() };
+            if b.kind == BindKind::Param && self.ctx != Ctx::Generated {
+                self.params_read.insert(n.to_string());
+            }
+            return info;
         }
         // A function used as a value (an activation passed to a layer).
         if builtins::Func::from_name(n).is_some_and(builtins::Func::is_activation) {
