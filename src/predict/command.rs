@@ -65,17 +65,26 @@ fn predict_at(
     if program.sites.is_empty() {
         let msg = "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict";
         // At the `model` block, whose statements observe nothing.
-        let model_kw = fe.program.items.iter().find_map(|it| match it {
-            crate::syntax::ast::Item::Block(b) if b.kind == crate::syntax::ast::BlockKind::Model => Some(b.kw_span),
+        let model = fe.program.items.iter().find_map(|it| match it {
+            crate::syntax::ast::Item::Block(b) if b.kind == crate::syntax::ast::BlockKind::Model => Some(b),
             _ => None,
         });
-        let d = match model_kw {
-            Some(span) => Diagnostic::error(Code::NothingToPredict, span, msg).with_label("no data observed here"),
+        let d = match model {
+            Some(b) => Diagnostic::error(Code::NothingToPredict, b.kw_span, msg).with_label("no data observed here"),
             None => Diagnostic::error_nowhere(Code::NothingToPredict, msg),
         };
-        fe.diags.push(
-            d.with_help("predict summarises the observed variables, the data on the left of `~` in `model`; a density of a quantity computed from parameters (a residual) observes no data"),
-        );
+        // Data observed through a mixture of densities (`log_mix`, `log_sum_exp` of `_lpdf`s)
+        // has no one family to summarise.
+        let mixture = model.is_some_and(|b| {
+            let text = &fe.sources.get(b.span.file).text;
+            let body = text.get(b.span.range()).unwrap_or("");
+            ["log_mix(", "log_sum_exp("].iter().any(|f| body.contains(f))
+        });
+        fe.diags.push(d.with_help(if mixture {
+            "predict summarises data observed by one distribution; data that enter through a mixture (`log_mix`, `log_sum_exp` of densities) are not summarised: draw replicates in `generated` (`y_new = ...`) and summarise those (`bnnc repl --fit`)"
+        } else {
+            "predict summarises the observed variables, the data on the left of `~` in `model`; a density of a quantity computed from parameters (a residual) observes no data"
+        }));
         return Err(1);
     }
     // Multivariate families (multi_normal, dirichlet, ...) are not summarised element by element.
