@@ -227,6 +227,7 @@ fn hint_for(tok: &Tok, expected: &[String]) -> Option<String> {
         }
         Tok::Bar if has("+") => Some("logical or is `||`; a single `|` only separates the variate in `normal_lpdf(y | mu, sigma)`".into()),
         Tok::LtBound if has("[") => Some("bounds come before sizes: `vector<lower=0>[N]`".into()),
+        Tok::LBracket if has("(") && has("-") => Some("there are no vector literals: give the values as data (`alpha: vector[3]` in `data`), or build them with `rep_vector(x, n)`".into()),
         _ => None,
     }
 }
