@@ -14,6 +14,15 @@ use std::collections::HashMap;
 struct ArgInfo {
     info: Info,
     span: Span,
+    /// Written `a * b`: a matrix there may have been meant as a product, `a @ b`.
+    star: bool,
+}
+
+impl ArgInfo {
+    fn of(info: Info, e: &Expr) -> ArgInfo {
+        let star = matches!(&e.kind, ExprKind::Binary { op: BinOp::Mul, .. });
+        ArgInfo { info, span: e.span, star }
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -122,7 +131,7 @@ impl<'a> Checker<'a> {
     }
 
     fn check_positional(&mut self, _name: &str, args: &[Arg]) -> Vec<ArgInfo> {
-        args.iter().map(|a| ArgInfo { info: self.check_expr(&a.value), span: a.value.span }).collect()
+        args.iter().map(|a| ArgInfo::of(self.check_expr(&a.value), &a.value)).collect()
     }
 
     fn arg_count(&mut self, callee: &Ident, span: Span, want: &str, got: usize) {
@@ -632,7 +641,7 @@ impl<'a> Checker<'a> {
         let mut slots: Vec<Option<ArgInfo>> = Vec::new();
         let mut seen_named = false;
         for a in args {
-            let info = ArgInfo { info: self.check_expr(&a.value), span: a.value.span };
+            let info = ArgInfo::of(self.check_expr(&a.value), &a.value);
             match &a.name {
                 None => {
                     if seen_named {
@@ -772,7 +781,11 @@ impl<'a> Checker<'a> {
                                 )
                                 .with_secondary(vs, format!("{v}"))
                                 .with_label(format!("{ty}"))
-                                .with_help("an argument is a scalar, has the variate's shape, or (for a matrix variate) is a vector of its column count, repeated along its rows"),
+                                .with_help(if a.star && matches!(ty, Ty::Matrix(..)) {
+                                    "`*` multiplies element by element (a vector along a matrix's rows); for the matrix product write `@`: `x @ beta`"
+                                } else {
+                                    "an argument is a scalar, has the variate's shape, or (for a matrix variate) is a vector of its column count, repeated along its rows"
+                                }),
                             );
                         }
                     }
@@ -1124,7 +1137,7 @@ impl<'a> Checker<'a> {
         let mut positional = 0usize;
         let errors_before = self.diags.error_count();
         for a in args {
-            let info = ArgInfo { info: self.check_expr(&a.value), span: a.value.span };
+            let info = ArgInfo::of(self.check_expr(&a.value), &a.value);
             let pos = match &a.name {
                 None => {
                     if seen_named {
