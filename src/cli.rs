@@ -226,7 +226,7 @@ struct RunArgs {
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
     )]
     momentum: Option<f64>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0, the others 0.1).
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Fraction of rows held out: training stops when their log-likelihood stops improving (default: bbb 0; the others 0.1 for a network, 0 for a model without layers).
     #[arg(
         long,
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
