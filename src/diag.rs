@@ -59,6 +59,7 @@ codes! {
     UnknownType = "E0205", "unknown type";
     ReservedName = "E0206", "name is reserved";
     UnreadParameter = "E0207", "parameter without a prior that the model never reads (a warning)";
+    IntDivision = "E0208", "a number divided by an int, rounding to zero (a warning)";
     // Types, kinds and shapes.
     TypeMismatch = "E0300", "type mismatch";
     ArgumentCount = "E0301", "wrong number of arguments";

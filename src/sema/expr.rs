@@ -180,6 +180,28 @@ impl<'a> Checker<'a> {
         m.clone()
     }
 
+    /// E0208, a warning: a number divided by an int that is not known now, both ints (`1 /
+    /// N`): integer division, so 0 whenever the divisor is the larger, which a real weight
+    /// or average was almost certainly not meant to be.
+    fn warn_int_division(&mut self, l: &Info, r: &Info, span: Span) {
+        let Some(c) = l.int_val.as_ref().and_then(Poly::as_const) else { return };
+        if r.int_val.as_ref().and_then(Poly::as_const).is_some() {
+            return;
+        }
+        self.diags.push(
+            Diagnostic::warning(
+                Code::IntDivision,
+                span,
+                format!(
+                    "`{c} / ...` divides ints, rounding towards zero: it is 0 whenever the divisor is larger than {}",
+                    c.abs()
+                ),
+            )
+            .with_label("integer division")
+            .with_help(format!("for a real quotient write `{c}.0 / ...`")),
+        );
+    }
+
     pub(super) fn binary(&mut self, op: BinOp, l: &Info, r: &Info, sl: Span, sr: Span, span: Span) -> Info {
         let var = l.var.max(r.var);
         if l.ty.is_error() || r.ty.is_error() {
@@ -205,6 +227,9 @@ impl<'a> Checker<'a> {
             }
         }
         let both_int = l.ty.is_int_valued() && r.ty.is_int_valued();
+        if op == BinOp::Div && both_int {
+            self.warn_int_division(l, r, span);
+        }
         match op {
             BinOp::MatMul => self.matmul(l, r, sl, sr, span),
             BinOp::And | BinOp::Or => {
