@@ -3,6 +3,11 @@
 //! scalars hoisted before a loop, and the accumulation of a density's partials.
 
 use super::*;
+use crate::math::transform::Kind;
+
+/// Parameters without a transform of at least this many values are copied in, and their
+/// adjoints added out, by one vectorised kernel call each rather than a loop.
+const WHOLE_COPY: usize = 8;
 
 impl<'a, 'f> Emitter<'a, 'f> {
     /// The common length of a density's arguments, each of which has that length or one.
@@ -237,7 +242,6 @@ impl<'a, 'f> Emitter<'a, 'f> {
     /// Transforms emitted inline: none (identity), and a lower bound that is a finite literal
     /// (`<lower=0>`); `Some(bound)` (0 for the identity).
     pub(super) fn inline_transform(&self, i: u32, args: &[V]) -> Option<f64> {
-        use crate::math::transform::Kind;
         match self.p.params.get(i as usize)?.kind {
             Kind::Identity if args.is_empty() => Some(0.0),
             Kind::Lower if args.len() == 1 => self.lit(args[0]).filter(|l| l.is_finite()),
@@ -250,7 +254,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
     pub(super) fn constrain_fwd(&mut self, i: u32, dst: V, args: &[V]) -> R<()> {
         let pl = &self.p.params[i as usize];
         let (offset, n) = (pl.offset, pl.free_len);
-        let lower = matches!(pl.kind, crate::math::transform::Kind::Lower);
+        let lower = matches!(pl.kind, Kind::Lower);
         let lb = self.inline_transform(i, args).unwrap_or(0.0);
         let theta = self.b.ins().load(PTR, self.mf, self.ctx, CTX_THETA);
         let y0 = self.b.ins().iadd_imm_s(theta, (offset * 8) as i64);
@@ -261,7 +265,8 @@ impl<'a, 'f> Emitter<'a, 'f> {
         self.b.def_var(logj, z);
         let f0 = self.b.ins().iconst(types::I8, 0);
         self.b.def_var(bad, f0);
-        if !lower && n >= 8 {
+        let whole = pl.kind == Kind::Identity && n >= WHOLE_COPY;
+        if whole {
             // Many values without a transform: one vectorised copy and check.
             let fr = self.func_sig("bnnc_copy_finite", &[PTR, PTR, types::I64], Some(types::I8))?;
             let nv = self.int(n as i64);
@@ -269,7 +274,7 @@ impl<'a, 'f> Emitter<'a, 'f> {
             let r = self.b.inst_results(c)[0];
             self.b.def_var(bad, r);
         }
-        self.each(if !lower && n >= 8 { 0 } else { n }, &mut |s, k| {
+        self.each(if whole { 0 } else { n }, &mut |s, k| {
             let y = s.ld(y0, k);
             let x = if lower {
                 let e = s.call_f("bnnc_exp", &[y])?;
@@ -318,14 +323,14 @@ impl<'a, 'f> Emitter<'a, 'f> {
     pub(super) fn constrain_rev(&mut self, i: u32, dst: V, oadj: Value) -> R<()> {
         let pl = &self.p.params[i as usize];
         let (offset, n) = (pl.offset, pl.free_len);
-        let lower = matches!(pl.kind, crate::math::transform::Kind::Lower);
+        let lower = matches!(pl.kind, Kind::Lower);
         let _ = dst;
         let theta = self.b.ins().load(PTR, self.mf, self.ctx, CTX_THETA);
         let y0 = self.b.ins().iadd_imm_s(theta, (offset * 8) as i64);
         let grad = self.b.ins().load(PTR, self.mf, self.ctx, CTX_GRAD);
         let g0 = self.b.ins().iadd_imm_s(grad, (offset * 8) as i64);
         let w = self.b.ins().load(F64, self.mf, self.ctx, CTX_JAC_WEIGHT);
-        if !lower && n >= 8 {
+        if pl.kind == Kind::Identity && n >= WHOLE_COPY {
             let fr = self.func_sig("bnnc_add_into", &[PTR, PTR, types::I64], None)?;
             let nv = self.int(n as i64);
             self.b.ins().call(fr, &[g0, oadj, nv]);
