@@ -115,6 +115,22 @@ impl<'a> Checker<'a> {
             );
             return Info::error();
         }
+        if builtins::Func::from_name(n).is_some() {
+            // A built-in that is not elementwise (`softmax`, `sum`) passed as a value, as a
+            // layer's activation is.
+            self.error(
+                Diagnostic::error(
+                    Code::WrongKind,
+                    span,
+                    format!("`{n}` is not an elementwise function, so it cannot be passed as a value (a layer's `act`)"),
+                )
+                .with_label("not elementwise")
+                .with_help(format!(
+                    "apply it to the layer's output instead (`{n}(dense(x, k))`), or pass an elementwise function (`tanh`, `relu`, `sigmoid`, `softplus`, ...)"
+                )),
+            );
+            return Info::error();
+        }
         let visible = self.visible_names();
         let mut d =
             Diagnostic::error(Code::UnknownName, span, format!("unknown name `{n}`")).with_label("not declared");
