@@ -57,7 +57,7 @@ pub fn run(
         // A network's density on all rows has kinks (relu), and weights (or a noise scale)
         // that keep moving as they fit the rows: L-BFGS stops short of a mode, at a usable point.
         if crate::summary::network::has_layers(program) {
-            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows has kinks where relu units switch, and its weights can keep growing as they fit the rows, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
+            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows can keep rising as its weights fit the rows ever more closely (a noise scale falling towards 0), and has kinks where relu units switch, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
             return code;
         }
         eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
