@@ -144,3 +144,34 @@ fn a_single_draw_fit_is_shown_as_an_estimate() {
     assert!(out.contains("Estimate") && !out.contains("NaN") && !out.contains("StdDev"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A layer's parameters are named by path (`h.W`) and can be written so in expressions:
+/// an element of a network's weights, and a function of them, against the fit's draws.
+#[test]
+fn layer_parameters_are_written_by_their_path() {
+    let dir = std::env::temp_dir().join(format!("bnnc-repl-layer-{}", std::process::id()));
+    let d = dir.to_str().expect("utf-8");
+    let (code, out) = session(
+        &["examples/bnn_regression.bnn"],
+        &format!(":run --method bbb --epochs 30 --out {d}\nh.W[1,2]\nsum(h.b) + f.b[0]\nh.W[1,2] +\n"),
+    );
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(dir.join("draws-1.csv")).expect("draws");
+    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+    let cols: Vec<String> = lines.next().expect("header").split(',').map(str::to_string).collect();
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|x| x.parse::<f64>().expect("num")).collect()).collect();
+    let col = |n: &str| cols.iter().position(|c| c == n).unwrap_or_else(|| panic!("no column {n}"));
+    let n = rows.len() as f64;
+    let w = rows.iter().map(|r| r[col("h.W.2.3")]).sum::<f64>() / n;
+    let bias: Vec<usize> = (1..=50).map(|j| col(&format!("h.b.{j}"))).collect();
+    let s = rows.iter().map(|r| bias.iter().map(|&j| r[j]).sum::<f64>() + r[col("f.b.1")]).sum::<f64>() / n;
+    let mean_of = |label: &str| -> f64 {
+        let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label}:\n{out}"));
+        line[label.len()..].split_whitespace().next().expect("mean").parse().expect("number")
+    };
+    assert!((mean_of("h.W[1,2]") - w).abs() < 5e-4 * w.abs().max(1.0), "{out}");
+    assert!((mean_of("sum(h.b) + f.b[0]") - s).abs() < 5e-4 * s.abs().max(1.0), "{out}");
+    // A diagnostic shows the line as typed.
+    assert!(out.contains(" │ h.W[1,2] +"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -73,6 +73,28 @@ pub fn variables(columns: &[String]) -> Vec<Var> {
     out
 }
 
+/// `text` with each whole name `from` (not part of a longer name) replaced by `to`, for the
+/// pairs given.
+fn rename(text: &str, pairs: &[(&str, &str)]) -> String {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let mut out = text.to_string();
+    for (from, to) in pairs {
+        let mut at = 0;
+        while let Some(k) = out[at..].find(from) {
+            let (lo, hi) = (at + k, at + k + from.len());
+            let before = out[..lo].chars().next_back().is_some_and(ident);
+            let after = out[hi..].chars().next().is_some_and(|c| {
+                ident(c) && c != '.' || c == '.' && out[hi + 1..].starts_with(|d: char| d.is_ascii_alphabetic())
+            });
+            if !before && !after {
+                out.replace_range(lo..hi, to);
+            }
+            at = hi;
+        }
+    }
+    out
+}
+
 fn type_of(shape: &[usize]) -> String {
     match shape {
         [] => "real".into(),
@@ -102,19 +124,34 @@ pub fn compile(
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Option<Compiled> {
-    let visible: Vec<&Var> = vars.iter().filter(|v| !v.name.contains('.')).collect();
+    // A layer's parameters (`h.W`) are declared, and written in the lines, under a name of the
+    // same length the language accepts (`h_W`), so spans on the typed line stay where they
+    // are; not when that name is taken.
+    let taken = |m: &str| vars.iter().any(|w| w.name == m);
+    let named: Vec<(&Var, String)> = vars
+        .iter()
+        .filter_map(|v| match v.name.contains('.') {
+            false => Some((v, v.name.clone())),
+            true => Some(v.name.replace('.', "_")).filter(|m| !taken(m)).map(|m| (v, m)),
+        })
+        .collect();
+    let dotted: Vec<(&str, &str)> =
+        named.iter().filter(|(v, m)| v.name != *m).map(|(v, m)| (v.name.as_str(), m.as_str())).collect();
+    let typed_line = line;
+    let line = &rename(line, &dotted);
+    let visible: Vec<&Var> = named.iter().map(|(v, _)| *v).collect();
     let mut text = String::new();
     if data.is_some() && !data_decls.trim().is_empty() {
         text.push_str(&format!("data {{\n{data_decls}\n}}\n"));
     }
     text.push_str("params {\n");
-    for v in &visible {
+    for (v, name) in &named {
         let ty = v.declared.clone().unwrap_or_else(|| type_of(&v.shape));
-        text.push_str(&format!("  {}: {ty}\n", v.name));
+        text.push_str(&format!("  {name}: {ty}\n"));
     }
     text.push_str("}\nmodel {\n}\ngenerated {\n");
     for (name, e) in lets {
-        text.push_str(&format!("  {name} = {e}\n"));
+        text.push_str(&format!("  {name} = {}\n", rename(e, &dotted)));
     }
     // The typed line last, alone on its line; a diagnostic on it is shown on the line as
     // typed (below), not on this wrapper.
@@ -162,7 +199,7 @@ pub fn compile(
     *sources = fe.sources;
     // Spans on the typed line move to a file holding just that line.
     let user = fe.user_file;
-    let typed = sources.add("<input>", line.to_string());
+    let typed = sources.add("<input>", typed_line.to_string());
     let moved = |sp: crate::source::Span| -> crate::source::Span {
         if Some(sp.file) == user && sp.lo >= line_start && sp.hi <= line_end + 1 {
             let len = line.len() as u32;
