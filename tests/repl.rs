@@ -74,24 +74,13 @@ fn expressions_are_computed_at_every_draw() {
         &format!(":run --chains 2 --warmup 200 --draws 200 --out {d}\ntheta[2] - theta[0]\ntau > 5\ntheta - y\n"),
     );
     assert_eq!(code, 0, "{out}");
-    // The draws, from the CSV files.
-    let mut rows: Vec<Vec<f64>> = Vec::new();
-    let mut cols: Vec<String> = Vec::new();
-    for c in 1..=2 {
-        let text = std::fs::read_to_string(dir.join(format!("draws-{c}.csv"))).expect("draws");
-        let mut lines = text.lines().filter(|l| !l.starts_with('#'));
-        cols = lines.next().expect("header").split(',').map(str::to_string).collect();
-        rows.extend(lines.map(|l| l.split(',').map(|x| x.parse::<f64>().expect("num")).collect::<Vec<_>>()));
-    }
+    let (cols, rows) = draws(&dir, 2);
     let col = |n: &str| cols.iter().position(|c| c == n).expect("column");
     let (t0, t2, tau) = (col("theta.1"), col("theta.3"), col("tau"));
     let n = rows.len() as f64;
     let contrast = rows.iter().map(|r| r[t2] - r[t0]).sum::<f64>() / n;
     let p = rows.iter().filter(|r| r[tau] > 5.0).count() as f64 / n;
-    let mean_of = |label: &str| -> f64 {
-        let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label}:\n{out}"));
-        line[label.len()..].split_whitespace().next().expect("mean").parse().expect("number")
-    };
+    let mean_of = |label: &str| mean_of(&out, label);
     assert!((mean_of("theta[2] - theta[0]") - contrast).abs() < 5e-4 * contrast.abs().max(1.0), "{out}");
     assert!((mean_of("tau > 5") - p).abs() < 1e-3, "{out}");
     // y[0] is 28 in the example's data.
@@ -156,22 +145,35 @@ fn layer_parameters_are_written_by_their_path() {
         &format!(":run --method bbb --epochs 30 --out {d}\nh.W[1,2]\nsum(h.b) + f.b[0]\nh.W[1,2] +\n"),
     );
     assert_eq!(code, 0, "{out}");
-    let text = std::fs::read_to_string(dir.join("draws-1.csv")).expect("draws");
-    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
-    let cols: Vec<String> = lines.next().expect("header").split(',').map(str::to_string).collect();
-    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|x| x.parse::<f64>().expect("num")).collect()).collect();
+    let (cols, rows) = draws(&dir, 1);
     let col = |n: &str| cols.iter().position(|c| c == n).unwrap_or_else(|| panic!("no column {n}"));
     let n = rows.len() as f64;
     let w = rows.iter().map(|r| r[col("h.W.2.3")]).sum::<f64>() / n;
     let bias: Vec<usize> = (1..=50).map(|j| col(&format!("h.b.{j}"))).collect();
     let s = rows.iter().map(|r| bias.iter().map(|&j| r[j]).sum::<f64>() + r[col("f.b.1")]).sum::<f64>() / n;
-    let mean_of = |label: &str| -> f64 {
-        let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label}:\n{out}"));
-        line[label.len()..].split_whitespace().next().expect("mean").parse().expect("number")
-    };
+    let mean_of = |label: &str| mean_of(&out, label);
     assert!((mean_of("h.W[1,2]") - w).abs() < 5e-4 * w.abs().max(1.0), "{out}");
     assert!((mean_of("sum(h.b) + f.b[0]") - s).abs() < 5e-4 * s.abs().max(1.0), "{out}");
     // A diagnostic shows the line as typed.
     assert!(out.contains(" │ h.W[1,2] +"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The draws of a fit's first `chains` CSV files: the column names and one row per draw.
+fn draws(dir: &Path, chains: usize) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    let mut cols: Vec<String> = Vec::new();
+    for c in 1..=chains {
+        let text = std::fs::read_to_string(dir.join(format!("draws-{c}.csv"))).expect("draws");
+        let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+        cols = lines.next().expect("header").split(',').map(str::to_string).collect();
+        rows.extend(lines.map(|l| l.split(',').map(|x| x.parse::<f64>().expect("num")).collect::<Vec<_>>()));
+    }
+    (cols, rows)
+}
+
+/// The mean in the summary row of a session's output that starts with `label`.
+fn mean_of(out: &str, label: &str) -> f64 {
+    let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label}:\n{out}"));
+    line[label.len()..].split_whitespace().next().expect("mean").parse().expect("number")
 }
