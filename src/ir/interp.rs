@@ -442,6 +442,12 @@ impl<'p> Interp<'p> {
         self.trace.take().flatten()
     }
 
+    /// The source span of [`Interp::first_not_finite`]'s operation, for a diagnostic there.
+    pub fn first_not_finite_span(&mut self, theta: &[f64]) -> Option<crate::source::Span> {
+        let v = self.first_not_finite(theta)?;
+        self.p.origins.get(&v).copied()
+    }
+
     /// Begin the last not yet reversed execution of block `b`.
     fn enter_rev(&mut self, b: BlockId) {
         let bi = b.0 as usize;

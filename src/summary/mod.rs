@@ -34,6 +34,10 @@ pub fn starts_tried(init: Option<&Init>, tries: usize, where_: &str) -> String {
     }
 }
 
+/// The label of a diagnostic at the operation where the log density stops being finite
+/// (E0603, E0604).
+pub const NOT_FINITE_HERE: &str = "the log density stops being finite here, from finite values";
+
 /// Where a program's log density stops being finite, for E0604: the model and its sources,
 /// and the starting point given (`--init`) or the seed of random ones.
 pub struct Locate<'a> {
@@ -59,12 +63,12 @@ pub fn no_initial_point(message: &str, format: crate::diag::Format, locate: Opti
                 (Some(i), k) if k > 0 && i.complete() => return None,
                 _ => crate::ir::point::random_start(l.init, l.program.dim(), &mut rng),
             };
-            interp.first_not_finite(&theta).and_then(|v| l.program.origins.get(&v).copied())
+            interp.first_not_finite_span(&theta)
         })
     });
     let d = match at {
         Some(span) => Diagnostic::error(Code::NoInitialPoint, span, message.to_string())
-            .with_label("the log density stops being finite here, from finite values"),
+            .with_label(NOT_FINITE_HERE),
         None => Diagnostic::error_nowhere(Code::NoInitialPoint, message.to_string()),
     }
     .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
