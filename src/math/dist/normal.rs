@@ -116,14 +116,9 @@ fn sum(x: impl Elems, mu: impl Elems, s: impl Elems, n: usize) -> f64 {
 
 #[inline(always)]
 fn sum_body(x: impl Elems, mu: impl Elems, s: impl Elems, n: usize) -> f64 {
-    // σ one number: its reciprocal once, and products in place of the divisions.
-    let r = s.one().map(|v| 1.0 / v);
+    let over = over_sigma(s);
     let term = |i: usize, ls: f64| {
-        let d = x.at(i) - mu.at(i);
-        let z = match r {
-            Some(r) => d * r,
-            None => d / s.at(i),
-        };
+        let z = over(x.at(i) - mu.at(i), i);
         -0.5 * z * z - ls - HALF_LN_2PI
     };
     // ln σ once when σ is one number; the C library's for each σ otherwise, as compiled code
@@ -164,11 +159,7 @@ fn partials(x: impl Elems, mu: impl Elems, s: impl Elems, n: usize, g: f64, outs
 
 #[inline(always)]
 fn partials_body(x: impl Elems, mu: impl Elems, s: impl Elems, n: usize, g: f64, outs: [&mut [f64]; 3]) {
-    let r = s.one().map(|v| 1.0 / v);
-    let over = |v: f64, i: usize| match r {
-        Some(r) => v * r,
-        None => v / s.at(i),
-    };
+    let over = over_sigma(s);
     let z = |i: usize| over(x.at(i) - mu.at(i), i);
     // −z/σ, z/σ, (z² − 1)/σ: one loop for each argument that takes them.
     let [dx, dmu, ds] = outs;
@@ -178,6 +169,17 @@ fn partials_body(x: impl Elems, mu: impl Elems, s: impl Elems, n: usize, g: f64,
         let z = z(i);
         over(z * z - 1.0, i)
     });
+}
+
+/// `v / σᵢ`: with σ one number, a product with its reciprocal, taken once, in place of the
+/// divisions (forward and reverse alike).
+#[inline(always)]
+fn over_sigma(s: impl Elems) -> impl Fn(f64, usize) -> f64 {
+    let r = s.one().map(|v| 1.0 / v);
+    move |v, i| match r {
+        Some(r) => v * r,
+        None => v / s.at(i),
+    }
 }
 
 /// `g · d(i)` added into `out[i]` for each element, or summed into `out[0]` for an argument of
