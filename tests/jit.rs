@@ -1021,3 +1021,22 @@ fn shape_variables_are_ints_in_function_bodies() {
         assert!((a.logp - b.logp).abs() <= 1e-12 * b.logp.abs().max(1.0), "{} vs {}", a.logp, b.logp);
     }
 }
+
+/// `c ? a : b` runs only the branch taken, as `if` does: an index the condition guards
+/// (`h >= 1 ? y[h - 1] : ...` at h = 0) is accepted and never read, and the density and its
+/// gradient equal the `if` statement's, interpreted and compiled. A condition on a parameter
+/// keeps both branches, nested in one on the loop index.
+#[test]
+fn a_conditional_expression_reads_only_the_branch_taken() {
+    let data = "{\"N\": 4, \"y\": [0.5, 1.2, 0.7, 2.0]}";
+    let head = "data {\n  N: int\n  y: vector[N]\n}\nparams {\n  m: real ~ normal(0, 1)\n  s: real<lower=0> ~ normal(0, 1)\n}\n";
+    let ternary = format!(
+        "{head}model {{\n  for h in 0..N {{\n    y[h] ~ normal(h >= 1 ? y[h - 1] * m : (m > 0 ? y[N - 1] : m), s)\n  }}\n}}\n"
+    );
+    let statements = format!(
+        "{head}model {{\n  for h in 0..N {{\n    if h >= 1 {{\n      y[h] ~ normal(y[h - 1] * m, s)\n    }} else {{\n      y[h] ~ normal(m > 0 ? y[N - 1] : m, s)\n    }}\n  }}\n}}\n"
+    );
+    let (pt, ps) = (lower_temp("ternary", &ternary, data), lower_temp("statements", &statements, data));
+    same_density(&pt, &ps, 7, 1e-12);
+    agree_on_model("ternary_jit", &ternary, data, 8, "a conditional expression");
+}

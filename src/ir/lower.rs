@@ -1566,6 +1566,12 @@ impl<'a> Lower<'a> {
                 if let Some(k) = self.int_const(c) {
                     return if k != 0 { self.expr(then) } else { self.expr(else_) };
                 }
+                // A condition on the parameters keeps both branches (the density must stay one
+                // smooth expression, as `select` is); one on data and loop indices branches.
+                let on_data = !self.on_params.contains(&c) && self.p.info(c).shape.is_empty();
+                if on_data && (reads_index(then) || reads_index(else_)) {
+                    return self.lazy_cond(c, then, else_, span);
+                }
                 let (a, b) = (self.expr(then)?, self.expr(else_)?);
                 self.op(Prim::Select, &[c, a, b], span)
             }
@@ -1584,6 +1590,63 @@ impl<'a> Lower<'a> {
             }
             ExprKind::Call { callee, args } => self.call(callee, args, span),
         }
+    }
+
+    /// `c ? a : b` whose branches index: only the branch taken runs, as an `if` statement's
+    /// would, so an index the condition guards (`t > 0 ? y[t - 1] : 0`) is never read out of
+    /// range. The value passes through a slot each branch stores to.
+    fn lazy_cond(&mut self, c: V, then: &Expr, else_: &Expr, span: Span) -> R<V> {
+        let arm = |lw: &mut Self, e: &Expr| -> R<(BlockId, V)> {
+            let block = lw.new_block();
+            let saved = lw.cur;
+            lw.cur = block;
+            lw.dynamic_ifs += 1;
+            let r = lw.expr(e);
+            lw.dynamic_ifs -= 1;
+            lw.cur = saved;
+            r.map(|v| (block, v))
+        };
+        let (tb, a) = arm(self, then)?;
+        let (eb, b) = arm(self, else_)?;
+        let (sa, sb) = (self.p.info(a).shape.clone(), self.p.info(b).shape.clone());
+        let shape = match (sa.is_empty(), sb.is_empty()) {
+            _ if sa == sb => sa,
+            (true, false) => sb,
+            (false, true) => sa,
+            _ => {
+                return Err(self.err(
+                    Code::ShapeMismatch,
+                    span,
+                    format!("the branches of `?:` differ in shape: {sa:?} and {sb:?}"),
+                    "both branches must have one shape",
+                ))
+            }
+        };
+        let int = self.p.info(a).int && self.p.info(b).int;
+        self.p.slots.push(SlotInfo { shape: shape.clone(), int, name: "?:".into() });
+        let slot = Slot(self.p.slots.len() as u32 - 1);
+        self.push(Inst::Init { slot, value: None });
+        for (block, v) in [(tb, a), (eb, b)] {
+            let saved = self.cur;
+            self.cur = block;
+            // A scalar branch of a vector `?:` fills the slot's every element.
+            let v = if self.p.info(v).shape == shape {
+                v
+            } else {
+                let zeros = self.constant(vec![0.0; shape.iter().product()], shape.clone(), true);
+                self.op(Prim::Binary(Bin::Add), &[v, zeros], span)?
+            };
+            if self.on_params.contains(&v) {
+                self.slots_on_params.insert(slot);
+            }
+            if self.on_rows.contains(&v) {
+                self.slots_on_rows.insert(slot);
+            }
+            self.push(Inst::Store { slot, ix: vec![], index: vec![], value: v });
+            self.cur = saved;
+        }
+        self.push(Inst::If { cond: c, then: tb, else_: eb });
+        self.op(Prim::Load(slot, vec![]), &[], span)
     }
 
     /// An index known now (a literal, or from data) must lie in 0..dim: checked here, naming
@@ -1948,4 +2011,9 @@ fn rng_shape(f: Family, params: &[Vec<usize>]) -> Vec<usize> {
         },
         _ => params.iter().max_by_key(|s| s.iter().product::<usize>()).cloned().unwrap_or_default(),
     }
+}
+
+/// Whether `e` indexes anything.
+fn reads_index(e: &Expr) -> bool {
+    matches!(e.kind, ExprKind::Index { .. }) || e.kind.children().any(reads_index)
 }
