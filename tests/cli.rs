@@ -176,6 +176,19 @@ fn a_model_no_chain_can_start_gets_one_coded_diagnostic() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A flat density on the whole line has no posterior: the step size runs off until moves no
+/// longer change the value, every chain stands still, and the run says so with exit code 3.
+#[test]
+fn chains_that_never_move_fail_the_run() {
+    let (dir, model) = temp_model("improper", "params {\n  m: real\n}\nmodel {\n  target += 0.0\n}\n");
+    let out = dir.join("out");
+    let (code, _, err) = bnnc(&["run", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--draws", "200"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("every chain is stuck"), "{err}");
+    assert!(out.join("summary.json").exists(), "the draws are kept: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_network_on_unstandardised_data_is_warned_about() {
     // The yacht network with its target in other units (×1000): a warning names `y`; the

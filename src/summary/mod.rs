@@ -254,8 +254,13 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    // Failed its own checks badly: every chain stuck (no move at all), or every transition diverged.
-    let stuck = ok.iter().all(|c| c.stats[..n].iter().all(|s| s.accept_stat == 0.0));
+    // Failed its own checks badly: every chain stuck (no move in nearly every transition, as
+    // when every proposal is rejected or a step size has run off to a scale where moves no
+    // longer change the value), or every transition diverged.
+    let stuck = !ok.is_empty()
+        && ok.iter().all(|c| {
+            c.stats[..n].iter().all(|s| s.accept_stat == 0.0) || (n >= 2 && still(c, n) as f64 >= 0.9 * (n - 1) as f64)
+        });
     if stuck || divergences == total || chains.iter().any(|c| c.error.is_some()) {
         eprintln!(
             "error: inference failed: {}",
@@ -286,7 +291,7 @@ fn stuck_chains(ok: &[&Chain], n: usize) -> Vec<String> {
     let mean_lp = |c: &Chain| c.stats[..n].iter().map(|s| s.logp).sum::<f64>() / n as f64;
     let mut out = Vec::new();
     for (k, c) in ok.iter().enumerate() {
-        let still = c.draws[..n].windows(2).filter(|w| w[0] == w[1]).count();
+        let still = still(c, n);
         let tiny_step = c.step_size < 1e-3 * median_step;
         if !tiny_step && (still as f64) < 0.9 * (n - 1) as f64 {
             continue;
@@ -305,6 +310,12 @@ fn stuck_chains(ok: &[&Chain], n: usize) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The transitions among a chain's first `n` draws that left it where it was (none when
+/// there is nothing to move: a model without parameters).
+fn still(c: &Chain, n: usize) -> usize {
+    c.draws[..n].windows(2).filter(|w| !w[0].is_empty() && w[0] == w[1]).count()
 }
 
 fn preview(names: &[&str]) -> String {
