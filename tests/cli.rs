@@ -497,31 +497,35 @@ fn prediction_plots_follow_predict() {
 
 /// A training run stopped with Ctrl-C (SIGINT) keeps what it had: it exits normally, writes
 /// its summary and draws, and says it was stopped.
+/// Ctrl-C (SIGINT) and SIGTERM (what `timeout` and job schedulers send) both stop training
+/// at the current step and keep the fit as it was.
 #[test]
 fn interrupted_training_keeps_its_fit() {
-    let out = std::env::temp_dir().join(format!("bnnc-sigint-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bnnc"))
-        .args(["run", "examples/digits_cnn.bnn", "--method", "mc-dropout", "--epochs", "1000000"])
-        .args(["--val-frac", "0", "--out", out.to_str().unwrap()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Compiling the model takes milliseconds; after five seconds it is training.
-    std::thread::sleep(std::time::Duration::from_secs(5));
-    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let done = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&done.stderr);
-    assert_eq!(done.status.code(), Some(0), "{err}");
-    assert!(err.contains("warning: stopped during epoch"), "{err}");
-    let summary = read_json(&out.join("summary.json"));
-    assert_eq!(summary["mc_dropout"]["stopped"], true);
-    assert!(summary["mc_dropout"]["epochs"].as_u64().unwrap() < 1_000_000);
-    assert!(out.join("draws-1.csv").exists());
-    let _ = std::fs::remove_dir_all(&out);
+    for signal in ["-INT", "-TERM"] {
+        let out = std::env::temp_dir().join(format!("bnnc-signal{signal}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bnnc"))
+            .args(["run", "examples/digits_cnn.bnn", "--method", "mc-dropout", "--epochs", "1000000"])
+            .args(["--val-frac", "0", "--out", out.to_str().unwrap()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Compiling the model takes milliseconds; after five seconds it is training.
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        let kill = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let done = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(0), "{signal}: {err}");
+        assert!(err.contains("warning: stopped during epoch"), "{signal}: {err}");
+        let summary = read_json(&out.join("summary.json"));
+        assert_eq!(summary["mc_dropout"]["stopped"], true);
+        assert!(summary["mc_dropout"]["epochs"].as_u64().unwrap() < 1_000_000);
+        assert!(out.join("draws-1.csv").exists());
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
 
 /// A `_rng` call given arguments outside their support at some draws (a Poisson rate that is
