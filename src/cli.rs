@@ -152,8 +152,9 @@ struct RunArgs {
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
     )]
     swag_epochs: Option<usize>,
-    /// [swag] SGD's learning rate per training row in those epochs (default: the largest of 0.01,
-    /// 0.001, ... whose iterates stay near the mode).
+    /// [swag] SGD's learning rate per training row in those epochs (default: the rate matched
+    /// to the gradient noise at the mode, or the first of its √10-fold reductions whose iterates
+    /// stay in the posterior's bulk and predict held-out rows as well as the mode).
     #[arg(
         long,
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
@@ -824,6 +825,7 @@ fn run_command(a: RunArgs) -> i32 {
         members: 1,
         epochs: bbb.epochs,
         batch_size: bbb.batch_size,
+        min_batches: 1,
         lr: bbb.lr,
         sgd_momentum: bbb.sgd_momentum,
         // Held-out rows stop a network before it overfits; a model without layers is trained
@@ -876,7 +878,8 @@ fn run_command(a: RunArgs) -> i32 {
         }
         MethodArg::Swag => {
             let o = crate::methods::swag::Options {
-                modes: crate::methods::modes::Options { members: a.members.unwrap_or(1), ..one_mode },
+                // SWAG's spread is SGD's noise: an epoch of one batch has none.
+                modes: crate::methods::modes::Options { members: a.members.unwrap_or(1), min_batches: 10, ..one_mode },
                 swag_epochs: a.swag_epochs.unwrap_or(50),
                 swag_lr: a.swag_lr,
                 rank: a.swag_rank.unwrap_or(20),

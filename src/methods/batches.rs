@@ -54,7 +54,7 @@ pub fn setup(
     model: &Path,
     data: Option<&Path>,
     val_frac: f64,
-    batch_size: Option<usize>,
+    (batch_size, min_batches): (Option<usize>, usize),
     options: LowerOptions,
     rng: &mut impl Rng,
     format: Format,
@@ -98,7 +98,8 @@ pub fn setup(
         fe.diags.push(d.with_help(help));
         return Err(fail(fe));
     }
-    let b = batch_size.unwrap_or(128).clamp(1, train_rows.len());
+    let b =
+        batch_size.unwrap_or_else(|| 128.min(train_rows.len().div_ceil(min_batches.max(1)))).clamp(1, train_rows.len());
     let opts = |batch| LowerOptions { batch: Some(batch), part_weights: true, ..options };
     let Some(full) = lower::lower_with(&el, &bound, Purpose::Density, opts(b), &mut fe.diags) else {
         return Err(fail(fe));
@@ -147,14 +148,38 @@ pub fn row_program(fe: &mut Frontend, model: &Path, data: Option<&Path>, format:
 /// The mean held-out log predictive density of `draws` (forward-program vectors), or `None`.
 pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f64> {
     let ll = crate::predict::pointwise_log_lik(fw, draws).ok()?;
-    let finite: Vec<f64> = ll.into_iter().filter(|v| !v.is_nan()).collect();
+    mean_of_numbers(&ll)
+}
+
+fn mean_of_numbers(ll: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = ll.iter().copied().filter(|v| !v.is_nan()).collect();
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }
 
-/// How far, in nats per held-out row, the predictive of a method's spread around a mode (SWAG's
-/// Gaussian, SG-MCMC's draws) may fall below the mode's own on the held-out rows before the
-/// rate that made the spread is refused: a rate that wrecks the predictions can still keep
-/// the log density within the posterior's bulk, whose width grows with the parameters.
+/// Whether a spread's held-out log predictive densities per row, `spread`, are no worse than
+/// the mode's, `mode`, beyond what the rows' noise allows: their mean difference at most two
+/// standard errors below 0, and never more than [`HELD_OUT_SLACK`]. On failure, the mean
+/// difference.
+pub fn predicts_as_well(mode: &[f64], spread: &[f64]) -> Result<(), f64> {
+    let d: Vec<f64> = mode.iter().zip(spread).map(|(m, s)| s - m).filter(|d| !d.is_nan()).collect();
+    if d.is_empty() {
+        return Err(f64::NAN);
+    }
+    let n = d.len() as f64;
+    let mean = d.iter().sum::<f64>() / n;
+    let var = d.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+    let allowed = (2.0 * (var / n).sqrt()).min(HELD_OUT_SLACK);
+    if mean >= -allowed {
+        Ok(())
+    } else {
+        Err(mean)
+    }
+}
+
+/// How far at most, in nats per held-out row, the predictive of SWAG's Gaussian around a mode
+/// may fall below the mode's own on the held-out rows before the rate that made the spread
+/// is refused: a rate that wrecks the predictions can still keep the log density within the
+/// posterior's bulk, whose width grows with the parameters.
 pub const HELD_OUT_SLACK: f64 = 0.3;
 
 /// The held-out rows' log predictive density of points on the unconstrained space, when rows
@@ -171,12 +196,22 @@ impl<'p> HeldOut<'p> {
 
     /// The mean over held-out rows of the log predictive density of the mixture of `xs`.
     pub fn score<X: AsRef<[f64]>>(&mut self, density: &mut crate::compiled::CompiledModel, xs: &[X]) -> Option<f64> {
+        mean_of_numbers(&self.pointwise(density, xs)?)
+    }
+
+    /// The log predictive density of the mixture of `xs` at each held-out row (NaN where it
+    /// cannot be computed).
+    pub fn pointwise<X: AsRef<[f64]>>(
+        &mut self,
+        density: &mut crate::compiled::CompiledModel,
+        xs: &[X],
+    ) -> Option<Vec<f64>> {
         let draws: Vec<Vec<f64>> = xs
             .iter()
             .filter_map(|x| density.constrained(x.as_ref(), false).ok())
             .map(|v| v.into_iter().flat_map(|(_, _, x)| x).collect())
             .collect();
-        score(&mut self.fw, &draws)
+        crate::predict::pointwise_log_lik(&mut self.fw, &draws).ok()
     }
 }
 

@@ -50,7 +50,8 @@ pub fn run(
     let options =
         LowerOptions { variational: true, local_reparam: true, drop_path: o.drop_path.is_some(), ..Default::default() };
     let setup =
-        match crate::methods::batches::setup(fe, model, data, o.val_frac, o.batch_size, options, &mut rng, format) {
+        match crate::methods::batches::setup(fe, model, data, o.val_frac, (o.batch_size, 1), options, &mut rng, format)
+        {
             Ok(s) => s,
             Err(code) => return code,
         };

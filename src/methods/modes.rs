@@ -26,6 +26,9 @@ pub struct Options {
     pub members: usize,
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
+    /// Without `batch_size`, batches of 128 rows, or fewer so that an epoch has at least
+    /// this many.
+    pub min_batches: usize,
     pub lr: f64,
     pub sgd_momentum: Option<f64>,
     pub val_frac: f64,
@@ -83,7 +86,7 @@ pub fn run(
         model,
         data,
         o.val_frac,
-        o.batch_size,
+        (o.batch_size, o.min_batches),
         LowerOptions { drop_path: o.drop_path.is_some(), ..LowerOptions::default() },
         &mut rng,
         format,
@@ -248,11 +251,19 @@ pub fn single(
         drop_path: o.drop_path.is_some(),
         ..Default::default()
     };
-    let setup =
-        match crate::methods::batches::setup(fe, model, data, o.val_frac, o.batch_size, options, &mut rng, format) {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    let setup = match crate::methods::batches::setup(
+        fe,
+        model,
+        data,
+        o.val_frac,
+        (o.batch_size, o.min_batches),
+        options,
+        &mut rng,
+        format,
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let b = setup.batch_size;
     let steps_per_epoch = setup.train_rows.len().div_ceil(b);
     let settings = o.settings(&setup);
@@ -417,7 +428,7 @@ pub(crate) fn pretrain(
         model,
         data,
         o.val_frac,
-        o.batch_size,
+        (o.batch_size, o.min_batches),
         LowerOptions { drop_path: o.drop_path.is_some(), ..LowerOptions::default() },
         rng,
         format,
