@@ -24,15 +24,29 @@ pub fn run(
         Err(code) => return code,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    // From --init, or the best of a few uniform draws on (−2, 2): a start where the density
-    // is astronomically small (a recursion that explodes) leaves the ELBO's gradient useless.
+    // A network starts as the minibatch methods do: its weights drawn at the scale of their
+    // fan-in, and q narrow (sd 0.1, as NumPyro's AutoNormal), so that its first draws do
+    // not push every unit into saturation (or an exp link to overflow).
+    let network = crate::summary::network::has_layers(p);
+    let s = &Settings { start_sd: if network { 0.1 } else { s.start_sd }, ..s.clone() };
+    // From --init, or the best of a few random starts (uniform on (−2, 2), or a network's): a
+    // start where the density is astronomically small (a recursion that explodes) leaves the
+    // ELBO's gradient useless.
     let start: Vec<f64> = match &cfg.init {
         Some(t) if t.complete() => t.theta.clone(),
         init => {
             let mut best: Option<(f64, Vec<f64>)> = None;
             let mut grad = vec![0.0; p.dim()];
             for _ in 0..START_TRIES {
-                let theta = crate::ir::point::random_start(init.as_ref(), p.dim(), &mut rng);
+                let theta = if network {
+                    let mut t = crate::infer::vi::bbb::initial_means(p, &mut rng);
+                    if let Some(i) = init {
+                        i.apply_to(&mut t);
+                    }
+                    t
+                } else {
+                    crate::ir::point::random_start(init.as_ref(), p.dim(), &mut rng)
+                };
                 let lp = crate::density::LogDensity::logp_grad(&mut density, &theta, &mut grad).unwrap_or(f64::NAN);
                 if lp.is_finite() && best.as_ref().is_none_or(|(b, _)| lp > *b) {
                     best = Some((lp, theta));
@@ -96,6 +110,11 @@ pub fn run(
     }
     if o.stopped {
         warnings.push(format!("stopped early after {} iterations: the draws are from q as it was then", o.iterations));
+    } else if o.diverging {
+        warnings.push(format!(
+            "the ELBO is diverging: its recent estimates change by more than half from one to the next (the last {:.4e}); the draws are from q as it was at the end. Try a smaller --eta, --init a better start, or --method nuts",
+            o.elbo
+        ));
     } else if !o.converged {
         warnings.push(format!(
             "the ELBO did not converge in {} iterations (relative change above --tol-rel-obj {}); run more --iter, or try another --eta",
@@ -107,6 +126,7 @@ pub fn run(
     record.insert("elbo".into(), o.elbo.into());
     record.insert("iterations".into(), o.iterations.into());
     record.insert("converged".into(), o.converged.into());
+    record.insert("diverging".into(), o.diverging.into());
     record.insert("eta".into(), o.eta.into());
     record.insert("message".into(), o.message.clone().into());
     record.insert("seconds".into(), seconds.into());
@@ -134,5 +154,8 @@ pub fn run(
         output_draws,
         all,
     };
-    crate::methods::vi::write(p, cfg, &mut density, &o.q, &mut rng, out)
+    match crate::methods::vi::write(p, cfg, &mut density, &o.q, &mut rng, out) {
+        0 if o.diverging => 3,
+        code => code,
+    }
 }

@@ -26,6 +26,8 @@ pub struct Settings {
     /// Iterations per candidate η.
     pub adapt_iter: usize,
     pub tol_rel_obj: f64,
+    /// q's standard deviations at the start (Stan's: 1).
+    pub start_sd: f64,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
             eta: None,
             adapt_iter: 50,
             tol_rel_obj: 0.01,
+            start_sd: 1.0,
         }
     }
 }
@@ -58,6 +61,11 @@ pub struct Outcome {
     pub stopped: bool,
     /// Why runs with larger adapted step sizes were given up, in order.
     pub retries: Vec<String>,
+    /// Not converged, and the mean or median of the recent ELBO changes above half the
+    /// ELBO's magnitude (Stan's sign that the algorithm may be diverging), or half the
+    /// dimension where the ELBO is nearer 0 than that (there a relative change is the noise
+    /// of its estimate over a small number).
+    pub diverging: bool,
 }
 
 /// What the progress callback is told.
@@ -68,7 +76,7 @@ pub enum Progress {
 
 const ETAS: [f64; 5] = [100.0, 10.0, 1.0, 0.1, 0.01];
 
-/// Fit q from `start` (the mean; unit variances). When η was adapted and the run with it
+/// Fit q from `start` (the mean; standard deviations `start_sd`). When η was adapted and the run with it
 /// fails (a draw where the density cannot be evaluated) or ends with an ELBO below the
 /// start's, the run starts again with the next smaller candidate, and says so.
 pub fn fit<D: LogDensity + ?Sized>(
@@ -78,7 +86,7 @@ pub fn fit<D: LogDensity + ?Sized>(
     rng: &mut impl Rng,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, String> {
-    let q0 = Gaussian::standard(start, s.full_rank);
+    let q0 = Gaussian::isotropic(start, s.full_rank, s.start_sd);
     let elbo0 = q0
         .elbo(d, rng, s.elbo_samples)
         .map_err(|e| format!("the ELBO cannot be estimated at the starting point: {e}"))?;
@@ -88,8 +96,10 @@ pub fn fit<D: LogDensity + ?Sized>(
     let first = adapt_eta(d, &q0, elbo0, s, rng, progress)?;
     let mut notes = Vec::new();
     for eta in ETAS.into_iter().filter(|e| *e <= first) {
+        // An ELBO within the convergence tolerance of the start's is the estimate's noise.
+        let floor = elbo0 - s.tol_rel_obj * elbo0.abs();
         let why = match run_at(d, q0.clone(), elbo0, eta, s, rng, progress) {
-            Ok(o) if o.stopped || o.elbo >= elbo0 => {
+            Ok(o) if o.stopped || o.elbo >= floor => {
                 let mut o = o;
                 o.retries = notes;
                 return Ok(o);
@@ -118,8 +128,14 @@ fn run_at<D: LogDensity + ?Sized>(
     let mut g = vec![0.0; q.params().len()];
     let window = ((0.1 * s.iter as f64 / s.eval_elbo as f64) as usize).max(2);
     let mut recent: std::collections::VecDeque<f64> = Default::default();
+    let mut swings: std::collections::VecDeque<f64> = Default::default();
+    let scale_floor = q.dim() as f64;
     let mut trace = Vec::new();
-    let (mut elbo, mut prev) = (elbo0, elbo0);
+    // As Stan, the first estimate's relative change is against an ELBO of 0, so it is 1: no
+    // run converges at its first estimate, and the mean of the changes carries it until it
+    // leaves the window.
+    let (mut elbo, mut prev) = (0.0, 0.0);
+    let _ = elbo0;
     let mut message = format!("reached {} iterations", s.iter);
     let mut converged = false;
     let mut stopped = false;
@@ -145,8 +161,10 @@ fn run_at<D: LogDensity + ?Sized>(
             trace.push((it, elbo, rel));
             if recent.len() == window {
                 recent.pop_front();
+                swings.pop_front();
             }
             recent.push_back(rel);
+            swings.push_back(((elbo - prev) / elbo.abs().max(scale_floor)).abs());
             progress(Progress::Iteration { iter: it, elbo: Some(elbo) });
             let mean = recent.iter().sum::<f64>() / recent.len() as f64;
             let mut sorted: Vec<f64> = recent.iter().copied().collect();
@@ -166,7 +184,15 @@ fn run_at<D: LogDensity + ?Sized>(
         }
     }
     let _ = prev;
-    Ok(Outcome { q, elbo, iterations, converged, eta, message, trace, stopped, retries: Vec::new() })
+    if trace.is_empty() {
+        elbo = elbo0;
+    }
+    let mean = swings.iter().sum::<f64>() / swings.len().max(1) as f64;
+    let mut sorted: Vec<f64> = swings.iter().copied().collect();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = if sorted.is_empty() { 0.0 } else { crate::summary::stats::quantile_sorted(&sorted, 0.5) };
+    let diverging = !converged && !stopped && trace.len() > 10 && (mean > 0.5 || median > 0.5);
+    Ok(Outcome { q, elbo, iterations, converged, eta, message, trace, stopped, retries: Vec::new(), diverging })
 }
 
 /// Stan's choice of η: each candidate runs `adapt_iter` iterations from the start; the first

@@ -36,13 +36,18 @@ pub enum Scale {
 impl Gaussian {
     /// Centred at `mu` with unit variances.
     pub fn standard(mu: Vec<f64>, full_rank: bool) -> Gaussian {
+        Gaussian::isotropic(mu, full_rank, 1.0)
+    }
+
+    /// Mean `mu`, every standard deviation `sd`, no correlation.
+    pub fn isotropic(mu: Vec<f64>, full_rank: bool, sd: f64) -> Gaussian {
         let n = mu.len();
         let scale = if full_rank {
             let mut l = vec![0.0; n * n];
-            (0..n).for_each(|i| l[i * n + i] = 1.0);
+            (0..n).for_each(|i| l[i * n + i] = sd);
             Scale::Chol(l)
         } else {
-            Scale::LogSd(vec![0.0; n])
+            Scale::LogSd(vec![sd.ln(); n])
         };
         Gaussian { mu, scale }
     }
@@ -243,6 +248,29 @@ mod tests {
             assert!(g.iter().all(|v| v.abs() < 0.05), "{g:?}");
             assert!(q.sd().iter().zip([0.5, 3.0]).all(|(a, b)| (a - b).abs() < 1e-12));
         }
+    }
+
+    /// As Stan's, the first ELBO estimate's relative change is 1 (against an ELBO of 0), so a
+    /// run that starts at the answer still makes three estimates before the median change
+    /// can fall below the tolerance.
+    #[test]
+    fn advi_does_not_converge_at_its_first_estimate() {
+        // The normal density times e⁻⁵⁰, so that the ELBO is −50 rather than 0.
+        struct Unnormalised(Normal);
+        impl LogDensity for Unnormalised {
+            fn dim(&self) -> usize {
+                self.0.dim()
+            }
+            fn logp_grad(&mut self, t: &[f64], g: &mut [f64]) -> Result<f64, EvalError> {
+                Ok(self.0.logp_grad(t, g)? - 50.0)
+            }
+        }
+        let mut p = Unnormalised(Normal { m: vec![0.5, -1.0], s: vec![1.0, 1.0] });
+        let s = crate::infer::vi::advi::Settings { eta: Some(0.01), ..Default::default() };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let o = crate::infer::vi::advi::fit(&mut p, vec![0.5, -1.0], &s, &mut rng, &mut |_| {}).unwrap();
+        assert_eq!(o.trace[0].2, 1.0, "{:?}", o.trace);
+        assert!(o.converged && o.iterations >= 300 && !o.diverging, "{} {:?}", o.iterations, o.trace);
     }
 
     #[test]
