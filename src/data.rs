@@ -334,7 +334,7 @@ fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeM
                         format!("data `{k}` cannot be read: {why}"),
                     )
                     .with_label("this entry")
-                    .with_help("values are numbers (or \"NaN\", \"Inf\", \"-Inf\") and nested arrays of equal length"),
+                    .with_help("values are numbers (or \"NaN\", \"Inf\", \"-Inf\"; true and false are 1 and 0) and nested arrays of equal length"),
                 );
             }
         }
