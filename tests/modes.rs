@@ -500,3 +500,20 @@ fn map_names_parameters_whose_density_rises_to_a_bound() {
     assert_eq!(summary["optimizer"]["at_bound"], serde_json::json!([]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two ordered values whose density rises as they meet (a mixture collapsing onto one
+/// component): the gap's log runs off towards −∞, and `map` names the second value.
+#[test]
+fn map_names_ordered_values_that_run_together() {
+    let (dir, model) = temp_model(
+        "map-ordered",
+        "data {\n  N: int\n  y: vector[N]\n}\nparams {\n  mu: ordered[2] ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(mu[1] - mu[0], 1)\n}\n",
+    );
+    std::fs::write(dir.join("m.json"), r#"{"N": 3, "y": [-1.2, -0.8, -1.0]}"#).unwrap();
+    let out = dir.join("fit");
+    let (code, _, stderr) = bnnc(&["run", model.to_str().unwrap(), "--method", "map", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    let summary: serde_json::Value = read_json(&out.join("summary.json"));
+    assert_eq!(summary["optimizer"]["at_bound"], serde_json::json!(["mu[1]"]), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -48,7 +48,7 @@ pub fn run(
         let more = if bounds.len() > 4 { format!(" and {} more", bounds.len() - 4) } else { String::new() };
         let s = if bounds.len() > 1 { "s" } else { "" };
         eprintln!(
-            "warning: the log density keeps rising towards the bound{s} of {}{more}: there is no mode inside the support, and the estimate is where the optimiser stopped on its way (a hierarchical scale going to 0, a coefficient pinned at its limit). For the posterior, run --method nuts",
+            "warning: the log density keeps rising towards the bound{s} of {}{more}: there is no mode inside the support, and the estimate is where the optimiser stopped on its way (a hierarchical scale going to 0, a coefficient pinned at its limit, ordered values running together). For the posterior, run --method nuts",
             shown.join(", ")
         );
         return 3;
@@ -57,7 +57,7 @@ pub fn run(
         // A network's density on all rows has kinks (relu), and weights (or a noise scale)
         // that keep moving as they fit the rows: L-BFGS stops short of a mode, at a usable point.
         if crate::summary::network::has_layers(program) {
-            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows can keep rising as its weights fit the rows ever more closely (a noise scale falling towards 0), and has kinks where relu units switch, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
+            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows can keep rising as its weights fit the rows ever more closely (logits growing, or a noise scale falling towards 0), and has kinks where relu units switch, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
             return code;
         }
         eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
@@ -84,13 +84,21 @@ fn at_bounds(
     let mut g = vec![0.0; theta.len()];
     let mut t = theta.to_vec();
     for pl in &program.params {
-        if !matches!(pl.kind, Kind::Lower | Kind::Upper | Kind::LowerUpper) {
+        // Each value of an ordered stack has its gaps on the log scale: a gap far below 0 is
+        // two elements run together (a mixture's components collapsed onto one).
+        let unit = pl.kind.unit(&pl.shape).max(1);
+        let logged = |e: usize| match pl.kind {
+            Kind::Lower | Kind::Upper | Kind::PositiveOrdered => true,
+            Kind::Ordered => e % unit != 0,
+            _ => false,
+        };
+        if !matches!(pl.kind, Kind::Lower | Kind::Upper | Kind::LowerUpper | Kind::Ordered | Kind::PositiveOrdered) {
             continue;
         }
         let names = crate::infer::stan_csv::element_names(&pl.name, &pl.shape);
         for e in 0..pl.free_len {
             let y = theta[pl.offset + e];
-            let out = if pl.kind == Kind::LowerUpper { y.abs() > 5.0 } else { y < -5.0 };
+            let out = if pl.kind == Kind::LowerUpper { y.abs() > 5.0 } else { logged(e) && y < -5.0 };
             if !out {
                 continue;
             }
