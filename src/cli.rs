@@ -61,6 +61,7 @@ enum AlgorithmArg {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct RunArgs {
     model: PathBuf,
     /// Data file (default: MODEL.json beside the model).
@@ -208,7 +209,7 @@ struct RunArgs {
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
     )]
     batch_size: Option<usize>,
-    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Learning rate (default 0.01).
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Learning rate (default 0.01; for --optimizer sgd, per training row, as on a mean loss).
     #[arg(
         long,
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
@@ -221,7 +222,7 @@ struct RunArgs {
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
     )]
     optimizer: Option<OptimizerArg>,
-    /// [bbb] Momentum of --optimizer sgd (default 0.9).
+    /// [bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size] Momentum of --optimizer sgd (default 0.9).
     #[arg(
         long,
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
@@ -707,14 +708,19 @@ fn run_command(a: RunArgs) -> i32 {
         drop_path,
         schedule,
     };
-    if bbb.epochs == Some(0)
-        || bbb.batch_size == Some(0)
-        || !(bbb.lr > 0.0 && bbb.lr.is_finite())
-        || bbb.sgd_momentum.is_some_and(|m| !(0.0..1.0).contains(&m))
-        || !(bbb.temperature > 0.0 && bbb.temperature.is_finite())
-        || !(0.0..1.0).contains(&bbb.val_frac)
-    {
-        eprintln!("error: --epochs and --batch-size must be at least 1, --lr and --temperature positive, --momentum and --val-frac in [0, 1)");
+    let bad: Vec<&str> = [
+        (bbb.epochs == Some(0), "--epochs must be at least 1"),
+        (bbb.batch_size == Some(0), "--batch-size must be at least 1"),
+        (!(bbb.lr > 0.0 && bbb.lr.is_finite()), "--lr must be a positive number"),
+        (bbb.sgd_momentum.is_some_and(|m| !(0.0..1.0).contains(&m)), "--momentum must be in [0, 1)"),
+        (!(bbb.temperature > 0.0 && bbb.temperature.is_finite()), "--temperature must be a positive number"),
+        (!(0.0..1.0).contains(&bbb.val_frac), "--val-frac must be in [0, 1)"),
+    ]
+    .into_iter()
+    .filter_map(|(wrong, why)| wrong.then_some(why))
+    .collect();
+    if !bad.is_empty() {
+        eprintln!("error: {}", bad.join("; "));
         return 2;
     }
     if output_draws == 0 {

@@ -45,7 +45,7 @@ pub struct Settings {
     pub batch_size: usize,
     pub lr: f64,
     pub schedule: Schedule,
-    /// `None`: Adam; `Some(m)`: SGD with momentum m.
+    /// `None`: Adam; `Some(m)`: SGD with momentum m, whose rate `lr` is per training row.
     pub sgd_momentum: Option<f64>,
     /// Epochs without a better held-out score before training stops.
     pub patience: usize,
@@ -318,9 +318,12 @@ pub fn train<O: Objective, R: Rng>(
                     adam.ascend(&mut x, &g)
                 }
                 Some(mom) => {
+                    // The gradient is of the log density on all rows (the batch's scaled by
+                    // N/B): the rate is per row, as on a mean loss.
+                    let step = lr / n as f64;
                     for i in 0..x.len() {
                         velocity[i] = mom * velocity[i] + g[i];
-                        x[i] += lr * velocity[i];
+                        x[i] += step * velocity[i];
                     }
                 }
             }

@@ -154,7 +154,6 @@ fn around(
     share: usize,
     seed: u64,
 ) -> Result<(Vec<Vec<f64>>, serde_json::Value), String> {
-    let n = setup.train_rows.len();
     let dim = mode.run.x.len();
     let mut srng = rand::rngs::SmallRng::seed_from_u64(seed);
     // The mode's objective, over one pass of the rows at the mode itself (the pretraining's
@@ -173,7 +172,7 @@ fn around(
     let mut chosen = None;
     let mut tried = Vec::new();
     for &lr in &rates {
-        let phase = swa_phase(progs, setup, &mode.run.x, o, lr, n, &mut srng);
+        let phase = swa_phase(progs, setup, &mode.run.x, o, lr, &mut srng);
         // Iterates that stay among the posterior's bulk, and a Gaussian that predicts.
         let (ok, why) = match &phase {
             Ok((_, mean_objective)) if !crate::methods::batches::within_bulk(at_mode - mean_objective, dim) => (
@@ -385,7 +384,6 @@ fn swa_phase(
     start: &[f64],
     o: &Options,
     lr: f64,
-    n: usize,
     rng: &mut rand::rngs::SmallRng,
 ) -> Result<(Moments, f64), String> {
     let dim = start.len();
@@ -397,7 +395,7 @@ fn swa_phase(
     let swa = minibatch::Settings {
         epochs: o.swag_epochs,
         batch_size: setup.batch_size,
-        lr: lr / n as f64,
+        lr,
         schedule: minibatch::Schedule::Constant,
         sgd_momentum: Some(MOMENTUM),
         patience: usize::MAX,
