@@ -188,7 +188,7 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         let e: Vec<f64> = ch.stats[..n].iter().map(|s| s.energy).collect();
         let b = stats::e_bfmi(&e);
         if b < 0.3 {
-            warnings.push(format!("chain {}: E-BFMI {b:.2} is below 0.3: the momentum resampling explores the energy poorly; reparameterise (heavy tails, funnels)", c + 1));
+            warnings.push(format!("chain {}: E-BFMI {b:.3} is below 0.3: the momentum resampling explores the energy poorly; reparameterise (heavy tails, funnels)", c + 1));
         }
     }
     warnings.extend(stuck_chains(&ok, n));
