@@ -100,6 +100,7 @@ codes! {
     NotFinite = "E0603", "log density not finite at this point";
     NoInitialPoint = "E0604", "no initial point with a finite log density";
     BadDistArg = "E0605", "distribution parameter outside its domain";
+    DivByZero = "E0606", "integer division by zero";
     // Minibatches of observation rows.
     NoRows = "E0610", "observation rows cannot be found";
     ParamPerRow = "E0611", "parameter with a value per observation row";

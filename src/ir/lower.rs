@@ -612,6 +612,18 @@ impl<'a> Lower<'a> {
         };
         let foldable = !matches!(prim, Prim::Constrain(_) | Prim::Load(..) | Prim::Rng(..))
             && args.iter().all(|a| self.known.contains_key(a));
+        if let (Prim::Binary(b @ (Bin::IntDiv | Bin::Mod)), true) = (&prim, int) {
+            // An int divisor known to be 0 has no quotient (a real one gives ±inf, as IEEE).
+            if self.known.get(&args[1]).is_some_and(|d| d.contains(&0.0)) {
+                let what = if *b == Bin::Mod { "remainder" } else { "integer division" };
+                return Err(self.err(
+                    Code::DivByZero,
+                    span,
+                    format!("{what} by zero: the divisor is 0 with this data"),
+                    "the divisor is 0",
+                ));
+            }
+        }
         if foldable {
             let vals: Vec<Vec<f64>> = args.iter().map(|a| self.known[a].clone()).collect();
             let refs: Vec<&[f64]> = vals.iter().map(|v| v.as_slice()).collect();
