@@ -101,6 +101,7 @@ codes! {
     NoInitialPoint = "E0604", "no initial point with a finite log density";
     BadDistArg = "E0605", "distribution parameter outside its domain";
     DivByZero = "E0606", "integer division by zero";
+    TooLarge = "E0607", "value too large for memory";
     // Minibatches of observation rows.
     NoRows = "E0610", "observation rows cannot be found";
     ParamPerRow = "E0611", "parameter with a value per observation row";

@@ -582,6 +582,10 @@ impl<'a> Lower<'a> {
             _ => None,
         };
         let shape = match prim.shape(&shape_refs, &self.p.consts, slot_shape.as_deref()) {
+            Ok(s) if span != Span::default() => {
+                self.fits_in_memory(&s, span)?;
+                s
+            }
             Ok(s) => s,
             Err(why) => {
                 let shown: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
@@ -1091,7 +1095,28 @@ impl<'a> Lower<'a> {
                 }
             }
         }
+        let span = t.span;
+        self.fits_in_memory(&out, span)?;
         Ok((out, int))
+    }
+
+    /// A value of `shape` must fit in this machine's memory (eight bytes an element): one
+    /// that cannot would abort the allocation rather than report.
+    fn fits_in_memory(&mut self, shape: &[usize], span: Span) -> R<()> {
+        let elements: f64 = shape.iter().map(|&d| d as f64).product();
+        let memory = memory_bytes();
+        if elements * 8.0 <= memory {
+            return Ok(());
+        }
+        Err(self.err(
+            Code::TooLarge,
+            span,
+            format!(
+                "a value of shape {shape:?} has {elements:.3e} elements ({:.3e} bytes): more than this machine's memory holds",
+                elements * 8.0
+            ),
+            "too large",
+        ))
     }
 
     fn lower_param(&mut self, index: u32, d: &Decl, offset: &mut usize) -> R<V> {
@@ -2028,4 +2053,19 @@ fn rng_shape(f: Family, params: &[Vec<usize>]) -> Vec<usize> {
 /// Whether `e` indexes anything.
 fn reads_index(e: &Expr) -> bool {
     matches!(e.kind, ExprKind::Index { .. }) || e.kind.children().any(reads_index)
+}
+
+/// This machine's memory in bytes (Linux's MemTotal; elsewhere 64 GiB).
+fn memory_bytes() -> f64 {
+    static MEMORY: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+                let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024.0)
+            })
+            .unwrap_or(64.0 * 1024.0 * 1024.0 * 1024.0)
+    })
 }
