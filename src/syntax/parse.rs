@@ -221,6 +221,7 @@ fn hint_for(tok: &Tok, expected: &[String]) -> Option<String> {
         Tok::Assign if has("~") => Some("in `params` a prior is given with `~` (`mu: real ~ normal(0, 1)`); a local is declared with `var x: real = 0`".into()),
         Tok::Assign if has("==") => Some("comparison is `==`; `let` binds a name, `=` assigns to a `var`".into()),
         Tok::Colon if has("=") => Some("a mutable local is declared with `var name: type`".into()),
+        Tok::Colon if has("..") => Some("a range is `lo..hi`, from lo up to hi − 1, and indices count from 0: `for i in 0..N` where Stan writes `for (i in 1:N)`".into()),
         Tok::Sep if has(")") || has("]") => Some("a bracket opened on this line is not closed".into()),
         Tok::Ident(_) | Tok::Target | Tok::Let | Tok::Var | Tok::For | Tok::If | Tok::Return if has(";") => {
             Some("put each statement on its own line or separate them with `;`".into())
