@@ -94,7 +94,17 @@ impl<'a> Checker<'a> {
             let infos = self.check_positional(name, args);
             // A drop probability written as a number is checked now, not when the data is read.
             if func == Func::Dropout {
-                if let Some(p) = args.get(1).and_then(|a| literal_number(&a.value)) {
+                if let Some(p) = infos.get(1).filter(|p| p.info.var >= Variability::Param) {
+                    self.error(
+                        Diagnostic::error(
+                            Code::NotConstant,
+                            p.span,
+                            "dropout's probability must be known when the data is read, not a parameter",
+                        )
+                        .with_label("depends on a parameter")
+                        .with_help("give it as a number, or as data: MC Dropout treats the rate as fixed, not learned"),
+                    );
+                } else if let Some(p) = args.get(1).and_then(|a| literal_number(&a.value)) {
                     if !(0.0..1.0).contains(&p) {
                         self.error(
                             Diagnostic::error(
