@@ -136,6 +136,14 @@ impl Session<'_> {
         eprintln!("error: {msg}");
     }
 
+    /// An error with its code, as the command line prints it (a fit that cannot be used is
+    /// `predict`'s E0700 here too).
+    fn coded(&self, code: crate::diag::Code, msg: impl Into<String>) {
+        let mut d = Diagnostics::default();
+        d.push(crate::diag::Diagnostic::error_nowhere(code, msg));
+        self.diags(&d, &SourceMap::new());
+    }
+
     fn diags(&self, d: &Diagnostics, sources: &SourceMap) {
         eprint!("{}", crate::diag::render(d, sources, self.format));
     }
@@ -216,11 +224,14 @@ impl Session<'_> {
     fn load_fit(&mut self, dir: &Path) {
         let f = match fit::read_fit(dir) {
             Ok(f) => f,
-            Err(why) => return self.error(why),
+            Err(why) => return self.coded(crate::diag::Code::FitUnusable, why),
         };
         if let (Some(fe), Some(m)) = (&self.fe, &self.model) {
             if !f.made_from(&fe.model_hash()) {
-                return self.error(format!("{}; `:run` fits this model", f.not_made_from(dir, m)));
+                return self.coded(
+                    crate::diag::Code::FitUnusable,
+                    format!("{}; `:run` fits this model", f.not_made_from(dir, m)),
+                );
             }
         }
         self.vars = expr::variables(&f.columns);
