@@ -517,3 +517,28 @@ fn map_names_ordered_values_that_run_together() {
     assert_eq!(summary["optimizer"]["at_bound"], serde_json::json!(["mu[1]"]), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Training whose step stops being finite (a rate a million times too large) ends there and
+/// keeps what it had: the fit is written, says why, and the run exits 3.
+#[test]
+fn a_diverged_training_keeps_its_fit_and_exits_three() {
+    let dir = std::env::temp_dir().join(format!("bnnc-diverged-{}", std::process::id()));
+    let (code, _, stderr) = bnnc(&[
+        "run",
+        "examples/bnn_regression.bnn",
+        "--method",
+        "map",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e6",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("training diverged at step"), "{stderr}");
+    let summary = read_json(&dir.join("summary.json"));
+    assert!(summary["optimizer"]["diverged"].as_str().is_some_and(|s| s.contains("at step")), "{summary}");
+    assert!(dir.join("draws-1.csv").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -263,6 +263,19 @@ pub struct Outcome {
     pub best_epoch: usize,
     pub stopped: bool,
     pub early_stopped: bool,
+    /// Why training ended at a step whose objective or gradient was not finite (a rate too
+    /// large, say): `x` is then the best held-out epoch's, or the point before that step.
+    pub diverged: Option<String>,
+}
+
+impl Outcome {
+    /// The run, or why it diverged as an error (for the loops whose result is useless then).
+    pub fn or_diverged(self) -> Result<Outcome, String> {
+        match self.diverged {
+            Some(why) => Err(why),
+            None => Ok(self),
+        }
+    }
 }
 
 /// Train `x` on shuffled batches of `train_rows`. `validate` is called with `x` after each
@@ -293,6 +306,7 @@ pub fn train<O: Objective, R: Rng>(
     let mut epochs = Vec::new();
     let mut best: Option<(f64, Vec<f64>, usize)> = None;
     let (mut steps, mut stopped, mut early_stopped) = (0, false, false);
+    let mut diverged = None;
     let total_steps = s.epochs * n.div_ceil(b);
     'epochs: for epoch in 1..=s.epochs {
         let t0 = std::time::Instant::now();
@@ -307,9 +321,13 @@ pub fn train<O: Objective, R: Rng>(
                 continue;
             };
             let batch = Batch { scale: n as f64 / chunk.len() as f64, epoch };
-            total += objective
-                .step(model, inputs, &batch, &x, &mut g, rng)
-                .map_err(|e| format!("at step {}: {e}", steps + 1))?;
+            match objective.step(model, inputs, &batch, &x, &mut g, rng) {
+                Ok(v) => total += v,
+                Err(e) => {
+                    diverged = Some(format!("at step {}: {e}", steps + 1));
+                    break 'epochs;
+                }
+            }
             batches += 1;
             let lr = s.lr * s.schedule.factor(steps, total_steps);
             match s.sgd_momentum {
@@ -352,7 +370,7 @@ pub fn train<O: Objective, R: Rng>(
         Some((_, bx, be)) if !stopped => (bx, be),
         _ => (x, last_epoch),
     };
-    Ok(Outcome { x, epochs, steps, best_epoch, stopped, early_stopped })
+    Ok(Outcome { x, epochs, steps, best_epoch, stopped, early_stopped, diverged })
 }
 
 /// The posterior mode's objective: log prior + (N/B) Σ_batch log lik at x itself, in the

@@ -245,7 +245,8 @@ pub fn objective_at(
         rng,
         &mut None,
         &mut |_, _| {},
-    )?;
+    )?
+    .or_diverged()?;
     Ok(run.epochs.first().map_or(f64::NAN, |e| e.objective))
 }
 

@@ -160,7 +160,14 @@ pub fn run(
         if o_.early_stopped { format!("; stopped early, keeping epoch {}", o_.best_epoch) } else { String::new() }
     );
     let mut warnings = Vec::new();
-    if o_.stopped {
+    if let Some(why) = &o_.diverged {
+        let kept = if n_val > 0 {
+            format!("the best held-out epoch's ({})", o_.best_epoch)
+        } else {
+            "as it was before that step".to_string()
+        };
+        warnings.push(format!("training diverged {why}; the draws are from q {kept}"));
+    } else if o_.stopped {
         warnings.push(format!("stopped early after {} steps: the draws are from q as it was then", o_.steps));
     } else if !converged && !o_.early_stopped {
         warnings.push("the ELBO was still changing by more than 1% over the last epochs; train for more --epochs or with another --lr".into());
@@ -173,6 +180,7 @@ pub fn run(
         ("best_epoch", serde_json::json!(o_.best_epoch)),
         ("converged", serde_json::json!(converged)),
         ("early_stopped", serde_json::json!(o_.early_stopped)),
+        ("diverged", serde_json::json!(o_.diverged)),
         ("batch_size", serde_json::json!(b)),
         ("training_rows", serde_json::json!(n_train)),
         ("held_out_rows", serde_json::json!(n_val)),
@@ -216,7 +224,10 @@ pub fn run(
         output_draws: o.output_draws,
         all,
     };
-    crate::methods::vi::write(program, cfg, &mut density, &q, &mut rng, out)
+    match crate::methods::vi::write(program, cfg, &mut density, &q, &mut rng, out) {
+        0 if o_.diverged.is_some() => 3,
+        code => code,
+    }
 }
 
 /// `S` draws from q as forward-program vectors (constrained parameters, in order).

@@ -68,6 +68,16 @@ pub(crate) struct Member {
     pub run: minibatch::Outcome,
 }
 
+impl Member {
+    /// The member, or why its training diverged as an error (an ensemble leaves it out).
+    pub fn or_diverged(self) -> Result<Member, String> {
+        match &self.run.diverged {
+            Some(why) => Err(why.clone()),
+            None => Ok(self),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     fe: &mut Frontend,
@@ -142,7 +152,7 @@ pub fn run(
                             }
                         });
                         done.fetch_add(1, Ordering::SeqCst);
-                        mine.push((m, r));
+                        mine.push((m, r.and_then(Member::or_diverged)));
                     }
                     mine
                 })
@@ -299,6 +309,9 @@ pub fn single(
             settings.epochs
         );
     }
+    if let Some(why) = &m.run.diverged {
+        eprintln!("{}", diverged_warning(why, &m.run));
+    }
     let mut optimizer = serde_json::json!({
         "logp": m.logp,
         "batch_size": b,
@@ -307,10 +320,11 @@ pub fn single(
         "best_epoch": m.run.best_epoch,
         "early_stopped": m.run.early_stopped,
         "stopped": m.run.stopped,
+        "diverged": m.run.diverged,
         "held_out_rows": setup.val_rows.len(),
         "seconds": t.elapsed().as_secs_f64(),
     });
-    match kind {
+    let code = match kind {
         Single::Map => {
             crate::methods::map::report(program, cfg, "map", &m.named, m.logp, ("optimizer", optimizer), all)
         }
@@ -319,7 +333,22 @@ pub fn single(
             optimizer["dropout_layers"] = masks.into();
             crate::methods::map::report(program, cfg, "mc-dropout", &m.named, m.logp, ("mc_dropout", optimizer), all)
         }
+    };
+    match code {
+        0 if m.run.diverged.is_some() => 3,
+        code => code,
     }
+}
+
+/// The warning for a training run that ended at a step that was not finite, saying what the
+/// fit holds.
+pub(crate) fn diverged_warning(why: &str, run: &minibatch::Outcome) -> String {
+    let kept = if run.epochs.iter().any(|e| e.val_log_lik.is_some()) {
+        format!("the fit is the best held-out epoch's ({})", run.best_epoch)
+    } else {
+        "the fit is the weights as they were before that step".to_string()
+    };
+    format!("warning: training diverged {why}; {kept}")
 }
 
 /// Train member `m`: its own initial point and batch order from its seed.
@@ -369,17 +398,24 @@ pub(crate) fn member(
 /// written as `map --batch-size` writes one, so that what was learnt is kept. `None` when no
 /// stop was requested.
 fn keep_stopped_mode(program: &Program, cfg: &Config, method: &str, mode: &Member, all: bool) -> Option<i32> {
-    if !crate::infer::run::STOP.load(Ordering::Relaxed) {
+    let stopped = crate::infer::run::STOP.load(Ordering::Relaxed);
+    if !stopped && mode.run.diverged.is_none() {
         return None;
     }
-    eprintln!("warning: stopped while finding the mode; it is written as `map` writes one, without {method}'s spread");
+    match &mode.run.diverged {
+        Some(why) => eprintln!("{}", diverged_warning(why, &mode.run)),
+        None => eprintln!("warning: stopped while finding the mode"),
+    }
+    eprintln!("warning: the mode is written as `map` writes one, without {method}'s spread");
     let record = serde_json::json!({
         "logp": mode.logp,
         "epochs": mode.run.epochs.len(),
         "best_epoch": mode.run.best_epoch,
-        "stopped": true,
+        "stopped": stopped,
+        "diverged": mode.run.diverged,
     });
-    Some(crate::methods::map::report(program, cfg, "map", &mode.named, mode.logp, ("optimizer", record), all))
+    let code = crate::methods::map::report(program, cfg, "map", &mode.named, mode.logp, ("optimizer", record), all);
+    Some(if code == 0 && mode.run.diverged.is_some() { 3 } else { code })
 }
 
 /// A progress bar of `len` steps labelled `label` on a terminal; hidden otherwise.

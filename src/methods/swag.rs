@@ -68,7 +68,9 @@ pub fn run(
         }
         let mode = match first.take() {
             Some(mode) => mode,
-            None => match crate::methods::modes::member(program, &setup, &settings, cfg, m, &mut |_, _| {}) {
+            None => match crate::methods::modes::member(program, &setup, &settings, cfg, m, &mut |_, _| {})
+                .and_then(crate::methods::modes::Member::or_diverged)
+            {
                 Ok(mode) => mode,
                 Err(e) => {
                     eprintln!("error: member {}: {e}", m + 1);
@@ -314,7 +316,8 @@ fn noise_matched_rate(
         drop_path,
     };
     let mut rec = Recording { inner: Mode::new(setup.full.dim()), sum: vec![0.0; dim], sq: vec![0.0; dim], count: 0 };
-    minibatch::train(progs, mode.to_vec(), &setup.train_rows, &pass, &mut rec, rng, &mut None, &mut |_, _| {})?;
+    minibatch::train(progs, mode.to_vec(), &setup.train_rows, &pass, &mut rec, rng, &mut None, &mut |_, _| {})?
+        .or_diverged()?;
     let (n, c) = (setup.train_rows.len() as f64, rec.count as f64);
     // Each step's gradient is of log prior + (N/B) Σ log lik: ĝ is it over N.
     let trace: f64 =
@@ -412,7 +415,8 @@ fn swa_phase(
         rng,
         &mut after,
         &mut |_, _| bar.inc(1),
-    )?;
+    )?
+    .or_diverged()?;
     bar.finish_and_clear();
     drop(after);
     let objectives: Vec<f64> = run.epochs.iter().map(|e| e.objective).collect();
