@@ -317,6 +317,25 @@ fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeM
     };
     let mut out = BTreeMap::new();
     let mut ok = true;
+    // A key given twice: JSON readers keep one of the values without a word.
+    if let Ok(Entries(keys)) = serde_json::from_str::<Entries>(&quote_bare_nonfinite(text)) {
+        let mut seen = std::collections::HashSet::new();
+        for k in keys.iter().filter(|k| !seen.insert(k.as_str())) {
+            let quoted = format!("\"{k}\"");
+            let first = text.find(&quoted).unwrap_or(0);
+            let at = text[first + 1..].find(&quoted).map_or(first, |i| first + 1 + i);
+            diags.push(
+                Diagnostic::error(
+                    Code::DataMalformed,
+                    Span::new(src.file, at, at + quoted.len()),
+                    format!("data `{k}` is given more than once"),
+                )
+                .with_label("again here")
+                .with_help("keep one value per name: which one was meant cannot be told"),
+            );
+            ok = false;
+        }
+    }
     for (k, v) in map {
         let mut dims = Vec::new();
         let mut values = Vec::new();
@@ -340,6 +359,30 @@ fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeM
         }
     }
     ok.then_some(out)
+}
+
+/// The keys of a JSON object, in order and with repeats (values skipped).
+struct Entries(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Entries, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(Entries(keys))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
 }
 
 /// Flatten nested arrays row-major, checking they are rectangular.
