@@ -542,3 +542,69 @@ fn a_diverged_training_keeps_its_fit_and_exits_three() {
     assert!(dir.join("draws-1.csv").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A branch on a row's data inside the likelihood (`if g[n] == 1`) in a minibatch program: the
+/// compiled code gives each branch storage for every pass whatever the rows of the batch, so
+/// its mode equals the interpreter's (it wrote past its storage when the first row's branch
+/// was not taken).
+#[test]
+fn a_branch_on_row_data_trains_alike_compiled_and_interpreted() {
+    let (dir, model) = temp_model(
+        "rowif",
+        "data {\n  N: int<lower=1>\n  x: vector[N]\n  g: array[N] int\n  y: vector[N]\n}\nparams {\n  mu: real ~ normal(0, 5)\n  b: real ~ normal(0, 5)\n}\nmodel {\n  for n in 0..N {\n    if g[n] == 1 {\n      y[n] ~ normal(mu + b * x[n], 1)\n    }\n  }\n}\n",
+    );
+    std::fs::write(
+        dir.join("m.json"),
+        r#"{"N": 6, "x": [0.1, 0.2, 0.3, -0.1, 0.5, 1.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "g": [0, 1, 0, 1, 1, 0]}"#,
+    )
+    .unwrap();
+    let mut modes = Vec::new();
+    for backend in ["jit", "interp"] {
+        let out = dir.join(backend);
+        let (code, _, stderr) = bnnc(&[
+            "run",
+            model.to_str().unwrap(),
+            "--method",
+            "map",
+            "--batch-size",
+            "3",
+            "--epochs",
+            "300",
+            "--backend",
+            backend,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{backend}: {stderr}");
+        let s = read_json(&out.join("summary.json"));
+        modes.push([
+            s["variables"]["mu"]["estimate"].as_f64().unwrap(),
+            s["variables"]["b"]["estimate"].as_f64().unwrap(),
+        ]);
+    }
+    assert!((modes[0][0] - modes[1][0]).abs() < 1e-9 && (modes[0][1] - modes[1][1]).abs() < 1e-9, "{modes:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loop whose bound is read from each row (`0..len[n]`) has a number of passes no batch
+/// program can size before the call: minibatch training refuses it with E0602 and its span.
+#[test]
+fn a_loop_bound_read_from_the_rows_is_refused_on_minibatches() {
+    let (dir, model) = temp_model(
+        "rowbound",
+        "data {\n  N: int<lower=1>\n  len: array[N] int<lower=0, upper=3>\n  y: matrix[N, 3]\n}\nparams {\n  mu: real ~ normal(0, 5)\n}\nmodel {\n  for n in 0..N {\n    for k in 0..len[n] {\n      y[n, k] ~ normal(mu, 1)\n    }\n  }\n}\n",
+    );
+    std::fs::write(
+        dir.join("m.json"),
+        r#"{"N": 4, "len": [0, 2, 3, 1], "y": [[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3]]}"#,
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let (code, _, stderr) =
+        bnnc(&["run", model.to_str().unwrap(), "--method", "map", "--batch-size", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("E0602") && stderr.contains("0..len[n]"), "{stderr}");
+    let (code, _, stderr) = bnnc(&["run", model.to_str().unwrap(), "--method", "map", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "full batch: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

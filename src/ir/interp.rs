@@ -46,6 +46,8 @@ pub struct Interp<'p> {
     with_jacobian: bool,
     /// The runtime input buffers' contents (zeros until set).
     inputs: Vec<Vec<f64>>,
+    /// Which values and slots depend on a runtime input ([`input_flow`]), when asked.
+    input_flow: Option<(Vec<bool>, Vec<bool>)>,
     /// While [`Interp::first_not_finite`] runs: the first operation found so far whose
     /// result is not finite though its arguments are.
     trace: Option<Option<V>>,
@@ -58,6 +60,9 @@ pub enum Failed {
     Op(V),
     /// A store of this value into a slot.
     Store(V),
+    /// A loop bound, this value, read from a runtime input (a batch's rows): the loop's
+    /// passes cannot be counted before the call.
+    InputBound(V),
 }
 
 /// The result of one evaluation.
@@ -97,6 +102,7 @@ impl<'p> Interp<'p> {
             bound_adj: (Vec::new(), Vec::new()),
             inputs: p.inputs.iter().map(|i| i.initial()).collect(),
             trace: None,
+            input_flow: None,
         }
     }
 
@@ -240,6 +246,13 @@ impl<'p> Interp<'p> {
     /// not depend on parameters, so running only the parameter-free part of the program (at no
     /// particular point) counts them. `Err` when that part fails (an index out of range).
     /// The error says which operation or store failed, when it was one.
+    /// Which values and slots depend on a runtime input (a batch's rows, a mask), computed
+    /// once.
+    fn from_inputs(&mut self) -> &(Vec<bool>, Vec<bool>) {
+        let p = self.p;
+        self.input_flow.get_or_insert_with(|| input_flow(p))
+    }
+
     pub fn count_execs(&mut self) -> Result<Vec<usize>, (EvalError, Option<Failed>)> {
         self.counter.iter_mut().for_each(|c| *c = 0);
         let mut at = None;
@@ -257,6 +270,10 @@ impl<'p> Interp<'p> {
                     self.run_op(*dst, prim, args)?;
                 }
                 Inst::For { var, lo, hi, body } => {
+                    if let Some(b) = [*lo, *hi].into_iter().find(|b| self.from_inputs().0[b.0 as usize]) {
+                        *failed = Some(Failed::InputBound(b));
+                        return Err(EvalError::recoverable("a loop's bounds are read from the rows of a batch"));
+                    }
                     let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
                     for i in lo..hi {
                         let bi = body.0 as usize;
@@ -265,6 +282,12 @@ impl<'p> Interp<'p> {
                         self.vals[var.0 as usize][at] = i as f64;
                         self.count_block(*body, failed)?;
                     }
+                }
+                Inst::If { cond, then, else_ } if self.from_inputs().0[cond.0 as usize] => {
+                    // A condition on the rows of a batch (set at each call, zeros now) may go
+                    // either way: both branches get storage for every pass.
+                    self.count_block(*then, failed)?;
+                    self.count_block(*else_, failed)?;
                 }
                 Inst::If { cond, then, else_ } => {
                     let c = self.slice(*cond)[0] != 0.0;
@@ -572,6 +595,46 @@ impl<'p> Interp<'p> {
         adj_out.iter_mut().for_each(|a| *a = 0.0);
         self.adj[dst.0 as usize] = adj_out;
         r.map_err(EvalError::recoverable)
+    }
+}
+
+/// The values and slots of `p` that depend on a runtime input (`Prim::Input`), through
+/// operations and through slots stored to and loaded from.
+fn input_flow(p: &Program) -> (Vec<bool>, Vec<bool>) {
+    let mut from = vec![false; p.values.len()];
+    let mut slots = vec![false; p.slots.len()];
+    loop {
+        let mut changed = false;
+        for block in &p.blocks {
+            for inst in block {
+                match inst {
+                    Inst::Op { dst, prim, args } => {
+                        let f = matches!(prim, Prim::Input(_))
+                            || args.iter().any(|a| from[a.0 as usize])
+                            || matches!(prim, Prim::Load(s, _) if slots[s.0 as usize]);
+                        if f && !from[dst.0 as usize] {
+                            from[dst.0 as usize] = true;
+                            changed = true;
+                        }
+                    }
+                    Inst::Store { slot, value, index, .. } => {
+                        let f = from[value.0 as usize] || index.iter().any(|i| from[i.0 as usize]);
+                        if f && !slots[slot.0 as usize] {
+                            slots[slot.0 as usize] = true;
+                            changed = true;
+                        }
+                    }
+                    Inst::Init { slot, value: Some(value) } if from[value.0 as usize] && !slots[slot.0 as usize] => {
+                        slots[slot.0 as usize] = true;
+                        changed = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !changed {
+            return (from, slots);
+        }
     }
 }
 

@@ -505,12 +505,23 @@ fn lower_one(
                 }
             }
         }
+        Err((_, Some(Failed::InputBound(v)))) => {
+            let msg = "a loop whose bounds are read from the observation rows cannot be trained on minibatches";
+            let d = match p.origins.get(&v) {
+                Some(span) => Diagnostic::error(Code::Unsupported, *span, msg).with_label("read from each row"),
+                None => Diagnostic::error_nowhere(Code::Unsupported, msg),
+            };
+            lw.diags.push(d.with_help(
+                "give every row the same number of terms (pad, and mask the padding with a 0/1 weight), or run without --batch-size",
+            ));
+            return None;
+        }
         Err((e, at)) => {
             let msg = format!("with this data the model cannot be evaluated: {e}");
             let span = match at {
                 Some(Failed::Op(v)) => p.origins.get(&v),
                 Some(Failed::Store(v)) => p.store_origins.get(&v),
-                None => None,
+                Some(Failed::InputBound(_)) | None => None,
             };
             let d = match span {
                 Some(span) => {
