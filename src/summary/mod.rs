@@ -101,8 +101,8 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     let ok: Vec<&Chain> = chains.iter().filter(|c| c.error.is_none() && !c.draws.is_empty()).collect();
     if ok.is_empty() {
         if chains.iter().any(|c| c.stopped) {
-            eprintln!("stopped during warmup: no draws yet to summarise");
-            return 0;
+            eprintln!("warning: stopped during warmup: no draws yet, so no fit was written");
+            return 3;
         }
         eprintln!("error: no chain produced draws");
         return 3;
