@@ -264,7 +264,8 @@ pub struct Outcome {
     pub stopped: bool,
     pub early_stopped: bool,
     /// Why training ended at a step whose objective or gradient was not finite (a rate too
-    /// large, say): `x` is then the best held-out epoch's, or the point before that step.
+    /// large, say): `x` is then the best held-out epoch's, or the last point where the
+    /// objective and its gradient were finite.
     pub diverged: Option<String>,
 }
 
@@ -307,6 +308,8 @@ pub fn train<O: Objective, R: Rng>(
     let mut best: Option<(f64, Vec<f64>, usize)> = None;
     let (mut steps, mut stopped, mut early_stopped) = (0, false, false);
     let mut diverged = None;
+    // The last point whose objective and gradient were finite.
+    let mut finite = x.clone();
     let total_steps = s.epochs * n.div_ceil(b);
     'epochs: for epoch in 1..=s.epochs {
         let t0 = std::time::Instant::now();
@@ -325,9 +328,14 @@ pub fn train<O: Objective, R: Rng>(
                 Ok(v) => total += v,
                 Err(e) => {
                     diverged = Some(format!("at step {}: {e}", steps + 1));
+                    // The step before moved here from a point where all was finite.
+                    if steps > 0 {
+                        x.copy_from_slice(&finite);
+                    }
                     break 'epochs;
                 }
             }
+            finite.copy_from_slice(&x);
             batches += 1;
             let lr = s.lr * s.schedule.factor(steps, total_steps);
             match s.sgd_momentum {

@@ -151,7 +151,7 @@ pub fn run(
     let tail = &o_.epochs[o_.epochs.len() - (o_.epochs.len() / 10).max(1).min(o_.epochs.len())..];
     let elbo =
         if tail.is_empty() { f64::NAN } else { tail.iter().map(|e| e.objective).sum::<f64>() / tail.len() as f64 };
-    let converged = settled(&o_.epochs);
+    let converged = settled(&o_.epochs) && !o_.stopped && o_.diverged.is_none();
     eprintln!(
         "bbb: ELBO {elbo:.3} after {} epochs ({} steps, {:.3} ms per epoch){}",
         o_.epochs.len(),
@@ -164,7 +164,7 @@ pub fn run(
         let kept = if n_val > 0 {
             format!("the best held-out epoch's ({})", o_.best_epoch)
         } else {
-            "as it was before that step".to_string()
+            "at the last step where all was finite".to_string()
         };
         warnings.push(format!("training diverged {why}; the draws are from q {kept}"));
     } else if o_.stopped {
@@ -181,6 +181,7 @@ pub fn run(
         ("converged", serde_json::json!(converged)),
         ("early_stopped", serde_json::json!(o_.early_stopped)),
         ("diverged", serde_json::json!(o_.diverged)),
+        ("stopped", serde_json::json!(o_.stopped)),
         ("batch_size", serde_json::json!(b)),
         ("training_rows", serde_json::json!(n_train)),
         ("held_out_rows", serde_json::json!(n_val)),

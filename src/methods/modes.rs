@@ -346,7 +346,7 @@ pub(crate) fn diverged_warning(why: &str, run: &minibatch::Outcome) -> String {
     let kept = if run.epochs.iter().any(|e| e.val_log_lik.is_some()) {
         format!("the fit is the best held-out epoch's ({})", run.best_epoch)
     } else {
-        "the fit is the weights as they were before that step".to_string()
+        "the fit is the last point where the log density and its gradient were finite".to_string()
     };
     format!("warning: training diverged {why}; {kept}")
 }
