@@ -45,8 +45,12 @@ pub fn ece(confidence: &[f64], correct: &[bool], bins: usize) -> f64 {
 }
 
 /// Area under the ROC curve of `scores` for telling `positive` from the rest (the
-/// Mann–Whitney statistic; ties count one half). NaN without both classes.
+/// Mann–Whitney statistic; ties count one half). NaN without both classes, and where a score
+/// is undefined (NaN at some row, or no finite score at all: a variance that does not exist).
 pub fn auroc(scores: &[f64], positive: &[bool]) -> f64 {
+    if undefined(scores) {
+        return f64::NAN;
+    }
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
     let (mut rank_sum, mut i) = (0.0, 0);
@@ -70,6 +74,9 @@ pub fn auroc(scores: &[f64], positive: &[bool]) -> f64 {
 /// Area under the precision–recall curve of `scores` for finding `positive` (average
 /// precision: the precision at each positive, highest scores first, ties taken together).
 pub fn aupr(scores: &[f64], positive: &[bool]) -> f64 {
+    if undefined(scores) {
+        return f64::NAN;
+    }
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
     let np = positive.iter().filter(|p| **p).count();
@@ -90,6 +97,11 @@ pub fn aupr(scores: &[f64], positive: &[bool]) -> f64 {
     }
     // A sum of fractions that add to 1 can round a little above it.
     ap.min(1.0)
+}
+
+/// Scores that cannot rank rows: one is NaN, or none is finite.
+fn undefined(scores: &[f64]) -> bool {
+    scores.iter().any(|s| s.is_nan()) || !scores.iter().any(|s| s.is_finite())
 }
 
 /// log((1/S) Σ exp(l_s)) without overflow.
@@ -133,6 +145,8 @@ mod tests {
         assert_eq!(auroc(&[0.1, 0.2, 0.8, 0.9], &pos), 1.0);
         assert_eq!(auroc(&[0.9, 0.8, 0.2, 0.1], &pos), 0.0);
         assert_eq!(auroc(&[0.5; 4], &pos), 0.5);
+        assert!(auroc(&[0.1, f64::NAN, 0.8, 0.9], &pos).is_nan());
+        assert!(auroc(&[f64::INFINITY; 4], &pos).is_nan() && aupr(&[f64::NAN; 4], &pos).is_nan());
         assert_eq!(aupr(&[0.1, 0.2, 0.8, 0.9], &pos), 1.0);
         // Positives ranked 1st and 3rd: (1/1 + 2/3) / 2.
         assert!((aupr(&[0.9, 0.8, 0.7, 0.1], &[true, false, true, false]) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-15);
