@@ -28,10 +28,13 @@ const HELP: &[(&str, &str)] = &[
         "fit the model with `bnnc run`'s options (--method, --chains, --data, --out, ...) and load the fit",
     ),
     (":summary [NAME...]", "summarise variables; `eta` is all of eta's elements, `h.*` a layer's weights"),
-    (":predict NEW.json [--ood OOD.json]", "predict the observed variables at new data, as `bnnc predict`"),
+    (
+        ":predict NEW.json [--ood OOD.json] [--column K]",
+        "predict the observed variables at new data, as `bnnc predict`",
+    ),
     (
         ":plot KIND NAME... [--out FILE.svg|.png]",
-        "trace, density, rank of scalars, pair of two; predictive, calibration of the last :predict",
+        "trace, density, rank of scalars, pair of two; predictive, calibration, ood of the last :predict",
     ),
     (":vars", "list the fit's variables with their shapes"),
     (":help [COMMAND]", "this list, or one command's"),
