@@ -137,7 +137,14 @@ pub fn ess(chains: &[Vec<f64>]) -> f64 {
     }
     let nf = n as f64;
     let means: Vec<f64> = chains.iter().map(|c| c[..n].iter().sum::<f64>() / nf).collect();
+    // A long chain's autocovariances at every lag by FFT: summed lag by lag they cost O(n²)
+    // when the chain does not mix and the sum runs to the last lag (minutes at 35,000 draws).
+    let by_fft: Option<Vec<Vec<f64>>> =
+        (n > FFT_FROM).then(|| (0..m).map(|c| autocovariances(&chains[c][..n], means[c])).collect());
     let acov = |c: usize, t: usize| -> f64 {
+        if let Some(a) = &by_fft {
+            return a[c][t];
+        }
         let x = &chains[c][..n];
         let mu = means[c];
         (0..n - t).map(|i| (x[i] - mu) * (x[i + t] - mu)).sum::<f64>() / nf
@@ -188,6 +195,60 @@ pub fn ess(chains: &[Vec<f64>]) -> f64 {
     total / tau
 }
 
+/// Chains longer than this have their autocovariances computed by FFT.
+const FFT_FROM: usize = 1024;
+
+/// The autocovariances of `x` about `mu` at lags 0..n, each a sum over the pairs divided by
+/// n, by FFT of the series zero-padded to a power of two at least 2n (so that no lag wraps).
+fn autocovariances(x: &[f64], mu: f64) -> Vec<f64> {
+    let n = x.len();
+    let size = (2 * n).next_power_of_two();
+    let (mut re, mut im) = (vec![0.0; size], vec![0.0; size]);
+    re[..n].iter_mut().zip(x).for_each(|(r, v)| *r = v - mu);
+    fft(&mut re, &mut im, -1.0);
+    for (r, i) in re.iter_mut().zip(im.iter_mut()) {
+        *r = *r * *r + *i * *i;
+        *i = 0.0;
+    }
+    fft(&mut re, &mut im, 1.0);
+    re[..n].iter().map(|r| r / (size as f64 * n as f64)).collect()
+}
+
+/// In-place radix-2 FFT of a power-of-two length; `sign` −1 forward, +1 inverse (unscaled).
+fn fft(re: &mut [f64], im: &mut [f64], sign: f64) {
+    let n = re.len();
+    let mut j = 0;
+    for i in 1..n {
+        let mut bit = n >> 1;
+        while j & bit != 0 {
+            j ^= bit;
+            bit >>= 1;
+        }
+        j |= bit;
+        if i < j {
+            re.swap(i, j);
+            im.swap(i, j);
+        }
+    }
+    let mut len = 2;
+    while len <= n {
+        let step = sign * 2.0 * std::f64::consts::PI / len as f64;
+        for k in 0..len / 2 {
+            let (wi, wr) = (step * k as f64).sin_cos();
+            for start in (0..n).step_by(len) {
+                let (a, b) = (start + k, start + k + len / 2);
+                let tr = re[b] * wr - im[b] * wi;
+                let ti = re[b] * wi + im[b] * wr;
+                re[b] = re[a] - tr;
+                im[b] = im[a] - ti;
+                re[a] += tr;
+                im[a] += ti;
+            }
+        }
+        len <<= 1;
+    }
+}
+
 /// Energy Bayesian fraction of missing information of one chain.
 pub fn e_bfmi(energy: &[f64]) -> f64 {
     if energy.len() < 2 {
@@ -203,6 +264,24 @@ pub fn e_bfmi(energy: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The FFT's autocovariances equal the sums lag by lag, so a long chain's ESS is the same
+    /// number its short prefix's method would give.
+    #[test]
+    fn autocovariances_by_fft_equal_the_direct_sums() {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(4);
+        let mut x = vec![0.0f64; 1500];
+        for i in 1..x.len() {
+            x[i] = 0.9 * x[i - 1] + rand::RngExt::random_range(&mut rng, -1.0..1.0);
+        }
+        let mu = x.iter().sum::<f64>() / x.len() as f64;
+        let a = autocovariances(&x, mu);
+        let n = x.len();
+        for t in [0, 1, 7, 100, 1499] {
+            let direct = (0..n - t).map(|i| (x[i] - mu) * (x[i + t] - mu)).sum::<f64>() / n as f64;
+            assert!((a[t] - direct).abs() <= 1e-10 * a[0], "lag {t}: {} vs {direct}", a[t]);
+        }
+    }
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
 
