@@ -248,3 +248,19 @@ fn printer_keeps_precedence() {
     let p = parse_program(FileId(0), "model { target += a - (b - c) }", &mut d);
     assert!(print::program(&p).contains("a - (b - c)"));
 }
+
+/// Stan's habit of naming coefficients `beta` (or a rate `gamma`) does not hide the
+/// distribution of that name: `y ~ beta(...)` after `beta: real` checks clean.
+#[test]
+fn a_parameter_named_as_a_distribution_does_not_hide_it() {
+    let dir = std::env::temp_dir().join(format!("bnnc-shadow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.bnn");
+    std::fs::write(
+        &path,
+        "data {\n  N: int\n  x: vector[N]\n  y: vector<lower=0, upper=1>[N]\n}\nparams {\n  beta: real ~ normal(0, 2)\n  gamma: real<lower=0> ~ gamma(2, 2)\n}\nmodel {\n  let mu = sigmoid(beta * x)\n  y ~ beta(mu * gamma, (1 - mu) * gamma)\n}\n",
+    )
+    .unwrap();
+    assert_clean(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+}

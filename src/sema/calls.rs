@@ -1042,7 +1042,10 @@ impl<'a> Checker<'a> {
         let variate = self.check_expr(lhs);
         match &dist.kind {
             ExprKind::Call { callee, args }
-                if builtins::distribution(&callee.name).is_some() && self.lookup(&callee.name).is_none() =>
+                // A variable named as a distribution (Stan's `beta` coefficients) does not hide
+                // it: only a `dist` argument could be meant, and that is never called.
+                if builtins::distribution(&callee.name).is_some()
+                    && self.lookup(&callee.name).is_none_or(|b| !matches!(b.ty, Ty::Dist(_))) =>
             {
                 let d = builtins::distribution(&callee.name).expect("checked above");
                 let (infos, bad) = self.dist_args(d, callee, args);
