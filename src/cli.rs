@@ -841,6 +841,13 @@ fn run_command(a: RunArgs) -> i32 {
         drop_path,
         schedule,
     };
+    if matches!(method, MethodArg::Ensemble | MethodArg::Swag | MethodArg::Sgmcmc)
+        && !crate::summary::network::has_layers(&program)
+    {
+        eprintln!(
+            "warning: the model has no layers: this method's spread is that of modes and of SGD around them, not the posterior's (on a linear regression from a fifth of NUTS's sd); for the posterior of a model like this run --method nuts, laplace or advi"
+        );
+    }
     match method {
         MethodArg::Map if a.batch_size.is_some() => {
             let o = one_mode;
