@@ -1497,7 +1497,41 @@ impl<'a> Lower<'a> {
     /// A discrete variate known from data must lie in its distribution's support (category
     /// labels in 0..K, bernoulli outcomes 0 or 1, counts at least 0 and at most the trials).
     fn check_support(&mut self, f: Family, x: V, params: &[V], at: &Expr) -> R<()> {
-        let Some(vals) = self.known.get(&x).cloned() else { return Ok(()) };
+        if let Some(vals) = self.known.get(&x).cloned() {
+            return self.check_support_of(f, &vals, None, params, at);
+        }
+        // `y[n] ~ f(...)` in a loop over data `y`: its values at the indices the loop reaches.
+        let ExprKind::Index { base, indices } = &at.kind else { return Ok(()) };
+        let [Index::Single(ie)] = indices.as_slice() else { return Ok(()) };
+        let (Some(Bound::Value(bv)), Some(Bound::Value(iv))) =
+            (base.as_name().and_then(|n| self.lookup(n)), ie.as_name().and_then(|n| self.lookup(n)))
+        else {
+            return Ok(());
+        };
+        let (Some(all), Some(reached)) = (self.known.get(&bv), self.possible.get(&iv)) else { return Ok(()) };
+        if self.p.info(bv).shape.len() != 1 || !self.p.info(x).shape.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<usize> = reached
+            .iter()
+            .map(|k| *k as usize)
+            .filter(|k| *k < all.len())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let vals: Vec<f64> = positions.iter().map(|k| all[*k]).collect();
+        self.check_support_of(f, &vals, Some(&positions), params, base)
+    }
+
+    /// `vals` (at data positions `positions`, or 0, 1, ...) against `f`'s support.
+    fn check_support_of(
+        &mut self,
+        f: Family,
+        vals: &[f64],
+        positions: Option<&[usize]>,
+        params: &[V],
+        at: &Expr,
+    ) -> R<()> {
         let k_of = |lw: &Self, v: Option<&V>| v.and_then(|v| lw.p.info(*v).shape.last().copied());
         let trials = params.first().and_then(|v| self.known.get(v).cloned());
         let ok = |i: usize, y: f64| -> Option<String> {
@@ -1525,7 +1559,9 @@ impl<'a> Lower<'a> {
         for (i, y) in vals.iter().enumerate() {
             if let Some(want) = ok(i, *y) {
                 let what = match at.as_name() {
-                    Some(n) if vals.len() > 1 => format!("data `{n}[{i}]`"),
+                    Some(n) if vals.len() > 1 || positions.is_some() => {
+                        format!("data `{n}[{}]`", positions.map_or(i, |p| p[i]))
+                    }
                     Some(n) => format!("data `{n}`"),
                     None => "this value".to_string(),
                 };
