@@ -739,3 +739,26 @@ fn logp_points_at_where_the_density_stops_being_finite() {
     assert!(err.contains("stops being finite here"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Data observed element by element in a loop are checked against the support at the indices
+/// the loop reaches, but not under a branch on the data, which may skip rows coding a missing
+/// value (-1 counts here).
+#[test]
+fn rows_a_branch_skips_are_not_checked_against_the_support() {
+    let (dir, model) = temp_model(
+        "missing-rows",
+        "data {\n  N: int\n  g: array[N] int\n  y: array[N] int\n}\nparams {\n  lam: real<lower=0> ~ exponential(1)\n}\nmodel {\n  for n in 0..N {\n    if g[n] == 1 {\n      y[n] ~ poisson(lam)\n    }\n  }\n}\n",
+    );
+    std::fs::write(dir.join("m.json"), r#"{"N": 4, "g": [1, 0, 1, 1], "y": [2, -1, 3, 0]}"#).unwrap();
+    let (code, _, stderr) = bnnc(&["check", model.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(dir.join("m.json"), r#"{"N": 4, "g": [1, 1, 1, 1], "y": [2, -1, 3, 0]}"#).unwrap();
+    let unguarded = std::fs::read_to_string(&model)
+        .unwrap()
+        .replace("    if g[n] == 1 {\n      y[n] ~ poisson(lam)\n    }\n", "    y[n] ~ poisson(lam)\n");
+    std::fs::write(&model, unguarded).unwrap();
+    let (code, _, stderr) = bnnc(&["check", model.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("E0506") && stderr.contains("`y[1]` is -1"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

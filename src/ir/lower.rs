@@ -1500,8 +1500,12 @@ impl<'a> Lower<'a> {
         if let Some(vals) = self.known.get(&x).cloned() {
             return self.check_support_of(f, &vals, None, params, at);
         }
-        // `y[n] ~ f(...)` in a loop over data `y`: its values at the indices the loop reaches.
+        // `y[n] ~ f(...)` in a loop over data `y`: its values at the indices the loop reaches
+        // (not under a branch on the data, which may skip rows that code a missing value).
         let ExprKind::Index { base, indices } = &at.kind else { return Ok(()) };
+        if self.dynamic_ifs > 0 {
+            return Ok(());
+        }
         let [Index::Single(ie)] = indices.as_slice() else { return Ok(()) };
         let (Some(Bound::Value(bv)), Some(Bound::Value(iv))) =
             (base.as_name().and_then(|n| self.lookup(n)), ie.as_name().and_then(|n| self.lookup(n)))
