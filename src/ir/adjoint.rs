@@ -234,29 +234,47 @@ fn usefulness(p: &Program, active: &[bool], slot_active: &[bool], in_density: &[
 /// Which values and slots depend on parameters (so need adjoints), to a fixed point: slots
 /// carry dependence around loops.
 pub fn activity(p: &Program) -> (Vec<bool>, Vec<bool>) {
+    dependence(p, |prim| matches!(prim, Prim::Constrain(_)), |prim| matches!(prim, Prim::Rng(..)), false)
+}
+
+/// The values and slots of `p` that depend on an operation `source` names: through the
+/// arguments of every operation but those `cut` names, and through slots stored to and
+/// loaded from (with `through_index`, also a store at positions that depend on a source).
+pub fn dependence(
+    p: &Program,
+    source: impl Fn(&Prim) -> bool,
+    cut: impl Fn(&Prim) -> bool,
+    through_index: bool,
+) -> (Vec<bool>, Vec<bool>) {
     let mut active = vec![false; p.values.len()];
     let mut slot_active = vec![false; p.slots.len()];
     loop {
         let mut changed = false;
         for block in &p.blocks {
             for inst in block {
-                match inst {
+                let stored = match inst {
                     Inst::Op { dst, prim, args } => {
-                        let a = matches!(prim, Prim::Constrain(_))
+                        let a = source(prim)
                             || args.iter().any(|x| active[x.0 as usize])
                             || matches!(prim, Prim::Load(s, _) if slot_active[s.0 as usize]);
-                        if a && !active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) {
+                        if a && !active[dst.0 as usize] && !cut(prim) {
                             active[dst.0 as usize] = true;
                             changed = true;
                         }
+                        None
                     }
-                    Inst::Store { slot, value, .. } | Inst::Init { slot, value: Some(value) }
-                        if active[value.0 as usize] && !slot_active[slot.0 as usize] =>
-                    {
+                    Inst::Store { slot, value, index, .. } => Some((
+                        slot,
+                        active[value.0 as usize] || (through_index && index.iter().any(|i| active[i.0 as usize])),
+                    )),
+                    Inst::Init { slot, value: Some(value) } => Some((slot, active[value.0 as usize])),
+                    _ => None,
+                };
+                if let Some((slot, true)) = stored {
+                    if !slot_active[slot.0 as usize] {
                         slot_active[slot.0 as usize] = true;
                         changed = true;
                     }
-                    _ => {}
                 }
             }
         }

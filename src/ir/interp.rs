@@ -46,7 +46,7 @@ pub struct Interp<'p> {
     with_jacobian: bool,
     /// The runtime input buffers' contents (zeros until set).
     inputs: Vec<Vec<f64>>,
-    /// Which values and slots depend on a runtime input ([`input_flow`]), when asked.
+    /// Which values and slots depend on a runtime input, when asked.
     input_flow: Option<(Vec<bool>, Vec<bool>)>,
     /// While [`Interp::first_not_finite`] runs: the first operation found so far whose
     /// result is not finite though its arguments are.
@@ -250,7 +250,9 @@ impl<'p> Interp<'p> {
     /// once.
     fn from_inputs(&mut self) -> &(Vec<bool>, Vec<bool>) {
         let p = self.p;
-        self.input_flow.get_or_insert_with(|| input_flow(p))
+        self.input_flow.get_or_insert_with(|| {
+            crate::ir::adjoint::dependence(p, |prim| matches!(prim, Prim::Input(_)), |_| false, true)
+        })
     }
 
     pub fn count_execs(&mut self) -> Result<Vec<usize>, (EvalError, Option<Failed>)> {
@@ -595,46 +597,6 @@ impl<'p> Interp<'p> {
         adj_out.iter_mut().for_each(|a| *a = 0.0);
         self.adj[dst.0 as usize] = adj_out;
         r.map_err(EvalError::recoverable)
-    }
-}
-
-/// The values and slots of `p` that depend on a runtime input (`Prim::Input`), through
-/// operations and through slots stored to and loaded from.
-fn input_flow(p: &Program) -> (Vec<bool>, Vec<bool>) {
-    let mut from = vec![false; p.values.len()];
-    let mut slots = vec![false; p.slots.len()];
-    loop {
-        let mut changed = false;
-        for block in &p.blocks {
-            for inst in block {
-                match inst {
-                    Inst::Op { dst, prim, args } => {
-                        let f = matches!(prim, Prim::Input(_))
-                            || args.iter().any(|a| from[a.0 as usize])
-                            || matches!(prim, Prim::Load(s, _) if slots[s.0 as usize]);
-                        if f && !from[dst.0 as usize] {
-                            from[dst.0 as usize] = true;
-                            changed = true;
-                        }
-                    }
-                    Inst::Store { slot, value, index, .. } => {
-                        let f = from[value.0 as usize] || index.iter().any(|i| from[i.0 as usize]);
-                        if f && !slots[slot.0 as usize] {
-                            slots[slot.0 as usize] = true;
-                            changed = true;
-                        }
-                    }
-                    Inst::Init { slot, value: Some(value) } if from[value.0 as usize] && !slots[slot.0 as usize] => {
-                        slots[slot.0 as usize] = true;
-                        changed = true;
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if !changed {
-            return (from, slots);
-        }
     }
 }
 
