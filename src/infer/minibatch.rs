@@ -53,6 +53,22 @@ pub struct Settings {
     pub drop_path: (f64, f64),
 }
 
+impl Settings {
+    /// `epochs` passes over the rows at rate 0, which leave the point where it is: for
+    /// scoring it (each step's objective and gradient) rather than training it.
+    pub fn still(epochs: usize, batch_size: usize, drop_path: (f64, f64)) -> Settings {
+        Settings {
+            epochs,
+            batch_size,
+            lr: 0.0,
+            schedule: Schedule::Constant,
+            sgd_momentum: Some(0.0),
+            patience: usize::MAX,
+            drop_path,
+        }
+    }
+}
+
 /// The compiled minibatch programs: one for full batches, one for the last, shorter batch
 /// of an epoch when the batch size does not divide the training rows.
 pub struct Programs<'p> {

@@ -227,15 +227,7 @@ pub fn objective_at(
     rng: &mut rand::rngs::SmallRng,
 ) -> Result<f64, String> {
     use crate::infer::minibatch;
-    let pass = minibatch::Settings {
-        epochs: 1,
-        batch_size: setup.batch_size,
-        lr: 0.0,
-        schedule: minibatch::Schedule::Constant,
-        sgd_momentum: Some(0.0),
-        patience: usize::MAX,
-        drop_path,
-    };
+    let pass = minibatch::Settings::still(1, setup.batch_size, drop_path);
     let run = minibatch::train(
         progs,
         x.to_vec(),

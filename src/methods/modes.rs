@@ -39,6 +39,20 @@ pub struct Options {
 }
 
 impl Options {
+    /// The rows, the held-out split and the batch programs, with these options.
+    pub(crate) fn setup(
+        &self,
+        fe: &mut Frontend,
+        model: &Path,
+        data: Option<&Path>,
+        options: LowerOptions,
+        rng: &mut impl rand::Rng,
+        format: Format,
+    ) -> Result<crate::methods::batches::Setup, i32> {
+        let batching = (self.batch_size, self.min_batches);
+        crate::methods::batches::setup(fe, model, data, self.val_frac, batching, options, rng, format)
+    }
+
     /// The training loop's settings for `setup`'s rows: by default epochs enough for 20,000
     /// steps (10 to 10,000), stopping after a tenth of them (at least 20) without a better
     /// held-out score.
@@ -91,12 +105,10 @@ pub fn run(
 ) -> i32 {
     // The rows and the held-out split are the ensemble's, shared by its members.
     let mut rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed);
-    let setup = match crate::methods::batches::setup(
+    let setup = match o.setup(
         fe,
         model,
         data,
-        o.val_frac,
-        (o.batch_size, o.min_batches),
         LowerOptions { drop_path: o.drop_path.is_some(), ..LowerOptions::default() },
         &mut rng,
         format,
@@ -261,16 +273,7 @@ pub fn single(
         drop_path: o.drop_path.is_some(),
         ..Default::default()
     };
-    let setup = match crate::methods::batches::setup(
-        fe,
-        model,
-        data,
-        o.val_frac,
-        (o.batch_size, o.min_batches),
-        options,
-        &mut rng,
-        format,
-    ) {
+    let setup = match o.setup(fe, model, data, options, &mut rng, format) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -459,12 +462,10 @@ pub(crate) fn pretrain(
     method: &str,
     all: bool,
 ) -> Result<(crate::methods::batches::Setup, minibatch::Settings, Member), i32> {
-    let setup = crate::methods::batches::setup(
+    let setup = o.setup(
         fe,
         model,
         data,
-        o.val_frac,
-        (o.batch_size, o.min_batches),
         LowerOptions { drop_path: o.drop_path.is_some(), ..LowerOptions::default() },
         rng,
         format,

@@ -306,15 +306,7 @@ fn noise_matched_rate(
         }
     }
     let dim = mode.len();
-    let pass = minibatch::Settings {
-        epochs: 5,
-        batch_size: setup.batch_size,
-        lr: 0.0,
-        schedule: minibatch::Schedule::Constant,
-        sgd_momentum: Some(0.0),
-        patience: usize::MAX,
-        drop_path,
-    };
+    let pass = minibatch::Settings::still(5, setup.batch_size, drop_path);
     let mut rec = Recording { inner: Mode::new(setup.full.dim()), sum: vec![0.0; dim], sq: vec![0.0; dim], count: 0 };
     minibatch::train(progs, mode.to_vec(), &setup.train_rows, &pass, &mut rec, rng, &mut None, &mut |_, _| {})?
         .or_diverged()?;
