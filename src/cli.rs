@@ -203,7 +203,7 @@ struct RunArgs {
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
     )]
     epochs: Option<usize>,
-    /// [map, bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer).
+    /// [map, bbb, mc-dropout, ensemble, swag, laplace, sgmcmc] Observation rows per step (map: trains on minibatches when given) (default 128, or all rows when fewer; swag: fewer still so that an epoch has at least ten batches).
     #[arg(
         long,
         help_heading = "Minibatch training (bbb, mc-dropout, ensemble, swag, laplace, sgmcmc, map --batch-size)"
