@@ -197,10 +197,10 @@ fn around(
                         fall => (
                             false,
                             format!(
-                                "at lr {lr} the Gaussian's held-out log predictive density per row fell {} below the mode's",
+                                "at lr {lr} the Gaussian's held-out log predictive density per row {}",
                                 match fall {
-                                    Some(Err(d)) if d.is_finite() => format!("{:.3}", -d),
-                                    _ => "to NaN,".to_string(),
+                                    Some(Err(d)) if d.is_finite() => format!("fell {:.3} below the mode's", -d),
+                                    _ => "could not be computed".to_string(),
                                 }
                             ),
                         ),
@@ -262,7 +262,6 @@ fn around(
 /// Draws from a candidate SWAG Gaussian whose held-out predictive is compared with the mode's.
 const HELD_OUT_DRAWS: usize = 20;
 
-/// Learning rates tried, largest first, when `--swag-lr` is not given.
 /// How many rates, each √10 below the last, are tried from the noise-matched one.
 const RATES_TRIED: usize = 13;
 
