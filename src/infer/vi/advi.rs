@@ -135,7 +135,6 @@ fn run_at<D: LogDensity + ?Sized>(
     // run converges at its first estimate, and the mean of the changes carries it until it
     // leaves the window.
     let (mut elbo, mut prev) = (0.0, 0.0);
-    let _ = elbo0;
     let mut message = format!("reached {} iterations", s.iter);
     let mut converged = false;
     let mut stopped = false;
@@ -166,10 +165,7 @@ fn run_at<D: LogDensity + ?Sized>(
             recent.push_back(rel);
             swings.push_back(((elbo - prev) / elbo.abs().max(scale_floor)).abs());
             progress(Progress::Iteration { iter: it, elbo: Some(elbo) });
-            let mean = recent.iter().sum::<f64>() / recent.len() as f64;
-            let mut sorted: Vec<f64> = recent.iter().copied().collect();
-            sorted.sort_by(|a, b| a.total_cmp(b));
-            let median = crate::summary::stats::quantile_sorted(&sorted, 0.5);
+            let (mean, median) = mean_and_median(&recent);
             if mean < s.tol_rel_obj || median < s.tol_rel_obj {
                 converged = true;
                 message = format!(
@@ -187,12 +183,20 @@ fn run_at<D: LogDensity + ?Sized>(
     if trace.is_empty() {
         elbo = elbo0;
     }
-    let mean = swings.iter().sum::<f64>() / swings.len().max(1) as f64;
-    let mut sorted: Vec<f64> = swings.iter().copied().collect();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let median = if sorted.is_empty() { 0.0 } else { crate::summary::stats::quantile_sorted(&sorted, 0.5) };
+    let (mean, median) = mean_and_median(&swings);
     let diverging = !converged && !stopped && trace.len() > 10 && (mean > 0.5 || median > 0.5);
     Ok(Outcome { q, elbo, iterations, converged, eta, message, trace, stopped, retries: Vec::new(), diverging })
+}
+
+/// The mean and the median of a window of changes (0 and 0 when it is empty).
+fn mean_and_median(window: &std::collections::VecDeque<f64>) -> (f64, f64) {
+    if window.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = window.iter().sum::<f64>() / window.len() as f64;
+    let mut sorted: Vec<f64> = window.iter().copied().collect();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    (mean, crate::summary::stats::quantile_sorted(&sorted, 0.5))
 }
 
 /// Stan's choice of η: each candidate runs `adapt_iter` iterations from the start; the first
