@@ -287,56 +287,35 @@ fn quote_bare_nonfinite(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMap<String, Raw>> {
-    let value: serde_json::Value = match serde_json::from_str(&quote_bare_nonfinite(text)) {
-        Ok(v) => v,
-        Err(e) => {
-            diags.push(
-                malformed(
-                    src,
-                    text,
-                    e.line(),
-                    e.column(),
-                    e.to_string().split(" at line").next().unwrap_or("").to_string(),
-                )
-                .with_help("data files are one JSON object with a key per data name, as CmdStan writes them"),
-            );
-            return None;
-        }
-    };
-    let serde_json::Value::Object(map) = value else {
-        diags.push(
-            Diagnostic::error(
-                Code::DataMalformed,
-                Span::new(src.file, 0, text.len().min(1)),
-                format!("`{}` must hold one JSON object", src.name),
-            )
-            .with_label("not an object")
-            .with_help("write `{\"N\": 3, \"y\": [1.0, 2.5, 0.3]}`"),
-        );
-        return None;
+    let quoted_text = quote_bare_nonfinite(text);
+    // The object's entries in order, a repeated key kept (a map would keep one of its values
+    // without a word); on failure the text is read again as any JSON value, to say why.
+    let entries = match serde_json::from_str::<Entries>(&quoted_text) {
+        Ok(Entries(entries)) => entries,
+        Err(_) => match serde_json::from_str::<serde_json::Value>(&quoted_text) {
+            Ok(_) => return not_an_object(src, text, diags),
+            Err(e) => return malformed_json(e, src, text, diags),
+        },
     };
     let mut out = BTreeMap::new();
     let mut ok = true;
-    // A key given twice: JSON readers keep one of the values without a word.
-    if let Ok(Entries(keys)) = serde_json::from_str::<Entries>(&quote_bare_nonfinite(text)) {
-        let mut seen = std::collections::HashSet::new();
-        for k in keys.iter().filter(|k| !seen.insert(k.as_str())) {
-            let quoted = format!("\"{k}\"");
-            let first = text.find(&quoted).unwrap_or(0);
-            let at = text[first + 1..].find(&quoted).map_or(first, |i| first + 1 + i);
-            diags.push(
-                Diagnostic::error(
-                    Code::DataMalformed,
-                    Span::new(src.file, at, at + quoted.len()),
-                    format!("data `{k}` is given more than once"),
-                )
-                .with_label("again here")
-                .with_help("keep one value per name: which one was meant cannot be told"),
-            );
-            ok = false;
-        }
+    let mut seen = std::collections::HashSet::new();
+    for k in entries.iter().map(|(k, _)| k).filter(|k| !seen.insert(k.as_str())) {
+        let quoted = format!("\"{k}\"");
+        let first = text.find(&quoted).unwrap_or(0);
+        let at = text[first + 1..].find(&quoted).map_or(first, |i| first + 1 + i);
+        diags.push(
+            Diagnostic::error(
+                Code::DataMalformed,
+                Span::new(src.file, at, at + quoted.len()),
+                format!("data `{k}` is given more than once"),
+            )
+            .with_label("again here")
+            .with_help("keep one value per name: which one was meant cannot be told"),
+        );
+        ok = false;
     }
-    for (k, v) in map {
+    for (k, v) in entries {
         let mut dims = Vec::new();
         let mut values = Vec::new();
         match flatten(&v, 0, &mut dims, &mut values) {
@@ -361,8 +340,36 @@ fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeM
     ok.then_some(out)
 }
 
-/// The keys of a JSON object, in order and with repeats (values skipped).
-struct Entries(Vec<String>);
+/// A JSON file's text that does not parse: where and why.
+fn malformed_json(
+    e: serde_json::Error,
+    src: &Source,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Option<BTreeMap<String, Raw>> {
+    diags.push(
+        malformed(src, text, e.line(), e.column(), e.to_string().split(" at line").next().unwrap_or("").to_string())
+            .with_help("data files are one JSON object with a key per data name, as CmdStan writes them"),
+    );
+    None
+}
+
+/// A JSON file that holds a value other than an object.
+fn not_an_object(src: &Source, text: &str, diags: &mut Diagnostics) -> Option<BTreeMap<String, Raw>> {
+    diags.push(
+        Diagnostic::error(
+            Code::DataMalformed,
+            Span::new(src.file, 0, text.len().min(1)),
+            format!("`{}` must hold one JSON object", src.name),
+        )
+        .with_label("not an object")
+        .with_help("write `{\"N\": 3, \"y\": [1.0, 2.5, 0.3]}`"),
+    );
+    None
+}
+
+/// The entries of a JSON object, in order and with repeats.
+struct Entries(Vec<(String, serde_json::Value)>);
 
 impl<'de> serde::Deserialize<'de> for Entries {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -373,12 +380,11 @@ impl<'de> serde::Deserialize<'de> for Entries {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Entries, A::Error> {
-                let mut keys = Vec::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    m.next_value::<serde::de::IgnoredAny>()?;
-                    keys.push(k);
+                let mut entries = Vec::new();
+                while let Some(entry) = m.next_entry::<String, serde_json::Value>()? {
+                    entries.push(entry);
                 }
-                Ok(Entries(keys))
+                Ok(Entries(entries))
             }
         }
         d.deserialize_map(Keys)
