@@ -329,9 +329,14 @@ pub fn emit_elab(e: &Elaborated) -> String {
 /// The printed form of `--emit rows`: the observation rows minibatches are drawn from, and
 /// how Bayes by Backprop treats each parameter ([`crate::ir::variational::plan`]).
 pub fn emit_rows(e: &Elaborated) -> String {
-    use crate::ir::lower::{observed_names, row_size, row_variables};
+    use crate::ir::lower::{mixture_observed, observed_names, row_size, row_variables};
     let mut out = String::new();
-    let observed = observed_names(e);
+    let mut observed = observed_names(e);
+    for m in mixture_observed(e) {
+        if !observed.contains(&m) {
+            observed.push(format!("{m} (in a mixture: not predicted)"));
+        }
+    }
     out.push_str(&format!(
         "observed:         {}\n",
         if observed.is_empty() { "(none)".into() } else { observed.join(", ") }

@@ -120,6 +120,50 @@ pub fn observed_names(el: &Elaborated) -> Vec<String> {
     out
 }
 
+/// The data variables that are the variates of densities inside a `target +=` that is not
+/// itself one density (a mixture's `log_sum_exp` or `log_mix` of densities, a density plus a
+/// constant): observed, though not by one distribution [`predict`](crate::predict) could draw.
+pub fn mixture_observed(el: &Elaborated) -> Vec<String> {
+    use crate::syntax::ast::{Stmt, StmtKind};
+    fn nested(e: &Expr, top: bool, data: &[&str], out: &mut Vec<String>) {
+        if let ExprKind::Call { callee, args } = &e.kind {
+            if !top && (callee.name.ends_with("_lpdf") || callee.name.ends_with("_lpmf")) {
+                let root = args.first().and_then(|a| match &a.value.kind {
+                    ExprKind::Index { base, .. } => base.as_name(),
+                    _ => a.value.as_name(),
+                });
+                if let Some(r) = root.filter(|r| data.contains(r) && !out.iter().any(|o| o == r)) {
+                    out.push(r.to_string());
+                }
+            }
+        }
+        e.kind.children().for_each(|c| nested(c, false, data, out));
+    }
+    fn targets(stmts: &[Stmt], data: &[&str], out: &mut Vec<String>) {
+        for s in stmts {
+            match &s.kind {
+                StmtKind::Target { value } => nested(value, true, data, out),
+                StmtKind::For { body, .. } => targets(body, data, out),
+                StmtKind::If { then, else_, .. } => {
+                    targets(then, data, out);
+                    targets(else_.as_deref().unwrap_or(&[]), data, out);
+                }
+                _ => {}
+            }
+        }
+    }
+    let data: Vec<&str> = el.checked.data.iter().map(|d| d.name.as_str()).collect();
+    let mut out = Vec::new();
+    targets(&el.checked.model, &data, &mut out);
+    out
+}
+
+/// Whether every observed element's likelihood is one distribution the forward entry shows
+/// (no [`mixture_observed`] data).
+pub fn likelihood_in_sites(el: &Elaborated) -> bool {
+    mixture_observed(el).is_empty()
+}
+
 /// The data behind the observations, for finding the rows: the observed data variables, and
 /// for an observed `let` computed from data alone (`let log_earn = log(earn)` then
 /// `log_earn ~ ...`), the data it is computed from.
@@ -163,6 +207,11 @@ fn observed_data(el: &Elaborated) -> Vec<String> {
     }
     walk(&el.checked.model, &data, &mut lets);
     let mut out = observed_names(el);
+    for name in mixture_observed(el) {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
     let mut roots = Vec::new();
     fn roots_of(stmts: &[Stmt], out: &mut Vec<String>) {
         for s in stmts {
@@ -242,7 +291,8 @@ const FULL_BATCH_HELP: &str =
 
 /// Why a model without observation rows ([`row_size`]) cannot be minibatched.
 pub fn no_rows_diagnostic(el: &Elaborated) -> Diagnostic {
-    let observed = observed_names(el);
+    let mut observed = observed_names(el);
+    observed.extend(mixture_observed(el).into_iter().filter(|m| !observed.contains(m)).collect::<Vec<_>>());
     let why = if observed.is_empty() {
         "this model's observation rows cannot be found: no data variable is observed (on the left of `~`, or as the first argument of a density in `target +=`)".to_string()
     } else {

@@ -135,6 +135,12 @@ impl Checker<'_> {
         if classes.iter().all(|c| *c == Class::Free) {
             return Ok(Class::Free);
         }
+        // Whatever is computed from one row's values alone (that row's density, a mixture's
+        // `log_sum_exp` of its densities) is that row's.
+        if let (false, Some(i)) = (classes.iter().any(|c| matches!(c, Class::Row | Class::Sum)), single_elem(&classes))
+        {
+            return Ok(Class::Elem(i));
+        }
         match prim {
             Prim::Index(ix) => {
                 let base = classes[0];
@@ -236,6 +242,14 @@ impl Checker<'_> {
             },
         }
     }
+}
+
+/// The loop variable when every argument that reads the rows reads row `i` of the same loop
+/// variable `i`.
+fn single_elem(classes: &[Class]) -> Option<V> {
+    let mut elems = classes.iter().filter_map(|c| if let Class::Elem(i) = c { Some(*i) } else { None });
+    let first = elems.next()?;
+    elems.all(|i| i == first).then_some(first)
 }
 
 /// Where the model uses the row count `size` as a number (in arithmetic, as an index, in

@@ -21,8 +21,17 @@ pub struct Setup {
     /// The minibatch program of `batch_size` rows, and of the last batch's when it is shorter.
     pub full: Program,
     pub last: Option<Program>,
-    /// The forward entry on the held-out rows.
-    pub val_program: Option<Program>,
+    /// What scores the held-out rows.
+    pub val_program: Option<ValProgram>,
+}
+
+/// The program that scores held-out rows.
+pub enum ValProgram {
+    /// The forward entry on the held-out rows: each observed element's distribution.
+    Forward(Program),
+    /// The density of one row (a minibatch of one), run row by row: for a likelihood that is
+    /// not one distribution per observed element (`target +=` a mixture of densities).
+    Row(Program),
 }
 
 impl Setup {
@@ -117,14 +126,19 @@ pub fn setup(
     } else {
         None
     };
-    let val_program = if n_val > 0 {
+    let val_program = if n_val == 0 {
+        None
+    } else if lower::likelihood_in_sites(&el) {
         let held = bound.select_rows(&size, &lower::row_variables(&el), &val_rows);
         match lower::lower_for(&el, &held, Purpose::Forward, &mut fe.diags) {
-            Some(p) => Some(p),
+            Some(p) => Some(ValProgram::Forward(p)),
             None => return Err(fail(fe)),
         }
     } else {
-        None
+        match lower::lower_with(&el, &bound, Purpose::Density, opts(1), &mut fe.diags) {
+            Some(p) => Some(ValProgram::Row(p)),
+            None => return Err(fail(fe)),
+        }
     };
     Ok(Setup { rows: n, train_rows: train_rows.to_vec(), val_rows, batch_size: b, full, last, val_program })
 }
@@ -184,14 +198,24 @@ pub const HELD_OUT_SLACK: f64 = 0.3;
 
 /// The held-out rows' log predictive density of points on the unconstrained space, when rows
 /// are held out.
-pub struct HeldOut<'p> {
-    fw: crate::compiled::Forward<'p>,
+pub enum HeldOut<'p> {
+    Forward(crate::compiled::Forward<'p>),
+    /// A row's density, the rows input that selects it, and the held-out rows.
+    Row(Box<crate::compiled::CompiledModel<'p>>, crate::infer::minibatch::Inputs, &'p [usize]),
 }
 
 impl<'p> HeldOut<'p> {
     pub fn new(setup: &'p Setup, backend: crate::compiled::Backend) -> Result<Option<HeldOut<'p>>, String> {
-        let Some(p) = &setup.val_program else { return Ok(None) };
-        Ok(Some(HeldOut { fw: crate::compiled::Forward::new(p, backend)? }))
+        Ok(Some(match &setup.val_program {
+            None => return Ok(None),
+            Some(ValProgram::Forward(p)) => HeldOut::Forward(crate::compiled::Forward::new(p, backend)?),
+            Some(ValProgram::Row(p)) => {
+                let mut m = crate::compiled::CompiledModel::new(p, backend)?;
+                let inputs = crate::infer::minibatch::Inputs::of(p);
+                inputs.set_weights(&mut m, 1.0, 0.0)?;
+                HeldOut::Row(Box::new(m), inputs, &setup.val_rows)
+            }
+        }))
     }
 
     /// The mean over held-out rows of the log predictive density of the mixture of `xs`.
@@ -206,12 +230,32 @@ impl<'p> HeldOut<'p> {
         density: &mut crate::compiled::CompiledModel,
         xs: &[X],
     ) -> Option<Vec<f64>> {
-        let draws: Vec<Vec<f64>> = xs
-            .iter()
-            .filter_map(|x| density.constrained(x.as_ref(), false).ok())
-            .map(|v| v.into_iter().flat_map(|(_, _, x)| x).collect())
-            .collect();
-        crate::predict::pointwise_log_lik(&mut self.fw, &draws).ok()
+        let (model, inputs, rows) = match self {
+            HeldOut::Forward(fw) => {
+                let draws: Vec<Vec<f64>> = xs
+                    .iter()
+                    .filter_map(|x| density.constrained(x.as_ref(), false).ok())
+                    .map(|v| v.into_iter().flat_map(|(_, _, x)| x).collect())
+                    .collect();
+                return crate::predict::pointwise_log_lik(fw, &draws).ok();
+            }
+            HeldOut::Row(model, inputs, rows) => (model, inputs, rows),
+        };
+        let k = inputs.rows?;
+        let s = xs.len() as f64;
+        let mut out = Vec::with_capacity(rows.len());
+        for &r in rows.iter() {
+            model.set_input(k, &[r as f64]).ok()?;
+            // log (1/S) Σ_s p(row | x_s), shifted by the largest term.
+            let ll: Vec<f64> = xs.iter().map(|x| model.eval(x.as_ref()).map_or(f64::NAN, |e| e.likelihood)).collect();
+            let top = ll.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            out.push(if top.is_finite() {
+                top + (ll.iter().map(|l| (l - top).exp()).sum::<f64>() / s).ln()
+            } else {
+                top
+            });
+        }
+        Some(out)
     }
 }
 

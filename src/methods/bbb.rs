@@ -1,7 +1,7 @@
 //! `run --method bbb`: Bayes by Backprop on minibatches of the observation rows the compiler
 //! found, then draws from q.
 
-use crate::compiled::{CompiledModel, Forward};
+use crate::compiled::CompiledModel;
 use crate::diag::Format;
 use crate::driver::Frontend;
 use crate::infer::minibatch::{self, Epoch, Programs};
@@ -55,11 +55,11 @@ pub fn run(
             Ok(s) => s,
             Err(code) => return code,
         };
-    let (full, last, val_program) = (setup.full, setup.last, setup.val_program);
+    let (full, last) = (&setup.full, &setup.last);
     let (n_train, n_val, b) = (setup.train_rows.len(), setup.val_rows.len(), setup.batch_size);
     let train_rows = &setup.train_rows[..];
     let compile = |p| CompiledModel::new(p, cfg.backend);
-    let (full_m, last_m, mut density) = match (compile(&full), last.as_ref().map(compile).transpose(), compile(program))
+    let (full_m, last_m, mut density) = match (compile(full), last.as_ref().map(compile).transpose(), compile(program))
     {
         (Ok(f), Ok(l), Ok(d)) => (f, l, d),
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
@@ -95,18 +95,17 @@ pub fn run(
     );
 
     // The held-out score: the mean log predictive density over draws from q.
-    let mut val_fw = match val_program.as_ref().map(|p| Forward::new(p, cfg.backend)).transpose() {
-        Ok(f) => f,
+    let mut held_out = match crate::methods::batches::HeldOut::new(&setup, cfg.backend) {
+        Ok(h) => h,
         Err(e) => {
-            eprintln!("error: internal compiler error: {e}");
+            eprintln!("error: {}", crate::compiled::internal_error(&e));
             return 2;
         }
     };
     let mut val_rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed ^ 0xA5A5);
     let mut scorer = |q: &Gaussian| -> Option<f64> {
-        let fw = val_fw.as_mut()?;
-        let draws = constrained_draws(&mut density, q, VAL_DRAWS, &mut val_rng);
-        crate::methods::batches::score(fw, &draws)
+        let h = held_out.as_mut()?;
+        h.score(&mut density, &draws_from(q, VAL_DRAWS, &mut val_rng))
     };
     let mut validate: Option<&mut dyn FnMut(&Gaussian) -> Option<f64>> =
         if n_val > 0 { Some(&mut scorer) } else { None };
@@ -231,20 +230,19 @@ pub fn run(
     }
 }
 
-/// `S` draws from q as forward-program vectors (constrained parameters, in order).
-fn constrained_draws(density: &mut CompiledModel, q: &Gaussian, s: usize, rng: &mut impl rand::Rng) -> Vec<Vec<f64>> {
+/// `s` draws from q on the unconstrained space.
+fn draws_from(q: &Gaussian, s: usize, rng: &mut impl rand::Rng) -> Vec<Vec<f64>> {
     use rand_distr::{Distribution, StandardNormal};
     let n = q.dim();
-    let (mut eps, mut theta) = (vec![0.0; n], vec![0.0; n]);
-    let mut out = Vec::with_capacity(s);
-    for _ in 0..s {
-        eps.iter_mut().for_each(|e| *e = StandardNormal.sample(rng));
-        q.transform(&eps, &mut theta);
-        if let Ok(v) = density.constrained(&theta, false) {
-            out.push(v.into_iter().flat_map(|(_, _, x)| x).collect());
-        }
-    }
-    out
+    let mut eps = vec![0.0; n];
+    (0..s)
+        .map(|_| {
+            eps.iter_mut().for_each(|e| *e = StandardNormal.sample(rng));
+            let mut theta = vec![0.0; n];
+            q.transform(&eps, &mut theta);
+            theta
+        })
+        .collect()
 }
 
 /// Whether the ELBO has stopped rising: the mean over the last tenth of the epochs (at least
