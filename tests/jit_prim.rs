@@ -1536,7 +1536,17 @@ fn density_args(f: Family, b: &mut B, r: &mut Rng, n: usize, k: usize, m: usize)
         Family::BinomialLogit => elementwise(b, r, &[(Dom::Int(0, 4), false), (Dom::Int(5, 9), false), (WIDE, true)]),
         Family::Poisson => elementwise(b, r, &[(count, false), (POS, true)]),
         Family::PoissonLog => elementwise(b, r, &[(count, false), (WIDE, true)]),
-        Family::NegBinomial2 => elementwise(b, r, &[(count, false), (POS, true), (POS, true)]),
+        Family::NegBinomial2 | Family::NegBinomial => elementwise(b, r, &[(count, false), (POS, true), (POS, true)]),
+        Family::NegBinomial2Log => elementwise(b, r, &[(count, false), (WIDE, true), (POS, true)]),
+        Family::BetaBinomial => {
+            elementwise(b, r, &[(Dom::Int(0, 4), false), (Dom::Int(5, 9), false), (POS, true), (POS, true)])
+        }
+        Family::Weibull | Family::Frechet | Family::ScaledInvChiSquare => {
+            elementwise(b, r, &[(POS, true), (POS, true), (POS, true)])
+        }
+        Family::Rayleigh | Family::ChiSquare | Family::InvChiSquare => elementwise(b, r, &[(POS, true), (POS, true)]),
+        Family::Pareto => elementwise(b, r, &[(Dom::U(1.0, 3.0), true), (Dom::U(0.1, 0.9), true), (POS, true)]),
+        Family::Gumbel => elementwise(b, r, &[(WIDE, true), (WIDE, true), (POS, true)]),
         Family::Categorical => {
             if r.coin() {
                 let th = b.param(Kind::Simplex, &[k], &[], |r| r.uniform(-1.5, 1.5));

@@ -1597,10 +1597,12 @@ impl<'a> Lower<'a> {
                         .then(|| format!("a category label from 0 to {} (one of its {k} classes)", k.saturating_sub(1)))
                 }
                 Family::Bernoulli | Family::BernoulliLogit => (!(y == 0.0 || y == 1.0)).then(|| "0 or 1".to_string()),
-                Family::Poisson | Family::PoissonLog | Family::NegBinomial2 => {
-                    (!(int && y >= 0.0)).then(|| "a count, 0 or more".to_string())
-                }
-                Family::Binomial | Family::BinomialLogit => {
+                Family::Poisson
+                | Family::PoissonLog
+                | Family::NegBinomial2
+                | Family::NegBinomial
+                | Family::NegBinomial2Log => (!(int && y >= 0.0)).then(|| "a count, 0 or more".to_string()),
+                Family::Binomial | Family::BinomialLogit | Family::BetaBinomial => {
                     let n = trials
                         .as_ref()
                         .map(|t| if t.len() == 1 { t[0] } else { t.get(i).copied().unwrap_or(f64::INFINITY) })

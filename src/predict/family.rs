@@ -4,6 +4,7 @@
 
 use crate::math::dist::{self, Family};
 use rand::Rng;
+use statrs::function::gamma::gamma;
 
 /// How an observed variable is reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +33,12 @@ pub fn kind(f: Family) -> Option<Kind> {
     use Family::*;
     match f {
         Bernoulli | BernoulliLogit | Categorical | CategoricalLogit => Some(Kind::Class),
-        Binomial | BinomialLogit | Poisson | PoissonLog | NegBinomial2 => Some(Kind::Int),
+        Binomial | BinomialLogit | Poisson | PoissonLog | NegBinomial2 | NegBinomial | NegBinomial2Log
+        | BetaBinomial => Some(Kind::Int),
         Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky => None,
         Normal | StdNormal | StudentT | Cauchy | HalfNormal | HalfCauchy | Exponential | Gamma | InvGamma
-        | Lognormal | Beta | Uniform | Laplace | Logistic => Some(Kind::Real),
+        | Lognormal | Beta | Uniform | Laplace | Logistic | Weibull | Frechet | Rayleigh | Pareto | Gumbel
+        | ChiSquare | InvChiSquare | ScaledInvChiSquare => Some(Kind::Real),
     }
 }
 
@@ -87,6 +90,43 @@ pub fn moments(f: Family, p: &[f64; 3]) -> (f64, f64) {
         Poisson => (p[0], p[0]),
         PoissonLog => (p[0].exp(), p[0].exp()),
         NegBinomial2 => (p[0], p[0] + p[0] * p[0] / p[1]),
+        NegBinomial2Log => {
+            let mu = p[0].exp();
+            (mu, mu + mu * mu / p[1])
+        }
+        NegBinomial => (p[0] / p[1], p[0] * (p[1] + 1.0) / (p[1] * p[1])),
+        BetaBinomial => {
+            let (n, a, b) = (p[0], p[1], p[2]);
+            (n * a / (a + b), n * a * b * (a + b + n) / ((a + b) * (a + b) * (a + b + 1.0)))
+        }
+        Weibull => {
+            let (g1, g2) = (gamma(1.0 + 1.0 / p[0]), gamma(1.0 + 2.0 / p[0]));
+            (p[1] * g1, p[1] * p[1] * (g2 - g1 * g1))
+        }
+        Frechet => {
+            let a = p[0];
+            let g1 = if a > 1.0 { gamma(1.0 - 1.0 / a) } else { nan };
+            (p[1] * g1, if a > 2.0 { p[1] * p[1] * (gamma(1.0 - 2.0 / a) - g1 * g1) } else { nan })
+        }
+        Rayleigh => (p[0] * (PI / 2.0).sqrt(), (4.0 - PI) / 2.0 * p[0] * p[0]),
+        Pareto => {
+            let (m, a) = (p[0], p[1]);
+            (
+                if a > 1.0 { a * m / (a - 1.0) } else { nan },
+                if a > 2.0 { m * m * a / ((a - 1.0) * (a - 1.0) * (a - 2.0)) } else { nan },
+            )
+        }
+        // The Euler–Mascheroni constant times the scale, past the location.
+        Gumbel => (p[0] + p[1] * 0.577_215_664_901_532_9, PI * PI * p[1] * p[1] / 6.0),
+        ChiSquare => (p[0], 2.0 * p[0]),
+        InvChiSquare | ScaledInvChiSquare => {
+            let nu = p[0];
+            let s2 = if f == ScaledInvChiSquare { p[1] * p[1] } else { 1.0 / nu };
+            (
+                if nu > 2.0 { nu * s2 / (nu - 2.0) } else { nan },
+                if nu > 4.0 { 2.0 * nu * nu * s2 * s2 / ((nu - 2.0) * (nu - 2.0) * (nu - 4.0)) } else { nan },
+            )
+        }
         Binomial => (p[0] * p[1], p[0] * p[1] * (1.0 - p[1])),
         BinomialLogit => {
             let t = sigmoid(p[1]);

@@ -1080,7 +1080,7 @@ impl<'a> Checker<'a> {
                         "lognorm" | "LogNormal" => Some("lognormal"),
                         "expon" => Some("exponential"),
                         "studentt" | "StudentT" | "t" => Some("student_t"),
-                        "neg_binomial" | "negative_binomial" => Some("neg_binomial_2"),
+                        "negative_binomial" => Some("neg_binomial_2"),
                         _ => None,
                     };
                     let help = match alias {

@@ -1,4 +1,4 @@
-//! The scalar families (`normal` .. `neg_binomial_2`): validation, each element's log density and
+//! The scalar families (`normal` .. `beta_binomial`): validation, each element's log density and
 //! partials, and their sum over broadcast arguments.
 
 use super::{
@@ -28,7 +28,12 @@ pub(super) fn params_ok(f: Family, p: &[f64; 3]) -> bool {
         StdNormal => true,
         StudentT => positive(p[0]) && p[1].is_finite() && positive(p[2]),
         HalfNormal | HalfCauchy | Exponential => positive(p[0]),
-        Gamma | InvGamma | Beta | NegBinomial2 => positive(p[0]) && positive(p[1]),
+        Gamma | InvGamma | Beta | NegBinomial2 | Weibull | Frechet | Pareto | ScaledInvChiSquare | NegBinomial => {
+            positive(p[0]) && positive(p[1])
+        }
+        Rayleigh | ChiSquare | InvChiSquare => positive(p[0]),
+        Gumbel | NegBinomial2Log => p[0].is_finite() && positive(p[1]),
+        BetaBinomial => is_count(p[0]) && positive(p[1]) && positive(p[2]),
         Uniform => p[0].is_finite() && p[1].is_finite() && p[0] < p[1],
         Bernoulli => probability(p[0]),
         BernoulliLogit | PoissonLog => p[0].is_finite(),
@@ -47,10 +52,14 @@ fn support(f: Family, x: f64, p: &[f64; 3]) -> Check {
         return Check::Invalid;
     }
     let ok = match f {
-        Normal | StdNormal | StudentT | Cauchy | Laplace | Logistic => x.is_finite(),
+        Normal | StdNormal | StudentT | Cauchy | Laplace | Logistic | Gumbel => x.is_finite(),
         HalfNormal | HalfCauchy | Exponential => x >= 0.0 && x.is_finite(),
         Gamma => x > 0.0 && x.is_finite() || x == 0.0 && p[0] <= 1.0,
-        InvGamma | Lognormal => x > 0.0 && x.is_finite(),
+        InvGamma | Lognormal | Frechet | Rayleigh | InvChiSquare | ScaledInvChiSquare => x > 0.0 && x.is_finite(),
+        // At 0 the density is finite or infinite for a shape of at most 1, else 0.
+        Weibull => x > 0.0 && x.is_finite() || x == 0.0 && p[0] <= 1.0,
+        ChiSquare => x > 0.0 && x.is_finite() || x == 0.0 && p[0] <= 2.0,
+        Pareto => x >= p[0] && x.is_finite(),
         Beta => (0.0..=1.0).contains(&x) && !(x == 0.0 && p[0] > 1.0) && !(x == 1.0 && p[1] > 1.0),
         Uniform => p[0] <= x && x <= p[1],
         Bernoulli => x == 1.0 && p[0] > 0.0 || x == 0.0 && p[0] < 1.0,
@@ -58,7 +67,8 @@ fn support(f: Family, x: f64, p: &[f64; 3]) -> Check {
         Binomial => is_count(x) && x <= p[0] && !(p[1] == 0.0 && x > 0.0) && !(p[1] == 1.0 && x < p[0]),
         BinomialLogit => is_count(x) && x <= p[0],
         Poisson => is_count(x) && !(p[0] == 0.0 && x > 0.0),
-        PoissonLog | NegBinomial2 => is_count(x),
+        PoissonLog | NegBinomial2 | NegBinomial | NegBinomial2Log => is_count(x),
+        BetaBinomial => is_count(x) && x <= p[0],
         _ => false,
     };
     if ok {
@@ -268,13 +278,121 @@ fn elem(f: Family, x: f64, p: &[f64; 3], d: &mut [f64; 4], grad: bool) -> f64 {
             d[2] = dg(x + phi) - dg(phi) - l1 + (mu - x) / (mu + phi);
             ln_gamma(x + phi) - lfact(x) - ln_gamma(phi) - xlog1py(x, phi / mu) - phi * l1
         }
+        // Stan FR "Weibull distribution" (shape α, scale σ), z = x/σ:
+        // ln p = ln α − ln σ + (α−1) ln z − zᵅ.
+        Weibull => {
+            let (a, s) = (p[0], p[1]);
+            let z = x / s;
+            let za = z.powf(a);
+            let lz = z.ln();
+            d[0] = xdivy(a - 1.0, x) - a * z.powf(a - 1.0) / s;
+            d[1] = 1.0 / a + lz * (1.0 - za);
+            d[2] = a * (za - 1.0) / s;
+            a.ln() - s.ln() + xlogy(a - 1.0, z) - za
+        }
+        // Stan FR "Fréchet distribution" (shape α, scale σ), z = x/σ:
+        // ln p = ln α − ln σ − (1+α) ln z − z⁻ᵅ.
+        Frechet => {
+            let (a, s) = (p[0], p[1]);
+            let lz = (x / s).ln();
+            let zi = (-a * lz).exp();
+            d[0] = (a * zi - (1.0 + a)) / x;
+            d[1] = 1.0 / a - lz * (1.0 - zi);
+            d[2] = a * (1.0 - zi) / s;
+            a.ln() - s.ln() - (1.0 + a) * lz - zi
+        }
+        // Stan FR "Rayleigh distribution": p = x/σ² · e^{−x²/(2σ²)}.
+        Rayleigh => {
+            let s = p[0];
+            let z = x / s;
+            d[0] = 1.0 / x - z / s;
+            d[1] = (z * z - 2.0) / s;
+            x.ln() - 2.0 * s.ln() - 0.5 * z * z
+        }
+        // Stan FR "Pareto type 1 distribution" (y_min, shape α): p = α y_minᵅ / x^{α+1}.
+        Pareto => {
+            let (m, a) = (p[0], p[1]);
+            let (lm, lx) = (m.ln(), x.ln());
+            d[0] = -(a + 1.0) / x;
+            d[1] = a / m;
+            d[2] = 1.0 / a + lm - lx;
+            a.ln() + a * lm - (a + 1.0) * lx
+        }
+        // Stan FR "Gumbel distribution" (location μ, scale β), z = (x−μ)/β:
+        // ln p = −ln β − z − e^{−z}.
+        Gumbel => {
+            let (mu, b) = (p[0], p[1]);
+            let z = (x - mu) / b;
+            let e = (-z).exp();
+            d[0] = (e - 1.0) / b;
+            d[1] = (1.0 - e) / b;
+            d[2] = (z - 1.0 - z * e) / b;
+            -b.ln() - z - e
+        }
+        // Stan FR "Chi-square distribution": a gamma with shape ν/2 and rate 1/2.
+        ChiSquare => {
+            let h = 0.5 * p[0];
+            d[0] = xdivy(h - 1.0, x) - 0.5;
+            d[1] = 0.5 * (x.ln() - LN_2 - dg(h));
+            -h * LN_2 - ln_gamma(h) + xlogy(h - 1.0, x) - 0.5 * x
+        }
+        // Stan FR "Inverse chi-square distribution": an inverse gamma with shape ν/2, scale 1/2.
+        InvChiSquare => {
+            let h = 0.5 * p[0];
+            let lx = x.ln();
+            d[0] = (0.5 / x - (h + 1.0)) / x;
+            d[1] = -0.5 * (lx + LN_2 + dg(h));
+            -h * LN_2 - ln_gamma(h) - (h + 1.0) * lx - 0.5 / x
+        }
+        // Stan FR "Scaled inverse chi-square distribution" (ν, scale s): an inverse gamma
+        // with shape ν/2 and scale ν s²/2.
+        ScaledInvChiSquare => {
+            let (nu, s) = (p[0], p[1]);
+            let h = 0.5 * nu;
+            let lx = x.ln();
+            let s2x = s * s / x;
+            d[0] = (h * s2x - (h + 1.0)) / x;
+            d[1] = 0.5 * (h.ln() + 1.0 - dg(h) - lx - s2x) + s.ln();
+            d[2] = nu / s - nu * s / x;
+            h * h.ln() - ln_gamma(h) + nu * s.ln() - (h + 1.0) * lx - h * s2x
+        }
+        // Stan FR "Negative binomial distribution" (shape α, inverse scale β):
+        // Γ(y+α)/(y! Γ(α)) · (β/(1+β))ᵅ · (1/(1+β))ʸ.
+        NegBinomial => {
+            let (a, b) = (p[0], p[1]);
+            let l1b = b.ln_1p();
+            d[1] = dg(x + a) - dg(a) + b.ln() - l1b;
+            d[2] = a / b - (a + x) / (1.0 + b);
+            ln_gamma(x + a) - lfact(x) - ln_gamma(a) + a * b.ln() - (a + x) * l1b
+        }
+        // Stan FR "Negative binomial distribution (log alternative parameterization)": μ = e^η,
+        // with L = ln(μ + φ) computed from η without overflow.
+        NegBinomial2Log => {
+            let (eta, phi) = (p[0], p[1]);
+            let lphi = phi.ln();
+            let l = eta.max(lphi) + (-(eta - lphi).abs()).exp().ln_1p();
+            d[1] = x - (x + phi) * (eta - l).exp();
+            d[2] = dg(x + phi) - dg(phi) + lphi + 1.0 - l - (x + phi) * (-l).exp();
+            ln_gamma(x + phi) - lfact(x) - ln_gamma(phi) + x * eta + phi * lphi - (x + phi) * l
+        }
+        // Stan FR "Beta-binomial distribution": C(N, y) B(y+α, N−y+β) / B(α, β).
+        BetaBinomial => {
+            let (n, a, b) = (p[0], p[1], p[2]);
+            let (dn, dab) = (dg(n + a + b), dg(a + b));
+            d[2] = dg(x + a) - dn - dg(a) + dab;
+            d[3] = dg(n - x + b) - dn - dg(b) + dab;
+            lfact(n) - lfact(x) - lfact(n - x) + ln_gamma(x + a) + ln_gamma(n - x + b)
+                - ln_gamma(n + a + b)
+                - (ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b))
+        }
         _ => f64::NAN,
     }
 }
 
 /// Whether argument `j` of a scalar family receives a gradient.
 fn elem_has_grad(f: Family, j: usize) -> bool {
-    !(j == 0 && f.is_discrete() || j == 1 && matches!(f, Family::Binomial | Family::BinomialLogit))
+    !(j == 0 && f.is_discrete()
+        || j == 1 && matches!(f, Family::Binomial | Family::BinomialLogit | Family::BetaBinomial))
 }
 
 /// Whether `f`'s density is a sum over elements of a scalar density (the families
@@ -285,7 +403,8 @@ pub fn is_elementwise(f: Family) -> bool {
         Categorical | CategoricalLogit | Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky => false,
         Normal | StdNormal | StudentT | Cauchy | HalfNormal | HalfCauchy | Exponential | Gamma | InvGamma
         | Lognormal | Beta | Uniform | Laplace | Logistic | Bernoulli | BernoulliLogit | Binomial | BinomialLogit
-        | Poisson | PoissonLog | NegBinomial2 => true,
+        | Poisson | PoissonLog | NegBinomial2 | Weibull | Frechet | Rayleigh | Pareto | Gumbel | ChiSquare
+        | InvChiSquare | ScaledInvChiSquare | NegBinomial | NegBinomial2Log | BetaBinomial => true,
     }
 }
 

@@ -70,6 +70,17 @@ pub enum Family {
     Poisson,
     PoissonLog,
     NegBinomial2,
+    Weibull,
+    Frechet,
+    Rayleigh,
+    Pareto,
+    Gumbel,
+    ChiSquare,
+    InvChiSquare,
+    ScaledInvChiSquare,
+    NegBinomial,
+    NegBinomial2Log,
+    BetaBinomial,
     Categorical,
     CategoricalLogit,
     Dirichlet,
@@ -101,6 +112,17 @@ impl Family {
         Family::Poisson,
         Family::PoissonLog,
         Family::NegBinomial2,
+        Family::Weibull,
+        Family::Frechet,
+        Family::Rayleigh,
+        Family::Pareto,
+        Family::Gumbel,
+        Family::ChiSquare,
+        Family::InvChiSquare,
+        Family::ScaledInvChiSquare,
+        Family::NegBinomial,
+        Family::NegBinomial2Log,
+        Family::BetaBinomial,
         Family::Categorical,
         Family::CategoricalLogit,
         Family::Dirichlet,
@@ -138,6 +160,17 @@ impl Family {
             Poisson => "poisson",
             PoissonLog => "poisson_log",
             NegBinomial2 => "neg_binomial_2",
+            Weibull => "weibull",
+            Frechet => "frechet",
+            Rayleigh => "rayleigh",
+            Pareto => "pareto",
+            Gumbel => "gumbel",
+            ChiSquare => "chi_square",
+            InvChiSquare => "inv_chi_square",
+            ScaledInvChiSquare => "scaled_inv_chi_square",
+            NegBinomial => "neg_binomial",
+            NegBinomial2Log => "neg_binomial_2_log",
+            BetaBinomial => "beta_binomial",
             Categorical => "categorical",
             CategoricalLogit => "categorical_logit",
             Dirichlet => "dirichlet",
@@ -152,10 +185,14 @@ impl Family {
     pub fn positive_params(self) -> &'static [usize] {
         use Family::*;
         match self {
-            Normal | Cauchy | Lognormal | Laplace | Logistic => &[1],
+            Normal | Cauchy | Lognormal | Laplace | Logistic | Gumbel | NegBinomial2Log => &[1],
             StudentT => &[0, 2],
-            HalfNormal | HalfCauchy | Exponential | Dirichlet | LkjCorrCholesky => &[0],
-            Gamma | InvGamma | Beta | NegBinomial2 => &[0, 1],
+            HalfNormal | HalfCauchy | Exponential | Dirichlet | LkjCorrCholesky | Rayleigh | ChiSquare
+            | InvChiSquare => &[0],
+            Gamma | InvGamma | Beta | NegBinomial2 | Weibull | Frechet | Pareto | ScaledInvChiSquare | NegBinomial => {
+                &[0, 1]
+            }
+            BetaBinomial => &[1, 2],
             StdNormal | Uniform | Bernoulli | BernoulliLogit | Binomial | BinomialLogit | Poisson | PoissonLog
             | Categorical | CategoricalLogit | MultiNormal | MultiNormalCholesky => &[],
         }
@@ -167,10 +204,11 @@ impl Family {
         match self {
             StdNormal => 0,
             HalfNormal | HalfCauchy | Exponential | Bernoulli | BernoulliLogit | Poisson | PoissonLog | Categorical
-            | CategoricalLogit | Dirichlet | LkjCorrCholesky => 1,
+            | CategoricalLogit | Dirichlet | LkjCorrCholesky | Rayleigh | ChiSquare | InvChiSquare => 1,
             Normal | Cauchy | Gamma | InvGamma | Lognormal | Beta | Uniform | Laplace | Logistic | Binomial
-            | BinomialLogit | NegBinomial2 | MultiNormal | MultiNormalCholesky => 2,
-            StudentT => 3,
+            | BinomialLogit | NegBinomial2 | MultiNormal | MultiNormalCholesky | Weibull | Frechet | Pareto
+            | Gumbel | ScaledInvChiSquare | NegBinomial | NegBinomial2Log => 2,
+            StudentT | BetaBinomial => 3,
         }
     }
 
@@ -186,12 +224,15 @@ impl Family {
                 | Poisson
                 | PoissonLog
                 | NegBinomial2
+                | NegBinomial
+                | NegBinomial2Log
+                | BetaBinomial
                 | Categorical
                 | CategoricalLogit
         )
     }
 
-    /// True for the scalar families (`normal` .. `neg_binomial_2`), which apply elementwise
+    /// True for the scalar families (`normal` .. `beta_binomial`), which apply elementwise
     /// with broadcasting.
     pub fn is_elementwise(self) -> bool {
         use Family::*;

@@ -132,6 +132,41 @@ fn sample_one<R: Rng + ?Sized>(f: Family, p: &[f64; 3], rng: &mut R) -> f64 {
             let lambda = gamma_draw(p[1], p[0] / p[1], rng);
             poisson_draw(lambda, rng)
         }
+        NegBinomial2Log => {
+            let mu = p[0].exp();
+            poisson_draw(gamma_draw(p[1], mu / p[1], rng), rng)
+        }
+        // λ ~ Gamma(α, rate β).
+        NegBinomial => poisson_draw(gamma_draw(p[0], 1.0 / p[1], rng), rng),
+        BetaBinomial => {
+            let theta = BetaSampler::new(p[1], p[2]).map_or(f64::NAN, |d| d.sample(rng));
+            binomial_draw(p[0], theta, rng)
+        }
+        // By inversion, from E = −ln U ~ Exp(1).
+        Weibull => {
+            let e: f64 = Exp1.sample(rng);
+            p[1] * e.powf(1.0 / p[0])
+        }
+        Frechet => {
+            let e: f64 = Exp1.sample(rng);
+            p[1] * e.powf(-1.0 / p[0])
+        }
+        Rayleigh => {
+            let e: f64 = Exp1.sample(rng);
+            p[0] * (2.0 * e).sqrt()
+        }
+        Pareto => {
+            let e: f64 = Exp1.sample(rng);
+            p[0] * (e / p[1]).exp()
+        }
+        Gumbel => {
+            let e: f64 = Exp1.sample(rng);
+            p[0] - p[1] * e.ln()
+        }
+        // χ²(ν) is Gamma(ν/2, scale 2).
+        ChiSquare => gamma_draw(0.5 * p[0], 2.0, rng),
+        InvChiSquare => 1.0 / gamma_draw(0.5 * p[0], 2.0, rng),
+        ScaledInvChiSquare => p[0] * p[1] * p[1] / gamma_draw(0.5 * p[0], 2.0, rng),
         _ => f64::NAN,
     }
 }

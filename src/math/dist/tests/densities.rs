@@ -39,6 +39,29 @@ fn reference(f: Family, x: f64, p: [f64; 3]) -> f64 {
         PoissonLog => sd::Poisson::new(p[0].exp()).unwrap().ln_pmf(xu),
         // NB2(μ, φ) is NegativeBinomial(r = φ, p = φ/(μ+φ)).
         NegBinomial2 => sd::NegativeBinomial::new(p[1], p[1] / (p[0] + p[1])).unwrap().ln_pmf(xu),
+        NegBinomial2Log => {
+            let mu = p[0].exp();
+            sd::NegativeBinomial::new(p[1], p[1] / (mu + p[1])).unwrap().ln_pmf(xu)
+        }
+        // NegBinomial(α, β) is NegativeBinomial(r = α, p = β/(1+β)).
+        NegBinomial => sd::NegativeBinomial::new(p[0], p[1] / (1.0 + p[1])).unwrap().ln_pmf(xu),
+        // The binomial's probability integrated against Beta(α, β), term by term.
+        BetaBinomial => {
+            let (n, a, b) = (p[0], p[1], p[2]);
+            let lbeta = |a: f64, b: f64| statrs::function::beta::ln_beta(a, b);
+            let choose = statrs::function::factorial::ln_binomial(n as u64, xu);
+            choose + lbeta(x + a, n - x + b) - lbeta(a, b)
+        }
+        Weibull => sd::Weibull::new(p[0], p[1]).unwrap().ln_pdf(x),
+        // 1/X is Weibull(α, 1/σ): f(x) = f_W(1/x) / x².
+        Frechet => sd::Weibull::new(p[0], 1.0 / p[1]).unwrap().ln_pdf(1.0 / x) - 2.0 * x.ln(),
+        // Rayleigh(σ) is Weibull(2, σ√2).
+        Rayleigh => sd::Weibull::new(2.0, p[0] * 2f64.sqrt()).unwrap().ln_pdf(x),
+        Pareto => sd::Pareto::new(p[0], p[1]).unwrap().ln_pdf(x),
+        Gumbel => sd::Gumbel::new(p[0], p[1]).unwrap().ln_pdf(x),
+        ChiSquare => sd::ChiSquared::new(p[0]).unwrap().ln_pdf(x),
+        InvChiSquare => sd::InverseGamma::new(p[0] / 2.0, 0.5).unwrap().ln_pdf(x),
+        ScaledInvChiSquare => sd::InverseGamma::new(p[0] / 2.0, p[0] * p[1] * p[1] / 2.0).unwrap().ln_pdf(x),
         _ => unreachable!(),
     }
 }
@@ -93,6 +116,20 @@ fn scalar_densities_fixed_points() {
         (PoissonLog, &[4.0, 1.2]),
         (NegBinomial2, &[0.0, 3.0, 0.5]),
         (NegBinomial2, &[40.0, 25.0, 3.0]),
+        (NegBinomial2Log, &[40.0, 25f64.ln(), 3.0]),
+        (NegBinomial2Log, &[0.0, -30.0, 2.0]),
+        (NegBinomial, &[7.0, 2.5, 0.4]),
+        (BetaBinomial, &[0.0, 10.0, 2.0, 3.0]),
+        (BetaBinomial, &[10.0, 10.0, 0.5, 0.5]),
+        (Weibull, &[0.0, 1.0, 2.0]),
+        (Weibull, &[3.5, 1.5, 2.0]),
+        (Frechet, &[0.2, 2.0, 1.0]),
+        (Pareto, &[1.0, 1.0, 3.0]),
+        (Gumbel, &[-3.0, 0.0, 1.0]),
+        (ChiSquare, &[0.0, 2.0]),
+        (ChiSquare, &[12.0, 7.0]),
+        (InvChiSquare, &[0.05, 3.0]),
+        (ScaledInvChiSquare, &[2.0, 5.0, 1.5]),
     ];
     for (f, v) in cases {
         let mut p = [0.0; 3];

@@ -31,6 +31,18 @@ fn support_edges_and_invalid_parameters() {
         (Poisson, &[1.0, 0.0]),
         (PoissonLog, &[f64::INFINITY, 0.0]),
         (NegBinomial2, &[2.5, 1.0, 1.0]),
+        (NegBinomial, &[-1.0, 1.0, 1.0]),
+        (NegBinomial2Log, &[0.5, 0.0, 1.0]),
+        (BetaBinomial, &[6.0, 5.0, 1.0, 1.0]),
+        (Weibull, &[-0.5, 2.0, 1.0]),
+        (Weibull, &[0.0, 2.0, 1.0]),
+        (Frechet, &[0.0, 2.0, 1.0]),
+        (Rayleigh, &[0.0, 1.0]),
+        (Pareto, &[0.5, 1.0, 2.0]),
+        (Gumbel, &[f64::INFINITY, 0.0, 1.0]),
+        (ChiSquare, &[0.0, 3.0]),
+        (InvChiSquare, &[0.0, 3.0]),
+        (ScaledInvChiSquare, &[-1.0, 3.0, 1.0]),
     ];
     for (f, v) in out {
         assert_eq!(lp_s(*f, v), ninf, "{f:?} {v:?} should be outside the support");
@@ -63,6 +75,18 @@ fn support_edges_and_invalid_parameters() {
         (Poisson, &[1.0, f64::INFINITY]),
         (NegBinomial2, &[1.0, 0.0, 1.0]),
         (NegBinomial2, &[1.0, 1.0, 0.0]),
+        (NegBinomial, &[1.0, 1.0, 0.0]),
+        (NegBinomial2Log, &[1.0, f64::NAN, 1.0]),
+        (BetaBinomial, &[1.0, 2.5, 1.0, 1.0]),
+        (BetaBinomial, &[1.0, 3.0, 0.0, 1.0]),
+        (Weibull, &[1.0, 0.0, 1.0]),
+        (Frechet, &[1.0, 1.0, -1.0]),
+        (Rayleigh, &[1.0, 0.0]),
+        (Pareto, &[2.0, 0.0, 1.0]),
+        (Gumbel, &[0.0, 0.0, 0.0]),
+        (ChiSquare, &[1.0, -2.0]),
+        (InvChiSquare, &[1.0, 0.0]),
+        (ScaledInvChiSquare, &[1.0, 2.0, 0.0]),
         (Bernoulli, &[f64::NAN, 0.5]),
     ];
     for (f, v) in bad {

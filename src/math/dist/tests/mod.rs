@@ -96,6 +96,15 @@ fn gen_params(f: Family, rng: &mut StdRng) -> [f64; 3] {
         Poisson => [u(rng, 0.1, 10.0), 0.0, 0.0],
         PoissonLog => [u(rng, -2.0, 2.5), 0.0, 0.0],
         NegBinomial2 => [u(rng, 0.2, 10.0), u(rng, 0.2, 10.0), 0.0],
+        Weibull | Frechet => [u(rng, 0.5, 5.0), u(rng, 0.3, 3.0), 0.0],
+        Rayleigh => [u(rng, 0.3, 3.0), 0.0, 0.0],
+        Pareto => [u(rng, 0.05, 1.0), u(rng, 0.5, 5.0), 0.0],
+        Gumbel => [u(rng, -2.0, 2.0), u(rng, 0.3, 3.0), 0.0],
+        ChiSquare | InvChiSquare => [u(rng, 0.5, 10.0), 0.0, 0.0],
+        ScaledInvChiSquare => [u(rng, 0.5, 10.0), u(rng, 0.3, 3.0), 0.0],
+        NegBinomial => [u(rng, 0.2, 10.0), u(rng, 0.2, 5.0), 0.0],
+        NegBinomial2Log => [u(rng, -2.0, 2.5), u(rng, 0.2, 10.0), 0.0],
+        BetaBinomial => [ui(rng, 0, 20), u(rng, 0.3, 5.0), u(rng, 0.3, 5.0)],
         _ => unreachable!(),
     }
 }
@@ -103,10 +112,13 @@ fn gen_params(f: Family, rng: &mut StdRng) -> [f64; 3] {
 /// Random variate in the support of a scalar family with parameters `p`.
 fn gen_x(f: Family, p: &[f64; 3], rng: &mut StdRng) -> f64 {
     match f {
-        Normal | Cauchy | Laplace | Logistic | StudentT | StdNormal => u(rng, -4.0, 4.0),
+        Normal | Cauchy | Laplace | Logistic | StudentT | StdNormal | Gumbel => u(rng, -4.0, 4.0),
         HalfNormal | HalfCauchy | Exponential => u(rng, 0.01, 4.0),
-        Gamma => u(rng, 0.05, 5.0),
-        InvGamma | Lognormal => u(rng, 0.1, 5.0),
+        Gamma | Weibull | Rayleigh | ChiSquare => u(rng, 0.05, 5.0),
+        InvGamma | Lognormal | Frechet | InvChiSquare | ScaledInvChiSquare => u(rng, 0.1, 5.0),
+        Pareto => p[0] + u(rng, 0.0, 4.0),
+        NegBinomial | NegBinomial2Log => ui(rng, 0, 15),
+        BetaBinomial => ui(rng, 0, p[0] as u32),
         Beta => u(rng, 0.05, 0.95),
         Uniform => u(rng, 0.0, 0.5),
         Bernoulli | BernoulliLogit => ui(rng, 0, 1),
@@ -181,7 +193,8 @@ fn gen_point(f: Family, rng: &mut StdRng) -> Pt {
         _ => {
             let n = 3;
             let vector: Vec<bool> = (0..np).map(|_| rng.random::<bool>()).collect();
-            let scalar_x = !matches!(f, Binomial | BinomialLogit) && rng.random_range(0..4) == 0;
+            let scalar_x =
+                !matches!(f, Binomial | BinomialLogit | BetaBinomial | Pareto) && rng.random_range(0..4) == 0;
             let first = gen_params(f, rng);
             let mut ps = Vec::new();
             for _ in 0..n {
@@ -195,8 +208,9 @@ fn gen_point(f: Family, rng: &mut StdRng) -> Pt {
             let mut vals = Vec::new();
             let mut dims = Vec::new();
             if scalar_x {
-                // Valid for every element: supports here do not depend on the parameters
-                // except uniform's, whose generated ranges all contain [0, 0.5].
+                // Valid for every element: the supports of the families drawn here do not
+                // depend on the parameters except uniform's, whose generated ranges all
+                // contain [0, 0.5].
                 vals.push(vec![gen_x(f, &ps[0], rng)]);
                 dims.push(vec![]);
             } else {
@@ -218,7 +232,7 @@ fn gen_point(f: Family, rng: &mut StdRng) -> Pt {
 }
 
 fn has_grad(f: Family, j: usize) -> bool {
-    !(j == 0 && f.is_discrete() || j == 1 && matches!(f, Binomial | BinomialLogit))
+    !(j == 0 && f.is_discrete() || j == 1 && matches!(f, Binomial | BinomialLogit | BetaBinomial))
 }
 
 /// Whether the density is checked off its constraint manifold (FD leaves the manifold).
@@ -289,17 +303,19 @@ fn lkj_pt(l: Vec<f64>, k: usize, eta: f64) -> Pt {
 
 #[test]
 fn family_table() {
-    assert_eq!(Family::ALL.len(), 27);
+    assert_eq!(Family::ALL.len(), 38);
     let mut names = std::collections::HashSet::new();
     for (i, &f) in Family::ALL.iter().enumerate() {
         assert!(names.insert(f.name()));
         assert_eq!(Family::from_name(f.name()), Some(f));
-        assert_eq!(f.is_elementwise(), i <= NegBinomial2 as usize, "{f:?}");
+        assert_eq!(f.is_elementwise(), i <= BetaBinomial as usize, "{f:?}");
     }
     assert_eq!(Family::from_name("double_exponential"), None);
     assert_eq!(Family::from_name("Normal"), None);
     let np: Vec<usize> = Family::ALL.iter().map(|f| f.n_params()).collect();
-    assert_eq!(np, [2, 0, 3, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 1, 1, 2, 2, 1, 1, 2, 1, 1, 1, 2, 2, 1]);
+    let scalar = [2, 0, 3, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 1, 1, 2, 2, 1, 1, 2];
+    let added = [2, 2, 1, 2, 2, 1, 1, 2, 2, 2, 3];
+    assert_eq!(np, [&scalar[..], &added, &[1, 1, 1, 2, 2, 1]].concat());
     let discrete: Vec<Family> = Family::ALL.iter().copied().filter(|f| f.is_discrete()).collect();
     assert_eq!(
         discrete,
@@ -311,6 +327,9 @@ fn family_table() {
             Poisson,
             PoissonLog,
             NegBinomial2,
+            NegBinomial,
+            NegBinomial2Log,
+            BetaBinomial,
             Categorical,
             CategoricalLogit
         ]

@@ -58,6 +58,19 @@ fn scalar_sample_moments() {
         (Poisson, vec![40.0], 40.0, 40.0),
         (PoissonLog, vec![1.0], 1f64.exp(), 1f64.exp()),
         (NegBinomial2, vec![4.0, 2.0], 4.0, 4.0 + 16.0 / 2.0),
+        (NegBinomial2Log, vec![4f64.ln(), 2.0], 4.0, 4.0 + 16.0 / 2.0),
+        (NegBinomial, vec![3.0, 0.5], 6.0, 3.0 * 1.5 / 0.25),
+        (BetaBinomial, vec![10.0, 2.0, 3.0], 4.0, 10.0 * 6.0 * 15.0 / (25.0 * 6.0)),
+        // Γ(1 + 1/2) = √π/2, Γ(2) = 1.
+        (Weibull, vec![2.0, 1.5], 1.5 * pi.sqrt() / 2.0, 2.25 * (1.0 - pi / 4.0)),
+        // Γ(1 − 1/4) and Γ(1 − 2/4) = √π.
+        (Frechet, vec![4.0, 2.0], 2.0 * 1.225_416_702_465_178, 4.0 * (pi.sqrt() - 1.225_416_702_465_178f64.powi(2))),
+        (Rayleigh, vec![1.5], 1.5 * (pi / 2.0).sqrt(), (4.0 - pi) / 2.0 * 2.25),
+        (Pareto, vec![0.5, 5.0], 5.0 * 0.5 / 4.0, 0.25 * 5.0 / (16.0 * 3.0)),
+        (Gumbel, vec![1.0, 2.0], 1.0 + 2.0 * 0.577_215_664_901_532_9, pi * pi * 4.0 / 6.0),
+        (ChiSquare, vec![3.0], 3.0, 6.0),
+        (InvChiSquare, vec![9.0], 1.0 / 7.0, 2.0 / (49.0 * 5.0)),
+        (ScaledInvChiSquare, vec![9.0, 0.5], 9.0 * 0.25 / 7.0, 2.0 * 81.0 * 0.0625 / (49.0 * 5.0)),
     ];
     for (i, (f, p, mean, var)) in cases.into_iter().enumerate() {
         let params: Vec<_> = p.iter().map(|&v| sc(v)).collect();
