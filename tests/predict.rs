@@ -396,3 +396,65 @@ fn predicted_elements_are_indexed_by_their_place_in_the_variable() {
     seen.sort();
     assert_eq!(seen, (0..6).collect::<Vec<_>>());
 }
+
+/// A multivariate normal likelihood is summarised element by element through its marginals:
+/// entry c of a row has mean μ_c and variance Σ_cc at each draw, so the predicted mean is the
+/// draws' mean of μ_c and the predicted variance their variance plus the mean of Σ_cc (here
+/// τ_c², the covariance being diag(τ) L with L a correlation factor), for the rows of a
+/// matrix and for a loop over an array of vectors alike.
+#[test]
+fn a_multivariate_normal_is_predicted_by_its_marginals() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let dir = temp("mvn");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    // Rows of N([1, −1], [[1, 0.6], [0.6, 2]]) through its Cholesky factor.
+    let (l10, l11) = (0.6, (2.0f64 - 0.36).sqrt());
+    let rows: Vec<String> = (0..60)
+        .map(|_| {
+            let (a, b): (f64, f64) = (StandardNormal.sample(&mut rng), StandardNormal.sample(&mut rng));
+            format!("[{}, {}]", 1.0 + a, -1.0 + l10 * a + l11 * b)
+        })
+        .collect();
+    std::fs::write(dir.join("m.json"), format!("{{\"N\": 60, \"K\": 2, \"y\": [{}]}}", rows.join(", "))).unwrap();
+    let params = "params {\n  mu: vector[K] ~ normal(0, 5)\n  tau: vector<lower=0>[K] ~ half_normal(2)\n  \
+                  L: cholesky_corr[K] ~ lkj_corr_cholesky(2)\n}\n";
+    let forms = [
+        ("matrix[N, K]", "  y ~ multi_normal_cholesky(mu, diag_matrix(tau) @ L)\n"),
+        ("array[N] vector[K]", "  for n in 0..N {\n    y[n] ~ multi_normal_cholesky(mu, diag_matrix(tau) @ L)\n  }\n"),
+    ];
+    for (ty, body) in forms {
+        let model = dir.join("m.bnn");
+        let text = format!("data {{\n  N: int\n  K: int\n  y: {ty}\n}}\n{params}model {{\n{body}}}\n");
+        std::fs::write(&model, text).unwrap();
+        let fit = dir.join("fit");
+        let (code, _, err) = bnnc(&["run", s(&model), "--chains", "2", "--draws", "300", "--out", s(&fit)]);
+        assert!(code == 0 || code == 3, "{ty}: {err}");
+        let (code, out, err) = bnnc(&["predict", s(&model), "--fit", s(&fit)]);
+        assert_eq!(code, 0, "{ty}: {err}");
+        assert!(out.contains("y (multi_normal_cholesky, real): 120 rows"), "{ty}: {out}");
+        let (cols, draws) = read_draws(&fit);
+        let p = json(&fit.join("predictive.json"));
+        let predicted = p["observed"]["y"]["rows"].as_array().expect("rows");
+        for c in 0..2 {
+            let mu = col(&cols, &draws, &format!("mu.{}", c + 1));
+            let tau = col(&cols, &draws, &format!("tau.{}", c + 1));
+            let n = mu.len() as f64;
+            let m = mu.iter().sum::<f64>() / n;
+            let var =
+                mu.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n + tau.iter().map(|t| t * t).sum::<f64>() / n;
+            for row in predicted.iter().skip(c).step_by(2) {
+                let (pm, psd) = (row["mean"].as_f64().unwrap(), row["sd"].as_f64().unwrap());
+                assert!(
+                    close(pm, m, 1e-9) && close(psd, var.sqrt(), 1e-9),
+                    "{ty} entry {c}: {pm} {psd} vs {m} {}",
+                    var.sqrt()
+                );
+            }
+        }
+        // The marginals are calibrated on the data they were fitted to.
+        let c90 = p["observed"]["y"]["metrics"]["coverage90"].as_f64().expect("coverage");
+        assert!((0.8..=0.98).contains(&c90), "{ty}: coverage90 {c90}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -87,7 +87,8 @@ fn predict_at(
         }));
         return Err(1);
     }
-    // Multivariate families (multi_normal, dirichlet, ...) are not summarised element by element.
+    // Dirichlet and LKJ variates (a simplex, a correlation matrix) are not summarised element
+    // by element.
     let skipped: Vec<&crate::ir::Site> =
         program.sites.iter().filter(|s| super::family::kind(s.family).is_none()).collect();
     if !skipped.is_empty() {
@@ -106,7 +107,7 @@ fn predict_at(
         if skipped.len() == program.sites.len() {
             fe.diags.push(
                 d(skipped[0], Code::NothingToPredict)
-                    .with_help("predict summarises variables with an elementwise or class distribution (normal, poisson, bernoulli, categorical, ...)"),
+                    .with_help("predict summarises variables with an elementwise, class or multivariate normal distribution (normal, poisson, bernoulli, categorical, multi_normal, ...)"),
             );
             return Err(1);
         }

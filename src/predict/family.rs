@@ -27,18 +27,29 @@ impl Kind {
     }
 }
 
-/// The kind of `f`'s variate, or `None` for the multivariate families, which `predict` does
-/// not summarise.
+/// The kind of `f`'s variate, or `None` for the families `predict` does not summarise (a
+/// simplex, a correlation matrix). A multivariate normal's elements are summarised by their
+/// marginals ([`marginal`]).
 pub fn kind(f: Family) -> Option<Kind> {
     use Family::*;
     match f {
+        MultiNormal | MultiNormalCholesky => Some(Kind::Real),
         Bernoulli | BernoulliLogit | Categorical | CategoricalLogit => Some(Kind::Class),
         Binomial | BinomialLogit | Poisson | PoissonLog | NegBinomial2 | NegBinomial | NegBinomial2Log
         | BetaBinomial => Some(Kind::Int),
-        Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky => None,
+        Dirichlet | LkjCorrCholesky => None,
         Normal | StdNormal | StudentT | Cauchy | HalfNormal | HalfCauchy | Exponential | Gamma | InvGamma
         | Lognormal | Beta | Uniform | Laplace | Logistic | Weibull | Frechet | Rayleigh | Pareto | Gumbel
         | ChiSquare | InvChiSquare | ScaledInvChiSquare => Some(Kind::Real),
+    }
+}
+
+/// The family of one element's marginal: a multivariate normal's elements are normal, with
+/// the mean's entry and the square root of the covariance's diagonal entry as parameters.
+pub fn marginal(f: Family) -> Family {
+    match f {
+        Family::MultiNormal | Family::MultiNormalCholesky => Family::Normal,
+        f => f,
     }
 }
 

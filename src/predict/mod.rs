@@ -271,21 +271,18 @@ pub fn predict_with(
                         let l = probs.get(y as usize).map(|q| q.ln()).unwrap_or(f64::NEG_INFINITY);
                         log_add(&mut acc.lmax, &mut acc.lsum, l);
                     } else if let Element::Real(par) = el {
-                        let (m, v) = family::moments(site.family, &par);
+                        let f = family::marginal(site.family);
+                        let (m, v) = family::moments(f, &par);
                         let acc = &mut real[vi][idx];
                         acc.n += 1.0;
                         let d = m - acc.mean;
                         acc.mean += d / acc.n;
                         acc.m2 += d * (m - acc.mean);
                         acc.var_sum += v;
-                        log_add(
-                            &mut acc.lmax,
-                            &mut acc.lsum,
-                            crate::math::dist::elem_log_density(site.family, y, &par),
-                        );
+                        log_add(&mut acc.lmax, &mut acc.lsum, crate::math::dist::elem_log_density(f, y, &par));
                         if s % stride == 0 {
                             for _ in 0..reps {
-                                acc.draws.push(family::draw(site.family, &par, &mut rng));
+                                acc.draws.push(family::draw(f, &par, &mut rng));
                             }
                         }
                     }
@@ -698,7 +695,7 @@ pub fn conditional(fw: &Forward, k: usize, i: usize) -> Option<f64> {
             family::class_probs(site.family, row, &mut probs);
             probs.get(y as usize).copied()
         }
-        Element::Real(par) => (kind != Kind::Class).then(|| family::moments(site.family, &par).0),
+        Element::Real(par) => (kind != Kind::Class).then(|| family::moments(family::marginal(site.family), &par).0),
     }
 }
 
@@ -727,7 +724,9 @@ pub fn pointwise_log_lik(fw: &mut Forward, draws: &[Vec<f64>]) -> Result<Vec<f64
                             family::class_probs(site.family, row, &mut probs);
                             probs.get(y as usize).map_or(f64::NEG_INFINITY, |q| q.ln())
                         }
-                        Some(Element::Real(par)) => crate::math::dist::elem_log_density(site.family, y, &par),
+                        Some(Element::Real(par)) => {
+                            crate::math::dist::elem_log_density(family::marginal(site.family), y, &par)
+                        }
                         None => f64::NAN,
                     };
                     if acc.len() <= at {
@@ -776,6 +775,21 @@ fn element<'a>(
             }
             _ => std::slice::from_ref(a.get(at(j, lens[0], n))?),
         }));
+    }
+    if let Family::MultiNormal | Family::MultiNormalCholesky = site.family {
+        // Element j is entry c of the variate's row r; the mean is one `[K]` shared by every
+        // row or a row of its own.
+        let k = p.info(site.lhs).shape.last().copied().unwrap_or(1).max(1);
+        let (r, c) = (j / k, j % k);
+        let mu = exec_slice(sv.args[0], lens[0], e);
+        let mean = *mu.get(if lens[0] == k { c } else { r * k + c })?;
+        let m = exec_slice(sv.args[1], lens[1], e);
+        let var = match site.family {
+            Family::MultiNormal => *m.get(c * k + c)?,
+            // Σ = L Lᵀ: the squares of row c of the lower triangle.
+            _ => m.get(c * k..c * k + c + 1)?.iter().map(|v| v * v).sum(),
+        };
+        return Some(Element::Real([mean, var.sqrt(), 0.0]));
     }
     let mut par = [0.0; 3];
     for (a, len) in lens.iter().enumerate().take(3) {
