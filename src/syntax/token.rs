@@ -369,6 +369,14 @@ pub fn lex_raw(file: FileId, src: &str, diags: &mut Diagnostics) -> Vec<Spanned>
                 if text.starts_with('\'') || text.starts_with('"') {
                     d = d.with_help("strings are written in double quotes on one line, and only `import` takes one");
                 }
+                // Stan's elementwise `.*` and `./`: kept as `*` and `/`, which are elementwise here.
+                let after = src.get(r.end..).and_then(|t| t.chars().next());
+                if text == "." && matches!(after, Some('*' | '/')) {
+                    let op = if after == Some('*') { "*" } else { "/" };
+                    d = d
+                        .with_label(format!("`.{op}` is Stan's elementwise operator"))
+                        .with_help(format!("`{op}` is elementwise in bnnc (`@` is the matrix product): write `{op}`"));
+                }
                 diags.push(d);
             }
             Err(LexError::BadNumber) => {
