@@ -1567,6 +1567,15 @@ fn density_args(f: Family, b: &mut B, r: &mut Rng, n: usize, k: usize, m: usize)
             let y = labels(b, r, k, m, vector);
             (vec![y, beta], format!("labels ({vector}) with logits (rows {rows})"))
         }
+        Family::OrderedLogistic => {
+            // Cutpoints: an `ordered` parameter.
+            let kk = k.max(2);
+            let c = b.param(Kind::Ordered, &[kk - 1], &[], |r| r.uniform(-1.5, 1.5));
+            let vector = r.coin();
+            let y = labels(b, r, kk, m, vector);
+            let eta = WIDE.arg(b, &if vector { vec![m] } else { vec![] }, r.coin(), r);
+            (vec![y, eta, c], format!("labels ({vector}), {kk} classes"))
+        }
         Family::Dirichlet => {
             let rows = r.coin();
             let th = if rows {

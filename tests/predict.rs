@@ -458,3 +458,65 @@ fn a_multivariate_normal_is_predicted_by_its_marginals() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ordinal regression: `ordered_logistic` recovers the slope and cutpoints that made the
+/// ratings, its draws are labels, and `predict` gives each rating's class probabilities,
+/// which sum to one and favour the observed rating more often than chance.
+#[test]
+fn an_ordinal_regression_recovers_its_cutpoints_and_predicts_classes() {
+    use rand::{RngExt, SeedableRng};
+    use rand_distr::{Distribution, StandardNormal};
+    let dir = temp("ordinal");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let (beta, c) = (1.3, [-1.5, 0.0, 1.2]);
+    let sig = |t: f64| 1.0 / (1.0 + (-t).exp());
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for _ in 0..300 {
+        let x: f64 = StandardNormal.sample(&mut rng);
+        let u: f64 = rng.random();
+        xs.push(format!("{x}"));
+        ys.push(c.iter().filter(|ck| u >= sig(*ck - beta * x)).count().to_string());
+    }
+    std::fs::write(
+        dir.join("m.json"),
+        format!("{{\"N\": 300, \"K\": 4, \"x\": [{}], \"y\": [{}]}}", xs.join(", "), ys.join(", ")),
+    )
+    .unwrap();
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  K: int\n  x: vector[N]\n  y: array[N] int\n}\n\
+         params {\n  beta: real ~ normal(0, 2)\n  c: ordered[K - 1] ~ normal(0, 5)\n}\n\
+         model {\n  y ~ ordered_logistic(beta * x, c)\n}\n\
+         generated {\n  y_rep = ordered_logistic_rng(beta * x, c)\n}\n",
+    )
+    .unwrap();
+    let fit = dir.join("fit");
+    let (code, _, err) = bnnc(&["run", s(&model), "--chains", "2", "--draws", "300", "--out", s(&fit)]);
+    assert!(code == 0 || code == 3, "{err}");
+    let (cols, draws) = read_draws(&fit);
+    let mean = |name: &str| {
+        let v = col(&cols, &draws, name);
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!((mean("beta") - beta).abs() < 0.35, "beta {}", mean("beta"));
+    for (k, ck) in c.iter().enumerate() {
+        let got = mean(&format!("c.{}", k + 1));
+        assert!((got - ck).abs() < 0.4, "c[{k}] {got} vs {ck}");
+    }
+    let reps = col(&cols, &draws, "y_rep.1");
+    assert!(reps.iter().all(|v| [0.0, 1.0, 2.0, 3.0].contains(v)), "labels");
+    let (code, out, err) = bnnc(&["predict", s(&model), "--fit", s(&fit)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("y (ordered_logistic, class): 300 rows"), "{out}");
+    let p = json(&fit.join("predictive.json"));
+    let rows = p["observed"]["y"]["rows"].as_array().expect("rows");
+    for r in rows {
+        let probs: Vec<f64> = r["probs"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(probs.len(), 4);
+        assert!(close(probs.iter().sum::<f64>(), 1.0, 1e-9), "{probs:?}");
+    }
+    let accuracy = p["observed"]["y"]["metrics"]["accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.35, "accuracy {accuracy} (chance is about 0.25)");
+    let _ = std::fs::remove_dir_all(&dir);
+}

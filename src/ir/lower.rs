@@ -1596,6 +1596,12 @@ impl<'a> Lower<'a> {
                     (!(int && y >= 0.0 && (y as usize) < k))
                         .then(|| format!("a category label from 0 to {} (one of its {k} classes)", k.saturating_sub(1)))
                 }
+                Family::OrderedLogistic => {
+                    // K − 1 cutpoints: K ordered classes.
+                    let k = k_of(self, params.get(1))? + 1;
+                    (!(int && y >= 0.0 && (y as usize) < k))
+                        .then(|| format!("a label from 0 to {} (one of its {k} ordered classes)", k - 1))
+                }
                 Family::Bernoulli | Family::BernoulliLogit => (!(y == 0.0 || y == 1.0)).then(|| "0 or 1".to_string()),
                 Family::Poisson
                 | Family::PoissonLog
@@ -2145,6 +2151,7 @@ fn rng_shape(f: Family, params: &[Vec<usize>]) -> Vec<usize> {
         }
         Family::LkjCorrCholesky => vec![],
         Family::Categorical => vec![],
+        Family::OrderedLogistic => params.first().cloned().unwrap_or_default(),
         Family::CategoricalLogit => match params.first() {
             Some(s) if s.len() == 2 => vec![s[0]],
             _ => vec![],

@@ -34,7 +34,7 @@ pub fn kind(f: Family) -> Option<Kind> {
     use Family::*;
     match f {
         MultiNormal | MultiNormalCholesky => Some(Kind::Real),
-        Bernoulli | BernoulliLogit | Categorical | CategoricalLogit => Some(Kind::Class),
+        Bernoulli | BernoulliLogit | Categorical | CategoricalLogit | OrderedLogistic => Some(Kind::Class),
         Binomial | BinomialLogit | Poisson | PoissonLog | NegBinomial2 | NegBinomial | NegBinomial2Log
         | BetaBinomial => Some(Kind::Int),
         Dirichlet | LkjCorrCholesky => None,
@@ -148,7 +148,8 @@ pub fn moments(f: Family, p: &[f64; 3]) -> (f64, f64) {
             let t = sigmoid(p[0]);
             (t, t * (1.0 - t))
         }
-        Categorical | CategoricalLogit | Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky => (nan, nan),
+        Categorical | CategoricalLogit | OrderedLogistic | Dirichlet | MultiNormal | MultiNormalCholesky
+        | LkjCorrCholesky => (nan, nan),
     };
     (m, v)
 }
@@ -181,6 +182,13 @@ pub fn class_probs(f: Family, row: &[f64], out: &mut Vec<f64>) {
             out.extend(row.iter().map(|x| (x - m).exp() / z));
         }
     }
+}
+
+/// The K class probabilities of `ordered_logistic(eta, c)` (K − 1 cutpoints), into `out`
+/// (cleared first).
+pub fn ordered_probs(eta: f64, c: &[f64], out: &mut Vec<f64>) {
+    out.clear();
+    out.extend((0..=c.len()).map(|l| dist::ordered_logistic_term(eta, c, l).0.exp()));
 }
 
 /// Shannon entropy in nats.

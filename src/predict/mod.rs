@@ -260,8 +260,7 @@ pub fn predict_with(
                     let idx = base + e * n + j;
                     let y = exec_slice(sv.lhs, n, e)[j];
                     let Some(el) = element(p, site, &sv, &lens, e, j) else { continue };
-                    if let Element::Class(row) = el {
-                        family::class_probs(site.family, row, &mut probs);
+                    if el.class_probs(site.family, &mut probs) {
                         let acc = &mut class[vi][idx];
                         if acc.probs.is_empty() {
                             acc.probs = vec![0.0; probs.len()];
@@ -690,12 +689,12 @@ pub fn conditional(fw: &Forward, k: usize, i: usize) -> Option<f64> {
     let lens: Vec<usize> = site.args.iter().map(|a| p.info(*a).len()).collect();
     let y = *exec_slice(sv.lhs, n, e).get(j)?;
     match element(p, site, &sv, &lens, e, j)? {
-        Element::Class(row) => {
+        Element::Real(par) => (kind != Kind::Class).then(|| family::moments(family::marginal(site.family), &par).0),
+        el => {
             let mut probs = Vec::new();
-            family::class_probs(site.family, row, &mut probs);
+            el.class_probs(site.family, &mut probs);
             probs.get(y as usize).copied()
         }
-        Element::Real(par) => (kind != Kind::Class).then(|| family::moments(family::marginal(site.family), &par).0),
     }
 }
 
@@ -720,12 +719,12 @@ pub fn pointwise_log_lik(fw: &mut Forward, draws: &[Vec<f64>]) -> Result<Vec<f64
                 for j in 0..n {
                     let y = exec_slice(sv.lhs, n, e).get(j).copied().unwrap_or(f64::NAN);
                     let l = match element(p, site, &sv, &lens, e, j) {
-                        Some(Element::Class(row)) => {
-                            family::class_probs(site.family, row, &mut probs);
-                            probs.get(y as usize).map_or(f64::NEG_INFINITY, |q| q.ln())
-                        }
                         Some(Element::Real(par)) => {
                             crate::math::dist::elem_log_density(family::marginal(site.family), y, &par)
+                        }
+                        Some(el) => {
+                            el.class_probs(site.family, &mut probs);
+                            probs.get(y as usize).map_or(f64::NEG_INFINITY, |q| q.ln())
                         }
                         None => f64::NAN,
                     };
@@ -749,6 +748,20 @@ enum Element<'a> {
     Class(&'a [f64]),
     /// An elementwise family's parameters.
     Real([f64; 3]),
+    /// An ordered logistic's location and cutpoints.
+    Ordered(f64, &'a [f64]),
+}
+
+impl Element<'_> {
+    /// A class variable's probabilities, into `out`; false for a real-valued element.
+    fn class_probs(&self, f: Family, out: &mut Vec<f64>) -> bool {
+        match self {
+            Element::Class(row) => family::class_probs(f, row, out),
+            Element::Ordered(eta, c) => family::ordered_probs(*eta, c, out),
+            Element::Real(_) => return false,
+        }
+        true
+    }
 }
 
 /// Element `j` of execution `e` of `site` (`lens`: each argument's length per execution),
@@ -762,6 +775,10 @@ fn element<'a>(
     j: usize,
 ) -> Option<Element<'a>> {
     let n = p.info(site.lhs).len().max(1);
+    if site.family == Family::OrderedLogistic {
+        let eta = *exec_slice(sv.args[0], lens[0], e).get(at(j, lens[0], n))?;
+        return Some(Element::Ordered(eta, exec_slice(sv.args[1], lens[1], e)));
+    }
     if family::kind(site.family)? == Kind::Class {
         let a = exec_slice(sv.args[0], lens[0], e);
         return Some(Element::Class(match site.family {

@@ -99,6 +99,7 @@ pub const DISTRIBUTIONS: &[DistSig] = &[
     },
     DistSig { name: "categorical", params: &[("theta", A::VectorOrMatrix)], variate: Variate::Label },
     DistSig { name: "categorical_logit", params: &[("beta", A::VectorOrMatrix)], variate: Variate::Label },
+    DistSig { name: "ordered_logistic", params: &[("eta", A::Real), ("c", A::Vector)], variate: Variate::Label },
     DistSig { name: "dirichlet", params: &[("alpha", A::Vector)], variate: Variate::Vector },
     DistSig { name: "multi_normal", params: &[("mu", A::Vector), ("Sigma", A::Matrix)], variate: Variate::Vector },
     DistSig { name: "multi_normal_cholesky", params: &[("mu", A::Vector), ("L", A::Matrix)], variate: Variate::Vector },

@@ -1022,8 +1022,10 @@ impl<'a> Checker<'a> {
                             Ty::real_of_dims(dims)
                         }
                     }
-                    Variate::Label => match infos.first().map(|a| &a.info.ty) {
-                        Some(Ty::Matrix(r, _)) => Ty::Array(r.clone(), Box::new(Ty::Int)),
+                    Variate::Label => match (d.params.first().map(|p| p.1), infos.first().map(|a| &a.info.ty)) {
+                        // A location per label (ordered_logistic): a label per location.
+                        (Some(ArgShape::Real), Some(t)) => Ty::int_of_dims(&t.dims()),
+                        (_, Some(Ty::Matrix(r, _))) => Ty::Array(r.clone(), Box::new(Ty::Int)),
                         _ => Ty::Int,
                     },
                     Variate::Vector => match infos.first().map(|a| &a.info.ty) {

@@ -400,7 +400,8 @@ fn elem_has_grad(f: Family, j: usize) -> bool {
 pub fn is_elementwise(f: Family) -> bool {
     use Family::*;
     match f {
-        Categorical | CategoricalLogit | Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky => false,
+        Categorical | CategoricalLogit | OrderedLogistic | Dirichlet | MultiNormal | MultiNormalCholesky
+        | LkjCorrCholesky => false,
         Normal | StdNormal | StudentT | Cauchy | HalfNormal | HalfCauchy | Exponential | Gamma | InvGamma
         | Lognormal | Beta | Uniform | Laplace | Logistic | Bernoulli | BernoulliLogit | Binomial | BinomialLogit
         | Poisson | PoissonLog | NegBinomial2 | Weibull | Frechet | Rayleigh | Pareto | Gumbel | ChiSquare

@@ -36,7 +36,8 @@ pub use normal::{normal_array, normal_array_partials, LANES as NORMAL_LANES};
 pub use sample::sample;
 
 use elementwise::elementwise;
-use multivariate::{categorical, dirichlet, lkj_corr_cholesky, multi_normal};
+pub use multivariate::ordered_logistic_term;
+use multivariate::{categorical, dirichlet, lkj_corr_cholesky, multi_normal, ordered_logistic};
 
 /// ½·ln(2π).
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
@@ -83,6 +84,7 @@ pub enum Family {
     BetaBinomial,
     Categorical,
     CategoricalLogit,
+    OrderedLogistic,
     Dirichlet,
     MultiNormal,
     MultiNormalCholesky,
@@ -125,6 +127,7 @@ impl Family {
         Family::BetaBinomial,
         Family::Categorical,
         Family::CategoricalLogit,
+        Family::OrderedLogistic,
         Family::Dirichlet,
         Family::MultiNormal,
         Family::MultiNormalCholesky,
@@ -173,6 +176,7 @@ impl Family {
             BetaBinomial => "beta_binomial",
             Categorical => "categorical",
             CategoricalLogit => "categorical_logit",
+            OrderedLogistic => "ordered_logistic",
             Dirichlet => "dirichlet",
             MultiNormal => "multi_normal",
             MultiNormalCholesky => "multi_normal_cholesky",
@@ -194,7 +198,7 @@ impl Family {
             }
             BetaBinomial => &[1, 2],
             StdNormal | Uniform | Bernoulli | BernoulliLogit | Binomial | BinomialLogit | Poisson | PoissonLog
-            | Categorical | CategoricalLogit | MultiNormal | MultiNormalCholesky => &[],
+            | Categorical | CategoricalLogit | OrderedLogistic | MultiNormal | MultiNormalCholesky => &[],
         }
     }
 
@@ -207,7 +211,7 @@ impl Family {
             | CategoricalLogit | Dirichlet | LkjCorrCholesky | Rayleigh | ChiSquare | InvChiSquare => 1,
             Normal | Cauchy | Gamma | InvGamma | Lognormal | Beta | Uniform | Laplace | Logistic | Binomial
             | BinomialLogit | NegBinomial2 | MultiNormal | MultiNormalCholesky | Weibull | Frechet | Pareto
-            | Gumbel | ScaledInvChiSquare | NegBinomial | NegBinomial2Log => 2,
+            | Gumbel | ScaledInvChiSquare | NegBinomial | NegBinomial2Log | OrderedLogistic => 2,
             StudentT | BetaBinomial => 3,
         }
     }
@@ -229,6 +233,7 @@ impl Family {
                 | BetaBinomial
                 | Categorical
                 | CategoricalLogit
+                | OrderedLogistic
         )
     }
 
@@ -238,7 +243,13 @@ impl Family {
         use Family::*;
         !matches!(
             self,
-            Categorical | CategoricalLogit | Dirichlet | MultiNormal | MultiNormalCholesky | LkjCorrCholesky
+            Categorical
+                | CategoricalLogit
+                | OrderedLogistic
+                | Dirichlet
+                | MultiNormal
+                | MultiNormalCholesky
+                | LkjCorrCholesky
         )
     }
 }
@@ -266,7 +277,8 @@ pub struct Arg<'a> {
 /// may each be a vector `[K]` or a matrix `[M, K]` whose rows are independent draws (a `[K]`
 /// argument is shared by every row); `categorical` / `categorical_logit` take a scalar or a
 /// vector of labels, with the probabilities/logits either one vector `[K]` shared by every label
-/// or an `[N, K]` matrix holding one row per label.
+/// or an `[N, K]` matrix holding one row per label. `ordered_logistic` takes a scalar or a vector
+/// of labels, a location per label (or one shared) and one vector of increasing cutpoints.
 pub fn log_density(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64 {
     log_density_impl(f, args, grads, true)
 }
@@ -287,6 +299,7 @@ fn log_density_impl(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>, s
     match f {
         Categorical => categorical(args, grads, false, strict),
         CategoricalLogit => categorical(args, grads, true, strict),
+        OrderedLogistic => ordered_logistic(args, grads),
         Dirichlet => dirichlet(args, grads, strict),
         MultiNormal => multi_normal(args, grads, false),
         MultiNormalCholesky => multi_normal(args, grads, true),

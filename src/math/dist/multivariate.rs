@@ -1,8 +1,9 @@
-//! The multivariate families (categorical, dirichlet, multi_normal, lkj_corr_cholesky) and the
-//! linear algebra they share.
+//! The multivariate families (categorical, ordered_logistic, dirichlet, multi_normal,
+//! lkj_corr_cholesky) and the linear algebra they share.
 
 use super::{
-    as_rows, bcast, is_count, log_sum_exp, positive, square_dim, xdivy, xlogy, Arg, CONSTRAINT_TOL, HALF_LN_2PI, LN_2,
+    as_rows, bcast, is_count, log_sum_exp, positive, softplus, square_dim, xdivy, xlogy, Arg, CONSTRAINT_TOL,
+    HALF_LN_2PI, LN_2,
 };
 use statrs::function::gamma::{digamma, ln_gamma};
 
@@ -464,6 +465,66 @@ pub(super) fn lkj_corr_cholesky(args: &[Arg], grads: Option<&mut [&mut [f64]]>, 
             g[0][i * k + i] += w / lv[i * k + i];
         }
         g[1][0] += deta;
+    }
+    lp
+}
+
+/// The log probability of label `l` (0 to K − 1) of `ordered_logistic(eta, c)` with its
+/// partials in η and in the two cutpoints around it, (∂η, ∂c[l − 1], ∂c[l]) (a cutpoint that
+/// does not exist gets 0). With a = η − c[l − 1] and b = η − c[l] (a = +∞ for l = 0, b = −∞
+/// for l = K − 1), P = σ(a) − σ(b), computed in logs as
+/// −softplus(−a) − softplus(b) + ln(1 − e^{b − a}).
+pub fn ordered_logistic_term(eta: f64, c: &[f64], l: usize) -> (f64, [f64; 3]) {
+    let k = c.len() + 1;
+    let a = if l == 0 { f64::INFINITY } else { eta - c[l - 1] };
+    let b = if l == k - 1 { f64::NEG_INFINITY } else { eta - c[l] };
+    let log_p = if l == 0 {
+        -softplus(b)
+    } else if l == k - 1 {
+        -softplus(-a)
+    } else {
+        -softplus(-a) - softplus(b) + (-(b - a).exp_m1()).ln()
+    };
+    // σ'(t) = σ(t) σ(−t), divided by P in logs: ∂ ln P/∂a = σ'(a)/P, ∂ ln P/∂b = −σ'(b)/P.
+    let ratio = |t: f64| if t.is_finite() { (-softplus(-t) - softplus(t) - log_p).exp() } else { 0.0 };
+    let (da, db) = (ratio(a), -ratio(b));
+    (log_p, [da + db, -da, -db])
+}
+
+/// Stan FR "Ordered logistic distribution": labels 0 to K − 1 (bnnc's labels count from 0)
+/// from a location η per label (or one shared) and K − 1 increasing cutpoints `c`.
+pub(super) fn ordered_logistic(args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64 {
+    let (y, eta, c) = (args[0], args[1], args[2]);
+    let n = y.values.len();
+    if c.dims.len() != 1 || c.values.is_empty() || (eta.values.len() != 1 && eta.values.len() != n) {
+        return f64::NAN;
+    }
+    let cv = c.values;
+    if !cv.iter().all(|v| v.is_finite()) || cv.windows(2).any(|w| w[0] >= w[1]) {
+        return f64::NAN;
+    }
+    if !eta.values.iter().all(|v| v.is_finite()) || y.values.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    if !y.values.iter().all(|&l| is_count(l) && l < (cv.len() + 1) as f64) {
+        return f64::NEG_INFINITY;
+    }
+    let at = |i: usize| if eta.values.len() == 1 { 0 } else { i };
+    let mut lp = 0.0;
+    let mut grads = grads;
+    for (i, &l) in y.values.iter().enumerate() {
+        let l = l as usize;
+        let (v, d) = ordered_logistic_term(eta.values[at(i)], cv, l);
+        lp += v;
+        if let Some(g) = grads.as_deref_mut() {
+            g[1][at(i)] += d[0];
+            if l > 0 {
+                g[2][l - 1] += d[1];
+            }
+            if l < cv.len() {
+                g[2][l] += d[2];
+            }
+        }
     }
     lp
 }

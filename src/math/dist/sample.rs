@@ -31,6 +31,7 @@ pub fn sample<R: Rng + ?Sized>(f: Family, params: &[Arg], out: &mut [f64], rng: 
         match f {
             Categorical => sample_categorical(params[0], false, out, rng),
             CategoricalLogit => sample_categorical(params[0], true, out, rng),
+            OrderedLogistic => sample_ordered_logistic(params[0], params[1], out, rng),
             Dirichlet => sample_dirichlet(params[0], out, rng),
             MultiNormal => sample_multi_normal(params[0], params[1], false, out, rng),
             MultiNormalCholesky => sample_multi_normal(params[0], params[1], true, out, rng),
@@ -188,6 +189,27 @@ fn sample_elementwise<R: Rng + ?Sized>(f: Family, params: &[Arg], out: &mut [f64
     }
     for (i, o) in out.iter_mut().enumerate() {
         *o = sample_one(f, &load(i), rng);
+    }
+    true
+}
+
+/// A label per entry of `out` by inversion: P(y ≤ l) = 1 − σ(η − c[l]).
+fn sample_ordered_logistic<R: Rng + ?Sized>(eta: Arg, c: Arg, out: &mut [f64], rng: &mut R) -> bool {
+    let cv = c.values;
+    let n = out.len();
+    if c.dims.len() != 1 || cv.is_empty() || (eta.values.len() != 1 && eta.values.len() != n) {
+        return false;
+    }
+    if !cv.iter().all(|v| v.is_finite()) || cv.windows(2).any(|w| w[0] >= w[1]) {
+        return false;
+    }
+    if !eta.values.iter().all(|v| v.is_finite()) {
+        return false;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let e = eta.values[if eta.values.len() == 1 { 0 } else { i }];
+        let u = uniform01(rng);
+        *o = cv.iter().take_while(|&&ck| u >= sigmoid(ck - e)).count() as f64;
     }
     true
 }

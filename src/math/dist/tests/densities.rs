@@ -148,6 +148,34 @@ fn scalar_densities_fixed_points() {
     assert_close(lp_s(Logistic, &[1000.0, 0.0, 1.0]), -1000.0, 1e-15, "logistic tail");
 }
 
+/// P(y = l) = σ(η − c[l − 1]) − σ(η − c[l]) with σ(η − c[−1]) = 1 and σ(η − c[K − 1]) = 0,
+/// directly (the densities take it in logs); the probabilities sum to one.
+#[test]
+fn ordered_logistic_matches_closed_form() {
+    let sig = |t: f64| 1.0 / (1.0 + (-t).exp());
+    let c = [-1.0, 0.5, 2.0];
+    for eta in [-3.0, 0.2, 1.7] {
+        let mut total = 0.0;
+        for l in 0..4 {
+            let above = if l == 0 { 1.0 } else { sig(eta - c[l - 1]) };
+            let below = if l == 3 { 0.0 } else { sig(eta - c[l]) };
+            let pt = Pt { vals: vec![vec![l as f64], vec![eta], c.to_vec()], dims: vec![vec![], vec![], vec![3]] };
+            let lp = eval(OrderedLogistic, &pt, true);
+            assert_close(lp, (above - below).ln(), 1e-12, &format!("eta {eta} label {l}"));
+            total += lp.exp();
+        }
+        assert_close(total, 1.0, 1e-12, "sum");
+    }
+    // Far in the tails the logs stay finite, without cancellation.
+    let pt = Pt { vals: vec![vec![1.0], vec![60.0], c.to_vec()], dims: vec![vec![], vec![], vec![3]] };
+    assert_close(eval(OrderedLogistic, &pt, true), (0.5f64 - 60.0) + (1.0f64 - (-1.5f64).exp()).ln(), 1e-9, "tail");
+    // Cutpoints out of order are invalid; a label past the last class is outside the support.
+    let bad = Pt { vals: vec![vec![0.0], vec![0.0], vec![1.0, 0.0]], dims: vec![vec![], vec![], vec![2]] };
+    assert!(eval(OrderedLogistic, &bad, true).is_nan());
+    let out = Pt { vals: vec![vec![4.0], vec![0.0], c.to_vec()], dims: vec![vec![], vec![], vec![3]] };
+    assert_eq!(eval(OrderedLogistic, &out, true), f64::NEG_INFINITY);
+}
+
 #[test]
 fn categorical_matches_closed_form() {
     let th = [0.1, 0.2, 0.3, 0.4];

@@ -149,6 +149,19 @@ fn gen_point(f: Family, rng: &mut StdRng) -> Pt {
             let pd = if matrix { vec![rows, k] } else { vec![k] };
             Pt { vals: vec![y, p], dims: vec![vec![n], pd] }
         }
+        OrderedLogistic => {
+            // Five labels with a location each, or one shared; cutpoints at least 0.3 apart.
+            let n = 5;
+            let mut c = vec![u(rng, -2.0, -1.0)];
+            for _ in 0..2 {
+                c.push(c[c.len() - 1] + u(rng, 0.3, 1.5));
+            }
+            let y: Vec<f64> = (0..n).map(|_| ui(rng, 0, 3)).collect();
+            let shared = rng.random::<bool>();
+            let eta: Vec<f64> = (0..if shared { 1 } else { n }).map(|_| 1.5 * nrm(rng)).collect();
+            let ed = if shared { vec![] } else { vec![n] };
+            Pt { vals: vec![y, eta, c], dims: vec![vec![n], ed, vec![3]] }
+        }
         Dirichlet => {
             let k = 4;
             let (rt, ra) = [(1, 1), (2, 1), (2, 2), (1, 2)][rng.random_range(0..4usize)];
@@ -303,7 +316,7 @@ fn lkj_pt(l: Vec<f64>, k: usize, eta: f64) -> Pt {
 
 #[test]
 fn family_table() {
-    assert_eq!(Family::ALL.len(), 38);
+    assert_eq!(Family::ALL.len(), 39);
     let mut names = std::collections::HashSet::new();
     for (i, &f) in Family::ALL.iter().enumerate() {
         assert!(names.insert(f.name()));
@@ -315,7 +328,7 @@ fn family_table() {
     let np: Vec<usize> = Family::ALL.iter().map(|f| f.n_params()).collect();
     let scalar = [2, 0, 3, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 1, 1, 2, 2, 1, 1, 2];
     let added = [2, 2, 1, 2, 2, 1, 1, 2, 2, 2, 3];
-    assert_eq!(np, [&scalar[..], &added, &[1, 1, 1, 2, 2, 1]].concat());
+    assert_eq!(np, [&scalar[..], &added, &[1, 1, 2, 1, 2, 2, 1]].concat());
     let discrete: Vec<Family> = Family::ALL.iter().copied().filter(|f| f.is_discrete()).collect();
     assert_eq!(
         discrete,
@@ -331,7 +344,8 @@ fn family_table() {
             NegBinomial2Log,
             BetaBinomial,
             Categorical,
-            CategoricalLogit
+            CategoricalLogit,
+            OrderedLogistic
         ]
     );
 }

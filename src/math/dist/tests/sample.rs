@@ -121,6 +121,25 @@ fn categorical_sample_frequencies() {
 }
 
 #[test]
+fn ordered_logistic_sample_frequencies() {
+    let sig = |t: f64| 1.0 / (1.0 + (-t).exp());
+    let (eta, c) = (0.4, vec![-1.0, 0.5, 2.0]);
+    let xs = draws(OrderedLogistic, &[(vec![eta], vec![]), (c.clone(), vec![3])], N, 13);
+    for l in 0..4 {
+        let above = if l == 0 { 1.0 } else { sig(eta - c[l - 1]) };
+        let below = if l == 3 { 0.0 } else { sig(eta - c[l]) };
+        let pk = above - below;
+        let ind: Vec<f64> = xs.iter().map(|&x| (x == l as f64) as u8 as f64).collect();
+        check_moments(&format!("ordered_logistic label {l}"), &ind, pk, pk * (1.0 - pk));
+    }
+    // A location per draw: three draws, and NaN for cutpoints out of order.
+    let xs = draws(OrderedLogistic, &[(vec![-50.0, 0.0, 50.0], vec![3]), (c.clone(), vec![3])], 3, 4);
+    assert_eq!((xs[0], xs[2]), (0.0, 3.0));
+    let xs = draws(OrderedLogistic, &[(vec![0.0], vec![]), (vec![1.0, 0.0], vec![2])], 2, 4);
+    assert!(xs.iter().all(|x| x.is_nan()));
+}
+
+#[test]
 fn dirichlet_sample_moments() {
     for al in [vec![2.0, 3.0, 5.0], vec![0.1, 0.3, 0.2, 0.4]] {
         let k = al.len();
