@@ -560,6 +560,7 @@ fn covered_by(p: &Prim) -> &'static str {
         Prim::Index(_) => "index_every_form",
         Prim::Load(..) => "slots_store_and_load, slots_in_loops",
         Prim::LogDensity(_) => "densities_every_family, normal_every_broadcast",
+        Prim::LogCdf(..) => "log_cdfs_every_family",
         Prim::Rng(..) => "none: draws are made in generated quantities, outside the density",
     }
 }
@@ -1622,6 +1623,22 @@ proptest! {
             let lp = b.op(Prim::LogDensity(*f), &args);
             b.weighted(lp, &mut r);
             b.finish(format!("{f:?}: {desc}")).check(&mut r)?;
+        }
+    }
+
+    /// Every family with a log CDF: `_lcdf` and `_lccdf`, weighted, with random argument
+    /// shapes and sources.
+    #[test]
+    fn log_cdfs_every_family(seed in any::<u64>(), n in 1usize..6, k in 1usize..5, m in 1usize..4) {
+        let mut r = Rng::new(seed);
+        for f in Family::ALL.iter().filter(|f| bnnc::math::dist::has_cdf(**f)) {
+            for upper in [false, true] {
+                let mut b = B::new();
+                let (args, desc) = density_args(*f, &mut b, &mut r, n, k, m);
+                let lp = b.op(Prim::LogCdf(*f, upper), &args);
+                b.weighted(lp, &mut r);
+                b.finish(format!("{f:?} upper {upper}: {desc}")).check(&mut r)?;
+            }
         }
     }
 

@@ -686,3 +686,47 @@ fn a_mixture_likelihood_trains_on_minibatches_and_scores_its_held_out_rows() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Right-censored Weibull survival: the events observed through `weibull`, the censored rows
+/// through `weibull_lccdf`. NUTS and Bayes by Backprop on minibatches (both kinds of row in
+/// the same batches, each scaled by N/B) find the shape and the coefficients that made the
+/// data (1.5, 0.5, 0.4 on 400 rows, about 40% censored).
+#[test]
+fn censored_survival_times_are_fitted_with_a_log_ccdf() {
+    let model = "data {\n  N: int<lower=1>\n  x: vector[N]\n  t: vector<lower=0>[N]\n  d: array[N] int<lower=0, upper=1>\n}\n\
+                 params {\n  alpha: real<lower=0> ~ gamma(2, 1)\n  b0: real ~ normal(0, 2)\n  b1: real ~ normal(0, 2)\n}\n\
+                 model {\n  for n in 0..N {\n    if d[n] == 1 {\n      t[n] ~ weibull(alpha, exp(b0 + b1 * x[n]))\n    } else {\n      \
+                 target += weibull_lccdf(t[n] | alpha, exp(b0 + b1 * x[n]))\n    }\n  }\n}\n";
+    let (dir, path) = temp_model("censored", model);
+    // Times from Weibull(1.5, exp(0.5 + 0.4 x)) by inversion, censored at uniform(0.5, 3).
+    let mut state: u64 = 99;
+    let mut unif = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let (mut xs, mut ts, mut ds) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..400 {
+        let x = (-2.0 * unif().ln()).sqrt() * (std::f64::consts::TAU * unif()).cos();
+        let t = (0.5 + 0.4 * x).exp() * (-unif().ln()).powf(1.0 / 1.5);
+        let c = 0.5 + 2.5 * unif();
+        xs.push(x.to_string());
+        ts.push(t.min(c).to_string());
+        ds.push(((t <= c) as u8).to_string());
+    }
+    let data =
+        format!("{{\"N\": 400, \"x\": [{}], \"t\": [{}], \"d\": [{}]}}", xs.join(", "), ts.join(", "), ds.join(", "));
+    std::fs::write(dir.join("m.json"), data).unwrap();
+    let out = dir.join("fit");
+    for args in [vec!["--chains", "2", "--draws", "400"], vec!["--method", "bbb", "--epochs", "1000"]] {
+        let mut all = vec!["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        all.extend(args.iter().copied());
+        let (code, stdout, stderr) = bnnc(&all);
+        assert!(code == 0 || code == 3, "{args:?}: {stdout}\n{stderr}");
+        let s = read_json(&out.join("summary.json"));
+        let mean = |name: &str| s["variables"][name]["mean"].as_f64().unwrap_or_else(|| panic!("{name}: {s}"));
+        for (name, truth, tol) in [("alpha", 1.5, 0.25), ("b0", 0.5, 0.15), ("b1", 0.4, 0.15)] {
+            assert!((mean(name) - truth).abs() < tol, "{args:?}: {name} {} vs {truth}", mean(name));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

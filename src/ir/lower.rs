@@ -122,12 +122,15 @@ pub fn observed_names(el: &Elaborated) -> Vec<String> {
 
 /// The data variables that are the variates of densities inside a `target +=` that is not
 /// itself one density (a mixture's `log_sum_exp` or `log_mix` of densities, a density plus a
-/// constant): observed, though not by one distribution [`predict`](crate::predict) could draw.
+/// constant), or of a log CDF (a censored observation's `weibull_lccdf(t[n] | ...)`):
+/// observed, though not by one distribution [`predict`](crate::predict) could draw.
 pub fn mixture_observed(el: &Elaborated) -> Vec<String> {
     use crate::syntax::ast::{Stmt, StmtKind};
     fn nested(e: &Expr, top: bool, data: &[&str], out: &mut Vec<String>) {
         if let ExprKind::Call { callee, args } = &e.kind {
-            if !top && (callee.name.ends_with("_lpdf") || callee.name.ends_with("_lpmf")) {
+            let n = callee.name.as_str();
+            let density = n.ends_with("_lpdf") || n.ends_with("_lpmf");
+            if !top && density || n.ends_with("_lcdf") || n.ends_with("_lccdf") {
                 let root = args.first().and_then(|a| match &a.value.kind {
                     ExprKind::Index { base, .. } => base.as_name(),
                     _ => a.value.as_name(),
@@ -1894,6 +1897,17 @@ impl<'a> Lower<'a> {
                 let mut all = vec![x];
                 all.extend(params);
                 return self.op(Prim::LogDensity(f), &all, span);
+            }
+        }
+        // Log CDFs: defined everywhere, so no support check.
+        for (suffix, upper) in [("_lcdf", false), ("_lccdf", true)] {
+            if let Some(f) = name.strip_suffix(suffix).and_then(Family::from_name) {
+                let x = self.expr(&args[0].value)?;
+                let params = self.dist_args(f, &args[1..])?;
+                let params = self.along_rows(f, x, params, span)?;
+                let mut all = vec![x];
+                all.extend(params);
+                return self.op(Prim::LogCdf(f, upper), &all, span);
             }
         }
         if let Some(f) = self.funcs.get(name) {

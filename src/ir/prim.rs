@@ -148,6 +148,9 @@ pub enum Prim {
     Reshape(Vec<usize>),
     /// A log density summed over elements: args are the variate, then the parameters.
     LogDensity(Family),
+    /// The log CDF (`true`: the log complementary CDF) summed over elements, args as
+    /// [`Prim::LogDensity`]'s: `normal_lcdf(x | mu, sigma)`, `weibull_lccdf(t | ...)`.
+    LogCdf(Family, bool),
     /// Draws of the given shape (generated quantities only).
     Rng(Family, Vec<usize>),
     /// 2-D convolution of a tensor[n, c, h, w] by filters tensor[f, c, k, k], plus a bias
@@ -285,7 +288,7 @@ impl Prim {
             | Prim::Reshape(_)
             | Prim::Conv2d { .. }
             | Prim::Pool2d(..) => Rows::FirstArgRows,
-            Prim::LogDensity(_) | Prim::Reduce(Red::Sum) | Prim::ColSums => Rows::Sums,
+            Prim::LogDensity(_) | Prim::LogCdf(..) | Prim::Reduce(Red::Sum) | Prim::ColSums => Rows::Sums,
             Prim::Reduce(Red::Mean | Red::Sd | Red::Variance | Red::Prod | Red::Min | Red::Max | Red::LogSumExp)
             | Prim::Transpose
             | Prim::LogMixVec
@@ -364,6 +367,7 @@ impl Prim {
             | Prim::Conv2d { .. }
             | Prim::Pool2d(..)
             | Prim::LogDensity(_)
+            | Prim::LogCdf(..)
             | Prim::Reduce(_)
             | Prim::ColSums
             | Prim::Transpose
@@ -536,7 +540,7 @@ impl Prim {
                 }
                 Ok(shape.clone())
             }
-            Prim::LogDensity(f) => {
+            Prim::LogDensity(f) | Prim::LogCdf(f, _) => {
                 arity(f.n_params() + 1)?;
                 Ok(vec![])
             }
@@ -882,6 +886,11 @@ pub fn eval(
             let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
             out[0] = dist::log_density(*f, &dargs, None);
+        }
+        Prim::LogCdf(f, upper) => {
+            let dargs: SmallVec<[dist::Arg; 6]> =
+                args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
+            out[0] = dist::log_cdf(*f, &dargs, *upper, None);
         }
         Prim::Rng(..) => return Err("draws are made by the interpreter".into()),
     }
@@ -1266,7 +1275,7 @@ pub fn vjp(
             let adj = Adjoints { m: m.as_deref_mut(), v: v.as_deref_mut(), eps: eps.as_deref_mut(), over: 0 };
             crate::math::reparam::vjp(args[1], args[2], adj_out, adj);
         }
-        Prim::LogDensity(f) => {
+        Prim::LogDensity(_) | Prim::LogCdf(..) => {
             let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
             // Gradients into scratch for every argument, then scaled into those that need them.
@@ -1282,7 +1291,11 @@ pub fn vjp(
                     parts.push(head);
                     rest = tail;
                 }
-                dist::log_density(*f, &dargs, Some(&mut parts));
+                match prim {
+                    Prim::LogCdf(f, upper) => dist::log_cdf(*f, &dargs, *upper, Some(&mut parts)),
+                    Prim::LogDensity(f) => dist::log_density(*f, &dargs, Some(&mut parts)),
+                    _ => f64::NAN,
+                };
             }
             let mut off = 0;
             for (k, l) in lens.iter().enumerate() {

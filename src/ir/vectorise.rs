@@ -669,7 +669,7 @@ impl Cx<'_> {
                 self.define(b, place, dst, Class::Var);
                 Some(())
             }
-            Prim::LogDensity(f)
+            Prim::LogDensity(f) | Prim::LogCdf(f, _)
                 if f.is_elementwise()
                     && self.g.uses[dst.0 as usize] == 1
                     && p.block(b).iter().any(|i| matches!(i, Inst::Target { value, .. } if *value == dst)) =>

@@ -110,23 +110,39 @@ pub fn distribution(name: &str) -> Option<&'static DistSig> {
     DISTRIBUTIONS.iter().find(|d| d.name == name)
 }
 
-/// The three function forms of a distribution.
+/// Whether distribution `d` has `_lcdf` and `_lccdf`.
+pub fn has_cdf(d: &DistSig) -> bool {
+    crate::math::dist::Family::from_name(d.name).is_some_and(crate::math::dist::has_cdf)
+}
+
+/// The function forms of a distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DistFn {
     /// `D_lpdf(x, args...)` / `D_lpmf(x, args...)`: the log density, summed over elements.
     LogDensity,
     /// `D_rng(args...)`: a draw.
     Rng,
+    /// `D_lcdf(x, args...)` (`false`) or `D_lccdf(x, args...)` (`true`): the log of the
+    /// probability below x, or above it, summed over elements.
+    LogCdf(bool),
 }
 
 /// `normal_lpdf` → (normal, LogDensity). The suffix must fit: `_lpmf` for discrete families.
 pub fn dist_function(name: &str) -> Option<(&'static DistSig, DistFn, bool)> {
-    for (suffix, kind) in [("_lpdf", DistFn::LogDensity), ("_lpmf", DistFn::LogDensity), ("_rng", DistFn::Rng)] {
+    let forms = [
+        ("_lpdf", DistFn::LogDensity),
+        ("_lpmf", DistFn::LogDensity),
+        ("_rng", DistFn::Rng),
+        ("_lcdf", DistFn::LogCdf(false)),
+        ("_lccdf", DistFn::LogCdf(true)),
+    ];
+    for (suffix, kind) in forms {
         if let Some(base) = name.strip_suffix(suffix) {
             if let Some(d) = distribution(base) {
                 let suffix_fits = match suffix {
                     "_lpdf" => !d.is_discrete(),
                     "_lpmf" => d.is_discrete(),
+                    "_lcdf" | "_lccdf" => has_cdf(d),
                     _ => true,
                 };
                 return Some((d, kind, suffix_fits));
@@ -286,6 +302,10 @@ pub fn all_callable_names() -> Vec<String> {
         v.push(d.name.to_string());
         v.push(d.density_fn());
         v.push(format!("{}_rng", d.name));
+        if has_cdf(d) {
+            v.push(format!("{}_lcdf", d.name));
+            v.push(format!("{}_lccdf", d.name));
+        }
     }
     v
 }

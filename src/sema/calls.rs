@@ -70,7 +70,15 @@ impl<'a> Checker<'a> {
             return self.dist_value(d, callee, args);
         }
         if let Some((d, kind, suffix_fits)) = builtins::dist_function(name) {
-            if !suffix_fits {
+            if !suffix_fits && matches!(kind, DistFn::LogCdf(_)) {
+                let with: Vec<&str> =
+                    builtins::DISTRIBUTIONS.iter().filter(|d| builtins::has_cdf(d)).map(|d| d.name).collect();
+                self.error(
+                    Diagnostic::error(Code::UnknownFunction, callee.span, format!("`{name}` does not exist"))
+                        .with_label(format!("`{}` has no log CDF here", d.name))
+                        .with_help(format!("`_lcdf` and `_lccdf` exist for {}", with.join(", "))),
+                );
+            } else if !suffix_fits {
                 let right = d.density_fn();
                 self.error(
                     Diagnostic::error(Code::UnknownFunction, callee.span, format!("`{name}` does not exist"))
@@ -960,7 +968,7 @@ impl<'a> Checker<'a> {
 
     fn dist_function(&mut self, d: &'static DistSig, kind: DistFn, callee: &Ident, args: &[Arg], span: Span) -> Info {
         match kind {
-            DistFn::LogDensity => {
+            DistFn::LogDensity | DistFn::LogCdf(_) => {
                 if args.is_empty() {
                     self.arg_count(callee, span, &format!("{}", d.params.len() + 1), 0);
                     return Info::error();

@@ -30,6 +30,7 @@ macro_rules! by_kernel {
             | Prim::Index(_)
             | Prim::Constrain(_)
             | Prim::LogDensity(_)
+            | Prim::LogCdf(..)
             | Prim::Load(..)
     };
 }

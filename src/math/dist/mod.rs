@@ -24,6 +24,7 @@
 use statrs::function::factorial::ln_factorial;
 use statrs::function::gamma::ln_gamma;
 
+mod cdf;
 mod elementwise;
 mod multivariate;
 mod normal;
@@ -31,6 +32,7 @@ mod sample;
 #[cfg(test)]
 mod tests;
 
+pub use cdf::{has_cdf, log_cdf};
 pub use elementwise::{bernoulli_logit_keep_partials, elem_log_density, elem_partials, is_elementwise};
 pub use normal::{normal_array, normal_array_partials, LANES as NORMAL_LANES};
 pub use sample::sample;
