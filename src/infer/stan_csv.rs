@@ -95,7 +95,7 @@ pub fn write_adaptation<W: Write>(w: &mut W, step_size: f64, inv_metric_diag: &[
     writeln!(w, "# Adaptation terminated")?;
     writeln!(w, "# Step size = {step_size}")?;
     writeln!(w, "# Diagonal elements of inverse mass matrix:")?;
-    let v: Vec<String> = inv_metric_diag.iter().map(|x| format!("{x}")).collect();
+    let v: Vec<String> = inv_metric_diag.iter().map(|x| number(*x)).collect();
     writeln!(w, "# {}", v.join(", "))
 }
 
@@ -105,9 +105,20 @@ pub fn write_row<W: Write>(w: &mut W, values: &[f64]) -> std::io::Result<()> {
         if i > 0 {
             line.push(',');
         }
-        line.push_str(&format!("{v}"));
+        line.push_str(&number(*v));
     }
     writeln!(w, "{line}")
+}
+
+/// A value as a CSV cell: the shortest decimal that reads back as the same double, with an
+/// exponent outside 1e-5 to 1e16 (`1e-300`, not three hundred zeros; `2.5e20`), integers
+/// without a decimal point (`3`).
+pub fn number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-5..1e16).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:?}")
+    }
 }
 
 pub fn write_timing<W: Write>(w: &mut W, warmup_s: f64, sampling_s: f64) -> std::io::Result<()> {
@@ -121,6 +132,18 @@ pub fn write_timing<W: Write>(w: &mut W, warmup_s: f64, sampling_s: f64) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_back_exactly_and_use_an_exponent_far_from_one() {
+        for (v, text) in
+            [(3.0, "3"), (0.25, "0.25"), (1e-300, "1e-300"), (-2.5e20, "-2.5e20"), (0.0, "0"), (1e-5, "0.00001")]
+        {
+            assert_eq!(number(v), text);
+        }
+        for v in [1.0 / 3.0, 6.02e23, -1.2345678901234567e-7, 123456.789, f64::MIN_POSITIVE] {
+            assert_eq!(number(v).parse::<f64>().unwrap(), v);
+        }
+    }
 
     #[test]
     fn names_are_row_major_in_both_conventions() {

@@ -3,6 +3,7 @@
 //! variable's mean, sd and quantiles (a network's layers folded), and summary.json.
 
 use crate::infer::run::{column_names, Config};
+use crate::infer::stan_csv;
 use crate::ir::Program;
 use crate::summary::stats::{quantile_sorted, Summary};
 use std::fmt::Write as _;
@@ -39,7 +40,7 @@ pub fn write(p: &Program, cfg: &Config, d: &Draws, extra: serde_json::Value, war
     let mut header = d.leading.to_vec();
     header.extend(names.iter().map(|(_, stan)| stan.clone()));
     let _ = writeln!(csv, "{}", header.join(","));
-    let line = |r: &[f64]| r.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(",");
+    let line = |r: &[f64]| r.iter().map(|v| stan_csv::number(*v)).collect::<Vec<_>>().join(",");
     if let Some(first) = &d.first_row {
         let _ = writeln!(csv, "{}", line(first));
     }

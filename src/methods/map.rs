@@ -180,7 +180,7 @@ pub fn report(
         cfg.data_file,
         columns.join(",")
     );
-    csv.push_str(&row.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(","));
+    csv.push_str(&row.iter().map(|v| crate::infer::stan_csv::number(*v)).collect::<Vec<_>>().join(","));
     csv.push('\n');
     let Some(out_dir) = &cfg.out_dir else { return 2 };
     let draws_path = out_dir.join("draws-1.csv");

@@ -527,7 +527,7 @@ fn has_real_rows(vars: &[Variable]) -> bool {
 
 fn cell(x: f64) -> String {
     if x.is_finite() {
-        format!("{x}")
+        crate::infer::stan_csv::number(x)
     } else {
         String::new()
     }
