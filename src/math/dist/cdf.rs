@@ -9,7 +9,7 @@
 //! survival or distribution function is e^{−t} (exponential, Weibull, Rayleigh, Pareto,
 //! Gumbel, Fréchet) as −t on that side and ln(−expm1(−t)) on the other.
 
-use super::elementwise::params_ok;
+use super::elementwise::{params_ok, Broadcast};
 use super::{softplus, Arg, Family, HALF_LN_2PI, LN_2};
 use statrs::function::erf::erfc;
 
@@ -185,19 +185,8 @@ pub fn log_cdf(f: Family, args: &[Arg], upper: bool, grads: Option<&mut [&mut [f
     if !has_cdf(f) || args.len() != f.n_params() + 1 {
         return f64::NAN;
     }
-    let lens = args.iter().map(|a| a.values.len());
-    let n = if lens.clone().any(|l| l == 0) { 0 } else { lens.clone().max().unwrap_or(0) };
-    if lens.clone().any(|l| l != n && l != 1) {
-        return f64::NAN;
-    }
-    let at = |a: &Arg, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
-    let load = |i: usize| {
-        let mut p = [0.0; 3];
-        for (j, a) in args[1..].iter().enumerate() {
-            p[j] = at(a, i);
-        }
-        (at(&args[0], i), p)
-    };
+    let Some(b) = Broadcast::of(args) else { return f64::NAN };
+    let (n, load) = (b.n, |i: usize| b.load(i));
     for i in 0..n {
         let (x, p) = load(i);
         if x.is_nan() || !params_ok(f, &p) {

@@ -440,12 +440,34 @@ pub fn elem_partials(f: Family, x: f64, p: &[f64; 3], d: &mut [f64; 4]) {
     }
 }
 
-pub(super) fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64 {
-    let lens = args.iter().map(|a| a.values.len());
-    let n = if lens.clone().any(|l| l == 0) { 0 } else { lens.clone().max().unwrap_or(0) };
-    if lens.clone().any(|l| l != n && l != 1) {
-        return f64::NAN;
+/// The elements of a scalar family's broadcast arguments: each argument has length 1 or n.
+pub(super) struct Broadcast<'a, 'b> {
+    args: &'a [Arg<'b>],
+    pub n: usize,
+}
+
+impl<'a, 'b> Broadcast<'a, 'b> {
+    /// `None` when the lengths do not broadcast (one of them empty gives n = 0).
+    pub(super) fn of(args: &'a [Arg<'b>]) -> Option<Self> {
+        let lens = args.iter().map(|a| a.values.len());
+        let n = if lens.clone().any(|l| l == 0) { 0 } else { lens.clone().max().unwrap_or(0) };
+        (!lens.clone().any(|l| l != n && l != 1)).then_some(Broadcast { args, n })
     }
+
+    /// Element i: the variate and up to three parameters.
+    pub(super) fn load(&self, i: usize) -> (f64, [f64; 3]) {
+        let at = |a: &Arg, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
+        let mut p = [0.0; 3];
+        for (j, a) in self.args[1..].iter().enumerate() {
+            p[j] = at(a, i);
+        }
+        (at(&self.args[0], i), p)
+    }
+}
+
+pub(super) fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64]]>) -> f64 {
+    let Some(b) = Broadcast::of(args) else { return f64::NAN };
+    let n = b.n;
     if f == Family::BernoulliLogit {
         return bernoulli_logit(args[0].values, args[1].values, n, grads);
     }
@@ -459,14 +481,7 @@ pub(super) fn elementwise(f: Family, args: &[Arg], grads: Option<&mut [&mut [f64
         return lp;
     }
     let np = f.n_params();
-    let at = |a: &Arg, i: usize| if a.values.len() == 1 { a.values[0] } else { a.values[i] };
-    let load = |i: usize| {
-        let mut p = [0.0; 3];
-        for (j, a) in args[1..].iter().enumerate() {
-            p[j] = at(a, i);
-        }
-        (at(&args[0], i), p)
-    };
+    let load = |i: usize| b.load(i);
     // First pass: validate everything, so that no gradient is touched unless the result is a
     // proper log density. Invalid parameters take precedence over an out-of-support variate.
     let mut worst = Check::Ok;
