@@ -46,24 +46,7 @@ fn a_mixture_of_each_rows_densities_is_minibatched_without_bias() {
 }
 
 /// A zero-inflated Poisson written as Stan users write it.
-const ZERO_INFLATED: &str = "data {
-  N: int<lower=1>
-  y: array[N] int<lower=0>
-}
-params {
-  theta: real<lower=0, upper=1> ~ beta(1, 1)
-  lambda: real<lower=0> ~ gamma(2, 1)
-}
-model {
-  for n in 0..N {
-    if y[n] == 0 {
-      target += log_sum_exp(log(theta), log1m(theta) + poisson_lpmf(y[n], lambda))
-    } else {
-      target += log1m(theta) + poisson_lpmf(y[n], lambda)
-    }
-  }
-}
-";
+const ZERO_INFLATED: &str = include_str!("common/zero_inflated.bnn");
 
 /// Over a random partition of `model`'s rows into batches of `b` (the last one shorter), the
 /// batches' gradients, each with its likelihood scaled by N/|batch|, average — weighted by

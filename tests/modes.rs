@@ -609,26 +609,8 @@ fn a_loop_bound_read_from_the_rows_is_refused_on_minibatches() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A zero-inflated Poisson written as Stan users write it: each row's likelihood is a
-/// `target +=` of a mixture of densities, not one distribution.
-const ZERO_INFLATED: &str = "data {
-  N: int<lower=1>
-  y: array[N] int<lower=0>
-}
-params {
-  theta: real<lower=0, upper=1> ~ beta(1, 1)
-  lambda: real<lower=0> ~ gamma(2, 1)
-}
-model {
-  for n in 0..N {
-    if y[n] == 0 {
-      target += log_sum_exp(log(theta), log1m(theta) + poisson_lpmf(y[n], lambda))
-    } else {
-      target += log1m(theta) + poisson_lpmf(y[n], lambda)
-    }
-  }
-}
-";
+/// A zero-inflated Poisson written as Stan users write it.
+const ZERO_INFLATED: &str = include_str!("common/zero_inflated.bnn");
 
 /// The minibatch methods train a mixture likelihood row by row, and score held-out rows by
 /// their density (there is no distribution of y to predict from): Bayes by Backprop's
