@@ -1147,19 +1147,42 @@ fn run(args: Vec<std::ffi::OsString>) -> i32 {
                 eprintln!("error: `pair` plots two variables: `bnnc plot DIR pair A B`");
                 return 2;
             }
+            use crate::plot::PlotError;
             let drawn = match kind {
                 crate::plot::Kind::Predictive | crate::plot::Kind::Calibration | crate::plot::Kind::Ood => {
                     crate::plot::draw_prediction(&fit, kind, names.first().map(String::as_str), out.as_deref())
                 }
                 _ => crate::predict::fit::read_fit(&fit)
+                    .map_err(PlotError::Fit)
                     .and_then(|f| crate::plot::draw(&f, kind, &names, out.as_deref())),
+            };
+            // What the fit does not hold is a coded error, as predict reports it.
+            let coded = |code, why: String, help: &str| {
+                let mut d = crate::diag::Diagnostics::default();
+                d.push(crate::diag::Diagnostic::error_nowhere(code, why).with_help(help));
+                eprint!("{}", crate::diag::render(&d, &crate::source::SourceMap::new(), Default::default()));
+                1
             };
             match drawn {
                 Ok(text) => {
                     print!("{text}");
                     0
                 }
-                Err(why) => {
+                Err(PlotError::Usage(why)) => {
+                    eprintln!("error: {why}");
+                    2
+                }
+                Err(PlotError::Fit(why)) => coded(
+                    crate::diag::Code::FitUnusable,
+                    why,
+                    "plot reads the directory `bnnc run --out DIR` wrote (and `bnnc predict` added predictive.csv to)",
+                ),
+                Err(PlotError::NoVariable(why)) => coded(
+                    crate::diag::Code::NoSuchVariable,
+                    why,
+                    "name a scalar of the fit as the summary prints it: `mu`, `theta[0]`, `h.W[1,2]`",
+                ),
+                Err(PlotError::Output(why)) => {
                     eprintln!("error: {why}");
                     1
                 }

@@ -113,6 +113,7 @@ codes! {
     NothingToPredict = "E0701", "no observed variable to predict";
     ObservedIsInput = "E0702", "observed variable also read as an input";
     NoSuchColumn = "E0703", "no such column of a fractal";
+    NoSuchVariable = "E0704", "no such variable in the fit";
 }
 
 impl Default for Format {

@@ -439,7 +439,10 @@ fn plots_draw_in_the_terminal_and_to_svg() {
     }
     let (code, _, err) = bnnc(&["plot", fit, "trace", "nosuch"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no `nosuch`"), "{err}");
+    assert!(err.contains("[E0704]") && err.contains("no `nosuch`"), "{err}");
+    let (code, _, err) = bnnc(&["plot", "no/such/dir", "trace", "a"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("[E0700]"), "{err}");
     // What the command line asks for that no fit could give: usage errors.
     let (code, _, err) = bnnc(&["plot", fit, "pair", "a"]);
     assert_eq!(code, 2);
@@ -472,7 +475,7 @@ fn prediction_plots_follow_predict() {
     let fit = dir.to_str().expect("utf-8");
     let (code, _, err) = bnnc(&["plot", fit, "calibration"]);
     assert_eq!(code, 1);
-    assert!(err.contains("holds no predictions"), "{err}");
+    assert!(err.contains("[E0700]") && err.contains("holds no predictions"), "{err}");
     let (code, _, err) = bnnc(&["predict", "tests/repl/linreg.bnn", "--fit", fit, "--data", "tests/repl/linreg.json"]);
     assert_eq!(code, 0, "{err}");
     for kind in ["predictive", "calibration"] {
@@ -491,7 +494,7 @@ fn prediction_plots_follow_predict() {
     }
     let (code, _, err) = bnnc(&["plot", fit, "predictive", "nosuch"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no variable `nosuch`"), "{err}");
+    assert!(err.contains("[E0704]") && err.contains("no variable `nosuch`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -315,6 +315,27 @@ fn write_figures(figs: &[predictive::Figure], path: &std::path::Path) -> Result<
     Ok(format!("wrote {}\n", path.display()))
 }
 
+/// Why a plot was not drawn.
+#[derive(Debug)]
+pub enum PlotError {
+    /// What was asked makes no sense whatever the fit holds (a usage error).
+    Usage(String),
+    /// The fit, or its predictions, cannot be read or do not hold what the plot needs.
+    Fit(String),
+    /// A named variable is not a scalar of the fit.
+    NoVariable(String),
+    /// The figure could not be drawn or written.
+    Output(String),
+}
+
+impl std::fmt::Display for PlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlotError::Usage(m) | PlotError::Fit(m) | PlotError::NoVariable(m) | PlotError::Output(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Draw a prediction's plot from `dir/predictive.csv` (`name`: the observed variable, the
 /// first when `None`).
 pub fn draw_prediction(
@@ -322,16 +343,17 @@ pub fn draw_prediction(
     kind: Kind,
     name: Option<&str>,
     out: Option<&std::path::Path>,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
+    let read = |name| predictive::read(dir, name);
     let fig = match kind {
-        Kind::Predictive => predictive::predictive(&predictive::read(dir, name)?),
+        Kind::Predictive => predictive::predictive(&read(name)?),
         Kind::Ood => {
             // `name` is a score here (the first variable's).
             let score = name.unwrap_or("");
             if !score.is_empty() && !predictive::SCORES.contains(&score) {
-                return Err(format!("`ood` plots a score: one of {}", predictive::SCORES.join(", ")));
+                return Err(PlotError::Usage(format!("`ood` plots a score: one of {}", predictive::SCORES.join(", "))));
             }
-            let (known, other) = (predictive::read(dir, None)?, predictive::read_ood(dir, None)?);
+            let (known, other) = (read(None)?, predictive::read_ood(dir, None)?);
             let score = if !score.is_empty() {
                 score
             } else if known.class {
@@ -339,30 +361,30 @@ pub fn draw_prediction(
             } else {
                 "sd"
             };
-            predictive::ood(&known, &other, score)?
+            predictive::ood(&known, &other, score).map_err(PlotError::Fit)?
         }
-        _ => predictive::calibration(&predictive::read(dir, name)?)?,
+        _ => predictive::calibration(&read(name)?).map_err(PlotError::Fit)?,
     };
     match out {
-        Some(p) => write_figures(std::slice::from_ref(&fig), p),
+        Some(p) => write_figures(std::slice::from_ref(&fig), p).map_err(PlotError::Output),
         None => Ok(figure_terminal(&fig, terminal_width())),
     }
 }
 
 /// The draws of each named scalar (`mu`, `theta[0]`, `h.W[1,2]`) of a fit, chain by chain
 /// (chains cut to the shortest). `Err` names what is not a scalar of the fit.
-pub fn series_of(fit: &crate::predict::fit::Fit, names: &[String]) -> Result<Vec<Series>, String> {
+pub fn series_of(fit: &crate::predict::fit::Fit, names: &[String]) -> Result<Vec<Series>, PlotError> {
     let bnnc: Vec<String> = fit.columns.iter().map(|c| crate::api::bnnc_name(c)).collect();
     let n = fit.chains.iter().copied().min().unwrap_or(0);
     let mut out = Vec::new();
     for name in names {
         let Some(j) = bnnc.iter().position(|b| b == name) else {
             let elements = bnnc.iter().filter(|b| b.starts_with(&format!("{name}["))).count();
-            return Err(if elements > 0 {
+            return Err(PlotError::NoVariable(if elements > 0 {
                 format!("`{name}` has {elements} elements: name one, as `{name}[0]`")
             } else {
                 format!("the fit has no `{name}`")
-            });
+            }));
         };
         let mut chains = Vec::new();
         let mut at = 0;
@@ -373,7 +395,7 @@ pub fn series_of(fit: &crate::predict::fit::Fit, names: &[String]) -> Result<Vec
         out.push(Series { name: name.clone(), chains });
     }
     if out.is_empty() {
-        return Err("name the variables to plot".into());
+        return Err(PlotError::Usage("name the variables to plot".into()));
     }
     Ok(out)
 }
@@ -384,16 +406,14 @@ pub fn draw(
     kind: Kind,
     names: &[String],
     out: Option<&std::path::Path>,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let series = series_of(fit, names)?;
     if kind == Kind::Pair && series.len() != 2 {
-        return Err("`pair` plots two variables".into());
+        return Err(PlotError::Usage("`pair` plots two variables".into()));
     }
     match out {
-        Some(p) => write_figures(&figures(kind, &series)?, p),
-        None => {
-            let width = terminal_width();
-            terminal(kind, &series, width)
-        }
+        Some(p) => figures(kind, &series).and_then(|f| write_figures(&f, p)),
+        None => terminal(kind, &series, terminal_width()),
     }
+    .map_err(PlotError::Output)
 }

@@ -5,6 +5,7 @@
 //! classes a reliability diagram of accuracy against confidence), and `ood` (histograms of an
 //! uncertainty score on the data's rows and on the `--ood` rows, from `predictive-ood.csv`).
 
+use super::PlotError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -26,28 +27,31 @@ pub struct Rows {
 }
 
 /// Read `dir/predictive.csv`, the rows of `name` (the first variable when `None`).
-pub fn read(dir: &Path, name: Option<&str>) -> Result<Rows, String> {
+pub fn read(dir: &Path, name: Option<&str>) -> Result<Rows, PlotError> {
     read_file(dir, "predictive.csv", name).map_err(|e| {
         e.unwrap_or_else(|| {
-            format!("`{}` holds no predictions: `bnnc predict` (or `:predict`) writes them", dir.display())
+            PlotError::Fit(format!(
+                "`{}` holds no predictions: `bnnc predict` (or `:predict`) writes them",
+                dir.display()
+            ))
         })
     })
 }
 
 /// Read `dir/predictive-ood.csv`, the predictions at `bnnc predict --ood`'s rows.
-pub fn read_ood(dir: &Path, name: Option<&str>) -> Result<Rows, String> {
+pub fn read_ood(dir: &Path, name: Option<&str>) -> Result<Rows, PlotError> {
     read_file(dir, "predictive-ood.csv", name).map_err(|e| {
         e.unwrap_or_else(|| {
-            format!(
+            PlotError::Fit(format!(
                 "`{}` holds no predictions at other inputs: `bnnc predict ... --ood OOD.json` writes them",
                 dir.display()
-            )
+            ))
         })
     })
 }
 
 /// `Err(None)` when the file cannot be read.
-fn read_file(dir: &Path, file: &str, name: Option<&str>) -> Result<Rows, Option<String>> {
+fn read_file(dir: &Path, file: &str, name: Option<&str>) -> Result<Rows, Option<PlotError>> {
     let text = std::fs::read_to_string(dir.join(file)).map_err(|_| None)?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
@@ -95,8 +99,8 @@ fn read_file(dir: &Path, file: &str, name: Option<&str>) -> Result<Rows, Option<
     }
     rows.ok_or_else(|| {
         Some(match name {
-            Some(n) => format!("the predictions hold no variable `{n}`"),
-            None => "the predictions hold no rows".into(),
+            Some(n) => PlotError::NoVariable(format!("the predictions hold no variable `{n}`")),
+            None => PlotError::Fit("the predictions hold no rows".into()),
         })
     })
 }

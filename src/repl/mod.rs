@@ -298,6 +298,8 @@ impl Session<'_> {
         };
         match drawn {
             Ok(t) => print!("{t}"),
+            Err(crate::plot::PlotError::Fit(why)) => self.coded(crate::diag::Code::FitUnusable, why),
+            Err(crate::plot::PlotError::NoVariable(why)) => self.coded(crate::diag::Code::NoSuchVariable, why),
             Err(why) => self.error(why),
         }
     }
