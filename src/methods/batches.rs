@@ -159,12 +159,6 @@ pub fn row_program(fe: &mut Frontend, model: &Path, data: Option<&Path>, format:
     lower::lower_with(&el, &bound, Purpose::Density, opts, &mut fe.diags).ok_or_else(|| fail(fe))
 }
 
-/// The mean held-out log predictive density of `draws` (forward-program vectors), or `None`.
-pub fn score(fw: &mut crate::compiled::Forward, draws: &[Vec<f64>]) -> Option<f64> {
-    let ll = crate::predict::pointwise_log_lik(fw, draws).ok()?;
-    mean_of_numbers(&ll)
-}
-
 fn mean_of_numbers(ll: &[f64]) -> Option<f64> {
     let finite: Vec<f64> = ll.iter().copied().filter(|v| !v.is_nan()).collect();
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
