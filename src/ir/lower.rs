@@ -1882,33 +1882,28 @@ impl<'a> Lower<'a> {
 
     fn call(&mut self, callee: &Ident, args: &[Arg], span: Span) -> R<V> {
         let name = callee.name.as_str();
-        // Distributions' function forms.
-        for (suffix, rng) in [("_lpdf", false), ("_lpmf", false), ("_rng", true)] {
-            if let Some(f) = name.strip_suffix(suffix).and_then(Family::from_name) {
-                if rng {
-                    let params = self.dist_args(f, args)?;
-                    let shape = rng_shape(f, &params.iter().map(|v| self.p.info(*v).shape.clone()).collect::<Vec<_>>());
-                    return self.op(Prim::Rng(f, shape), &params, span);
+        // Distributions' function forms: a draw, a log density, a log CDF.
+        use crate::sema::builtins::{dist_function, DistFn};
+        if let Some((f, kind)) = dist_function(name).and_then(|(d, kind, _)| Some((Family::from_name(d.name)?, kind))) {
+            if kind == DistFn::Rng {
+                let params = self.dist_args(f, args)?;
+                let shape = rng_shape(f, &params.iter().map(|v| self.p.info(*v).shape.clone()).collect::<Vec<_>>());
+                return self.op(Prim::Rng(f, shape), &params, span);
+            }
+            let x = self.expr(&args[0].value)?;
+            let params = self.dist_args(f, &args[1..])?;
+            let params = self.along_rows(f, x, params, span)?;
+            let mut all = vec![x];
+            let prim = match kind {
+                // A CDF is defined everywhere: no support to check.
+                DistFn::LogCdf(upper) => Prim::LogCdf(f, upper),
+                _ => {
+                    self.check_support(f, x, &params, &args[0].value)?;
+                    Prim::LogDensity(f)
                 }
-                let x = self.expr(&args[0].value)?;
-                let params = self.dist_args(f, &args[1..])?;
-                let params = self.along_rows(f, x, params, span)?;
-                self.check_support(f, x, &params, &args[0].value)?;
-                let mut all = vec![x];
-                all.extend(params);
-                return self.op(Prim::LogDensity(f), &all, span);
-            }
-        }
-        // Log CDFs: defined everywhere, so no support check.
-        for (suffix, upper) in [("_lcdf", false), ("_lccdf", true)] {
-            if let Some(f) = name.strip_suffix(suffix).and_then(Family::from_name) {
-                let x = self.expr(&args[0].value)?;
-                let params = self.dist_args(f, &args[1..])?;
-                let params = self.along_rows(f, x, params, span)?;
-                let mut all = vec![x];
-                all.extend(params);
-                return self.op(Prim::LogCdf(f, upper), &all, span);
-            }
+            };
+            all.extend(params);
+            return self.op(prim, &all, span);
         }
         if let Some(f) = self.funcs.get(name) {
             let f = f.clone();

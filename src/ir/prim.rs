@@ -882,15 +882,13 @@ pub fn eval(
         }
         Prim::Pool2d(kind, k) => Pooling::new(shapes[0], *k)?.forward(*kind, args[0], out),
         Prim::Reparam => crate::math::reparam::forward(args[0], args[1], args[2], out),
-        Prim::LogDensity(f) => {
+        Prim::LogDensity(f) | Prim::LogCdf(f, _) => {
             let dargs: SmallVec<[dist::Arg; 6]> =
                 args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
-            out[0] = dist::log_density(*f, &dargs, None);
-        }
-        Prim::LogCdf(f, upper) => {
-            let dargs: SmallVec<[dist::Arg; 6]> =
-                args.iter().zip(shapes).map(|(v, s)| dist::Arg { values: v, dims: s }).collect();
-            out[0] = dist::log_cdf(*f, &dargs, *upper, None);
+            out[0] = match prim {
+                Prim::LogCdf(_, upper) => dist::log_cdf(*f, &dargs, *upper, None),
+                _ => dist::log_density(*f, &dargs, None),
+            };
         }
         Prim::Rng(..) => return Err("draws are made by the interpreter".into()),
     }
