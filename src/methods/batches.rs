@@ -135,7 +135,10 @@ pub fn setup(
             None => return Err(fail(fe)),
         }
     } else {
-        match lower::lower_with(&el, &bound, Purpose::Density, opts(1), &mut fe.diags) {
+        // The model's own density (not the method's variational or dropout form), as the
+        // forward entry is: it scores points of the model's unconstrained space.
+        let one_row = LowerOptions { batch: Some(1), part_weights: true, ..LowerOptions::default() };
+        match lower::lower_with(&el, &bound, Purpose::Density, one_row, &mut fe.diags) {
             Some(p) => Some(ValProgram::Row(p)),
             None => return Err(fail(fe)),
         }
