@@ -298,7 +298,7 @@ impl B {
         if let Err(e) = verify(&self.p) {
             panic!("test bug: {what}: the program does not verify: {e}\n{}", print::program(&self.p));
         }
-        if let Ok(counted) = Interp::new(&self.p).count_execs() {
+        if let Ok(counted) = Interp::new(&self.p).count_execs(f64::INFINITY) {
             assert_eq!(counted, self.p.execs, "test bug: {what}: execution counts\n{}", print::program(&self.p));
         }
         Case { p: self.p, free: self.free, what }

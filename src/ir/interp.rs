@@ -63,6 +63,18 @@ pub enum Failed {
     /// A loop bound, this value, read from a runtime input (a batch's rows): the loop's
     /// passes cannot be counted before the call.
     InputBound(V),
+    /// A loop, this value its variable, whose passes would keep more bytes of values than
+    /// the budget [`Interp::count_execs`] was given: about this many.
+    TooLarge(V, f64),
+}
+
+/// The state of [`Interp::count_execs`]: what failed last, and the bytes counted against the
+/// budget.
+struct Count {
+    at: Option<Failed>,
+    bytes: f64,
+    budget: f64,
+    block_bytes: Vec<f64>,
 }
 
 /// The result of one evaluation.
@@ -255,49 +267,72 @@ impl<'p> Interp<'p> {
         })
     }
 
-    pub fn count_execs(&mut self) -> Result<Vec<usize>, (EvalError, Option<Failed>)> {
+    /// `budget` bounds the bytes the values of all executions may take (a primal of eight bytes
+    /// an element each, and at least eight bytes a pass): a loop past it stops the count at its
+    /// first pass, before it runs, rather than running for minutes and exhausting memory.
+    pub fn count_execs(&mut self, budget: f64) -> Result<Vec<usize>, (EvalError, Option<Failed>)> {
         self.counter.iter_mut().for_each(|c| *c = 0);
-        let mut at = None;
-        self.count_block(ENTRY, &mut at).map_err(|e| (e, at))?;
+        let mut block_bytes = vec![8.0; self.p.blocks.len()];
+        for v in &self.p.values {
+            block_bytes[v.block.0 as usize] += 8.0 * v.len() as f64;
+        }
+        let mut count = Count { at: None, bytes: 0.0, budget, block_bytes };
+        self.count_block(ENTRY, &mut count).map_err(|e| (e, count.at))?;
         Ok(self.counter.clone())
     }
 
-    fn count_block(&mut self, b: BlockId, failed: &mut Option<Failed>) -> Res<()> {
+    fn count_block(&mut self, b: BlockId, count: &mut Count) -> Res<()> {
         self.enter(b);
+        count.bytes += count.block_bytes[b.0 as usize];
         let p = self.p;
         for inst in p.block(b) {
             match inst {
                 Inst::Op { dst, prim, args } if !self.ad.active[dst.0 as usize] && !matches!(prim, Prim::Rng(..)) => {
-                    *failed = Some(Failed::Op(*dst));
+                    count.at = Some(Failed::Op(*dst));
                     self.run_op(*dst, prim, args)?;
                 }
                 Inst::For { var, lo, hi, body } => {
                     if let Some(b) = [*lo, *hi].into_iter().find(|b| self.from_inputs().0[b.0 as usize]) {
-                        *failed = Some(Failed::InputBound(b));
+                        count.at = Some(Failed::InputBound(b));
                         return Err(EvalError::recoverable("a loop's bounds are read from the rows of a batch"));
                     }
                     let (lo, hi) = (self.slice(*lo)[0] as i64, self.slice(*hi)[0] as i64);
+                    let before = count.bytes;
                     for i in lo..hi {
                         let bi = body.0 as usize;
                         self.cur[bi] = self.counter[bi];
                         let at = self.ensure(*var);
                         self.vals[var.0 as usize][at] = i as f64;
-                        self.count_block(*body, failed)?;
+                        self.count_block(*body, count)?;
+                        if i == lo {
+                            // The first pass's bytes, times the passes, before running them.
+                            let bytes = before + (count.bytes - before) * (hi - lo) as f64;
+                            if bytes > count.budget {
+                                count.at = Some(Failed::TooLarge(*var, bytes));
+                                return Err(EvalError {
+                                    recoverable: false,
+                                    message: format!(
+                                        "a loop of {} passes would keep about {bytes:.3e} bytes of values",
+                                        hi - lo
+                                    ),
+                                });
+                            }
+                        }
                     }
                 }
                 Inst::If { cond, then, else_ } if self.from_inputs().0[cond.0 as usize] => {
                     // A condition on the rows of a batch (set at each call, zeros now) may go
                     // either way: both branches get storage for every pass.
-                    self.count_block(*then, failed)?;
-                    self.count_block(*else_, failed)?;
+                    self.count_block(*then, count)?;
+                    self.count_block(*else_, count)?;
                 }
                 Inst::If { cond, then, else_ } => {
                     let c = self.slice(*cond)[0] != 0.0;
-                    self.count_block(if c { *then } else { *else_ }, failed)?;
+                    self.count_block(if c { *then } else { *else_ }, count)?;
                 }
                 Inst::Store { slot, .. } | Inst::Init { slot, .. } if !self.ad.slot_active[slot.0 as usize] => {
                     // Parameter-free stores feed parameter-free loads.
-                    *failed = match inst {
+                    count.at = match inst {
                         Inst::Store { value, .. } => Some(Failed::Store(*value)),
                         _ => None,
                     };

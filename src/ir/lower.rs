@@ -550,7 +550,7 @@ fn lower_one(
         return None;
     }
     // Execution counts of the density's blocks, for backends that size storage up front.
-    match crate::ir::interp::Interp::new(&p).count_execs() {
+    match crate::ir::interp::Interp::new(&p).count_execs(memory_bytes()) {
         Ok(counts) => {
             for (b, c) in counts.into_iter().enumerate() {
                 if c > 0 {
@@ -569,12 +569,25 @@ fn lower_one(
             ));
             return None;
         }
+        Err((_, Some(Failed::TooLarge(v, bytes)))) => {
+            let msg = format!(
+                "this loop's passes would keep about {bytes:.3e} bytes of values: more than this machine's memory holds"
+            );
+            let d = match p.origins.get(&v) {
+                Some(span) => Diagnostic::error(Code::TooLarge, *span, msg).with_label("too many passes"),
+                None => Diagnostic::error_nowhere(Code::TooLarge, msg),
+            };
+            lw.diags.push(d.with_help(
+                "every pass of a loop keeps its values for the gradient; write the loop over fewer elements, or as whole-vector operations",
+            ));
+            return None;
+        }
         Err((e, at)) => {
             let msg = format!("with this data the model cannot be evaluated: {e}");
             let span = match at {
                 Some(Failed::Op(v)) => p.origins.get(&v),
                 Some(Failed::Store(v)) => p.store_origins.get(&v),
-                Some(Failed::InputBound(_)) | None => None,
+                Some(Failed::InputBound(_) | Failed::TooLarge(..)) | None => None,
             };
             let d = match span {
                 Some(span) => {
@@ -1301,12 +1314,15 @@ impl<'a> Lower<'a> {
                 }
             }
             StmtKind::For { var, lo, hi, body } => {
+                let range = lo.span.to(hi.span);
                 let (lo, hi) = (self.expr(lo)?, self.expr(hi)?);
                 let block = self.new_block();
                 let saved = self.cur;
                 self.cur = block;
                 let iv = self.new_value(vec![], true);
                 self.p.values[iv.0 as usize].name = Some(var.name.clone());
+                // Where a loop too large to run is reported.
+                self.p.origins.insert(iv, range);
                 self.affine.insert(iv, Affine { c: 0, terms: [(iv, 1)].into_iter().collect() });
                 if let (Some(a), Some(b)) = (self.int_const(lo), self.int_const(hi)) {
                     if a < b && b - a <= POSSIBLE_MAX as i64 {
