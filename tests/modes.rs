@@ -744,3 +744,28 @@ fn a_network_with_a_mixture_likelihood_is_scored_on_held_out_rows() {
     assert!(trace.iter().all(|e| e["val_log_lik"].as_f64().is_some_and(f64::is_finite)), "{:?}", trace.last());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The centred hierarchical model's density rises without end as its group scale falls to
+/// 0 with the groups at their mean: an ensemble's members are on their way there, and it
+/// says so as `map` does.
+#[test]
+fn minibatch_modes_name_a_scale_running_to_its_bound() {
+    let (dir, model) = temp_model(
+        "ensemble-bound",
+        "data {\n  N: int\n  J: int\n  g: array[N] int<lower=0, upper=J-1>\n  y: vector[N]\n}\nparams {\n  mu: real ~ normal(0, 5)\n  tau: real<lower=0> ~ half_normal(1)\n  a: vector[J]\n  sigma: real<lower=0> ~ exponential(1)\n}\nmodel {\n  a ~ normal(mu, tau)\n  y ~ normal(a[g], sigma)\n}\n",
+    );
+    let n = 60;
+    let g: Vec<usize> = (0..n).map(|i| i % 4).collect();
+    let y: Vec<f64> = (0..n).map(|i| 1.0 + (1.7 * i as f64).sin()).collect();
+    let data = serde_json::json!({"N": n, "J": 4, "g": g, "y": y});
+    std::fs::write(dir.join("m.json"), data.to_string()).unwrap();
+    let out = dir.join("fit");
+    let (code, _, stderr) =
+        bnnc(&["run", model.to_str().unwrap(), "--method", "ensemble", "--out", out.to_str().unwrap()]);
+    assert!(code == 0 || code == 3, "{stderr}");
+    assert!(stderr.contains("towards the bound of tau"), "{stderr}");
+    let summary: serde_json::Value = read_json(&out.join("summary.json"));
+    let warnings = summary["warnings"].to_string();
+    assert!(warnings.contains("towards the bound of tau"), "{warnings}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -44,13 +44,7 @@ pub fn run(
     });
     let code = report(program, cfg, "map", &values, mode.logp, ("optimizer", optimizer), all);
     if code == 0 && !bounds.is_empty() {
-        let shown: Vec<String> = bounds.iter().take(4).map(|(n, v)| format!("{n} (stopped at {v:.3e})")).collect();
-        let more = if bounds.len() > 4 { format!(" and {} more", bounds.len() - 4) } else { String::new() };
-        let s = if bounds.len() > 1 { "s" } else { "" };
-        eprintln!(
-            "warning: the log density keeps rising towards the bound{s} of {}{more}: there is no mode inside the support, and the estimate is where the optimiser stopped on its way (a hierarchical scale going to 0, a coefficient pinned at its limit, ordered values running together). For the posterior, run --method nuts",
-            shown.join(", ")
-        );
+        eprintln!("warning: {}", bound_warning(&bounds, "the estimate is where the optimiser stopped on its way"));
         return 3;
     }
     if code == 0 && !mode.converged {
@@ -66,12 +60,24 @@ pub fn run(
     code
 }
 
+/// Why a mode at `bounds` (from [`at_bounds`], not empty) is no estimate, saying what the
+/// point is (`what`).
+pub(crate) fn bound_warning(bounds: &[(String, f64)], what: &str) -> String {
+    let shown: Vec<String> = bounds.iter().take(4).map(|(n, v)| format!("{n} (stopped at {v:.3e})")).collect();
+    let more = if bounds.len() > 4 { format!(" and {} more", bounds.len() - 4) } else { String::new() };
+    let s = if bounds.len() > 1 { "s" } else { "" };
+    format!(
+        "the log density keeps rising towards the bound{s} of {}{more}: there is no mode inside the support, and {what} (a hierarchical scale going to 0, a coefficient pinned at its limit, ordered values running together). For the posterior, run --method nuts",
+        shown.join(", ")
+    )
+}
+
 /// The elements of bounded parameters whose mode lies at a bound, with their values: the
 /// unconstrained coordinate far out (more than 5 from 0, where the value is within 1% of the
 /// bound on its own scale) and the log density no lower two units further towards the bound
 /// (it keeps rising or is flat there, so the optimiser's stopping point is arbitrary). A mode
 /// that merely lies close to a bound falls off when moved closer still.
-fn at_bounds(
+pub(crate) fn at_bounds(
     program: &crate::ir::Program,
     density: &mut crate::compiled::CompiledModel,
     theta: &[f64],

@@ -80,6 +80,9 @@ pub(crate) struct Member {
     pub values: Vec<f64>,
     pub named: Vec<(String, Vec<usize>, Vec<f64>)>,
     pub run: minibatch::Outcome,
+    /// The elements of bounded parameters the log density keeps rising towards the bound of
+    /// ([`crate::methods::map::at_bounds`]), with their values.
+    pub at_bound: Vec<(String, f64)>,
 }
 
 impl Member {
@@ -202,6 +205,15 @@ pub fn run(
             if stopped { " before the stop request" } else { "" }
         ));
     }
+    let bounded: Vec<&Member> = members.iter().filter(|m| !m.at_bound.is_empty()).collect();
+    if let Some(first) = bounded.first() {
+        let what = format!(
+            "in {} of {} members the estimate is where training ended on its way",
+            bounded.len(),
+            members.len()
+        );
+        warnings.push(crate::methods::map::bound_warning(&first.at_bound, &what));
+    }
     eprintln!(
         "ensemble: {} members in {seconds:.1} s; epochs kept {}",
         members.len(),
@@ -242,7 +254,10 @@ pub fn run(
         first_row: None,
         rows: &rows,
     };
-    crate::methods::draws::write(program, cfg, &draws, record, warnings, all)
+    match crate::methods::draws::write(program, cfg, &draws, record, warnings, all) {
+        0 if bounded.len() == members.len() => 3,
+        code => code,
+    }
 }
 
 /// A single mode: `map --batch-size`, or MC Dropout's network trained with its masks.
@@ -337,6 +352,13 @@ pub fn single(
             crate::methods::map::report(program, cfg, "mc-dropout", &m.named, m.logp, ("mc_dropout", optimizer), all)
         }
     };
+    if code == 0 && !m.at_bound.is_empty() {
+        eprintln!(
+            "warning: {}",
+            crate::methods::map::bound_warning(&m.at_bound, "the estimate is where training ended on its way")
+        );
+        return 3;
+    }
     match code {
         0 if m.run.diverged.is_some() => 3,
         code => code,
@@ -394,7 +416,12 @@ pub(crate) fn member(
         .constrained_keeping_params(&theta)
         .map_err(|e| format!("the mode cannot be mapped to the constrained space: {e}"))?;
     let values = named.iter().flat_map(|(_, _, x)| x.iter().copied()).collect();
-    Ok(Member { logp, values, named, run })
+    let at_bound = if run.diverged.is_none() && logp.is_finite() {
+        crate::methods::map::at_bounds(program, &mut density, &theta, logp, &named)
+    } else {
+        Vec::new()
+    };
+    Ok(Member { logp, values, named, run, at_bound })
 }
 
 /// When a stop was requested (Ctrl-C) during a method's pretraining: the mode reached is
