@@ -43,8 +43,6 @@ pub struct Settings {
 pub struct Outcome {
     /// The unconstrained draws, cycle by cycle.
     pub draws: Vec<Vec<f64>>,
-    /// The minibatch log density at each draw.
-    pub objectives: Vec<f64>,
     pub steps: usize,
     pub stopped: bool,
 }
@@ -76,7 +74,7 @@ pub fn sample<R: Rng>(
     let take: Vec<usize> = (1..=s.draws_per_cycle.min(sampling_len))
         .map(|i| sampling_from + (i * sampling_len) / s.draws_per_cycle.min(sampling_len) - 1)
         .collect();
-    let mut out = Outcome { draws: Vec::new(), objectives: Vec::new(), steps: 0, stopped: false };
+    let mut out = Outcome { draws: Vec::new(), steps: 0, stopped: false };
     for cycle in 0..s.cycles {
         for k in 0..s.cycle_steps {
             if crate::infer::run::STOP.load(Ordering::Relaxed) {
@@ -92,9 +90,9 @@ pub fn sample<R: Rng>(
                 continue;
             };
             let batch = Batch { scale: n as f64 / chunk.len() as f64, epoch: cycle + 1 };
-            let value = objective
+            objective
                 .step(model, inputs, &batch, &x, &mut g, rng)
-                .map_err(|e| format!("at step {}: {e} (a smaller --lr may help)", out.steps + 1))?;
+                .map_err(|e| format!("at step {}: {e}", out.steps + 1))?;
             let alpha = s.step / 2.0 * ((std::f64::consts::PI * k as f64 / s.cycle_steps as f64).cos() + 1.0);
             let noisy = k >= sampling_from;
             match s.sampler {
@@ -121,7 +119,6 @@ pub fn sample<R: Rng>(
             out.steps += 1;
             if take.contains(&k) {
                 out.draws.push(x.clone());
-                out.objectives.push(value);
             }
         }
         progress(cycle + 1, out.draws.len());

@@ -53,14 +53,17 @@ pub fn run(
     };
     let dim = program.dim();
     let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
-    // The mode's objective, over one pass of the rows at the mode itself (as SWAG's).
-    let drop_path = o.modes.drop_path.unwrap_or((0.0, 0.0));
-    let mut pass_rng = rand::rngs::SmallRng::seed_from_u64(cfg.seed ^ 0x0B1E_C71E);
-    let at_mode = match crate::methods::batches::objective_at(&mut progs, &setup, &mode.run.x, drop_path, &mut pass_rng)
-    {
-        Ok(v) => v,
+    // The mode's log density on all the rows: the draws' are compared with it exactly, since
+    // a minibatch's estimate (a last batch of a few rows scaled up to all of them) can be tens
+    // of nats off on a small data set.
+    let at_mode = match density.eval(&mode.run.x) {
+        Ok(e) if e.logp.is_finite() => e.logp,
+        Ok(e) => {
+            eprintln!("error: the log density at the mode is {}", e.logp);
+            return 3;
+        }
         Err(e) => {
-            eprintln!("error: the objective at the mode: {e}");
+            eprintln!("error: the log density at the mode: {e}");
             return 3;
         }
     };
@@ -89,7 +92,8 @@ pub fn run(
                 break;
             }
             Ok(out) => {
-                let mean = out.objectives.iter().sum::<f64>() / out.objectives.len().max(1) as f64;
+                let lp: f64 = out.draws.iter().map(|x| density.eval(x).map_or(f64::NAN, |e| e.logp)).sum();
+                let mean = lp / out.draws.len().max(1) as f64;
                 if crate::methods::batches::within_bulk(at_mode - mean, dim) {
                     chosen = Some((rate, out));
                     break;
