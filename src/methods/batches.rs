@@ -42,7 +42,20 @@ impl Setup {
         program: &'p Program,
         backend: crate::compiled::Backend,
     ) -> Result<(crate::infer::minibatch::Programs<'p>, crate::compiled::CompiledModel<'p>), String> {
-        let compile = |p| crate::compiled::CompiledModel::new(p, backend).map(|c| c.without_jacobian());
+        self.compile_with(program, backend, false)
+    }
+
+    /// As [`Setup::compile`], with the transforms' log-Jacobian when `jacobian` (a sampler's
+    /// target: the posterior of the unconstrained coordinates it moves in).
+    pub fn compile_with<'p>(
+        &'p self,
+        program: &'p Program,
+        backend: crate::compiled::Backend,
+        jacobian: bool,
+    ) -> Result<(crate::infer::minibatch::Programs<'p>, crate::compiled::CompiledModel<'p>), String> {
+        let compile = |p| {
+            crate::compiled::CompiledModel::new(p, backend).map(|c| if jacobian { c } else { c.without_jacobian() })
+        };
         let ice = |e: String| crate::compiled::internal_error(&e);
         let full = compile(&self.full).map_err(ice)?;
         let last = match &self.last {

@@ -44,7 +44,9 @@ pub fn run(
             Err(code) => return code,
         };
     let (b, n) = (setup.batch_size, setup.train_rows.len());
-    let (mut progs, mut density) = match setup.compile(program, cfg.backend) {
+    // The sampler moves in the unconstrained coordinates, so its target there carries the
+    // transforms' log-Jacobian (without it, a noise scale's draws sit below the posterior's).
+    let (mut progs, mut density) = match setup.compile_with(program, cfg.backend, true) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -53,13 +55,14 @@ pub fn run(
     };
     let dim = program.dim();
     let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
-    // The mode's log density on all the rows: the draws' are compared with it exactly, since
+    // The mode's log density on all the rows (with the log-Jacobian, as the draws' lp__): the
+    // draws' are compared with it exactly, since
     // a minibatch's estimate (a last batch of a few rows scaled up to all of them) can be tens
     // of nats off on a small data set.
     let at_mode = match density.eval(&mode.run.x) {
-        Ok(e) if e.logp.is_finite() => e.logp,
+        Ok(e) if (e.logp + e.jacobian).is_finite() => e.logp + e.jacobian,
         Ok(e) => {
-            eprintln!("error: the log density at the mode is {}", e.logp);
+            eprintln!("error: the log density at the mode is {}", e.logp + e.jacobian);
             return 3;
         }
         Err(e) => {
@@ -92,7 +95,7 @@ pub fn run(
                 break;
             }
             Ok(out) => {
-                let lp: f64 = out.draws.iter().map(|x| density.eval(x).map_or(f64::NAN, |e| e.logp)).sum();
+                let lp: f64 = out.draws.iter().map(|x| density.eval(x).map_or(f64::NAN, |e| e.logp + e.jacobian)).sum();
                 let mean = lp / out.draws.len().max(1) as f64;
                 if crate::methods::batches::within_bulk(at_mode - mean, dim) {
                     chosen = Some((rate, out));
@@ -113,7 +116,7 @@ pub fn run(
     let mut rows = Vec::new();
     for theta in &out.draws {
         let Ok((v, _)) = density.constrained_keeping_params(theta) else { continue };
-        let lp = density.eval(theta).map(|e| e.logp).unwrap_or(f64::NAN);
+        let lp = density.eval(theta).map(|e| e.logp + e.jacobian).unwrap_or(f64::NAN);
         rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
     }
     if rows.is_empty() {
