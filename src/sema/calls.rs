@@ -31,6 +31,13 @@ impl<'a> Checker<'a> {
         // A function value bound to a name (`act` in a layer): elementwise, so its result has
         // the shape of its argument.
         if let Some(b) = self.lookup(name).cloned() {
+            if b.ty.is_error() {
+                // Its definition was reported already.
+                for a in args {
+                    self.check_expr(&a.value);
+                }
+                return Info::error();
+            }
             if let Ty::Func(_) = b.ty {
                 let infos = self.check_positional(name, args);
                 if infos.len() != 1 {

@@ -106,6 +106,21 @@ impl<'a> Checker<'a> {
                 );
                 return Info::error();
             }
+            if f.kind == FuncKind::Layer {
+                self.error(
+                    Diagnostic::error(
+                        Code::WrongKind,
+                        span,
+                        format!("`{n}` is a layer; it is called, and cannot be used as a value"),
+                    )
+                    .with_label("not a value")
+                    .with_secondary(f.name.span, "declared here")
+                    .with_help(format!(
+                        "call it where its output is needed (`let h = {n}(x, ...)`): each call declares its own weights"
+                    )),
+                );
+                return Info::error();
+            }
         }
         if builtins::distribution(n).is_some() {
             self.error(
