@@ -450,6 +450,14 @@ fn plots_draw_in_the_terminal_and_to_svg() {
     let (code, _, err) = bnnc(&["plot", fit, "trace", "a", "--out", "x.jpg"]);
     assert_eq!(code, 2);
     assert!(err.contains("FILE.svg or FILE.png"), "{err}");
+    // A mode is one point: nothing to draw (it drew an empty frame over an invented range).
+    let map = dir.join("map");
+    let (code, _, err) =
+        bnnc(&["run", "examples/eight_schools.bnn", "--method", "map", "--out", map.to_str().expect("utf-8")]);
+    assert!(code == 0 || code == 3, "{err}");
+    let (code, _, err) = bnnc(&["plot", map.to_str().expect("utf-8"), "density", "mu"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("[E0700]") && err.contains("one draw"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -408,6 +408,18 @@ pub fn draw(
     out: Option<&std::path::Path>,
 ) -> Result<String, PlotError> {
     let series = series_of(fit, names)?;
+    let draws: usize = series.first().map_or(0, |s| s.chains.iter().map(Vec::len).sum());
+    if draws < 2 {
+        // A mode (map, a minibatch mode) is one point: no spread, no trace to draw.
+        let value = series.first().and_then(|s| s.chains.iter().flatten().next().copied());
+        return Err(PlotError::Fit(match value {
+            Some(v) => format!(
+                "the fit holds one draw (`{}` = {v}): a mode has no distribution to plot; the methods that draw (nuts, advi, laplace, ensemble, ...) do",
+                series[0].name
+            ),
+            None => "the fit holds no draws".to_string(),
+        }));
+    }
     if kind == Kind::Pair && series.len() != 2 {
         return Err(PlotError::Usage("`pair` plots two variables".into()));
     }
