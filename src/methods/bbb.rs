@@ -171,6 +171,14 @@ pub fn run(
     } else if !converged && !o_.early_stopped {
         warnings.push("the ELBO was still changing by more than 1% over the last epochs; train for more --epochs or with another --lr".into());
     }
+    // The KL's weight at the epoch kept, as the objective weighs it.
+    let kl_weight = if o.kl_anneal == 0 { 1.0 } else { (o_.best_epoch as f64 / o.kl_anneal as f64).min(1.0) };
+    if kl_weight < 1.0 {
+        warnings.push(format!(
+            "the epoch kept ({}) is within --kl-anneal {}: the KL weighed {kl_weight:.2} there, so q fits a tempered objective, not the ELBO, and is over-confident; anneal over fewer epochs than training takes",
+            o_.best_epoch, o.kl_anneal
+        ));
+    }
     let mut record = serde_json::Map::new();
     for (k, v) in [
         ("elbo", serde_json::json!(elbo)),
