@@ -159,17 +159,29 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         let remedy = if layered {
             "tighter priors on the weights, which keep the network out of regions of extreme curvature"
         } else {
-            "a non-centred parameterisation of hierarchical scales"
+            "reparameterising (hierarchical scales in non-centred form, if they are not)"
         };
-        warnings.push(format!("{divergences} of {total} transitions after warmup diverged: the posterior has regions the sampler cannot follow; try --adapt-delta 0.95 (smaller steps) or {remedy}"));
+        // Which chains: one chain that diverges at almost every transition is a chain stuck
+        // where the others are not.
+        let by_chain = if ok.len() > 1 {
+            let counts: Vec<String> =
+                ok.iter().map(|c| c.stats[..n].iter().filter(|s| s.divergent).count().to_string()).collect();
+            format!(" (by chain: {})", counts.join(", "))
+        } else {
+            String::new()
+        };
+        warnings.push(format!("{divergences} of {total} transitions after warmup diverged{by_chain}: the posterior has regions the sampler cannot follow; try --adapt-delta 0.95 (smaller steps) or {remedy}"));
     }
+    let dense = if cfg.dense { "" } else { " or --metric dense" };
     if depth_hits > 0 && cfg.method == Method::Nuts {
-        warnings.push(format!("{depth_hits} of {total} transitions hit the maximum tree depth {}: the step size is small for this geometry; try --max-depth 12 or --metric dense", cfg.max_depth));
+        warnings.push(format!("{depth_hits} of {total} transitions hit the maximum tree depth {}: the step size is small for this geometry; try --max-depth 12{dense}", cfg.max_depth));
     }
     let bad_rhat: Vec<&str> = checked.iter().filter(|(_, s)| s.rhat > 1.01).map(|(n, _)| n.as_str()).collect();
     if !bad_rhat.is_empty() {
+        let who = if ok.len() > 1 { "the chains disagree" } else { "the chain's two halves disagree" };
+        let dense = if cfg.dense { "" } else { ", try --metric dense if parameters are strongly correlated" };
         warnings.push(format!(
-            "R-hat above 1.01 for {} ({}): the chains disagree; run longer (--warmup, --draws), try --metric dense if parameters are strongly correlated, or reparameterise",
+            "R-hat above 1.01 for {} ({}): {who}; run longer (--warmup, --draws){dense}, or reparameterise",
             bad_rhat.len(),
             preview(&bad_rhat)
         ));
