@@ -29,6 +29,12 @@ pub struct Draws<'a> {
 pub fn write(p: &Program, cfg: &Config, d: &Draws, extra: serde_json::Value, warnings: Vec<String>, all: bool) -> i32 {
     let names = column_names(p);
     let skip = d.leading.len();
+    let mut warnings = warnings;
+    let non_finite = names
+        .iter()
+        .enumerate()
+        .map(|(j, (n, _))| (n.as_str(), d.rows.iter().filter(|r| !r[skip + j].is_finite()).count()));
+    warnings.extend(crate::summary::non_finite_warning(non_finite, d.rows.len()));
     // The draws file.
     let Some(dir) = &cfg.out_dir else { return 2 };
     let mut csv = format!("# model = {}\n# method = {}\n", cfg.model_name, d.csv_method);

@@ -426,8 +426,8 @@ pub fn run(
     let curvature = match curvature {
         Ok(Some(c)) => c,
         Ok(None) => {
-            eprintln!("warning: stopped before the curvature was complete; the mode is written as `map` writes it");
             let record = serde_json::json!({"logp": mode.logp, "stopped": true, "epochs": mode.run.epochs.len()});
+            let warning = "stopped before the curvature was complete; the mode is written as `map` writes it";
             return crate::methods::map::report(
                 program,
                 cfg,
@@ -435,6 +435,7 @@ pub fn run(
                 &mode.named,
                 mode.logp,
                 ("optimizer", record),
+                vec![warning.to_string()],
                 all,
             );
         }

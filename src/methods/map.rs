@@ -42,22 +42,25 @@ pub fn run(
         "seconds": seconds,
         "at_bound": bounds.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
     });
-    let code = report(program, cfg, "map", &values, mode.logp, ("optimizer", optimizer), all);
-    if code == 0 && !bounds.is_empty() {
-        eprintln!("warning: {}", bound_warning(&bounds, "the estimate is where the optimiser stopped on its way"));
-        return 3;
-    }
-    if code == 0 && !mode.converged {
+    let mut warnings = Vec::new();
+    let mut code = 0;
+    if !bounds.is_empty() {
+        warnings.push(bound_warning(&bounds, "the estimate is where the optimiser stopped on its way"));
+        code = 3;
+    } else if !mode.converged {
         // A network's density on all rows has kinks (relu), and weights (or a noise scale)
         // that keep moving as they fit the rows: L-BFGS stops short of a mode, at a usable point.
         if crate::summary::network::has_layers(program) {
-            eprintln!("warning: the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows can keep rising as its weights fit the rows ever more closely (logits growing, or a noise scale falling towards 0), and has kinks where relu units switch, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm);
-            return code;
+            warnings.push(format!("the optimiser stopped ({}; the gradient norm is {:.3e}): a network's log density on all rows can keep rising as its weights fit the rows ever more closely (logits growing, or a noise scale falling towards 0), and has kinks where relu units switch, so there may be no exact mode to reach. For a point that predicts well, train on minibatches and stop on held-out rows: --method map --batch-size 32", mode.message, mode.grad_norm));
+        } else {
+            warnings.push(format!("the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm));
+            code = 3;
         }
-        eprintln!("warning: the optimiser did not converge ({}); the gradient norm is {:.3e}. A posterior with no interior mode (a hierarchical scale going to 0) has none to find.", mode.message, mode.grad_norm);
-        return 3;
     }
-    code
+    match report(program, cfg, "map", &values, mode.logp, ("optimizer", optimizer), warnings, all) {
+        0 => code,
+        failed => failed,
+    }
 }
 
 /// Why a mode at `bounds` (from [`at_bounds`], not empty) is no estimate, saying what the
@@ -120,8 +123,9 @@ pub(crate) fn at_bounds(
     found
 }
 
-/// Print a mode's estimates, and write summary.json (`method`, and the method's record under
-/// `record_key`) and the one-row draws file. Returns the exit code.
+/// Print a mode's estimates and `warnings` (with any for values that are not finite), and
+/// write summary.json (`method`, the warnings, and the method's record under `record_key`) and
+/// the one-row draws file. Returns the exit code.
 pub fn report(
     program: &crate::ir::Program,
     cfg: &crate::infer::run::Config,
@@ -129,8 +133,11 @@ pub fn report(
     values: &[(String, Vec<usize>, Vec<f64>)],
     logp: f64,
     (record_key, record): (&str, serde_json::Value),
+    mut warnings: Vec<String>,
     all: bool,
 ) -> i32 {
+    let non_finite = values.iter().map(|(n, _, v)| (n.as_str(), usize::from(v.iter().any(|x| !x.is_finite()))));
+    warnings.extend(crate::summary::non_finite_warning(non_finite, 1));
     let mut vars = serde_json::Map::new();
     let width = values
         .iter()
@@ -171,6 +178,7 @@ pub fn report(
         "method": method,
         "model_hash": cfg.model_hash,
         "variables": vars,
+        "warnings": warnings,
     });
     json[record_key] = record;
     // The mode as a one-row draws file, as CmdStan's optimiser writes it: `predict` reads it.
@@ -200,5 +208,8 @@ pub fn report(
         return 2;
     }
     print!("{text}");
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     0
 }

@@ -308,8 +308,9 @@ pub fn single(
         }
     };
     let masks = setup.full.inputs.iter().filter(|i| matches!(i.kind, crate::ir::InputKind::DropoutMask { .. })).count();
+    let mut warnings = Vec::new();
     if matches!(kind, Single::McDropout { .. }) && masks == 0 {
-        eprintln!("warning: the model has no `dropout` layer, so MC Dropout's passes all give the same prediction: this is MAP on minibatches");
+        warnings.push("the model has no `dropout` layer, so MC Dropout's passes all give the same prediction: this is MAP on minibatches".to_string());
     }
     eprintln!(
         "{}: {} of {} on {} training rows{}; kept epoch {}",
@@ -321,14 +322,18 @@ pub fn single(
         m.run.best_epoch
     );
     if m.run.stopped {
-        eprintln!(
-            "warning: stopped during epoch {} of at most {}: the fit is the weights as they were then",
+        warnings.push(format!(
+            "stopped during epoch {} of at most {}: the fit is the weights as they were then",
             m.run.epochs.len() + 1,
             settings.epochs
-        );
+        ));
     }
     if let Some(why) = &m.run.diverged {
-        eprintln!("{}", diverged_warning(why, &m.run));
+        warnings.push(diverged_warning(why, &m.run));
+    }
+    if !m.at_bound.is_empty() {
+        warnings
+            .push(crate::methods::map::bound_warning(&m.at_bound, "the estimate is where training ended on its way"));
     }
     let mut optimizer = serde_json::json!({
         "logp": m.logp,
@@ -342,25 +347,16 @@ pub fn single(
         "held_out_rows": setup.val_rows.len(),
         "seconds": t.elapsed().as_secs_f64(),
     });
-    let code = match kind {
-        Single::Map => {
-            crate::methods::map::report(program, cfg, "map", &m.named, m.logp, ("optimizer", optimizer), all)
-        }
+    let (name, key) = match kind {
+        Single::Map => ("map", "optimizer"),
         Single::McDropout { samples } => {
             optimizer["mc_samples"] = samples.into();
             optimizer["dropout_layers"] = masks.into();
-            crate::methods::map::report(program, cfg, "mc-dropout", &m.named, m.logp, ("mc_dropout", optimizer), all)
+            ("mc-dropout", "mc_dropout")
         }
     };
-    if code == 0 && !m.at_bound.is_empty() {
-        eprintln!(
-            "warning: {}",
-            crate::methods::map::bound_warning(&m.at_bound, "the estimate is where training ended on its way")
-        );
-        return 3;
-    }
-    match code {
-        0 if m.run.diverged.is_some() => 3,
+    match crate::methods::map::report(program, cfg, name, &m.named, m.logp, (key, optimizer), warnings, all) {
+        0 if m.run.diverged.is_some() || !m.at_bound.is_empty() => 3,
         code => code,
     }
 }
@@ -373,7 +369,7 @@ pub(crate) fn diverged_warning(why: &str, run: &minibatch::Outcome) -> String {
     } else {
         "the fit is the last point where the log density and its gradient were finite".to_string()
     };
-    format!("warning: training diverged {why}; {kept}")
+    format!("training diverged {why}; {kept}")
 }
 
 /// Train member `m`: its own initial point and batch order from its seed.
@@ -432,11 +428,11 @@ fn keep_stopped_mode(program: &Program, cfg: &Config, method: &str, mode: &Membe
     if !stopped && mode.run.diverged.is_none() {
         return None;
     }
-    match &mode.run.diverged {
-        Some(why) => eprintln!("{}", diverged_warning(why, &mode.run)),
-        None => eprintln!("warning: stopped while finding the mode"),
-    }
-    eprintln!("warning: the mode is written as `map` writes one, without {method}'s spread");
+    let mut warnings = vec![match &mode.run.diverged {
+        Some(why) => diverged_warning(why, &mode.run),
+        None => "stopped while finding the mode".to_string(),
+    }];
+    warnings.push(format!("the mode is written as `map` writes one, without {method}'s spread"));
     let record = serde_json::json!({
         "logp": mode.logp,
         "epochs": mode.run.epochs.len(),
@@ -444,7 +440,8 @@ fn keep_stopped_mode(program: &Program, cfg: &Config, method: &str, mode: &Membe
         "stopped": stopped,
         "diverged": mode.run.diverged,
     });
-    let code = crate::methods::map::report(program, cfg, "map", &mode.named, mode.logp, ("optimizer", record), all);
+    let code =
+        crate::methods::map::report(program, cfg, "map", &mode.named, mode.logp, ("optimizer", record), warnings, all);
     Some(if code == 0 && mode.run.diverged.is_some() { 3 } else { code })
 }
 

@@ -79,6 +79,20 @@ pub fn no_initial_point(message: &str, format: crate::diag::Format, locate: Opti
     1
 }
 
+/// The warning for variables whose draws are not all finite (a generated quantity outside
+/// its function's domain): each with how many of `draws` draws, or `None` when all are.
+pub fn non_finite_warning<'a>(columns: impl Iterator<Item = (&'a str, usize)>, draws: usize) -> Option<String> {
+    let bad: Vec<String> = columns.filter(|(_, k)| *k > 0).map(|(n, k)| format!("{n} ({k} of {draws})")).collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let shown = bad.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    let more = if bad.len() > 5 { format!(" and {} more", bad.len() - 5) } else { String::new() };
+    Some(format!(
+        "not finite (NaN or infinite) in some draws: {shown}{more}; a value outside a function's domain (the log of a negative number, a division by 0), or a quantity whose moments do not exist; their summaries are NaN or infinite"
+    ))
+}
+
 /// Summarise a run: print the table and warnings, write summary.json. Returns the exit code
 /// (0; 1 when no chain could start, a model error; 3 when inference failed its own checks).
 pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view: &View) -> i32 {
@@ -110,8 +124,10 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
     // Equal lengths (a stopped run keeps what every chain has).
     let n = ok.iter().map(|c| c.draws.len()).min().unwrap_or(0);
     let mut rows = Vec::new();
+    let mut non_finite = Vec::new();
     for (j, (name, _)) in names.iter().enumerate() {
         let per_chain: Vec<Vec<f64>> = ok.iter().map(|c| c.draws[..n].iter().map(|d| d[j]).collect()).collect();
+        non_finite.push(per_chain.iter().flatten().filter(|v| !v.is_finite()).count());
         rows.push((name.clone(), stats::summarise(&per_chain)));
     }
     let lp: Vec<Vec<f64>> = ok.iter().map(|c| c.stats[..n].iter().map(|s| s.logp).collect()).collect();
@@ -204,6 +220,8 @@ pub fn report(p: &Program, cfg: &Config, chains: &[Chain], out_dir: &Path, view:
         }
     }
     warnings.extend(stuck_chains(&ok, n));
+    let columns = names.iter().zip(&non_finite).map(|((name, _), k)| (name.as_str(), *k));
+    warnings.extend(non_finite_warning(columns, n * ok.len()));
     for (c, ch) in ok.iter().enumerate() {
         if let Some(r) = ch.restarts.last() {
             let count = match ch.restarts.len() {
