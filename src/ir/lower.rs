@@ -317,12 +317,57 @@ pub fn no_rows_diagnostic(el: &Elaborated) -> Diagnostic {
         }
         _ => None,
     });
+    if let (true, Some((name, span))) = (observed.is_empty(), density_into_var(el)) {
+        // A density of a datum whose value goes into a `var` (a changepoint's or a mixture's
+        // accumulated log likelihood): where, and how to write it by rows.
+        return Diagnostic::error(
+            Code::NoRows,
+            span,
+            format!("this model's observation rows cannot be found: `{name}` is read by a density whose value goes into a `var`, not straight into `target +=`"),
+        )
+        .with_label("accumulated in a var")
+        .with_help("write each row's term as its own `target +=` in the loop over rows (a mixture of a row's densities as `target += log_mix(...)`); a likelihood that combines all rows before adding them (log_sum_exp over a changepoint) couples the rows and needs the full data (--method advi, or nuts)");
+    }
     match likelihood {
         Some(span) => Diagnostic::error(Code::NoRows, span, why)
             .with_label(if observed.is_empty() { "observes no data variable by its name" } else { "observed here" })
             .with_help(help),
         None => Diagnostic::error_nowhere(Code::NoRows, why).with_help(help),
     }
+}
+
+/// The first density (`_lpdf`, `_lpmf`) of a data variable in the model that is not the value
+/// of a `target +=` (it is assigned to a `var` or bound by `let`), with the variable's name.
+fn density_into_var(el: &Elaborated) -> Option<(String, Span)> {
+    use crate::syntax::ast::{Stmt, StmtKind};
+    fn call(e: &Expr, data: &[&str]) -> Option<(String, Span)> {
+        if let ExprKind::Call { callee, args } = &e.kind {
+            if callee.name.ends_with("_lpdf") || callee.name.ends_with("_lpmf") {
+                let root = args.first().and_then(|a| match &a.value.kind {
+                    ExprKind::Index { base, .. } => base.as_name(),
+                    _ => a.value.as_name(),
+                });
+                if let Some(r) = root.filter(|r| data.contains(r)) {
+                    return Some((r.to_string(), e.span));
+                }
+            }
+        }
+        e.kind.children().find_map(|c| call(c, data))
+    }
+    fn walk(stmts: &[Stmt], data: &[&str]) -> Option<(String, Span)> {
+        stmts.iter().find_map(|s| match &s.kind {
+            StmtKind::Assign { rhs, .. } => call(rhs, data),
+            StmtKind::Let { value, .. } => call(value, data),
+            StmtKind::Var { init: Some(value), .. } => call(value, data),
+            StmtKind::For { body, .. } => walk(body, data),
+            StmtKind::If { then, else_, .. } => {
+                walk(then, data).or_else(|| walk(else_.as_deref().unwrap_or(&[]), data))
+            }
+            _ => None,
+        })
+    }
+    let data: Vec<&str> = el.checked.data.iter().map(|d| d.name.as_str()).collect();
+    walk(&el.checked.model, &data)
 }
 
 /// A recoverable lowering failure: already reported.
