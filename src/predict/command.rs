@@ -63,16 +63,11 @@ fn predict_at(
     let (program, filled) =
         forward_program(fe, path, observed, 0.0, passes.is_some(), o.column.is_some(), ood).ok_or(1)?;
     if program.sites.is_empty() {
-        let msg = "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict";
         // At the `model` block, whose statements observe nothing.
         let model = fe.program.items.iter().find_map(|it| match it {
             crate::syntax::ast::Item::Block(b) if b.kind == crate::syntax::ast::BlockKind::Model => Some(b),
             _ => None,
         });
-        let d = match model {
-            Some(b) => Diagnostic::error(Code::NothingToPredict, b.kw_span, msg).with_label("no data observed here"),
-            None => Diagnostic::error_nowhere(Code::NothingToPredict, msg),
-        };
         // Data observed through a mixture of densities (`log_mix`, `log_sum_exp` of `_lpdf`s)
         // has no one family to summarise.
         let mixture = model.is_some_and(|b| {
@@ -80,6 +75,19 @@ fn predict_at(
             let body = text.get(b.span.range()).unwrap_or("");
             ["log_mix(", "log_sum_exp("].iter().any(|f| body.contains(f))
         });
+        let msg = if mixture {
+            "the model observes its data only through a mixture of densities: there is no one distribution to predict from"
+        } else {
+            "the model has no `~` statement (or `target += ..._lpdf(...)`) on data: nothing to predict"
+        };
+        let d = match model {
+            Some(b) => Diagnostic::error(Code::NothingToPredict, b.kw_span, msg).with_label(if mixture {
+                "a mixture here"
+            } else {
+                "no data observed here"
+            }),
+            None => Diagnostic::error_nowhere(Code::NothingToPredict, msg),
+        };
         fe.diags.push(d.with_help(if mixture {
             "predict summarises data observed by one distribution; data that enter through a mixture (`log_mix`, `log_sum_exp` of densities) are not summarised: draw replicates in `generated` (`y_new = ...`) and summarise those (`bnnc repl --fit`)"
         } else {
