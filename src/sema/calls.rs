@@ -147,10 +147,12 @@ impl<'a> Checker<'a> {
         let looks_like_density = ["_lpdf", "_lpmf", "_rng"].iter().any(|s| name.ends_with(s));
         let code = if looks_like_density { Code::UnknownDistribution } else { Code::UnknownFunction };
         let what = if looks_like_density { "distribution function" } else { "function" };
+        let help =
+            stan_function(name).map(str::to_string).or_else(|| did_you_mean(name, names.iter().map(String::as_str)));
         self.error(
             Diagnostic::error(code, callee.span, format!("unknown {what} `{name}`"))
                 .with_label("not defined")
-                .with_help_opt(did_you_mean(name, names.iter().map(String::as_str))),
+                .with_help_opt(help),
         );
         Info::error()
     }
@@ -1518,4 +1520,25 @@ fn stack_of_vectors(ty: &Ty) -> Option<(Size, Size)> {
         },
         _ => None,
     }
+}
+
+/// How to write a Stan function bnnc does not have (where a near spelling would mislead:
+/// `lbeta` is not the distribution `beta`).
+fn stan_function(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "lbeta" => "the log of the beta function is `lgamma(a) + lgamma(b) - lgamma(a + b)`",
+        "log2" => "write `log(x) / log(2)`",
+        "log10" => "write `log(x) / log(10)`",
+        "exp2" => "write `pow(2, x)`",
+        "trigamma" | "lmgamma" | "lchoose" | "binomial_coefficient_log" => {
+            "bnnc has `lgamma` and `digamma` only; a log binomial coefficient is `lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)`"
+        }
+        "num_elements" => "the number of elements is `size(x)`",
+        "cumulative_sum" => "bnnc has no `cumulative_sum`: accumulate in a loop with a `var` (`var c: vector[N]`, then `c[i] = c[i - 1] + x[i]`)",
+        "log1m_exp" | "log_diff_exp" => "write `a + log1m(exp(b - a))` for log(exp(a) − exp(b))",
+        "negative_infinity" | "positive_infinity" | "not_a_number" => {
+            "bnnc has no infinite constants; a region with no density is given by the parameter's bounds"
+        }
+        _ => return None,
+    })
 }

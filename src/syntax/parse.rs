@@ -150,6 +150,17 @@ fn syntax_error(
             // The statement's first word, when the error comes within its first few tokens.
             let before: Vec<&Tok> = tokens.iter().take_while(|(l, _, _)| *l < lo).map(|(_, t, _)| t).collect();
             let start = before.iter().rposition(|t| matches!(t, Tok::Sep | Tok::LBrace)).map(|i| i + 1).unwrap_or(0);
+            // Stan statements bnnc does not have, by the statement's first word.
+            if let Some(Tok::Ident(word)) = before.get(start) {
+                if let Some(help) = stan_statement(word) {
+                    return d.with_help(help);
+                }
+            }
+            // Stan's truncation, `y ~ normal(mu, s) T[lo, hi]`.
+            let next = tokens.iter().find(|(l, _, _)| *l >= hi).map(|(_, t, _)| t);
+            if matches!((&tok, next), (Tok::Ident(t), Some(Tok::LBracket)) if t == "T") && before.contains(&&Tok::Tilde) {
+                return d.with_help("bnnc has no truncation `T[lo, hi]`: add the density and subtract the log probability of the range, as `target += normal_lpdf(y | mu, s) - normal_lccdf(lo | mu, s)` for a lower bound; for both, subtract `lh + log1m(exp(ll - lh))`, where `lh` and `ll` are the `_lcdf`s at the upper and lower bounds");
+            }
             if before.len() - start <= 3 {
                 if let Some(Tok::Ident(word)) = before.get(start) {
                     if let Some(k) = crate::diag::suggest(word.as_str(), STMT_KEYWORDS.iter().copied()) {
@@ -212,6 +223,16 @@ fn syntax_error(
                 .with_label("only a plain name can stand here")
                 .with_help("declarations are written `name: type`, named arguments `name = value`")
         }
+    }
+}
+
+/// What to write instead of a Stan statement bnnc does not have, by its first word.
+fn stan_statement(word: &str) -> Option<&'static str> {
+    match word {
+        "increment_log_prob" => Some("Stan's old `increment_log_prob(e)` is `target += e`"),
+        "print" => Some("bnnc has no `print`: evaluate the model at a point with `bnnc logp`, or inspect a fit's values with `bnnc repl --fit DIR`"),
+        "reject" | "fatal_error" => Some("bnnc has no `reject`: declare the bounds a value must keep in its type (`sigma: real<lower=0>`); data are checked against theirs when they are read"),
+        _ => None,
     }
 }
 
