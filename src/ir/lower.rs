@@ -1693,8 +1693,13 @@ impl<'a> Lower<'a> {
                 };
                 // Labels from 1 to K are the commonest slip.
                 let categorical = matches!(f, Family::Categorical | Family::CategoricalLogit);
-                let k = k_of(self, params.first()).unwrap_or(0) as f64;
-                let help = if categorical && vals.iter().all(|v| *v >= 1.0 && *v <= k) {
+                let k = match f {
+                    // K − 1 cutpoints: K ordered classes.
+                    Family::OrderedLogistic => k_of(self, params.get(1)).map_or(0, |c| c + 1),
+                    _ => k_of(self, params.first()).unwrap_or(0),
+                } as f64;
+                let labelled = categorical || f == Family::OrderedLogistic;
+                let help = if labelled && vals.iter().all(|v| *v >= 1.0 && *v <= k) {
                     Some(
                         "labels count from 0 here, and these run from 1 to the number of classes: subtract 1"
                             .to_string(),
