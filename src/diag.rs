@@ -368,14 +368,22 @@ fn render_human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     let config = Config::default().with_index_type(IndexType::Byte).with_color(color);
     let mut report = Report::build(kind, clamp(span)).with_config(config).with_code(d.code).with_message(&d.message);
     let primary_color = if color { Color::Red } else { Color::Primary };
-    let mut label = ALabel::new(clamp(span)).with_color(primary_color);
+    // Labels in the primary's file in the order of their positions, those in other files
+    // after: a label above an earlier one would open a second excerpt of the same file, headed
+    // with the primary's position.
+    let order = |s: Span| {
+        let other = if s.file == span.file { 0 } else { 1 << 30 };
+        other + (s.lo as i32).min((1 << 30) - 1)
+    };
+    let mut label = ALabel::new(clamp(span)).with_color(primary_color).with_order(order(span));
     if !d.label.is_empty() {
         label = label.with_message(&d.label);
     }
     report = report.with_label(label);
     for l in &d.secondary {
         let c = if color { Color::Blue } else { Color::Primary };
-        report = report.with_label(ALabel::new(clamp(l.span)).with_message(&l.message).with_color(c));
+        report = report
+            .with_label(ALabel::new(clamp(l.span)).with_message(&l.message).with_color(c).with_order(order(l.span)));
     }
     for n in &d.notes {
         report = report.with_note(n);
