@@ -138,6 +138,8 @@ pub struct Checker<'a> {
     /// The parameters read outside `generated` (in `model`, or in another parameter's bounds
     /// or prior): one that is not, and has no prior of its own, has an improper posterior.
     pub(super) params_read: std::collections::HashSet<String>,
+    /// The names `model` binds with `let` or `var`, where: `generated` does not see them.
+    pub(super) model_locals: HashMap<String, Span>,
 }
 
 const BLOCK_ORDER: [BlockKind; 4] = [BlockKind::Data, BlockKind::Params, BlockKind::Model, BlockKind::Generated];
@@ -245,6 +247,7 @@ pub fn check_program(user_items: &[Item], lib_items: &[Item], eof: Span, diags: 
         ret_ty: None,
         outputs: Vec::new(),
         params_read: std::collections::HashSet::new(),
+        model_locals: HashMap::new(),
     };
 
     // Function and layer bodies, generically. Standard-library ones are checked too: they
@@ -901,6 +904,9 @@ impl<'a> Checker<'a> {
                 }
             }
             StmtKind::Let { name, value } => {
+                if self.ctx == Ctx::Model {
+                    self.model_locals.insert(name.name.clone(), name.span);
+                }
                 let info = self.check_expr(value);
                 if matches!(info.ty, Ty::Dist(_)) && !matches!(self.ctx, Ctx::Layer | Ctx::Fn) {
                     // A distribution bound by `let` can only be used on the right of `~`.
@@ -911,6 +917,9 @@ impl<'a> Checker<'a> {
                 );
             }
             StmtKind::Var { name, ty, init } => {
+                if self.ctx == Ctx::Model {
+                    self.model_locals.insert(name.name.clone(), name.span);
+                }
                 let t = self.check_type(ty, None);
                 if !t.ty.is_numeric() {
                     self.error(

@@ -138,6 +138,7 @@ pub fn elaborate(checked: &Checked, diags: &mut Diagnostics) -> Option<Elaborate
         ret_ty: None,
         outputs: Vec::new(),
         params_read: Default::default(),
+        model_locals: Default::default(),
     };
     let mut el = Elab {
         funcs,

@@ -146,6 +146,15 @@ impl<'a> Checker<'a> {
             );
             return Info::error();
         }
+        if let (Ctx::Generated, Some(at)) = (self.ctx, self.model_locals.get(n).copied()) {
+            self.error(
+                Diagnostic::error(Code::UnknownName, span, format!("unknown name `{n}`: it is local to `model`"))
+                    .with_label("not visible in `generated`")
+                    .with_secondary(at, "bound in `model`")
+                    .with_help("`generated` sees the data, the parameters and its own names, not `model`'s: compute it again here; a network's predictions come from `bnnc predict`"),
+            );
+            return Info::error();
+        }
         let visible = self.visible_names();
         let mut d =
             Diagnostic::error(Code::UnknownName, span, format!("unknown name `{n}`")).with_label("not declared");
