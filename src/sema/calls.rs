@@ -809,9 +809,12 @@ impl<'a> Checker<'a> {
                                 .with_secondary(vs, format!("{v}"))
                                 .with_label(format!("{ty}"))
                                 .with_help(if a.star && matches!(ty, Ty::Matrix(..)) {
-                                    "`*` multiplies element by element (a vector along a matrix's rows); for the matrix product write `@`: `x @ beta`"
+                                    "`*` multiplies element by element (a vector along a matrix's rows); for the matrix product write `@`: `x @ beta`".to_string()
+                                } else if matches!((&ty, &v), (Ty::Matrix(_, c), Ty::Vector(_)) if !c.differs(&Size::constant(1))) {
+                                    // A layer of one unit: its only column.
+                                    "a layer's output is a matrix, here of one column: take that column as a vector with `col(..., 0)`".to_string()
                                 } else {
-                                    "an argument is a scalar, has the variate's shape, or (for a matrix variate) is a vector of its column count, repeated along its rows"
+                                    "an argument is a scalar, has the variate's shape, or (for a matrix variate) is a vector of its column count, repeated along its rows".to_string()
                                 }),
                             );
                         }
@@ -1355,6 +1358,11 @@ impl<'a> Checker<'a> {
                     Some("pass a distribution with its arguments, as in `prior = normal(0, 1)`".to_string())
                 }
                 (Ty::Func(_), _) => Some("pass a function by name, as in `act = tanh`".to_string()),
+                // A single input column (`x: vector[N]`) where a layer takes rows of features.
+                (Ty::Matrix(..), Ty::Vector(n)) => Some(format!(
+                    "`{}` takes a matrix, a row per observation and a column per input: declare one input as `matrix[{n}, 1]` in `data` (in JSON, [[x0], [x1], ...])",
+                    f.name.name
+                )),
                 (_, Ty::Dist(Some(d))) => Some(format!(
                     "`{d}(...)` is a distribution; a `{}` argument needs a number",
                     crate::syntax::print::ty(&decl.ty)
