@@ -140,10 +140,13 @@ enum Num {
 }
 
 /// A variable as read from the file: dims and flat values.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Raw {
     dims: Vec<usize>,
     values: Vec<Num>,
+    /// Why the entry could not be read, reported only if the model declares its name (names
+    /// the model does not declare are ignored, whatever they hold).
+    unreadable: Option<Box<Diagnostic>>,
 }
 
 /// Where a raw value came from, for diagnostics.
@@ -320,20 +323,18 @@ fn read_json(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeM
         let mut values = Vec::new();
         match flatten(&v, 0, &mut dims, &mut values) {
             Ok(()) => {
-                out.insert(k, Raw { dims, values });
+                out.insert(k, Raw { dims, values, unreadable: None });
             }
             Err(why) => {
-                ok = false;
                 let at = text.find(&format!("\"{k}\"")).unwrap_or(0);
-                diags.push(
-                    Diagnostic::error(
-                        Code::DataMalformed,
-                        Span::new(src.file, at, at + k.len() + 2),
-                        format!("data `{k}` cannot be read: {why}"),
-                    )
-                    .with_label("this entry")
-                    .with_help("values are numbers (or \"NaN\", \"Inf\", \"-Inf\"; true and false are 1 and 0) and nested arrays of equal length"),
-                );
+                let d = Diagnostic::error(
+                    Code::DataMalformed,
+                    Span::new(src.file, at, at + k.len() + 2),
+                    format!("data `{k}` cannot be read: {why}"),
+                )
+                .with_label("this entry")
+                .with_help("values are numbers (or \"NaN\", \"Inf\", \"-Inf\"; true and false are 1 and 0) and nested arrays of equal length");
+                out.insert(k, Raw { unreadable: Some(Box::new(d)), ..Raw::default() });
             }
         }
     }
@@ -453,6 +454,8 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
         }
     };
     let mut cols: Vec<Vec<Num>> = vec![Vec::new(); headers.len()];
+    // A column with a field that is not a number: why, reported if the model reads it.
+    let mut unreadable: Vec<Option<Diagnostic>> = vec![None; headers.len()];
     for rec in rdr.records() {
         let rec = match rec {
             Ok(r) => r,
@@ -476,14 +479,17 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
                 Num::Int(b)
             } else {
                 let line = rec.position().map(|p| p.line() as usize).unwrap_or(1);
-                diags.push(malformed(
-                    src,
-                    text,
-                    line,
-                    1,
-                    format!("`{field}` in column `{}` is not a number", headers[i]),
-                ));
-                return None;
+                if unreadable[i].is_none() {
+                    let col = field_column(text, line, i);
+                    unreadable[i] = Some(malformed(
+                        src,
+                        text,
+                        line,
+                        col,
+                        format!("`{field}` in column `{}` is not a number", headers[i]),
+                    ));
+                }
+                Num::Real(f64::NAN)
             };
             cols[i].push(num);
         }
@@ -499,7 +505,8 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
                 continue;
             }
         }
-        out.insert(h.clone(), Raw { dims: vec![rows], values: cols[i].clone() });
+        let unreadable = unreadable[i].clone().map(Box::new);
+        out.insert(h.clone(), Raw { dims: vec![rows], values: cols[i].clone(), unreadable });
     }
     for (base, mut members) in groups {
         members.sort();
@@ -523,9 +530,33 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
                 values.push(cols[*i][r]);
             }
         }
-        out.insert(base, Raw { dims: vec![rows, width], values });
+        let unreadable = members.iter().find_map(|(_, i)| unreadable[*i].clone()).map(Box::new);
+        out.insert(base, Raw { dims: vec![rows, width], values, unreadable });
     }
     Some(out)
+}
+
+/// The 1-based character column where field `i` of line `line` starts (fields split at
+/// commas outside quotes).
+fn field_column(text: &str, line: usize, i: usize) -> usize {
+    let Some(l) = text.lines().nth(line.saturating_sub(1)) else { return 1 };
+    let (mut field, mut quoted) = (0, false);
+    for (c, ch) in l.chars().enumerate() {
+        if field == i {
+            return c + 1;
+        }
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => field += 1,
+            _ => {}
+        }
+    }
+    // An empty last field: just past the line's last comma.
+    if field == i {
+        l.chars().count() + 1
+    } else {
+        1
+    }
 }
 
 /// The arrays of a `.npz` file by name, or of a `.npy` file under the file's stem. Floats and
@@ -534,7 +565,7 @@ fn read_numpy(path: &Path, npz: bool) -> Result<BTreeMap<String, Raw>, String> {
     use ndarray::{ArrayD, IxDyn, OwnedRepr};
     use ndarray_npy::ReadNpyExt;
     fn to_raw<T: Copy>(a: ArrayD<T>, f: impl Fn(T) -> Num) -> Raw {
-        Raw { dims: a.shape().to_vec(), values: a.iter().map(|x| f(*x)).collect() }
+        Raw { dims: a.shape().to_vec(), values: a.iter().map(|x| f(*x)).collect(), unreadable: None }
     }
     // Each element type in turn (a reader fails cleanly on a type it does not hold), with how
     // its elements become numbers: one list for `.npy` files and the arrays of `.npz` ones.
@@ -605,7 +636,7 @@ pub fn bind_arrays(
         .iter()
         .map(|(name, dims, values, int)| {
             let values = values.iter().map(|v| if *int { Num::Int(*v as i64) } else { Num::Real(*v) }).collect();
-            (name.clone(), Raw { dims: dims.clone(), values })
+            (name.clone(), Raw { dims: dims.clone(), values, unreadable: None })
         })
         .collect();
     bind(raw, data_decls, (optional, fill, false), &src, diags)
@@ -821,6 +852,10 @@ fn bind(
             );
             continue;
         };
+        if let Some(d) = r.unreadable {
+            diags.push(*d);
+            continue;
+        }
         if !sizes_ok {
             continue;
         }
@@ -930,7 +965,7 @@ fn infer_csv_sizes(raw: &mut BTreeMap<String, Raw>, decls: &[Decl]) {
             raw.get(&other.name).and_then(|r| r.dims.get(k).copied())
         });
         if let Some(n) = found {
-            raw.insert(d.name.clone(), Raw { dims: vec![], values: vec![Num::Int(n as i64)] });
+            raw.insert(d.name.clone(), Raw { dims: vec![], values: vec![Num::Int(n as i64)], unreadable: None });
         }
     }
 }

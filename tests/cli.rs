@@ -773,3 +773,42 @@ fn rows_a_branch_skips_are_not_checked_against_the_support() {
     assert!(stderr.contains("E0506") && stderr.contains("`y[1]` is -1"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Names the model does not declare are ignored whatever they hold (SPEC §7): a string, an
+/// object, a null, a text column of a CSV. A declared name that cannot be read is E0501, at
+/// its field.
+#[test]
+fn undeclared_data_is_ignored_whatever_it_holds() {
+    let dir = std::env::temp_dir().join(format!("bnnc-cli-extra-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  y: vector[N]\n}\nparams {\n  mu: real ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(mu, 1)\n}\n",
+    )
+    .expect("model");
+    let json = dir.join("d.json");
+    std::fs::write(&json, r#"{"N": 3, "y": [0.1, 0.4, -0.2], "note": "split v2", "meta": {"a": 1}, "gone": null}"#)
+        .expect("json");
+    let csv = dir.join("d.csv");
+    std::fs::write(&csv, "y,name\n0.1,ann\n0.4,bob\n-0.2,cy\n").expect("csv");
+    for data in [&json, &csv] {
+        let out = dir.join("fit");
+        let (code, _, err) = bnnc(&[
+            "run",
+            model.to_str().expect("utf-8"),
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--method",
+            "map",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{}: {err}", data.display());
+    }
+    std::fs::write(&csv, "y,name\n0.1,ann\nabc,bob\n-0.2,cy\n").expect("csv");
+    let (code, _, err) = bnnc(&["run", model.to_str().expect("utf-8"), "--data", csv.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("[E0501]") && err.contains("`abc` in column `y`") && err.contains("d.csv:3:1"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
