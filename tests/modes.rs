@@ -498,6 +498,10 @@ fn map_names_parameters_whose_density_rises_to_a_bound() {
     assert_eq!(code, 0, "{stderr}");
     let summary: serde_json::Value = read_json(&dir.join("summary.json"));
     assert_eq!(summary["optimizer"]["at_bound"], serde_json::json!([]));
+    // A mode's `mean` is its estimate, as scripts reading every method's means expect.
+    let vars = summary["variables"].as_object().unwrap();
+    assert!(!vars.is_empty() && vars.values().all(|v| v["mean"].is_number() && v["mean"] == v["estimate"]), "{vars:?}");
+    assert_eq!(summary["warnings"], serde_json::json!([]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -165,7 +165,8 @@ pub fn report(
                 },
                 None => text.push_str(&format!("{label:<width$} {:>12}\n", format!("{v:.6}"))),
             }
-            vars.insert(label, serde_json::json!({ "estimate": v }));
+            // `mean` as every method has it (a point's own value); no spread to report.
+            vars.insert(label, serde_json::json!({ "estimate": v, "mean": v }));
         }
     }
     for (l, n, max) in &layers {
