@@ -991,6 +991,22 @@ impl<'a> Checker<'a> {
                 let var = rest.iter().map(|a| a.info.var).fold(variate.var, Variability::max);
                 Info::new(Ty::Real, var)
             }
+            DistFn::Rng if d.variate == Variate::Matrix => {
+                // A draw of a K × K factor needs K, which the distribution's arguments do not give.
+                self.error(
+                    Diagnostic::error(
+                        Code::UnknownFunction,
+                        callee.span,
+                        format!("`{}` is not available: a draw of a correlation factor needs its size", callee.name),
+                    )
+                    .with_label("no draws of this distribution")
+                    .with_help("declare the factor as a parameter (`L: cholesky_corr[K] ~ lkj_corr_cholesky(eta)`); its draws are in the fit"),
+                );
+                for a in args {
+                    self.check_expr(&a.value);
+                }
+                Info::error()
+            }
             DistFn::Rng => {
                 let (infos, bad) = self.dist_args(d, callee, args);
                 if infos.len() != d.params.len() {
