@@ -812,3 +812,28 @@ fn undeclared_data_is_ignored_whatever_it_holds() {
     assert!(err.contains("[E0501]") && err.contains("`abc` in column `y`") && err.contains("d.csv:3:1"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `lkj_corr_cholesky_rng(K, eta)` draws a K × K Cholesky factor of an LKJ(eta) correlation
+/// matrix: each correlation's marginal is a Beta(eta − 1 + K/2, same) on (−1, 1), whose sd
+/// for K = 3 and eta = 2 is 1/√6 ≈ 0.408; the diagonal of L Lᵀ is 1.
+#[test]
+fn lkj_draws_in_generated_have_the_lkj_marginals() {
+    let (dir, model) = temp_model(
+        "lkj-rng",
+        "data {\n  K: int\n}\nparams {\n  z: real ~ normal(0, 1)\n}\nmodel {\n}\ngenerated {\n  L = lkj_corr_cholesky_rng(K, 2.0)\n  Om = L @ transpose(L)\n}\n",
+    );
+    std::fs::write(dir.join("m.json"), r#"{"K": 3}"#).expect("data");
+    let out = dir.join("fit");
+    let (code, _, err) = bnnc(&["run", model.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    let summary = read_json(&out.join("summary.json"));
+    let v = &summary["variables"];
+    for k in 0..3 {
+        assert!((v[format!("Om[{k},{k}]")]["mean"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    }
+    for name in ["Om[0,1]", "Om[0,2]", "Om[1,2]"] {
+        let (m, sd) = (v[name]["mean"].as_f64().unwrap(), v[name]["sd"].as_f64().unwrap());
+        assert!(m.abs() < 0.05 && (sd - 6f64.sqrt().recip()).abs() < 0.03, "{name}: mean {m}, sd {sd}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

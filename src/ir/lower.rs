@@ -1951,6 +1951,20 @@ impl<'a> Lower<'a> {
         // Distributions' function forms: a draw, a log density, a log CDF.
         use crate::sema::builtins::{dist_function, DistFn};
         if let Some((f, kind)) = dist_function(name).and_then(|(d, kind, _)| Some((Family::from_name(d.name)?, kind))) {
+            if kind == DistFn::Rng && f == Family::LkjCorrCholesky {
+                // `lkj_corr_cholesky_rng(K, eta)`: K, known when the data is read, sizes the draw.
+                let k = self.expr(&args[0].value)?;
+                let Some(k) = self.int_const(k).filter(|k| *k >= 1) else {
+                    return Err(self.err(
+                        Code::SizeNotData,
+                        args[0].value.span,
+                        "the size of a correlation factor must be an int of 1 or more, known when the data is read",
+                        "not a positive size",
+                    ));
+                };
+                let params = self.dist_args(f, &args[1..])?;
+                return self.op(Prim::Rng(f, vec![k as usize, k as usize]), &params, span);
+            }
             if kind == DistFn::Rng {
                 let params = self.dist_args(f, args)?;
                 let shape = rng_shape(f, &params.iter().map(|v| self.p.info(*v).shape.clone()).collect::<Vec<_>>());

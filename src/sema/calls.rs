@@ -992,20 +992,48 @@ impl<'a> Checker<'a> {
                 Info::new(Ty::Real, var)
             }
             DistFn::Rng if d.variate == Variate::Matrix => {
-                // A draw of a K × K factor needs K, which the distribution's arguments do not give.
-                self.error(
-                    Diagnostic::error(
-                        Code::UnknownFunction,
-                        callee.span,
-                        format!("`{}` is not available: a draw of a correlation factor needs its size", callee.name),
-                    )
-                    .with_label("no draws of this distribution")
-                    .with_help("declare the factor as a parameter (`L: cholesky_corr[K] ~ lkj_corr_cholesky(eta)`); its draws are in the fit"),
-                );
-                for a in args {
-                    self.check_expr(&a.value);
+                // A K × K correlation factor, as Stan's `lkj_corr_cholesky_rng(K, eta)`: the size
+                // first, since the distribution's own arguments do not give it.
+                if args.len() != 2 || args.iter().any(|a| a.name.is_some()) {
+                    self.arg_count(callee, span, "2 (the size K, then eta)", args.len());
+                    for a in args {
+                        self.check_expr(&a.value);
+                    }
+                    return Info::error();
                 }
-                Info::error()
+                let k = ArgInfo::of(self.check_expr(&args[0].value), &args[0].value);
+                let eta = ArgInfo::of(self.check_expr(&args[1].value), &args[1].value);
+                if self.ctx != Ctx::Generated {
+                    self.error(
+                        Diagnostic::error(
+                            Code::MisplacedStmt,
+                            span,
+                            format!("`{}` draws random numbers, which only `generated` may do", callee.name),
+                        )
+                        .with_label("random draw outside `generated`")
+                        .with_help("the log density must be deterministic: move this to the `generated` block"),
+                    );
+                }
+                let size = match (&k.info.ty, &k.info.int_val) {
+                    (Ty::Int, Some(p)) if k.info.var == Variability::Data || k.info.var == Variability::Const => {
+                        Size::Known(p.clone())
+                    }
+                    (Ty::Error, _) => return Info::error(),
+                    _ => {
+                        self.error(
+                            Diagnostic::error(
+                                Code::SizeNotData,
+                                k.span,
+                                format!("`{}`'s first argument is the size K, an int known from the data", callee.name),
+                            )
+                            .with_label(format!("this is {}", k.info.ty)),
+                        );
+                        return Info::error();
+                    }
+                };
+                self.dist_param_shape(d, "eta", ArgShape::Scalar, &eta, None);
+                let var = eta.info.var.max(Variability::Param);
+                Info::new(Ty::Matrix(size.clone(), size), var)
             }
             DistFn::Rng => {
                 let (infos, bad) = self.dist_args(d, callee, args);
