@@ -520,3 +520,43 @@ fn an_ordinal_regression_recovers_its_cutpoints_and_predicts_classes() {
     assert!(accuracy > 0.35, "accuracy {accuracy} (chance is about 0.25)");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An observed `let` computed from data (`let ly = log(y)`, `ly ~ ...`): scored when the new
+/// data give `y`, and predicted when they leave it out, as a plain observed variable is.
+#[test]
+fn an_observed_let_of_data_is_scored_and_may_be_left_out() {
+    let dir = temp("observed-let");
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  x: vector[N]\n  y: vector<lower=0>[N]\n}\nparams {\n  a: real ~ normal(0, 1)\n  b: real ~ normal(0, 1)\n  s: real<lower=0> ~ normal(0, 1)\n}\nmodel {\n  let ly = log(y)\n  ly ~ normal(a + b * x, s)\n}\n",
+    )
+    .unwrap();
+    let x: Vec<f64> = (0..30).map(|i| i as f64 / 10.0 - 1.5).collect();
+    let y: Vec<f64> = x.iter().enumerate().map(|(i, x)| (0.5 + 0.8 * x + 0.2 * (1.7 * i as f64).sin()).exp()).collect();
+    std::fs::write(dir.join("m.json"), serde_json::json!({"N": 30, "x": x, "y": y}).to_string()).unwrap();
+    let fit = dir.join("fit");
+    let (code, _, err) = bnnc(&["run", s(&model), "--method", "laplace", "--out", s(&fit)]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bnnc(&["predict", s(&model), "--fit", s(&fit), "--out", s(&dir.join("p1"))]);
+    assert_eq!(code, 0, "{err}");
+    let p = json(&dir.join("p1/predictive.json"));
+    let ly = &p["observed"]["ly"];
+    assert!(ly["metrics"]["rmse"].as_f64().is_some_and(|r| r < 0.5), "{ly}");
+    std::fs::write(dir.join("new.json"), r#"{"N": 2, "x": [0.0, 1.0]}"#).unwrap();
+    let (code, _, err) = bnnc(&[
+        "predict",
+        s(&model),
+        "--fit",
+        s(&fit),
+        "--data",
+        s(&dir.join("new.json")),
+        "--out",
+        s(&dir.join("p2")),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let p = json(&dir.join("p2/predictive.json"));
+    let rows = p["observed"]["ly"]["rows"].as_array().map(|r| r.len());
+    assert_eq!(rows, Some(2), "{p}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

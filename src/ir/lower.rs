@@ -171,9 +171,27 @@ pub fn likelihood_in_sites(el: &Elaborated) -> bool {
 /// for an observed `let` computed from data alone (`let log_earn = log(earn)` then
 /// `log_earn ~ ...`), the data it is computed from.
 fn observed_data(el: &Elaborated) -> Vec<String> {
+    let lets = data_lets(el);
+    let mut out = observed_names(el);
+    for name in mixture_observed(el) {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    for (_, from) in observed_lets_of(el, &lets) {
+        for d in from {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// Each `let` of the model made from data alone, with the data variables it reads.
+fn data_lets(el: &Elaborated) -> HashMap<String, Vec<String>> {
     use crate::syntax::ast::{Stmt, StmtKind};
     let data: Vec<&str> = el.checked.data.iter().map(|d| d.name.as_str()).collect();
-    // Each `let` of the model made from data alone, with the data it reads.
     fn names(e: &Expr, out: &mut Vec<String>) {
         if let ExprKind::Name(n) = &e.kind {
             out.push(n.clone());
@@ -209,12 +227,18 @@ fn observed_data(el: &Elaborated) -> Vec<String> {
         }
     }
     walk(&el.checked.model, &data, &mut lets);
-    let mut out = observed_names(el);
-    for name in mixture_observed(el) {
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    }
+    lets
+}
+
+/// The observed `let`s computed from data alone (`let log_earn = log(earn)`, then
+/// `log_earn ~ ...`), each with the data variables it is computed from.
+pub fn observed_lets(el: &Elaborated) -> Vec<(String, Vec<String>)> {
+    observed_lets_of(el, &data_lets(el))
+}
+
+/// The observed roots among `lets` (each `let` of the model made from data alone).
+fn observed_lets_of(el: &Elaborated, lets: &HashMap<String, Vec<String>>) -> Vec<(String, Vec<String>)> {
+    use crate::syntax::ast::{Stmt, StmtKind};
     let mut roots = Vec::new();
     fn roots_of(stmts: &[Stmt], out: &mut Vec<String>) {
         for s in stmts {
@@ -236,10 +260,11 @@ fn observed_data(el: &Elaborated) -> Vec<String> {
         }
     }
     roots_of(&el.checked.model, &mut roots);
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for r in roots {
-        for d in lets.get(&r).into_iter().flatten() {
-            if !out.contains(d) {
-                out.push(d.clone());
+        if let Some(from) = lets.get(&r) {
+            if !out.iter().any(|(n, _)| *n == r) {
+                out.push((r, from.clone()));
             }
         }
     }

@@ -140,7 +140,16 @@ fn predict_at(
             return Err(1);
         }
     };
-    let with_observed: Vec<String> = observed.iter().filter(|n| !filled.contains(n)).cloned().collect();
+    let mut with_observed: Vec<String> = observed.iter().filter(|n| !filled.contains(n)).cloned().collect();
+    // An observed `let` computed from data (`let ly = log(y)`, `ly ~ ...`) is scored when the
+    // data it is computed from were given.
+    if let Some(el) = fe.elaborated.as_ref() {
+        for (name, from) in crate::ir::lower::observed_lets(el) {
+            if from.iter().all(|d| !filled.contains(d)) {
+                with_observed.push(name);
+            }
+        }
+    }
     let mut fw = Forward::new(&program, o.backend).map_err(|e| {
         eprintln!("error: internal compiler error: {e} (`--backend interp` predicts without compiling)");
         2
@@ -276,7 +285,12 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
         return 1;
     }
     let Some(el) = fe.elaborated.as_ref() else { return 1 };
-    let observed = super::observed_names(el);
+    // The observed data, with those an observed `let` is computed from: each may be left out
+    // of the new data, and is then predicted.
+    let mut observed = super::observed_names(el);
+    for (_, from) in crate::ir::lower::observed_lets(el) {
+        observed.extend(from.into_iter().filter(|d| !observed.contains(d)).collect::<Vec<_>>());
+    }
     let data = match driver::data_path(&o.model, o.data.as_deref()) {
         Some(p) => p,
         None if el.checked.data.is_empty() => {
