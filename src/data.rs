@@ -221,12 +221,22 @@ pub fn load_data_filling(
             let why = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
             diags.push(
                 Diagnostic::error_nowhere(Code::DataFileUnreadable, format!("cannot read data file `{shown}`: {why}"))
-                    .with_help("give the data file with `--data FILE.json`"),
+                    .with_help("check the path: a data file is JSON, CSV (with a header), .npy or .npz"),
             );
             return None;
         }
     };
     let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if text.trim().is_empty() {
+        diags.push(Diagnostic::error_nowhere(Code::DataMalformed, format!("data file `{shown}` is empty")).with_help(
+            if csv {
+                "a CSV file has a header of names, then a row per observation"
+            } else {
+                "a JSON data file is one object: {\"N\": 3, \"y\": [...]}"
+            },
+        ));
+        return None;
+    }
     let file = sources.add(shown.clone(), text.clone());
     let src = Source { file, name: shown, csv };
     let raw = if csv { read_csv(&text, &src, diags)? } else { read_json(&text, &src, diags)? };
@@ -502,6 +512,13 @@ fn read_csv(text: &str, src: &Source, diags: &mut Diagnostics) -> Option<BTreeMa
         if let Some((base, rest)) = h.split_once('[') {
             if let Some(j) = rest.strip_suffix(']').and_then(|j| j.parse::<usize>().ok()) {
                 groups.entry(base.to_string()).or_default().push((j, i));
+                continue;
+            }
+        }
+        // CmdStan's names, `x.1`, `x.2`, ..., counted from 1.
+        if let Some((base, j)) = h.rsplit_once('.').and_then(|(b, j)| Some((b, j.parse::<usize>().ok()?))) {
+            if j >= 1 && !base.is_empty() {
+                groups.entry(base.to_string()).or_default().push((j - 1, i));
                 continue;
             }
         }

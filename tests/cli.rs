@@ -837,3 +837,57 @@ fn lkj_draws_in_generated_have_the_lkj_marginals() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A CSV's matrix columns may be named as CmdStan names them (`x.1`, `x.2`, from 1); an
+/// empty data file says it is empty rather than that the first variable is missing.
+#[test]
+fn csv_reads_cmdstan_column_names_and_an_empty_file_is_named() {
+    let dir = std::env::temp_dir().join(format!("bnnc-cli-csvdot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\nparams {\n  b: vector[D] ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(x @ b, 1)\n}\n",
+    )
+    .expect("model");
+    let csv = dir.join("d.csv");
+    std::fs::write(&csv, "y,x.2,x.1\n1.0,0.5,2.0\n-0.3,1.5,0.1\n0.2,-0.4,0.3\n").expect("csv");
+    let out = dir.join("fit");
+    let args = [
+        "run",
+        model.to_str().unwrap(),
+        "--data",
+        csv.to_str().unwrap(),
+        "--method",
+        "map",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = bnnc(&args);
+    assert_eq!(code, 0, "{err}");
+    // Column j of x is `x.(j+1)`, whatever the order in the file: the log density at a point
+    // is the one of the same data in JSON.
+    let json = dir.join("d.json");
+    std::fs::write(&json, r#"{"N": 3, "D": 2, "x": [[2.0, 0.5], [0.1, 1.5], [0.3, -0.4]], "y": [1.0, -0.3, 0.2]}"#)
+        .expect("json");
+    std::fs::write(dir.join("u.json"), "[1.0, 0.0]").expect("point");
+    let logp = |data: &std::path::Path| {
+        let u = dir.join("u.json");
+        let (code, out, err) = bnnc(&[
+            "logp",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--unconstrained",
+            u.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")["logp"].as_f64().expect("logp")
+    };
+    assert_eq!(logp(&csv), logp(&json));
+    std::fs::write(&csv, "").expect("empty");
+    let (code, _, err) = bnnc(&args);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("[E0501]") && err.contains("is empty"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
