@@ -560,3 +560,28 @@ fn an_observed_let_of_data_is_scored_and_may_be_left_out() {
     assert_eq!(rows, Some(2), "{p}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// New data whose sizes give a parameter another shape (three inputs where the fit had two):
+/// E0700 says that only the number of rows may change, naming the file, since the fit is this
+/// model's.
+#[test]
+fn new_data_with_other_sizes_name_the_file_not_the_fit() {
+    let dir = temp("other-sizes");
+    let model = dir.join("m.bnn");
+    std::fs::write(
+        &model,
+        "data {\n  N: int\n  D: int\n  x: matrix[N, D]\n  y: vector[N]\n}\nparams {\n  b: vector[D] ~ normal(0, 1)\n}\nmodel {\n  y ~ normal(x @ b, 1)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("m.json"), r#"{"N": 3, "D": 2, "x": [[1, 0], [0, 1], [1, 1]], "y": [0.5, -0.2, 0.4]}"#)
+        .unwrap();
+    let fit = dir.join("fit");
+    let (code, _, err) = bnnc(&["run", s(&model), "--method", "laplace", "--out", s(&fit)]);
+    assert_eq!(code, 0, "{err}");
+    let new = dir.join("wide.json");
+    std::fs::write(&new, r#"{"N": 1, "D": 3, "x": [[1, 0, 2]]}"#).unwrap();
+    let (code, _, err) = bnnc(&["predict", s(&model), "--fit", s(&fit), "--data", s(&new)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("[E0700]") && err.contains("wide.json") && err.contains("only the number of rows"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

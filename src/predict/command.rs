@@ -130,7 +130,15 @@ fn predict_at(
     let draws = match fit::draws_for(fit, &program) {
         Ok(d) => d,
         Err((param, why)) => {
-            let help = format!("`{}` must hold a fit of this model made by `bnnc run`", o.fit.display());
+            let help = if why.contains("has shape") && fit.model_hash.is_some() {
+                // The fit is this model's (its hash matched): the new data's sizes differ.
+                format!(
+                    "in `{}`, only the number of rows may differ from the training data: sizes such as a network's number of inputs or a count of groups must be as they were",
+                    path.display()
+                )
+            } else {
+                format!("`{}` must hold a fit of this model made by `bnnc run`", o.fit.display())
+            };
             let decl = fe.elaborated.as_ref().and_then(|el| el.checked.params.iter().find(|d| d.name == param));
             let d = match decl {
                 Some(d) => Diagnostic::error(Code::FitUnusable, d.span, why).with_label("declared here"),
