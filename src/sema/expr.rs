@@ -225,7 +225,19 @@ impl<'a> Checker<'a> {
     /// or average was almost certainly not meant to be.
     fn warn_int_division(&mut self, l: &Info, r: &Info, span: Span) {
         let Some(c) = l.int_val.as_ref().and_then(Poly::as_const) else { return };
-        if r.int_val.as_ref().and_then(Poly::as_const).is_some() {
+        if let Some(d) = r.int_val.as_ref().and_then(Poly::as_const) {
+            // Two constants (`1 / 2`): a warning when the division drops a remainder.
+            if d != 0 && c % d != 0 {
+                self.diags.push(
+                    Diagnostic::warning(
+                        Code::IntDivision,
+                        span,
+                        format!("`{c} / {d}` divides ints, rounding towards zero: it is {}", c / d),
+                    )
+                    .with_label("integer division")
+                    .with_help(format!("for a real quotient write `{c}.0 / {d}`")),
+                );
+            }
             return;
         }
         self.diags.push(
