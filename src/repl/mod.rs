@@ -134,6 +134,21 @@ fn glob(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// Words of a command whose brackets were split at their spaces (`h.W[0,` `0]`) joined
+/// again, without the spaces: `h.W[0,0]`, as names are written.
+fn bracketed(words: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open = 0i32;
+    for w in words {
+        match out.last_mut() {
+            Some(last) if open > 0 => last.push_str(w),
+            _ => out.push(w.clone()),
+        }
+        open += w.matches('[').count() as i32 - w.matches(']').count() as i32;
+    }
+    out.iter().map(|w| w.split_whitespace().collect()).collect()
+}
+
 impl Session<'_> {
     fn error(&self, msg: impl std::fmt::Display) {
         eprintln!("error: {msg}");
@@ -377,11 +392,15 @@ impl Session<'_> {
         let names: Vec<String> = f.columns.iter().map(|c| crate::api::bnnc_name(c)).collect();
         let mut rows: Vec<(String, Summary)> = Vec::new();
         let mut unmatched = Vec::new();
+        let pats = bracketed(pats);
         for pat in pats.iter().map(String::as_str).chain(pats.is_empty().then_some("*")) {
             let before = rows.len();
+            // A layer's name stands for its weights (`h` for `h.*`).
+            let layer = format!("{pat}.*");
             for (j, name) in names.iter().enumerate() {
                 let base = name.split('[').next().unwrap_or(name);
-                if (f.columns[j].ends_with("__") && pat != f.columns[j]) || !(glob(pat, name) || glob(pat, base)) {
+                let hit = glob(pat, name) || glob(pat, base) || (!pat.contains('*') && glob(&layer, name));
+                if (f.columns[j].ends_with("__") && pat != f.columns[j]) || !hit {
                     continue;
                 }
                 let col: Vec<f64> = f.rows.iter().map(|r| r[j]).collect();
@@ -569,5 +588,8 @@ mod tests {
         assert!(glob("*.b*", "f.fractal.1.dense.b[3]"));
         assert_eq!(words(r#"predict "my data.json" --ood x.json"#), vec!["predict", "my data.json", "--ood", "x.json"]);
         assert_eq!(index_label(&[2, 3], 4), "[1,1]");
+        let split = |w: &[&str]| bracketed(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(split(&["h.W[0,", "0]", "mu"]), vec!["h.W[0,0]", "mu"]);
+        assert_eq!(split(&["eta[1]", "tau"]), vec!["eta[1]", "tau"]);
     }
 }
