@@ -625,9 +625,7 @@ fn logp(
             let at = crate::ir::interp::Interp::new(&program).first_not_finite_span(&theta);
             let message = format!("cannot evaluate the log density at this point: {err}");
             let d = match at {
-                Some(span) => {
-                    Diagnostic::error(Code::NotFinite, span, message).with_label(crate::summary::NOT_FINITE_HERE)
-                }
+                Some((span, label)) => Diagnostic::error(Code::NotFinite, span, message).with_label(label),
                 None => Diagnostic::error_nowhere(Code::NotFinite, message),
             };
             fe.diags.push(d.with_help("check the parameter values against their supports and the model's arithmetic (a log of a negative number, a Cholesky factor of a matrix that is not positive definite, say)"));

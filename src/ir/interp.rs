@@ -483,7 +483,7 @@ impl<'p> Interp<'p> {
             let finite = |x: &f64| x.is_finite();
             // A constant that is not finite was folded so from the data.
             let started = !out[at..at + len].iter().all(finite)
-                && !matches!(prim, Prim::Select | Prim::Input(_) | Prim::Load(..))
+                && !matches!(prim, Prim::Select | Prim::Input(_))
                 && args.iter().all(|a| sl(p, &self.vals, &self.cur, *a).iter().all(finite));
             if started || r.is_err() {
                 self.trace = Some(Some(dst));
@@ -502,10 +502,20 @@ impl<'p> Interp<'p> {
         self.trace.take().flatten()
     }
 
-    /// The source span of [`Interp::first_not_finite`]'s operation, for a diagnostic there.
-    pub fn first_not_finite_span(&mut self, theta: &[f64]) -> Option<crate::source::Span> {
+    /// The source span of [`Interp::first_not_finite`]'s operation, for a diagnostic there,
+    /// with what to say there: a `var` read with elements never assigned (they start as NaN),
+    /// or a value that stops being finite.
+    pub fn first_not_finite_span(&mut self, theta: &[f64]) -> Option<(crate::source::Span, &'static str)> {
         let v = self.first_not_finite(theta)?;
-        self.p.origins.get(&v).copied()
+        let block = self.p.values[v.0 as usize].block;
+        let load =
+            self.p.block(block).iter().any(|i| matches!(i, Inst::Op { dst, prim: Prim::Load(..), .. } if *dst == v));
+        let label = if load {
+            "a `var` read with elements not yet assigned (they start as NaN)"
+        } else {
+            crate::summary::NOT_FINITE_HERE
+        };
+        self.p.origins.get(&v).map(|s| (*s, label))
     }
 
     /// Begin the last not yet reversed execution of block `b`.

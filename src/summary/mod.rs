@@ -67,8 +67,7 @@ pub fn no_initial_point(message: &str, format: crate::diag::Format, locate: Opti
         })
     });
     let d = match at {
-        Some(span) => Diagnostic::error(Code::NoInitialPoint, span, message.to_string())
-            .with_label(NOT_FINITE_HERE),
+        Some((span, label)) => Diagnostic::error(Code::NoInitialPoint, span, message.to_string()).with_label(label),
         None => Diagnostic::error_nowhere(Code::NoInitialPoint, message.to_string()),
     }
     .with_help("look for arithmetic outside its domain there (the log of a negative number, a scale that can be 0 or negative: declare it `<lower=0>`), or give a point where the density is finite with --init; `bnnc logp` evaluates the model at one point");
