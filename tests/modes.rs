@@ -841,3 +841,17 @@ fn sgmcmc_samples_a_bounded_parameter_with_its_log_jacobian() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Holding out more rows than are trained on is allowed, with a warning saying so.
+#[test]
+fn a_val_frac_above_one_half_is_warned_about() {
+    let dir = std::env::temp_dir().join(format!("bnnc-valfrac-{}", std::process::id()));
+    let args = ["--method", "map", "--batch-size", "16", "--epochs", "3", "--out", dir.to_str().unwrap()];
+    let (code, _, stderr) = bnnc(&[&["run", "examples/bnn_regression.bnn", "--val-frac", "0.9"][..], &args].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("holds out 249 of the 277 rows"), "{stderr}");
+    let (code, _, stderr) = bnnc(&[&["run", "examples/bnn_regression.bnn"][..], &args].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("holds out"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -104,6 +104,12 @@ pub fn setup(
         }
         0
     };
+    if n_val > 0 && n_val > n - n_val {
+        eprintln!(
+            "warning: --val-frac {val_frac} holds out {n_val} of the {n} rows, leaving {} to train on: the fit learns from fewer rows than it is checked on",
+            n - n_val
+        );
+    }
     let (val_rows, train_rows) = rows.split_at(n_val);
     let mut val_rows = val_rows.to_vec();
     val_rows.sort_unstable();
