@@ -157,6 +157,21 @@ impl<'a> Checker<'a> {
         Info::error()
     }
 
+    /// A draw (`_rng`) outside `generated` is an error: the log density must be deterministic.
+    fn rng_in_generated(&mut self, callee: &Ident, span: Span) {
+        if self.ctx != Ctx::Generated {
+            self.error(
+                Diagnostic::error(
+                    Code::MisplacedStmt,
+                    span,
+                    format!("`{}` draws random numbers, which only `generated` may do", callee.name),
+                )
+                .with_label("random draw outside `generated`")
+                .with_help("the log density must be deterministic: move this to the `generated` block"),
+            );
+        }
+    }
+
     fn check_positional(&mut self, _name: &str, args: &[Arg]) -> Vec<ArgInfo> {
         args.iter().map(|a| ArgInfo::of(self.check_expr(&a.value), &a.value)).collect()
     }
@@ -1003,17 +1018,7 @@ impl<'a> Checker<'a> {
                 }
                 let k = ArgInfo::of(self.check_expr(&args[0].value), &args[0].value);
                 let eta = ArgInfo::of(self.check_expr(&args[1].value), &args[1].value);
-                if self.ctx != Ctx::Generated {
-                    self.error(
-                        Diagnostic::error(
-                            Code::MisplacedStmt,
-                            span,
-                            format!("`{}` draws random numbers, which only `generated` may do", callee.name),
-                        )
-                        .with_label("random draw outside `generated`")
-                        .with_help("the log density must be deterministic: move this to the `generated` block"),
-                    );
-                }
+                self.rng_in_generated(callee, span);
                 let size = match (&k.info.ty, &k.info.int_val) {
                     (Ty::Int, Some(p)) if k.info.var == Variability::Data || k.info.var == Variability::Const => {
                         Size::Known(p.clone())
@@ -1043,17 +1048,7 @@ impl<'a> Checker<'a> {
                     }
                     return Info::error();
                 }
-                if self.ctx != Ctx::Generated {
-                    self.error(
-                        Diagnostic::error(
-                            Code::MisplacedStmt,
-                            span,
-                            format!("`{}` draws random numbers, which only `generated` may do", callee.name),
-                        )
-                        .with_label("random draw outside `generated`")
-                        .with_help("the log density must be deterministic: move this to the `generated` block"),
-                    );
-                }
+                self.rng_in_generated(callee, span);
                 for (a, (pname, shape)) in infos.iter().zip(d.params) {
                     self.dist_param_shape(d, pname, *shape, a, None);
                 }
