@@ -395,6 +395,14 @@ fn density_into_var(el: &Elaborated) -> Option<(String, Span)> {
     walk(&el.checked.model, &data)
 }
 
+/// An error at the source of value `v` when it has one, or at no place.
+fn at_origin(p: &Program, v: V, code: Code, msg: String, label: &str) -> Diagnostic {
+    match p.origins.get(&v) {
+        Some(span) => Diagnostic::error(code, *span, msg).with_label(label),
+        None => Diagnostic::error_nowhere(code, msg),
+    }
+}
+
 /// A recoverable lowering failure: already reported.
 struct Fail;
 
@@ -630,10 +638,7 @@ fn lower_one(
         }
         Err((_, Some(Failed::InputBound(v)))) => {
             let msg = "a loop whose bounds are read from the observation rows cannot be trained on minibatches";
-            let d = match p.origins.get(&v) {
-                Some(span) => Diagnostic::error(Code::Unsupported, *span, msg).with_label("read from each row"),
-                None => Diagnostic::error_nowhere(Code::Unsupported, msg),
-            };
+            let d = at_origin(&p, v, Code::Unsupported, msg.to_string(), "read from each row");
             lw.diags.push(d.with_help(
                 "give every row the same number of terms (pad, and mask the padding with a 0/1 weight), or run without --batch-size",
             ));
@@ -643,10 +648,7 @@ fn lower_one(
             let msg = format!(
                 "this loop's passes would keep about {bytes:.3e} bytes of values: more than this machine's memory holds"
             );
-            let d = match p.origins.get(&v) {
-                Some(span) => Diagnostic::error(Code::TooLarge, *span, msg).with_label("too many passes"),
-                None => Diagnostic::error_nowhere(Code::TooLarge, msg),
-            };
+            let d = at_origin(&p, v, Code::TooLarge, msg, "too many passes");
             lw.diags.push(d.with_help(
                 "every pass of a loop keeps its values for the gradient; write the loop over fewer elements, or as whole-vector operations",
             ));
