@@ -774,6 +774,15 @@ fn minibatch_modes_name_a_scale_running_to_its_bound() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `run --method sgmcmc --seed SEED` of `model` (its data beside it): the fit's summary.json.
+fn sgmcmc_summary(dir: &std::path::Path, model: &std::path::Path, seed: &str) -> serde_json::Value {
+    let out = dir.join("fit");
+    let (code, _, stderr) =
+        bnnc(&["run", model.to_str().unwrap(), "--method", "sgmcmc", "--seed", seed, "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "seed {seed}: {stderr}");
+    read_json(&out.join("summary.json"))
+}
+
 /// SG-MCMC's step size is the largest whose draws keep the posterior's bulk, judged against
 /// the mode's log density on all the rows. On 150 rows in batches of 128 (a last batch of a
 /// few rows scaled up to all of them) a minibatch estimate of the mode's was tens of nats
@@ -792,19 +801,7 @@ fn sgmcmc_judges_its_rate_by_the_log_density_on_all_rows() {
         .collect();
     std::fs::write(dir.join("m.json"), serde_json::json!({"N": 150, "D": 3, "Y": y}).to_string()).unwrap();
     for seed in ["1", "2", "3", "4"] {
-        let out = dir.join("fit");
-        let (code, _, stderr) = bnnc(&[
-            "run",
-            model.to_str().unwrap(),
-            "--method",
-            "sgmcmc",
-            "--seed",
-            seed,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 0, "seed {seed}: {stderr}");
-        let summary: serde_json::Value = read_json(&out.join("summary.json"));
+        let summary = sgmcmc_summary(&dir, &model, seed);
         let rate = summary["sgmcmc"]["rate"].as_f64().unwrap();
         assert!(rate >= 1e-2, "seed {seed}: rate {rate}");
     }
@@ -823,19 +820,7 @@ fn sgmcmc_samples_a_bounded_parameter_with_its_log_jacobian() {
     let y: Vec<f64> = (0..12).map(|n| 1.0 + 0.5 * (2.3 * n as f64).sin()).collect();
     std::fs::write(dir.join("m.json"), serde_json::json!({"N": 12, "y": y}).to_string()).unwrap();
     for seed in ["1", "2", "3"] {
-        let out = dir.join("fit");
-        let (code, _, stderr) = bnnc(&[
-            "run",
-            model.to_str().unwrap(),
-            "--method",
-            "sgmcmc",
-            "--seed",
-            seed,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 0, "seed {seed}: {stderr}");
-        let summary: serde_json::Value = read_json(&out.join("summary.json"));
+        let summary = sgmcmc_summary(&dir, &model, seed);
         let tau = summary["variables"]["tau"]["mean"].as_f64().unwrap();
         assert!(tau > 0.4 && tau < 2.5, "seed {seed}: tau's mean {tau}");
     }
