@@ -349,6 +349,7 @@ fn run_in(fe: &mut Frontend, o: &Options) -> i32 {
         eprintln!("error: cannot write predictions to `{}`: {e}", out_dir.display());
         return 2;
     }
-    println!("wrote {}", out_dir.join("predictive.json").display());
+    let also = if ood_vars.is_some() { ", predictive.csv and predictive-ood.csv" } else { " and predictive.csv" };
+    println!("wrote {}{also}", out_dir.join("predictive.json").display());
     0
 }
