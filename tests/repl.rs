@@ -177,3 +177,22 @@ fn mean_of(out: &str, label: &str) -> f64 {
     let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label}:\n{out}"));
     line[label.len()..].split_whitespace().next().expect("mean").parse().expect("number")
 }
+
+/// `:predict --out DIR` writes there and leaves the fit's own predictions alone; `:plot
+/// predictive` then draws the predictions just written.
+#[test]
+fn predict_in_the_repl_writes_where_it_is_told() {
+    let dir = std::env::temp_dir().join(format!("bnnc-repl-predict-{}", std::process::id()));
+    let (fit, pred) = (dir.join("fit"), dir.join("pred"));
+    let (f, p) = (fit.to_str().expect("utf-8"), pred.to_str().expect("utf-8"));
+    let input = format!(
+        ":run --method laplace --out {f}\n:predict examples/bnn_regression_test.json --out {p}\n:plot predictive\n"
+    );
+    let (code, out) = session(&["examples/bnn_regression.bnn"], &input);
+    assert_eq!(code, 0, "{out}");
+    assert!(pred.join("predictive.json").exists() && pred.join("predictive.csv").exists(), "{out}");
+    assert!(!fit.join("predictive.json").exists(), "{out}");
+    assert!(out.contains("predictive"), "{out}");
+    assert!(!out.contains("error"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,7 +29,7 @@ const HELP: &[(&str, &str)] = &[
     ),
     (":summary [NAME...]", "summarise variables; `eta` is all of eta's elements, `h.*` a layer's weights"),
     (
-        ":predict NEW.json [--ood OOD.json] [--column K]",
+        ":predict NEW.json [--ood OOD.json] [--column K] [--out DIR]",
         "predict the observed variables at new data, as `bnnc predict`",
     ),
     (
@@ -47,6 +47,8 @@ struct Session<'a> {
     model: Option<PathBuf>,
     fe: Option<Frontend>,
     fit_dir: Option<PathBuf>,
+    /// Where the last `:predict` wrote its predictions (`--out`), when not the fit's directory.
+    predict_dir: Option<PathBuf>,
     fit: Option<Fit>,
     vars: Vec<expr::Var>,
     data: Option<crate::data::BoundData>,
@@ -61,6 +63,7 @@ pub fn run(model: Option<PathBuf>, fit: Option<PathBuf>, runner: Runner) -> i32 
         model: None,
         fe: None,
         fit_dir: None,
+        predict_dir: None,
         fit: None,
         vars: Vec::new(),
         data: None,
@@ -279,6 +282,7 @@ impl Session<'_> {
         );
         self.fit = Some(f);
         self.fit_dir = Some(dir.to_path_buf());
+        self.predict_dir = None;
         // Names made with `let` were expressions over the fit before.
         if !self.lets.is_empty() {
             let names: Vec<&str> = self.lets.iter().map(|(n, _)| n.as_str()).collect();
@@ -305,7 +309,7 @@ impl Session<'_> {
                 names.push(a.clone());
             }
         }
-        let drawn = match (kind, &self.fit_dir) {
+        let drawn = match (kind, self.predict_dir.as_ref().or(self.fit_dir.as_ref())) {
             (crate::plot::Kind::Predictive | crate::plot::Kind::Calibration | crate::plot::Kind::Ood, Some(dir)) => {
                 crate::plot::draw_prediction(dir, kind, names.first().map(String::as_str), out.as_deref())
             }
@@ -528,16 +532,21 @@ impl Session<'_> {
             .unwrap_or_default()
     }
 
-    fn predict(&self, args: &[String]) {
+    fn predict(&mut self, args: &[String]) {
         let (Some(model), Some(dir)) = (&self.model, &self.fit_dir) else {
             return self.error("`:predict` needs a model and a fit: `:load MODEL.bnn`, then `:fit DIR` or `:run`");
         };
         let mut data = None;
         let mut ood = None;
         let mut column = None;
+        let mut out = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
+                "--out" => match it.next() {
+                    Some(p) => out = Some(PathBuf::from(p)),
+                    None => return self.error("`--out` takes the directory to write the predictions to"),
+                },
                 "--ood" => match it.next() {
                     Some(p) => ood = Some(PathBuf::from(p)),
                     None => return self.error("`--ood` takes the file of out-of-distribution inputs"),
@@ -548,23 +557,27 @@ impl Session<'_> {
                 },
                 s if !s.starts_with("--") && data.is_none() => data = Some(PathBuf::from(s)),
                 other => {
-                    return self
-                        .error(format!("`:predict NEW.json [--ood OOD.json] [--column K]` does not take `{other}`"))
+                    return self.error(format!(
+                        "`:predict NEW.json [--ood OOD.json] [--column K] [--out DIR]` does not take `{other}`"
+                    ))
                 }
             }
         }
-        crate::predict::command::run(crate::predict::command::Options {
+        let code = crate::predict::command::run(crate::predict::command::Options {
             verbose: false,
             model: model.clone(),
             fit: dir.clone(),
             data,
             ood,
-            out: None,
+            out: out.clone(),
             seed: 1,
             backend: crate::compiled::Backend::Jit,
             format: self.format,
             column,
         });
+        if code == 0 {
+            self.predict_dir = out;
+        }
     }
 }
 
