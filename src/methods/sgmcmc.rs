@@ -56,9 +56,8 @@ pub fn run(
     let dim = program.dim();
     let mut srng = rand::rngs::SmallRng::seed_from_u64(crate::infer::run::chain_seed(cfg.seed, 1));
     // The mode's log density on all the rows (with the log-Jacobian, as the draws' lp__): the
-    // draws' are compared with it exactly, since
-    // a minibatch's estimate (a last batch of a few rows scaled up to all of them) can be tens
-    // of nats off on a small data set.
+    // draws' are compared with it exactly, since a minibatch's estimate (a last batch of a few
+    // rows scaled up to all of them) can be tens of nats off on a small data set.
     let at_mode = match density.eval(&mode.run.x) {
         Ok(e) if (e.logp + e.jacobian).is_finite() => e.logp + e.jacobian,
         Ok(e) => {
@@ -90,15 +89,13 @@ pub fn run(
         });
         bar.finish_and_clear();
         match sampled {
-            Ok(out) if out.stopped => {
-                chosen = Some((rate, out));
-                break;
-            }
             Ok(out) => {
-                let lp: f64 = out.draws.iter().map(|x| density.eval(x).map_or(f64::NAN, |e| e.logp + e.jacobian)).sum();
-                let mean = lp / out.draws.len().max(1) as f64;
-                if crate::methods::batches::within_bulk(at_mode - mean, dim) {
-                    chosen = Some((rate, out));
+                // Each draw's lp__, for the bulk check and the draws file alike.
+                let lps: Vec<f64> =
+                    out.draws.iter().map(|x| density.eval(x).map_or(f64::NAN, |e| e.logp + e.jacobian)).collect();
+                let mean = lps.iter().sum::<f64>() / lps.len().max(1) as f64;
+                if out.stopped || crate::methods::batches::within_bulk(at_mode - mean, dim) {
+                    chosen = Some((rate, out, lps));
                     break;
                 }
                 tried.push(format!(
@@ -109,14 +106,13 @@ pub fn run(
             Err(e) => tried.push(format!("at rate {rate}: {e}")),
         }
     }
-    let Some((rate, out)) = chosen else {
+    let Some((rate, out, lps)) = chosen else {
         eprintln!("error: the sampler left the mode at every step size tried ({})", tried.join("; "));
         return 3;
     };
     let mut rows = Vec::new();
-    for theta in &out.draws {
+    for (theta, lp) in out.draws.iter().zip(lps) {
         let Ok((v, _)) = density.constrained_keeping_params(theta) else { continue };
-        let lp = density.eval(theta).map(|e| e.logp + e.jacobian).unwrap_or(f64::NAN);
         rows.push([vec![lp], v.into_iter().flat_map(|(_, _, x)| x).collect()].concat());
     }
     if rows.is_empty() {
