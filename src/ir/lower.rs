@@ -171,14 +171,13 @@ pub fn likelihood_in_sites(el: &Elaborated) -> bool {
 /// for an observed `let` computed from data alone (`let log_earn = log(earn)` then
 /// `log_earn ~ ...`), the data it is computed from.
 fn observed_data(el: &Elaborated) -> Vec<String> {
-    let lets = data_lets(el);
     let mut out = observed_names(el);
     for name in mixture_observed(el) {
         if !out.contains(&name) {
             out.push(name);
         }
     }
-    for (_, from) in observed_lets_of(el, &lets) {
+    for (_, from) in observed_lets(el) {
         for d in from {
             if !out.contains(&d) {
                 out.push(d);
@@ -233,12 +232,8 @@ fn data_lets(el: &Elaborated) -> HashMap<String, Vec<String>> {
 /// The observed `let`s computed from data alone (`let log_earn = log(earn)`, then
 /// `log_earn ~ ...`), each with the data variables it is computed from.
 pub fn observed_lets(el: &Elaborated) -> Vec<(String, Vec<String>)> {
-    observed_lets_of(el, &data_lets(el))
-}
-
-/// The observed roots among `lets` (each `let` of the model made from data alone).
-fn observed_lets_of(el: &Elaborated, lets: &HashMap<String, Vec<String>>) -> Vec<(String, Vec<String>)> {
     use crate::syntax::ast::{Stmt, StmtKind};
+    let lets = data_lets(el);
     let mut roots = Vec::new();
     fn roots_of(stmts: &[Stmt], out: &mut Vec<String>) {
         for s in stmts {
