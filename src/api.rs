@@ -358,7 +358,7 @@ impl Model {
         if program.sites.is_empty() {
             return Err(Error::msg("the model has no `~` statement on data: nothing to predict"));
         }
-        let draws = crate::predict::fit::draws_for(&fit.as_fit_file(), &program).map_err(|(_, why)| Error::msg(why))?;
+        let draws = crate::predict::fit::draws_for(&fit.as_fit_file(), &program).map_err(|u| Error::msg(u.why))?;
         let mut fw = crate::compiled::Forward::new(&program, Backend::Jit)
             .map_err(|e| Error::msg(format!("internal compiler error: {e}")))?;
         crate::predict::predict(&mut fw, &draws, &with_observed, seed).map_err(|e| Error::msg(e.to_string()))

@@ -70,11 +70,7 @@ fn predict_at(
         });
         // Data observed through a mixture of densities (`log_mix`, `log_sum_exp` of `_lpdf`s)
         // has no one family to summarise.
-        let mixture = model.is_some_and(|b| {
-            let text = &fe.sources.get(b.span.file).text;
-            let body = text.get(b.span.range()).unwrap_or("");
-            ["log_mix(", "log_sum_exp("].iter().any(|f| body.contains(f))
-        });
+        let mixture = fe.elaborated.as_ref().is_some_and(|el| !crate::ir::lower::mixture_observed(el).is_empty());
         let msg = if mixture {
             "the model observes its data only through a mixture of densities: there is no one distribution to predict from"
         } else {
@@ -129,8 +125,8 @@ fn predict_at(
     }
     let draws = match fit::draws_for(fit, &program) {
         Ok(d) => d,
-        Err((param, why)) => {
-            let help = if why.contains("has shape") && fit.model_hash.is_some() {
+        Err(fit::Unmatched { param, why, resized }) => {
+            let help = if resized && fit.model_hash.is_some() {
                 // The fit is this model's (its hash matched): the new data's sizes differ.
                 format!(
                     "in `{}`, only the number of rows may differ from the training data: sizes such as a network's number of inputs or a count of groups must be as they were",

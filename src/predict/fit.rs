@@ -159,24 +159,38 @@ fn fit_shape(columns: &[String], name: &str) -> Option<Vec<usize>> {
     shape
 }
 
+/// Why a fit's draws do not fit the forward program: the parameter, and what is wrong.
+#[derive(Clone, Debug)]
+pub struct Unmatched {
+    pub param: String,
+    pub why: String,
+    /// The parameter is in the fit with another shape: the data give it other sizes.
+    pub resized: bool,
+}
+
 /// Each draw as the forward program's parameter vector (constrained values, parameter by
 /// parameter, row-major). `Err` when a parameter is missing from the fit or has another shape
-/// there (the new data give it other sizes), with the parameter's name.
-pub fn draws_for(fit: &Fit, p: &Program) -> Result<Vec<Vec<f64>>, (String, String)> {
+/// there (the new data give it other sizes).
+pub fn draws_for(fit: &Fit, p: &Program) -> Result<Vec<Vec<f64>>, Unmatched> {
     let mut cols = Vec::with_capacity(p.dim());
+    let missing = |param: &str, why: String| Unmatched { param: param.to_string(), why, resized: false };
     for pl in &p.params {
         match fit_shape(&fit.columns, &pl.name) {
             None => {
-                return Err((
-                    pl.name.clone(),
+                return Err(missing(
+                    &pl.name,
                     format!("the fit has no draws of parameter `{}`: was it made from this model?", pl.name),
                 ))
             }
             Some(s) if s != pl.shape => {
-                return Err((pl.name.clone(), format!(
-                    "parameter `{}` has shape {:?} with these data, but {:?} in the fit: sizes that shape parameters must be as in the training data",
-                    pl.name, pl.shape, s
-                )))
+                return Err(Unmatched {
+                    param: pl.name.clone(),
+                    why: format!(
+                        "parameter `{}` has shape {:?} with these data, but {:?} in the fit: sizes that shape parameters must be as in the training data",
+                        pl.name, pl.shape, s
+                    ),
+                    resized: true,
+                })
             }
             Some(_) => {}
         }
@@ -185,7 +199,7 @@ pub fn draws_for(fit: &Fit, p: &Program) -> Result<Vec<Vec<f64>>, (String, Strin
                 .columns
                 .iter()
                 .position(|c| *c == col)
-                .ok_or_else(|| (pl.name.clone(), format!("the fit has no column `{col}`")))?;
+                .ok_or_else(|| missing(&pl.name, format!("the fit has no column `{col}`")))?;
             cols.push(at);
         }
     }
